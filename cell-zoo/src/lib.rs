@@ -1,0 +1,1 @@
+//! `cell-zoo`: see SPEC.md; filled by its issue.

@@ -1,0 +1,1 @@
+//! `datasets`: see SPEC.md; filled by its issue.

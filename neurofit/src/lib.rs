@@ -1,0 +1,1 @@
+//! `neurofit`: see SPEC.md; filled by its issue.

@@ -1,0 +1,7 @@
+//! CPU kernels: plain functions over host slices, parallel with rayon. These are the reference
+//! every other backend is tested against.
+
+pub mod elementwise;
+
+/// Below this many elements a kernel runs on one thread; rayon's fork/join costs more than it saves.
+pub const PAR_THRESHOLD: usize = 1 << 15;

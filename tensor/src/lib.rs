@@ -1,0 +1,31 @@
+//! `tensor`: dense f32 tensors, reverse-mode autodiff and the ConvRNN op set on CPU and CUDA.
+//!
+//! ```
+//! use tensor::{Device, Tensor};
+//! let x = Tensor::from_vec(vec![1.0, -2.0], [2], Device::Cpu)?.into_variable();
+//! let y = x.sigmoid()?.mul(&x)?;
+//! let grads = y.backward_with_grad(&Tensor::ones([2], Device::Cpu)?)?;
+//! assert_eq!(grads.get(&x).unwrap().dims(), &[2]);
+//! # Ok::<(), tensor::Error>(())
+//! ```
+
+pub mod backprop;
+pub mod cpu;
+mod device;
+mod error;
+pub mod layout;
+pub mod memory;
+pub mod ops;
+mod rng;
+mod shape;
+pub mod storage;
+mod tensor;
+pub mod testing;
+
+pub use backprop::{is_grad_enabled, no_grad, BackwardCtx, Gradients, NoGradGuard};
+pub use device::Device;
+pub use error::{Error, Result};
+pub use layout::Layout;
+pub use rng::Rng;
+pub use shape::Shape;
+pub use tensor::{Tensor, TensorId};

@@ -1,0 +1,6 @@
+//! The op set. Each module owns one family: its forward, its backward and the dispatch to the
+//! CPU kernels (`crate::cpu`) and CUDA kernels (`crate::cuda`, feature `cuda`).
+
+pub mod elementwise;
+
+pub use elementwise::{BinaryOp, UnaryOp};

@@ -1,0 +1,116 @@
+//! Shapes: row-major dimension lists with the helpers ops need.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Shape(Vec<usize>);
+
+impl Shape {
+    pub fn new(dims: impl Into<Vec<usize>>) -> Self {
+        Shape(dims.into())
+    }
+    pub fn scalar() -> Self {
+        Shape(Vec::new())
+    }
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+    pub fn elem_count(&self) -> usize {
+        self.0.iter().product()
+    }
+    pub fn dim(&self, i: usize) -> usize {
+        self.0[i]
+    }
+    /// Row-major strides in elements.
+    pub fn strides(&self) -> Vec<usize> {
+        let mut s = vec![1; self.0.len()];
+        for i in (0..self.0.len().saturating_sub(1)).rev() {
+            s[i] = s[i + 1] * self.0[i + 1];
+        }
+        s
+    }
+    /// `(n, c, h, w)` of a rank-4 shape; `op` names the caller in the error.
+    pub fn dims4(&self, op: &'static str) -> Result<(usize, usize, usize, usize)> {
+        match self.0.as_slice() {
+            &[n, c, h, w] => Ok((n, c, h, w)),
+            _ => Err(Error::ShapeMismatch {
+                op,
+                expected: "a rank-4 NCHW tensor".into(),
+                got: self.clone(),
+            }),
+        }
+    }
+    /// `(rows, cols)` of a rank-2 shape.
+    pub fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
+        match self.0.as_slice() {
+            &[r, c] => Ok((r, c)),
+            _ => Err(Error::ShapeMismatch {
+                op,
+                expected: "a rank-2 tensor".into(),
+                got: self.clone(),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        write!(f, "]")
+    }
+}
+
+impl From<Vec<usize>> for Shape {
+    fn from(v: Vec<usize>) -> Self {
+        Shape(v)
+    }
+}
+impl From<&[usize]> for Shape {
+    fn from(v: &[usize]) -> Self {
+        Shape(v.to_vec())
+    }
+}
+impl<const N: usize> From<[usize; N]> for Shape {
+    fn from(v: [usize; N]) -> Self {
+        Shape(v.to_vec())
+    }
+}
+impl From<()> for Shape {
+    fn from(_: ()) -> Self {
+        Shape::scalar()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strides_are_row_major() {
+        assert_eq!(Shape::from([2, 3, 4]).strides(), vec![12, 4, 1]);
+        assert_eq!(Shape::scalar().elem_count(), 1);
+    }
+
+    #[test]
+    fn dims4_rejects_other_ranks() {
+        let err = Shape::from([2, 3]).dims4("conv2d").unwrap_err();
+        assert!(err.to_string().contains("rank-4"), "{err}");
+    }
+}

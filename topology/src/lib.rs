@@ -1,0 +1,1 @@
+//! `topology`: see SPEC.md; filled by its issue.

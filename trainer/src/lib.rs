@@ -1,0 +1,1 @@
+//! `trainer`: see SPEC.md; filled by its issue.
