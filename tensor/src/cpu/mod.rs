@@ -2,6 +2,7 @@
 //! every other backend is tested against.
 
 pub mod elementwise;
+pub mod gemm;
 
 /// Below this many elements a kernel runs on one thread; rayon's fork/join costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;
