@@ -1,1 +1,8 @@
-//! `cell-zoo`: see SPEC.md; filled by its issue.
+//! `cell-zoo`: the recurrent cells of SPEC §4 with typed states and shape rules.
+
+pub mod spec;
+
+pub use spec::{
+    Activation, CellSpec, ConvKnob, FeedbackEntry, GateNonlinearity, GateSpec, GeneralRgcSpec,
+    RgcSpec,
+};

@@ -1,0 +1,339 @@
+//! `CellSpec`: the serde form of every recurrent cell (SPEC §4). A spec plus the channel count and
+//! spatial size of the area's conv output is all it takes to build a cell or predict its shapes.
+
+use serde::{Deserialize, Serialize};
+
+/// A pointwise nonlinearity named in a spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Identity,
+    Elu,
+    Relu,
+    Sigmoid,
+    Tanh,
+}
+
+/// The squashing function inside an RGC gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateNonlinearity {
+    Sigmoid,
+    Tanh,
+}
+
+/// One of the recurrent cells of SPEC §4, as data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CellSpec {
+    /// No recurrence: the area is feedforward (`h = x`).
+    Identity,
+    /// `s' = m·s + x`, `m` one trainable scalar initialised at 0.
+    TimeDecay,
+    /// `h' = ELU(LN(W_x*x + W_h*h + b))`.
+    SimpleRnn {
+        /// Output channels (default: the conv's channels).
+        #[serde(default)]
+        out_channels: Option<usize>,
+        #[serde(default = "three")]
+        kernel: usize,
+        #[serde(default)]
+        layer_norm: bool,
+    },
+    /// ConvGRU with gate biases initialised at 1 and an extra +1 on the reset gate.
+    Gru {
+        #[serde(default)]
+        out_channels: Option<usize>,
+        #[serde(default = "three")]
+        kernel: usize,
+    },
+    /// ConvLSTM: one conv over `[x, h]` gives i, j, f, o (TF order).
+    Lstm {
+        #[serde(default)]
+        out_channels: Option<usize>,
+        #[serde(default = "three")]
+        kernel: usize,
+        #[serde(default = "one")]
+        forget_bias: f32,
+        #[serde(default)]
+        peepholes: bool,
+        #[serde(default)]
+        layer_norm: bool,
+        /// Variance-scaling scale of the gate conv (1 = LeCun).
+        #[serde(default = "one")]
+        init_scale: f32,
+        /// Constant initial value of the gate biases.
+        #[serde(default)]
+        bias_init: f32,
+    },
+    /// `g = σ(W_g*[x,h] + b + 1)`, `ĉ = tanh(W_c*[x,h] + b)`, `h' = g∘h + (1−g)∘ĉ`.
+    Ugrnn {
+        #[serde(default)]
+        out_channels: Option<usize>,
+        #[serde(default = "three")]
+        kernel: usize,
+    },
+    /// IntersectionRNN; its output mixes `x` in, so `x` channels must equal the output channels.
+    IntersectionRnn {
+        #[serde(default = "three")]
+        kernel: usize,
+    },
+    /// The hand-designed Reciprocal Gated Cell of the shallow zoo (SPEC §4.7).
+    Rgc(RgcSpec),
+    /// The general RGC of the architecture search (SPEC §4.8).
+    GeneralRgc(Box<GeneralRgcSpec>),
+}
+
+fn three() -> usize {
+    3
+}
+fn one() -> f32 {
+    1.0
+}
+
+/// Hand-designed RGC: all 3×3, `cell_depth` = output depth, `x = ELU(conv(u))` comes from the area.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RgcSpec {
+    #[serde(default = "three")]
+    pub kernel: usize,
+    /// Reference quirk: the reference's non-separable gate convs carry no bias. Default: with bias.
+    #[serde(default)]
+    pub bias_free_gates: bool,
+}
+
+impl Default for RgcSpec {
+    fn default() -> Self {
+        RgcSpec {
+            kernel: 3,
+            bias_free_gates: false,
+        }
+    }
+}
+
+/// A temporal conv of the general RGC: `size` 0 switches the path off.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvKnob {
+    pub size: usize,
+    /// Depthwise k×k (multiplier 1) then pointwise 1×1 with one bias.
+    #[serde(default)]
+    pub depth_separable: bool,
+}
+
+impl ConvKnob {
+    pub const OFF: ConvKnob = ConvKnob {
+        size: 0,
+        depth_separable: false,
+    };
+    pub fn dense(size: usize) -> Self {
+        ConvKnob {
+            size,
+            depth_separable: false,
+        }
+    }
+    pub fn separable(size: usize) -> Self {
+        ConvKnob {
+            size,
+            depth_separable: true,
+        }
+    }
+    pub fn is_on(&self) -> bool {
+        self.size > 0
+    }
+}
+
+/// A gate `offset + multiplier·f(W*state + bias)`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSpec {
+    pub conv: ConvKnob,
+    pub nonlinearity: GateNonlinearity,
+    pub offset: f32,
+    pub multiplier: f32,
+    /// Constant added inside `f`.
+    #[serde(default)]
+    pub bias: f32,
+}
+
+/// Where feedback enters the general RGC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackEntry {
+    /// Added to `x` before the cell.
+    Input,
+    /// Added to the cell-state input.
+    Cell,
+    /// Added to the output-state input.
+    Out,
+}
+
+/// Every knob of the search-space RGC (SPEC §4.8).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneralRgcSpec {
+    /// Channels of the cell state `c`.
+    pub cell_depth: usize,
+    /// Self-decay of `c` (reads `c`) and of `h` (reads `h`).
+    pub tau: GateSpec,
+    /// Input gate of `c` (reads `h`) and of `h` (reads `c`). `gate.conv.size == 0` disables the cell
+    /// state entirely.
+    pub gate: GateSpec,
+    /// Conv from `x` into the cell state; off = identity (needs `cell_depth` = x channels).
+    pub input_to_cell: ConvKnob,
+    /// Conv from `x` into the output state; off = the identity bypass.
+    pub input_to_out: ConvKnob,
+    /// Conv applied to the (resized, concatenated) feedback before it enters.
+    pub feedback: ConvKnob,
+    pub feedback_entry: FeedbackEntry,
+    pub feedback_activation: Activation,
+    pub input_activation: Activation,
+    pub cell_activation: Activation,
+    pub out_activation: Activation,
+    /// Adds a conv of `c` to the output-state input.
+    pub cell_to_out: bool,
+    /// Adds the area input `u` (projected/resized as needed) to the cell-state input.
+    pub cell_residual: bool,
+    /// Adds the area input `u` (projected/resized as needed) to the output-state input.
+    pub out_residual: bool,
+    pub residual_to_cell_tau: bool,
+    pub residual_to_cell_gate: bool,
+    pub residual_to_out_tau: bool,
+    pub residual_to_out_gate: bool,
+    pub layer_norm: bool,
+    pub weight_decay: f32,
+    /// Variance-scaling scale of the cell's convs.
+    pub init_scale: f32,
+    /// Reference quirk: the separable path ignores `tau.bias`/`gate.bias`. Default false (clean form).
+    #[serde(default)]
+    pub compat_ignore_separable_bias: bool,
+}
+
+impl GeneralRgcSpec {
+    /// The searched "median" cell of rgc_intermediate (conv4–conv10), SPEC §4.8.
+    pub fn median() -> Self {
+        GeneralRgcSpec {
+            cell_depth: 64,
+            tau: GateSpec {
+                conv: ConvKnob::separable(7),
+                nonlinearity: GateNonlinearity::Sigmoid,
+                offset: 0.92193,
+                multiplier: -0.92193,
+                bias: 0.0,
+            },
+            gate: GateSpec {
+                conv: ConvKnob::separable(7),
+                nonlinearity: GateNonlinearity::Tanh,
+                offset: 0.70066,
+                multiplier: -0.70066,
+                bias: 0.0,
+            },
+            input_to_cell: ConvKnob::dense(2),
+            input_to_out: ConvKnob::dense(3),
+            feedback: ConvKnob::dense(1),
+            feedback_entry: FeedbackEntry::Out,
+            feedback_activation: Activation::Identity,
+            input_activation: Activation::Elu,
+            cell_activation: Activation::Elu,
+            out_activation: Activation::Elu,
+            cell_to_out: false,
+            cell_residual: false,
+            out_residual: true,
+            residual_to_cell_tau: false,
+            residual_to_cell_gate: false,
+            residual_to_out_tau: false,
+            residual_to_out_gate: false,
+            layer_norm: false,
+            weight_decay: 2.034e-4,
+            init_scale: 0.6393,
+            compat_ignore_separable_bias: false,
+        }
+    }
+
+    /// Whether the cell state `c` exists.
+    pub fn uses_cell(&self) -> bool {
+        self.gate.conv.is_on()
+    }
+}
+
+impl CellSpec {
+    /// Channels of the cell's output given the channels of its drive `x`.
+    pub fn out_channels(&self, x_channels: usize) -> usize {
+        match self {
+            CellSpec::Identity
+            | CellSpec::TimeDecay
+            | CellSpec::IntersectionRnn { .. }
+            | CellSpec::Rgc(_)
+            | CellSpec::GeneralRgc(_) => x_channels,
+            CellSpec::SimpleRnn { out_channels, .. }
+            | CellSpec::Gru { out_channels, .. }
+            | CellSpec::Lstm { out_channels, .. }
+            | CellSpec::Ugrnn { out_channels, .. } => out_channels.unwrap_or(x_channels),
+        }
+    }
+
+    /// A short name for tables and parameter paths.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CellSpec::Identity => "identity",
+            CellSpec::TimeDecay => "timedecay",
+            CellSpec::SimpleRnn { .. } => "simplernn",
+            CellSpec::Gru { .. } => "gru",
+            CellSpec::Lstm { .. } => "lstm",
+            CellSpec::Ugrnn { .. } => "ugrnn",
+            CellSpec::IntersectionRnn { .. } => "intersectionrnn",
+            CellSpec::Rgc(_) => "rgc",
+            CellSpec::GeneralRgc(_) => "general_rgc",
+        }
+    }
+
+    /// Whether the cell takes a feedback input of its own (only the general RGC routes feedback
+    /// itself; elsewhere the area concatenates feedback into the conv input).
+    pub fn routes_feedback(&self) -> bool {
+        matches!(self, CellSpec::GeneralRgc(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json() {
+        let specs = vec![
+            CellSpec::Identity,
+            CellSpec::TimeDecay,
+            CellSpec::Lstm {
+                out_channels: Some(128),
+                kernel: 2,
+                forget_bias: 1.356,
+                peepholes: false,
+                layer_norm: true,
+                init_scale: 0.701,
+                bias_init: 1.643,
+            },
+            CellSpec::Rgc(RgcSpec::default()),
+            CellSpec::GeneralRgc(Box::new(GeneralRgcSpec::median())),
+        ];
+        for s in specs {
+            let j = serde_json::to_string(&s).unwrap();
+            let back: CellSpec = serde_json::from_str(&j).unwrap();
+            assert_eq!(back, s, "{j}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_unknown_fields() {
+        let s: CellSpec = serde_json::from_str(r#"{"type":"gru"}"#).unwrap();
+        assert_eq!(
+            s,
+            CellSpec::Gru {
+                out_channels: None,
+                kernel: 3
+            }
+        );
+        let e = serde_json::from_str::<CellSpec>(r#"{"type":"gru","kernal":3}"#).unwrap_err();
+        assert!(e.to_string().contains("kernal"), "{e}");
+    }
+}
