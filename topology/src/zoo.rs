@@ -1,0 +1,419 @@
+//! Named presets: the 224-px architectures of the released models (SPEC §5, REFERENCE-NOTES §4)
+//! and compact 28×28 grey presets for the embedded Fashion-MNIST task.
+
+use crate::spec::*;
+use cell_zoo::{Activation, CellSpec, GeneralRgcSpec, RgcSpec};
+
+/// Every preset name, in display order.
+pub fn names() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    for cell in CELLS {
+        v.push(leak(format!("{cell}_shallow")));
+    }
+    v.push("feedforward_shallow");
+    for cell in CELLS.iter().filter(|c| **c != "rgc") {
+        v.push(leak(format!("{cell}_intermediate")));
+    }
+    v.push("rgc_intermediate");
+    v.push("feedforward_intermediate");
+    v.push("compact_feedforward");
+    for cell in CELLS {
+        v.push(leak(format!("compact_{cell}")));
+    }
+    v.push("compact_rgc_median");
+    v
+}
+
+const CELLS: [&str; 7] = [
+    "timedecay",
+    "simplernn",
+    "gru",
+    "lstm",
+    "ugrnn",
+    "intersectionrnn",
+    "rgc",
+];
+
+fn leak(s: String) -> &'static str {
+    // The preset list is small and fixed; interning its names keeps the API `&'static str`.
+    Box::leak(s.into_boxed_str())
+}
+
+/// The preset called `name`, or `None`.
+pub fn get(name: &str) -> Option<ModelSpec> {
+    if let Some(cell) = name.strip_suffix("_shallow") {
+        return shallow(cell);
+    }
+    if let Some(cell) = name.strip_suffix("_intermediate") {
+        return intermediate(cell);
+    }
+    if let Some(cell) = name.strip_prefix("compact_") {
+        return compact(cell);
+    }
+    None
+}
+
+/// The preset called `name`, or an error listing the known names.
+pub fn get_or_err(name: &str) -> Result<ModelSpec, String> {
+    get(name).ok_or_else(|| {
+        format!(
+            "unknown model `{name}`; known presets: {}",
+            names().join(", ")
+        )
+    })
+}
+
+fn conv(channels: usize, kernel: usize, activation: Activation) -> ConvSpec {
+    ConvSpec {
+        channels,
+        kernel,
+        stride: 1,
+        activation,
+        bias: true,
+    }
+}
+
+fn area(name: &str, conv: ConvSpec, cell: CellSpec, pool: bool) -> AreaSpec {
+    AreaSpec {
+        name: name.into(),
+        conv,
+        cell,
+        residual: None,
+        pool: pool.then_some(PoolSpec::TWO_BY_TWO),
+    }
+}
+
+fn simple(out: Option<usize>, layer_norm: bool) -> CellSpec {
+    CellSpec::SimpleRnn {
+        out_channels: out,
+        kernel: 3,
+        layer_norm,
+    }
+}
+
+fn plain_lstm(out: Option<usize>) -> CellSpec {
+    CellSpec::Lstm {
+        out_channels: out,
+        kernel: 3,
+        forget_bias: 1.0,
+        peepholes: false,
+        layer_norm: false,
+        init_scale: 1.0,
+        bias_init: 0.0,
+    }
+}
+
+/// The cell of `kind` for shallow area `idx` (0 = conv3, 1 = conv4, 2 = conv5), with the tuned
+/// per-area settings of the released shallow models.
+fn shallow_cell(kind: &str, idx: usize) -> Option<CellSpec> {
+    const LSTM_OUT: [usize; 3] = [128, 256, 256];
+    Some(match kind {
+        "timedecay" => CellSpec::TimeDecay,
+        "simplernn" => simple(Some(LSTM_OUT[idx]), true),
+        "gru" => CellSpec::Gru {
+            out_channels: None,
+            kernel: 3,
+        },
+        "lstm" => CellSpec::Lstm {
+            out_channels: Some(LSTM_OUT[idx]),
+            kernel: [2, 3, 4][idx],
+            forget_bias: [1.356, 0.978, 0.925][idx],
+            peepholes: idx == 1,
+            layer_norm: true,
+            init_scale: [0.701, 1.831, 0.894][idx],
+            bias_init: [1.643, -1.166, -1.350][idx],
+        },
+        "ugrnn" => CellSpec::Ugrnn {
+            out_channels: None,
+            kernel: 3,
+        },
+        "intersectionrnn" => CellSpec::IntersectionRnn { kernel: 3 },
+        "rgc" => CellSpec::Rgc(RgcSpec::default()),
+        "feedforward" => CellSpec::Identity,
+        _ => return None,
+    })
+}
+
+/// Shallow zoo: conv1 7×7/2 64 → pool; conv2 3×3 128 → pool; conv3–conv5 (256, 256, 512) conv →
+/// cell → pool; readout 2×2 VALID conv → global mean. 224 px, 1000 classes, 16 steps.
+fn shallow(kind: &str) -> Option<ModelSpec> {
+    let cells: Vec<CellSpec> = (0..3)
+        .map(|i| shallow_cell(kind, i))
+        .collect::<Option<_>>()?;
+    // Non-RGC cells supply the nonlinearity themselves; the RGC and the feedforward base apply
+    // ELU after the conv; time-decay has no nonlinearity in conv3–conv5 at all.
+    let act = match kind {
+        "rgc" | "feedforward" => Activation::Elu,
+        _ => Activation::Identity,
+    };
+    let mut c1 = conv(64, 7, Activation::Elu);
+    c1.stride = 2;
+    Some(ModelSpec {
+        name: format!("{kind}_shallow"),
+        input: InputSpec {
+            channels: 3,
+            height: 224,
+            width: 224,
+        },
+        num_classes: 1000,
+        areas: vec![
+            area("conv1", c1, CellSpec::Identity, true),
+            area(
+                "conv2",
+                conv(128, 3, Activation::Elu),
+                CellSpec::Identity,
+                true,
+            ),
+            area("conv3", conv(256, 3, act), cells[0].clone(), true),
+            area("conv4", conv(256, 3, act), cells[1].clone(), true),
+            area("conv5", conv(512, 3, act), cells[2].clone(), true),
+        ],
+        edges: vec![],
+        readout: ReadoutSpec {
+            name: "imnetds".into(),
+            kind: ReadoutKind::ConvGap { kernel: 2 },
+        },
+        default_steps: 16,
+        image_off: 12,
+    })
+}
+
+fn intermediate_cell(kind: &str) -> Option<CellSpec> {
+    Some(match kind {
+        "timedecay" => CellSpec::TimeDecay,
+        "simplernn" => simple(None, false),
+        "gru" => CellSpec::Gru {
+            out_channels: None,
+            kernel: 3,
+        },
+        "lstm" => plain_lstm(None),
+        "ugrnn" => CellSpec::Ugrnn {
+            out_channels: None,
+            kernel: 3,
+        },
+        "intersectionrnn" => CellSpec::IntersectionRnn { kernel: 3 },
+        "feedforward" => CellSpec::Identity,
+        _ => return None,
+    })
+}
+
+fn c1_intermediate() -> AreaSpec {
+    let mut c1 = conv(64, 7, Activation::Elu);
+    c1.stride = 2;
+    area("conv1", c1, CellSpec::Identity, true)
+}
+
+/// Intermediate zoo (ResNet-18-like): conv1 7×7/2 64 → pool; blocks conv2..conv10 (64, 64, 128,
+/// 128, 256, 256, 512, 512, 512) of 3×3 conv + ELU → cell → 3×3 conv → + residual → ELU, cells in
+/// conv4–conv10, pools after conv4, conv6, conv7, conv10; readout GAP → FC. 17 steps.
+/// `rgc_intermediate` is the searched model with the median cell and five feedback edges.
+fn intermediate(kind: &str) -> Option<ModelSpec> {
+    if kind == "rgc" {
+        return Some(rgc_intermediate());
+    }
+    let cell = intermediate_cell(kind)?;
+    let channels = [64, 64, 128, 128, 256, 256, 512, 512, 512];
+    let pools = [false, false, true, false, true, true, false, false, true];
+    let mut areas = vec![c1_intermediate()];
+    for (i, (&ch, &pool)) in channels.iter().zip(&pools).enumerate() {
+        let n = i + 2;
+        let mut a = area(
+            &format!("conv{n}"),
+            conv(ch, 3, Activation::Elu),
+            if n >= 4 {
+                cell.clone()
+            } else {
+                CellSpec::Identity
+            },
+            pool,
+        );
+        a.residual = Some(ResidualSpec { kernel: 3 });
+        areas.push(a);
+    }
+    Some(ModelSpec {
+        name: format!("{kind}_intermediate"),
+        input: InputSpec {
+            channels: 3,
+            height: 224,
+            width: 224,
+        },
+        num_classes: 1000,
+        areas,
+        edges: vec![],
+        readout: ReadoutSpec {
+            name: "imnetds".into(),
+            kind: ReadoutKind::GapFc,
+        },
+        default_steps: 17,
+        image_off: 12,
+    })
+}
+
+fn edge(from: &str, to: &str) -> EdgeSpec {
+    EdgeSpec {
+        from: from.into(),
+        to: to.into(),
+    }
+}
+
+/// rgc_intermediate: conv1 64 (+pool), conv2 128, conv3 128 (conv + ELU); conv4..conv10 = conv
+/// (no activation) → median RGC, channels 128, 128, 256, 256, 256, 512, 512; pools after conv1,
+/// conv4, conv6, conv7, conv10; feedback conv8→conv5, conv9→conv6, conv10→conv7, conv7→conv6,
+/// conv10→conv9.
+fn rgc_intermediate() -> ModelSpec {
+    let median = CellSpec::GeneralRgc(Box::new(GeneralRgcSpec::median()));
+    let mut areas = vec![
+        c1_intermediate(),
+        area(
+            "conv2",
+            conv(128, 3, Activation::Elu),
+            CellSpec::Identity,
+            false,
+        ),
+        area(
+            "conv3",
+            conv(128, 3, Activation::Elu),
+            CellSpec::Identity,
+            false,
+        ),
+    ];
+    let channels = [128, 128, 256, 256, 256, 512, 512];
+    let pools = [true, false, true, true, false, false, true];
+    for (i, (&ch, &pool)) in channels.iter().zip(&pools).enumerate() {
+        areas.push(area(
+            &format!("conv{}", i + 4),
+            conv(ch, 3, Activation::Identity),
+            median.clone(),
+            pool,
+        ));
+    }
+    ModelSpec {
+        name: "rgc_intermediate".into(),
+        input: InputSpec {
+            channels: 3,
+            height: 224,
+            width: 224,
+        },
+        num_classes: 1000,
+        areas,
+        edges: vec![
+            edge("conv8", "conv5"),
+            edge("conv9", "conv6"),
+            edge("conv10", "conv7"),
+            edge("conv7", "conv6"),
+            edge("conv10", "conv9"),
+        ],
+        readout: ReadoutSpec {
+            name: "imnetds".into(),
+            kind: ReadoutKind::GapFc,
+        },
+        default_steps: 17,
+        image_off: 12,
+    }
+}
+
+/// Compact presets for 28×28 grey input and 10 classes: conv1 5×5 → pool (14), conv2 3×3 → cell →
+/// pool (7), conv3 3×3 → cell → pool (4), readout GAP → FC. The image stays on (constant
+/// presentation) for the 8 default steps. `compact_feedforward` is wider so that its parameter
+/// count is close to `compact_rgc`'s; `compact_rgc_median` uses the searched cell with a
+/// conv3 → conv2 feedback edge.
+fn compact(kind: &str) -> Option<ModelSpec> {
+    let (c1, c2, c3) = if kind == "feedforward" {
+        (32, 112, 224)
+    } else {
+        (32, 64, 128)
+    };
+    let (cell2, cell3, act, edges) = match kind {
+        "rgc_median" => {
+            let mut m = GeneralRgcSpec::median();
+            m.cell_depth = 32;
+            m.tau.conv.size = 5;
+            m.gate.conv.size = 5;
+            let cell = CellSpec::GeneralRgc(Box::new(m));
+            (
+                cell.clone(),
+                cell,
+                Activation::Identity,
+                vec![edge("conv3", "conv2")],
+            )
+        }
+        "simplernn" => (
+            simple(None, true),
+            simple(None, true),
+            Activation::Identity,
+            vec![],
+        ),
+        "lstm" => (
+            plain_lstm(None),
+            plain_lstm(None),
+            Activation::Identity,
+            vec![],
+        ),
+        other => {
+            let cell = intermediate_cell(other).or_else(|| shallow_cell(other, 0))?;
+            let act = match other {
+                "rgc" | "feedforward" => Activation::Elu,
+                _ => Activation::Identity,
+            };
+            (cell.clone(), cell, act, vec![])
+        }
+    };
+    Some(ModelSpec {
+        name: format!("compact_{kind}"),
+        input: InputSpec {
+            channels: 1,
+            height: 28,
+            width: 28,
+        },
+        num_classes: 10,
+        areas: vec![
+            area(
+                "conv1",
+                conv(c1, 5, Activation::Elu),
+                CellSpec::Identity,
+                true,
+            ),
+            area("conv2", conv(c2, 3, act), cell2, true),
+            area("conv3", conv(c3, 3, act), cell3, true),
+        ],
+        edges,
+        readout: ReadoutSpec {
+            name: "imnetds".into(),
+            kind: ReadoutKind::GapFc,
+        },
+        default_steps: 8,
+        image_off: 8,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_resolves_and_is_named_after_itself() {
+        let names = names();
+        assert!(names.len() >= 24, "{names:?}");
+        for n in &names {
+            let s = get(n).unwrap_or_else(|| panic!("{n} missing"));
+            assert_eq!(&s.name, n);
+        }
+        assert!(get("resnet50").is_none());
+        assert!(get_or_err("rgc_big")
+            .unwrap_err()
+            .contains("rgc_intermediate"));
+    }
+
+    #[test]
+    fn reference_names_and_edges() {
+        let s = get("rgc_intermediate").unwrap();
+        let names: Vec<_> = s.areas.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            names,
+            (1..=10).map(|i| format!("conv{i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(s.readout.name, "imnetds");
+        assert_eq!(s.edges.len(), 5);
+        assert!(get("lstm_intermediate").is_some() && get("rgc_shallow").is_some());
+    }
+}
