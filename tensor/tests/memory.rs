@@ -1,4 +1,5 @@
 //! Memory behaviour of the tape. The counters are per process, so this binary holds one test.
+#![allow(clippy::unwrap_used)]
 
 use tensor::{memory, no_grad, Device, Tensor};
 
