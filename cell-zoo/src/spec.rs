@@ -208,6 +208,9 @@ pub struct GeneralRgcSpec {
     /// Reference quirk: the separable path ignores `tau.bias`/`gate.bias`. Default false (clean form).
     #[serde(default)]
     pub compat_ignore_separable_bias: bool,
+    /// Reference quirk of the shallow RGC: its non-separable temporal convs carry no bias.
+    #[serde(default)]
+    pub compat_bias_free_convs: bool,
 }
 
 impl GeneralRgcSpec {
@@ -248,6 +251,7 @@ impl GeneralRgcSpec {
             weight_decay: 2.034e-4,
             init_scale: 0.6393,
             compat_ignore_separable_bias: false,
+            compat_bias_free_convs: false,
         }
     }
 

@@ -1,0 +1,101 @@
+//! The `Cell` trait: parameters plus a typed state, with no knowledge of time, other areas or
+//! devices. `AnyCell`/`AnyState` hold a heterogeneous list of cells for the topology.
+
+use tensor::{Error, Result, Tensor};
+
+/// What a cell reads at one step.
+#[derive(Clone, Copy)]
+pub struct CellInput<'a> {
+    /// The area's conv output (the cell's drive).
+    pub x: &'a Tensor,
+    /// The area's input before its conv (RGC bypass and residual paths read it).
+    pub u: &'a Tensor,
+    /// Feedback already resized to the cell's spatial size and concatenated (cells that route
+    /// feedback themselves; `None` when the area has no feedback sources).
+    pub feedback: Option<&'a Tensor>,
+}
+
+/// Sizes a cell is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CellDims {
+    /// Channels of `x`.
+    pub x_channels: usize,
+    /// Channels of `u`.
+    pub u_channels: usize,
+    /// Channels of the feedback input (0 = none).
+    pub feedback_channels: usize,
+    /// Spatial size of `x` (and of the cell's states).
+    pub hw: (usize, usize),
+    /// Spatial size of `u`.
+    pub u_hw: (usize, usize),
+}
+
+/// A recurrent cell with a typed state.
+pub trait Cell {
+    type State: Clone;
+    /// The all-zero state for a drive shaped like `x`.
+    fn zero_state(&self, x: &Tensor) -> Result<Self::State>;
+    /// One step: the output and the next state.
+    fn step(&self, input: &CellInput<'_>, state: &Self::State) -> Result<(Tensor, Self::State)>;
+}
+
+/// States of an LSTM (and any two-state cell).
+#[derive(Clone, Debug)]
+pub struct PairState {
+    pub c: Tensor,
+    pub h: Tensor,
+}
+
+/// Zeros shaped like `x` but with `channels` channels, on `x`'s device.
+pub fn zeros_with_channels(x: &Tensor, channels: usize) -> Result<Tensor> {
+    let (n, _, h, w) = x.shape().dims4("zero_state")?;
+    Tensor::zeros([n, channels, h, w], x.device())
+}
+
+/// `a∘p + (1−a)∘q`, written as `q + a∘(p − q)` (three ops instead of four).
+pub fn mix(a: &Tensor, p: &Tensor, q: &Tensor) -> Result<Tensor> {
+    q.add(&a.mul(&p.sub(q)?)?)
+}
+
+macro_rules! any_cell {
+    ($( $variant:ident($cell:ty) ),* $(,)?) => {
+        /// Any cell of the zoo.
+        #[derive(Clone, Debug)]
+        pub enum AnyCell { $( $variant($cell), )* }
+
+        /// The state of any cell; each variant pairs with the cell variant of the same name.
+        #[derive(Clone, Debug)]
+        pub enum AnyState { $( $variant(<$cell as Cell>::State), )* }
+
+        impl AnyCell {
+            pub fn zero_state(&self, x: &Tensor) -> Result<AnyState> {
+                Ok(match self { $( AnyCell::$variant(c) => AnyState::$variant(c.zero_state(x)?), )* })
+            }
+
+            pub fn step(&self, input: &CellInput<'_>, state: &AnyState) -> Result<(Tensor, AnyState)> {
+                match (self, state) {
+                    $( (AnyCell::$variant(c), AnyState::$variant(s)) => {
+                        let (y, s) = c.step(input, s)?;
+                        Ok((y, AnyState::$variant(s)))
+                    } )*
+                    #[allow(unreachable_patterns)]
+                    _ => Err(Error::InvalidArgument {
+                        op: "cell step",
+                        msg: "state belongs to a different cell type".into(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+any_cell! {
+    Identity(crate::cells::IdentityCell),
+    TimeDecay(crate::cells::TimeDecayCell),
+    SimpleRnn(crate::cells::SimpleRnnCell),
+    Gru(crate::cells::GruCell),
+    Lstm(crate::cells::LstmCell),
+    Ugrnn(crate::cells::UgrnnCell),
+    IntersectionRnn(crate::cells::IntersectionRnnCell),
+    Rgc(crate::rgc::RgcCell),
+}

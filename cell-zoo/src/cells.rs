@@ -1,0 +1,289 @@
+//! Time-decay, SimpleRNN, GRU, LSTM, UGRNN and IntersectionRNN (SPEC §4.1–4.6). Every gated cell
+//! convolves the channel concatenation `[x, h]` once and splits the result into its gates.
+
+use crate::cell::{mix, zeros_with_channels, Cell, CellInput, PairState};
+use crate::layers::{BuildCtx, Conv, ConvInit, LayerNorm};
+use tensor::{Result, Tensor};
+
+/// No recurrence: `h = x`.
+#[derive(Clone, Debug)]
+pub struct IdentityCell;
+
+impl Cell for IdentityCell {
+    type State = ();
+    fn zero_state(&self, _x: &Tensor) -> Result<()> {
+        Ok(())
+    }
+    fn step(&self, input: &CellInput<'_>, _state: &()) -> Result<(Tensor, ())> {
+        Ok((input.x.clone(), ()))
+    }
+}
+
+/// `s' = m·s + x`, one trainable scalar `m` initialised at 0.
+#[derive(Clone, Debug)]
+pub struct TimeDecayCell {
+    pub decay: Tensor,
+}
+
+impl TimeDecayCell {
+    pub fn new(ctx: &mut BuildCtx<'_>) -> Result<Self> {
+        Ok(TimeDecayCell {
+            decay: ctx.constant("decay", &[1], 0.0)?,
+        })
+    }
+}
+
+impl Cell for TimeDecayCell {
+    type State = Tensor;
+    fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
+        x.zeros_like()
+    }
+    fn step(&self, input: &CellInput<'_>, s: &Tensor) -> Result<(Tensor, Tensor)> {
+        let next = s.mul(&self.decay)?.add(input.x)?;
+        Ok((next.clone(), next))
+    }
+}
+
+/// `h' = ELU(LN(W*[x, h] + b))`.
+#[derive(Clone, Debug)]
+pub struct SimpleRnnCell {
+    pub conv: Conv,
+    pub norm: Option<LayerNorm>,
+    pub out: usize,
+}
+
+impl SimpleRnnCell {
+    pub fn new(ctx: &mut BuildCtx<'_>, x_ch: usize, out: usize, k: usize, ln: bool) -> Result<Self> {
+        Ok(SimpleRnnCell {
+            conv: Conv::new(ctx, "conv", x_ch + out, out, k, 1, 1, ConvInit::lecun(true))?,
+            norm: if ln { Some(LayerNorm::new(ctx, "ln", out)?) } else { None },
+            out,
+        })
+    }
+}
+
+impl Cell for SimpleRnnCell {
+    type State = Tensor;
+    fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
+        zeros_with_channels(x, self.out)
+    }
+    fn step(&self, input: &CellInput<'_>, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        let mut z = self.conv.forward(&Tensor::cat(&[input.x, h], 1)?)?;
+        if let Some(n) = &self.norm {
+            z = n.forward(&z)?;
+        }
+        let h = z.elu()?;
+        Ok((h.clone(), h))
+    }
+}
+
+/// ConvGRU: `r = σ(W_r*[x,h] + b_r + 1)`, `z = σ(W_z*[x,h] + b_z)` (gate biases initialised at
+/// 1), `ĥ = tanh(W*[x, r∘h] + b)`, `h' = z∘h + (1−z)∘ĥ`.
+#[derive(Clone, Debug)]
+pub struct GruCell {
+    pub gates: Conv,
+    pub candidate: Conv,
+    pub out: usize,
+}
+
+impl GruCell {
+    pub fn new(ctx: &mut BuildCtx<'_>, x_ch: usize, out: usize, k: usize) -> Result<Self> {
+        let gate_init = ConvInit {
+            scale: 1.0,
+            bias: Some(1.0),
+        };
+        Ok(GruCell {
+            gates: Conv::new(ctx, "gates", x_ch + out, 2 * out, k, 1, 1, gate_init)?,
+            candidate: Conv::new(ctx, "candidate", x_ch + out, out, k, 1, 1, ConvInit::lecun(true))?,
+            out,
+        })
+    }
+}
+
+impl Cell for GruCell {
+    type State = Tensor;
+    fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
+        zeros_with_channels(x, self.out)
+    }
+    fn step(&self, input: &CellInput<'_>, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        let g = self.gates.forward(&Tensor::cat(&[input.x, h], 1)?)?;
+        let parts = g.split(&[self.out, self.out], 1)?;
+        let r = parts[0].add_scalar(1.0)?.sigmoid()?;
+        let z = parts[1].sigmoid()?;
+        let cand = self
+            .candidate
+            .forward(&Tensor::cat(&[input.x, &r.mul(h)?], 1)?)?
+            .tanh()?;
+        let h = mix(&z, h, &cand)?;
+        Ok((h.clone(), h))
+    }
+}
+
+/// Settings of an [`LstmCell`].
+#[derive(Clone, Copy, Debug)]
+pub struct LstmOptions {
+    pub kernel: usize,
+    pub forget_bias: f32,
+    pub peepholes: bool,
+    pub layer_norm: bool,
+    pub init_scale: f32,
+    pub bias_init: f32,
+}
+
+/// ConvLSTM: one conv over `[x, h]` gives i, j, f, o (TF order);
+/// `c' = c∘σ(f + forget_bias) + σ(i)∘tanh(j)`, `h' = tanh(c')∘σ(o)`. Peepholes are per-position
+/// weights (C×H×W) on c for i and f and on c' for o; layer norm normalises each gate and c'.
+#[derive(Clone, Debug)]
+pub struct LstmCell {
+    pub conv: Conv,
+    pub forget_bias: f32,
+    /// `(w_ci, w_cf, w_co)`, each `[1, C, H, W]`.
+    pub peepholes: Option<[Tensor; 3]>,
+    /// `(i, j, f, o, c)` norms.
+    pub norms: Option<[LayerNorm; 5]>,
+    pub out: usize,
+}
+
+impl LstmCell {
+    pub fn new(
+        ctx: &mut BuildCtx<'_>,
+        x_ch: usize,
+        out: usize,
+        hw: (usize, usize),
+        o: LstmOptions,
+    ) -> Result<Self> {
+        let init = ConvInit {
+            scale: o.init_scale,
+            bias: Some(o.bias_init),
+        };
+        let conv = Conv::new(ctx, "conv", x_ch + out, 4 * out, o.kernel, 1, 1, init)?;
+        let peepholes = if o.peepholes {
+            let dims = [1, out, hw.0, hw.1];
+            Some([
+                ctx.constant("peephole_i", &dims, 0.0)?,
+                ctx.constant("peephole_f", &dims, 0.0)?,
+                ctx.constant("peephole_o", &dims, 0.0)?,
+            ])
+        } else {
+            None
+        };
+        let norms = if o.layer_norm {
+            Some([
+                LayerNorm::new(ctx, "ln_i", out)?,
+                LayerNorm::new(ctx, "ln_j", out)?,
+                LayerNorm::new(ctx, "ln_f", out)?,
+                LayerNorm::new(ctx, "ln_o", out)?,
+                LayerNorm::new(ctx, "ln_c", out)?,
+            ])
+        } else {
+            None
+        };
+        Ok(LstmCell {
+            conv,
+            forget_bias: o.forget_bias,
+            peepholes,
+            norms,
+            out,
+        })
+    }
+}
+
+impl Cell for LstmCell {
+    type State = PairState;
+    fn zero_state(&self, x: &Tensor) -> Result<PairState> {
+        let z = zeros_with_channels(x, self.out)?;
+        Ok(PairState { c: z.clone(), h: z })
+    }
+    fn step(&self, input: &CellInput<'_>, s: &PairState) -> Result<(Tensor, PairState)> {
+        let g = self.conv.forward(&Tensor::cat(&[input.x, &s.h], 1)?)?;
+        let mut p = g.split(&[self.out; 4], 1)?;
+        if let Some([wi, wf, _]) = &self.peepholes {
+            p[0] = p[0].add(&s.c.mul(wi)?)?;
+            p[2] = p[2].add(&s.c.mul(wf)?)?;
+        }
+        if let Some(n) = &self.norms {
+            for k in 0..4 {
+                p[k] = n[k].forward(&p[k])?;
+            }
+        }
+        let keep = p[2].add_scalar(self.forget_bias)?.sigmoid()?;
+        let write = p[0].sigmoid()?.mul(&p[1].tanh()?)?;
+        let mut c = s.c.mul(&keep)?.add(&write)?;
+        if let Some(n) = &self.norms {
+            c = n[4].forward(&c)?;
+        }
+        let mut o = p[3].clone();
+        if let Some([_, _, wo]) = &self.peepholes {
+            o = o.add(&c.mul(wo)?)?;
+        }
+        let h = c.tanh()?.mul(&o.sigmoid()?)?;
+        Ok((h.clone(), PairState { c, h }))
+    }
+}
+
+/// UGRNN: `g = σ(W_g*[x,h] + b + 1)`, `ĉ = tanh(W_c*[x,h] + b)`, `h' = g∘h + (1−g)∘ĉ`.
+#[derive(Clone, Debug)]
+pub struct UgrnnCell {
+    pub conv: Conv,
+    pub out: usize,
+}
+
+impl UgrnnCell {
+    pub fn new(ctx: &mut BuildCtx<'_>, x_ch: usize, out: usize, k: usize) -> Result<Self> {
+        Ok(UgrnnCell {
+            conv: Conv::new(ctx, "conv", x_ch + out, 2 * out, k, 1, 1, ConvInit::lecun(true))?,
+            out,
+        })
+    }
+}
+
+impl Cell for UgrnnCell {
+    type State = Tensor;
+    fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
+        zeros_with_channels(x, self.out)
+    }
+    fn step(&self, input: &CellInput<'_>, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        let p = self
+            .conv
+            .forward(&Tensor::cat(&[input.x, h], 1)?)?
+            .split(&[self.out, self.out], 1)?;
+        let g = p[0].add_scalar(1.0)?.sigmoid()?;
+        let h = mix(&g, h, &p[1].tanh()?)?;
+        Ok((h.clone(), h))
+    }
+}
+
+/// IntersectionRNN: one conv over `[x,h]` gives gh, h̃, gy, ỹ;
+/// state `h' = σ(gh+1)∘h + (1−σ(gh+1))∘tanh(h̃)`, output `y = σ(gy+1)∘x + (1−σ(gy+1))∘ReLU(ỹ)`.
+#[derive(Clone, Debug)]
+pub struct IntersectionRnnCell {
+    pub conv: Conv,
+    pub out: usize,
+}
+
+impl IntersectionRnnCell {
+    pub fn new(ctx: &mut BuildCtx<'_>, x_ch: usize, k: usize) -> Result<Self> {
+        Ok(IntersectionRnnCell {
+            conv: Conv::new(ctx, "conv", 2 * x_ch, 4 * x_ch, k, 1, 1, ConvInit::lecun(true))?,
+            out: x_ch,
+        })
+    }
+}
+
+impl Cell for IntersectionRnnCell {
+    type State = Tensor;
+    fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
+        zeros_with_channels(x, self.out)
+    }
+    fn step(&self, input: &CellInput<'_>, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        let p = self
+            .conv
+            .forward(&Tensor::cat(&[input.x, h], 1)?)?
+            .split(&[self.out; 4], 1)?;
+        let gh = p[0].add_scalar(1.0)?.sigmoid()?;
+        let next = mix(&gh, h, &p[1].tanh()?)?;
+        let gy = p[2].add_scalar(1.0)?.sigmoid()?;
+        let y = mix(&gy, input.x, &p[3].relu()?)?;
+        Ok((y, next))
+    }
+}

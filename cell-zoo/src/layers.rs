@@ -1,0 +1,269 @@
+//! Parameterised building blocks shared by cells and areas: convolutions (dense and
+//! depthwise-separable), layer norm, and the context that names and initialises parameters.
+
+use crate::spec::{Activation, ConvKnob};
+use tensor::ops::{Conv2dOpts, Padding};
+use tensor::{Device, ParamStore, Result, Rng, Tensor};
+
+/// TF's truncated normal (±2σ) has a standard deviation of 0.8796 of its σ argument; variance
+/// scaling divides by it so the realised variance is `scale / fan_in`.
+const TRUNC_STD: f64 = 0.879_625_661_034_239_8;
+
+/// Where new parameters go: a store, a name prefix, a generator and a device.
+pub struct BuildCtx<'a> {
+    pub params: &'a mut ParamStore,
+    pub prefix: String,
+    pub rng: &'a mut Rng,
+    pub device: Device,
+}
+
+impl BuildCtx<'_> {
+    /// A context whose names are `prefix/sub/...`.
+    pub fn sub(&mut self, sub: &str) -> BuildCtx<'_> {
+        BuildCtx {
+            params: self.params,
+            prefix: if self.prefix.is_empty() {
+                sub.to_string()
+            } else {
+                format!("{}/{sub}", self.prefix)
+            },
+            rng: self.rng,
+            device: self.device,
+        }
+    }
+
+    fn name(&self, leaf: &str) -> String {
+        if self.prefix.is_empty() {
+            leaf.to_string()
+        } else {
+            format!("{}/{leaf}", self.prefix)
+        }
+    }
+
+    /// A variable filled by `f`, registered under `prefix/leaf`.
+    pub fn param(
+        &mut self,
+        leaf: &str,
+        dims: &[usize],
+        mut f: impl FnMut(&mut Rng) -> f32,
+    ) -> Result<Tensor> {
+        let n: usize = dims.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| f(self.rng)).collect();
+        let t = Tensor::from_vec(data, dims.to_vec(), self.device)?;
+        let name = self.name(leaf);
+        self.params.insert(name, t)
+    }
+
+    /// Variance scaling (fan-in, truncated normal) with `scale` (1 = LeCun), SPEC §5.
+    pub fn variance_scaling(&mut self, leaf: &str, dims: &[usize], fan_in: usize, scale: f32) -> Result<Tensor> {
+        let std = (scale as f64 / fan_in.max(1) as f64).sqrt() / TRUNC_STD;
+        self.param(leaf, dims, |r| (r.truncated_normal() * std) as f32)
+    }
+
+    /// A normal initialiser (the readout's N(0, 0.01)).
+    pub fn normal(&mut self, leaf: &str, dims: &[usize], std: f32) -> Result<Tensor> {
+        self.param(leaf, dims, |r| (r.normal() * std as f64) as f32)
+    }
+
+    pub fn constant(&mut self, leaf: &str, dims: &[usize], value: f32) -> Result<Tensor> {
+        self.param(leaf, dims, |_| value)
+    }
+}
+
+/// A "SAME"-padded 2-D convolution with optional bias.
+#[derive(Clone, Debug)]
+pub struct Conv {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub opts: Conv2dOpts,
+}
+
+/// How a [`Conv`] is initialised.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvInit {
+    pub scale: f32,
+    pub bias: Option<f32>,
+}
+
+impl ConvInit {
+    pub fn lecun(bias: bool) -> Self {
+        ConvInit {
+            scale: 1.0,
+            bias: bias.then_some(0.0),
+        }
+    }
+}
+
+impl Conv {
+    pub fn new(
+        ctx: &mut BuildCtx<'_>,
+        leaf: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        init: ConvInit,
+    ) -> Result<Conv> {
+        let mut ctx = ctx.sub(leaf);
+        let fan_in = c_in / groups.max(1) * kernel * kernel;
+        let weight = ctx.variance_scaling(
+            "weight",
+            &[c_out, c_in / groups.max(1), kernel, kernel],
+            fan_in,
+            init.scale,
+        )?;
+        let bias = match init.bias {
+            Some(v) => Some(ctx.constant("bias", &[c_out], v)?),
+            None => None,
+        };
+        Ok(Conv {
+            weight,
+            bias,
+            opts: Conv2dOpts {
+                stride: (stride, stride),
+                padding: Padding::Same,
+                dilation: (1, 1),
+                groups,
+            },
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv2d(&self.weight, self.bias.as_ref(), &self.opts)
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// Parameters of a conv with these settings.
+    pub fn param_count(c_in: usize, c_out: usize, kernel: usize, groups: usize, bias: bool) -> usize {
+        c_out * (c_in / groups.max(1)) * kernel * kernel + if bias { c_out } else { 0 }
+    }
+}
+
+/// A temporal conv of a cell: dense, or depthwise k×k (multiplier 1, no bias) then pointwise 1×1
+/// with bias. Depthwise kernels are capped at the feature-map size, as the reference does.
+#[derive(Clone, Debug)]
+pub enum TemporalConv {
+    Dense(Conv),
+    Separable { depthwise: Conv, pointwise: Conv },
+}
+
+impl TemporalConv {
+    /// Kernel size actually used on an `h×w` map.
+    pub fn effective_kernel(knob: ConvKnob, hw: (usize, usize)) -> usize {
+        if knob.depth_separable {
+            knob.size.min(hw.0).min(hw.1).max(1)
+        } else {
+            knob.size
+        }
+    }
+
+    pub fn new(
+        ctx: &mut BuildCtx<'_>,
+        leaf: &str,
+        knob: ConvKnob,
+        c_in: usize,
+        c_out: usize,
+        hw: (usize, usize),
+        init: ConvInit,
+    ) -> Result<TemporalConv> {
+        let k = Self::effective_kernel(knob, hw);
+        if knob.depth_separable {
+            let mut ctx = ctx.sub(leaf);
+            let depthwise = Conv::new(
+                &mut ctx,
+                "depthwise",
+                c_in,
+                c_in,
+                k,
+                1,
+                c_in,
+                ConvInit {
+                    scale: init.scale,
+                    bias: None,
+                },
+            )?;
+            let pointwise = Conv::new(&mut ctx, "pointwise", c_in, c_out, 1, 1, 1, init)?;
+            Ok(TemporalConv::Separable {
+                depthwise,
+                pointwise,
+            })
+        } else {
+            Ok(TemporalConv::Dense(Conv::new(ctx, leaf, c_in, c_out, k, 1, 1, init)?))
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            TemporalConv::Dense(c) => c.forward(x),
+            TemporalConv::Separable {
+                depthwise,
+                pointwise,
+            } => pointwise.forward(&depthwise.forward(x)?),
+        }
+    }
+
+    pub fn param_count(knob: ConvKnob, c_in: usize, c_out: usize, hw: (usize, usize), bias: bool) -> usize {
+        if !knob.is_on() {
+            return 0;
+        }
+        let k = Self::effective_kernel(knob, hw);
+        if knob.depth_separable {
+            Conv::param_count(c_in, c_in, k, c_in, false) + Conv::param_count(c_in, c_out, 1, 1, bias)
+        } else {
+            Conv::param_count(c_in, c_out, k, 1, bias)
+        }
+    }
+
+    /// Multiply-adds ×2 per image on an `h×w` map.
+    pub fn flops(knob: ConvKnob, c_in: usize, c_out: usize, hw: (usize, usize)) -> u64 {
+        if !knob.is_on() {
+            return 0;
+        }
+        let k = Self::effective_kernel(knob, hw) as u64;
+        let area = (hw.0 * hw.1) as u64;
+        if knob.depth_separable {
+            2 * area * (c_in as u64 * k * k + c_in as u64 * c_out as u64)
+        } else {
+            2 * area * c_in as u64 * c_out as u64 * k * k
+        }
+    }
+}
+
+/// Layer norm over (C, H, W) with per-channel affine.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    pub gamma: Tensor,
+    pub beta: Tensor,
+}
+
+/// Layer-norm epsilon. TF1's `contrib.layers.layer_norm` used 1e-12, which in f32 turns the
+/// all-zero maps of step 0 into huge gradients; 1e-5 (PyTorch's default) is used instead.
+pub const LN_EPS: f32 = 1e-5;
+
+impl LayerNorm {
+    pub fn new(ctx: &mut BuildCtx<'_>, leaf: &str, channels: usize) -> Result<LayerNorm> {
+        let mut ctx = ctx.sub(leaf);
+        Ok(LayerNorm {
+            gamma: ctx.constant("gamma", &[channels], 1.0)?,
+            beta: ctx.constant("beta", &[channels], 0.0)?,
+        })
+    }
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.layer_norm(Some(&self.gamma), Some(&self.beta), LN_EPS)
+    }
+}
+
+/// Applies a spec activation.
+pub fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
+    match a {
+        Activation::Identity => Ok(x.clone()),
+        Activation::Elu => x.elu(),
+        Activation::Relu => x.relu(),
+        Activation::Sigmoid => x.sigmoid(),
+        Activation::Tanh => x.tanh(),
+    }
+}
