@@ -65,6 +65,13 @@ impl BuildCtx<'_> {
         self.param(leaf, dims, |r| (r.normal() * std as f64) as f32)
     }
 
+    /// Normal values on the context's device, not registered (to re-initialise a parameter).
+    pub fn unregistered_normal(&mut self, dims: &[usize], std: f32) -> Result<Tensor> {
+        let n: usize = dims.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| (self.rng.normal() * std as f64) as f32).collect();
+        Tensor::from_vec(data, dims.to_vec(), self.device)
+    }
+
     pub fn constant(&mut self, leaf: &str, dims: &[usize], value: f32) -> Result<Tensor> {
         self.param(leaf, dims, |_| value)
     }

@@ -14,6 +14,7 @@ pub mod cpu;
 mod device;
 mod error;
 pub mod layout;
+pub mod flops;
 pub mod memory;
 pub mod ops;
 mod rng;

@@ -1,0 +1,280 @@
+//! A built network: parameters for every area and the readout, checked shapes, and the per-area
+//! computation of one step (harbor → conv → cell → residual tail → pool).
+
+use crate::shapes::{self, ModelShapes};
+use crate::spec::{ModelSpec, ReadoutKind, SpecError};
+use cell_zoo::{activate, Activation, AnyCell, AnyState, BuildCtx, CellDims, CellInput, Conv, ConvInit};
+use tensor::ops::{Conv2dOpts, Padding, Pool2dOpts};
+use tensor::{Device, ParamStore, Result, Rng, Tensor};
+
+/// Errors building a model.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Tensor(#[from] tensor::Error),
+}
+
+/// The ResNet-style tail: conv → + residual → ELU.
+#[derive(Clone, Debug)]
+pub(crate) struct ResidualTail {
+    pub conv: Conv,
+    pub projection: Option<Conv>,
+}
+
+/// One built area.
+#[derive(Clone, Debug)]
+pub struct Area {
+    pub name: String,
+    pub(crate) conv: Conv,
+    pub(crate) activation: Activation,
+    pub(crate) cell: AnyCell,
+    pub(crate) residual: Option<ResidualTail>,
+    pub(crate) pool: Option<Pool2dOpts>,
+    /// Indices of extra sources, in harbor order.
+    pub(crate) sources: Vec<usize>,
+    /// Whether the cell takes the feedback itself (general RGC) instead of the conv.
+    pub(crate) routes_feedback: bool,
+    pub(crate) input_hw: (usize, usize),
+    pub(crate) cell_hw: (usize, usize),
+}
+
+/// How logits are made from the last area.
+#[derive(Clone, Debug)]
+pub(crate) enum Readout {
+    GapFc { weight: Tensor, bias: Tensor },
+    ConvGap { conv: Conv },
+}
+
+/// A ConvRNN ready to unroll.
+pub struct Model {
+    pub spec: ModelSpec,
+    pub shapes: ModelShapes,
+    pub params: ParamStore,
+    pub(crate) areas: Vec<Area>,
+    pub(crate) readout: Readout,
+    pub device: Device,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Model({}, {} parameters)", self.spec.name, self.params.num_elements())
+    }
+}
+
+fn hw(c: &[usize; 3]) -> (usize, usize) {
+    (c[1], c[2])
+}
+
+impl Model {
+    /// Validates `spec`, infers its shapes and initialises its parameters from `seed` (SPEC §5:
+    /// variance scaling for convs, N(0, 0.01) for the readout).
+    pub fn new(spec: &ModelSpec, device: Device, seed: u64) -> std::result::Result<Model, BuildError> {
+        let shapes = shapes::infer(spec)?;
+        let mut params = ParamStore::new();
+        let mut rng = Rng::new(seed);
+        let mut areas = Vec::with_capacity(spec.areas.len());
+        for (a, sh) in spec.areas.iter().zip(&shapes.areas) {
+            let mut ctx = BuildCtx {
+                params: &mut params,
+                prefix: a.name.clone(),
+                rng: &mut rng,
+                device,
+            };
+            let conv = Conv::new(
+                &mut ctx,
+                "conv",
+                sh.conv_in_channels,
+                a.conv.channels,
+                a.conv.kernel,
+                a.conv.stride,
+                1,
+                ConvInit::lecun(a.conv.bias),
+            )?;
+            let dims = CellDims {
+                x_channels: a.conv.channels,
+                u_channels: sh.input[0],
+                feedback_channels: sh.cell_feedback_channels,
+                hw: hw(&sh.conv_out),
+                u_hw: hw(&sh.input),
+            };
+            let cell = {
+                let mut cctx = ctx.sub("cell");
+                a.cell.build(&mut cctx, &dims)?
+            };
+            let residual = match a.residual {
+                Some(r) => Some(ResidualTail {
+                    conv: Conv::new(
+                        &mut ctx,
+                        "post_conv",
+                        sh.cell_out[0],
+                        a.conv.channels,
+                        r.kernel,
+                        1,
+                        1,
+                        ConvInit::lecun(true),
+                    )?,
+                    projection: if sh.input[0] != a.conv.channels {
+                        Some(Conv::new(
+                            &mut ctx,
+                            "projection",
+                            sh.input[0],
+                            a.conv.channels,
+                            1,
+                            1,
+                            1,
+                            ConvInit::lecun(false),
+                        )?)
+                    } else {
+                        None
+                    },
+                }),
+                None => None,
+            };
+            let pool = a.pool.map(|p| Pool2dOpts {
+                kernel: (p.kernel, p.kernel),
+                stride: (p.stride, p.stride),
+                padding: Padding::Same,
+                ceil_mode: false,
+            });
+            let sources = sh
+                .sources
+                .iter()
+                .filter_map(|s| spec.areas.iter().position(|x| &x.name == s))
+                .collect();
+            areas.push(Area {
+                name: a.name.clone(),
+                conv,
+                activation: a.conv.activation,
+                cell,
+                residual,
+                pool,
+                sources,
+                routes_feedback: a.cell.routes_feedback(),
+                input_hw: hw(&sh.input),
+                cell_hw: hw(&sh.conv_out),
+            });
+        }
+        let c = shapes.readout_input[0];
+        let mut ctx = BuildCtx {
+            params: &mut params,
+            prefix: spec.readout.name.clone(),
+            rng: &mut rng,
+            device,
+        };
+        let readout = match spec.readout.kind {
+            ReadoutKind::GapFc => Readout::GapFc {
+                weight: ctx.normal("weight", &[spec.num_classes, c], 0.01)?,
+                bias: ctx.constant("bias", &[spec.num_classes], 0.0)?,
+            },
+            ReadoutKind::ConvGap { kernel } => {
+                let mut conv = Conv::new(&mut ctx, "conv", c, spec.num_classes, kernel, 1, 1, ConvInit::lecun(true))?;
+                conv.opts.padding = Padding::Valid;
+                // N(0, 0.01) like every readout of the zoo.
+                let w = ctx.unregistered_normal(&[spec.num_classes, c, kernel, kernel], 0.01)?;
+                conv.weight.assign(&w)?;
+                Readout::ConvGap { conv }
+            }
+        };
+        Ok(Model {
+            spec: spec.clone(),
+            shapes,
+            params,
+            areas,
+            readout,
+            device,
+        })
+    }
+
+    /// Number of trainable scalars.
+    pub fn num_params(&self) -> usize {
+        self.params.num_elements()
+    }
+
+    pub fn areas(&self) -> &[Area] {
+        &self.areas
+    }
+
+    /// Index of the area called `name`.
+    pub fn area_index(&self, name: &str) -> Option<usize> {
+        self.areas.iter().position(|a| a.name == name)
+    }
+
+    /// One step of area `i`: `ff` is its feedforward input (image frame or previous area's
+    /// output), `extra` the outputs of its extra sources (harbor order).
+    pub(crate) fn area_step(
+        &self,
+        i: usize,
+        ff: &Tensor,
+        extra: &[Tensor],
+        state: &AnyState,
+    ) -> Result<(Tensor, AnyState)> {
+        let a = &self.areas[i];
+        let (conv_in, feedback) = if extra.is_empty() {
+            (ff.clone(), None)
+        } else if a.routes_feedback {
+            let resized: Vec<Tensor> = extra
+                .iter()
+                .map(|e| resize_to(e, a.cell_hw))
+                .collect::<Result<_>>()?;
+            let refs: Vec<&Tensor> = resized.iter().collect();
+            (ff.clone(), Some(Tensor::cat(&refs, 1)?))
+        } else {
+            let mut parts = vec![ff.clone()];
+            for e in extra {
+                parts.push(resize_to(e, a.input_hw)?);
+            }
+            let refs: Vec<&Tensor> = parts.iter().collect();
+            (Tensor::cat(&refs, 1)?, None)
+        };
+        let x = activate(&a.conv.forward(&conv_in)?, a.activation)?;
+        let (mut y, next) = a.cell.step(
+            &CellInput {
+                x: &x,
+                u: ff,
+                feedback: feedback.as_ref(),
+            },
+            state,
+        )?;
+        if let Some(r) = &a.residual {
+            let skip = match &r.projection {
+                Some(p) => p.forward(ff)?,
+                None => ff.clone(),
+            };
+            y = r.conv.forward(&y)?.add(&skip)?.elu()?;
+        }
+        if let Some(p) = &a.pool {
+            y = y.max_pool2d(p)?;
+        }
+        Ok((y, next))
+    }
+
+    /// Logits `[N, classes]` from the last area's output.
+    pub(crate) fn readout_step(&self, last: &Tensor) -> Result<Tensor> {
+        match &self.readout {
+            Readout::GapFc { weight, bias } => last.global_avg_pool()?.linear(weight, Some(bias)),
+            Readout::ConvGap { conv } => conv.forward(last)?.global_avg_pool(),
+        }
+    }
+}
+
+/// Bilinear resize with align_corners (the harbor's rule), a no-op at the right size.
+fn resize_to(t: &Tensor, hw: (usize, usize)) -> Result<Tensor> {
+    let d = t.dims();
+    if (d[2], d[3]) == hw {
+        Ok(t.clone())
+    } else {
+        t.resize_bilinear(hw.0, hw.1, true)
+    }
+}
+
+/// Convolution options of a SAME conv with `stride`.
+pub fn same_conv(stride: usize) -> Conv2dOpts {
+    Conv2dOpts {
+        stride: (stride, stride),
+        padding: Padding::Same,
+        dilation: (1, 1),
+        groups: 1,
+    }
+}

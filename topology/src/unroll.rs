@@ -1,0 +1,248 @@
+//! The one function that owns time (SPEC §3).
+//!
+//! Biological timing (the default): at step `t` every area reads its inputs' outputs from step
+//! `t−1` (zeros at `t = 0`), except the first area, which reads the frame of step `t` directly. So
+//! area `l` (0-based) first sees the image at step `l`, and every extra edge costs one step too.
+//! The full-sweep mode instead lets feedforward and skip edges read step `t` (a whole feedforward
+//! pass per step), while feedback still reads `t−1`.
+//!
+//! When only the last step's logits are wanted (training with the loss on the last step), outputs
+//! that can never reach them are not computed: area `i`'s output at step `t` reaches the readout at
+//! `t + d(i)` at the earliest, `d` the shortest delay path to the readout, so steps with
+//! `t + d(i) > T − 1` are skipped. Tests compare against the plain loop.
+
+use crate::model::Model;
+use crate::schedule::Frames;
+use serde::{Deserialize, Serialize};
+use tensor::{Error, Result, Tensor};
+
+/// Which edges read the current step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TimingMode {
+    /// Every edge has a one-step delay (the reference's `unroll`).
+    #[default]
+    Biological,
+    /// Feedforward and skip edges read the same step; feedback reads the previous one (the
+    /// reference's `unroll_tf`).
+    FullSweep,
+}
+
+/// What the caller will read from the unroll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Needed {
+    /// Every area at every step (feature extraction, per-step evaluation).
+    #[default]
+    Everything,
+    /// Only the logits of the last step: dead work is skipped.
+    LastLogits,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UnrollOptions {
+    /// Number of steps (default: what the frames imply, else the model's `default_steps`).
+    pub steps: Option<usize>,
+    pub mode: TimingMode,
+    pub needed: Needed,
+}
+
+/// Every area's output and the logits at every step (`None` where skipped as dead work).
+#[derive(Clone, Debug)]
+pub struct Unrolled {
+    /// `outputs[area][step]`.
+    pub outputs: Vec<Vec<Option<Tensor>>>,
+    /// `logits[step]`, each `[N, classes]`.
+    pub logits: Vec<Option<Tensor>>,
+}
+
+impl Unrolled {
+    pub fn steps(&self) -> usize {
+        self.logits.len()
+    }
+
+    /// The logits of the last step.
+    pub fn last_logits(&self) -> Result<&Tensor> {
+        self.logits
+            .last()
+            .and_then(|l| l.as_ref())
+            .ok_or_else(|| Error::InvalidArgument {
+                op: "unroll",
+                msg: "no logits at the last step".into(),
+            })
+    }
+
+    /// Logits of every step; errors if dead-work skipping dropped some.
+    pub fn all_logits(&self) -> Result<Vec<Tensor>> {
+        self.logits
+            .iter()
+            .enumerate()
+            .map(|(t, l)| {
+                l.clone().ok_or_else(|| Error::InvalidArgument {
+                    op: "unroll",
+                    msg: format!("logits of step {t} were skipped; unroll with Needed::Everything"),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Model {
+    /// The shortest delay from each area's output to the readout, in steps.
+    fn delays_to_readout(&self, mode: TimingMode) -> Vec<usize> {
+        let l = self.areas.len();
+        let ff_delay = match mode {
+            TimingMode::Biological => 1,
+            TimingMode::FullSweep => 0,
+        };
+        let mut d = vec![usize::MAX; l];
+        d[l - 1] = ff_delay;
+        // Relax over the chain and the extra edges until nothing changes (≤ l rounds).
+        for _ in 0..=l {
+            for i in 0..l {
+                let mut best = d[i];
+                if i + 1 < l {
+                    best = best.min(d[i + 1].saturating_add(ff_delay));
+                }
+                for (j, a) in self.areas.iter().enumerate() {
+                    if a.sources.contains(&i) {
+                        let delay = if j > i { ff_delay } else { 1 };
+                        best = best.min(d[j].saturating_add(delay));
+                    }
+                }
+                d[i] = best;
+            }
+        }
+        d
+    }
+
+    /// Runs the model over time. Returns every area's output at every step (and the logits).
+    pub fn unroll(&self, frames: &Frames, opts: &UnrollOptions) -> Result<Unrolled> {
+        let steps = opts
+            .steps
+            .or_else(|| frames.steps())
+            .unwrap_or(self.spec.default_steps);
+        if steps == 0 {
+            return Err(Error::InvalidArgument {
+                op: "unroll",
+                msg: "need at least one step".into(),
+            });
+        }
+        let dims = frames.frame_dims()?;
+        let inp = self.spec.input;
+        if dims.len() != 4 || dims[1..] != [inp.channels, inp.height, inp.width] {
+            return Err(Error::InvalidArgument {
+                op: "unroll",
+                msg: format!(
+                    "model `{}` expects frames of [N, {}, {}, {}], got {:?}",
+                    self.spec.name, inp.channels, inp.height, inp.width, dims
+                ),
+            });
+        }
+        if let Frames::Sequence(v) = frames {
+            if v.len() < steps {
+                return Err(Error::InvalidArgument {
+                    op: "unroll",
+                    msg: format!("{steps} steps requested but only {} frames given", v.len()),
+                });
+            }
+        }
+        let n = dims[0];
+        let device = self.device;
+        let l = self.areas.len();
+        let last_needed: Vec<usize> = match opts.needed {
+            Needed::Everything => vec![steps - 1; l],
+            Needed::LastLogits => self
+                .delays_to_readout(opts.mode)
+                .iter()
+                .map(|d| (steps - 1).checked_sub(*d).unwrap_or(usize::MAX))
+                .collect(),
+        };
+        let is_needed = |i: usize, t: usize| last_needed[i] != usize::MAX && t <= last_needed[i];
+
+        let zeros_out: Vec<Tensor> = self
+            .shapes
+            .areas
+            .iter()
+            .map(|s| Tensor::zeros([n, s.output[0], s.output[1], s.output[2]], device))
+            .collect::<Result<_>>()?;
+        let mut states = Vec::with_capacity(l);
+        for (a, s) in self.areas.iter().zip(&self.shapes.areas) {
+            let x = Tensor::zeros([n, s.conv_out[0], s.conv_out[1], s.conv_out[2]], device)?;
+            states.push(a.cell.zero_state(&x)?);
+        }
+        let (image, blank) = match frames {
+            Frames::Image { image, blank, .. } => {
+                (Some(image.clone()), Some(Tensor::full(*blank, image.shape().clone(), device)?))
+            }
+            Frames::Sequence(_) => (None, None),
+        };
+        let frame = |t: usize| -> Tensor {
+            match (frames, &image, &blank) {
+                (Frames::Sequence(v), _, _) => v[t].clone(),
+                (_, Some(img), Some(b)) => {
+                    if frames.is_blank(t, self.spec.image_off) {
+                        b.clone()
+                    } else {
+                        img.clone()
+                    }
+                }
+                _ => unreachable!("image frames always carry an image and a blank"),
+            }
+        };
+
+        let mut outputs: Vec<Vec<Option<Tensor>>> = vec![vec![None; steps]; l];
+        let mut logits = vec![None; steps];
+        for t in 0..steps {
+            for i in 0..l {
+                if !is_needed(i, t) {
+                    continue;
+                }
+                // Output of area `j` as read by area `i` at step `t`.
+                let read = |j: usize, outputs: &Vec<Vec<Option<Tensor>>>| -> Tensor {
+                    let same_step = opts.mode == TimingMode::FullSweep && j < i;
+                    let at = if same_step { Some(t) } else { t.checked_sub(1) };
+                    match at {
+                        Some(s) => outputs[j][s].clone().unwrap_or_else(|| zeros_out[j].clone()),
+                        None => zeros_out[j].clone(),
+                    }
+                };
+                let ff = if i == 0 { frame(t) } else { read(i - 1, &outputs) };
+                let extra: Vec<Tensor> = self.areas[i]
+                    .sources
+                    .iter()
+                    .map(|&j| read(j, &outputs))
+                    .collect();
+                let (y, next) = self.area_step(i, &ff, &extra, &states[i])?;
+                states[i] = next;
+                outputs[i][t] = Some(y);
+            }
+            let readout_needed = match opts.needed {
+                Needed::Everything => true,
+                Needed::LastLogits => t == steps - 1,
+            };
+            if readout_needed {
+                let last = match opts.mode {
+                    TimingMode::FullSweep => outputs[l - 1][t].clone(),
+                    TimingMode::Biological => t.checked_sub(1).and_then(|s| outputs[l - 1][s].clone()),
+                }
+                .unwrap_or_else(|| zeros_out[l - 1].clone());
+                logits[t] = Some(self.readout_step(&last)?);
+            }
+        }
+        Ok(Unrolled { outputs, logits })
+    }
+
+    /// The logits of the last step for `image` on the default schedule, skipping dead work.
+    pub fn forward(&self, image: &Tensor, steps: Option<usize>) -> Result<Tensor> {
+        let u = self.unroll(
+            &Frames::image(image.clone()),
+            &UnrollOptions {
+                steps,
+                mode: TimingMode::Biological,
+                needed: Needed::LastLogits,
+            },
+        )?;
+        u.last_logits().cloned()
+    }
+}
