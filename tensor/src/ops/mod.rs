@@ -4,6 +4,7 @@
 pub mod elementwise;
 pub mod padding;
 pub mod pool;
+pub mod resize;
 
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use padding::Padding;
