@@ -5,6 +5,7 @@ pub mod elementwise;
 pub mod padding;
 pub mod pool;
 pub mod resize;
+pub mod shape;
 
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use padding::Padding;
