@@ -3,6 +3,9 @@
 
 pub mod elementwise;
 pub mod gemm;
+pub mod pool;
+pub mod resize;
+pub mod shape;
 
 /// Below this many elements a kernel runs on one thread; rayon's fork/join costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;

@@ -2,5 +2,11 @@
 //! CPU kernels (`crate::cpu`) and CUDA kernels (`crate::cuda`, feature `cuda`).
 
 pub mod elementwise;
+pub mod padding;
+pub mod pool;
+pub mod resize;
+pub mod shape;
 
 pub use elementwise::{BinaryOp, UnaryOp};
+pub use padding::Padding;
+pub use pool::{pool2d_output_size, Pool2dOpts};
