@@ -3,6 +3,10 @@
 
 pub mod elementwise;
 pub mod gemm;
+pub mod linear;
+pub mod loss;
+pub mod norm;
+pub mod reduce;
 
 /// Below this many elements a kernel runs on one thread; rayon's fork/join costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;

@@ -2,5 +2,9 @@
 //! CPU kernels (`crate::cpu`) and CUDA kernels (`crate::cuda`, feature `cuda`).
 
 pub mod elementwise;
+pub mod linear;
+pub mod loss;
+pub mod norm;
+pub mod reduce;
 
 pub use elementwise::{BinaryOp, UnaryOp};
