@@ -3,7 +3,11 @@
 
 pub mod elementwise;
 pub mod gemm;
+pub mod linear;
+pub mod loss;
+pub mod norm;
 pub mod pool;
+pub mod reduce;
 pub mod resize;
 pub mod shape;
 

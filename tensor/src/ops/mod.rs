@@ -2,8 +2,12 @@
 //! CPU kernels (`crate::cpu`) and CUDA kernels (`crate::cuda`, feature `cuda`).
 
 pub mod elementwise;
+pub mod linear;
+pub mod loss;
+pub mod norm;
 pub mod padding;
 pub mod pool;
+pub mod reduce;
 pub mod resize;
 pub mod shape;
 

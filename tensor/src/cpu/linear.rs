@@ -1,0 +1,93 @@
+//! Batched matrix products on [`super::gemm::sgemm`], with operands read transposed in place.
+
+use super::gemm::{sgemm, MatRef};
+use crate::storage::CpuBuf;
+use rayon::prelude::*;
+
+/// One operand of a batched product: `batch` row-major matrices `stride` elements apart (stride 0
+/// = the same matrix for every batch), each stored `rows × cols` and read transposed when
+/// `trans` (so `op(M)` is `cols × rows`).
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    pub data: &'a [f32],
+    pub stride: usize,
+    pub cols: usize,
+    pub trans: bool,
+}
+
+impl<'a> Operand<'a> {
+    fn mat(&self, b: usize) -> MatRef<'a> {
+        let m = MatRef::new(&self.data[b * self.stride..], self.cols);
+        if self.trans {
+            m.t()
+        } else {
+            m
+        }
+    }
+}
+
+/// `out[b] = op(a[b]) · op(b[b])` (`m × n`, reduction length `k`) for `b < batch`, plus `beta`
+/// times what `out` held.
+pub fn batched_matmul(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    beta: f32,
+    out: &mut [f32],
+) {
+    if m * n == 0 {
+        return;
+    }
+    let one = |(i, c): (usize, &mut [f32])| sgemm(m, n, k, 1.0, a.mat(i), b.mat(i), beta, c, n);
+    // Small products are single-threaded inside sgemm: spread them over the batch instead.
+    if batch > 1 && m * n * k < 64 * 64 * 64 {
+        out.par_chunks_mut(m * n).enumerate().for_each(one);
+    } else {
+        out.chunks_mut(m * n).enumerate().for_each(one);
+    }
+}
+
+/// A fresh `batch × m × n` product, see [`batched_matmul`].
+pub fn matmul(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand<'_>,
+    b: Operand<'_>,
+) -> CpuBuf {
+    let mut out = CpuBuf::zeros(batch * m * n);
+    batched_matmul(batch, m, n, k, a, b, 0.0, &mut out);
+    out
+}
+
+/// `x · wᵀ + bias` for `x: [n, i]`, `w: [o, i]`, `bias: [o]`.
+pub fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, n: usize, i: usize, o: usize) -> CpuBuf {
+    let mut out = CpuBuf::zeros(n * o);
+    let beta = match bias {
+        Some(b) => {
+            for row in out.chunks_mut(o) {
+                row.copy_from_slice(b);
+            }
+            1.0
+        }
+        None => 0.0,
+    };
+    if n * o > 0 {
+        sgemm(
+            n,
+            o,
+            i,
+            1.0,
+            MatRef::new(x, i),
+            MatRef::new(w, i).t(),
+            beta,
+            &mut out,
+            o,
+        );
+    }
+    out
+}
