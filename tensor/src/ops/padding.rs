@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Padding of the two spatial dimensions of an NCHW tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Padding {
     /// No padding: windows lie entirely inside the input.
     Valid,
@@ -125,5 +126,7 @@ mod tests {
             let back: Padding = serde_json::from_str(&s).unwrap_or(Padding::Valid);
             assert_eq!(back, p, "{s}");
         }
+        let typo = r#"{"Explicit":{"top":1,"bottom":1,"left":1,"rigth":1}}"#;
+        assert!(serde_json::from_str::<Padding>(typo).is_err());
     }
 }

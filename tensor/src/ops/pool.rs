@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 /// Options of [`Tensor::max_pool2d`] and [`Tensor::avg_pool2d`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pool2dOpts {
     /// Window `(height, width)`.
     pub kernel: (usize, usize),
@@ -455,6 +456,31 @@ mod tests {
                     for (a, b) in got[p * plane..][..plane].iter().zip(&want) {
                         assert!((a - b).abs() < 1e-5, "{opts:?} max={max}: {a} vs {b}");
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_path_matches_naive_reference() {
+        // 2·8 planes of 48×48: above the kernels' one-thread threshold.
+        let mut rng = Rng::new(15);
+        let x = rand_tensor(&mut rng, [2, 8, 48, 48]);
+        let xs = x.to_vec().unwrap();
+        let opts = Pool2dOpts::new(3, 2, Padding::Same);
+        for max in [true, false] {
+            let y = if max {
+                x.max_pool2d(&opts)
+            } else {
+                x.avg_pool2d(&opts)
+            }
+            .unwrap();
+            assert_eq!(y.dims(), &[2, 8, 24, 24]);
+            let got = y.to_vec().unwrap();
+            for p in [0, 7, 15] {
+                let want = naive(&xs[p * 2304..][..2304], 48, 48, &opts, max);
+                for (a, b) in got[p * 576..][..576].iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-5, "plane {p} max={max}: {a} vs {b}");
                 }
             }
         }

@@ -184,10 +184,14 @@ impl Tensor {
                 ),
             ));
         }
+        // A blocked tensor cut anywhere but at channel multiples of 16 is converted once here
+        // rather than once per piece.
+        let aligned = dim == 1 && sizes.iter().all(|s| s.is_multiple_of(BLOCK));
+        let x = if aligned { self.clone() } else { self.plain()? };
         let mut start = 0;
         let mut out = Vec::with_capacity(sizes.len());
         for &len in sizes {
-            out.push(self.narrow(dim, start, len)?);
+            out.push(x.narrow(dim, start, len)?);
             start += len;
         }
         Ok(out)
@@ -453,10 +457,18 @@ mod tests {
             c.mul(&c)
         })
         .unwrap();
-        check_grad(&[b], |t| {
+        check_grad(std::slice::from_ref(&b), |t| {
             let p = t[0].to_layout(Layout::Blocked16)?.split(&[16, 16], 1)?;
             assert_eq!(p[1].layout(), Layout::Blocked16);
             p[1].tanh()
+        })
+        .unwrap();
+        // A plain part joining a blocked one is converted, and its gradient converted back.
+        check_grad(&[a.clone(), b.clone()], |t| {
+            let y = t[1].to_layout(Layout::Blocked16)?;
+            let c = Tensor::cat(&[&t[0], &y], 1)?;
+            assert_eq!(c.layout(), Layout::Blocked16);
+            c.tanh()
         })
         .unwrap();
         // Unaligned channel counts fall back to plain.
