@@ -31,7 +31,7 @@ fn usizes(v: &Value) -> Vec<usize> {
 }
 
 fn tensor(v: &Value, shape: &[usize]) -> Tensor {
-    Tensor::from_vec(floats(v), shape, Device::Cpu).unwrap()
+    Tensor::from_vec(floats(v), shape, Device::Cpu).expect("fixture data matches its shape")
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
