@@ -1,6 +1,7 @@
 //! Layer normalisation kernels over samples `[n][c][s]` (`s` = spatial size, 1 for `[N, F]`),
 //! with an optional per-channel affine. Statistics are two-pass in f64, one sample per task.
 
+use super::reduce::{sum2_by, sum_by};
 use super::PAR_THRESHOLD;
 use crate::storage::CpuBuf;
 use rayon::prelude::*;
@@ -33,15 +34,11 @@ pub fn layer_norm(
     let mut stats = CpuBuf::zeros(n * STATS);
     let sample = |(i, (y, st)): (usize, (&mut [f32], &mut [f32]))| {
         let x = &x[i * m..(i + 1) * m];
-        let mu = x.iter().map(|&v| v as f64).sum::<f64>() / m as f64;
-        let var = x
-            .iter()
-            .map(|&v| {
-                let d = v as f64 - mu;
-                d * d
-            })
-            .sum::<f64>()
-            / m as f64;
+        let mu = sum_by(x, |v| v as f64) / m as f64;
+        let var = sum_by(x, |v| {
+            let d = v as f64 - mu;
+            d * d
+        }) / m as f64;
         let rs = 1.0 / (var + eps as f64).sqrt();
         st[0] = mu as f32;
         st[1] = (mu - st[0] as f64) as f32;
@@ -109,12 +106,10 @@ pub fn layer_norm_backward(
         let (mut sum_d, mut sum_dx) = (0f64, 0f64);
         for ch in 0..c {
             let gm = gamma.map_or(1.0, |gm| gm[ch]);
-            let (mut gx, mut gs) = (0f64, 0f64);
-            for (&v, &gv) in x[ch * s..(ch + 1) * s].iter().zip(&g[ch * s..(ch + 1) * s]) {
-                let xh = (((v - mu) - lo) * rs) as f64;
-                gx += gv as f64 * xh;
-                gs += gv as f64;
-            }
+            let (xc, gc) = (&x[ch * s..(ch + 1) * s], &g[ch * s..(ch + 1) * s]);
+            // Σ g·x̂ = rstd · Σ g·((x − mean) − mean_lo).
+            let gx = rs as f64 * sum2_by(xc, gc, |v, gv| gv as f64 * ((v - mu) - lo) as f64);
+            let gs = sum_by(gc, |gv| gv as f64);
             part[ch] = gx;
             part[c + ch] = gs;
             sum_d += gm as f64 * gs;
