@@ -44,6 +44,12 @@ fn main() -> Result<()> {
         let w = rand_tensor(&mut rng, [n, k]).into_variable();
         let bias = Tensor::zeros([n], tensor::Device::Cpu)?.into_variable();
         let g = rand_tensor(&mut rng, [m, n]);
+        let t = time(budget, || x.linear(&w, None).map(drop))?;
+        println!(
+            "linear fwd [{m}x{k}]·[{n}x{k}]ᵀ: {:8.3} ms  {:7.1} GFLOP/s (weight read transposed)",
+            t * 1e3,
+            flop / t * 1e-9
+        );
         let x = x.into_variable();
         let t = time(budget, || {
             let y = x.linear(&w, Some(&bias))?;

@@ -9,6 +9,9 @@ use rayon::prelude::*;
 /// from the thread count) so that results are bit-identical on every machine.
 const PIECE: usize = 1 << 13;
 
+/// Columns per task when few outputs with long kept rows gather many inputs.
+const COLS: usize = 1 << 10;
+
 /// An outer run of merged dimensions (all kept or all reduced).
 #[derive(Clone, Copy, Debug)]
 struct Run {
@@ -230,7 +233,24 @@ fn sum_unit_split(x: &[f32], plan: &ReducePlan, u: usize, o: &mut [f32], scale: 
             })
             .collect();
         o[0] = (pieces.iter().sum::<f64>() * scale) as f32;
+    } else if l >= COLS {
+        // Long kept rows: split the columns; each column adds its rows in order.
+        o.par_chunks_mut(COLS).enumerate().for_each(|(p, o)| {
+            let start = p * COLS;
+            let mut acc = vec![0f64; o.len()];
+            for r in 0..plan.reduced_rows {
+                let row = (base + plan.reduced_offset(r)) * l + start;
+                for (a, v) in acc.iter_mut().zip(&x[row..row + o.len()]) {
+                    *a += *v as f64;
+                }
+            }
+            for (o, a) in o.iter_mut().zip(&acc) {
+                *o = (a * scale) as f32;
+            }
+        });
     } else {
+        // Short kept rows: split the rows into pieces of about PIECE elements, each with its own
+        // accumulator row (at most as many f64s in all as the input has f32s).
         let rows_per_piece = (PIECE / l).max(1);
         let pieces: Vec<Vec<f64>> = (0..plan.reduced_rows.div_ceil(rows_per_piece))
             .into_par_iter()
@@ -410,6 +430,25 @@ mod tests {
                 .map(|(r, c)| 2.0 * *r as f64 * *c as f64)
                 .sum();
             assert_eq!(total, want_total, "{mask:05b}");
+        }
+    }
+
+    #[test]
+    fn few_outputs_with_long_or_short_kept_rows() {
+        for dims in [[3usize, 20_000], [20_000, 3]] {
+            let n = dims[0] * dims[1];
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 13 % 29) as f32 - 14.0) / 3.0)
+                .collect();
+            let reduce = [true, false];
+            let got = sum(&x, &ReducePlan::new(&dims, &reduce), 0.5);
+            let want = naive(&x, &dims, &reduce);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (*g as f64 - 0.5 * w).abs() <= 1e-6 * w.abs().max(1.0),
+                    "{dims:?}"
+                );
+            }
         }
     }
 
