@@ -3,6 +3,7 @@
 //! Every row is shifted by its maximum before exponentiating, so no exp overflows; the
 //! normaliser is accumulated in f64.
 
+use super::reduce::sum_by;
 use super::PAR_THRESHOLD;
 use crate::storage::CpuBuf;
 use rayon::prelude::*;
@@ -11,7 +12,7 @@ use rayon::prelude::*;
 #[inline]
 fn max_and_lse(row: &[f32]) -> (f32, f64) {
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let s: f64 = row.iter().map(|&v| ((v - m) as f64).exp()).sum();
+    let s = sum_by(row, |v| ((v - m) as f64).exp());
     (m, s.ln())
 }
 

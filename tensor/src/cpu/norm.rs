@@ -1,16 +1,23 @@
 //! Layer normalisation kernels over samples `[n][c][s]` (`s` = spatial size, 1 for `[N, F]`),
 //! with an optional per-channel affine. Statistics are two-pass in f64, one sample per task.
 
+use super::reduce::{sum2_by, sum_by};
 use super::PAR_THRESHOLD;
 use crate::storage::CpuBuf;
 use rayon::prelude::*;
 
-/// Output, per-sample mean and per-sample `1/sqrt(var + eps)` (biased variance).
+/// Output and per-sample statistics `stats[i] = [mean, mean_lo, rstd]` (`[n, 3]`): the mean as
+/// an f32 pair `mean + mean_lo` (`mean_lo` is the f64 mean's rounding remainder, so that
+/// `(x − mean) − mean_lo` recovers x̂ accurately in the backward even when the mean is large next
+/// to the spread; `x − mean` is exact there by Sterbenz's lemma) and `rstd = 1/sqrt(var + eps)`
+/// (biased variance).
 pub struct LayerNormForward {
     pub y: CpuBuf,
-    pub mean: CpuBuf,
-    pub rstd: CpuBuf,
+    pub stats: CpuBuf,
 }
+
+/// Statistics saved per sample by [`layer_norm`].
+pub const STATS: usize = 3;
 
 /// Forward layer norm. `x.len() == n * c * s`, `c * s > 0`; `gamma`/`beta` have length `c`.
 pub fn layer_norm(
@@ -24,22 +31,18 @@ pub fn layer_norm(
 ) -> LayerNormForward {
     let m = c * s;
     let mut y = CpuBuf::zeros(n * m);
-    let mut mean = CpuBuf::zeros(n);
-    let mut rstd = CpuBuf::zeros(n);
-    let sample = |(i, (y, (mu_out, rs_out))): (usize, (&mut [f32], (&mut f32, &mut f32)))| {
+    let mut stats = CpuBuf::zeros(n * STATS);
+    let sample = |(i, (y, st)): (usize, (&mut [f32], &mut [f32]))| {
         let x = &x[i * m..(i + 1) * m];
-        let mu = x.iter().map(|&v| v as f64).sum::<f64>() / m as f64;
-        let var = x
-            .iter()
-            .map(|&v| {
-                let d = v as f64 - mu;
-                d * d
-            })
-            .sum::<f64>()
-            / m as f64;
+        let mu = sum_by(x, |v| v as f64) / m as f64;
+        let var = sum_by(x, |v| {
+            let d = v as f64 - mu;
+            d * d
+        }) / m as f64;
         let rs = 1.0 / (var + eps as f64).sqrt();
-        *mu_out = mu as f32;
-        *rs_out = rs as f32;
+        st[0] = mu as f32;
+        st[1] = (mu - st[0] as f64) as f32;
+        st[2] = rs as f32;
         for ch in 0..c {
             let (g, b) = (
                 gamma.map_or(1.0, |g| g[ch] as f64),
@@ -57,16 +60,16 @@ pub fn layer_norm(
     };
     if n * m >= PAR_THRESHOLD {
         y.par_chunks_mut(m)
-            .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
+            .zip(stats.par_chunks_mut(STATS))
             .enumerate()
             .for_each(sample);
     } else {
         y.chunks_mut(m)
-            .zip(mean.iter_mut().zip(rstd.iter_mut()))
+            .zip(stats.chunks_mut(STATS))
             .enumerate()
             .for_each(sample);
     }
-    LayerNormForward { y, mean, rstd }
+    LayerNormForward { y, stats }
 }
 
 /// Gradients of layer norm from the upstream gradient `g`.
@@ -78,15 +81,14 @@ pub struct LayerNormBackward {
     pub dbeta: Option<CpuBuf>,
 }
 
-/// Backward layer norm with the statistics saved by [`layer_norm`]. With `x̂ = (x − mean)·rstd`
+/// Backward layer norm with the statistics `stats` saved by [`layer_norm`]. With `x̂ = (x − mean)·rstd`
 /// and `d = g·gamma`: `dx = rstd·(d − mean(d) − x̂·mean(d·x̂))` over the sample,
 /// `dgamma_c = Σ g·x̂` and `dbeta_c = Σ g` over batch and space.
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_backward(
     x: &[f32],
     g: &[f32],
-    mean: &[f32],
-    rstd: &[f32],
+    stats: &[f32],
     n: usize,
     c: usize,
     s: usize,
@@ -100,16 +102,14 @@ pub fn layer_norm_backward(
     let mut parts = vec![0f64; n * 2 * c];
     let sample = |i: usize, dx: Option<&mut [f32]>, part: &mut [f64]| {
         let (x, g) = (&x[i * m..(i + 1) * m], &g[i * m..(i + 1) * m]);
-        let (mu, rs) = (mean[i], rstd[i]);
+        let (mu, lo, rs) = (stats[i * STATS], stats[i * STATS + 1], stats[i * STATS + 2]);
         let (mut sum_d, mut sum_dx) = (0f64, 0f64);
         for ch in 0..c {
             let gm = gamma.map_or(1.0, |gm| gm[ch]);
-            let (mut gx, mut gs) = (0f64, 0f64);
-            for (&v, &gv) in x[ch * s..(ch + 1) * s].iter().zip(&g[ch * s..(ch + 1) * s]) {
-                let xh = ((v - mu) * rs) as f64;
-                gx += gv as f64 * xh;
-                gs += gv as f64;
-            }
+            let (xc, gc) = (&x[ch * s..(ch + 1) * s], &g[ch * s..(ch + 1) * s]);
+            // Σ g·x̂ = rstd · Σ g·((x − mean) − mean_lo).
+            let gx = rs as f64 * sum2_by(xc, gc, |v, gv| gv as f64 * ((v - mu) - lo) as f64);
+            let gs = sum_by(gc, |gv| gv as f64);
             part[ch] = gx;
             part[c + ch] = gs;
             sum_d += gm as f64 * gs;
@@ -121,7 +121,7 @@ pub fn layer_norm_backward(
             let gm = gamma.map_or(1.0, |gm| gm[ch]);
             let sl = ch * s..(ch + 1) * s;
             for ((o, &v), &gv) in dx[sl.clone()].iter_mut().zip(&x[sl.clone()]).zip(&g[sl]) {
-                let xh = (v - mu) * rs;
+                let xh = ((v - mu) - lo) * rs;
                 *o = rs * (gv * gm - a - xh * b);
             }
         }

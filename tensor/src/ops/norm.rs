@@ -39,7 +39,7 @@ impl Tensor {
     /// over all its elements with the biased variance, `(x − mean) / sqrt(var + eps)`, then scaled
     /// by `gamma[c]` and shifted by `beta[c]` (channel = dimension 1; either may be omitted).
     /// Forward and backward are fused kernels; the per-sample mean and `1/sqrt(var + eps)` are
-    /// saved for the backward.
+    /// saved for the backward (statistics in f64, so large offsets do not cancel).
     pub fn layer_norm(
         &self,
         gamma: Option<&Tensor>,
@@ -72,7 +72,7 @@ impl Tensor {
             return Tensor::zeros(x.shape().clone(), x.device());
         }
 
-        let (y, mean, rstd) = {
+        let (y, stats) = {
             let (sx, sg, sb) = (
                 x.storage(),
                 gamma.as_ref().map(|t| t.storage()),
@@ -82,18 +82,14 @@ impl Tensor {
                 Storage::Cpu(xv) => {
                     let f =
                         cpu::layer_norm(xv, n, c, s, host(sg.as_deref()), host(sb.as_deref()), eps);
-                    (
-                        Storage::Cpu(f.y),
-                        Storage::Cpu(f.mean),
-                        Storage::Cpu(f.rstd),
-                    )
+                    (Storage::Cpu(f.y), Storage::Cpu(f.stats))
                 }
             }
         };
         let dev = x.device();
         let out = Tensor::from_storage(y, x.shape().clone(), Layout::Plain, dev);
-        let mean = Tensor::from_storage(mean, Shape::from([n]), Layout::Plain, dev);
-        let rstd = Tensor::from_storage(rstd, Shape::from([n]), Layout::Plain, dev);
+        // Saved for the backward: per sample [mean, mean_lo, rstd] (see `cpu::norm`).
+        let stats = Tensor::from_storage(stats, Shape::from([n, cpu::STATS]), Layout::Plain, dev);
 
         // Inputs recorded: x, then gamma and beta when present.
         let mut inputs = vec![&x];
@@ -110,15 +106,14 @@ impl Tensor {
             let g = ctx.grad.plain()?;
             let gamma_t = gi.map(|i| &ctx.inputs[i]);
             let grads = {
-                let (sx, sg, sm, sr) = (x.storage(), g.storage(), mean.storage(), rstd.storage());
+                let (sx, sg, ss) = (x.storage(), g.storage(), stats.storage());
                 let sgm = gamma_t.map(|t| t.storage());
-                match (&*sx, &*sg, &*sm, &*sr) {
-                    (Storage::Cpu(xv), Storage::Cpu(gv), Storage::Cpu(mv), Storage::Cpu(rv)) => {
+                match (&*sx, &*sg, &*ss) {
+                    (Storage::Cpu(xv), Storage::Cpu(gv), Storage::Cpu(sv)) => {
                         let b = cpu::layer_norm_backward(
                             xv,
                             gv,
-                            mv,
-                            rv,
+                            sv,
                             n,
                             c,
                             s,
