@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Padding of the two spatial dimensions of an NCHW tensor.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub enum Padding {
     /// No padding: windows lie entirely inside the input.
@@ -15,6 +15,7 @@ pub enum Padding {
     /// TensorFlow "SAME": `out = ceil(in / stride)`, total padding
     /// `max((out-1)·stride + (k-1)·dilation + 1 - in, 0)`, `before = total / 2`,
     /// `after = total - before`.
+    #[default]
     Same,
     /// Explicit amounts per side.
     Explicit {
@@ -34,6 +35,18 @@ impl Padding {
             left: p,
             right: p,
         }
+    }
+
+    /// `(top, bottom, left, right)` for an input of `in_hw` and a window spanning
+    /// `extent_hw = (k − 1)·dilation + 1` cells, moved by `stride`.
+    pub fn amounts(
+        &self,
+        in_hw: (usize, usize),
+        extent_hw: (usize, usize),
+        stride: (usize, usize),
+    ) -> (usize, usize, usize, usize) {
+        let ((t, b), (l, r)) = self.resolve(in_hw, extent_hw, stride, (1, 1));
+        (t, b, l, r)
     }
 
     /// The amounts `((top, bottom), (left, right))` for an input of `in_hw` under a window of
