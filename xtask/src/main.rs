@@ -1,1 +1,84 @@
-fn main() {}
+//! `cargo xtask`: the project's command-line entry point (the cargo-xtask convention). Each
+//! subcommand lives in its own module; set-up checks live in `doctor`.
+
+mod bench_ops;
+mod benchmarks_md;
+mod doctor;
+mod machine;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "convrnn tasks: benchmarks, set-up checks, tests"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+    /// Reports the toolchain, the optional system libraries and data, and how to install what is
+    /// missing.
+    Doctor {
+        /// Install the missing Debian packages (needs root): apt-get update && apt-get install -y ...
+        #[arg(long)]
+        install: bool,
+    },
+    /// Runs the doctor (installing missing packages when run as root), then
+    /// `cargo test --workspace` with any extra arguments.
+    Test {
+        /// Passed on to `cargo test --workspace`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Times the engine's ops (forward and forward+backward) on the shapes of benches/ops_shapes.json.
+    Ops(bench_ops::OpsArgs),
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Bench {
+            what: BenchCmd::Ops(args),
+        } => bench_ops::run(&args),
+        Cmd::Doctor { install } => doctor::run(install),
+        Cmd::Test { args } => test(&args),
+    }
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let report = doctor::Report::gather();
+    report.print();
+    if !report.missing_packages().is_empty() && doctor::is_root() {
+        doctor::install(&report.missing_packages())?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["test", "--workspace"])
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("could not run `{cargo} test`"))?;
+    anyhow::ensure!(status.success(), "cargo test --workspace failed ({status})");
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! `cargo xtask doctor`: what this machine has for building and running convrnn, and the Debian
+//! commands for what it lacks.
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::process::Command;
+
+/// Where Debian's `dataset-fashion-mnist` puts the files (SPEC §9).
+const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok,
+    /// Present-or-not facts that are not problems (e.g. a feature not compiled in).
+    Note,
+    Missing,
+}
+
+struct Check {
+    name: &'static str,
+    status: Status,
+    detail: String,
+    /// The Debian package that provides it, when one does.
+    package: Option<&'static str>,
+}
+
+pub struct Report {
+    checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn gather() -> Self {
+        let cuda_compiled = cfg!(feature = "cuda");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut checks = vec![
+            tool_version("rustc", "rustc"),
+            tool_version("cargo", &cargo),
+        ];
+
+        checks.push(match load_library("libdnnl.so.2") {
+            Ok(()) => Check {
+                name: "oneDNN",
+                status: Status::Ok,
+                detail: "libdnnl.so.2 loads: CPU convolutions can take the oneDNN fast path".into(),
+                package: None,
+            },
+            Err(e) => Check {
+                name: "oneDNN",
+                status: Status::Missing,
+                detail: format!(
+                    "libdnnl.so.2 does not load ({e}); CPU convolutions fall back to the slower \
+                     portable kernels"
+                ),
+                package: Some("libdnnl-dev"),
+            },
+        });
+
+        checks.push(Check {
+            name: "CUDA backend",
+            status: Status::Note,
+            detail: if cuda_compiled {
+                "compiled in (feature `cuda`)".into()
+            } else {
+                "not compiled in; build with `--features cuda` to use --device cuda:N".into()
+            },
+            package: None,
+        });
+        checks.push(match load_library("libcuda.so.1") {
+            Ok(()) => Check {
+                name: "CUDA driver",
+                status: Status::Ok,
+                detail: "libcuda.so.1 loads".into(),
+                package: None,
+            },
+            Err(e) => Check {
+                name: "CUDA driver",
+                // Without the backend compiled in, the driver cannot be used anyway.
+                status: if cuda_compiled {
+                    Status::Missing
+                } else {
+                    Status::Note
+                },
+                detail: format!(
+                    "libcuda.so.1 does not load ({e}); only needed for --device cuda:N, and \
+                     installed with the NVIDIA driver"
+                ),
+                package: None,
+            },
+        });
+
+        let fmnist = Path::new(FASHION_MNIST_DIR);
+        checks.push(if fmnist.join("train-images-idx3-ubyte.gz").is_file() {
+            Check {
+                name: "Fashion-MNIST",
+                status: Status::Ok,
+                detail: FASHION_MNIST_DIR.into(),
+                package: None,
+            }
+        } else {
+            Check {
+                name: "Fashion-MNIST",
+                status: Status::Missing,
+                detail: format!(
+                    "not in {FASHION_MNIST_DIR}; the small task can also fetch it or read a \
+                     directory you name"
+                ),
+                package: Some("dataset-fashion-mnist"),
+            }
+        });
+        Report { checks }
+    }
+
+    pub fn print(&self) {
+        println!("convrnn doctor");
+        for c in &self.checks {
+            let tag = match c.status {
+                Status::Ok => "ok",
+                Status::Note => "note",
+                Status::Missing => "missing",
+            };
+            println!("  {tag:<8} {:<14} {}", c.name, c.detail);
+        }
+        let pkgs = self.missing_packages();
+        if !pkgs.is_empty() {
+            println!("\nTo install what is missing (Debian, as root), or run `cargo xtask doctor --install`:");
+            println!("  {}", apt_command(&pkgs));
+        }
+    }
+
+    /// Debian packages that provide the missing pieces.
+    pub fn missing_packages(&self) -> Vec<&'static str> {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Missing)
+            .filter_map(|c| c.package)
+            .collect()
+    }
+}
+
+fn tool_version(name: &'static str, program: &str) -> Check {
+    let out = Command::new(program).arg("--version").output();
+    match out {
+        Ok(o) if o.status.success() => Check {
+            name,
+            status: Status::Ok,
+            detail: String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            package: None,
+        },
+        _ => Check {
+            name,
+            status: Status::Missing,
+            detail: format!(
+                "`{program} --version` failed; install Rust with rustup (https://rustup.rs)"
+            ),
+            package: None,
+        },
+    }
+}
+
+fn load_library(name: &str) -> std::result::Result<(), String> {
+    // SAFETY: loading runs the library's initialisers. Both libraries probed here are the vendor
+    // builds the engine itself loads at run time; the handle is dropped (unloaded) at once.
+    unsafe { libloading::Library::new(name) }
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+fn apt_command(pkgs: &[&str]) -> String {
+    format!("apt-get update && apt-get install -y {}", pkgs.join(" "))
+}
+
+/// Whether this process runs as root (effective uid 0, from /proc/self/status).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|uids| uids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `apt-get update && apt-get install -y PKGS`.
+pub fn install(pkgs: &[&str]) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "installing needs root; run as root:\n  {}",
+            apt_command(pkgs)
+        );
+    }
+    println!("\n$ {}", apt_command(pkgs));
+    for args in [vec!["update"], [&["install", "-y"][..], pkgs].concat()] {
+        let status = Command::new("apt-get")
+            .args(&args)
+            .status()
+            .context("could not run apt-get (is this Debian or Ubuntu?)")?;
+        if !status.success() {
+            bail!("apt-get {} failed ({status})", args.join(" "));
+        }
+    }
+    Ok(())
+}
+
+pub fn run(do_install: bool) -> Result<()> {
+    let report = Report::gather();
+    report.print();
+    if do_install {
+        let pkgs = report.missing_packages();
+        if pkgs.is_empty() {
+            println!("\nNothing to install.");
+        } else {
+            install(&pkgs)?;
+            println!();
+            Report::gather().print();
+        }
+    }
+    Ok(())
+}
