@@ -421,20 +421,28 @@ fn elementwise(case: &Case, device: Device, timing: Timing) -> Result<Measured> 
     }
 }
 
+fn matmul(m: usize, k: usize, n: usize, device: Device, timing: Timing) -> Result<Measured> {
+    let mut rng = Rng::new(11);
+    let a = random_variable(&mut rng, &[m, k], device, |v| v)?;
+    let b = random_variable(&mut rng, &[k, n], device, |v| v)?;
+    measure(&[a, b], |t| t[0].matmul(&t[1]), device, timing)
+}
+
 #[cfg(feature = "pending-ops")]
-fn pending_op(case: &Case, device: Device, timing: Timing) -> Result<Option<Measured>> {
+fn conv2d(case: &Case, device: Device, timing: Timing) -> Result<Option<Measured>> {
     pending::run(case, device, timing).map(Some)
 }
 
 #[cfg(not(feature = "pending-ops"))]
-fn pending_op(_: &Case, _: Device, _: Timing) -> Result<Option<Measured>> {
+fn conv2d(_: &Case, _: Device, _: Timing) -> Result<Option<Measured>> {
     Ok(None)
 }
 
 /// `None` when the case's op is not built into this binary.
 fn run_case(case: &Case, device: Device, timing: Timing) -> Result<Option<Measured>> {
     match case {
-        Case::Conv2d { .. } | Case::Matmul { .. } => pending_op(case, device, timing),
+        Case::Conv2d { .. } => conv2d(case, device, timing),
+        Case::Matmul { m, k, n, .. } => matmul(*m, *k, *n, device, timing).map(Some),
         Case::Unary { .. } | Case::Binary { .. } => elementwise(case, device, timing).map(Some),
     }
 }
@@ -490,7 +498,7 @@ fn row(case: &Case, m: Option<Measured>) -> Row {
         fwd_rate: m.map(|m| rate(work.fwd, m.fwd_s)),
         fwd_bwd_rate: m.map(|m| rate(work.fwd_bwd, m.fwd_bwd_s)),
         skipped: m.is_none().then(|| {
-            "needs conv2d/matmul: build xtask with `--features pending-ops` once they are merged".into()
+            "needs conv2d: build xtask with `--features pending-ops` once it is merged".into()
         }),
     }
 }
@@ -736,7 +744,7 @@ mod tests {
     }
 
     #[test]
-    fn elementwise_cases_run() {
+    fn elementwise_and_matmul_cases_run() {
         let timing = Timing { warmup: 1, reps: 1 };
         for case in [
             Case::Unary {
@@ -748,6 +756,12 @@ mod tests {
                 name: "b".into(),
                 op: BinaryKind::Div,
                 shape: vec![4],
+            },
+            Case::Matmul {
+                name: "m".into(),
+                m: 3,
+                k: 4,
+                n: 5,
             },
         ] {
             let m = run_case(&case, Device::Cpu, timing).unwrap().unwrap();

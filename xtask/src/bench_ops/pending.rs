@@ -1,6 +1,5 @@
-//! The conv2d and matmul cases, written against the op API of the `conv` and `dense` branches
-//! (`Tensor::conv2d`, `Tensor::matmul`). Compiled only with the `pending-ops` feature until those
-//! ops are merged.
+//! The conv2d cases, written against the op API of the `conv` branch (`Tensor::conv2d`,
+//! `Conv2dOpts`). Compiled only with the `pending-ops` feature until that op is merged.
 
 use super::{measure, random_variable, Case, Measured, Timing};
 use anyhow::{bail, Result};
@@ -51,11 +50,6 @@ pub fn run(case: &Case, device: Device, timing: Timing) -> Result<Measured> {
                 timing,
             )
         }
-        Case::Matmul { m, k, n, .. } => {
-            let a = random_variable(&mut rng, &[*m, *k], device, |v| v)?;
-            let b = random_variable(&mut rng, &[*k, *n], device, |v| v)?;
-            measure(&[a, b], |t| t[0].matmul(&t[1]), device, timing)
-        }
-        _ => bail!("`{}` is not a conv2d or matmul case", case.name()),
+        _ => bail!("`{}` is not a conv2d case", case.name()),
     }
 }
