@@ -69,8 +69,13 @@ fn main() -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     let report = doctor::Report::gather();
     report.print();
-    if !report.missing_packages().is_empty() && doctor::is_root() {
-        doctor::install(&report.missing_packages())?;
+    let missing = report.missing_packages();
+    if !missing.is_empty() && doctor::is_root() {
+        // Everything missing is optional (the engine falls back to its own kernels), so a failed
+        // install, e.g. without network, must not stop the tests.
+        if let Err(e) = doctor::install(&missing) {
+            eprintln!("warning: {e:#}; testing without it");
+        }
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
