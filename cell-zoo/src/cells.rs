@@ -53,10 +53,20 @@ pub struct SimpleRnnCell {
 }
 
 impl SimpleRnnCell {
-    pub fn new(ctx: &mut BuildCtx<'_>, x_ch: usize, out: usize, k: usize, ln: bool) -> Result<Self> {
+    pub fn new(
+        ctx: &mut BuildCtx<'_>,
+        x_ch: usize,
+        out: usize,
+        k: usize,
+        ln: bool,
+    ) -> Result<Self> {
         Ok(SimpleRnnCell {
             conv: Conv::new(ctx, "conv", x_ch + out, out, k, 1, 1, ConvInit::lecun(true))?,
-            norm: if ln { Some(LayerNorm::new(ctx, "ln", out)?) } else { None },
+            norm: if ln {
+                Some(LayerNorm::new(ctx, "ln", out)?)
+            } else {
+                None
+            },
             out,
         })
     }
@@ -94,7 +104,16 @@ impl GruCell {
         };
         Ok(GruCell {
             gates: Conv::new(ctx, "gates", x_ch + out, 2 * out, k, 1, 1, gate_init)?,
-            candidate: Conv::new(ctx, "candidate", x_ch + out, out, k, 1, 1, ConvInit::lecun(true))?,
+            candidate: Conv::new(
+                ctx,
+                "candidate",
+                x_ch + out,
+                out,
+                k,
+                1,
+                1,
+                ConvInit::lecun(true),
+            )?,
             out,
         })
     }
@@ -231,7 +250,16 @@ pub struct UgrnnCell {
 impl UgrnnCell {
     pub fn new(ctx: &mut BuildCtx<'_>, x_ch: usize, out: usize, k: usize) -> Result<Self> {
         Ok(UgrnnCell {
-            conv: Conv::new(ctx, "conv", x_ch + out, 2 * out, k, 1, 1, ConvInit::lecun(true))?,
+            conv: Conv::new(
+                ctx,
+                "conv",
+                x_ch + out,
+                2 * out,
+                k,
+                1,
+                1,
+                ConvInit::lecun(true),
+            )?,
             out,
         })
     }
@@ -264,7 +292,16 @@ pub struct IntersectionRnnCell {
 impl IntersectionRnnCell {
     pub fn new(ctx: &mut BuildCtx<'_>, x_ch: usize, k: usize) -> Result<Self> {
         Ok(IntersectionRnnCell {
-            conv: Conv::new(ctx, "conv", 2 * x_ch, 4 * x_ch, k, 1, 1, ConvInit::lecun(true))?,
+            conv: Conv::new(
+                ctx,
+                "conv",
+                2 * x_ch,
+                4 * x_ch,
+                k,
+                1,
+                1,
+                ConvInit::lecun(true),
+            )?,
             out: x_ch,
         })
     }

@@ -55,7 +55,13 @@ impl BuildCtx<'_> {
     }
 
     /// Variance scaling (fan-in, truncated normal) with `scale` (1 = LeCun), SPEC §5.
-    pub fn variance_scaling(&mut self, leaf: &str, dims: &[usize], fan_in: usize, scale: f32) -> Result<Tensor> {
+    pub fn variance_scaling(
+        &mut self,
+        leaf: &str,
+        dims: &[usize],
+        fan_in: usize,
+        scale: f32,
+    ) -> Result<Tensor> {
         let std = (scale as f64 / fan_in.max(1) as f64).sqrt() / TRUNC_STD;
         self.param(leaf, dims, |r| (r.truncated_normal() * std) as f32)
     }
@@ -68,7 +74,9 @@ impl BuildCtx<'_> {
     /// Normal values on the context's device, not registered (to re-initialise a parameter).
     pub fn unregistered_normal(&mut self, dims: &[usize], std: f32) -> Result<Tensor> {
         let n: usize = dims.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| (self.rng.normal() * std as f64) as f32).collect();
+        let data: Vec<f32> = (0..n)
+            .map(|_| (self.rng.normal() * std as f64) as f32)
+            .collect();
         Tensor::from_vec(data, dims.to_vec(), self.device)
     }
 
@@ -145,7 +153,13 @@ impl Conv {
     }
 
     /// Parameters of a conv with these settings.
-    pub fn param_count(c_in: usize, c_out: usize, kernel: usize, groups: usize, bias: bool) -> usize {
+    pub fn param_count(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        groups: usize,
+        bias: bool,
+    ) -> usize {
         c_out * (c_in / groups.max(1)) * kernel * kernel + if bias { c_out } else { 0 }
     }
 }
@@ -199,7 +213,9 @@ impl TemporalConv {
                 pointwise,
             })
         } else {
-            Ok(TemporalConv::Dense(Conv::new(ctx, leaf, c_in, c_out, k, 1, 1, init)?))
+            Ok(TemporalConv::Dense(Conv::new(
+                ctx, leaf, c_in, c_out, k, 1, 1, init,
+            )?))
         }
     }
 
@@ -213,13 +229,20 @@ impl TemporalConv {
         }
     }
 
-    pub fn param_count(knob: ConvKnob, c_in: usize, c_out: usize, hw: (usize, usize), bias: bool) -> usize {
+    pub fn param_count(
+        knob: ConvKnob,
+        c_in: usize,
+        c_out: usize,
+        hw: (usize, usize),
+        bias: bool,
+    ) -> usize {
         if !knob.is_on() {
             return 0;
         }
         let k = Self::effective_kernel(knob, hw);
         if knob.depth_separable {
-            Conv::param_count(c_in, c_in, k, c_in, false) + Conv::param_count(c_in, c_out, 1, 1, bias)
+            Conv::param_count(c_in, c_in, k, c_in, false)
+                + Conv::param_count(c_in, c_out, 1, 1, bias)
         } else {
             Conv::param_count(c_in, c_out, k, 1, bias)
         }

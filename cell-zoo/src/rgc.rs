@@ -117,7 +117,13 @@ struct Residual {
 }
 
 impl Residual {
-    fn new(ctx: &mut BuildCtx<'_>, leaf: &str, dims: &CellDims, c_out: usize, scale: f32) -> Result<Self> {
+    fn new(
+        ctx: &mut BuildCtx<'_>,
+        leaf: &str,
+        dims: &CellDims,
+        c_out: usize,
+        scale: f32,
+    ) -> Result<Self> {
         let projection = if dims.u_channels != c_out {
             let init = ConvInit { scale, bias: None };
             Some(Conv::new(ctx, leaf, dims.u_channels, c_out, 1, 1, 1, init)?)
@@ -152,7 +158,14 @@ struct GateResidual {
 }
 
 impl GateResidual {
-    fn new(ctx: &mut BuildCtx<'_>, leaf: &str, dims: &CellDims, c_out: usize, k: usize, init: ConvInit) -> Result<Self> {
+    fn new(
+        ctx: &mut BuildCtx<'_>,
+        leaf: &str,
+        dims: &CellDims,
+        c_out: usize,
+        k: usize,
+        init: ConvInit,
+    ) -> Result<Self> {
         Ok(GateResidual {
             conv: Conv::new(ctx, leaf, dims.u_channels, c_out, k.max(1), 1, 1, init)?,
             resize: (dims.u_hw != dims.hw).then_some(dims.hw),
@@ -207,7 +220,15 @@ impl RgcCell {
                 tau: Gate::new(ctx, "tau_cc", spec.tau, cd, cd, hw, init, ignore)?,
                 gate: Gate::new(ctx, "gate_hc", spec.gate, out, cd, hw, init, ignore)?,
                 input: if spec.input_to_cell.is_on() {
-                    Some(TemporalConv::new(ctx, "input_to_cell", spec.input_to_cell, out, cd, hw, init)?)
+                    Some(TemporalConv::new(
+                        ctx,
+                        "input_to_cell",
+                        spec.input_to_cell,
+                        out,
+                        cd,
+                        hw,
+                        init,
+                    )?)
                 } else {
                     None
                 },
@@ -217,38 +238,89 @@ impl RgcCell {
         };
         let tau_h = Gate::new(ctx, "tau_hh", spec.tau, out, out, hw, init, ignore)?;
         let gate_h = if uses_cell {
-            Some(Gate::new(ctx, "gate_ch", spec.gate, cd, out, hw, init, ignore)?)
+            Some(Gate::new(
+                ctx, "gate_ch", spec.gate, cd, out, hw, init, ignore,
+            )?)
         } else {
             None
         };
         let input_to_out = if spec.input_to_out.is_on() {
-            Some(TemporalConv::new(ctx, "input_to_out", spec.input_to_out, out, out, hw, init)?)
+            Some(TemporalConv::new(
+                ctx,
+                "input_to_out",
+                spec.input_to_out,
+                out,
+                out,
+                hw,
+                init,
+            )?)
         } else {
             None
         };
         let cell_to_out = if spec.cell_to_out && uses_cell {
-            Some(Conv::new(ctx, "cell_to_out", cd, out, spec.tau.conv.size.max(1), 1, 1, init)?)
+            Some(Conv::new(
+                ctx,
+                "cell_to_out",
+                cd,
+                out,
+                spec.tau.conv.size.max(1),
+                1,
+                1,
+                init,
+            )?)
         } else {
             None
         };
         let no_bias_scale = spec.init_scale;
         let cell_residual = if spec.cell_residual && uses_cell {
-            Some(Residual::new(ctx, "cell_residual", dims, cd, no_bias_scale)?)
+            Some(Residual::new(
+                ctx,
+                "cell_residual",
+                dims,
+                cd,
+                no_bias_scale,
+            )?)
         } else {
             None
         };
         let out_residual = if spec.out_residual {
-            Some(Residual::new(ctx, "out_residual", dims, out, no_bias_scale)?)
+            Some(Residual::new(
+                ctx,
+                "out_residual",
+                dims,
+                out,
+                no_bias_scale,
+            )?)
         } else {
             None
         };
         let gk = |g: &GateSpec| TemporalConv::effective_kernel(g.conv, hw);
         let mut res_gates: [Option<GateResidual>; 4] = [None, None, None, None];
         let wanted = [
-            (spec.residual_to_cell_tau && uses_cell, "residual_to_cell_tau", cd, gk(&spec.tau)),
-            (spec.residual_to_cell_gate && uses_cell, "residual_to_cell_gate", cd, gk(&spec.gate)),
-            (spec.residual_to_out_tau, "residual_to_out_tau", out, gk(&spec.tau)),
-            (spec.residual_to_out_gate && uses_cell, "residual_to_out_gate", out, gk(&spec.gate)),
+            (
+                spec.residual_to_cell_tau && uses_cell,
+                "residual_to_cell_tau",
+                cd,
+                gk(&spec.tau),
+            ),
+            (
+                spec.residual_to_cell_gate && uses_cell,
+                "residual_to_cell_gate",
+                cd,
+                gk(&spec.gate),
+            ),
+            (
+                spec.residual_to_out_tau,
+                "residual_to_out_tau",
+                out,
+                gk(&spec.tau),
+            ),
+            (
+                spec.residual_to_out_gate && uses_cell,
+                "residual_to_out_gate",
+                out,
+                gk(&spec.gate),
+            ),
         ];
         for (slot, (on, leaf, c, k)) in res_gates.iter_mut().zip(wanted) {
             if on {
@@ -265,7 +337,15 @@ impl RgcCell {
             } else {
                 ConvKnob::dense(1)
             };
-            Some(TemporalConv::new(ctx, "feedback", knob, dims.feedback_channels, target, hw, init)?)
+            Some(TemporalConv::new(
+                ctx,
+                "feedback",
+                knob,
+                dims.feedback_channels,
+                target,
+                hw,
+                init,
+            )?)
         } else {
             None
         };
@@ -310,7 +390,11 @@ impl Cell for RgcCell {
 
     fn zero_state(&self, x: &Tensor) -> Result<PairState> {
         let (n, _, h, w) = x.shape().dims4("rgc zero_state")?;
-        let cd = if self.cell.is_some() { self.spec.cell_depth } else { 0 };
+        let cd = if self.cell.is_some() {
+            self.spec.cell_depth
+        } else {
+            0
+        };
         Ok(PairState {
             c: Tensor::zeros([n, cd.max(1), h, w], x.device())?,
             h: Tensor::zeros([n, self.out, h, w], x.device())?,
@@ -319,7 +403,9 @@ impl Cell for RgcCell {
 
     fn step(&self, input: &CellInput<'_>, s: &PairState) -> Result<(Tensor, PairState)> {
         let fb = match (&self.feedback, input.feedback) {
-            (Some(conv), Some(f)) => Some(activate(&conv.forward(f)?, self.spec.feedback_activation)?),
+            (Some(conv), Some(f)) => {
+                Some(activate(&conv.forward(f)?, self.spec.feedback_activation)?)
+            }
             _ => None,
         };
         let entry = self.spec.feedback_entry;
