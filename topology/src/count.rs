@@ -44,7 +44,10 @@ pub fn step_flops(model: &Model) -> Result<u64, BuildError> {
                     Tensor::zeros([1, o[0], o[1], o[2]], model.device)
                 })
                 .collect::<tensor::Result<_>>()?;
-            let x = Tensor::zeros([1, s.conv_out[0], s.conv_out[1], s.conv_out[2]], model.device)?;
+            let x = Tensor::zeros(
+                [1, s.conv_out[0], s.conv_out[1], s.conv_out[2]],
+                model.device,
+            )?;
             let state = a.cell.zero_state(&x)?;
             model.area_step(i, &ff, &extra, &state)?;
         }

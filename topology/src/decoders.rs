@@ -31,7 +31,9 @@ impl Decoder {
     pub fn decode(&self, logits: &[Tensor]) -> Result<Tensor> {
         let steps = logits.len();
         let bad = |msg: String| Error::InvalidArgument { op: "decode", msg };
-        let last = logits.last().ok_or_else(|| bad("no steps to decode".into()))?;
+        let last = logits
+            .last()
+            .ok_or_else(|| bad("no steps to decode".into()))?;
         match *self {
             Decoder::Last => Ok(last.clone()),
             Decoder::Avg { from, to } => {
@@ -47,7 +49,9 @@ impl Decoder {
             }
             Decoder::MaxConf { from } | Decoder::Thresh { from, .. } => {
                 if from >= steps {
-                    return Err(bad(format!("window starts at {from} but there are {steps} steps")));
+                    return Err(bad(format!(
+                        "window starts at {from} but there are {steps} steps"
+                    )));
                 }
                 let (n, _) = last.shape().dims2("decode")?;
                 // Top-class probability per example and step, on the host.
@@ -88,7 +92,10 @@ fn select_per_example(logits: &[Tensor], pick: &[usize]) -> Result<Tensor> {
         if !pick.contains(&t) {
             continue;
         }
-        let mask: Vec<f32> = pick.iter().map(|&p| if p == t { 1.0 } else { 0.0 }).collect();
+        let mask: Vec<f32> = pick
+            .iter()
+            .map(|&p| if p == t { 1.0 } else { 0.0 })
+            .collect();
         let m = Tensor::from_vec(mask, [n, 1], device)?;
         let term = l.mul(&m)?;
         acc = Some(match acc {

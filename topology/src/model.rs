@@ -3,7 +3,9 @@
 
 use crate::shapes::{self, ModelShapes};
 use crate::spec::{ModelSpec, ReadoutKind, SpecError};
-use cell_zoo::{activate, Activation, AnyCell, AnyState, BuildCtx, CellDims, CellInput, Conv, ConvInit};
+use cell_zoo::{
+    activate, Activation, AnyCell, AnyState, BuildCtx, CellDims, CellInput, Conv, ConvInit,
+};
 use tensor::ops::{Conv2dOpts, Padding, Pool2dOpts};
 use tensor::{Device, ParamStore, Result, Rng, Tensor};
 
@@ -59,7 +61,12 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Model({}, {} parameters)", self.spec.name, self.params.num_elements())
+        write!(
+            f,
+            "Model({}, {} parameters)",
+            self.spec.name,
+            self.params.num_elements()
+        )
     }
 }
 
@@ -70,7 +77,11 @@ fn hw(c: &[usize; 3]) -> (usize, usize) {
 impl Model {
     /// Validates `spec`, infers its shapes and initialises its parameters from `seed` (SPEC §5:
     /// variance scaling for convs, N(0, 0.01) for the readout).
-    pub fn new(spec: &ModelSpec, device: Device, seed: u64) -> std::result::Result<Model, BuildError> {
+    pub fn new(
+        spec: &ModelSpec,
+        device: Device,
+        seed: u64,
+    ) -> std::result::Result<Model, BuildError> {
         let shapes = shapes::infer(spec)?;
         let mut params = ParamStore::new();
         let mut rng = Rng::new(seed);
@@ -169,7 +180,16 @@ impl Model {
                 bias: ctx.constant("bias", &[spec.num_classes], 0.0)?,
             },
             ReadoutKind::ConvGap { kernel } => {
-                let mut conv = Conv::new(&mut ctx, "conv", c, spec.num_classes, kernel, 1, 1, ConvInit::lecun(true))?;
+                let mut conv = Conv::new(
+                    &mut ctx,
+                    "conv",
+                    c,
+                    spec.num_classes,
+                    kernel,
+                    1,
+                    1,
+                    ConvInit::lecun(true),
+                )?;
                 conv.opts.padding = Padding::Valid;
                 // N(0, 0.01) like every readout of the zoo.
                 let w = ctx.unregistered_normal(&[spec.num_classes, c, kernel, kernel], 0.01)?;

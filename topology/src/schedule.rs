@@ -95,13 +95,14 @@ impl Frames {
     pub fn frame_dims(&self) -> Result<Vec<usize>> {
         match self {
             Frames::Image { image, .. } => Ok(image.dims().to_vec()),
-            Frames::Sequence(v) => v
-                .first()
-                .map(|f| f.dims().to_vec())
-                .ok_or_else(|| Error::InvalidArgument {
-                    op: "unroll",
-                    msg: "an empty frame sequence".into(),
-                }),
+            Frames::Sequence(v) => {
+                v.first()
+                    .map(|f| f.dims().to_vec())
+                    .ok_or_else(|| Error::InvalidArgument {
+                        op: "unroll",
+                        msg: "an empty frame sequence".into(),
+                    })
+            }
         }
     }
 

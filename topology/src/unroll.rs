@@ -172,9 +172,10 @@ impl Model {
             states.push(a.cell.zero_state(&x)?);
         }
         let (image, blank) = match frames {
-            Frames::Image { image, blank, .. } => {
-                (Some(image.clone()), Some(Tensor::full(*blank, image.shape().clone(), device)?))
-            }
+            Frames::Image { image, blank, .. } => (
+                Some(image.clone()),
+                Some(Tensor::full(*blank, image.shape().clone(), device)?),
+            ),
             Frames::Sequence(_) => (None, None),
         };
         let frame = |t: usize| -> Tensor {
@@ -203,11 +204,17 @@ impl Model {
                     let same_step = opts.mode == TimingMode::FullSweep && j < i;
                     let at = if same_step { Some(t) } else { t.checked_sub(1) };
                     match at {
-                        Some(s) => outputs[j][s].clone().unwrap_or_else(|| zeros_out[j].clone()),
+                        Some(s) => outputs[j][s]
+                            .clone()
+                            .unwrap_or_else(|| zeros_out[j].clone()),
                         None => zeros_out[j].clone(),
                     }
                 };
-                let ff = if i == 0 { frame(t) } else { read(i - 1, &outputs) };
+                let ff = if i == 0 {
+                    frame(t)
+                } else {
+                    read(i - 1, &outputs)
+                };
                 let extra: Vec<Tensor> = self.areas[i]
                     .sources
                     .iter()
@@ -224,7 +231,9 @@ impl Model {
             if readout_needed {
                 let last = match opts.mode {
                     TimingMode::FullSweep => outputs[l - 1][t].clone(),
-                    TimingMode::Biological => t.checked_sub(1).and_then(|s| outputs[l - 1][s].clone()),
+                    TimingMode::Biological => {
+                        t.checked_sub(1).and_then(|s| outputs[l - 1][s].clone())
+                    }
                 }
                 .unwrap_or_else(|| zeros_out[l - 1].clone());
                 logits[t] = Some(self.readout_step(&last)?);

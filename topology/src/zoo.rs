@@ -312,16 +312,16 @@ fn rgc_intermediate() -> ModelSpec {
     }
 }
 
-/// Compact presets for 28×28 grey input and 10 classes: conv1 5×5 → pool (14), conv2 3×3 → cell →
-/// pool (7), conv3 3×3 → cell → pool (4), readout GAP → FC. The image stays on (constant
+/// Compact presets for 28×28 grey input and 10 classes: conv1 5×5 (32) → pool (14), conv2 3×3 (32)
+/// → cell → pool (7), conv3 3×3 (64) → cell → pool (4), readout GAP → FC. The image stays on (constant
 /// presentation) for the 8 default steps. `compact_feedforward` is wider so that its parameter
 /// count is close to `compact_rgc`'s; `compact_rgc_median` uses the searched cell with a
 /// conv3 → conv2 feedback edge.
 fn compact(kind: &str) -> Option<ModelSpec> {
     let (c1, c2, c3) = if kind == "feedforward" {
-        (32, 112, 224)
+        (32, 128, 240)
     } else {
-        (32, 64, 128)
+        (32, 32, 64)
     };
     let (cell2, cell3, act, edges) = match kind {
         "rgc_median" => {

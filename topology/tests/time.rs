@@ -1,0 +1,302 @@
+//! Time semantics of the unroll (SPEC §3) on tiny specs.
+#![allow(clippy::unwrap_used)]
+
+use cell_zoo::{Activation, CellSpec, GeneralRgcSpec};
+use tensor::testing::rand_tensor;
+use tensor::{no_grad, Rng, Tensor};
+use topology::*;
+
+fn conv(channels: usize) -> ConvSpec {
+    ConvSpec {
+        channels,
+        kernel: 3,
+        stride: 1,
+        activation: Activation::Elu,
+        bias: true,
+    }
+}
+
+/// Three GRU areas at 8×8 → 4×4 → 2×2, feedback conv3 → conv2, 4 classes.
+fn tiny(edges: Vec<EdgeSpec>) -> ModelSpec {
+    let gru = CellSpec::Gru {
+        out_channels: None,
+        kernel: 3,
+    };
+    let area = |name: &str, c: usize, cell: CellSpec, pool: bool| AreaSpec {
+        name: name.into(),
+        conv: conv(c),
+        cell,
+        residual: None,
+        pool: pool.then_some(PoolSpec::TWO_BY_TWO),
+    };
+    ModelSpec {
+        name: "tiny".into(),
+        input: InputSpec {
+            channels: 2,
+            height: 8,
+            width: 8,
+        },
+        num_classes: 4,
+        areas: vec![
+            area("conv1", 4, CellSpec::Identity, true),
+            area("conv2", 6, gru.clone(), true),
+            area("conv3", 5, gru, false),
+        ],
+        edges,
+        readout: ReadoutSpec {
+            name: "imnetds".into(),
+            kind: ReadoutKind::GapFc,
+        },
+        default_steps: 5,
+        image_off: 3,
+    }
+}
+
+fn feedback() -> Vec<EdgeSpec> {
+    vec![EdgeSpec {
+        from: "conv3".into(),
+        to: "conv2".into(),
+    }]
+}
+
+fn run(model: &Model, frames: &Frames, mode: TimingMode, steps: usize) -> Unrolled {
+    let _g = no_grad();
+    model
+        .unroll(
+            frames,
+            &UnrollOptions {
+                steps: Some(steps),
+                mode,
+                needed: Needed::Everything,
+            },
+        )
+        .unwrap()
+}
+
+fn vals(u: &Unrolled, area: usize, t: usize) -> Vec<f32> {
+    u.outputs[area][t].as_ref().unwrap().to_vec().unwrap()
+}
+
+fn constant(img: &Tensor) -> Frames {
+    Frames::Image {
+        image: img.clone(),
+        presentation: Presentation::Constant,
+        blank: DEFAULT_BLANK,
+    }
+}
+
+#[test]
+fn area_k_is_blind_to_the_image_before_step_k() {
+    let model = Model::new(&tiny(feedback()), tensor::Device::Cpu, 3).unwrap();
+    let mut rng = Rng::new(1);
+    let (a, b) = (
+        rand_tensor(&mut rng, [2, 2, 8, 8]),
+        rand_tensor(&mut rng, [2, 2, 8, 8]),
+    );
+    let (ua, ub) = (
+        run(&model, &constant(&a), TimingMode::Biological, 5),
+        run(&model, &constant(&b), TimingMode::Biological, 5),
+    );
+    for k in 0..3 {
+        for t in 0..5 {
+            let same = vals(&ua, k, t) == vals(&ub, k, t);
+            assert_eq!(same, t < k, "area {k} step {t}");
+        }
+    }
+    // The readout (after 3 areas) first sees the image at step 3.
+    let la: Vec<_> = ua
+        .logits
+        .iter()
+        .map(|l| l.as_ref().unwrap().to_vec().unwrap())
+        .collect();
+    let lb: Vec<_> = ub
+        .logits
+        .iter()
+        .map(|l| l.as_ref().unwrap().to_vec().unwrap())
+        .collect();
+    assert_eq!(la[2], lb[2]);
+    assert_ne!(la[3], lb[3]);
+}
+
+#[test]
+fn full_sweep_reaches_every_area_at_step_zero() {
+    let model = Model::new(&tiny(feedback()), tensor::Device::Cpu, 3).unwrap();
+    let mut rng = Rng::new(2);
+    let (a, b) = (
+        rand_tensor(&mut rng, [2, 2, 8, 8]),
+        rand_tensor(&mut rng, [2, 2, 8, 8]),
+    );
+    let (ua, ub) = (
+        run(&model, &constant(&a), TimingMode::FullSweep, 3),
+        run(&model, &constant(&b), TimingMode::FullSweep, 3),
+    );
+    for k in 0..3 {
+        assert_ne!(vals(&ua, k, 0), vals(&ub, k, 0), "area {k}");
+    }
+    assert_ne!(
+        ua.logits[0].as_ref().unwrap().to_vec().unwrap(),
+        ub.logits[0].as_ref().unwrap().to_vec().unwrap()
+    );
+}
+
+#[test]
+fn feedback_acts_one_step_after_its_source_changes() {
+    // Perturb conv3's parameters: conv3 first changes at step 2 (when the image reaches it);
+    // through the feedback edge conv2 must first change at step 3, not before.
+    let spec = tiny(feedback());
+    let m1 = Model::new(&spec, tensor::Device::Cpu, 3).unwrap();
+    let m2 = Model::new(&spec, tensor::Device::Cpu, 3).unwrap();
+    let w = m2.params.get("conv3/conv/bias").unwrap();
+    w.assign(&w.add_scalar(0.5).unwrap()).unwrap();
+    let img = rand_tensor(&mut Rng::new(3), [1, 2, 8, 8]);
+    let (u1, u2) = (
+        run(&m1, &constant(&img), TimingMode::Biological, 5),
+        run(&m2, &constant(&img), TimingMode::Biological, 5),
+    );
+    let first_change = |area: usize| (0..5).find(|&t| vals(&u1, area, t) != vals(&u2, area, t));
+    let src = first_change(2).unwrap();
+    assert_eq!(first_change(1), Some(src + 1));
+    assert_eq!(first_change(0), None);
+}
+
+#[test]
+fn the_blank_reaches_area_k_at_image_off_plus_k() {
+    let model = Model::new(&tiny(vec![]), tensor::Device::Cpu, 4).unwrap();
+    let img = rand_tensor(&mut Rng::new(5), [2, 2, 8, 8]);
+    let shown = Frames::Image {
+        image: img.clone(),
+        presentation: Presentation::OnOff { image_off: 2 },
+        blank: 0.25,
+    };
+    let (u_off, u_on) = (
+        run(&model, &shown, TimingMode::Biological, 6),
+        run(&model, &constant(&img), TimingMode::Biological, 6),
+    );
+    for k in 0..3 {
+        for t in 0..6 {
+            let same = vals(&u_off, k, t) == vals(&u_on, k, t);
+            assert_eq!(same, t < 2 + k, "area {k} step {t}");
+        }
+    }
+}
+
+#[test]
+fn a_frame_sequence_equals_the_same_schedule() {
+    let model = Model::new(&tiny(feedback()), tensor::Device::Cpu, 4).unwrap();
+    let img = rand_tensor(&mut Rng::new(6), [2, 2, 8, 8]);
+    let blank = Tensor::full(DEFAULT_BLANK, [2, 2, 8, 8], tensor::Device::Cpu).unwrap();
+    let seq = Frames::Sequence(vec![
+        img.clone(),
+        img.clone(),
+        img.clone(),
+        blank.clone(),
+        blank,
+    ]);
+    let sched = Frames::image(img);
+    let (a, b) = (
+        run(&model, &seq, TimingMode::Biological, 5),
+        run(&model, &sched, TimingMode::Biological, 5),
+    );
+    for t in 0..5 {
+        assert_eq!(vals(&a, 2, t), vals(&b, 2, t), "step {t}");
+    }
+}
+
+#[test]
+fn skipping_dead_work_gives_the_plain_loops_logits_and_gradients() {
+    let spec = tiny(feedback());
+    let model = Model::new(&spec, tensor::Device::Cpu, 8).unwrap();
+    let img = rand_tensor(&mut Rng::new(9), [2, 2, 8, 8]);
+    for mode in [TimingMode::Biological, TimingMode::FullSweep] {
+        let opts = |needed| UnrollOptions {
+            steps: Some(6),
+            mode,
+            needed,
+        };
+        let plain = model
+            .unroll(&Frames::image(img.clone()), &opts(Needed::Everything))
+            .unwrap();
+        let fast = model
+            .unroll(&Frames::image(img.clone()), &opts(Needed::LastLogits))
+            .unwrap();
+        let (lp, lf) = (plain.last_logits().unwrap(), fast.last_logits().unwrap());
+        assert_eq!(lp.to_vec().unwrap(), lf.to_vec().unwrap(), "{mode:?}");
+        let skipped = fast
+            .outputs
+            .iter()
+            .flatten()
+            .filter(|o| o.is_none())
+            .count();
+        if mode == TimingMode::Biological {
+            assert!(skipped > 0, "nothing skipped");
+        }
+        let gp = lp.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let gf = lf.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, p) in model.params.iter() {
+            let a = gp.get(p).map(|g| g.to_vec().unwrap());
+            let b = gf.get(p).map(|g| g.to_vec().unwrap());
+            assert_eq!(a, b, "{mode:?}: gradient of {name}");
+        }
+    }
+}
+
+#[test]
+fn routed_feedback_is_resized_into_the_general_rgc() {
+    let mut spec = tiny(feedback());
+    let mut m = GeneralRgcSpec::median();
+    m.cell_depth = 4;
+    for a in &mut spec.areas[1..] {
+        a.cell = CellSpec::GeneralRgc(Box::new(m.clone()));
+        a.conv.activation = Activation::Identity;
+    }
+    let shapes = infer(&spec).unwrap();
+    assert_eq!(shapes.area("conv2").unwrap().cell_feedback_channels, 5);
+    let model = Model::new(&spec, tensor::Device::Cpu, 1).unwrap();
+    let img = rand_tensor(&mut Rng::new(1), [2, 2, 8, 8]);
+    let u = model
+        .unroll(&Frames::image(img), &UnrollOptions::default())
+        .unwrap();
+    assert_eq!(u.steps(), 5);
+    let grads = u
+        .last_logits()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(grads
+        .get(model.params.get("conv2/cell/feedback/weight").unwrap())
+        .is_some());
+}
+
+#[test]
+fn wrong_image_size_names_the_expected_size() {
+    let model = Model::new(&tiny(vec![]), tensor::Device::Cpu, 1).unwrap();
+    let img = Tensor::zeros([1, 2, 9, 8], tensor::Device::Cpu).unwrap();
+    let e = model.forward(&img, None).unwrap_err().to_string();
+    assert!(e.contains("[N, 2, 8, 8]"), "{e}");
+}
+
+#[test]
+fn decoders_pick_the_documented_steps() {
+    let d = tensor::Device::Cpu;
+    // Two examples, three steps; example 0 is most confident at step 1, example 1 at step 2.
+    let l = vec![
+        Tensor::from_vec(vec![0.0, 0.0, 0.0, 0.0], [2, 2], d).unwrap(),
+        Tensor::from_vec(vec![5.0, 0.0, 1.0, 0.0], [2, 2], d).unwrap(),
+        Tensor::from_vec(vec![1.0, 0.0, 0.0, 9.0], [2, 2], d).unwrap(),
+    ];
+    let v = |dec: Decoder| dec.decode(&l).unwrap().to_vec().unwrap();
+    assert_eq!(v(Decoder::Last), vec![1.0, 0.0, 0.0, 9.0]);
+    assert_eq!(v(Decoder::MaxConf { from: 0 }), vec![5.0, 0.0, 0.0, 9.0]);
+    // thresh 0.7: example 0 passes at step 1, example 1 (σ(1) = 0.73) at step 1 as well.
+    assert_eq!(
+        v(Decoder::Thresh {
+            from: 0,
+            threshold: 0.7
+        }),
+        vec![5.0, 0.0, 1.0, 0.0]
+    );
+    assert_eq!(v(Decoder::Avg { from: 1, to: 3 }), vec![3.0, 0.0, 0.5, 4.5]);
+    assert!(Decoder::Avg { from: 3, to: 3 }.decode(&l).is_err());
+}
