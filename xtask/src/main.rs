@@ -5,6 +5,7 @@ mod bench_ops;
 mod benchmarks_md;
 mod doctor;
 mod machine;
+mod models;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -14,7 +15,7 @@ use std::process::Command;
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "convrnn tasks: benchmarks, set-up checks, tests"
+    about = "convrnn tasks: the model zoo, benchmarks, set-up checks, tests"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,6 +35,19 @@ enum Cmd {
         /// Install the missing Debian packages (needs root): apt-get update && apt-get install -y ...
         #[arg(long)]
         install: bool,
+    },
+    /// Lists the model zoo: input, areas, parameters, GFLOPs per step.
+    Models {
+        /// A JSON array of objects (name, input, areas, params, flops_per_step).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows one model (preset name or spec JSON file): areas, output shapes, first image-driven
+    /// step, edges.
+    Info {
+        name: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Runs the doctor (installing missing packages when run as root), then
     /// `cargo test --workspace` with any extra arguments.
@@ -63,6 +77,8 @@ fn main() -> Result<()> {
         } => bench_ops::run(&args),
         Cmd::Doctor { install } => doctor::run(install),
         Cmd::Test { args } => test(&args),
+        Cmd::Models { json } => models::models(json),
+        Cmd::Info { name, json } => models::info(&name, json),
     }
 }
 
