@@ -1,0 +1,433 @@
+//! Finding the CUDA libraries at run time.
+//!
+//! cudarc is built with dynamic loading: the first call into a library `dlopen`s it by bare file
+//! name (`libcudnn.so`, `libcudnn.so.9`, …, see `cudarc::get_lib_name_candidates`) and *panics* when
+//! none of the names loads. Two consequences shape this module:
+//!
+//! * Before cudarc touches a library we try the very same names ourselves; when none loads we return
+//!   an [`Error::Cuda`] that names the library, every place we looked and how to fix it, instead of
+//!   letting cudarc panic.
+//! * A bare-name `dlopen` only searches `LD_LIBRARY_PATH` (read once at process start), the
+//!   `ldconfig` cache and the default directories, so a directory cannot be added from inside the
+//!   process. But the dynamic loader answers a bare-name request with an object that is *already
+//!   loaded* under that SONAME. So for every directory in `CONVRNN_CUDA_LIB_DIRS` (colon-separated)
+//!   we load the CUDA libraries found there by full path, `RTLD_GLOBAL`, before cudarc asks: its later
+//!   `dlopen("libcudnn.so.9")` then returns our copy. Libraries that `dlopen` their own helpers by
+//!   name (cuDNN 9 its `libcudnn_*` sub-libraries, NVRTC its `libnvrtc-builtins`) find those the same
+//!   way, which is why the helpers are preloaded too.
+//!
+//! One caveat: cudarc tries the unversioned name (`libcudnn.so`) first. If a *different* library of
+//! that exact name sits on the default search path, it wins over our preloaded copy (whose SONAME is
+//! versioned). Remove it from the path or point `LD_LIBRARY_PATH` at the wanted directory instead.
+//!
+//! When the explicit directories and the default search both fail, we look for the libraries a
+//! Python environment installs with NVIDIA's wheels (`site-packages/nvidia/*/lib`, under
+//! `$VIRTUAL_ENV`, `$CONDA_PREFIX`, `~/.local`, `/usr/local`, `/usr`, `/opt/conda`) and preload
+//! from there.
+
+use crate::{Error, Result};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// The environment variable naming extra library directories (colon-separated).
+pub const LIB_DIRS_VAR: &str = "CONVRNN_CUDA_LIB_DIRS";
+
+/// A CUDA library the backend loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CudaLib {
+    /// The driver API (`libcuda.so.1`), installed with the NVIDIA kernel driver.
+    Driver,
+    /// The run-time compiler for our elementwise/reduction kernels.
+    Nvrtc,
+    /// GEMM.
+    Cublas,
+    /// Convolution and pooling.
+    Cudnn,
+}
+
+impl CudaLib {
+    pub const ALL: [CudaLib; 4] = [
+        CudaLib::Driver,
+        CudaLib::Nvrtc,
+        CudaLib::Cublas,
+        CudaLib::Cudnn,
+    ];
+
+    pub(crate) fn spec(self) -> LibSpec {
+        match self {
+            CudaLib::Driver => LibSpec {
+                title: "the CUDA driver library (libcuda.so.1)",
+                cudarc_names: &["cuda", "nvcuda"],
+                fix: "install the NVIDIA driver (libcuda.so.1 ships with it, not with the CUDA \
+                      toolkit or pip wheels); inside a container, start it with the GPU exposed \
+                      (e.g. `docker run --gpus all`). If libcuda.so.1 lives in an unusual \
+                      directory, add that directory to CONVRNN_CUDA_LIB_DIRS",
+            },
+            CudaLib::Nvrtc => LibSpec {
+                title: "NVRTC, the CUDA run-time compiler (libnvrtc.so.13)",
+                cudarc_names: &["nvrtc"],
+                fix: "`pip install nvidia-cuda-nvrtc` (CUDA 13) into a Python environment and set \
+                      CONVRNN_CUDA_LIB_DIRS=<site-packages>/nvidia/cu13/lib (or \
+                      .../nvidia/cuda_nvrtc/lib, wherever libnvrtc.so.13 landed), or install the \
+                      CUDA 13 toolkit and add its lib64 directory to LD_LIBRARY_PATH",
+            },
+            CudaLib::Cublas => LibSpec {
+                title: "cuBLAS (libcublas.so.13)",
+                cudarc_names: &["cublas"],
+                fix: "`pip install nvidia-cublas` (CUDA 13) into a Python environment and set \
+                      CONVRNN_CUDA_LIB_DIRS=<site-packages>/nvidia/cu13/lib (or \
+                      .../nvidia/cublas/lib), or install the CUDA 13 toolkit and add its lib64 \
+                      directory to LD_LIBRARY_PATH",
+            },
+            CudaLib::Cudnn => LibSpec {
+                title: "cuDNN 9 (libcudnn.so.9)",
+                cudarc_names: &["cudnn"],
+                fix: "`pip install nvidia-cudnn-cu13` into a Python environment and set \
+                      CONVRNN_CUDA_LIB_DIRS=<site-packages>/nvidia/cudnn/lib, or install cuDNN 9 \
+                      for CUDA 13 system-wide",
+            },
+        }
+    }
+}
+
+/// What to look for and what to tell the user about one library.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LibSpec {
+    pub title: &'static str,
+    /// Names given to `cudarc::get_lib_name_candidates`, exactly as cudarc's loader uses them.
+    pub cudarc_names: &'static [&'static str],
+    pub fix: &'static str,
+}
+
+/// File-name stems (`<stem>.so`, `<stem>.so.N…`) preloaded from library directories: the four
+/// libraries, the helpers they load by name, and their link-time dependencies.
+const PRELOAD_STEMS: &[&str] = &[
+    "libcuda",
+    "libnvrtc-builtins",
+    "libnvrtc",
+    "libnvJitLink",
+    "libcublasLt",
+    "libcublas",
+    "libcudnn_graph",
+    "libcudnn_engines_precompiled",
+    "libcudnn_engines_runtime_compiled",
+    "libcudnn_heuristic",
+    "libcudnn_ops",
+    "libcudnn_cnn",
+    "libcudnn_adv",
+    "libcudnn",
+];
+
+/// Where to look for libraries beyond the loader's default search.
+#[derive(Clone, Debug, Default)]
+pub struct LibSearch {
+    /// Directories from `CONVRNN_CUDA_LIB_DIRS`, preloaded first.
+    pub dirs: Vec<PathBuf>,
+    /// Whether to look in Python environments when everything else fails.
+    pub discover_python: bool,
+}
+
+impl LibSearch {
+    /// `CONVRNN_CUDA_LIB_DIRS` from the environment, with Python discovery as a fallback.
+    pub fn from_env() -> Self {
+        Self::from_var(std::env::var(LIB_DIRS_VAR).ok().as_deref(), true)
+    }
+
+    /// The search a given value of `CONVRNN_CUDA_LIB_DIRS` describes (for tests and tools that
+    /// must not depend on the process environment).
+    pub fn from_var(value: Option<&str>, discover_python: bool) -> Self {
+        let dirs = value
+            .unwrap_or("")
+            .split(':')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| PathBuf::from(s.trim()))
+            .collect();
+        LibSearch {
+            dirs,
+            discover_python,
+        }
+    }
+}
+
+/// What happened to one file we tried to preload.
+#[derive(Clone, Debug)]
+enum FileOutcome {
+    Loaded,
+    Failed(String),
+}
+
+/// Libraries we opened, kept loaded for the life of the process (cudarc holds its own handles in
+/// statics, so unloading ours would gain nothing).
+struct Loaded {
+    files: HashMap<PathBuf, FileOutcome>,
+    #[cfg(unix)]
+    handles: Vec<libloading::os::unix::Library>,
+    by_name: Vec<libloading::Library>,
+}
+
+fn loaded() -> &'static Mutex<Loaded> {
+    static L: OnceLock<Mutex<Loaded>> = OnceLock::new();
+    L.get_or_init(|| {
+        Mutex::new(Loaded {
+            files: HashMap::new(),
+            #[cfg(unix)]
+            handles: Vec::new(),
+            by_name: Vec::new(),
+        })
+    })
+}
+
+fn lock_loaded() -> std::sync::MutexGuard<'static, Loaded> {
+    loaded().lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `name` is `<stem>.so` or `<stem>.so.<version>` for one of the preloaded stems.
+fn preload_stem(name: &str) -> Option<&'static str> {
+    PRELOAD_STEMS.iter().copied().find(|stem| {
+        name.strip_prefix(stem)
+            .and_then(|rest| rest.strip_prefix(".so"))
+            .is_some_and(|v| v.is_empty() || v.starts_with('.'))
+    })
+}
+
+/// The CUDA library files in `dir`, in `PRELOAD_STEMS` order (helpers before the libraries that
+/// need them). Unreadable or missing directories give nothing.
+fn library_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(usize, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = preload_stem(&name)?;
+            let rank = PRELOAD_STEMS.iter().position(|s| *s == stem)?;
+            Some((rank, e.path()))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Loads every CUDA library file in `dirs` by full path with `RTLD_GLOBAL`. Files whose
+/// dependencies are not loaded yet fail at first; we retry until a round makes no progress, so
+/// the order inside and across directories does not matter.
+fn preload_dirs(dirs: &[PathBuf]) {
+    let files: Vec<PathBuf> = dirs.iter().flat_map(|d| library_files(d)).collect();
+    let mut guard = lock_loaded();
+    loop {
+        let mut progress = false;
+        for f in &files {
+            if matches!(guard.files.get(f), Some(FileOutcome::Loaded)) {
+                continue;
+            }
+            match open_global(f) {
+                Ok(handle) => {
+                    #[cfg(unix)]
+                    guard.handles.push(handle);
+                    #[cfg(not(unix))]
+                    guard.by_name.push(handle);
+                    guard.files.insert(f.clone(), FileOutcome::Loaded);
+                    progress = true;
+                }
+                Err(e) => {
+                    guard.files.insert(f.clone(), FileOutcome::Failed(e));
+                }
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+}
+
+#[cfg(unix)]
+fn open_global(path: &Path) -> std::result::Result<libloading::os::unix::Library, String> {
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_LAZY};
+    // SAFETY: loading a shared library runs its initialisers; these are NVIDIA's CUDA libraries,
+    // which are designed to be loaded this way (exactly what cudarc itself does).
+    unsafe { Library::open(Some(path), RTLD_LAZY | RTLD_GLOBAL) }.map_err(|e| e.to_string())
+}
+
+#[cfg(not(unix))]
+fn open_global(path: &Path) -> std::result::Result<libloading::Library, String> {
+    // SAFETY: as above.
+    unsafe { libloading::Library::new(path) }.map_err(|e| e.to_string())
+}
+
+/// The bare names cudarc will `dlopen` for `spec`, in its order.
+fn candidate_names(spec: &LibSpec) -> Vec<String> {
+    spec.cudarc_names
+        .iter()
+        .flat_map(|n| cudarc::get_lib_name_candidates(n))
+        .collect()
+}
+
+/// Tries cudarc's names in cudarc's order; on success keeps the handle open.
+fn load_by_name(names: &[String]) -> bool {
+    for name in names {
+        // SAFETY: see `open_global`.
+        if let Ok(lib) = unsafe { libloading::Library::new(name) } {
+            lock_loaded().by_name.push(lib);
+            return true;
+        }
+    }
+    false
+}
+
+/// `site-packages/nvidia/*/lib` directories of the Python environments we know where to find.
+pub fn python_nvidia_lib_dirs() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    for var in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
+        if let Some(v) = std::env::var_os(var) {
+            roots.push(PathBuf::from(v));
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        roots.push(PathBuf::from(home).join(".local"));
+    }
+    for r in ["/usr/local", "/usr", "/opt/conda"] {
+        roots.push(PathBuf::from(r));
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for root in roots {
+        for libdir in ["lib", "lib64"] {
+            let Ok(pys) = std::fs::read_dir(root.join(libdir)) else {
+                continue;
+            };
+            for py in pys.filter_map(|e| e.ok()) {
+                if !py.file_name().to_string_lossy().starts_with("python3") {
+                    continue;
+                }
+                for pkgs in ["site-packages", "dist-packages"] {
+                    let nvidia = py.path().join(pkgs).join("nvidia");
+                    let Ok(subs) = std::fs::read_dir(&nvidia) else {
+                        continue;
+                    };
+                    for sub in subs.filter_map(|e| e.ok()) {
+                        let lib = sub.path().join("lib");
+                        if lib.is_dir() && seen.insert(lib.clone()) {
+                            out.push(lib);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Makes `spec` loadable by cudarc or says exactly why it is not.
+pub(crate) fn locate(spec: &LibSpec, search: &LibSearch) -> std::result::Result<(), String> {
+    let names = candidate_names(spec);
+    preload_dirs(&search.dirs);
+    if load_by_name(&names) {
+        return Ok(());
+    }
+    let python = if search.discover_python {
+        let dirs = python_nvidia_lib_dirs();
+        preload_dirs(&dirs);
+        if load_by_name(&names) {
+            return Ok(());
+        }
+        Some(dirs)
+    } else {
+        None
+    };
+    Err(not_found_message(spec, &names, search, python.as_deref()))
+}
+
+fn describe_dir(dir: &Path, spec: &LibSpec, outcomes: &HashMap<PathBuf, FileOutcome>) -> String {
+    if !dir.is_dir() {
+        return format!("{} (not a directory)", dir.display());
+    }
+    let files = library_files(dir);
+    let relevant: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| {
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let stem = preload_stem(&name).unwrap_or("");
+            spec.cudarc_names.iter().any(|n| stem == format!("lib{n}"))
+        })
+        .collect();
+    if relevant.is_empty() {
+        return format!("{} (no {} there)", dir.display(), spec.title);
+    }
+    let mut parts = Vec::new();
+    for f in relevant {
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match outcomes.get(f) {
+            Some(FileOutcome::Failed(e)) => parts.push(format!("found {name} but loading it failed: {e}")),
+            Some(FileOutcome::Loaded) => parts.push(format!(
+                "loaded {name}, but its SONAME matches none of the names cudarc asks for"
+            )),
+            None => parts.push(format!("found {name}, not tried")),
+        }
+    }
+    format!("{} ({})", dir.display(), parts.join("; "))
+}
+
+fn not_found_message(
+    spec: &LibSpec,
+    names: &[String],
+    search: &LibSearch,
+    python: Option<&[PathBuf]>,
+) -> String {
+    let outcomes = lock_loaded().files.clone();
+    let env_part = if search.dirs.is_empty() {
+        format!("{LIB_DIRS_VAR} (not set)")
+    } else {
+        let dirs: Vec<String> = search
+            .dirs
+            .iter()
+            .map(|d| describe_dir(d, spec, &outcomes))
+            .collect();
+        format!("{LIB_DIRS_VAR}: {}", dirs.join(", "))
+    };
+    let py_part = match python {
+        None => String::new(),
+        Some([]) => "; Python environments' site-packages/nvidia/*/lib (none found)".into(),
+        Some(dirs) => {
+            let d: Vec<String> = dirs
+                .iter()
+                .map(|d| describe_dir(d, spec, &outcomes))
+                .collect();
+            format!("; Python environments' site-packages/nvidia/*/lib: {}", d.join(", "))
+        }
+    };
+    let ld = match std::env::var("LD_LIBRARY_PATH") {
+        Ok(v) if !v.is_empty() => format!("LD_LIBRARY_PATH={v}"),
+        _ => "LD_LIBRARY_PATH (not set)".into(),
+    };
+    format!(
+        "could not load {title}. Searched {env_part}{py_part}; then {ld}, the ldconfig cache and \
+         the system library directories for the names [{names}]. To fix: {fix}.",
+        title = spec.title,
+        names = names.join(", "),
+        fix = spec.fix,
+    )
+}
+
+/// Makes `lib` loadable for cudarc (once per process; the outcome is cached) or returns an
+/// [`Error::Cuda`] naming the library, where we looked and how to fix it.
+pub fn ensure(lib: CudaLib) -> Result<()> {
+    static DONE: OnceLock<Mutex<HashMap<CudaLib, std::result::Result<(), String>>>> =
+        OnceLock::new();
+    let map = DONE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    let outcome = map
+        .entry(lib)
+        .or_insert_with(|| locate(&lib.spec(), &LibSearch::from_env()));
+    outcome.clone().map_err(Error::Cuda)
+}
+
+/// [`ensure`] against an explicit search instead of the process environment (not cached).
+pub fn check_with(lib: CudaLib, search: &LibSearch) -> Result<()> {
+    locate(&lib.spec(), search).map_err(Error::Cuda)
+}
