@@ -359,7 +359,7 @@ impl Tensor {
 
     /// Whether a tensor of this shape may use [`Layout::Blocked16`].
     pub fn can_block(shape: &Shape) -> bool {
-        shape.rank() == 4 && shape.dim(1) % BLOCK == 0
+        shape.rank() == 4 && shape.dim(1).is_multiple_of(BLOCK)
     }
 
     fn to_layout_untracked(&self, layout: Layout) -> Result<Tensor> {
@@ -367,7 +367,7 @@ impl Tensor {
             return Ok(self.clone());
         }
         let (n, c, h, w) = self.shape().dims4("to_layout")?;
-        if c % BLOCK != 0 {
+        if !c.is_multiple_of(BLOCK) {
             return Err(Error::invalid(
                 "to_layout",
                 format!("the blocked layout needs a channel count divisible by {BLOCK}, got {c}"),

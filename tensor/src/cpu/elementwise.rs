@@ -27,7 +27,8 @@ pub fn unary(op: UnaryOp, x: &[f32]) -> CpuBuf {
 
 pub fn unary_backward(op: UnaryOp, x: &[f32], y: &[f32], g: &[f32]) -> CpuBuf {
     let mut out = CpuBuf::zeros(x.len());
-    let f = |(o, (x, (y, g))): (&mut [f32], (&[f32], (&[f32], &[f32])))| {
+    type Chunks<'a> = (&'a mut [f32], (&'a [f32], (&'a [f32], &'a [f32])));
+    let f = |(o, (x, (y, g))): Chunks<'_>| {
         for i in 0..o.len() {
             o[i] = op.derivative(x[i], y[i], g[i]);
         }

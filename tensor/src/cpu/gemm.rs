@@ -76,8 +76,14 @@ pub fn rust_sgemm(
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
     assert!(c.len() >= (m - 1) * ldc + n, "sgemm: C too small");
-    assert!(a.data.len() >= max_index(m, k, a_rs, a_cs), "sgemm: A too small");
-    assert!(b.data.len() >= max_index(k, n, b_rs, b_cs), "sgemm: B too small");
+    assert!(
+        a.data.len() >= max_index(m, k, a_rs, a_cs),
+        "sgemm: A too small"
+    );
+    assert!(
+        b.data.len() >= max_index(k, n, b_rs, b_cs),
+        "sgemm: B too small"
+    );
     let threads = rayon::current_num_threads();
     let par = if (m * n * k) < 64 * 64 * 64 || threads <= 1 {
         gemm::Parallelism::None
@@ -138,8 +144,12 @@ mod tests {
     #[test]
     fn matches_naive_for_all_transposes() {
         let (m, n, k) = (37, 29, 71);
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+            .collect();
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let want = naive(m, n, k, &a, ta, &b, tb);
             let am = MatRef::new(&a, if ta { m } else { k });
@@ -149,7 +159,10 @@ mod tests {
             let mut c = vec![1.0; m * n];
             sgemm(m, n, k, 2.0, am, bm, 0.5, &mut c, n);
             for (got, w) in c.iter().zip(&want) {
-                assert!((got - (2.0 * w + 0.5)).abs() < 1e-3, "{ta} {tb}: {got} vs {w}");
+                assert!(
+                    (got - (2.0 * w + 0.5)).abs() < 1e-3,
+                    "{ta} {tb}: {got} vs {w}"
+                );
             }
         }
     }
