@@ -336,7 +336,7 @@ mod tests {
             assert!(b >= n && (b - n) * 4 <= n, "{n} -> {b}");
         }
         // Few distinct buckets per power of two.
-        let distinct: std::collections::HashSet<usize> = (4096..8192).map(bucket_len).collect();
+        let distinct: std::collections::HashSet<usize> = (4097..=8192).map(bucket_len).collect();
         assert_eq!(distinct.len(), 4);
     }
 }

@@ -102,7 +102,8 @@ pub fn conv2d_output_hw(
 }
 
 fn cint(v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::invalid("conv2d", format!("size {v} exceeds cuDNN's limit")))
+    i32::try_from(v)
+        .map_err(|_| Error::invalid("conv2d", format!("size {v} exceeds cuDNN's limit")))
 }
 
 fn dnn_err(what: &str, e: impl std::fmt::Debug) -> Error {
@@ -113,7 +114,9 @@ fn dnn_err(what: &str, e: impl std::fmt::Debug) -> Error {
 pub(crate) struct TensorDesc(pub(crate) sys::cudnnTensorDescriptor_t);
 impl TensorDesc {
     pub(crate) fn nchw(d: [usize; 4]) -> Result<Self> {
-        let t = TensorDesc(dnn::create_tensor_descriptor().map_err(|e| dnn_err("tensor descriptor", e))?);
+        let t = TensorDesc(
+            dnn::create_tensor_descriptor().map_err(|e| dnn_err("tensor descriptor", e))?,
+        );
         // SAFETY: `t.0` was just created.
         unsafe {
             dnn::set_tensor4d_descriptor(
@@ -137,7 +140,9 @@ impl Drop for TensorDesc {
 struct FilterDesc(sys::cudnnFilterDescriptor_t);
 impl FilterDesc {
     fn new(d: [usize; 4]) -> Result<Self> {
-        let f = FilterDesc(dnn::create_filter_descriptor().map_err(|e| dnn_err("filter descriptor", e))?);
+        let f = FilterDesc(
+            dnn::create_filter_descriptor().map_err(|e| dnn_err("filter descriptor", e))?,
+        );
         // SAFETY: `f.0` was just created.
         unsafe {
             dnn::set_filter4d_descriptor(
@@ -162,7 +167,8 @@ struct ConvDesc(sys::cudnnConvolutionDescriptor_t);
 impl ConvDesc {
     fn new(g: &Conv2dGeometry, sym: (usize, usize)) -> Result<Self> {
         let c = ConvDesc(
-            dnn::create_convolution_descriptor().map_err(|e| dnn_err("convolution descriptor", e))?,
+            dnn::create_convolution_descriptor()
+                .map_err(|e| dnn_err("convolution descriptor", e))?,
         );
         // SAFETY: `c.0` was just created.
         unsafe {
@@ -205,7 +211,8 @@ fn default_math() -> sys::cudnnMathType_t {
 }
 
 fn math_allowed(m: sys::cudnnMathType_t, tf32: bool) -> bool {
-    tf32 || m == sys::cudnnMathType_t::CUDNN_FMA_MATH || m == sys::cudnnMathType_t::CUDNN_DEFAULT_MATH
+    tf32 || m == sys::cudnnMathType_t::CUDNN_FMA_MATH
+        || m == sys::cudnnMathType_t::CUDNN_DEFAULT_MATH
 }
 
 /// Which of the three convolution problems.
@@ -275,7 +282,11 @@ fn bwd_data_algo(v: u32) -> Result<sys::cudnnConvolutionBwdDataAlgo_t> {
         3 => A::CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING,
         4 => A::CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD,
         5 => A::CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED,
-        _ => return Err(Error::Cuda(format!("unknown cuDNN backward-data algorithm {v}"))),
+        _ => {
+            return Err(Error::Cuda(format!(
+                "unknown cuDNN backward-data algorithm {v}"
+            )))
+        }
     })
 }
 
@@ -363,8 +374,19 @@ fn find_algo(dev: &Arc<Dev>, h: &DnnHandle, p: &Problem) -> Result<AlgoChoice> {
             let mut r = [unsafe { std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>() }; 8];
             let st = unsafe {
                 sys::cudnnFindConvolutionForwardAlgorithmEx(
-                    h.0, p.x.0, px, p.w.0, pw, p.conv.0, p.y.0, py, 8, &mut n, r.as_mut_ptr(),
-                    ws_ptr, ws_bytes,
+                    h.0,
+                    p.x.0,
+                    px,
+                    p.w.0,
+                    pw,
+                    p.conv.0,
+                    p.y.0,
+                    py,
+                    8,
+                    &mut n,
+                    r.as_mut_ptr(),
+                    ws_ptr,
+                    ws_bytes,
                 )
             };
             if st == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
@@ -378,8 +400,19 @@ fn find_algo(dev: &Arc<Dev>, h: &DnnHandle, p: &Problem) -> Result<AlgoChoice> {
                 [unsafe { std::mem::zeroed::<sys::cudnnConvolutionBwdDataAlgoPerf_t>() }; 6];
             let st = unsafe {
                 sys::cudnnFindConvolutionBackwardDataAlgorithmEx(
-                    h.0, p.w.0, pw, p.y.0, py, p.conv.0, p.x.0, px, 6, &mut n, r.as_mut_ptr(),
-                    ws_ptr, ws_bytes,
+                    h.0,
+                    p.w.0,
+                    pw,
+                    p.y.0,
+                    py,
+                    p.conv.0,
+                    p.x.0,
+                    px,
+                    6,
+                    &mut n,
+                    r.as_mut_ptr(),
+                    ws_ptr,
+                    ws_bytes,
                 )
             };
             if st == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
@@ -393,8 +426,19 @@ fn find_algo(dev: &Arc<Dev>, h: &DnnHandle, p: &Problem) -> Result<AlgoChoice> {
                 [unsafe { std::mem::zeroed::<sys::cudnnConvolutionBwdFilterAlgoPerf_t>() }; 7];
             let st = unsafe {
                 sys::cudnnFindConvolutionBackwardFilterAlgorithmEx(
-                    h.0, p.x.0, px, p.y.0, py, p.conv.0, p.w.0, pw, 7, &mut n, r.as_mut_ptr(),
-                    ws_ptr, ws_bytes,
+                    h.0,
+                    p.x.0,
+                    px,
+                    p.y.0,
+                    py,
+                    p.conv.0,
+                    p.w.0,
+                    pw,
+                    7,
+                    &mut n,
+                    r.as_mut_ptr(),
+                    ws_ptr,
+                    ws_bytes,
                 )
             };
             if st == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
@@ -421,7 +465,14 @@ fn heuristic_algo(h: &DnnHandle, p: &Problem) -> Result<AlgoChoice> {
             Direction::Forward => {
                 let mut r = [std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>(); 8];
                 dnn::get_convolution_forward_algorithm(
-                    h.0, p.x.0, p.w.0, p.conv.0, p.y.0, 8, &mut n, r.as_mut_ptr(),
+                    h.0,
+                    p.x.0,
+                    p.w.0,
+                    p.conv.0,
+                    p.y.0,
+                    8,
+                    &mut n,
+                    r.as_mut_ptr(),
                 )
                 .map_err(|e| dnn_err("forward algorithm heuristics", e))?;
                 perfs!(r, n)
@@ -429,7 +480,14 @@ fn heuristic_algo(h: &DnnHandle, p: &Problem) -> Result<AlgoChoice> {
             Direction::BackwardData => {
                 let mut r = [std::mem::zeroed::<sys::cudnnConvolutionBwdDataAlgoPerf_t>(); 6];
                 dnn::get_convolution_backward_data_algorithm(
-                    h.0, p.w.0, p.y.0, p.conv.0, p.x.0, 6, &mut n, r.as_mut_ptr(),
+                    h.0,
+                    p.w.0,
+                    p.y.0,
+                    p.conv.0,
+                    p.x.0,
+                    6,
+                    &mut n,
+                    r.as_mut_ptr(),
                 )
                 .map_err(|e| dnn_err("backward-data algorithm heuristics", e))?;
                 perfs!(r, n)
@@ -437,7 +495,14 @@ fn heuristic_algo(h: &DnnHandle, p: &Problem) -> Result<AlgoChoice> {
             Direction::BackwardFilter => {
                 let mut r = [std::mem::zeroed::<sys::cudnnConvolutionBwdFilterAlgoPerf_t>(); 7];
                 dnn::get_convolution_backward_filter_algorithm(
-                    h.0, p.x.0, p.y.0, p.conv.0, p.w.0, 7, &mut n, r.as_mut_ptr(),
+                    h.0,
+                    p.x.0,
+                    p.y.0,
+                    p.conv.0,
+                    p.w.0,
+                    7,
+                    &mut n,
+                    r.as_mut_ptr(),
                 )
                 .map_err(|e| dnn_err("backward-filter algorithm heuristics", e))?;
                 perfs!(r, n)
@@ -679,7 +744,15 @@ pub fn conv2d_forward(
     }
     let xp = padded_input(x, x_shape, &pl)?;
     let xsrc = xp.as_ref().unwrap_or(x);
-    let p = problem(Direction::Forward, &pl, w_shape, g, xsrc.ptr(), w.ptr(), y.ptr())?;
+    let p = problem(
+        Direction::Forward,
+        &pl,
+        w_shape,
+        g,
+        xsrc.ptr(),
+        w.ptr(),
+        y.ptr(),
+    )?;
     run(&dev, &p)?;
     let mut y = y;
     if let Some(b) = bias {
@@ -709,7 +782,12 @@ pub fn conv2d_backward_data(
 ) -> Result<CudaBuf> {
     let dev = same_device("conv2d backward", &[dy, w])?;
     let pl = plan(x_shape, w_shape, g)?;
-    check_len("conv2d backward", "the output gradient", dy, pl.y_shape.iter().product())?;
+    check_len(
+        "conv2d backward",
+        "the output gradient",
+        dy,
+        pl.y_shape.iter().product(),
+    )?;
     check_len("conv2d backward", "the filter", w, w_shape.iter().product())?;
     let dxp = alloc(&dev, pl.xp_shape.iter().product())?;
     if dxp.is_empty() {
@@ -720,7 +798,15 @@ pub fn conv2d_backward_data(
         dx.fill_zero()?;
         return Ok(dx);
     }
-    let p = problem(Direction::BackwardData, &pl, w_shape, g, dxp.ptr(), w.ptr(), dy.ptr())?;
+    let p = problem(
+        Direction::BackwardData,
+        &pl,
+        w_shape,
+        g,
+        dxp.ptr(),
+        w.ptr(),
+        dy.ptr(),
+    )?;
     run(&dev, &p)?;
     if pl.extra == [0; 4] {
         Ok(dxp)
@@ -740,7 +826,12 @@ pub fn conv2d_backward_filter(
     let dev = same_device("conv2d backward", &[x, dy])?;
     let pl = plan(x_shape, w_shape, g)?;
     check_len("conv2d backward", "the input", x, x_shape.iter().product())?;
-    check_len("conv2d backward", "the output gradient", dy, pl.y_shape.iter().product())?;
+    check_len(
+        "conv2d backward",
+        "the output gradient",
+        dy,
+        pl.y_shape.iter().product(),
+    )?;
     let mut dw = alloc(&dev, w_shape.iter().product())?;
     if dw.is_empty() {
         return Ok(dw);
@@ -751,14 +842,28 @@ pub fn conv2d_backward_filter(
     }
     let xp = padded_input(x, x_shape, &pl)?;
     let xsrc = xp.as_ref().unwrap_or(x);
-    let p = problem(Direction::BackwardFilter, &pl, w_shape, g, xsrc.ptr(), dw.ptr(), dy.ptr())?;
+    let p = problem(
+        Direction::BackwardFilter,
+        &pl,
+        w_shape,
+        g,
+        xsrc.ptr(),
+        dw.ptr(),
+        dy.ptr(),
+    )?;
     run(&dev, &p)?;
     Ok(dw)
 }
 
 /// The bias gradient `[o]`: `dy` (`[n, o, oh, ow]`) summed over batch and space.
 pub fn conv2d_backward_bias(dy: &CudaBuf, y_shape: [usize; 4]) -> Result<CudaBuf> {
-    reduce_sum(dy, &y_shape, &[true, false, true, true], 1.0, "conv2d bias gradient")
+    reduce_sum(
+        dy,
+        &y_shape,
+        &[true, false, true, true],
+        1.0,
+        "conv2d bias gradient",
+    )
 }
 
 #[cfg(test)]
@@ -790,12 +895,18 @@ mod tests {
             dilation: (1, 1),
             groups: 1,
         };
-        assert_eq!(conv2d_output_hw([1, 3, 8, 8], [4, 3, 3, 3], &g).unwrap(), (4, 4));
+        assert_eq!(
+            conv2d_output_hw([1, 3, 8, 8], [4, 3, 3, 3], &g).unwrap(),
+            (4, 4)
+        );
         let dil = Conv2dGeometry {
             dilation: (2, 2),
             ..geo([2, 2, 2, 2])
         };
-        assert_eq!(conv2d_output_hw([1, 1, 5, 5], [1, 1, 3, 3], &dil).unwrap(), (5, 5));
+        assert_eq!(
+            conv2d_output_hw([1, 1, 5, 5], [1, 1, 3, 3], &dil).unwrap(),
+            (5, 5)
+        );
         let grouped = Conv2dGeometry {
             groups: 2,
             ..geo([0; 4])

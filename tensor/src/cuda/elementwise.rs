@@ -52,7 +52,13 @@ pub fn unary(op: UnaryOp, x: &CudaBuf) -> Result<CudaBuf> {
             &dev,
             kernels::unary_name(op),
             cfg_1d(n),
-            &[Arg::P(x.ptr()), Arg::P(out.ptr()), i(n), Arg::F(p0), Arg::F(p1)],
+            &[
+                Arg::P(x.ptr()),
+                Arg::P(out.ptr()),
+                i(n),
+                Arg::F(p0),
+                Arg::F(p1),
+            ],
         )?;
     }
     Ok(out)
@@ -295,7 +301,13 @@ pub fn sum_all(x: &CudaBuf) -> Result<CudaBuf> {
 
 /// The mean of all elements as a one-element buffer.
 pub fn mean_all(x: &CudaBuf) -> Result<CudaBuf> {
-    reduce_sum(x, &[x.len()], &[true], 1.0 / x.len().max(1) as f32, "mean_all")
+    reduce_sum(
+        x,
+        &[x.len()],
+        &[true],
+        1.0 / x.len().max(1) as f32,
+        "mean_all",
+    )
 }
 
 /// Sum over the dimensions flagged in `reduce`, times `scale`.
@@ -378,7 +390,7 @@ pub(crate) fn reduce_sum(
 }
 
 /// The maximum over `dim` of `x` (shape `shape`) and, on the host, the index of the first
-/// maximum along `dim` for every output element. NaN never replaces a number.
+/// maximum along `dim` for every output element (a NaN counts as the maximum, as on the CPU).
 pub fn max_dim(x: &CudaBuf, shape: &Shape, dim: usize) -> Result<(CudaBuf, Vec<usize>)> {
     if dim >= shape.rank() {
         return Err(Error::invalid(
@@ -436,6 +448,60 @@ pub fn max_dim(x: &CudaBuf, shape: &Shape, dim: usize) -> Result<(CudaBuf, Vec<u
     Ok((vals, host.into_iter().map(|v| v as usize).collect()))
 }
 
+/// The adjoint of [`max_dim`]: a tensor of `shape` that is zero except for `g` (the gradient of
+/// the maxima, `shape` without `dim`) at the positions `idx` returned by the forward pass.
+pub fn max_dim_backward(g: &CudaBuf, idx: &[usize], shape: &Shape, dim: usize) -> Result<CudaBuf> {
+    if dim >= shape.rank() {
+        return Err(Error::invalid(
+            "max_dim backward",
+            format!("dimension {dim} out of range for shape {shape}"),
+        ));
+    }
+    let d = shape.dim(dim);
+    let outer: usize = shape.dims()[..dim].iter().product();
+    let inner: usize = shape.dims()[dim + 1..].iter().product();
+    let n = outer * inner;
+    check_len("max_dim backward", "the gradient", g, n)?;
+    if idx.len() != n || idx.iter().any(|&k| k >= d) {
+        return Err(Error::invalid(
+            "max_dim backward",
+            format!("expected {n} indices below {d}"),
+        ));
+    }
+    let dev = g.dev().clone();
+    let mut out = alloc(&dev, shape.elem_count())?;
+    out.fill_zero()?;
+    if n == 0 {
+        return Ok(out);
+    }
+    let host: Vec<i64> = idx.iter().map(|&k| k as i64).collect();
+    let dev_idx = super::device::guarded("copying argmax indices", || {
+        dev.stream
+            .clone_htod(&host)
+            .map_err(|e| super::device::cuda_err("copying argmax indices", e))
+    })?;
+    let idx_ptr = {
+        use cudarc::driver::DevicePtr;
+        let (p, _no_event) = dev_idx.device_ptr(&dev.stream);
+        p
+    };
+    // `dev_idx` is freed in stream order after the kernel.
+    launch(
+        &dev,
+        "scatter_dim",
+        cfg_1d(n),
+        &[
+            Arg::P(g.ptr()),
+            Arg::P(idx_ptr),
+            Arg::P(out.ptr()),
+            i(outer),
+            i(d),
+            i(inner),
+        ],
+    )?;
+    Ok(out)
+}
+
 /// A buffer of `n` copies of `value` on `dev`.
 pub(crate) fn filled(dev: &Arc<Dev>, n: usize, value: f32) -> Result<CudaBuf> {
     let out = alloc(dev, n)?;
@@ -470,7 +536,10 @@ mod tests {
         assert_eq!(s[0], vec![60, 20, 1]);
         assert_eq!(s[1], vec![0, 1, 0]);
         // Equal contiguous shapes collapse to one dimension.
-        let (d, _) = collapse(out.dims(), &[out.strides().iter().map(|&v| v as i64).collect()]);
+        let (d, _) = collapse(
+            out.dims(),
+            &[out.strides().iter().map(|&v| v as i64).collect()],
+        );
         assert_eq!(d, vec![120]);
         // [4,1] x [1,3] -> [4,3]
         let out = Shape::from([4, 3]);

@@ -51,7 +51,11 @@ impl<'a> DevMat<'a> {
     }
     /// Checks that op(self), of `rows×cols`, plus `extra` trailing elements (later batches) fits.
     fn check(&self, what: &str, rows: usize, cols: usize, extra: usize) -> Result<()> {
-        let (sr, sc) = if self.trans { (cols, rows) } else { (rows, cols) };
+        let (sr, sc) = if self.trans {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
         if sc > self.ld && sr > 1 {
             return Err(Error::invalid(
                 "sgemm",

@@ -229,8 +229,8 @@ extern "C" __global__ void reduce_sum_block(const float* __restrict__ x,
     }
 }
 
-// Max over the middle dimension of [outer, d, inner]; the first maximum wins ties, NaN never
-// replaces a number.
+// Max over the middle dimension of [outer, d, inner]; the first maximum wins ties and the first
+// NaN wins over numbers (as the CPU kernel).
 extern "C" __global__ void max_dim(const float* __restrict__ x, float* __restrict__ vals,
                                    long long* __restrict__ idx, long long outer, long long d,
                                    long long inner) {
@@ -242,13 +242,25 @@ extern "C" __global__ void max_dim(const float* __restrict__ x, float* __restric
         long long bi = 0;
         for (long long j = 1; j < d; ++j) {
             float v = p[j * inner];
-            if (v > best || (best != best && v == v)) {
+            if (v > best || (v != v && best == best)) {
                 best = v;
                 bi = j;
             }
         }
         vals[i] = best;
         idx[i] = bi;
+    }
+}
+
+// The adjoint of max_dim: out (zeroed first) gets g at each argmax.
+extern "C" __global__ void scatter_dim(const float* __restrict__ g,
+                                       const long long* __restrict__ idx,
+                                       float* __restrict__ out, long long outer, long long d,
+                                       long long inner) {
+    GRID_LOOP(i, outer * inner) {
+        long long o = i / inner;
+        long long in = i - o * inner;
+        out[(o * d + idx[i]) * inner + in] = g[i];
     }
 }
 
@@ -534,7 +546,8 @@ extern "C" __global__ void pad2d(const float* __restrict__ x, float* __restrict_
     }
 }
 
-// The adjoint of pad2d: [nc, hp, wp] -> [nc, h, w] taken at (top, left).
+// The adjoint of pad2d: [nc, hp, wp] -> [nc, h, w] taken at (top, left); input cells the
+// region does not cover (hp < top + h, used by pooling's floor mode) get 0.
 extern "C" __global__ void crop2d(const float* __restrict__ xp, float* __restrict__ x,
                                   long long nc, long long h, long long w, long long hp,
                                   long long wp, long long top, long long left) {
@@ -542,7 +555,8 @@ extern "C" __global__ void crop2d(const float* __restrict__ xp, float* __restric
         long long sx = i % w;
         long long sy = (i / w) % h;
         long long p = i / (w * h);
-        x[i] = xp[(p * hp + sy + top) * wp + sx + left];
+        long long py = sy + top, px = sx + left;
+        x[i] = (py < hp && px < wp) ? xp[(p * hp + py) * wp + px] : 0.0f;
     }
 }
 

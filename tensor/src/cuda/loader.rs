@@ -182,18 +182,32 @@ fn lock_loaded() -> std::sync::MutexGuard<'static, Loaded> {
     loaded().lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether `name` is `<stem>.so` or `<stem>.so.<version>` for one of the preloaded stems.
-fn preload_stem(name: &str) -> Option<&'static str> {
-    PRELOAD_STEMS.iter().copied().find(|stem| {
-        name.strip_prefix(stem)
+/// The stems to preload for `spec`: every CUDA library we know (so dependencies and helpers
+/// load too) plus the spec's own names.
+fn stems_for(spec: &LibSpec) -> Vec<String> {
+    let mut stems: Vec<String> = PRELOAD_STEMS.iter().map(|s| s.to_string()).collect();
+    for n in spec.cudarc_names {
+        let own = format!("lib{n}");
+        if !stems.contains(&own) {
+            stems.push(own);
+        }
+    }
+    stems
+}
+
+/// The index in `stems` of the stem `name` is a library file of: `<stem>.so` or
+/// `<stem>.so.<version>`.
+fn stem_of(name: &str, stems: &[String]) -> Option<usize> {
+    stems.iter().position(|stem| {
+        name.strip_prefix(stem.as_str())
             .and_then(|rest| rest.strip_prefix(".so"))
             .is_some_and(|v| v.is_empty() || v.starts_with('.'))
     })
 }
 
-/// The CUDA library files in `dir`, in `PRELOAD_STEMS` order (helpers before the libraries that
+/// The library files of `stems` in `dir`, in `stems` order (helpers before the libraries that
 /// need them). Unreadable or missing directories give nothing.
-fn library_files(dir: &Path) -> Vec<PathBuf> {
+fn library_files(dir: &Path, stems: &[String]) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -201,20 +215,18 @@ fn library_files(dir: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let stem = preload_stem(&name)?;
-            let rank = PRELOAD_STEMS.iter().position(|s| *s == stem)?;
-            Some((rank, e.path()))
+            Some((stem_of(&name, stems)?, e.path()))
         })
         .collect();
     found.sort();
     found.into_iter().map(|(_, p)| p).collect()
 }
 
-/// Loads every CUDA library file in `dirs` by full path with `RTLD_GLOBAL`. Files whose
+/// Loads every library file of `stems` in `dirs` by full path with `RTLD_GLOBAL`. Files whose
 /// dependencies are not loaded yet fail at first; we retry until a round makes no progress, so
 /// the order inside and across directories does not matter.
-fn preload_dirs(dirs: &[PathBuf]) {
-    let files: Vec<PathBuf> = dirs.iter().flat_map(|d| library_files(d)).collect();
+fn preload_dirs(dirs: &[PathBuf], stems: &[String]) {
+    let files: Vec<PathBuf> = dirs.iter().flat_map(|d| library_files(d, stems)).collect();
     let mut guard = lock_loaded();
     loop {
         let mut progress = false;
@@ -323,13 +335,14 @@ pub fn python_nvidia_lib_dirs() -> Vec<PathBuf> {
 /// Makes `spec` loadable by cudarc or says exactly why it is not.
 pub(crate) fn locate(spec: &LibSpec, search: &LibSearch) -> std::result::Result<(), String> {
     let names = candidate_names(spec);
-    preload_dirs(&search.dirs);
+    let stems = stems_for(spec);
+    preload_dirs(&search.dirs, &stems);
     if load_by_name(&names) {
         return Ok(());
     }
     let python = if search.discover_python {
         let dirs = python_nvidia_lib_dirs();
-        preload_dirs(&dirs);
+        preload_dirs(&dirs, &stems);
         if load_by_name(&names) {
             return Ok(());
         }
@@ -344,26 +357,26 @@ fn describe_dir(dir: &Path, spec: &LibSpec, outcomes: &HashMap<PathBuf, FileOutc
     if !dir.is_dir() {
         return format!("{} (not a directory)", dir.display());
     }
-    let files = library_files(dir);
-    let relevant: Vec<&PathBuf> = files
+    let own: Vec<String> = spec
+        .cudarc_names
         .iter()
-        .filter(|f| {
-            let name = f
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let stem = preload_stem(&name).unwrap_or("");
-            spec.cudarc_names.iter().any(|n| stem == format!("lib{n}"))
-        })
+        .map(|n| format!("lib{n}"))
         .collect();
+    let files = library_files(dir, &own);
+    let relevant: Vec<&PathBuf> = files.iter().collect();
     if relevant.is_empty() {
         return format!("{} (no {} there)", dir.display(), spec.title);
     }
     let mut parts = Vec::new();
     for f in relevant {
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match outcomes.get(f) {
-            Some(FileOutcome::Failed(e)) => parts.push(format!("found {name} but loading it failed: {e}")),
+            Some(FileOutcome::Failed(e)) => {
+                parts.push(format!("found {name} but loading it failed: {e}"))
+            }
             Some(FileOutcome::Loaded) => parts.push(format!(
                 "loaded {name}, but its SONAME matches none of the names cudarc asks for"
             )),
@@ -398,7 +411,10 @@ fn not_found_message(
                 .iter()
                 .map(|d| describe_dir(d, spec, &outcomes))
                 .collect();
-            format!("; Python environments' site-packages/nvidia/*/lib: {}", d.join(", "))
+            format!(
+                "; Python environments' site-packages/nvidia/*/lib: {}",
+                d.join(", ")
+            )
         }
     };
     let ld = match std::env::var("LD_LIBRARY_PATH") {
@@ -430,4 +446,118 @@ pub fn ensure(lib: CudaLib) -> Result<()> {
 /// [`ensure`] against an explicit search instead of the process environment (not cached).
 pub fn check_with(lib: CudaLib, search: &LibSearch) -> Result<()> {
     locate(&lib.spec(), search).map_err(Error::Cuda)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let p = std::env::temp_dir().join(format!(
+                "convrnn-loader-{tag}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).expect("temp dir");
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const FAKE: LibSpec = LibSpec {
+        title: "the convrnn test library (libconvrnnfake.so.1)",
+        cudarc_names: &["convrnnfake"],
+        fix: "nothing to fix, this library does not exist",
+    };
+
+    #[test]
+    fn missing_library_error_names_library_dirs_and_fix() {
+        let dir = TempDir::new("missing");
+        let var = format!("{}:/nonexistent/convrnn-lib-dir", dir.0.display());
+        let search = LibSearch::from_var(Some(&var), false);
+        assert_eq!(search.dirs.len(), 2);
+        let msg = locate(&FAKE, &search).expect_err("the fake library cannot load");
+        for needle in [
+            "libconvrnnfake.so.1",
+            LIB_DIRS_VAR,
+            &dir.0.display().to_string(),
+            "no the convrnn test library",
+            "/nonexistent/convrnn-lib-dir (not a directory)",
+            "LD_LIBRARY_PATH",
+            "libconvrnnfake.so, ",
+            "To fix: nothing to fix",
+        ] {
+            assert!(msg.contains(needle), "`{needle}` missing from: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_broken_library_file_is_reported_with_the_loader_error() {
+        let dir = TempDir::new("broken");
+        std::fs::write(dir.0.join("libconvrnnfake.so.1"), b"not an ELF file").expect("write");
+        let search = LibSearch::from_var(Some(&dir.0.display().to_string()), false);
+        let msg = locate(&FAKE, &search).expect_err("a text file is no library");
+        assert!(
+            msg.contains("found libconvrnnfake.so.1 but loading it failed"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unset_variable_is_reported_as_such() {
+        let search = LibSearch::from_var(None, false);
+        assert!(search.dirs.is_empty());
+        let msg = locate(&FAKE, &search).expect_err("the fake library cannot load");
+        assert!(msg.contains("CONVRNN_CUDA_LIB_DIRS (not set)"), "{msg}");
+        // Empty entries (a trailing colon) are ignored.
+        assert_eq!(LibSearch::from_var(Some("/a::/b:"), false).dirs.len(), 2);
+    }
+
+    #[test]
+    fn real_libraries_are_found_or_explained() {
+        // Where the CUDA libraries are installed they load; elsewhere (the CI machine) the error
+        // must name the library and the directory we were told to search.
+        let dir = TempDir::new("real");
+        let search = LibSearch::from_var(Some(&dir.0.display().to_string()), false);
+        for lib in CudaLib::ALL {
+            match check_with(lib, &search) {
+                Ok(()) => println!("{lib:?}: loadable here"),
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(lib.spec().title), "{msg}");
+                    assert!(msg.contains(&dir.0.display().to_string()), "{msg}");
+                    assert!(msg.contains("To fix"), "{msg}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stems_match_versioned_files_only_of_their_library() {
+        let stems = stems_for(&CudaLib::Cudnn.spec());
+        let idx = |n: &str| stem_of(n, &stems).map(|i| stems[i].clone());
+        assert_eq!(idx("libcudnn.so.9").as_deref(), Some("libcudnn"));
+        assert_eq!(idx("libcudnn_ops.so.9").as_deref(), Some("libcudnn_ops"));
+        assert_eq!(idx("libcublasLt.so.13").as_deref(), Some("libcublasLt"));
+        assert_eq!(
+            idx("libnvrtc-builtins.so.13.0").as_deref(),
+            Some("libnvrtc-builtins")
+        );
+        assert_eq!(idx("libcuda.so.1").as_deref(), Some("libcuda"));
+        assert_eq!(idx("libcudart.so.13"), None);
+        assert_eq!(idx("libcudnn.a"), None);
+        // Helpers sort before the libraries that load them.
+        let pos = |n: &str| stems.iter().position(|s| s == n).expect("stem");
+        assert!(pos("libnvrtc-builtins") < pos("libnvrtc"));
+        assert!(pos("libcublasLt") < pos("libcublas"));
+        assert!(pos("libcudnn_graph") < pos("libcudnn"));
+    }
 }

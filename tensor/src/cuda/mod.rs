@@ -13,7 +13,7 @@
 //! | family | functions |
 //! | --- | --- |
 //! | elementwise | [`unary`], [`unary_backward`], [`binary`], [`sum_to`], [`expand`] |
-//! | reductions | [`sum_dims`], [`mean_dims`], [`sum_all`], [`mean_all`], [`max_dim`] |
+//! | reductions | [`sum_dims`], [`mean_dims`], [`sum_all`], [`mean_all`], [`max_dim`], [`max_dim_backward`] |
 //! | GEMM (cuBLAS) | [`sgemm`], [`sgemm_strided_batched`], [`matmul`] with [`DevMat`] |
 //! | convolution (cuDNN) | [`conv2d_forward`], [`conv2d_backward_data`], [`conv2d_backward_filter`], [`conv2d_backward_bias`] with [`Conv2dGeometry`] |
 //! | pooling (cuDNN) | [`max_pool2d_forward`], [`max_pool2d_backward`], [`avg_pool2d_forward`], [`avg_pool2d_backward`] with [`Pool2dGeometry`] |
@@ -45,15 +45,15 @@ pub use conv::{
 };
 pub use device::{device_count, probe, synchronize};
 pub use elementwise::{
-    binary, expand, full, max_dim, mean_all, mean_dims, sum_all, sum_dims, sum_to, unary,
-    unary_backward,
+    binary, expand, full, max_dim, max_dim_backward, mean_all, mean_dims, sum_all, sum_dims,
+    sum_to, unary, unary_backward,
 };
 pub use gemm::{matmul, sgemm, sgemm_strided_batched, DevMat};
 pub use loader::{CudaLib, LibSearch, LIB_DIRS_VAR};
 pub use nn::{
     cross_entropy_backward, cross_entropy_forward, layer_norm_backward, layer_norm_forward,
-    log_softmax_backward, log_softmax_forward, resize_bilinear_backward,
-    resize_bilinear_forward, softmax_backward, softmax_forward, LayerNormStats,
+    log_softmax_backward, log_softmax_forward, resize_bilinear_backward, resize_bilinear_forward,
+    softmax_backward, softmax_forward, LayerNormStats,
 };
 pub use pool::{
     avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward,

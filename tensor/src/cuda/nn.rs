@@ -173,7 +173,12 @@ pub fn layer_norm_backward(
     check_len("layer_norm backward", "the input", x, n * m)?;
     check_len("layer_norm backward", "the output gradient", dy, n * m)?;
     check_len("layer_norm backward", "the saved means", &stats.mean, n)?;
-    check_len("layer_norm backward", "the saved deviations", &stats.rstd, n)?;
+    check_len(
+        "layer_norm backward",
+        "the saved deviations",
+        &stats.rstd,
+        n,
+    )?;
     if let Some(g) = gamma {
         same_device("layer_norm backward", &[x, g])?;
         check_len("layer_norm backward", "gamma", g, c)?;
@@ -239,7 +244,13 @@ fn softmax_fwd(x: &CudaBuf, rows: usize, k: usize, log: bool) -> Result<CudaBuf>
             &dev,
             "softmax_fwd",
             cfg_rows(rows),
-            &[Arg::P(x.ptr()), Arg::P(y.ptr()), i(rows), i(k), i(log as usize)],
+            &[
+                Arg::P(x.ptr()),
+                Arg::P(y.ptr()),
+                i(rows),
+                i(k),
+                i(log as usize),
+            ],
         )?;
     }
     Ok(y)
@@ -370,7 +381,13 @@ pub fn cross_entropy_forward(
         ],
     )?;
     // Dropping `t` frees it in stream order, after the kernel has read it.
-    reduce_sum(&per_row, &[rows], &[true], 1.0 / rows as f32, "cross_entropy")
+    reduce_sum(
+        &per_row,
+        &[rows],
+        &[true],
+        1.0 / rows as f32,
+        "cross_entropy",
+    )
 }
 
 /// Gradient of [`cross_entropy_forward`] with respect to the logits, scaled by the loss gradient

@@ -20,31 +20,32 @@ use super::conv::TensorDesc;
 use super::device::{cuda_err, guarded, Dev};
 use super::elementwise::{check_len, same_device};
 use super::kernels::{cfg_1d, i, launch, Arg};
-use super::shape::{crop2d, pad2d};
 use crate::{Error, Result};
 use cudarc::cudnn::result as dnn;
 use cudarc::cudnn::sys;
 use std::sync::Arc;
 
-/// Geometry of a 2-D pooling with padding resolved per side and the output size decided by the
-/// caller (floor or ceil mode).
+/// Geometry of a 2-D pooling: the padding before the input and the output size, both decided by
+/// the caller (TF-"SAME" or explicit padding, floor or ceil mode). Padding after the input is
+/// implied: windows reach as far as `(out − 1)·stride + kernel`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Pool2dGeometry {
     pub kernel: (usize, usize),
     pub stride: (usize, usize),
-    /// `[top, bottom, left, right]`.
-    pub pad: [usize; 4],
+    pub pad_top: usize,
+    pub pad_left: usize,
     /// `(out_h, out_w)`.
     pub out: (usize, usize),
 }
 
-/// The explicit padding `[t, b, l, r]` (ceil-mode extension included) and the padded `(h, w)`.
-fn padded_geometry(x_shape: [usize; 4], g: &Pool2dGeometry) -> Result<([usize; 4], (usize, usize))> {
+/// The extent `(hp, wp)` the windows cover, `(out − 1)·stride + kernel`, after checking that
+/// every window holds at least one input cell.
+fn covered_extent(x_shape: [usize; 4], g: &Pool2dGeometry) -> Result<(usize, usize)> {
     let [_, _, h, w] = x_shape;
     let (kh, kw) = g.kernel;
     let (sh, sw) = g.stride;
     let (oh, ow) = g.out;
-    let [t, b, l, r] = g.pad;
+    let (t, l) = (g.pad_top, g.pad_left);
     if kh == 0 || kw == 0 || sh == 0 || sw == 0 || oh == 0 || ow == 0 {
         return Err(Error::invalid(
             "pool2d",
@@ -54,47 +55,31 @@ fn padded_geometry(x_shape: [usize; 4], g: &Pool2dGeometry) -> Result<([usize; 4
             ),
         ));
     }
-    if t >= kh + h || l >= kw + w {
-        return Err(Error::invalid(
-            "pool2d",
-            format!("padding {:?} leaves windows with no input cell", g.pad),
-        ));
-    }
-    // Every window must start inside the input or its leading padding, and must fit.
-    let need = |o: usize, s: usize, k: usize| (o - 1) * s + k;
-    let (hp, wp) = (
-        (h + t + b).max(need(oh, sh, kh)),
-        (w + l + r).max(need(ow, sw, kw)),
-    );
-    if (oh - 1) * sh >= h + t || (ow - 1) * sw >= w + l {
+    // The first window must reach the input, the last must start before its end.
+    if t >= kh || l >= kw || (oh - 1) * sh >= h + t || (ow - 1) * sw >= w + l {
         return Err(Error::invalid(
             "pool2d",
             format!(
-                "output size {:?} has windows starting past the input (input {h}×{w}, padding \
-                 {:?}, stride {:?})",
-                g.out, g.pad, g.stride
+                "output {:?} with kernel {:?}, stride {:?} and leading padding ({t}, {l}) has \
+                 windows outside the {h}×{w} input",
+                g.out, g.kernel, g.stride
             ),
         ));
     }
-    // cuDNN sizes the output as floor((padded - k) / s) + 1; it must equal the requested size.
-    if (hp - kh) / sh + 1 != oh || (wp - kw) / sw + 1 != ow {
-        return Err(Error::invalid(
-            "pool2d",
-            format!(
-                "output size {:?} does not match input {h}×{w} with kernel {:?}, stride {:?} and \
-                 padding {:?}",
-                g.out, g.kernel, g.stride, g.pad
-            ),
-        ));
-    }
-    Ok(([t, hp - h - t, l, wp - w - l], (hp, wp)))
+    Ok(((oh - 1) * sh + kh, (ow - 1) * sw + kw))
+}
+
+/// Whether the covered extent is exactly the input (no copy needed).
+fn is_identity(x_shape: [usize; 4], g: &Pool2dGeometry, hw: (usize, usize)) -> bool {
+    g.pad_top == 0 && g.pad_left == 0 && hw == (x_shape[2], x_shape[3])
 }
 
 struct PoolDesc(sys::cudnnPoolingDescriptor_t);
 impl PoolDesc {
     fn new(mode: sys::cudnnPoolingMode_t, g: &Pool2dGeometry) -> Result<Self> {
         let d = PoolDesc(
-            dnn::create_pooling_descriptor().map_err(|e| cuda_err("cuDNN pooling descriptor", e))?,
+            dnn::create_pooling_descriptor()
+                .map_err(|e| cuda_err("cuDNN pooling descriptor", e))?,
         );
         let c = |v: usize| {
             i32::try_from(v)
@@ -228,26 +213,102 @@ fn check_input(op: &'static str, x: &CudaBuf, x_shape: [usize; 4]) -> Result<()>
     check_len(op, "the input", x, x_shape.iter().product())
 }
 
-/// Pads `x` by `pad` with `value` unless `pad` is all zeros.
-fn maybe_pad(x: &CudaBuf, x_shape: [usize; 4], pad: [usize; 4], value: f32) -> Result<Option<CudaBuf>> {
-    if pad == [0; 4] {
-        Ok(None)
-    } else {
-        pad2d(x, x_shape, pad, value).map(Some)
+/// The covered window region of `x` (`[n, c, hp, wp]`), cells outside the input set to `value`;
+/// `None` when that region is `x` itself.
+fn window_region(
+    x: &CudaBuf,
+    x_shape: [usize; 4],
+    g: &Pool2dGeometry,
+    hw: (usize, usize),
+    value: f32,
+) -> Result<Option<CudaBuf>> {
+    if is_identity(x_shape, g, hw) {
+        return Ok(None);
     }
+    region_copy(x, x_shape, g, hw, value).map(Some)
 }
 
-fn padded_shape(x_shape: [usize; 4], hw: (usize, usize)) -> [usize; 4] {
+fn region_copy(
+    x: &CudaBuf,
+    x_shape: [usize; 4],
+    g: &Pool2dGeometry,
+    hw: (usize, usize),
+    value: f32,
+) -> Result<CudaBuf> {
+    let [n, c, h, w] = x_shape;
+    let dev = x.dev().clone();
+    let out = alloc(&dev, n * c * hw.0 * hw.1)?;
+    if !out.is_empty() {
+        launch(
+            &dev,
+            "pad2d",
+            cfg_1d(out.len()),
+            &[
+                Arg::P(x.ptr()),
+                Arg::P(out.ptr()),
+                i(n * c),
+                i(h),
+                i(w),
+                i(hw.0),
+                i(hw.1),
+                i(g.pad_top),
+                i(g.pad_left),
+                Arg::F(value),
+            ],
+        )?;
+    }
+    Ok(out)
+}
+
+/// The adjoint of `region_copy`: input cells take their value from the region, cells outside
+/// it (never in a window) get 0.
+fn region_to_input(
+    xp: &CudaBuf,
+    x_shape: [usize; 4],
+    g: &Pool2dGeometry,
+    hw: (usize, usize),
+) -> Result<CudaBuf> {
+    let [n, c, h, w] = x_shape;
+    let dev = xp.dev().clone();
+    let out = alloc(&dev, n * c * h * w)?;
+    if !out.is_empty() {
+        launch(
+            &dev,
+            "crop2d",
+            cfg_1d(out.len()),
+            &[
+                Arg::P(xp.ptr()),
+                Arg::P(out.ptr()),
+                i(n * c),
+                i(h),
+                i(w),
+                i(hw.0),
+                i(hw.1),
+                i(g.pad_top),
+                i(g.pad_left),
+            ],
+        )?;
+    }
+    Ok(out)
+}
+
+fn region_shape(x_shape: [usize; 4], hw: (usize, usize)) -> [usize; 4] {
     [x_shape[0], x_shape[1], hw.0, hw.1]
 }
 
 /// Max pooling of `x` (`[n, c, h, w]`) to `[n, c, out_h, out_w]`; padded cells never win.
 pub fn max_pool2d_forward(x: &CudaBuf, x_shape: [usize; 4], g: &Pool2dGeometry) -> Result<CudaBuf> {
     check_input("max_pool2d", x, x_shape)?;
-    let (pad, hw) = padded_geometry(x_shape, g)?;
+    let hw = covered_extent(x_shape, g)?;
     let dev = x.dev().clone();
-    let xp = maybe_pad(x, x_shape, pad, f32::NEG_INFINITY)?;
-    pool_forward(&dev, max_mode(), xp.as_ref().unwrap_or(x), padded_shape(x_shape, hw), g)
+    let xp = window_region(x, x_shape, g, hw, f32::NEG_INFINITY)?;
+    pool_forward(
+        &dev,
+        max_mode(),
+        xp.as_ref().unwrap_or(x),
+        region_shape(x_shape, hw),
+        g,
+    )
 }
 
 /// The input gradient of max pooling: each output gradient goes to the maximum of its window.
@@ -261,29 +322,34 @@ pub fn max_pool2d_backward(
 ) -> Result<CudaBuf> {
     check_input("max_pool2d backward", x, x_shape)?;
     let dev = same_device("max_pool2d backward", &[x, y, dy])?;
-    let (pad, hw) = padded_geometry(x_shape, g)?;
+    let hw = covered_extent(x_shape, g)?;
     let out_len = x_shape[0] * x_shape[1] * g.out.0 * g.out.1;
     check_len("max_pool2d backward", "the output", y, out_len)?;
     check_len("max_pool2d backward", "the output gradient", dy, out_len)?;
-    let xp = maybe_pad(x, x_shape, pad, f32::NEG_INFINITY)?;
+    let xp = window_region(x, x_shape, g, hw, f32::NEG_INFINITY)?;
     let dxp = pool_backward(
         &dev,
         max_mode(),
         xp.as_ref().unwrap_or(x),
-        padded_shape(x_shape, hw),
+        region_shape(x_shape, hw),
         y,
         dy,
         g,
     )?;
-    if pad == [0; 4] {
+    if is_identity(x_shape, g, hw) {
         Ok(dxp)
     } else {
-        crop2d(&dxp, x_shape, pad)
+        region_to_input(&dxp, x_shape, g, hw)
     }
 }
 
 /// `src * kh·kw / count` per output position (see the module docs).
-fn rescale(dev: &Arc<Dev>, src: &CudaBuf, x_shape: [usize; 4], g: &Pool2dGeometry) -> Result<CudaBuf> {
+fn rescale(
+    dev: &Arc<Dev>,
+    src: &CudaBuf,
+    x_shape: [usize; 4],
+    g: &Pool2dGeometry,
+) -> Result<CudaBuf> {
     let [n, c, h, w] = x_shape;
     let out = alloc(dev, src.len())?;
     if src.is_empty() {
@@ -305,8 +371,8 @@ fn rescale(dev: &Arc<Dev>, src: &CudaBuf, x_shape: [usize; 4], g: &Pool2dGeometr
             i(g.kernel.1),
             i(g.stride.0),
             i(g.stride.1),
-            i(g.pad[0]),
-            i(g.pad[2]),
+            i(g.pad_top),
+            i(g.pad_left),
         ],
     )?;
     Ok(out)
@@ -316,11 +382,17 @@ fn rescale(dev: &Arc<Dev>, src: &CudaBuf, x_shape: [usize; 4], g: &Pool2dGeometr
 /// counted), to `[n, c, out_h, out_w]`.
 pub fn avg_pool2d_forward(x: &CudaBuf, x_shape: [usize; 4], g: &Pool2dGeometry) -> Result<CudaBuf> {
     check_input("avg_pool2d", x, x_shape)?;
-    let (pad, hw) = padded_geometry(x_shape, g)?;
+    let hw = covered_extent(x_shape, g)?;
     let dev = x.dev().clone();
-    let xp = maybe_pad(x, x_shape, pad, 0.0)?;
-    let y = pool_forward(&dev, avg_mode(), xp.as_ref().unwrap_or(x), padded_shape(x_shape, hw), g)?;
-    if pad == [0; 4] {
+    let xp = window_region(x, x_shape, g, hw, 0.0)?;
+    let y = pool_forward(
+        &dev,
+        avg_mode(),
+        xp.as_ref().unwrap_or(x),
+        region_shape(x_shape, hw),
+        g,
+    )?;
+    if is_identity(x_shape, g, hw) {
         Ok(y)
     } else {
         rescale(&dev, &y, x_shape, g)
@@ -328,25 +400,30 @@ pub fn avg_pool2d_forward(x: &CudaBuf, x_shape: [usize; 4], g: &Pool2dGeometry) 
 }
 
 /// The input gradient of [`avg_pool2d_forward`] from the output gradient `dy`.
-pub fn avg_pool2d_backward(dy: &CudaBuf, x_shape: [usize; 4], g: &Pool2dGeometry) -> Result<CudaBuf> {
-    let (pad, hw) = padded_geometry(x_shape, g)?;
+pub fn avg_pool2d_backward(
+    dy: &CudaBuf,
+    x_shape: [usize; 4],
+    g: &Pool2dGeometry,
+) -> Result<CudaBuf> {
+    let hw = covered_extent(x_shape, g)?;
     let out_len = x_shape[0] * x_shape[1] * g.out.0 * g.out.1;
     check_len("avg_pool2d backward", "the output gradient", dy, out_len)?;
     let dev = dy.dev().clone();
-    let xp_shape = padded_shape(x_shape, hw);
-    let scaled = if pad == [0; 4] {
+    let identity = is_identity(x_shape, g, hw);
+    let scaled = if identity {
         None
     } else {
         Some(rescale(&dev, dy, x_shape, g)?)
     };
     let dys = scaled.as_ref().unwrap_or(dy);
+    let xp_shape = region_shape(x_shape, hw);
     // cuDNN's average backward reads neither x nor y, but wants valid buffers of their shapes.
     let x_dummy = alloc(&dev, xp_shape.iter().product())?;
     let dxp = pool_backward(&dev, avg_mode(), &x_dummy, xp_shape, dys, dys, g)?;
-    if pad == [0; 4] {
+    if identity {
         Ok(dxp)
     } else {
-        crop2d(&dxp, x_shape, pad)
+        region_to_input(&dxp, x_shape, g, hw)
     }
 }
 
@@ -354,28 +431,35 @@ pub fn avg_pool2d_backward(dy: &CudaBuf, x_shape: [usize; 4], g: &Pool2dGeometry
 mod tests {
     use super::*;
 
-    fn g(k: usize, s: usize, pad: [usize; 4], out: usize) -> Pool2dGeometry {
+    fn g(k: usize, s: usize, pad: usize, out: usize) -> Pool2dGeometry {
         Pool2dGeometry {
             kernel: (k, k),
             stride: (s, s),
-            pad,
+            pad_top: pad,
+            pad_left: pad,
             out: (out, out),
         }
     }
 
     #[test]
-    fn padding_covers_same_and_ceil_mode() {
-        // TF SAME, k 3 s 2 on 8: out 4, total pad 1 -> [0, 1].
-        let (pad, hw) = padded_geometry([1, 1, 8, 8], &g(3, 2, [0, 1, 0, 1], 4)).unwrap();
-        assert_eq!((pad, hw), ([0, 1, 0, 1], (9, 9)));
-        // Ceil mode, k 2 s 2 on 5, no padding: out 3 needs a 6-wide padded input.
-        let (pad, hw) = padded_geometry([1, 1, 5, 5], &g(2, 2, [0; 4], 3)).unwrap();
-        assert_eq!((pad, hw), ([0, 1, 0, 1], (6, 6)));
-        // Floor mode on the same input.
-        let (pad, _) = padded_geometry([1, 1, 5, 5], &g(2, 2, [0; 4], 2)).unwrap();
-        assert_eq!(pad, [0; 4]);
-        // An output size the geometry cannot produce.
-        assert!(padded_geometry([1, 1, 5, 5], &g(2, 2, [0; 4], 4)).is_err());
-        assert!(padded_geometry([1, 1, 5, 5], &g(2, 2, [0; 4], 1)).is_err());
+    fn covered_extent_handles_same_ceil_and_floor() {
+        // TF SAME, k 3 s 2 on 8: out 4, pad top 0 -> windows cover 9 rows (one padded).
+        assert_eq!(
+            covered_extent([1, 1, 8, 8], &g(3, 2, 0, 4)).unwrap(),
+            (9, 9)
+        );
+        // Ceil mode, k 2 s 2 on 5: out 3 covers 6.
+        assert_eq!(
+            covered_extent([1, 1, 5, 5], &g(2, 2, 0, 3)).unwrap(),
+            (6, 6)
+        );
+        // Floor mode on the same input leaves the last row out.
+        let floor = g(2, 2, 0, 2);
+        assert_eq!(covered_extent([1, 1, 5, 5], &floor).unwrap(), (4, 4));
+        assert!(!is_identity([1, 1, 5, 5], &floor, (4, 4)));
+        assert!(is_identity([1, 1, 4, 4], &floor, (4, 4)));
+        // Windows past the input, or entirely in the leading padding.
+        assert!(covered_extent([1, 1, 5, 5], &g(2, 2, 0, 4)).is_err());
+        assert!(covered_extent([1, 1, 5, 5], &g(2, 2, 2, 2)).is_err());
     }
 }

@@ -71,8 +71,8 @@ pub fn cat(parts: &[(&CudaBuf, &Shape)], dim: usize) -> Result<(CudaBuf, Shape)>
     let dev = same_device("cat", &bufs)?;
     let mut total = 0;
     for (b, s) in parts {
-        let same_rest = s.rank() == s0.rank()
-            && (0..s0.rank()).all(|d| d == dim || s.dim(d) == s0.dim(d));
+        let same_rest =
+            s.rank() == s0.rank() && (0..s0.rank()).all(|d| d == dim || s.dim(d) == s0.dim(d));
         if !same_rest {
             return Err(Error::ShapeMismatch {
                 op: "cat",
@@ -140,7 +140,10 @@ pub fn narrow(x: &CudaBuf, shape: &Shape, dim: usize, start: usize, len: usize) 
     if dim >= shape.rank() || start + len > shape.dim(dim) {
         return Err(Error::invalid(
             "narrow",
-            format!("range {start}..{} of dimension {dim} is outside {shape}", start + len),
+            format!(
+                "range {start}..{} of dimension {dim} is outside {shape}",
+                start + len
+            ),
         ));
     }
     check_len("narrow", "the input", x, shape.elem_count())?;
