@@ -325,6 +325,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn freed_buffers_are_reused_without_the_driver() {
+        // The only test of the library that allocates device memory, so the counters are ours.
+        let dev = match device(0) {
+            Ok(d) => d,
+            Err(e) => {
+                println!("skipped: no CUDA device ({e})");
+                return;
+            }
+        };
+        let n = 12_345;
+        let a = alloc(&dev, n).unwrap();
+        let addr = a.ptr();
+        assert!(live_bytes(0) >= bucket_len(n) * 4);
+        drop(a);
+        assert!(cached_bytes(0) >= bucket_len(n) * 4);
+        let before = driver_allocations();
+        // A slightly larger request falls in the same bucket and gets the same memory back.
+        let b = CudaBuf::zeros(0, n + 10).unwrap();
+        assert_eq!(b.ptr(), addr);
+        assert_eq!(driver_allocations(), before);
+        assert_eq!(b.to_host().unwrap(), vec![0.0; n + 10]);
+        reset_peak(0);
+        let c = alloc(&dev, 1 << 20).unwrap();
+        assert!(peak_bytes(0) >= live_bytes(0));
+        assert!(peak_bytes(0) >= (1 << 22) + bucket_len(n) * 4);
+        drop((b, c));
+        empty_cache(0).unwrap();
+        assert_eq!(cached_bytes(0), 0);
+        assert_eq!(live_bytes(0), 0);
+        // Empty buffers never reach the driver.
+        let before = driver_allocations();
+        let e = CudaBuf::from_host(0, &[]).unwrap();
+        assert!(e.is_empty() && e.to_host().unwrap().is_empty());
+        assert_eq!(driver_allocations(), before);
+    }
+
+    #[test]
     fn buckets_round_up_by_at_most_a_quarter() {
         assert_eq!(bucket_len(0), 256);
         assert_eq!(bucket_len(256), 256);

@@ -270,10 +270,15 @@ fn open_global(path: &Path) -> std::result::Result<libloading::Library, String> 
 
 /// The bare names cudarc will `dlopen` for `spec`, in its order.
 fn candidate_names(spec: &LibSpec) -> Vec<String> {
-    spec.cudarc_names
-        .iter()
-        .flat_map(|n| cudarc::get_lib_name_candidates(n))
-        .collect()
+    let mut names: Vec<String> = Vec::new();
+    for n in spec.cudarc_names {
+        for c in cudarc::get_lib_name_candidates(n) {
+            if !names.contains(&c) {
+                names.push(c);
+            }
+        }
+    }
+    names
 }
 
 /// Tries cudarc's names in cudarc's order; on success keeps the handle open.
