@@ -179,36 +179,141 @@ pub(crate) struct Kernels {
     funcs: HashMap<&'static str, (CudaFunction, &'static str)>,
 }
 
-/// PTX per compute capability, compiled once per process.
-fn ptx_for(cc: (i32, i32)) -> Result<Ptx> {
-    static CACHE: OnceLock<Mutex<HashMap<(i32, i32), Ptx>>> = OnceLock::new();
+/// Compiled kernels for one GPU architecture, as the driver loads them.
+#[derive(Clone, Debug)]
+pub(crate) enum Image {
+    /// Machine code for exactly the device's architecture: needs no JIT and runs on any driver
+    /// of the same CUDA major version as the NVRTC that made it.
+    Cubin(Vec<u8>),
+    /// Portable PTX for the newest architecture NVRTC knows that the device can run, JIT-compiled
+    /// by the driver (used when NVRTC cannot target the device directly).
+    Ptx(String),
+}
+
+impl Image {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Image::Cubin(b) => b.len(),
+            Image::Ptx(s) => s.len(),
+        }
+    }
+}
+
+/// Compiler options: exact IEEE single precision, as the CPU kernels (no contraction into FMA,
+/// no fast math, no flushing of denormals).
+fn nvrtc_options(arch: &str) -> Vec<String> {
+    vec![
+        format!("--gpu-architecture={arch}"),
+        "--fmad=false".into(),
+        "--ftz=false".into(),
+        "--prec-div=true".into(),
+        "--prec-sqrt=true".into(),
+        "--std=c++14".into(),
+    ]
+}
+
+/// Compiles `SOURCE` with `options`; returns the CUBIN (`cubin`) or the PTX text, or the
+/// compiler's log.
+fn nvrtc_compile(options: &[String], cubin: bool) -> std::result::Result<Vec<u8>, String> {
+    use cudarc::nvrtc::{result as rtc, sys as rtc_sys};
+    let src = std::ffi::CString::new(SOURCE).map_err(|e| e.to_string())?;
+    let name = std::ffi::CString::new("convrnn_kernels.cu").map_err(|e| e.to_string())?;
+    let prog = rtc::create_program(&src, Some(&name)).map_err(|e| format!("{e:?}"))?;
+    struct Prog(rtc_sys::nvrtcProgram);
+    impl Drop for Prog {
+        fn drop(&mut self) {
+            // SAFETY: created by `create_program` above, destroyed once.
+            let _ = unsafe { rtc::destroy_program(self.0) };
+        }
+    }
+    let prog = Prog(prog);
+    // SAFETY: `prog` is live; `src` and `name` outlive it.
+    if let Err(e) = unsafe { rtc::compile_program(prog.0, options) } {
+        // SAFETY: as above.
+        let log = unsafe { rtc::get_program_log(prog.0) }
+            .map(|l| {
+                let bytes: Vec<u8> = l
+                    .iter()
+                    .take_while(|c| **c != 0)
+                    .map(|c| *c as u8)
+                    .collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+            .unwrap_or_default();
+        return Err(format!("{e:?} with options {options:?}: {log}"));
+    }
+    if cubin {
+        let mut size = 0usize;
+        // SAFETY: `prog` compiled successfully; the buffer has the size NVRTC reports.
+        unsafe {
+            rtc_sys::nvrtcGetCUBINSize(prog.0, &mut size)
+                .result()
+                .map_err(|e| format!("{e:?}"))?;
+            let mut buf = vec![0u8; size];
+            rtc_sys::nvrtcGetCUBIN(prog.0, buf.as_mut_ptr() as *mut std::ffi::c_char)
+                .result()
+                .map_err(|e| format!("{e:?}"))?;
+            Ok(buf)
+        }
+    } else {
+        // SAFETY: `prog` compiled successfully.
+        let ptx = unsafe { rtc::get_ptx(prog.0) }.map_err(|e| format!("{e:?}"))?;
+        Ok(ptx
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect())
+    }
+}
+
+/// The newest architecture (major·10 + minor) NVRTC supports that a device of `cc` can run.
+fn best_supported_arch(cc: (i32, i32)) -> Option<i32> {
+    use cudarc::nvrtc::sys as rtc_sys;
+    let mut n = 0i32;
+    // SAFETY: plain queries into buffers of the reported size.
+    unsafe {
+        rtc_sys::nvrtcGetNumSupportedArchs(&mut n).result().ok()?;
+        let mut archs = vec![0i32; n.max(0) as usize];
+        rtc_sys::nvrtcGetSupportedArchs(archs.as_mut_ptr())
+            .result()
+            .ok()?;
+        archs.into_iter().filter(|a| *a <= cc.0 * 10 + cc.1).max()
+    }
+}
+
+/// Compiles the kernels for a device of compute capability `cc`: CUBIN when NVRTC can target
+/// the architecture, PTX for the best older one otherwise.
+pub(crate) fn compile(cc: (i32, i32)) -> Result<Image> {
+    let sm = format!("sm_{}{}", cc.0, cc.1);
+    let cubin_err = match nvrtc_compile(&nvrtc_options(&sm), true) {
+        Ok(bin) => return Ok(Image::Cubin(bin)),
+        Err(e) => e,
+    };
+    let Some(arch) = best_supported_arch(cc) else {
+        return Err(Error::Cuda(format!(
+            "NVRTC cannot compile the kernels for {sm}: {cubin_err}"
+        )));
+    };
+    match nvrtc_compile(&nvrtc_options(&format!("compute_{arch}")), false) {
+        Ok(ptx) => Ok(Image::Ptx(String::from_utf8_lossy(&ptx).into_owned())),
+        Err(ptx_err) => Err(Error::Cuda(format!(
+            "NVRTC failed to compile the kernels for {sm} ({cubin_err}) and as PTX for \
+             compute_{arch} ({ptx_err})"
+        ))),
+    }
+}
+
+/// The kernels for `cc`, compiled once per process.
+fn image_for(cc: (i32, i32)) -> Result<Image> {
+    static CACHE: OnceLock<Mutex<HashMap<(i32, i32), Image>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = cache.get(&cc) {
         return Ok(p.clone());
     }
-    let opts = cudarc::nvrtc::CompileOptions {
-        // Exact IEEE single precision, as the CPU kernels: no contraction into FMA, no fast
-        // math, no flushing of denormals.
-        fmad: Some(false),
-        ftz: Some(false),
-        prec_div: Some(true),
-        prec_sqrt: Some(true),
-        options: vec![format!("--gpu-architecture=compute_{}{}", cc.0, cc.1)],
-        name: Some("convrnn_kernels.cu".into()),
-        ..Default::default()
-    };
-    let ptx = cudarc::nvrtc::compile_ptx_with_opts(SOURCE, opts).map_err(|e| match e {
-        cudarc::nvrtc::CompileError::CompileError { nvrtc, log, .. } => Error::Cuda(format!(
-            "NVRTC failed to compile the kernels for compute capability {}.{} ({nvrtc:?}): {}",
-            cc.0,
-            cc.1,
-            log.to_string_lossy()
-        )),
-        other => cuda_err("NVRTC", other),
-    })?;
-    cache.insert(cc, ptx.clone());
-    Ok(ptx)
+    let img = compile(cc)?;
+    cache.insert(cc, img.clone());
+    Ok(img)
 }
 
 impl Kernels {
@@ -217,12 +322,15 @@ impl Kernels {
             .ctx
             .compute_capability()
             .map_err(|e| cuda_err("querying the compute capability", e))?;
-        let ptx = ptx_for(cc)?;
-        let module = dev.ctx.load_module(ptx).map_err(|e| {
+        let image = match image_for(cc)? {
+            Image::Cubin(bin) => Ptx::from_binary(bin),
+            Image::Ptx(src) => Ptx::from_src(src),
+        };
+        let module = dev.ctx.load_module(image).map_err(|e| {
             cuda_err(
                 format!(
-                    "loading the compiled kernels on cuda:{} (a driver older than the NVRTC \
-                     that compiled them rejects their PTX: update the driver or use an NVRTC of \
+                    "loading the compiled kernels on cuda:{} (a driver of an older CUDA major \
+                     version than NVRTC's rejects them: update the driver or use the NVRTC of \
                      the driver's CUDA version)",
                     dev.ordinal
                 ),
@@ -374,6 +482,36 @@ mod tests {
                 KERNELS.iter().any(|(k, _)| k == n),
                 "kernel `{n}` of kernels.cu is missing from KERNELS"
             );
+        }
+    }
+
+    #[test]
+    fn the_source_compiles_with_nvrtc() {
+        // Needs only NVRTC (no GPU): runs wherever the library can be found, e.g. from a Python
+        // environment's nvidia wheels.
+        if let Err(e) = super::super::loader::ensure(super::super::loader::CudaLib::Nvrtc) {
+            println!("skipped: NVRTC not available ({e})");
+            return;
+        }
+        // Hopper (the GPU machines): machine code. Each compile takes seconds, so one only.
+        let start = std::time::Instant::now();
+        match compile((9, 0)) {
+            Ok(Image::Cubin(bin)) => assert!(bin.len() > 1000),
+            Ok(Image::Ptx(_)) => panic!("expected a CUBIN for sm_90"),
+            Err(e) => panic!("sm_90: {e}"),
+        }
+        println!("NVRTC compiled the kernels for sm_90 in {:?}", start.elapsed());
+        // A future architecture falls back to PTX for the newest one NVRTC knows.
+        match compile((99, 0)) {
+            Ok(Image::Ptx(ptx)) => {
+                for (name, _) in KERNELS {
+                    assert!(
+                        ptx.contains(&format!(".entry {name}(")),
+                        "{name} missing from PTX"
+                    );
+                }
+            }
+            other => panic!("expected PTX, got {other:?}"),
         }
     }
 

@@ -22,8 +22,8 @@
 //!
 //! When the explicit directories and the default search both fail, we look for the libraries a
 //! Python environment installs with NVIDIA's wheels (`site-packages/nvidia/*/lib`, under
-//! `$VIRTUAL_ENV`, `$CONDA_PREFIX`, `~/.local`, `/usr/local`, `/usr`, `/opt/conda`) and preload
-//! from there.
+//! `$VIRTUAL_ENV`, `$CONDA_PREFIX`, `~/.local`, pyenv's versions, `/usr/local`, `/usr`,
+//! `/opt/conda`) and preload from there.
 
 use crate::{Error, Result};
 use std::collections::{HashMap, HashSet};
@@ -293,6 +293,12 @@ fn load_by_name(names: &[String]) -> bool {
     false
 }
 
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
 /// `site-packages/nvidia/*/lib` directories of the Python environments we know where to find.
 pub fn python_nvidia_lib_dirs() -> Vec<PathBuf> {
     let mut roots: Vec<PathBuf> = Vec::new();
@@ -302,7 +308,11 @@ pub fn python_nvidia_lib_dirs() -> Vec<PathBuf> {
         }
     }
     if let Some(home) = std::env::var_os("HOME") {
-        roots.push(PathBuf::from(home).join(".local"));
+        roots.push(PathBuf::from(&home).join(".local"));
+        roots.extend(subdirs(&PathBuf::from(&home).join(".pyenv/versions")));
+    }
+    if let Some(pyenv) = std::env::var_os("PYENV_ROOT") {
+        roots.extend(subdirs(&PathBuf::from(pyenv).join("versions")));
     }
     for r in ["/usr/local", "/usr", "/opt/conda"] {
         roots.push(PathBuf::from(r));
@@ -542,6 +552,46 @@ mod tests {
                     assert!(msg.contains("To fix"), "{msg}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn found_libraries_answer_through_cudarc() {
+        // Where the libraries are only reachable through our preloading (not on the default
+        // search path), this shows cudarc's own by-name loading picks up the preloaded copies.
+        if ensure(CudaLib::Nvrtc).is_ok() {
+            let (mut major, mut minor) = (0, 0);
+            // SAFETY: plain version query.
+            unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) }
+                .result()
+                .expect("nvrtcVersion");
+            println!("NVRTC {major}.{minor}");
+            assert!(major >= 12, "NVRTC {major}.{minor}");
+        } else {
+            println!("skipped NVRTC: not available");
+        }
+        if ensure(CudaLib::Cublas).is_ok() {
+            let mut major = 0;
+            // SAFETY: plain version query, no handle needed.
+            unsafe {
+                cudarc::cublas::sys::cublasGetProperty(
+                    cudarc::cublas::sys::libraryPropertyType::MAJOR_VERSION,
+                    &mut major,
+                )
+            }
+            .result()
+            .expect("cublasGetProperty");
+            println!("cuBLAS {major}");
+            assert!(major >= 12);
+        } else {
+            println!("skipped cuBLAS: not available");
+        }
+        if ensure(CudaLib::Cudnn).is_ok() {
+            let v = cudarc::cudnn::result::get_version();
+            println!("cuDNN {v}");
+            assert!((90000..100000).contains(&v), "cuDNN {v}");
+        } else {
+            println!("skipped cuDNN: not available");
         }
     }
 
