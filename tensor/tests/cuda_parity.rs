@@ -1064,7 +1064,7 @@ fn cat_split_narrow_pad_and_crop() {
         for y in 0..hp {
             for xx in 0..wp {
                 let v = pv[(pl * hp + y) * wp + xx];
-                let inside = y >= 1 && y < 5 && xx < 5;
+                let inside = (1..5).contains(&y) && xx < 5;
                 let want = if inside {
                     x[(pl * 4 + y - 1) * 5 + xx]
                 } else {

@@ -346,20 +346,23 @@ macro_rules! perfs {
 /// Benchmarks (or, failing that, asks the heuristics for) the algorithms of `p`.
 fn find_algo(dev: &Arc<Dev>, h: &DnnHandle, p: &Problem) -> Result<AlgoChoice> {
     let tf32 = p.key.tf32;
-    // A workspace for the benchmark; smaller if the device is short of memory.
-    let mut ws: Option<CudaBuf> = None;
-    for bytes in [WORKSPACE_LIMIT, WORKSPACE_LIMIT / 8, 0] {
-        if bytes == 0 {
-            break;
-        }
-        if let Ok(b) = alloc(dev, bytes / 4) {
+    // A workspace for the benchmark, smaller if the device is short of memory. It bypasses the
+    // caching allocator so that it goes back to the driver right after.
+    let mut ws: Option<cudarc::driver::CudaSlice<u8>> = None;
+    for bytes in [WORKSPACE_LIMIT, WORKSPACE_LIMIT / 8] {
+        // SAFETY: cuDNN only writes the workspace.
+        if let Ok(b) = unsafe { dev.stream.alloc::<u8>(bytes) } {
             ws = Some(b);
             break;
         }
     }
     let (ws_ptr, ws_bytes) = ws
         .as_ref()
-        .map(|b| (b.ptr() as *mut std::ffi::c_void, b.len() * 4))
+        .map(|b| {
+            use cudarc::driver::DevicePtr;
+            let (p, _no_event) = b.device_ptr(&dev.stream);
+            (p as *mut std::ffi::c_void, b.len())
+        })
         .unwrap_or((std::ptr::null_mut(), 0));
     let (px, pw, py) = (
         p.px as *mut std::ffi::c_void,
@@ -561,6 +564,7 @@ fn heuristic_algo(h: &DnnHandle, p: &Problem) -> Result<AlgoChoice> {
 /// Runs `p` with the cached (or newly found) algorithm.
 fn run(dev: &Arc<Dev>, p: &Problem) -> Result<()> {
     let h = dev.dnn()?;
+    dev.bind()?;
     guarded("cuDNN convolution", || {
         let cached = dev
             .conv_algos

@@ -180,9 +180,7 @@ impl Dev {
 
     fn create_dnn(&self) -> Result<Mutex<DnnHandle>> {
         use cudarc::cudnn::result as dnn;
-        self.ctx
-            .bind_to_thread()
-            .map_err(|e| cuda_err("binding the CUDA context", e))?;
+        self.bind()?;
         let version = dnn::get_version();
         if !(90000..100000).contains(&version) {
             return Err(Error::Cuda(format!(
@@ -196,6 +194,14 @@ impl Dev {
         unsafe { dnn::set_stream(h.0, self.stream.cu_stream() as _) }
             .map_err(|e| cuda_err("cudnnSetStream", e))?;
         Ok(Mutex::new(h))
+    }
+
+    /// Makes this device's context current on the calling thread. cudarc does this in its own
+    /// calls; raw cuBLAS/cuDNN calls need it first, since any thread may run an op.
+    pub(crate) fn bind(&self) -> Result<()> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| cuda_err(format!("making cuda:{} current", self.ordinal), e))
     }
 
     /// Waits for all queued work of this device.

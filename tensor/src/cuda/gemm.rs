@@ -151,6 +151,7 @@ pub fn sgemm_strided_batched(
     let pb = b.buf.ptr_at(b.offset) as *const f32;
     let pc = c.ptr_at(c_offset) as *mut f32;
     let blas = dev.blas()?;
+    dev.bind()?;
     guarded("cuBLAS sgemm", || {
         // SAFETY: the handle is bound to the device's stream; the checks above keep every
         // element the product touches inside the three buffers; alpha/beta are host scalars

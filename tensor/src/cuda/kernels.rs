@@ -190,15 +190,6 @@ pub(crate) enum Image {
     Ptx(String),
 }
 
-impl Image {
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Image::Cubin(b) => b.len(),
-            Image::Ptx(s) => s.len(),
-        }
-    }
-}
-
 /// Compiler options: exact IEEE single precision, as the CPU kernels (no contraction into FMA,
 /// no fast math, no flushing of denormals).
 fn nvrtc_options(arch: &str) -> Vec<String> {
@@ -500,7 +491,10 @@ mod tests {
             Ok(Image::Ptx(_)) => panic!("expected a CUBIN for sm_90"),
             Err(e) => panic!("sm_90: {e}"),
         }
-        println!("NVRTC compiled the kernels for sm_90 in {:?}", start.elapsed());
+        println!(
+            "NVRTC compiled the kernels for sm_90 in {:?}",
+            start.elapsed()
+        );
         // A future architecture falls back to PTX for the newest one NVRTC knows.
         match compile((99, 0)) {
             Ok(Image::Ptx(ptx)) => {

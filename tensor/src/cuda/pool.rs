@@ -132,6 +132,7 @@ fn pool_forward(
         return Ok(y);
     }
     let h = dev.dnn()?;
+    dev.bind()?;
     let (xd, yd, pd) = (
         TensorDesc::nchw(xp_shape)?,
         TensorDesc::nchw(y_shape)?,
@@ -178,6 +179,7 @@ fn pool_backward(
         return Ok(dxp);
     }
     let h = dev.dnn()?;
+    dev.bind()?;
     let (xd, yd, pd) = (
         TensorDesc::nchw(xp_shape)?,
         TensorDesc::nchw(y_shape)?,
