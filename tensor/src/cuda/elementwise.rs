@@ -335,7 +335,30 @@ pub(crate) fn reduce_sum(
         out.fill_zero()?;
         return Ok(out);
     }
-    // Row-major strides, then runs of neighbouring dims of the same kind merged into one.
+    let r = reduce_geometry(dims, reduce, scale, op)?;
+    let count = r.red_count as usize;
+    let (name, cfg) = if count >= 1024 || (count >= 64 && n_out < 4096) {
+        ("reduce_sum_block", cfg_rows(n_out))
+    } else {
+        ("reduce_sum_thread", cfg_1d(n_out))
+    };
+    launch(
+        &dev,
+        name,
+        cfg,
+        &[Arg::P(x.ptr()), Arg::P(out.ptr()), i(n_out), Arg::R(r)],
+    )?;
+    Ok(out)
+}
+
+/// The kernel geometry of a sum over the dims flagged in `reduce`: row-major strides, size-1
+/// dims dropped, and runs of neighbouring dims of the same kind merged into one.
+pub(crate) fn reduce_geometry(
+    dims: &[usize],
+    reduce: &[bool],
+    scale: f32,
+    op: &'static str,
+) -> Result<Reduce> {
     let strides = Shape::new(dims.to_vec()).strides();
     let mut r = Reduce {
         scale,
@@ -374,19 +397,7 @@ pub(crate) fn reduce_sum(
         last_kind = Some(reduce[k]);
     }
     r.red_count = (0..r.red_rank as usize).map(|k| r.red_dims[k]).product();
-    let count = r.red_count as usize;
-    let (name, cfg) = if count >= 1024 || (count >= 64 && n_out < 4096) {
-        ("reduce_sum_block", cfg_rows(n_out))
-    } else {
-        ("reduce_sum_thread", cfg_1d(n_out))
-    };
-    launch(
-        &dev,
-        name,
-        cfg,
-        &[Arg::P(x.ptr()), Arg::P(out.ptr()), i(n_out), Arg::R(r)],
-    )?;
-    Ok(out)
+    Ok(r)
 }
 
 /// The maximum over `dim` of `x` (shape `shape`) and, on the host, the index of the first
@@ -552,6 +563,64 @@ mod tests {
         );
         assert_eq!(d, vec![4, 3]);
         assert_eq!(s, vec![vec![1, 0], vec![0, 1]]);
+    }
+
+    /// The kernel's `unravel`.
+    fn unravel(mut i: i64, rank: i64, dims: &[i64], strides: &[i64]) -> i64 {
+        let mut off = 0;
+        for d in (0..rank as usize).rev() {
+            off += (i % dims[d]) * strides[d];
+            i /= dims[d];
+        }
+        off
+    }
+
+    #[test]
+    fn reduce_geometry_visits_every_element_once_in_output_order() {
+        let cases: [(&[usize], &[usize]); 7] = [
+            (&[3, 4, 5, 6], &[1, 2]),
+            (&[3, 4, 5, 6], &[0, 2]),
+            (&[3, 4, 5, 6], &[0, 1, 2, 3]),
+            (&[3, 4, 5, 6], &[]),
+            (&[2, 1, 3, 1, 4], &[1, 3, 4]),
+            (&[5, 1, 7], &[0]),
+            (&[2, 3, 2, 3, 2, 3, 2, 3, 2], &[1, 3, 5, 7]),
+        ];
+        for (dims, set) in cases {
+            let reduce: Vec<bool> = (0..dims.len()).map(|d| set.contains(&d)).collect();
+            let r = reduce_geometry(dims, &reduce, 1.0, "test").unwrap();
+            let total: usize = dims.iter().product();
+            let n_out: usize = dims
+                .iter()
+                .zip(&reduce)
+                .filter(|(_, r)| !**r)
+                .map(|(d, _)| *d)
+                .product();
+            // Every input offset is reached exactly once, and output o collects exactly the
+            // inputs whose kept coordinates are those of o (row-major over the kept dims).
+            let strides = Shape::new(dims.to_vec()).strides();
+            let mut seen = vec![false; total];
+            for o in 0..n_out as i64 {
+                let base = unravel(o, r.out_rank, &r.out_dims, &r.out_strides);
+                for j in 0..r.red_count {
+                    let off = (base + unravel(j, r.red_rank, &r.red_dims, &r.red_strides)) as usize;
+                    assert!(!seen[off], "{dims:?} {set:?}: offset {off} twice");
+                    seen[off] = true;
+                    let mut kept = 0;
+                    for k in 0..dims.len() {
+                        if !reduce[k] {
+                            kept = kept * dims[k] + (off / strides[k]) % dims[k];
+                        }
+                    }
+                    assert_eq!(kept as i64, o, "{dims:?} {set:?}: offset {off}");
+                }
+            }
+            assert!(seen.iter().all(|s| *s), "{dims:?} {set:?}: offsets missed");
+        }
+        // More alternations than the kernel supports are an error, not a wrong answer.
+        let dims = [2usize; 17];
+        let reduce: Vec<bool> = (0..17).map(|d| d % 2 == 1).collect();
+        assert!(reduce_geometry(&dims, &reduce, 1.0, "test").is_err());
     }
 
     #[test]
