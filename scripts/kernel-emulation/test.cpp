@@ -249,16 +249,21 @@ static void layer_norm() {
         auto x = randn(n * m, 2.0f, 3.0f);
         auto gamma = randn(c), beta = randn(c), dy = randn(n * m);
         float eps = 1e-5f;
-        std::vector<float> mean(n), rstd(n), y(n * m), dx(n * m), dg(c), db(c);
-        emu::launch(ln_stats, 2, B, x.data(), mean.data(), rstd.data(), (long long)n, (long long)m, eps);
+        std::vector<float> stats(n * 3), y(n * m), dx(n * m), dg(c), db(c);
+        // crate::cuda::layer_norm_forward / layer_norm_backward
+        emu::launch(ln_stats, 2, B, x.data(), stats.data(), (long long)n, (long long)m, eps);
         const float* gp = affine ? gamma.data() : nullptr;
         const float* bp = affine ? beta.data() : nullptr;
-        emu::launch(ln_fwd, 3, B, x.data(), mean.data(), rstd.data(), gp, bp, y.data(), (long long)n,
+        emu::launch(ln_fwd, 3, B, x.data(), (const float*)stats.data(), gp, bp, y.data(), (long long)n,
                     (long long)c, (long long)s, (long long)affine, (long long)affine);
-        emu::launch(ln_bwd_dx, 2, B, x.data(), dy.data(), mean.data(), rstd.data(), gp, dx.data(),
+        emu::launch(ln_bwd_dx, 2, B, x.data(), dy.data(), (const float*)stats.data(), gp, dx.data(),
                     (long long)n, (long long)c, (long long)s, (long long)affine);
-        emu::launch(ln_bwd_affine, 3, B, x.data(), dy.data(), mean.data(), rstd.data(), dg.data(),
+        emu::launch(ln_bwd_affine, 3, B, x.data(), dy.data(), (const float*)stats.data(), dg.data(),
                     db.data(), (long long)n, (long long)c, (long long)s);
+        // Only dbeta (dgamma null).
+        std::vector<float> db2(c);
+        emu::launch(ln_bwd_affine, 1, B, x.data(), dy.data(), (const float*)stats.data(), (float*)nullptr,
+                    db2.data(), (long long)n, (long long)c, (long long)s);
         std::vector<double> wy(n * m), wdx(n * m), wdg(c, 0.0), wdb(c, 0.0);
         for (int r = 0; r < n; ++r) {
             double mu = 0, var = 0;
@@ -285,6 +290,16 @@ static void layer_norm() {
         check("layer norm dx " + tag, dx, wdx, 1e-4);
         check("layer norm dgamma " + tag, dg, wdg, 1e-4);
         check("layer norm dbeta " + tag, db, wdb, 1e-5);
+        check("layer norm dbeta alone " + tag, db2, wdb, 1e-5);
+        std::vector<double> wstats;
+        for (int r = 0; r < n; ++r) {
+            double mu = 0;
+            for (int j = 0; j < m; ++j) mu += x[r * m + j];
+            wstats.push_back(mu / m);
+            wstats.push_back(0.0);
+            wstats.push_back(stats[r * 3 + 2]);  // checked through y above
+        }
+        check("layer norm stats layout " + tag, stats, wstats, 1e-6);
     }
 }
 
@@ -341,6 +356,13 @@ static void copies_and_padding() {
     for (int o = 0; o < 2; ++o)
         for (int j = 0; j < 9; ++j) want.push_back(x[o * 15 + 3 + j]);
     check("copy_rows (narrow)", out, want, 0.0);
+    // transpose2d [5, 7] -> [7, 5]
+    auto mt = randn(35);
+    std::vector<float> tr(35);
+    emu::launch(transpose2d, 1, B, mt.data(), tr.data(), 5LL, 7LL);
+    std::vector<double> wt(35);
+    for (int k = 0; k < 35; ++k) wt[k] = mt[(k % 5) * 7 + k / 5];
+    check("transpose2d", tr, wt, 0.0);
     // pad2d [2, 4, 5] by top 1, bottom 2, left 0, right 3 with -7, then crop back.
     auto img = randn(40);
     int h = 4, w = 5, hp = 7, wp = 8;

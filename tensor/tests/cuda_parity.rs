@@ -795,18 +795,21 @@ fn layer_norm_forward_and_backward_match_reference_loops() {
         )
         .expect("layer norm");
         assert_close(&down(&gy), &y, 1e-5, &what);
+        assert_eq!(stats.len(), n * cuda::LN_STATS);
         let (gdx, gdg, gdb) = cuda::layer_norm_backward(
             &gx,
             &up(&dy),
             &stats,
-            affine.then_some(&gg),
             n,
             c,
             s,
+            affine.then_some(&gg),
+            true,
+            affine,
             affine,
         )
         .expect("layer norm backward");
-        assert_close(&down(&gdx), &dx, 1e-4, &format!("{what} dx"));
+        assert_close(&down(&gdx.expect("dx")), &dx, 1e-4, &format!("{what} dx"));
         if affine {
             assert_close(
                 &down(&gdg.expect("dgamma")),
@@ -820,7 +823,20 @@ fn layer_norm_forward_and_backward_match_reference_loops() {
                 1e-4,
                 &format!("{what} dbeta"),
             );
+        } else {
+            assert!(gdg.is_none() && gdb.is_none());
         }
+        // Only the affine gradients.
+        let (none, only_g, none_b) =
+            cuda::layer_norm_backward(&gx, &up(&dy), &stats, n, c, s, None, false, true, false)
+                .expect("dgamma only");
+        assert!(none.is_none() && none_b.is_none());
+        assert_close(
+            &down(&only_g.expect("dgamma")),
+            &dg,
+            1e-4,
+            &format!("{what} dgamma alone"),
+        );
     }
 }
 
@@ -1076,6 +1092,103 @@ fn cat_split_narrow_pad_and_crop() {
     }
     let back = cuda::crop2d(&p, xs, pad).expect("crop");
     assert_eq!(down(&back), x, "crop undoes pad");
+}
+
+// ----- helpers the op modules dispatch to -----------------------------------------------------
+
+#[test]
+fn sum_over_broadcast_back_linear_strided_matmul_copy_rows_and_transpose() {
+    require_gpu!();
+    let mut rng = Rng::new(18);
+    // sum_over / broadcast_back with a reduce mask
+    let dims = [4usize, 3, 5];
+    let reduce = [true, false, true];
+    let x = randn(&mut rng, 60);
+    let got = cuda::sum_over(&up(&x), &dims, &reduce, 0.5).expect("sum_over");
+    let want: Vec<f64> = sum_ref(&x, &dims, &reduce)
+        .iter()
+        .map(|v| v * 0.5)
+        .collect();
+    assert_close(&down(&got), &want, 1e-5, "sum_over");
+    let g = randn(&mut rng, 3);
+    let back = cuda::broadcast_back(&up(&g), &dims, &reduce, 0.25).expect("broadcast_back");
+    let want: Vec<f64> = (0..60).map(|i| 0.25 * g[(i / 5) % 3] as f64).collect();
+    assert_close(&down(&back), &want, 1e-6, "broadcast_back");
+    // linear: x [n, i] · wᵀ + b
+    let (n, i, o) = (5, 7, 3);
+    let (xv, wv, bv) = (
+        randn(&mut rng, n * i),
+        randn(&mut rng, o * i),
+        randn(&mut rng, o),
+    );
+    let y = cuda::linear_forward(&up(&xv), &up(&wv), Some(&up(&bv)), n, i, o).expect("linear");
+    let mut want = vec![0.0f64; n * o];
+    for r in 0..n {
+        for c in 0..o {
+            want[r * o + c] = bv[c] as f64
+                + (0..i)
+                    .map(|k| xv[r * i + k] as f64 * wv[c * i + k] as f64)
+                    .sum::<f64>();
+        }
+    }
+    assert_close(&down(&y), &want, 1e-5, "linear");
+    // matmul_strided with a shared right-hand side read transposed: [2, n, i] · wᵀ
+    let xb = randn(&mut rng, 2 * n * i);
+    let gw = up(&wv);
+    let y = cuda::matmul_strided(
+        2,
+        n,
+        o,
+        i,
+        DevMat::new(&up(&xb), i),
+        n * i,
+        DevMat::new(&gw, i).t(),
+        0,
+    )
+    .expect("matmul_strided");
+    let mut want = vec![0.0f64; 2 * n * o];
+    for b in 0..2 {
+        for r in 0..n {
+            for c in 0..o {
+                want[(b * n + r) * o + c] = (0..i)
+                    .map(|k| xb[(b * n + r) * i + k] as f64 * wv[c * i + k] as f64)
+                    .sum::<f64>();
+            }
+        }
+    }
+    assert_close(&down(&y), &want, 1e-5, "matmul_strided");
+    // copy_rows: columns 2..5 of a [4, 6] matrix into columns 1..4 of a zeroed [4, 5] one
+    let src = randn(&mut rng, 24);
+    let mut dst = CudaBuf::zeros(0, 20).expect("zeros");
+    cuda::copy_rows(&up(&src), (6, 2), &mut dst, (5, 1), 3).expect("copy_rows");
+    let want: Vec<f64> = (0..20)
+        .map(|k| {
+            let (r, c) = (k / 5, k % 5);
+            if (1..4).contains(&c) {
+                src[r * 6 + c + 1] as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    assert_close(&down(&dst), &want, 0.0, "copy_rows");
+    // transpose2d
+    let m = randn(&mut rng, 35);
+    let tr = cuda::transpose2d(&up(&m), 5, 7).expect("transpose2d");
+    let want: Vec<f64> = (0..35).map(|k| m[(k % 5) * 7 + k / 5] as f64).collect();
+    assert_close(&down(&tr), &want, 0.0, "transpose2d");
+}
+
+#[test]
+fn without_a_gpu_cuda_tensors_are_a_clear_error() {
+    // The complement of every other test: runs only where no GPU is usable.
+    let Err(why) = cuda::probe(0) else {
+        return;
+    };
+    let e = Tensor::zeros([2], GPU).expect_err("no device");
+    assert_eq!(e.to_string(), why.to_string());
+    assert!(e.to_string().starts_with("CUDA: "), "{e}");
+    assert!(e.to_string().contains("To fix"), "{e}");
 }
 
 // ----- allocator ------------------------------------------------------------------------------

@@ -310,6 +310,47 @@ pub fn mean_all(x: &CudaBuf) -> Result<CudaBuf> {
     )
 }
 
+/// Sum of `x` (shape `dims`) over the dimensions flagged in `reduce`, times `scale` (the CUDA
+/// counterpart of `cpu::reduce::sum` with a `ReducePlan` of the same `dims`/`reduce`). The result
+/// holds the kept dimensions in order.
+pub fn sum_over(x: &CudaBuf, dims: &[usize], reduce: &[bool], scale: f32) -> Result<CudaBuf> {
+    if dims.len() != reduce.len() {
+        return Err(Error::invalid(
+            "sum",
+            format!("{} flags for {} dimensions", reduce.len(), dims.len()),
+        ));
+    }
+    reduce_sum(x, dims, reduce, scale, "sum")
+}
+
+/// The adjoint of [`sum_over`]: every input position (of `dims`) receives `scale ·` the value of
+/// the output it was summed into.
+pub fn broadcast_back(g: &CudaBuf, dims: &[usize], reduce: &[bool], scale: f32) -> Result<CudaBuf> {
+    if dims.len() != reduce.len() {
+        return Err(Error::invalid(
+            "sum backward",
+            format!("{} flags for {} dimensions", reduce.len(), dims.len()),
+        ));
+    }
+    let kept: Vec<usize> = dims
+        .iter()
+        .zip(reduce)
+        .map(|(&d, &r)| if r { 1 } else { d })
+        .collect();
+    let full = expand(g, &Shape::new(kept), &Shape::new(dims.to_vec()))?;
+    if scale == 1.0 {
+        Ok(full)
+    } else {
+        unary(
+            UnaryOp::Affine {
+                mul: scale,
+                add: 0.0,
+            },
+            &full,
+        )
+    }
+}
+
 /// Sum over the dimensions flagged in `reduce`, times `scale`.
 pub(crate) fn reduce_sum(
     x: &CudaBuf,

@@ -243,3 +243,75 @@ pub fn matmul(
     )?;
     Ok(c)
 }
+
+/// `batch` products `op(a[i])·op(b[i])` into a new `[batch, m, n]` buffer; matrix `i` of an
+/// operand starts `i·stride` elements after its first (stride 0 shares one matrix), as
+/// `cpu::linear::matmul` with its `Operand`s.
+pub fn matmul_strided(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: DevMat<'_>,
+    stride_a: usize,
+    b: DevMat<'_>,
+    stride_b: usize,
+) -> Result<CudaBuf> {
+    let dev = same_device("matmul", &[a.buf, b.buf])?;
+    let mut c = alloc(&dev, batch * m * n)?;
+    if k == 0 {
+        c.fill_zero()?;
+        return Ok(c);
+    }
+    sgemm_strided_batched(
+        batch,
+        m,
+        n,
+        k,
+        1.0,
+        a,
+        stride_a,
+        b,
+        stride_b,
+        0.0,
+        &mut c,
+        0,
+        n,
+        m * n,
+    )?;
+    Ok(c)
+}
+
+/// A fully connected layer: `x·Wᵀ + bias` for `x: [n, i]`, `w: [o, i]`, `bias: [o]`.
+pub fn linear_forward(
+    x: &CudaBuf,
+    w: &CudaBuf,
+    bias: Option<&CudaBuf>,
+    n: usize,
+    i: usize,
+    o: usize,
+) -> Result<CudaBuf> {
+    let dev = same_device("linear", &[x, w])?;
+    super::elementwise::check_len("linear", "the input", x, n * i)?;
+    super::elementwise::check_len("linear", "the weight", w, o * i)?;
+    let y = matmul_strided(1, n, o, i, DevMat::new(x, i), 0, DevMat::new(w, i).t(), 0)?;
+    if let Some(b) = bias {
+        same_device("linear", &[x, b])?;
+        super::elementwise::check_len("linear", "the bias", b, o)?;
+        if n * o > 0 {
+            super::kernels::launch(
+                &dev,
+                "add_bias_nchw",
+                super::kernels::cfg_1d(n * o),
+                &[
+                    super::kernels::Arg::P(y.ptr()),
+                    super::kernels::Arg::P(b.ptr()),
+                    super::kernels::i(n),
+                    super::kernels::i(o),
+                    super::kernels::i(1),
+                ],
+            )?;
+        }
+    }
+    Ok(y)
+}

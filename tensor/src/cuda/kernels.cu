@@ -359,11 +359,13 @@ extern "C" __global__ void xent_bwd(const float* __restrict__ x, const long long
 
 // ---------------------------------------------------------------------------------------------
 // Layer norm over each sample of [n, c, s] (s = product of the dims after the channel), with an
-// optional per-channel affine. Biased variance, as TF/PyTorch.
+// optional per-channel affine. Biased variance, as TF/PyTorch. Per-sample statistics are stored
+// as [n, 3] = (mean, 0, 1/sqrt(var + eps)), the layout of the CPU kernel's (mean, mean_lo, rstd).
 
-extern "C" __global__ void ln_stats(const float* __restrict__ x, float* __restrict__ mean,
-                                    float* __restrict__ rstd, long long n, long long m,
-                                    float eps) {
+#define LN_STATS 3
+
+extern "C" __global__ void ln_stats(const float* __restrict__ x, float* __restrict__ stats,
+                                    long long n, long long m, float eps) {
     ROW_LOOP(r, n) {
         const float* xr = x + r * m;
         float s = 0.0f;
@@ -376,14 +378,14 @@ extern "C" __global__ void ln_stats(const float* __restrict__ x, float* __restri
         }
         float var = block_sum(v) / (float)m;
         if (threadIdx.x == 0) {
-            mean[r] = mu;
-            rstd[r] = 1.0f / sqrtf(var + eps);
+            stats[r * LN_STATS] = mu;
+            stats[r * LN_STATS + 1] = 0.0f;
+            stats[r * LN_STATS + 2] = 1.0f / sqrtf(var + eps);
         }
     }
 }
 
-extern "C" __global__ void ln_fwd(const float* __restrict__ x, const float* __restrict__ mean,
-                                  const float* __restrict__ rstd,
+extern "C" __global__ void ln_fwd(const float* __restrict__ x, const float* __restrict__ stats,
                                   const float* __restrict__ gamma,
                                   const float* __restrict__ beta, float* __restrict__ y,
                                   long long n, long long c, long long s, long long flag_gamma,
@@ -391,7 +393,7 @@ extern "C" __global__ void ln_fwd(const float* __restrict__ x, const float* __re
     GRID_LOOP(i, n * c * s) {
         long long r = i / (c * s);
         long long ch = (i / s) % c;
-        float v = (x[i] - mean[r]) * rstd[r];
+        float v = (x[i] - stats[r * LN_STATS]) * stats[r * LN_STATS + 2];
         if (flag_gamma) v = v * gamma[ch];
         if (flag_beta) v = v + beta[ch];
         y[i] = v;
@@ -400,8 +402,7 @@ extern "C" __global__ void ln_fwd(const float* __restrict__ x, const float* __re
 
 // dx = rstd * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh = dy * gamma[ch], xh = normalised x.
 extern "C" __global__ void ln_bwd_dx(const float* __restrict__ x, const float* __restrict__ dy,
-                                     const float* __restrict__ mean,
-                                     const float* __restrict__ rstd,
+                                     const float* __restrict__ stats,
                                      const float* __restrict__ gamma, float* __restrict__ dx,
                                      long long n, long long c, long long s,
                                      long long flag_gamma) {
@@ -410,7 +411,7 @@ extern "C" __global__ void ln_bwd_dx(const float* __restrict__ x, const float* _
         const float* xr = x + r * m;
         const float* gr = dy + r * m;
         float* dr = dx + r * m;
-        float mu = mean[r], rs = rstd[r];
+        float mu = stats[r * LN_STATS], rs = stats[r * LN_STATS + 2];
         float a = 0.0f, b = 0.0f;
         for (long long j = threadIdx.x; j < m; j += blockDim.x) {
             float xh = (xr[j] - mu) * rs;
@@ -429,11 +430,10 @@ extern "C" __global__ void ln_bwd_dx(const float* __restrict__ x, const float* _
 }
 
 // dgamma[ch] = sum over samples and positions of dy * xh; dbeta[ch] = sum of dy. One block per
-// channel.
+// channel. Either output may be null.
 extern "C" __global__ void ln_bwd_affine(const float* __restrict__ x,
                                          const float* __restrict__ dy,
-                                         const float* __restrict__ mean,
-                                         const float* __restrict__ rstd,
+                                         const float* __restrict__ stats,
                                          float* __restrict__ dgamma, float* __restrict__ dbeta,
                                          long long n, long long c, long long s) {
     ROW_LOOP(ch, c) {
@@ -441,15 +441,15 @@ extern "C" __global__ void ln_bwd_affine(const float* __restrict__ x,
         for (long long j = threadIdx.x; j < n * s; j += blockDim.x) {
             long long r = j / s;
             long long i = (r * c + ch) * s + (j - r * s);
-            float xh = (x[i] - mean[r]) * rstd[r];
+            float xh = (x[i] - stats[r * LN_STATS]) * stats[r * LN_STATS + 2];
             g += dy[i] * xh;
             b += dy[i];
         }
         g = block_sum(g);
         b = block_sum(b);
         if (threadIdx.x == 0) {
-            dgamma[ch] = g;
-            dbeta[ch] = b;
+            if (dgamma) dgamma[ch] = g;
+            if (dbeta) dbeta[ch] = b;
         }
     }
 }
@@ -530,6 +530,16 @@ extern "C" __global__ void copy_rows(const float* __restrict__ src, float* __res
         long long r = i / cols;
         long long c = i - r * cols;
         dst[r * dst_stride + c] = src[r * src_stride + c];
+    }
+}
+
+// [r, c] -> [c, r].
+extern "C" __global__ void transpose2d(const float* __restrict__ src, float* __restrict__ dst,
+                                       long long r, long long c) {
+    GRID_LOOP(i, r * c) {
+        long long row = i / c;
+        long long col = i - row * c;
+        dst[col * r + row] = src[i];
     }
 }
 

@@ -1,8 +1,8 @@
 //! The NVRTC-compiled kernels: one CUDA C source (`kernels.cu`) compiled at first use, once per
 //! process and GPU architecture, loaded into each device's context.
 //!
-//! Launches go through [`launch`], which checks the arguments against the signature recorded in
-//! [`KERNELS`] before anything reaches the driver: a wrong argument list is an error, never a
+//! Launches go through `launch`, which checks the arguments against the signature recorded in
+//! `KERNELS` before anything reaches the driver: a wrong argument list is an error, never a
 //! kernel reading garbage. A unit test checks that table against the parameter lists in the
 //! source, so the two cannot drift apart unnoticed on a machine without a GPU.
 
@@ -65,13 +65,14 @@ pub(crate) const KERNELS: &[(&str, &str)] = &[
     ("softmax_bwd", "pppiii"),
     ("xent_fwd", "pppiif"),
     ("xent_bwd", "ppppiif"),
-    ("ln_stats", "pppiif"),
-    ("ln_fwd", "ppppppiiiii"),
-    ("ln_bwd_dx", "ppppppiiii"),
-    ("ln_bwd_affine", "ppppppiii"),
+    ("ln_stats", "ppiif"),
+    ("ln_fwd", "pppppiiiii"),
+    ("ln_bwd_dx", "pppppiiii"),
+    ("ln_bwd_affine", "pppppiii"),
     ("resize_fwd", "ppiiiiii"),
     ("resize_bwd", "ppiiiiii"),
     ("copy_rows", "ppiiii"),
+    ("transpose2d", "ppii"),
     ("pad2d", "ppiiiiiiif"),
     ("crop2d", "ppiiiiiii"),
     ("avg_pool_rescale", "ppiiiiiiiiiii"),

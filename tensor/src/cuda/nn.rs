@@ -87,18 +87,14 @@ pub fn resize_bilinear_backward(
 
 // ----- layer norm ------------------------------------------------------------------------------
 
-/// Per-sample statistics saved by [`layer_norm_forward`] for the backward pass.
-#[derive(Debug)]
-pub struct LayerNormStats {
-    /// `[n]` means.
-    pub mean: CudaBuf,
-    /// `[n]` reciprocal standard deviations `1/sqrt(var + eps)`.
-    pub rstd: CudaBuf,
-}
+/// Values per sample in the statistics buffer of [`layer_norm_forward`]: `(mean, 0, rstd)`, the
+/// layout of the CPU kernel's `(mean, mean_lo, rstd)` (`crate::cpu::norm::STATS`).
+pub const LN_STATS: usize = 3;
 
 /// Layer norm of `x` viewed as `[n, c, s]` (`s` = product of the dims after the channel, 1 for
 /// `[n, f]` inputs with `c = f`): each sample normalised over its `c·s` values with the biased
-/// variance, then `· gamma[c] + beta[c]` when given.
+/// variance, then `· gamma[c] + beta[c]` when given. Returns the output and the per-sample
+/// statistics `[n, LN_STATS]` = `(mean, 0, 1/sqrt(var + eps))` for the backward pass.
 pub fn layer_norm_forward(
     x: &CudaBuf,
     n: usize,
@@ -107,7 +103,7 @@ pub fn layer_norm_forward(
     gamma: Option<&CudaBuf>,
     beta: Option<&CudaBuf>,
     eps: f32,
-) -> Result<(CudaBuf, LayerNormStats)> {
+) -> Result<(CudaBuf, CudaBuf)> {
     let dev = x.dev().clone();
     check_len("layer_norm", "the input", x, n * c * s)?;
     for (what, p) in [("gamma", gamma), ("beta", beta)] {
@@ -117,9 +113,11 @@ pub fn layer_norm_forward(
         }
     }
     let m = c * s;
-    let mean = alloc(&dev, n)?;
-    let rstd = alloc(&dev, n)?;
+    let mut stats = alloc(&dev, n * LN_STATS)?;
     let y = alloc(&dev, n * m)?;
+    if n > 0 && m == 0 {
+        stats.fill_zero()?;
+    }
     if n > 0 && m > 0 {
         launch(
             &dev,
@@ -127,8 +125,7 @@ pub fn layer_norm_forward(
             cfg_rows(n),
             &[
                 Arg::P(x.ptr()),
-                Arg::P(mean.ptr()),
-                Arg::P(rstd.ptr()),
+                Arg::P(stats.ptr()),
                 i(n),
                 i(m),
                 Arg::F(eps),
@@ -140,8 +137,7 @@ pub fn layer_norm_forward(
             cfg_1d(n * m),
             &[
                 Arg::P(x.ptr()),
-                Arg::P(mean.ptr()),
-                Arg::P(rstd.ptr()),
+                Arg::P(stats.ptr()),
                 Arg::P(gamma.map_or(0, |g| g.ptr())),
                 Arg::P(beta.map_or(0, |b| b.ptr())),
                 Arg::P(y.ptr()),
@@ -153,64 +149,66 @@ pub fn layer_norm_forward(
             ],
         )?;
     }
-    Ok((y, LayerNormStats { mean, rstd }))
+    Ok((y, stats))
 }
 
-/// Gradients of [`layer_norm_forward`]: `(dx, dgamma, dbeta)`; the affine gradients (`[c]`
-/// each) are computed only when `affine_grads` is set.
+/// Gradients of [`layer_norm_forward`] from the output gradient `dy` and the saved statistics:
+/// `(dx, dgamma, dbeta)`, each computed only when asked for (`dgamma`/`dbeta` are `[c]`).
 pub fn layer_norm_backward(
     x: &CudaBuf,
     dy: &CudaBuf,
-    stats: &LayerNormStats,
-    gamma: Option<&CudaBuf>,
+    stats: &CudaBuf,
     n: usize,
     c: usize,
     s: usize,
-    affine_grads: bool,
-) -> Result<(CudaBuf, Option<CudaBuf>, Option<CudaBuf>)> {
-    let dev = same_device("layer_norm backward", &[x, dy, &stats.mean, &stats.rstd])?;
+    gamma: Option<&CudaBuf>,
+    need_dx: bool,
+    need_dgamma: bool,
+    need_dbeta: bool,
+) -> Result<(Option<CudaBuf>, Option<CudaBuf>, Option<CudaBuf>)> {
+    const OP: &str = "layer_norm backward";
+    let dev = same_device(OP, &[x, dy, stats])?;
     let m = c * s;
-    check_len("layer_norm backward", "the input", x, n * m)?;
-    check_len("layer_norm backward", "the output gradient", dy, n * m)?;
-    check_len("layer_norm backward", "the saved means", &stats.mean, n)?;
-    check_len(
-        "layer_norm backward",
-        "the saved deviations",
-        &stats.rstd,
-        n,
-    )?;
+    check_len(OP, "the input", x, n * m)?;
+    check_len(OP, "the output gradient", dy, n * m)?;
+    check_len(OP, "the saved statistics", stats, n * LN_STATS)?;
     if let Some(g) = gamma {
-        same_device("layer_norm backward", &[x, g])?;
-        check_len("layer_norm backward", "gamma", g, c)?;
+        same_device(OP, &[x, g])?;
+        check_len(OP, "gamma", g, c)?;
     }
-    let dx = alloc(&dev, n * m)?;
-    if n > 0 && m > 0 {
-        launch(
-            &dev,
-            "ln_bwd_dx",
-            cfg_rows(n),
-            &[
-                Arg::P(x.ptr()),
-                Arg::P(dy.ptr()),
-                Arg::P(stats.mean.ptr()),
-                Arg::P(stats.rstd.ptr()),
-                Arg::P(gamma.map_or(0, |g| g.ptr())),
-                Arg::P(dx.ptr()),
-                i(n),
-                i(c),
-                i(s),
-                i(gamma.is_some() as usize),
-            ],
-        )?;
-    }
-    if !affine_grads {
+    let dx = if need_dx {
+        let dx = alloc(&dev, n * m)?;
+        if n > 0 && m > 0 {
+            launch(
+                &dev,
+                "ln_bwd_dx",
+                cfg_rows(n),
+                &[
+                    Arg::P(x.ptr()),
+                    Arg::P(dy.ptr()),
+                    Arg::P(stats.ptr()),
+                    Arg::P(gamma.map_or(0, |g| g.ptr())),
+                    Arg::P(dx.ptr()),
+                    i(n),
+                    i(c),
+                    i(s),
+                    i(gamma.is_some() as usize),
+                ],
+            )?;
+        }
+        Some(dx)
+    } else {
+        None
+    };
+    if !(need_dgamma || need_dbeta) {
         return Ok((dx, None, None));
     }
-    let mut dgamma = alloc(&dev, c)?;
-    let mut dbeta = alloc(&dev, c)?;
+    let mut dgamma = need_dgamma.then(|| alloc(&dev, c)).transpose()?;
+    let mut dbeta = need_dbeta.then(|| alloc(&dev, c)).transpose()?;
     if c > 0 && n * s == 0 {
-        dgamma.fill_zero()?;
-        dbeta.fill_zero()?;
+        for b in dgamma.iter_mut().chain(dbeta.iter_mut()) {
+            b.fill_zero()?;
+        }
     } else if c > 0 {
         launch(
             &dev,
@@ -219,17 +217,16 @@ pub fn layer_norm_backward(
             &[
                 Arg::P(x.ptr()),
                 Arg::P(dy.ptr()),
-                Arg::P(stats.mean.ptr()),
-                Arg::P(stats.rstd.ptr()),
-                Arg::P(dgamma.ptr()),
-                Arg::P(dbeta.ptr()),
+                Arg::P(stats.ptr()),
+                Arg::P(dgamma.as_ref().map_or(0, |b| b.ptr())),
+                Arg::P(dbeta.as_ref().map_or(0, |b| b.ptr())),
                 i(n),
                 i(c),
                 i(s),
             ],
         )?;
     }
-    Ok((dx, Some(dgamma), Some(dbeta)))
+    Ok((dx, dgamma, dbeta))
 }
 
 // ----- softmax family --------------------------------------------------------------------------

@@ -56,6 +56,52 @@ pub(crate) fn copy_block(
     )
 }
 
+/// Copies `chunk` elements from every row of `src` into the matching row of `dst`, as
+/// `cpu::shape::copy_rows`: rows of `src` are `src_rows.0` long and the chunk starts at
+/// `src_rows.1` within each; likewise for `dst`, whose length fixes the number of rows.
+pub fn copy_rows(
+    src: &CudaBuf,
+    src_rows: (usize, usize),
+    dst: &mut CudaBuf,
+    dst_rows: (usize, usize),
+    chunk: usize,
+) -> Result<()> {
+    let dev = same_device("copy_rows", &[src, &*dst])?;
+    if chunk == 0 || dst.is_empty() {
+        return Ok(());
+    }
+    if dst_rows.0 == 0 || !dst.len().is_multiple_of(dst_rows.0) {
+        return Err(Error::invalid(
+            "copy_rows",
+            format!(
+                "a destination of {} values is not a whole number of {}-value rows",
+                dst.len(),
+                dst_rows.0
+            ),
+        ));
+    }
+    let rows = dst.len() / dst_rows.0;
+    copy_block(
+        &dev, src, src_rows.1, src_rows.0, dst, dst_rows.1, dst_rows.0, rows, chunk,
+    )
+}
+
+/// The transpose of a row-major `[r, c]` matrix.
+pub fn transpose2d(x: &CudaBuf, r: usize, c: usize) -> Result<CudaBuf> {
+    check_len("transpose2d", "the input", x, r * c)?;
+    let dev = x.dev().clone();
+    let out = alloc(&dev, r * c)?;
+    if r * c > 0 {
+        launch(
+            &dev,
+            "transpose2d",
+            cfg_1d(r * c),
+            &[Arg::P(x.ptr()), Arg::P(out.ptr()), i(r), i(c)],
+        )?;
+    }
+    Ok(out)
+}
+
 /// Concatenates `parts` (buffers with their shapes, equal except along `dim`) along `dim`.
 pub fn cat(parts: &[(&CudaBuf, &Shape)], dim: usize) -> Result<(CudaBuf, Shape)> {
     let Some((_, s0)) = parts.first() else {
