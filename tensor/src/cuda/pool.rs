@@ -1,19 +1,21 @@
 //! Max and average pooling on cuDNN.
 //!
 //! cuDNN pads symmetrically and sizes the output with floor division, while the ops need
-//! TF-"SAME" (asymmetric) padding and PyTorch's ceil mode. So every padded problem is padded
-//! explicitly first (`pad2d`) and cuDNN pools the padded tensor without padding of its own:
+//! TF-"SAME" (asymmetric) padding and PyTorch's ceil mode. So cuDNN never pads: we copy the
+//! region the windows cover, rows `−pad_top .. (out_h − 1)·stride_h + kernel_h − pad_top` (and
+//! likewise for columns), into a tensor of exactly that extent (`pad2d`; cells outside the input
+//! get a fill value, input cells outside the region are left out), and cuDNN pools it with
+//! padding 0, which yields exactly `out` windows. Unpadded floor-mode problems whose windows
+//! cover the input exactly skip the copy. The backward pass maps the region's gradient back
+//! (`crop2d`, zero for input cells no window reaches).
 //!
-//! * max pooling pads with −∞, so padded cells never win (for the window geometries the ops
-//!   allow, every window contains at least one input cell);
-//! * average pooling pads with zeros and lets cuDNN divide by the full window
-//!   (`CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING`, nothing is padding from cuDNN's point of
+//! * Max pooling fills with −∞, so padded cells never win (every window must contain an input
+//!   cell, which [`Pool2dGeometry`] validation enforces).
+//! * Average pooling fills with zeros and lets cuDNN divide by the full window
+//!   (`CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING`; nothing is padding from cuDNN's point of
 //!   view), then rescales each output by `kh·kw / (number of input cells in its window)`
-//!   (`avg_pool_rescale`), which is the "exclude padding" average the ops specify. The backward
-//!   pass applies the same factor to the output gradient before cuDNN's backward.
-//!
-//! Ceil mode is extra padding at the bottom/right: the padded extent is made large enough for the
-//! requested output size, `(out − 1)·stride + kernel`.
+//!   (`avg_pool_rescale`): the "exclude padding" average the ops specify. The backward pass
+//!   applies the same factor to the output gradient before cuDNN's backward.
 
 use super::buffer::{alloc, CudaBuf};
 use super::conv::TensorDesc;
