@@ -485,28 +485,25 @@ mod tests {
             println!("skipped: NVRTC not available ({e})");
             return;
         }
-        // Hopper (the GPU machines): machine code. Each compile takes seconds, so one only.
+        // Hopper (the GPU machines): machine code. A compile takes seconds, so one only; the
+        // PTX fallback differs only in the target option.
         let start = std::time::Instant::now();
-        match compile((9, 0)) {
-            Ok(Image::Cubin(bin)) => assert!(bin.len() > 1000),
+        let bin = match compile((9, 0)) {
+            Ok(Image::Cubin(bin)) => bin,
             Ok(Image::Ptx(_)) => panic!("expected a CUBIN for sm_90"),
             Err(e) => panic!("sm_90: {e}"),
-        }
+        };
         println!(
             "NVRTC compiled the kernels for sm_90 in {:?}",
             start.elapsed()
         );
-        // A future architecture falls back to PTX for the newest one NVRTC knows.
-        match compile((99, 0)) {
-            Ok(Image::Ptx(ptx)) => {
-                for (name, _) in KERNELS {
-                    assert!(
-                        ptx.contains(&format!(".entry {name}(")),
-                        "{name} missing from PTX"
-                    );
-                }
-            }
-            other => panic!("expected PTX, got {other:?}"),
+        // Every kernel is an unmangled symbol of the image (the ELF string table names it).
+        for (name, _) in KERNELS {
+            let needle = format!("\0{name}\0");
+            assert!(
+                bin.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{name} missing from the CUBIN"
+            );
         }
     }
 

@@ -198,10 +198,24 @@ fn stems_for(spec: &LibSpec) -> Vec<String> {
 /// The index in `stems` of the stem `name` is a library file of: `<stem>.so` or
 /// `<stem>.so.<version>`.
 fn stem_of(name: &str, stems: &[String]) -> Option<usize> {
-    stems.iter().position(|stem| {
-        name.strip_prefix(stem.as_str())
+    let is_lib = |stem: &str| {
+        name.strip_prefix(stem)
             .and_then(|rest| rest.strip_prefix(".so"))
             .is_some_and(|v| v.is_empty() || v.starts_with('.'))
+    };
+    stems.iter().position(|stem| is_lib(stem)).or_else(|| {
+        // cuDNN 9 loads sub-libraries by name as it needs them, and new versions add some
+        // (`libcudnn_ext`, `libcudnn_engines_tensor_ir`, …): every `libcudnn_*` library counts,
+        // ranked with the known sub-libraries.
+        let sub = name
+            .strip_prefix("libcudnn_")
+            .and_then(|rest| rest.split_once(".so"))
+            .is_some_and(|(sub, v)| !sub.is_empty() && (v.is_empty() || v.starts_with('.')));
+        if sub {
+            stems.iter().position(|s| s == "libcudnn_adv")
+        } else {
+            None
+        }
     })
 }
 
@@ -445,6 +459,22 @@ fn not_found_message(
     )
 }
 
+/// What was preloaded from library directories so far: one line per file, `loaded` or the
+/// loader's error (for diagnostics).
+pub fn preload_report() -> String {
+    let guard = lock_loaded();
+    let mut lines: Vec<String> = guard
+        .files
+        .iter()
+        .map(|(f, o)| match o {
+            FileOutcome::Loaded => format!("loaded {}", f.display()),
+            FileOutcome::Failed(e) => format!("failed {}: {e}", f.display()),
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
 /// Makes `lib` loadable for cudarc (once per process; the outcome is cached) or returns an
 /// [`Error::Cuda`] naming the library, where we looked and how to fix it.
 pub fn ensure(lib: CudaLib) -> Result<()> {
@@ -593,6 +623,7 @@ mod tests {
         } else {
             println!("skipped cuDNN: not available");
         }
+        println!("preloaded:\n{}", preload_report());
     }
 
     #[test]
@@ -607,6 +638,12 @@ mod tests {
             Some("libnvrtc-builtins")
         );
         assert_eq!(idx("libcuda.so.1").as_deref(), Some("libcuda"));
+        assert_eq!(idx("libcudnn_ext.so.9").as_deref(), Some("libcudnn_adv"));
+        assert_eq!(
+            idx("libcudnn_engines_tensor_ir.so.9").as_deref(),
+            Some("libcudnn_adv")
+        );
+        assert_eq!(idx("libcudnn_.so.9"), None);
         assert_eq!(idx("libcudart.so.13"), None);
         assert_eq!(idx("libcudnn.a"), None);
         // Helpers sort before the libraries that load them.
