@@ -210,6 +210,16 @@ fn default_math() -> sys::cudnnMathType_t {
     }
 }
 
+/// The math type to run with: what cuDNN chose when TF32 is allowed, strictly FP32 otherwise
+/// (a result reported as `CUDNN_DEFAULT_MATH` could use TF32 on Ampere and newer).
+fn exec_math(chosen: sys::cudnnMathType_t, tf32: bool) -> sys::cudnnMathType_t {
+    if tf32 {
+        chosen
+    } else {
+        sys::cudnnMathType_t::CUDNN_FMA_MATH
+    }
+}
+
 fn math_allowed(m: sys::cudnnMathType_t, tf32: bool) -> bool {
     tf32 || m == sys::cudnnMathType_t::CUDNN_FMA_MATH
         || m == sys::cudnnMathType_t::CUDNN_DEFAULT_MATH
@@ -514,7 +524,7 @@ fn heuristic_algo(h: &DnnHandle, p: &Problem) -> Result<AlgoChoice> {
     };
     // The heuristics report no workspace sizes; ask for each candidate in order.
     for cand in perfs.iter().filter(|c| c.ok && math_allowed(c.math, tf32)) {
-        p.conv.set_math(cand.math)?;
+        p.conv.set_math(exec_math(cand.math, tf32))?;
         // SAFETY: descriptors are live; the algorithm numbers come from cuDNN itself.
         let ws = unsafe {
             match p.key.dir {
@@ -583,7 +593,7 @@ fn run(dev: &Arc<Dev>, p: &Problem) -> Result<()> {
                 c
             }
         };
-        p.conv.set_math(choice.math)?;
+        p.conv.set_math(exec_math(choice.math, p.key.tf32))?;
         let ws = alloc(dev, choice.workspace.div_ceil(4))?;
         let ws_ptr = if choice.workspace == 0 {
             std::ptr::null_mut()
