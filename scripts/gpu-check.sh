@@ -94,7 +94,7 @@ for r in roots:
             print(d)
 PY
         done
-        for base in "${VIRTUAL_ENV:-}" "${CONDA_PREFIX:-}" "$HOME/.local" /usr/local /usr /opt/conda; do
+        for base in "${VIRTUAL_ENV:-}" "${CONDA_PREFIX:-}" "${HOME:-/root}/.local" /usr/local /usr /opt/conda; do
             [ -n "$base" ] || continue
             for d in "$base"/lib/python3*/{site,dist}-packages/nvidia/*/lib; do
                 [ -d "$d" ] && echo "$d"
