@@ -11,6 +11,8 @@
 
 pub mod backprop;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod device;
 mod error;
 pub mod flops;

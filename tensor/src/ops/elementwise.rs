@@ -171,6 +171,8 @@ impl Tensor {
             let s = self.storage();
             let storage = match &*s {
                 Storage::Cpu(x) => Storage::Cpu(cpu::unary(op, x)),
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(x) => Storage::Cuda(crate::cuda::unary(op, x)?),
             };
             Tensor::from_storage(storage, self.shape().clone(), self.layout(), self.device())
         };
@@ -236,6 +238,23 @@ impl Tensor {
             let storage = match (&*sa, &*sb) {
                 (Storage::Cpu(x), Storage::Cpu(y)) => {
                     Storage::Cpu(cpu::binary(op, x, a.shape(), y, b.shape(), &out_shape))
+                }
+                #[cfg(feature = "cuda")]
+                (Storage::Cuda(x), Storage::Cuda(y)) => Storage::Cuda(crate::cuda::binary(
+                    op,
+                    x,
+                    a.shape(),
+                    y,
+                    b.shape(),
+                    &out_shape,
+                )?),
+                #[cfg(feature = "cuda")]
+                _ => {
+                    return Err(Error::DeviceMismatch {
+                        op: op.name(),
+                        lhs: a.device(),
+                        rhs: b.device(),
+                    })
                 }
             };
             Tensor::from_storage(storage, out_shape, a.layout(), a.device())
@@ -311,6 +330,8 @@ impl Tensor {
             let s = x.storage();
             let storage = match &*s {
                 Storage::Cpu(v) => Storage::Cpu(cpu::sum_to(v, x.shape(), shape)),
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(v) => Storage::Cuda(crate::cuda::sum_to(v, x.shape(), shape)?),
             };
             Tensor::from_storage(storage, shape.clone(), Layout::Plain, x.device())
         };
@@ -338,6 +359,8 @@ impl Tensor {
             let s = x.storage();
             let storage = match &*s {
                 Storage::Cpu(v) => Storage::Cpu(cpu::expand(v, x.shape(), shape)),
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(v) => Storage::Cuda(crate::cuda::expand(v, x.shape(), shape)?),
             };
             Tensor::from_storage(storage, shape.clone(), Layout::Plain, x.device())
         };
@@ -355,6 +378,18 @@ fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Ten
     let storage = match (&*sx, &*sy, &*sg) {
         (Storage::Cpu(x), Storage::Cpu(y), Storage::Cpu(g)) => {
             Storage::Cpu(cpu::unary_backward(op, x, y, g))
+        }
+        #[cfg(feature = "cuda")]
+        (Storage::Cuda(x), Storage::Cuda(y), Storage::Cuda(g)) => {
+            Storage::Cuda(crate::cuda::unary_backward(op, x, y, g)?)
+        }
+        #[cfg(feature = "cuda")]
+        _ => {
+            return Err(Error::DeviceMismatch {
+                op: op.name(),
+                lhs: x.device(),
+                rhs: g.device(),
+            })
         }
     };
     Ok(Tensor::from_storage(
@@ -471,6 +506,7 @@ mod tests {
         .unwrap();
     }
 
+    #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_tensor_without_a_backend_is_a_clear_error() {
         let a = Tensor::zeros([2], Device::Cpu).unwrap();
