@@ -35,8 +35,50 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// `c[m×n] (ldc) = alpha · op(a)[m×k] · op(b)[k×n] + beta · c`.
+/// `c[m×n] (ldc) = alpha · op(a)[m×k] · op(b)[k×n] + beta · c`, using every rayon thread.
 pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    sgemm_threads(
+        rayon::current_num_threads(),
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        b,
+        beta,
+        c,
+        ldc,
+    );
+}
+
+/// [`sgemm`] on the calling thread only, for callers that already run independent products in
+/// parallel (one image per rayon task in the convolution).
+pub fn sgemm_seq(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    sgemm_threads(1, m, n, k, alpha, a, b, beta, c, ldc);
+}
+
+fn sgemm_threads(
+    threads: usize,
     m: usize,
     n: usize,
     k: usize,
@@ -58,7 +100,7 @@ pub fn sgemm(
         }
         return;
     }
-    rust_sgemm(m, n, k, alpha, a, b, beta, c, ldc);
+    rust_sgemm_threads(threads, m, n, k, alpha, a, b, beta, c, ldc);
 }
 
 /// The pure-Rust path (the `gemm` crate), always available.
@@ -73,12 +115,43 @@ pub fn rust_sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
+    rust_sgemm_threads(
+        rayon::current_num_threads(),
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        b,
+        beta,
+        c,
+        ldc,
+    );
+}
+
+fn rust_sgemm_threads(
+    threads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
     assert!(c.len() >= (m - 1) * ldc + n, "sgemm: C too small");
-    assert!(a.data.len() >= max_index(m, k, a_rs, a_cs), "sgemm: A too small");
-    assert!(b.data.len() >= max_index(k, n, b_rs, b_cs), "sgemm: B too small");
-    let threads = rayon::current_num_threads();
+    assert!(
+        a.data.len() >= max_index(m, k, a_rs, a_cs),
+        "sgemm: A too small"
+    );
+    assert!(
+        b.data.len() >= max_index(k, n, b_rs, b_cs),
+        "sgemm: B too small"
+    );
     let par = if (m * n * k) < 64 * 64 * 64 || threads <= 1 {
         gemm::Parallelism::None
     } else {
@@ -138,8 +211,12 @@ mod tests {
     #[test]
     fn matches_naive_for_all_transposes() {
         let (m, n, k) = (37, 29, 71);
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+            .collect();
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let want = naive(m, n, k, &a, ta, &b, tb);
             let am = MatRef::new(&a, if ta { m } else { k });
@@ -149,7 +226,10 @@ mod tests {
             let mut c = vec![1.0; m * n];
             sgemm(m, n, k, 2.0, am, bm, 0.5, &mut c, n);
             for (got, w) in c.iter().zip(&want) {
-                assert!((got - (2.0 * w + 0.5)).abs() < 1e-3, "{ta} {tb}: {got} vs {w}");
+                assert!(
+                    (got - (2.0 * w + 0.5)).abs() < 1e-3,
+                    "{ta} {tb}: {got} vs {w}"
+                );
             }
         }
     }

@@ -1,8 +1,11 @@
 //! CPU kernels: plain functions over host slices, parallel with rayon. These are the reference
 //! every other backend is tested against.
 
+pub mod conv;
+pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
+pub mod onednn;
 
 /// Below this many elements a kernel runs on one thread; rayon's fork/join costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;
