@@ -185,12 +185,29 @@ fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32]) {
     }
 }
 
-/// Whether to run one image per rayon task with single-threaded GEMMs (no synchronisation inside
-/// a product) rather than images in sequence with a parallel GEMM each. Per-image tasks win as
-/// soon as there are enough images to keep every thread busy.
-fn per_image_tasks(n: usize) -> bool {
+/// How a convolution spreads over rayon's threads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Everything on the calling thread: too small for fork/join to pay.
+    Serial,
+    /// One image per rayon task, single-threaded GEMMs (no synchronisation inside a product).
+    PerImage,
+    /// Images in sequence, each GEMM on all threads (a batch smaller than the thread count).
+    ParallelGemm,
+}
+
+/// Below this many flops a convolution runs on the calling thread.
+const SERIAL_FLOPS: f64 = 2e6;
+
+fn plan(g: &ConvGeom) -> Plan {
     let threads = rayon::current_num_threads();
-    threads > 1 && n >= threads
+    if threads <= 1 || g.flops() < SERIAL_FLOPS {
+        Plan::Serial
+    } else if g.n >= threads {
+        Plan::PerImage
+    } else {
+        Plan::ParallelGemm
+    }
 }
 
 /// A GEMM on this thread alone or on all threads.
@@ -255,7 +272,8 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuB
             );
         }
     };
-    if per_image_tasks(g.n) {
+    let plan = plan(g);
+    if plan == Plan::PerImage {
         out.par_chunks_mut(g.o * ohw)
             .zip(x.par_chunks(chw))
             .for_each_init(
@@ -265,7 +283,7 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuB
     } else {
         let mut col = vec![0.0; col_len];
         for (oi, xi) in out.chunks_mut(g.o * ohw).zip(x.chunks(chw)) {
-            image(false, &mut col, xi, oi);
+            image(plan == Plan::Serial, &mut col, xi, oi);
         }
     }
     out
@@ -296,7 +314,8 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
             }
         }
     };
-    if per_image_tasks(g.n) {
+    let plan = plan(g);
+    if plan == Plan::PerImage {
         dx.par_chunks_mut(chw)
             .zip(dy.par_chunks(g.o * ohw))
             .for_each_init(
@@ -306,7 +325,7 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
     } else {
         let mut col = vec![0.0; col_len];
         for (dxi, dyi) in dx.chunks_mut(chw).zip(dy.chunks(g.o * ohw)) {
-            image(false, &mut col, dyi, dxi);
+            image(plan == Plan::Serial, &mut col, dyi, dxi);
         }
     }
     dx
@@ -347,7 +366,8 @@ pub fn backward_weights(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
             );
         }
     };
-    if per_image_tasks(g.n) {
+    let plan = plan(g);
+    if plan == Plan::PerImage {
         // One accumulator per rayon job (a handful: rayon splits adaptively), summed at the end.
         let acc = x
             .par_chunks(chw)
@@ -372,7 +392,7 @@ pub fn backward_weights(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
         let mut acc = CpuBuf::zeros(wlen);
         let mut col = vec![0.0; col_len];
         for (xi, dyi) in x.chunks(chw).zip(dy.chunks(g.o * ohw)) {
-            image(false, &mut col, &mut acc, xi, dyi);
+            image(plan == Plan::Serial, &mut col, &mut acc, xi, dyi);
         }
         acc
     }
@@ -395,6 +415,7 @@ pub fn backward_bias(dy: &[f32], n: usize, o: usize, plane: usize) -> CpuBuf {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -2,10 +2,13 @@
 //! any channel multiplier `m = O / groups`; also a dense convolution of a one-channel image).
 //! im2col + GEMM does not pay there: the GEMM's reduction would be only kh·kw long.
 //!
-//! Each kernel walks whole output rows and adds one kernel tap at a time as a contiguous
-//! `axpy` over the row (stride 1), so the inner loops vectorise; the padding is never
-//! materialised: per tap, the range of output columns whose input lies inside the image is
-//! computed once.
+//! Stride 1 (the depthwise convolutions of the ConvRNN cells) runs on a zero-padded copy of each
+//! plane, in "extended" coordinates `p = row·Wp + col` with the padded width `Wp`: every kernel
+//! tap is then a constant offset, so the whole output plane is one long loop over `p` that keeps
+//! eight outputs in a vector register while it adds all kh·kw taps (the few extended columns past
+//! `Wo` are computed and dropped). The loops are compiled twice, with AVX2+FMA (chosen at run
+//! time) and for the baseline target. Other strides walk output rows and add one tap at a time,
+//! with the padding never materialised.
 
 use super::conv::{valid_range, ConvGeom};
 use crate::storage::CpuBuf;
@@ -56,7 +59,7 @@ pub(crate) fn sum(v: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rem
 }
 
-pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuBuf {
+fn forward_strided(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuBuf {
     let mut out = CpuBuf::zeros(g.out_len());
     let (hw, ohw, kk, m) = (g.in_plane(), g.out_plane(), g.kh * g.kw, g.og());
     if ohw == 0 || g.out_len() == 0 {
@@ -100,7 +103,7 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuB
     out
 }
 
-pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
+fn backward_data_strided(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
     let mut dx = CpuBuf::zeros(g.in_len());
     let (hw, ohw, kk, m) = (g.in_plane(), g.out_plane(), g.kh * g.kw, g.og());
     if hw == 0 || g.in_len() == 0 || ohw == 0 {
@@ -146,7 +149,7 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
     dx
 }
 
-pub fn backward_weights(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
+fn backward_weights_strided(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
     let (hw, ohw, kk, m) = (g.in_plane(), g.out_plane(), g.kh * g.kw, g.og());
     let mut dw = CpuBuf::zeros(g.weight_len());
     if ohw == 0 || g.n == 0 {
@@ -200,5 +203,320 @@ pub fn backward_weights(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
             }
         },
     );
+    dw
+}
+
+pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuBuf {
+    if g.sh == 1 && g.sw == 1 {
+        forward_unit(x, w, bias, g)
+    } else {
+        forward_strided(x, w, bias, g)
+    }
+}
+
+pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
+    if g.sh == 1 && g.sw == 1 {
+        backward_data_unit(dy, w, g)
+    } else {
+        backward_data_strided(dy, w, g)
+    }
+}
+
+pub fn backward_weights(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
+    if g.sh == 1 && g.sw == 1 {
+        backward_weights_unit(x, dy, g)
+    } else {
+        backward_weights_strided(x, dy, g)
+    }
+}
+
+// ----- stride 1: extended coordinates -------------------------------------------------------
+
+/// `a·b + c`, fused where the enclosing function enables FMA.
+trait MulAdd {
+    fn madd(a: f32, b: f32, c: f32) -> f32;
+}
+struct Fused;
+struct Separate;
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn madd(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn madd(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// `out[p] (+)= Σ_t w_t · src[p + off_t]` over `p < out.len()`, for taps `(off_t, w_t)`.
+/// Works on 32 outputs at a time: four independent 8-lane accumulators hide the latency of the
+/// multiply-add chain over the taps.
+#[inline(always)]
+fn taps_kernel<M: MulAdd>(src: &[f32], taps: &[(usize, f32)], out: &mut [f32], accumulate: bool) {
+    const W: usize = 32;
+    let mut blocks = out.chunks_exact_mut(W);
+    let mut p = 0;
+    for ob in &mut blocks {
+        let mut acc = [0.0f32; W];
+        if accumulate {
+            acc.copy_from_slice(ob);
+        }
+        for &(off, wv) in taps {
+            let s = &src[p + off..p + off + W];
+            for i in 0..W {
+                acc[i] = M::madd(wv, s[i], acc[i]);
+            }
+        }
+        ob.copy_from_slice(&acc);
+        p += W;
+    }
+    let mut chunks = blocks.into_remainder().chunks_exact_mut(8);
+    for oc in &mut chunks {
+        let mut acc = [0.0f32; 8];
+        if accumulate {
+            acc.copy_from_slice(oc);
+        }
+        for &(off, wv) in taps {
+            let s = &src[p + off..p + off + 8];
+            for i in 0..8 {
+                acc[i] = M::madd(wv, s[i], acc[i]);
+            }
+        }
+        oc.copy_from_slice(&acc);
+        p += 8;
+    }
+    for (i, o) in chunks.into_remainder().iter_mut().enumerate() {
+        let mut a = if accumulate { *o } else { 0.0 };
+        for &(off, wv) in taps {
+            a = M::madd(wv, src[p + i + off], a);
+        }
+        *o = a;
+    }
+}
+
+/// `acc[i mod 32] += a[i]·b[i]`: a dot product left as 32 partial sums (four independent vector
+/// chains), so that a caller summing many products reduces horizontally only once.
+#[inline(always)]
+fn dot_acc_kernel<M: MulAdd>(a: &[f32], b: &[f32], acc: &mut [f32; 32]) {
+    const W: usize = 32;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (mut ca, mut cb) = (a.chunks_exact(W), b.chunks_exact(W));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..W {
+            acc[i] = M::madd(x[i], y[i], acc[i]);
+        }
+    }
+    let (mut ra, mut rb) = (
+        ca.remainder().chunks_exact(8),
+        cb.remainder().chunks_exact(8),
+    );
+    for (x, y) in (&mut ra).zip(&mut rb) {
+        for i in 0..8 {
+            acc[i] = M::madd(x[i], y[i], acc[i]);
+        }
+    }
+    for (i, (x, y)) in ra.remainder().iter().zip(rb.remainder()).enumerate() {
+        acc[8 + i] = M::madd(*x, *y, acc[8 + i]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn taps_avx2(src: &[f32], taps: &[(usize, f32)], out: &mut [f32], accumulate: bool) {
+    taps_kernel::<Fused>(src, taps, out, accumulate)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_acc_avx2(a: &[f32], b: &[f32], acc: &mut [f32; 32]) {
+    dot_acc_kernel::<Fused>(a, b, acc)
+}
+
+fn apply_taps(src: &[f32], taps: &[(usize, f32)], out: &mut [f32], accumulate: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+        unsafe { taps_avx2(src, taps, out, accumulate) };
+        return;
+    }
+    taps_kernel::<Separate>(src, taps, out, accumulate)
+}
+
+fn dot_acc(a: &[f32], b: &[f32], acc: &mut [f32; 32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+        unsafe { dot_acc_avx2(a, b, acc) };
+        return;
+    }
+    dot_acc_kernel::<Separate>(a, b, acc)
+}
+
+/// Sizes of the extended coordinates of a stride-1 convolution.
+#[derive(Clone, Copy)]
+struct Ext {
+    /// Padded height and width.
+    hp: usize,
+    wp: usize,
+    /// Extended output length `Ho·Wp`.
+    len: usize,
+    /// Largest tap offset `(kh−1)·dh·Wp + (kw−1)·dw`.
+    max_off: usize,
+}
+
+impl Ext {
+    fn new(g: &ConvGeom) -> Ext {
+        let (hp, wp) = (g.h + g.pt + g.pb, g.w + g.pl + g.pr);
+        Ext {
+            hp,
+            wp,
+            len: g.ho * wp,
+            max_off: (g.kh - 1) * g.dh * wp + (g.kw - 1) * g.dw,
+        }
+    }
+    /// Length of a padded input plane: one spare row, so the dropped extended columns of the
+    /// last output row still read inside the buffer.
+    fn padded_len(&self) -> usize {
+        (self.hp + 1) * self.wp
+    }
+    fn offsets(&self, g: &ConvGeom) -> impl Iterator<Item = usize> + '_ {
+        let (kh, kw, dh, dw, wp) = (g.kh, g.kw, g.dh, g.dw, self.wp);
+        (0..kh).flat_map(move |ki| (0..kw).map(move |kj| ki * dh * wp + kj * dw))
+    }
+}
+
+/// Copies an H×W plane into the interior of a zeroed padded plane (the border is never written,
+/// so it stays zero across calls).
+fn pad_into(src: &[f32], g: &ConvGeom, e: &Ext, dst: &mut [f32]) {
+    for (r, row) in src.chunks_exact(g.w).enumerate() {
+        dst[(r + g.pt) * e.wp + g.pl..][..g.w].copy_from_slice(row);
+    }
+}
+
+fn forward_unit(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuBuf {
+    let mut out = CpuBuf::zeros(g.out_len());
+    let (hw, ohw, kk, m) = (g.in_plane(), g.out_plane(), g.kh * g.kw, g.og());
+    if ohw == 0 || g.out_len() == 0 {
+        return out;
+    }
+    let e = Ext::new(g);
+    out.par_chunks_mut(ohw)
+        .enumerate()
+        .with_min_len(planes_per_task(g))
+        .for_each_init(
+            || {
+                (
+                    vec![0.0f32; e.padded_len()],
+                    vec![0.0f32; e.len],
+                    Vec::with_capacity(kk),
+                )
+            },
+            |(xpad, ext, taps), (no, plane)| {
+                let (n, o) = (no / g.o, no % g.o);
+                pad_into(&x[(n * g.c + o / m) * hw..][..hw], g, &e, xpad);
+                taps.clear();
+                taps.extend(e.offsets(g).zip(w[o * kk..][..kk].iter().copied()));
+                apply_taps(xpad, taps, ext, false);
+                let b = bias.map_or(0.0, |b| b[o]);
+                for (orow, erow) in plane.chunks_exact_mut(g.wo).zip(ext.chunks(e.wp)) {
+                    for (o, v) in orow.iter_mut().zip(erow) {
+                        *o = v + b;
+                    }
+                }
+            },
+        );
+    out
+}
+
+fn backward_data_unit(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
+    let mut dx = CpuBuf::zeros(g.in_len());
+    let (hw, ohw, kk, m) = (g.in_plane(), g.out_plane(), g.kh * g.kw, g.og());
+    if hw == 0 || g.in_len() == 0 || ohw == 0 {
+        return dx;
+    }
+    let e = Ext::new(g);
+    // dx_pad[q] = Σ_t w_t · dy_ext[q − off_t]: a gather over dy in extended coordinates, stored
+    // after `max_off` zeros so that q − off_t never goes below zero. Only the rows of dx_pad that
+    // lie inside the image (pt .. pt+H) are computed.
+    let front = e.max_off;
+    let buf_len = front + e.padded_len();
+    let base = g.pt * e.wp;
+    dx.par_chunks_mut(hw)
+        .enumerate()
+        .with_min_len((planes_per_task(g) / m).max(1))
+        .for_each_init(
+            || {
+                (
+                    vec![0.0f32; buf_len],
+                    vec![0.0f32; g.h * e.wp],
+                    Vec::with_capacity(kk),
+                )
+            },
+            |(buf, ext, taps), (nc, dxp)| {
+                let (n, ci) = (nc / g.c, nc % g.c);
+                for (j, o) in (ci * m..(ci + 1) * m).enumerate() {
+                    let dyp = &dy[(n * g.o + o) * ohw..][..ohw];
+                    for (r, row) in dyp.chunks_exact(g.wo).enumerate() {
+                        buf[front + r * e.wp..][..g.wo].copy_from_slice(row);
+                    }
+                    taps.clear();
+                    taps.extend(
+                        e.offsets(g)
+                            .map(|off| front + base - off)
+                            .zip(w[o * kk..][..kk].iter().copied()),
+                    );
+                    apply_taps(buf, taps, ext, j > 0);
+                }
+                for (r, row) in dxp.chunks_exact_mut(g.w).enumerate() {
+                    row.copy_from_slice(&ext[r * e.wp + g.pl..][..g.w]);
+                }
+            },
+        );
+    dx
+}
+
+fn backward_weights_unit(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
+    let (hw, ohw, kk, m) = (g.in_plane(), g.out_plane(), g.kh * g.kw, g.og());
+    let mut dw = CpuBuf::zeros(g.weight_len());
+    if ohw == 0 || g.n == 0 {
+        return dw;
+    }
+    let e = Ext::new(g);
+    let offsets: Vec<usize> = e.offsets(g).collect();
+    let per_channel = 2 * kk * g.n * e.len;
+    // dW[o][t] = Σ_n Σ_p dy_ext[p] · x_pad[p + off_t], with dy_ext zero in the extended columns.
+    dw.par_chunks_mut(kk)
+        .enumerate()
+        .with_min_len((20_000 / per_channel.max(1)).max(1))
+        .for_each_init(
+            || (vec![0.0f32; e.padded_len()], vec![0.0f32; e.len]),
+            |(xpad, dyext), (o, dwo)| {
+                let ci = o / m;
+                // 32 partial sums per tap, reduced once at the end (in f64) rather than per image.
+                let mut acc = vec![[0.0f32; 32]; kk];
+                for n in 0..g.n {
+                    pad_into(&x[(n * g.c + ci) * hw..][..hw], g, &e, xpad);
+                    let dyp = &dy[(n * g.o + o) * ohw..][..ohw];
+                    for (r, row) in dyp.chunks_exact(g.wo).enumerate() {
+                        dyext[r * e.wp..][..g.wo].copy_from_slice(row);
+                    }
+                    for (a, &off) in acc.iter_mut().zip(&offsets) {
+                        dot_acc(dyext, &xpad[off..off + e.len], a);
+                    }
+                }
+                for (d, a) in dwo.iter_mut().zip(&acc) {
+                    *d = a.iter().map(|v| *v as f64).sum::<f64>() as f32;
+                }
+            },
+        );
     dw
 }

@@ -217,13 +217,15 @@ pub const LIBRARY: &str = "libdnnl.so.2";
 pub const LIBRARY_ENV: &str = "CONVRNN_DNNL_LIB";
 
 /// A 64-byte-aligned chunk: scratchpads and intermediate buffers in oneDNN's own layouts are
-/// allocated in these, as oneDNN allocates them itself.
+/// allocated in these, aligned as oneDNN aligns its own allocations.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
+/// Room for `bytes` bytes, written and read only by oneDNN (never through Rust references, so
+/// it is left uninitialised instead of paying for a memset per call).
 fn aligned_buffer(bytes: usize) -> Vec<Line> {
-    vec![Line([0; 64]); bytes.div_ceil(64).max(1)]
+    Vec::with_capacity(bytes.div_ceil(64).max(1))
 }
 
 /// A primitive with its descriptor. The handles are owned and destroyed with it.
@@ -384,12 +386,54 @@ pub fn thread_budget() -> usize {
     }
 }
 
+/// Below this many flops a convolution runs on one thread: an OpenMP fork/join and its barrier
+/// cost more than they save (and much more when the cores are shared, because libgomp's threads
+/// spin at the barrier while the thread they wait for is descheduled).
+const SINGLE_THREAD_FLOPS: f64 = 4e6;
+
+fn conv_threads(g: &ConvGeom) -> usize {
+    if g.flops() < SINGLE_THREAD_FLOPS {
+        1
+    } else {
+        thread_budget()
+    }
+}
+
 fn load() -> std::result::Result<OneDnn, String> {
     load_from(&std::env::var(LIBRARY_ENV).unwrap_or_else(|_| LIBRARY.to_string()))
 }
 
+/// libgomp's file name: loaded as libdnnl's dependency, and looked up for its thread count.
+const GOMP: &str = "libgomp.so.1";
+
+/// libgomp reads `OMP_WAIT_POLICY` once, when it is loaded. Its default makes idle threads spin
+/// at every barrier, which costs 3–5× on a machine whose cores are busy with other work (the
+/// spinning thread waits for one that is descheduled; measured in examples/conv_bench.rs). Unless
+/// the user chose a policy, or libgomp is already in the process, ask for the passive policy:
+/// a few microseconds per parallel region, nothing next to a convolution worth parallelising.
+fn default_omp_wait_policy() {
+    const VAR: &str = "OMP_WAIT_POLICY";
+    if std::env::var_os(VAR).is_some() {
+        return;
+    }
+    // RTLD_NOLOAD: only ask whether libgomp is mapped already, without loading it.
+    #[cfg(target_os = "linux")]
+    {
+        use libloading::os::unix::{Library as UnixLibrary, RTLD_LAZY};
+        const RTLD_NOLOAD: std::ffi::c_int = 4;
+        // SAFETY: with RTLD_NOLOAD nothing is loaded and no initialiser runs.
+        if unsafe { UnixLibrary::open(Some(GOMP), RTLD_LAZY | RTLD_NOLOAD) }.is_ok() {
+            return;
+        }
+    }
+    // Setting a variable races only with C code reading the environment on another thread at this
+    // instant; Rust readers take the same lock as `set_var`.
+    std::env::set_var(VAR, "PASSIVE");
+}
+
 fn load_from(path: &str) -> std::result::Result<OneDnn, String> {
     let path = path.to_string();
+    default_omp_wait_policy();
     // SAFETY: loading a shared library runs its initialisers; libdnnl's are benign.
     let lib = unsafe { Library::new(&path) }.map_err(|e| {
         format!(
@@ -448,7 +492,7 @@ fn load_from(path: &str) -> std::result::Result<OneDnn, String> {
     // its thread count is set per calling thread before each call.
     let (gomp, omp_set_num_threads) = if v.cpu_runtime == k::RUNTIME_OMP {
         // SAFETY: libgomp is already mapped into the process by libdnnl; this only adds a handle.
-        match unsafe { Library::new("libgomp.so.1") } {
+        match unsafe { Library::new(GOMP) } {
             Ok(g) => {
                 // SAFETY: `omp_set_num_threads(int)` is the OpenMP standard signature.
                 let f = unsafe { g.get::<unsafe extern "C" fn(c_int)>(b"omp_set_num_threads\0") }
@@ -909,7 +953,7 @@ impl OneDnn {
         bias: Option<&[f32]>,
         out_layout: Layout,
     ) -> Result<CpuBuf> {
-        let threads = thread_budget();
+        let threads = conv_threads(g);
         self.set_threads(threads);
         let e = self.entry(g, bias.is_some(), threads)?;
         let api = &self.api;
@@ -965,7 +1009,7 @@ impl OneDnn {
         w: &[f32],
         dx_layout: Layout,
     ) -> Result<CpuBuf> {
-        let threads = thread_budget();
+        let threads = conv_threads(g);
         self.set_threads(threads);
         let e = self.entry(g, has_bias, threads)?;
         let p = match e
@@ -1023,7 +1067,7 @@ impl OneDnn {
         dy: &[f32],
         dy_layout: Layout,
     ) -> Result<(CpuBuf, Option<CpuBuf>)> {
-        let threads = thread_budget();
+        let threads = conv_threads(g);
         self.set_threads(threads);
         let e = self.entry(g, has_bias, threads)?;
         let p = match e.bwd_weights.get_or_init(|| {
@@ -1077,9 +1121,26 @@ impl OneDnn {
         Ok((dw, db))
     }
 
+    /// Whether oneDNN's forward convolution reads and writes [`Layout::Blocked16`] as is (no
+    /// reorder on either side): true where its preferred block is the tensor's block size (16 on
+    /// AVX-512 machines), false on AVX2, which blocks by 8.
+    pub fn runs_blocked_natively(&self, g: &ConvGeom, has_bias: bool) -> Result<bool> {
+        let threads = conv_threads(g);
+        self.set_threads(threads);
+        let e = self.entry(g, has_bias, threads)?;
+        let x = self.activation_md([g.n, g.c, g.h, g.w], Layout::Blocked16)?;
+        let y = self.activation_md([g.n, g.o, g.ho, g.wo], Layout::Blocked16)?;
+        let api = &self.api;
+        // SAFETY: all four descriptors are live.
+        Ok(unsafe {
+            (api.md_equal)(e.fwd.md(api, k::Q_SRC), &*x) != 0
+                && (api.md_equal)(e.fwd.md(api, k::Q_DST), &*y) != 0
+        })
+    }
+
     /// The implementations oneDNN picked for forward, backward-data and backward-weights.
     pub fn conv_impl_info(&self, g: &ConvGeom, has_bias: bool) -> Result<[String; 3]> {
-        let threads = thread_budget();
+        let threads = conv_threads(g);
         self.set_threads(threads);
         let e = self.entry(g, has_bias, threads)?;
         let bd = e
@@ -1143,6 +1204,7 @@ impl OneDnn {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

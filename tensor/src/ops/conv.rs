@@ -123,13 +123,16 @@ impl Conv2dOpts {
     }
 }
 
+/// Output `(height, width)` and padding `(top, bottom, left, right)`.
+type SizeAndPadding = ((usize, usize), (usize, usize, usize, usize));
+
 /// Output `(height, width)` of a convolution with a `kernel`-sized window over `in_hw`, and the
 /// resolved padding `(top, bottom, left, right)`.
 fn output_and_padding(
     in_hw: (usize, usize),
     kernel: (usize, usize),
     opts: &Conv2dOpts,
-) -> Result<((usize, usize), (usize, usize, usize, usize))> {
+) -> Result<SizeAndPadding> {
     const OP: &str = "conv2d";
     if opts.stride.0 == 0 || opts.stride.1 == 0 {
         return Err(Error::invalid(
@@ -243,15 +246,32 @@ enum Path {
     OneDnn(&'static OneDnn),
 }
 
-/// Where `Auto` sends a computation when oneDNN is loaded. Measured on 2 AVX2 cores
-/// (examples/conv_bench.rs, figures in docs): oneDNN's JIT kernels beat im2col+GEMM on every
-/// dense shape, and its depthwise kernels beat the direct Rust ones except for the weight
-/// gradient, which oneDNN computes with a generic GEMM fallback in the plain layout.
-fn auto_prefers_onednn(g: &ConvGeom, stage: Stage) -> bool {
-    !(g.is_depthwise() && stage == Stage::BackwardWeights)
+/// Where `Auto` sends a computation when oneDNN is loaded (measured with
+/// examples/conv_bench.rs on 2 AVX2 cores; figures in the docs):
+/// * dense and grouped convolutions: oneDNN, 1.2–1.5× the im2col+GEMM path per core;
+/// * depthwise: the direct Rust kernels, except where oneDNN runs natively in the blocked layout
+///   of an already blocked input. On AVX2 oneDNN blocks by 8, so a `Blocked16` tensor is
+///   reordered on the way in and out, and for a memory-bound depthwise convolution those
+///   reorders cost more than the convolution (Rust 11–21 GFLOP/s per core against 5–13). Its
+///   weight gradient is a generic GEMM in the plain layout, 5–8× slower than the Rust kernel.
+///
+/// `input` is the tensor the stage reads in its own layout: x forward, dy backward-data.
+fn auto_prefers_onednn(d: &OneDnn, g: &ConvGeom, stage: Stage, input: Layout, bias: bool) -> bool {
+    if !g.is_depthwise() {
+        return true;
+    }
+    stage != Stage::BackwardWeights
+        && input == Layout::Blocked16
+        && d.runs_blocked_natively(g, bias).unwrap_or(false)
 }
 
-fn choose(backend: CpuConvBackend, g: &ConvGeom, stage: Stage) -> Result<Path> {
+fn choose(
+    backend: CpuConvBackend,
+    g: &ConvGeom,
+    stage: Stage,
+    input: Layout,
+    bias: bool,
+) -> Result<Path> {
     if g.in_len() == 0 || g.out_len() == 0 {
         // Nothing to compute; oneDNN rejects zero-sized dimensions.
         return Ok(Path::Rust);
@@ -260,19 +280,20 @@ fn choose(backend: CpuConvBackend, g: &ConvGeom, stage: Stage) -> Result<Path> {
         CpuConvBackend::Rust => Ok(Path::Rust),
         CpuConvBackend::OneDnn => Ok(Path::OneDnn(onednn::get()?)),
         CpuConvBackend::Auto => match onednn::get() {
-            Ok(d) if auto_prefers_onednn(g, stage) => Ok(Path::OneDnn(d)),
+            Ok(d) if auto_prefers_onednn(d, g, stage, input, bias) => Ok(Path::OneDnn(d)),
             _ => Ok(Path::Rust),
         },
     }
 }
 
-/// Whether oneDNN's result is returned blocked when the input is plain. Measured: converting in
-/// the op and staying blocked costs one reorder per convolution, converting back costs a second,
-/// and the elementwise ops that follow in a cell run at the same speed in either layout.
+/// Whether oneDNN's result is returned blocked when the input is plain. oneDNN computes in its
+/// blocked layout either way; handing the result back blocked saves the reorder to plain, worth
+/// 5–25 % of a 3×3 convolution on 2 AVX2 cores (conv_bench: plain→blocked 62–75 GFLOP/s per
+/// core, plain→plain 49–60), and the elementwise ops that follow accept either layout.
 const BLOCK_PLAIN_INPUTS: bool = true;
 
 fn onednn_out_layout(x_layout: Layout, o: usize) -> Layout {
-    if o % BLOCK == 0 && (x_layout == Layout::Blocked16 || BLOCK_PLAIN_INPUTS) {
+    if o.is_multiple_of(BLOCK) && (x_layout == Layout::Blocked16 || BLOCK_PLAIN_INPUTS) {
         Layout::Blocked16
     } else {
         Layout::Plain
@@ -384,10 +405,9 @@ fn forward(
             let bs = bias.map(|b| b.storage());
             let buf = match (&*xs, &*ws) {
                 (Storage::Cpu(xd), Storage::Cpu(wd)) => {
-                    let bd = match bs.as_deref() {
-                        Some(Storage::Cpu(b)) => Some(&b[..]),
-                        None => None,
-                    };
+                    let bd = bs.as_deref().map(|s| match s {
+                        Storage::Cpu(b) => &b[..],
+                    });
                     d.conv_forward(g, xd, x.layout(), wd, bd, out_layout)?
                 }
             };
@@ -399,10 +419,9 @@ fn forward(
             let bs = bias.map(|b| b.storage());
             let buf = match (&*xs, &*ws) {
                 (Storage::Cpu(xd), Storage::Cpu(wd)) => {
-                    let bd = match bs.as_deref() {
-                        Some(Storage::Cpu(b)) => Some(&b[..]),
-                        None => None,
-                    };
+                    let bd = bs.as_deref().map(|s| match s {
+                        Storage::Cpu(b) => &b[..],
+                    });
                     kernels::forward(xd, wd, bd, g)
                 }
             };
@@ -524,21 +543,22 @@ impl Tensor {
         backend: CpuConvBackend,
     ) -> Result<Tensor> {
         let g = geometry(self, weight, bias, opts)?;
-        let out = forward(self, weight, bias, &g, choose(backend, &g, Stage::Forward)?)?;
+        let path = choose(backend, &g, Stage::Forward, self.layout(), bias.is_some())?;
+        let out = forward(self, weight, bias, &g, path)?;
         let has_bias = bias.is_some();
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         Ok(out.with_history("conv2d", &inputs, move |ctx| {
             let (x, w, dy) = (&ctx.inputs[0], &ctx.inputs[1], ctx.grad);
             let dx = if ctx.needs_grad(0) {
-                let path = choose(backend, &g, Stage::BackwardData)?;
+                let path = choose(backend, &g, Stage::BackwardData, dy.layout(), has_bias)?;
                 Some(backward_data(dy, w, x.layout(), &g, has_bias, path)?)
             } else {
                 None
             };
             let (want_w, want_b) = (ctx.needs_grad(1), has_bias && ctx.needs_grad(2));
             let (dw, db) = if want_w || want_b {
-                let path = choose(backend, &g, Stage::BackwardWeights)?;
+                let path = choose(backend, &g, Stage::BackwardWeights, dy.layout(), has_bias)?;
                 backward_params(x, dy, &g, has_bias, want_w, want_b, path)?
             } else {
                 (None, None)
@@ -553,4 +573,5 @@ impl Tensor {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;
