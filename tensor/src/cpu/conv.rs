@@ -414,6 +414,34 @@ pub fn backward_bias(dy: &[f32], n: usize, o: usize, plane: usize) -> CpuBuf {
     db
 }
 
+/// [`backward_bias`] of a `dy` in the blocked layout (`[n][o/16][plane][16]`).
+pub fn backward_bias_blocked(dy: &[f32], n: usize, o: usize, plane: usize) -> CpuBuf {
+    use crate::layout::BLOCK;
+    let mut db = CpuBuf::zeros(o);
+    if plane == 0 {
+        return db;
+    }
+    let blocks = o / BLOCK;
+    db.par_chunks_mut(BLOCK).enumerate().for_each(|(cb, d)| {
+        let mut acc = [0.0f64; BLOCK];
+        for i in 0..n {
+            let mut part = [0.0f32; BLOCK];
+            for px in dy[(i * blocks + cb) * plane * BLOCK..][..plane * BLOCK].chunks_exact(BLOCK) {
+                for l in 0..BLOCK {
+                    part[l] += px[l];
+                }
+            }
+            for l in 0..BLOCK {
+                acc[l] += part[l] as f64;
+            }
+        }
+        for l in 0..BLOCK {
+            d[l] = acc[l] as f32;
+        }
+    });
+    db
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -520,3 +520,284 @@ fn backward_weights_unit(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
         );
     dw
 }
+
+// ----- the blocked layout: depthwise, multiplier 1, stride 1 ---------------------------------
+
+/// Lanes of [`crate::Layout::Blocked16`]: the 16 channels of a block are the vector lanes, so
+/// every kernel tap is a full-width multiply-add with no edge cases and no layout conversion in a
+/// blocked unroll.
+const B: usize = crate::layout::BLOCK;
+
+/// Whether [`forward_blocked`] and friends handle `g`: a depthwise convolution with one output
+/// per channel, stride 1, and channels in whole blocks.
+pub fn blocked_supported(g: &ConvGeom) -> bool {
+    g.groups == g.c && g.o == g.c && g.c % B == 0 && g.sh == 1 && g.sw == 1
+}
+
+/// `out[r][c] (+)= Σ_t wt[t] ∘ src[r + th_t][c + tw_t]` over an `rows × cols` grid of B-lane
+/// vectors, `src` being `src_w` vectors wide. Four neighbouring outputs share each weight load and
+/// give eight independent multiply-add chains.
+#[inline(always)]
+fn blocked_taps_kernel<M: MulAdd>(
+    src: &[f32],
+    src_w: usize,
+    taps: &[(usize, usize)],
+    wt: &[f32],
+    out: &mut [f32],
+    cols: usize,
+) {
+    for (r, orow) in out.chunks_exact_mut(cols * B).enumerate() {
+        let mut quads = orow.chunks_exact_mut(4 * B);
+        let mut c = 0;
+        for oq in &mut quads {
+            let mut acc = [0.0f32; 4 * B];
+            for (&(th, tw), wv) in taps.iter().zip(wt.chunks_exact(B)) {
+                let base = ((r + th) * src_w + c + tw) * B;
+                let s = &src[base..base + 4 * B];
+                for j in 0..4 {
+                    for l in 0..B {
+                        acc[j * B + l] = M::madd(wv[l], s[j * B + l], acc[j * B + l]);
+                    }
+                }
+            }
+            oq.copy_from_slice(&acc);
+            c += 4;
+        }
+        for op in quads.into_remainder().chunks_exact_mut(B) {
+            let mut acc = [0.0f32; B];
+            for (&(th, tw), wv) in taps.iter().zip(wt.chunks_exact(B)) {
+                let base = ((r + th) * src_w + c + tw) * B;
+                let s = &src[base..base + B];
+                for l in 0..B {
+                    acc[l] = M::madd(wv[l], s[l], acc[l]);
+                }
+            }
+            op.copy_from_slice(&acc);
+            c += 1;
+        }
+    }
+}
+
+/// `acc[t] += Σ_{r,c} dy[r][c] ∘ src[r + th_t][c + tw_t]` (B-lane vectors) for every tap.
+#[inline(always)]
+fn blocked_wgrad_kernel<M: MulAdd>(
+    dy: &[f32],
+    src: &[f32],
+    src_w: usize,
+    taps: &[(usize, usize)],
+    cols: usize,
+    acc: &mut [f32],
+) {
+    for (&(th, tw), at) in taps.iter().zip(acc.chunks_exact_mut(B)) {
+        let mut a = [0.0f32; 4 * B];
+        for (r, dyr) in dy.chunks_exact(cols * B).enumerate() {
+            let xr = &src[((r + th) * src_w + tw) * B..][..cols * B];
+            let (dq, xq) = (dyr.chunks_exact(4 * B), xr.chunks_exact(4 * B));
+            let (drest, xrest) = (dq.remainder(), xq.remainder());
+            for (d, x) in dq.zip(xq) {
+                for i in 0..4 * B {
+                    a[i] = M::madd(d[i], x[i], a[i]);
+                }
+            }
+            for (d, x) in drest.chunks_exact(B).zip(xrest.chunks_exact(B)) {
+                for l in 0..B {
+                    a[l] = M::madd(d[l], x[l], a[l]);
+                }
+            }
+        }
+        for l in 0..B {
+            at[l] += (a[l] + a[B + l]) + (a[2 * B + l] + a[3 * B + l]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn blocked_taps_avx2(
+    src: &[f32],
+    src_w: usize,
+    taps: &[(usize, usize)],
+    wt: &[f32],
+    out: &mut [f32],
+    cols: usize,
+) {
+    blocked_taps_kernel::<Fused>(src, src_w, taps, wt, out, cols)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn blocked_wgrad_avx2(
+    dy: &[f32],
+    src: &[f32],
+    src_w: usize,
+    taps: &[(usize, usize)],
+    cols: usize,
+    acc: &mut [f32],
+) {
+    blocked_wgrad_kernel::<Fused>(dy, src, src_w, taps, cols, acc)
+}
+
+fn blocked_taps(
+    src: &[f32],
+    src_w: usize,
+    taps: &[(usize, usize)],
+    wt: &[f32],
+    out: &mut [f32],
+    cols: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+        unsafe { blocked_taps_avx2(src, src_w, taps, wt, out, cols) };
+        return;
+    }
+    blocked_taps_kernel::<Separate>(src, src_w, taps, wt, out, cols)
+}
+
+fn blocked_wgrad(
+    dy: &[f32],
+    src: &[f32],
+    src_w: usize,
+    taps: &[(usize, usize)],
+    cols: usize,
+    acc: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+        unsafe { blocked_wgrad_avx2(dy, src, src_w, taps, cols, acc) };
+        return;
+    }
+    blocked_wgrad_kernel::<Separate>(dy, src, src_w, taps, cols, acc)
+}
+
+/// Weights `[C, 1, kh, kw]` of channel block `cb` as `[kh·kw][B]` lanes.
+fn block_weights(w: &[f32], g: &ConvGeom, cb: usize, dst: &mut Vec<f32>) {
+    let kk = g.kh * g.kw;
+    dst.clear();
+    dst.resize(kk * B, 0.0);
+    for l in 0..B {
+        for (t, v) in w[(cb * B + l) * kk..][..kk].iter().enumerate() {
+            dst[t * B + l] = *v;
+        }
+    }
+}
+
+/// Copies `rows × cols` vectors into a zeroed `dst` that is `dst_w` vectors wide, at (top, left).
+fn place_block(src: &[f32], cols: usize, dst: &mut [f32], dst_w: usize, top: usize, left: usize) {
+    for (r, row) in src.chunks_exact(cols * B).enumerate() {
+        dst[((r + top) * dst_w + left) * B..][..cols * B].copy_from_slice(row);
+    }
+}
+
+fn forward_taps(g: &ConvGeom) -> Vec<(usize, usize)> {
+    (0..g.kh)
+        .flat_map(|ki| (0..g.kw).map(move |kj| (ki * g.dh, kj * g.dw)))
+        .collect()
+}
+
+/// Forward depthwise convolution, input and output in the blocked layout.
+pub fn forward_blocked(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuBuf {
+    let mut out = CpuBuf::zeros(g.out_len());
+    let (hw, ohw, cb_n) = (g.in_plane(), g.out_plane(), g.c / B);
+    if ohw == 0 || g.out_len() == 0 {
+        return out;
+    }
+    let (hp, wp) = (g.h + g.pt + g.pb, g.w + g.pl + g.pr);
+    let taps = forward_taps(g);
+    out.par_chunks_mut(ohw * B)
+        .enumerate()
+        .with_min_len((planes_per_task(g) / B).max(1))
+        .for_each_init(
+            || (vec![0.0f32; hp * wp * B], Vec::new()),
+            |(xpad, wt), (nb, ob)| {
+                let cb = nb % cb_n;
+                place_block(&x[nb * hw * B..][..hw * B], g.w, xpad, wp, g.pt, g.pl);
+                block_weights(w, g, cb, wt);
+                blocked_taps(xpad, wp, &taps, wt, ob, g.wo);
+                if let Some(b) = bias {
+                    let bv = &b[cb * B..][..B];
+                    for px in ob.chunks_exact_mut(B) {
+                        for (o, v) in px.iter_mut().zip(bv) {
+                            *o += v;
+                        }
+                    }
+                }
+            },
+        );
+    out
+}
+
+/// Input gradient of [`forward_blocked`], blocked like `dy`.
+pub fn backward_data_blocked(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
+    let mut dx = CpuBuf::zeros(g.in_len());
+    let (hw, ohw, cb_n) = (g.in_plane(), g.out_plane(), g.c / B);
+    if hw == 0 || g.in_len() == 0 || ohw == 0 {
+        return dx;
+    }
+    // dx[h][w] = Σ_t w_t · dy[h + pt − ki·dh][w + pl − kj·dw]: a correlation of dy, placed at
+    // (P_top, P_left) = ((kh−1)·dh, (kw−1)·dw) in a zero buffer so no index goes negative.
+    let (p_top, p_left) = ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw);
+    let rows = (g.h + g.pt).max(g.ho) + p_top;
+    let cols = (g.w + g.pl).max(g.wo) + p_left;
+    let taps: Vec<(usize, usize)> = (0..g.kh)
+        .flat_map(|ki| {
+            (0..g.kw).map(move |kj| (g.pt + p_top - ki * g.dh, g.pl + p_left - kj * g.dw))
+        })
+        .collect();
+    dx.par_chunks_mut(hw * B)
+        .enumerate()
+        .with_min_len((planes_per_task(g) / B).max(1))
+        .for_each_init(
+            || (vec![0.0f32; rows * cols * B], Vec::new()),
+            |(dypad, wt), (nb, dxb)| {
+                place_block(
+                    &dy[nb * ohw * B..][..ohw * B],
+                    g.wo,
+                    dypad,
+                    cols,
+                    p_top,
+                    p_left,
+                );
+                block_weights(w, g, nb % cb_n, wt);
+                blocked_taps(dypad, cols, &taps, wt, dxb, g.w);
+            },
+        );
+    dx
+}
+
+/// Weight gradient `[C, 1, kh, kw]` from blocked `x` and `dy`.
+pub fn backward_weights_blocked(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
+    let kk = g.kh * g.kw;
+    let mut dw = CpuBuf::zeros(g.weight_len());
+    let (hw, ohw, cb_n) = (g.in_plane(), g.out_plane(), g.c / B);
+    if ohw == 0 || g.n == 0 {
+        return dw;
+    }
+    let (hp, wp) = (g.h + g.pt + g.pb, g.w + g.pl + g.pr);
+    let taps = forward_taps(g);
+    let per_block: Vec<Vec<f32>> = (0..cb_n)
+        .into_par_iter()
+        .map_init(
+            || vec![0.0f32; hp * wp * B],
+            |xpad, cb| {
+                let mut acc = vec![0.0f32; kk * B];
+                for n in 0..g.n {
+                    let nb = n * cb_n + cb;
+                    place_block(&x[nb * hw * B..][..hw * B], g.w, xpad, wp, g.pt, g.pl);
+                    let dyb = &dy[nb * ohw * B..][..ohw * B];
+                    blocked_wgrad(dyb, xpad, wp, &taps, g.wo, &mut acc);
+                }
+                acc
+            },
+        )
+        .collect();
+    for (cb, acc) in per_block.iter().enumerate() {
+        for t in 0..kk {
+            for l in 0..B {
+                dw[(cb * B + l) * kk + t] = acc[t * B + l];
+            }
+        }
+    }
+    dw
+}

@@ -8,10 +8,12 @@
 //!   [`Layout::Blocked16`] so an unroll never converts between steps (callers convert at the
 //!   edges with [`Tensor::plain`]).
 //! * pure Rust ([`crate::cpu::conv`]): im2col + GEMM, and direct kernels for depthwise
-//!   convolutions. Always available; plain layout in and out.
+//!   convolutions. Always available; plain layout in and out, except that a stride-1 depthwise
+//!   convolution (one output per channel) of a blocked input runs blocked and stays blocked.
 
 use crate::backprop::no_grad;
 use crate::cpu::conv::{self as kernels, ConvGeom};
+use crate::cpu::depthwise;
 use crate::cpu::onednn::{self, OneDnn};
 use crate::layout::{Layout, BLOCK};
 use crate::storage::{CpuBuf, Storage};
@@ -413,6 +415,19 @@ fn forward(
             };
             Ok(cpu_tensor(buf, shape, out_layout, x))
         }
+        Path::Rust if x.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
+            let (xs, ws) = (x.storage(), w.storage());
+            let bs = bias.map(|b| b.storage());
+            let buf = match (&*xs, &*ws) {
+                (Storage::Cpu(xd), Storage::Cpu(wd)) => {
+                    let bd = bs.as_deref().map(|s| match s {
+                        Storage::Cpu(b) => &b[..],
+                    });
+                    depthwise::forward_blocked(xd, wd, bd, g)
+                }
+            };
+            Ok(cpu_tensor(buf, shape, Layout::Blocked16, x))
+        }
         Path::Rust => {
             let x = plain_untracked(x)?;
             let (xs, ws) = (x.storage(), w.storage());
@@ -452,6 +467,13 @@ fn backward_data(
             };
             Ok(cpu_tensor(buf, shape, x_layout, dy))
         }
+        Path::Rust if dy.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
+            let (ds, ws) = (dy.storage(), w.storage());
+            let buf = match (&*ds, &*ws) {
+                (Storage::Cpu(dd), Storage::Cpu(wd)) => depthwise::backward_data_blocked(dd, wd, g),
+            };
+            Ok(cpu_tensor(buf, shape, Layout::Blocked16, dy))
+        }
         Path::Rust => {
             let dy = plain_untracked(dy)?;
             let (ds, ws) = (dy.storage(), w.storage());
@@ -483,10 +505,14 @@ fn backward_params(
         )
     };
     let bias_only = |dy: &Tensor| -> Result<Tensor> {
-        let dy = plain_untracked(dy)?;
         let s = dy.storage();
-        let buf = match &*s {
-            Storage::Cpu(dd) => kernels::backward_bias(dd, g.n, g.o, g.out_plane()),
+        let buf = match (&*s, dy.layout()) {
+            (Storage::Cpu(dd), Layout::Blocked16) => {
+                kernels::backward_bias_blocked(dd, g.n, g.o, g.out_plane())
+            }
+            (Storage::Cpu(dd), Layout::Plain) => {
+                kernels::backward_bias(dd, g.n, g.o, g.out_plane())
+            }
         };
         Ok(to_bias(buf))
     };
@@ -507,6 +533,16 @@ fn backward_params(
             let db = if want_b { Some(bias_only(dy)?) } else { None };
             if !want_w {
                 return Ok((None, db));
+            }
+            let blocked = Layout::Blocked16;
+            if x.layout() == blocked && dy.layout() == blocked && depthwise::blocked_supported(g) {
+                let (xs, ds) = (x.storage(), dy.storage());
+                let dw = match (&*xs, &*ds) {
+                    (Storage::Cpu(xd), Storage::Cpu(dd)) => {
+                        depthwise::backward_weights_blocked(xd, dd, g)
+                    }
+                };
+                return Ok((Some(cpu_tensor(dw, w_shape, Layout::Plain, x)), db));
             }
             let (x, dy) = (plain_untracked(x)?, plain_untracked(dy)?);
             let (xs, ds) = (x.storage(), dy.storage());

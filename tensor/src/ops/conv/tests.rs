@@ -465,3 +465,93 @@ fn opts_round_trip_through_json() {
     let partial: Conv2dOpts = serde_json::from_str(r#"{"stride":[2,2]}"#).unwrap();
     assert_eq!(partial, Conv2dOpts::default().with_stride(2));
 }
+
+/// The blocked Rust depthwise kernels (stride 1, one output per channel) against the plain ones,
+/// and their gradients against finite differences.
+#[test]
+fn blocked_depthwise_on_the_rust_path() {
+    let asym = Padding::Explicit {
+        top: 2,
+        bottom: 0,
+        left: 1,
+        right: 3,
+    };
+    let dflt = Conv2dOpts::default().with_groups(32);
+    let mut rng = Rng::new(8);
+    for (opts, k, bias) in [
+        (dflt, (3, 3), true),
+        (dflt, (7, 7), false),
+        (dflt.with_padding(asym).with_dilation(2), (3, 2), true),
+        (dflt.with_padding(Padding::Valid), (2, 3), true),
+    ] {
+        let c = case([2, 32, 9, 7], 32, k, opts, bias);
+        let (x, w, b) = inputs(&mut rng, &c);
+        let plain = x
+            .conv2d_on(&w, b.as_ref(), &opts, CpuConvBackend::Rust)
+            .unwrap();
+        let xb = x.to_layout(Layout::Blocked16).unwrap();
+        let y = xb
+            .conv2d_on(&w, b.as_ref(), &opts, CpuConvBackend::Rust)
+            .unwrap();
+        assert_eq!(y.layout(), Layout::Blocked16);
+        assert_close(
+            &y.to_vec().unwrap(),
+            &plain.to_vec().unwrap(),
+            1e-5,
+            "blocked dw",
+        );
+        let mut ins = vec![x, w];
+        ins.extend(b);
+        check_grad(&ins, |t| {
+            t[0].to_layout(Layout::Blocked16)?
+                .conv2d_on(&t[1], t.get(2), &opts, CpuConvBackend::Rust)?
+                .tanh()
+        })
+        .unwrap_or_else(|e| panic!("{opts:?}: {e}"));
+    }
+    // A channel multiplier (here 2) falls back to the plain kernels.
+    let c = case(
+        [1, 16, 6, 6],
+        32,
+        (3, 3),
+        Conv2dOpts::default().with_groups(16),
+        true,
+    );
+    let (x, w, b) = inputs(&mut rng, &c);
+    let xb = x.to_layout(Layout::Blocked16).unwrap();
+    let y = xb
+        .conv2d_on(&w, b.as_ref(), &c.opts, CpuConvBackend::Rust)
+        .unwrap();
+    assert_eq!(y.layout(), Layout::Plain);
+}
+
+/// oneDNN primitives are shared between threads; concurrent calls (from rayon tasks and plain
+/// threads) must give the same results as one call at a time.
+#[test]
+fn concurrent_onednn_calls() {
+    use rayon::prelude::*;
+    let Ok(_) = onednn::get() else {
+        eprintln!("skipping: oneDNN is not available");
+        return;
+    };
+    let mut rng = Rng::new(10);
+    let c = case([2, 16, 12, 12], 32, (3, 3), Conv2dOpts::default(), true);
+    let (x, w, b) = inputs(&mut rng, &c);
+    let want = x
+        .conv2d_on(&w, b.as_ref(), &c.opts, CpuConvBackend::Rust)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let run = || {
+        let y = x
+            .conv2d_on(&w, b.as_ref(), &c.opts, CpuConvBackend::OneDnn)
+            .unwrap();
+        assert_close(&y.to_vec().unwrap(), &want, 1e-4, "concurrent");
+    };
+    (0..16).into_par_iter().for_each(|_| run());
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| (0..5).for_each(|_| run()));
+        }
+    });
+}
