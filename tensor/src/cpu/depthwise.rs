@@ -531,7 +531,7 @@ const B: usize = crate::layout::BLOCK;
 /// Whether [`forward_blocked`] and friends handle `g`: a depthwise convolution with one output
 /// per channel, stride 1, and channels in whole blocks.
 pub fn blocked_supported(g: &ConvGeom) -> bool {
-    g.groups == g.c && g.o == g.c && g.c % B == 0 && g.sh == 1 && g.sw == 1
+    g.groups == g.c && g.o == g.c && g.c.is_multiple_of(B) && g.sh == 1 && g.sw == 1
 }
 
 /// `out[r][c] (+)= Σ_t wt[t] ∘ src[r + th_t][c + tw_t]` over an `rows × cols` grid of B-lane

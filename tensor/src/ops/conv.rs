@@ -288,6 +288,19 @@ fn choose(
     }
 }
 
+/// Runs `f` on `path`; under `Auto`, a oneDNN failure (a shape its build does not implement)
+/// falls back to the Rust kernels instead of failing the op. A forced backend reports the error.
+fn with_fallback<T>(
+    backend: CpuConvBackend,
+    path: Path,
+    f: impl Fn(Path) -> Result<T>,
+) -> Result<T> {
+    match (f(path), path, backend) {
+        (Err(Error::OneDnn(_)), Path::OneDnn(_), CpuConvBackend::Auto) => f(Path::Rust),
+        (r, _, _) => r,
+    }
+}
+
 /// Whether oneDNN's result is returned blocked when the input is plain. oneDNN computes in its
 /// blocked layout either way; handing the result back blocked saves the reorder to plain, worth
 /// 5–25 % of a 3×3 convolution on 2 AVX2 cores (conv_bench: plain→blocked 62–75 GFLOP/s per
@@ -580,7 +593,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         let g = geometry(self, weight, bias, opts)?;
         let path = choose(backend, &g, Stage::Forward, self.layout(), bias.is_some())?;
-        let out = forward(self, weight, bias, &g, path)?;
+        let out = with_fallback(backend, path, |p| forward(self, weight, bias, &g, p))?;
         let has_bias = bias.is_some();
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
@@ -588,14 +601,18 @@ impl Tensor {
             let (x, w, dy) = (&ctx.inputs[0], &ctx.inputs[1], ctx.grad);
             let dx = if ctx.needs_grad(0) {
                 let path = choose(backend, &g, Stage::BackwardData, dy.layout(), has_bias)?;
-                Some(backward_data(dy, w, x.layout(), &g, has_bias, path)?)
+                Some(with_fallback(backend, path, |p| {
+                    backward_data(dy, w, x.layout(), &g, has_bias, p)
+                })?)
             } else {
                 None
             };
             let (want_w, want_b) = (ctx.needs_grad(1), has_bias && ctx.needs_grad(2));
             let (dw, db) = if want_w || want_b {
                 let path = choose(backend, &g, Stage::BackwardWeights, dy.layout(), has_bias)?;
-                backward_params(x, dy, &g, has_bias, want_w, want_b, path)?
+                with_fallback(backend, path, |p| {
+                    backward_params(x, dy, &g, has_bias, want_w, want_b, p)
+                })?
             } else {
                 (None, None)
             };
