@@ -182,6 +182,8 @@ fn forward_matches_the_definition() {
         case([2, 16, 6, 5], 32, (3, 3), dflt, true),
         case([2, 32, 6, 5], 32, (3, 3), dflt.with_groups(32), true),
         case([2, 16, 7, 7], 16, (3, 3), dflt.with_stride(2), false),
+        // One image and enough work for the parallel-GEMM plan of the Rust path.
+        case([1, 32, 16, 16], 32, (3, 3), dflt, true),
     ];
     let mut rng = Rng::new(1);
     for c in &cases {
@@ -285,6 +287,7 @@ fn onednn_and_rust_agree_on_larger_shapes() {
         ),
         case([2, 24, 8, 8], 16, (1, 1), dflt, true),
         case([2, 3, 16, 16], 16, (7, 7), dflt.with_stride(2), true),
+        case([1, 32, 16, 16], 32, (3, 3), dflt.with_groups(2), true),
     ];
     let mut rng = Rng::new(4);
     for c in &cases {
@@ -554,4 +557,34 @@ fn concurrent_onednn_calls() {
             s.spawn(|| (0..5).for_each(|_| run()));
         }
     });
+}
+
+/// Special cases with their own code: 1×1 stride-1 (no im2col), 1×1 strided, multiplier-1
+/// depthwise, and a one-channel input (direct kernels with groups = 1).
+#[test]
+fn gradients_of_special_shapes() {
+    let dflt = Conv2dOpts::default();
+    let mut rng = Rng::new(12);
+    for c in [
+        case([2, 6, 5, 4], 5, (1, 1), dflt, true),
+        case([2, 6, 5, 4], 5, (1, 1), dflt.with_stride(2), true),
+        case([2, 6, 5, 4], 6, (3, 3), dflt.with_groups(6), true),
+        case(
+            [2, 6, 5, 4],
+            6,
+            (3, 3),
+            dflt.with_groups(6).with_stride(2),
+            false,
+        ),
+        case([2, 1, 6, 5], 4, (3, 3), dflt, true),
+    ] {
+        for be in backends() {
+            let (x, w, b) = inputs(&mut rng, &c);
+            let mut ins = vec![x, w];
+            ins.extend(b);
+            let opts = c.opts;
+            check_grad(&ins, |t| t[0].conv2d_on(&t[1], t.get(2), &opts, be))
+                .unwrap_or_else(|e| panic!("{be:?} {opts:?} {:?}: {e}", c.x));
+        }
+    }
 }
