@@ -35,8 +35,50 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// `c[m×n] (ldc) = alpha · op(a)[m×k] · op(b)[k×n] + beta · c`.
+/// `c[m×n] (ldc) = alpha · op(a)[m×k] · op(b)[k×n] + beta · c`, using every rayon thread.
 pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    sgemm_threads(
+        rayon::current_num_threads(),
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        b,
+        beta,
+        c,
+        ldc,
+    );
+}
+
+/// [`sgemm`] on the calling thread only, for callers that already run independent products in
+/// parallel (one image per rayon task in the convolution).
+pub fn sgemm_seq(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    sgemm_threads(1, m, n, k, alpha, a, b, beta, c, ldc);
+}
+
+fn sgemm_threads(
+    threads: usize,
     m: usize,
     n: usize,
     k: usize,
@@ -58,11 +100,37 @@ pub fn sgemm(
         }
         return;
     }
-    rust_sgemm(m, n, k, alpha, a, b, beta, c, ldc);
+    rust_sgemm_threads(threads, m, n, k, alpha, a, b, beta, c, ldc);
 }
 
 /// The pure-Rust path (the `gemm` crate), always available.
 pub fn rust_sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    rust_sgemm_threads(
+        rayon::current_num_threads(),
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        b,
+        beta,
+        c,
+        ldc,
+    );
+}
+
+fn rust_sgemm_threads(
+    threads: usize,
     m: usize,
     n: usize,
     k: usize,
@@ -84,7 +152,6 @@ pub fn rust_sgemm(
         b.data.len() >= max_index(k, n, b_rs, b_cs),
         "sgemm: B too small"
     );
-    let threads = rayon::current_num_threads();
     let par = if (m * n * k) < 64 * 64 * 64 || threads <= 1 {
         gemm::Parallelism::None
     } else {

@@ -1,11 +1,14 @@
 //! CPU kernels: plain functions over host slices, parallel with rayon. These are the reference
 //! every other backend is tested against.
 
+pub mod conv;
+pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod linear;
 pub mod loss;
 pub mod norm;
+pub mod onednn;
 pub mod pool;
 pub mod reduce;
 pub mod resize;

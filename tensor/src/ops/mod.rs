@@ -1,6 +1,7 @@
 //! The op set. Each module owns one family: its forward, its backward and the dispatch to the
 //! CPU kernels (`crate::cpu`) and CUDA kernels (`crate::cuda`, feature `cuda`).
 
+pub mod conv;
 pub mod elementwise;
 pub mod linear;
 pub mod loss;
@@ -11,6 +12,7 @@ pub mod reduce;
 pub mod resize;
 pub mod shape;
 
+pub use conv::{conv2d_output_size, Conv2dOpts, CpuConvBackend};
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use padding::Padding;
 pub use pool::{pool2d_output_size, Pool2dOpts};

@@ -1,0 +1,473 @@
+//! The pure-Rust 2-D convolution: im2col/col2im around [`sgemm`](super::gemm) for dense and
+//! grouped convolutions, direct kernels ([`super::depthwise`]) when each group sees one input
+//! channel. Always compiled; the reference the oneDNN path is tested against.
+//!
+//! All buffers are plain NCHW; weights are `[O, C/groups, kh, kw]`.
+
+use super::gemm::{sgemm, sgemm_seq, MatRef};
+use crate::storage::CpuBuf;
+use rayon::prelude::*;
+
+/// Everything a kernel needs to know about one convolution, with the padding already resolved
+/// to explicit (top, bottom, left, right) amounts. Also the cache key of compiled oneDNN
+/// primitives, so it holds nothing but sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub pt: usize,
+    pub pb: usize,
+    pub pl: usize,
+    pub pr: usize,
+    pub ho: usize,
+    pub wo: usize,
+    pub groups: usize,
+}
+
+impl ConvGeom {
+    /// Input channels per group.
+    pub fn cg(&self) -> usize {
+        self.c / self.groups
+    }
+    /// Output channels per group.
+    pub fn og(&self) -> usize {
+        self.o / self.groups
+    }
+    /// Length of one im2col column: the reduction size of the GEMM.
+    pub fn kdim(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    pub fn in_plane(&self) -> usize {
+        self.h * self.w
+    }
+    pub fn out_plane(&self) -> usize {
+        self.ho * self.wo
+    }
+    pub fn in_len(&self) -> usize {
+        self.n * self.c * self.in_plane()
+    }
+    pub fn out_len(&self) -> usize {
+        self.n * self.o * self.out_plane()
+    }
+    pub fn weight_len(&self) -> usize {
+        self.o * self.kdim()
+    }
+    /// Each group reads a single input channel (depthwise, with any channel multiplier): the
+    /// GEMM would have a reduction of only kh·kw, so direct kernels win.
+    pub fn is_depthwise(&self) -> bool {
+        self.cg() == 1
+    }
+    /// A 1×1, stride-1, unpadded convolution: the input already is the im2col matrix.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.pt + self.pb + self.pl + self.pr == 0
+    }
+    /// Multiply-adds × 2 of the forward pass (the backward passes cost the same each).
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.n * self.o * self.out_plane()) as f64 * self.kdim() as f64
+    }
+}
+
+/// The output indices `[lo, hi)` along one axis whose input index `i·stride + offset` lies in
+/// `[0, n_in)`.
+#[inline]
+pub(crate) fn valid_range(
+    n_out: usize,
+    stride: usize,
+    offset: isize,
+    n_in: usize,
+) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if offset >= 0 {
+        0
+    } else {
+        ((-offset) + s - 1) / s
+    };
+    let room = n_in as isize - offset;
+    let hi = if room > 0 { (room + s - 1) / s } else { 0 };
+    let hi = (hi as usize).min(n_out);
+    let lo = (lo as usize).min(hi);
+    (lo, hi)
+}
+
+/// Offsets of kernel tap `k` along an axis: input index = out·stride + k·dilation − pad_before.
+#[inline]
+fn tap_offset(k: usize, dil: usize, pad: usize) -> isize {
+    (k * dil) as isize - pad as isize
+}
+
+/// `col[(ci·kh + ki)·kw + kj][ho·Wo + wo] = x[ci][ho·sh + ki·dh − pt][wo·sw + kj·dw − pl]` (0 in
+/// the padding) for one group of one image.
+fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32]) {
+    let (hw, ohw) = (g.in_plane(), g.out_plane());
+    for ci in 0..g.cg() {
+        let xc = &x[ci * hw..][..hw];
+        for ki in 0..g.kh {
+            let hoff = tap_offset(ki, g.dh, g.pt);
+            let (hlo, hhi) = valid_range(g.ho, g.sh, hoff, g.h);
+            for kj in 0..g.kw {
+                let woff = tap_offset(kj, g.dw, g.pl);
+                let (wlo, whi) = valid_range(g.wo, g.sw, woff, g.w);
+                let row = &mut col[((ci * g.kh + ki) * g.kw + kj) * ohw..][..ohw];
+                row[..hlo * g.wo].fill(0.0);
+                row[hhi * g.wo..].fill(0.0);
+                for ho in hlo..hhi {
+                    let hi = (ho * g.sh) as isize + hoff;
+                    let src = &xc[hi as usize * g.w..][..g.w];
+                    let dst = &mut row[ho * g.wo..][..g.wo];
+                    dst[..wlo].fill(0.0);
+                    dst[whi..].fill(0.0);
+                    if wlo == whi {
+                        continue;
+                    }
+                    let start = (wlo * g.sw) as isize + woff;
+                    if g.sw == 1 {
+                        dst[wlo..whi].copy_from_slice(&src[start as usize..][..whi - wlo]);
+                    } else {
+                        for (d, s) in dst[wlo..whi]
+                            .iter_mut()
+                            .zip(src[start as usize..].iter().step_by(g.sw))
+                        {
+                            *d = *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: accumulates `col` into `dx` (one group of one image; `dx` must be
+/// zeroed by the caller).
+fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32]) {
+    let (hw, ohw) = (g.in_plane(), g.out_plane());
+    for ci in 0..g.cg() {
+        let dxc = &mut dx[ci * hw..][..hw];
+        for ki in 0..g.kh {
+            let hoff = tap_offset(ki, g.dh, g.pt);
+            let (hlo, hhi) = valid_range(g.ho, g.sh, hoff, g.h);
+            for kj in 0..g.kw {
+                let woff = tap_offset(kj, g.dw, g.pl);
+                let (wlo, whi) = valid_range(g.wo, g.sw, woff, g.w);
+                if wlo == whi {
+                    continue;
+                }
+                let row = &col[((ci * g.kh + ki) * g.kw + kj) * ohw..][..ohw];
+                for ho in hlo..hhi {
+                    let hi = (ho * g.sh) as isize + hoff;
+                    let dst = &mut dxc[hi as usize * g.w..][..g.w];
+                    let src = &row[ho * g.wo + wlo..ho * g.wo + whi];
+                    let start = ((wlo * g.sw) as isize + woff) as usize;
+                    if g.sw == 1 {
+                        for (d, s) in dst[start..][..src.len()].iter_mut().zip(src) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (d, s) in dst[start..].iter_mut().step_by(g.sw).zip(src) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How a convolution spreads over rayon's threads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Everything on the calling thread: too small for fork/join to pay.
+    Serial,
+    /// One image per rayon task, single-threaded GEMMs (no synchronisation inside a product).
+    PerImage,
+    /// Images in sequence, each GEMM on all threads (a batch smaller than the thread count).
+    ParallelGemm,
+}
+
+/// Below this many flops a convolution runs on the calling thread.
+const SERIAL_FLOPS: f64 = 2e6;
+
+fn plan(g: &ConvGeom) -> Plan {
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || g.flops() < SERIAL_FLOPS {
+        Plan::Serial
+    } else if g.n >= threads {
+        Plan::PerImage
+    } else {
+        Plan::ParallelGemm
+    }
+}
+
+/// A GEMM on this thread alone or on all threads.
+fn gemm_on(
+    seq: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if seq {
+        sgemm_seq(m, n, k, 1.0, a, b, beta, c, ldc);
+    } else {
+        sgemm(m, n, k, 1.0, a, b, beta, c, ldc);
+    }
+}
+
+/// Forward convolution: `x` [N,C,H,W], `w` [O,C/g,kh,kw], `bias` [O] → [N,O,Ho,Wo].
+pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuBuf {
+    if g.is_depthwise() {
+        return super::depthwise::forward(x, w, bias, g);
+    }
+    let mut out = CpuBuf::zeros(g.out_len());
+    if g.out_len() == 0 {
+        return out;
+    }
+    let (chw, ohw) = (g.c * g.in_plane(), g.out_plane());
+    let col_len = if g.is_pointwise() { 0 } else { g.kdim() * ohw };
+    let image = |seq: bool, col: &mut Vec<f32>, xi: &[f32], oi: &mut [f32]| {
+        let beta = match bias {
+            Some(b) => {
+                for (plane, bv) in oi.chunks_mut(ohw).zip(b) {
+                    plane.fill(*bv);
+                }
+                1.0
+            }
+            None => 0.0,
+        };
+        for grp in 0..g.groups {
+            let xg = &xi[grp * g.cg() * g.in_plane()..][..g.cg() * g.in_plane()];
+            let bmat = if g.is_pointwise() {
+                xg
+            } else {
+                im2col(xg, g, col);
+                &col[..]
+            };
+            let wg = &w[grp * g.og() * g.kdim()..][..g.og() * g.kdim()];
+            gemm_on(
+                seq,
+                g.og(),
+                ohw,
+                g.kdim(),
+                MatRef::new(wg, g.kdim()),
+                MatRef::new(bmat, ohw),
+                beta,
+                &mut oi[grp * g.og() * ohw..][..g.og() * ohw],
+                ohw,
+            );
+        }
+    };
+    let plan = plan(g);
+    if plan == Plan::PerImage {
+        out.par_chunks_mut(g.o * ohw)
+            .zip(x.par_chunks(chw))
+            .for_each_init(
+                || vec![0.0; col_len],
+                |col, (oi, xi)| image(true, col, xi, oi),
+            );
+    } else {
+        let mut col = vec![0.0; col_len];
+        for (oi, xi) in out.chunks_mut(g.o * ohw).zip(x.chunks(chw)) {
+            image(plan == Plan::Serial, &mut col, xi, oi);
+        }
+    }
+    out
+}
+
+/// Gradient with respect to the input: `dy` [N,O,Ho,Wo], `w` [O,C/g,kh,kw] → [N,C,H,W].
+pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
+    if g.is_depthwise() {
+        return super::depthwise::backward_data(dy, w, g);
+    }
+    let mut dx = CpuBuf::zeros(g.in_len());
+    if g.in_len() == 0 || g.out_len() == 0 {
+        return dx;
+    }
+    let (chw, ohw, cghw) = (g.c * g.in_plane(), g.out_plane(), g.cg() * g.in_plane());
+    let col_len = if g.is_pointwise() { 0 } else { g.kdim() * ohw };
+    let image = |seq: bool, col: &mut Vec<f32>, dyi: &[f32], dxi: &mut [f32]| {
+        for grp in 0..g.groups {
+            let wg = &w[grp * g.og() * g.kdim()..][..g.og() * g.kdim()];
+            let dyg = &dyi[grp * g.og() * ohw..][..g.og() * ohw];
+            let dxg = &mut dxi[grp * cghw..][..cghw];
+            let (a, b) = (MatRef::new(wg, g.kdim()).t(), MatRef::new(dyg, ohw));
+            if g.is_pointwise() {
+                gemm_on(seq, g.kdim(), ohw, g.og(), a, b, 0.0, dxg, ohw);
+            } else {
+                gemm_on(seq, g.kdim(), ohw, g.og(), a, b, 0.0, col, ohw);
+                col2im(col, g, dxg);
+            }
+        }
+    };
+    let plan = plan(g);
+    if plan == Plan::PerImage {
+        dx.par_chunks_mut(chw)
+            .zip(dy.par_chunks(g.o * ohw))
+            .for_each_init(
+                || vec![0.0; col_len],
+                |col, (dxi, dyi)| image(true, col, dyi, dxi),
+            );
+    } else {
+        let mut col = vec![0.0; col_len];
+        for (dxi, dyi) in dx.chunks_mut(chw).zip(dy.chunks(g.o * ohw)) {
+            image(plan == Plan::Serial, &mut col, dyi, dxi);
+        }
+    }
+    dx
+}
+
+/// Gradient with respect to the weights: `x` [N,C,H,W], `dy` [N,O,Ho,Wo] → [O,C/g,kh,kw].
+pub fn backward_weights(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
+    if g.is_depthwise() {
+        return super::depthwise::backward_weights(x, dy, g);
+    }
+    let wlen = g.weight_len();
+    if g.n == 0 || g.out_plane() == 0 {
+        return CpuBuf::zeros(wlen);
+    }
+    let (chw, ohw, cghw) = (g.c * g.in_plane(), g.out_plane(), g.cg() * g.in_plane());
+    let col_len = if g.is_pointwise() { 0 } else { g.kdim() * ohw };
+    // dW_g += dy_g [og × HoWo] · col_gᵀ [HoWo × kdim], summed over images.
+    let image = |seq: bool, col: &mut Vec<f32>, acc: &mut [f32], xi: &[f32], dyi: &[f32]| {
+        for grp in 0..g.groups {
+            let xg = &xi[grp * cghw..][..cghw];
+            let bmat = if g.is_pointwise() {
+                xg
+            } else {
+                im2col(xg, g, col);
+                &col[..]
+            };
+            let dyg = &dyi[grp * g.og() * ohw..][..g.og() * ohw];
+            gemm_on(
+                seq,
+                g.og(),
+                g.kdim(),
+                ohw,
+                MatRef::new(dyg, ohw),
+                MatRef::new(bmat, ohw).t(),
+                1.0,
+                &mut acc[grp * g.og() * g.kdim()..][..g.og() * g.kdim()],
+                g.kdim(),
+            );
+        }
+    };
+    let plan = plan(g);
+    if plan == Plan::PerImage {
+        // One accumulator per rayon job (a handful: rayon splits adaptively), summed at the end.
+        let acc = x
+            .par_chunks(chw)
+            .zip(dy.par_chunks(g.o * ohw))
+            .fold(
+                || (vec![0.0f32; wlen], vec![0.0f32; col_len]),
+                |(mut acc, mut col), (xi, dyi)| {
+                    image(true, &mut col, &mut acc, xi, dyi);
+                    (acc, col)
+                },
+            )
+            .map(|(acc, _)| acc)
+            .reduce_with(|mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += *y;
+                }
+                a
+            })
+            .unwrap_or_else(|| vec![0.0; wlen]);
+        CpuBuf::new(acc)
+    } else {
+        let mut acc = CpuBuf::zeros(wlen);
+        let mut col = vec![0.0; col_len];
+        for (xi, dyi) in x.chunks(chw).zip(dy.chunks(g.o * ohw)) {
+            image(plan == Plan::Serial, &mut col, &mut acc, xi, dyi);
+        }
+        acc
+    }
+}
+
+/// Gradient with respect to the bias: `dy` [N,O,Ho,Wo] summed over N, Ho, Wo → [O].
+pub fn backward_bias(dy: &[f32], n: usize, o: usize, plane: usize) -> CpuBuf {
+    let mut db = CpuBuf::zeros(o);
+    if plane == 0 {
+        return db;
+    }
+    db.par_iter_mut().enumerate().for_each(|(oc, d)| {
+        let mut s = 0.0f64;
+        for i in 0..n {
+            s += super::depthwise::sum(&dy[(i * o + oc) * plane..][..plane]) as f64;
+        }
+        *d = s as f32;
+    });
+    db
+}
+
+/// [`backward_bias`] of a `dy` in the blocked layout (`[n][o/16][plane][16]`).
+pub fn backward_bias_blocked(dy: &[f32], n: usize, o: usize, plane: usize) -> CpuBuf {
+    use crate::layout::BLOCK;
+    let mut db = CpuBuf::zeros(o);
+    if plane == 0 {
+        return db;
+    }
+    let blocks = o / BLOCK;
+    db.par_chunks_mut(BLOCK).enumerate().for_each(|(cb, d)| {
+        let mut acc = [0.0f64; BLOCK];
+        for i in 0..n {
+            let mut part = [0.0f32; BLOCK];
+            for px in dy[(i * blocks + cb) * plane * BLOCK..][..plane * BLOCK].chunks_exact(BLOCK) {
+                for l in 0..BLOCK {
+                    part[l] += px[l];
+                }
+            }
+            for l in 0..BLOCK {
+                acc[l] += part[l] as f64;
+            }
+        }
+        for l in 0..BLOCK {
+            d[l] = acc[l] as f32;
+        }
+    });
+    db
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_range_matches_brute_force() {
+        for n_out in 0..6 {
+            for stride in 1..4 {
+                for offset in -5isize..5 {
+                    for n_in in 0..7 {
+                        let (lo, hi) = valid_range(n_out, stride, offset, n_in);
+                        let ok: Vec<usize> = (0..n_out)
+                            .filter(|&i| {
+                                let p = (i * stride) as isize + offset;
+                                p >= 0 && p < n_in as isize
+                            })
+                            .collect();
+                        let want = match (ok.first(), ok.last()) {
+                            (Some(&a), Some(&b)) => (a, b + 1),
+                            _ => (lo, lo),
+                        };
+                        assert_eq!((lo, hi), want, "{n_out} {stride} {offset} {n_in}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! 2-D convolution (cross-correlation, as in every deep-learning framework) with stride, padding
+//! (TensorFlow "SAME" with its asymmetric split, "VALID", or explicit amounts), dilation, groups
+//! (depthwise included) and an optional bias; forward and backward for input, weights and bias.
+//!
+//! Two CPU implementations, chosen per call (see [`CpuConvBackend`]):
+//! * oneDNN (Debian's `libdnnl-dev`), loaded at run time ([`crate::cpu::onednn`]). It runs in its
+//!   blocked layout; with channel counts that are multiples of 16 the result stays in
+//!   [`Layout::Blocked16`] so an unroll never converts between steps (callers convert at the
+//!   edges with [`Tensor::plain`]).
+//! * pure Rust ([`crate::cpu::conv`]): im2col + GEMM, and direct kernels for depthwise
+//!   convolutions. Always available; plain layout in and out, except that a stride-1 depthwise
+//!   convolution (one output per channel) of a blocked input runs blocked and stays blocked.
+
+use crate::backprop::no_grad;
+use crate::cpu::conv::{self as kernels, ConvGeom};
+use crate::cpu::depthwise;
+use crate::cpu::onednn::{self, OneDnn};
+use crate::layout::{Layout, BLOCK};
+use crate::storage::{CpuBuf, Storage};
+use crate::{Error, Result, Shape, Tensor};
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+
+pub use super::padding::Padding;
+
+
+/// Options of [`Tensor::conv2d`]. Default: stride 1, [`Padding::Same`], dilation 1, one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Conv2dOpts {
+    pub stride: (usize, usize),
+    pub padding: Padding,
+    pub dilation: (usize, usize),
+    /// Input and output channels are split into this many independent groups; `groups == C` is a
+    /// depthwise convolution (with `O = m·C` for a channel multiplier `m`).
+    pub groups: usize,
+}
+
+impl Default for Conv2dOpts {
+    fn default() -> Self {
+        Conv2dOpts {
+            stride: (1, 1),
+            padding: Padding::Same,
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dOpts {
+    pub fn with_stride(self, s: usize) -> Self {
+        Conv2dOpts {
+            stride: (s, s),
+            ..self
+        }
+    }
+    pub fn with_padding(self, padding: Padding) -> Self {
+        Conv2dOpts { padding, ..self }
+    }
+    pub fn with_dilation(self, d: usize) -> Self {
+        Conv2dOpts {
+            dilation: (d, d),
+            ..self
+        }
+    }
+    pub fn with_groups(self, groups: usize) -> Self {
+        Conv2dOpts { groups, ..self }
+    }
+}
+
+/// Output `(height, width)` and padding `(top, bottom, left, right)`.
+type SizeAndPadding = ((usize, usize), (usize, usize, usize, usize));
+
+/// Output `(height, width)` of a convolution with a `kernel`-sized window over `in_hw`, and the
+/// resolved padding `(top, bottom, left, right)`.
+fn output_and_padding(
+    in_hw: (usize, usize),
+    kernel: (usize, usize),
+    opts: &Conv2dOpts,
+) -> Result<SizeAndPadding> {
+    const OP: &str = "conv2d";
+    if opts.stride.0 == 0 || opts.stride.1 == 0 {
+        return Err(Error::invalid(
+            OP,
+            format!("stride must be at least 1, got {:?}", opts.stride),
+        ));
+    }
+    if opts.dilation.0 == 0 || opts.dilation.1 == 0 {
+        return Err(Error::invalid(
+            OP,
+            format!("dilation must be at least 1, got {:?}", opts.dilation),
+        ));
+    }
+    if kernel.0 == 0 || kernel.1 == 0 {
+        return Err(Error::invalid(
+            OP,
+            format!("the kernel must be at least 1×1, got {kernel:?}"),
+        ));
+    }
+    let extent = (
+        (kernel.0 - 1) * opts.dilation.0 + 1,
+        (kernel.1 - 1) * opts.dilation.1 + 1,
+    );
+    let pads = opts.padding.amounts(in_hw, extent, opts.stride);
+    let (t, b, l, r) = pads;
+    let (ph, pw) = (in_hw.0 + t + b, in_hw.1 + l + r);
+    if ph < extent.0 || pw < extent.1 || in_hw.0 == 0 || in_hw.1 == 0 {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "input {}×{} (padded {ph}×{pw}) is smaller than the {}×{} window of a {}×{} kernel \
+                 with dilation {:?}",
+                in_hw.0, in_hw.1, extent.0, extent.1, kernel.0, kernel.1, opts.dilation
+            ),
+        ));
+    }
+    let out = (
+        (ph - extent.0) / opts.stride.0 + 1,
+        (pw - extent.1) / opts.stride.1 + 1,
+    );
+    Ok((out, pads))
+}
+
+/// Output `(height, width)` of a convolution with a `kernel` = (kh, kw) window over `in_hw`.
+pub fn conv2d_output_size(
+    in_hw: (usize, usize),
+    kernel: (usize, usize),
+    opts: &Conv2dOpts,
+) -> Result<(usize, usize)> {
+    output_and_padding(in_hw, kernel, opts).map(|(out, _)| out)
+}
+
+/// Which CPU implementation runs a convolution.
+///
+/// [`Tensor::conv2d`] reads it from the environment variable `CONVRNN_CPU_CONV` once per process:
+/// `auto` (the default: oneDNN where it loads and is measured faster, else Rust), `rust`
+/// (always the pure-Rust kernels) or `onednn` (always oneDNN; an error naming the library file and
+/// the install command when it cannot be loaded). [`Tensor::conv2d_on`] takes it as an argument,
+/// for tests and benchmarks that compare the two in one process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum CpuConvBackend {
+    #[default]
+    Auto,
+    Rust,
+    OneDnn,
+}
+
+impl CpuConvBackend {
+    /// The environment variable read by [`CpuConvBackend::from_env`].
+    pub const ENV: &'static str = "CONVRNN_CPU_CONV";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Some(CpuConvBackend::Auto),
+            "rust" => Some(CpuConvBackend::Rust),
+            "onednn" | "dnnl" => Some(CpuConvBackend::OneDnn),
+            _ => None,
+        }
+    }
+
+    /// The backend named by `CONVRNN_CPU_CONV` (read once per process), `Auto` when unset.
+    pub fn from_env() -> Result<Self> {
+        static FROM_ENV: OnceLock<std::result::Result<CpuConvBackend, String>> = OnceLock::new();
+        FROM_ENV
+            .get_or_init(|| match std::env::var(Self::ENV) {
+                Err(_) => Ok(CpuConvBackend::Auto),
+                Ok(v) => Self::parse(&v).ok_or_else(|| {
+                    format!(
+                        "{} must be `auto`, `rust` or `onednn`, got `{v}`",
+                        Self::ENV
+                    )
+                }),
+            })
+            .clone()
+            .map_err(|msg| Error::invalid("conv2d", msg))
+    }
+}
+
+/// One of the three computations of a convolution; `Auto` may pick a different implementation for
+/// each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Forward,
+    BackwardData,
+    BackwardWeights,
+}
+
+#[derive(Clone, Copy)]
+enum Path {
+    Rust,
+    OneDnn(&'static OneDnn),
+}
+
+/// Where `Auto` sends a computation when oneDNN is loaded (measured with
+/// examples/conv_bench.rs on 2 AVX2 cores; figures in the docs):
+/// * dense and grouped convolutions: oneDNN, 1.2–1.5× the im2col+GEMM path per core;
+/// * depthwise: the direct Rust kernels, except where oneDNN runs natively in the blocked layout
+///   of an already blocked input. On AVX2 oneDNN blocks by 8, so a `Blocked16` tensor is
+///   reordered on the way in and out, and for a memory-bound depthwise convolution those
+///   reorders cost more than the convolution (Rust 11–21 GFLOP/s per core against 5–13). Its
+///   weight gradient is a generic GEMM in the plain layout, 5–8× slower than the Rust kernel.
+///
+/// `input` is the tensor the stage reads in its own layout: x forward, dy backward-data.
+fn auto_prefers_onednn(d: &OneDnn, g: &ConvGeom, stage: Stage, input: Layout, bias: bool) -> bool {
+    if !g.is_depthwise() {
+        return true;
+    }
+    stage != Stage::BackwardWeights
+        && input == Layout::Blocked16
+        && d.runs_blocked_natively(g, bias).unwrap_or(false)
+}
+
+fn choose(
+    backend: CpuConvBackend,
+    g: &ConvGeom,
+    stage: Stage,
+    input: Layout,
+    bias: bool,
+) -> Result<Path> {
+    if g.in_len() == 0 || g.out_len() == 0 {
+        // Nothing to compute; oneDNN rejects zero-sized dimensions.
+        return Ok(Path::Rust);
+    }
+    match backend {
+        CpuConvBackend::Rust => Ok(Path::Rust),
+        CpuConvBackend::OneDnn => Ok(Path::OneDnn(onednn::get()?)),
+        CpuConvBackend::Auto => match onednn::get() {
+            Ok(d) if auto_prefers_onednn(d, g, stage, input, bias) => Ok(Path::OneDnn(d)),
+            _ => Ok(Path::Rust),
+        },
+    }
+}
+
+/// Runs `f` on `path`; under `Auto`, a oneDNN failure (a shape its build does not implement)
+/// falls back to the Rust kernels instead of failing the op. A forced backend reports the error.
+fn with_fallback<T>(
+    backend: CpuConvBackend,
+    path: Path,
+    f: impl Fn(Path) -> Result<T>,
+) -> Result<T> {
+    match (f(path), path, backend) {
+        (Err(Error::OneDnn(_)), Path::OneDnn(_), CpuConvBackend::Auto) => f(Path::Rust),
+        (r, _, _) => r,
+    }
+}
+
+/// Whether oneDNN's result is returned blocked when the input is plain. oneDNN computes in its
+/// blocked layout either way; handing the result back blocked saves the reorder to plain, worth
+/// 5–25 % of a 3×3 convolution on 2 AVX2 cores (conv_bench: plain→blocked 62–75 GFLOP/s per
+/// core, plain→plain 49–60), and the elementwise ops that follow accept either layout.
+const BLOCK_PLAIN_INPUTS: bool = true;
+
+fn onednn_out_layout(x_layout: Layout, o: usize) -> Layout {
+    if o.is_multiple_of(BLOCK) && (x_layout == Layout::Blocked16 || BLOCK_PLAIN_INPUTS) {
+        Layout::Blocked16
+    } else {
+        Layout::Plain
+    }
+}
+
+/// Checks shapes and options and resolves the geometry.
+fn geometry(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOpts) -> Result<ConvGeom> {
+    const OP: &str = "conv2d";
+    x.same_device(w, OP)?;
+    if let Some(b) = bias {
+        x.same_device(b, OP)?;
+    }
+    let (n, c, h, wd) = x.shape().dims4(OP)?;
+    let groups = opts.groups;
+    if groups == 0 {
+        return Err(Error::invalid(OP, "groups must be at least 1, got 0"));
+    }
+    if c % groups != 0 {
+        return Err(Error::invalid(
+            OP,
+            format!("input channels ({c}) are not divisible by groups ({groups})"),
+        ));
+    }
+    let weight_shape = || {
+        format!(
+            "a weight [O, {}, kh, kw] (input channels {c} / groups {groups})",
+            c / groups
+        )
+    };
+    let (o, wc, kh, kw) = match w.dims() {
+        &[o, wc, kh, kw] => (o, wc, kh, kw),
+        _ => {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                expected: weight_shape(),
+                got: w.shape().clone(),
+            })
+        }
+    };
+    if wc != c / groups {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            expected: weight_shape(),
+            got: w.shape().clone(),
+        });
+    }
+    if o == 0 || o % groups != 0 {
+        return Err(Error::invalid(
+            OP,
+            format!("output channels ({o}) must be a positive multiple of groups ({groups})"),
+        ));
+    }
+    if let Some(b) = bias {
+        if b.dims() != [o] {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                expected: format!("a bias [{o}] (one value per output channel)"),
+                got: b.shape().clone(),
+            });
+        }
+    }
+    let ((ho, wo), (pt, pb, pl, pr)) = output_and_padding((h, wd), (kh, kw), opts)?;
+    Ok(ConvGeom {
+        n,
+        c,
+        h,
+        w: wd,
+        o,
+        kh,
+        kw,
+        sh: opts.stride.0,
+        sw: opts.stride.1,
+        dh: opts.dilation.0,
+        dw: opts.dilation.1,
+        pt,
+        pb,
+        pl,
+        pr,
+        ho,
+        wo,
+        groups,
+    })
+}
+
+fn cpu_tensor(buf: CpuBuf, shape: [usize; 4], layout: Layout, like: &Tensor) -> Tensor {
+    Tensor::from_storage(Storage::Cpu(buf), Shape::new(shape), layout, like.device())
+}
+
+/// `t` in the plain layout, without recording (the op records itself).
+fn plain_untracked(t: &Tensor) -> Result<Tensor> {
+    let _g = no_grad();
+    t.plain()
+}
+
+fn forward(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    g: &ConvGeom,
+    path: Path,
+) -> Result<Tensor> {
+    let w = plain_untracked(w)?;
+    let shape = [g.n, g.o, g.ho, g.wo];
+    match path {
+        Path::OneDnn(d) => {
+            let out_layout = onednn_out_layout(x.layout(), g.o);
+            let (xs, ws) = (x.storage(), w.storage());
+            let bs = bias.map(|b| b.storage());
+            let buf = match (&*xs, &*ws) {
+                (Storage::Cpu(xd), Storage::Cpu(wd)) => {
+                    let bd = bs.as_deref().map(|s| match s {
+                        Storage::Cpu(b) => &b[..],
+                    });
+                    d.conv_forward(g, xd, x.layout(), wd, bd, out_layout)?
+                }
+            };
+            Ok(cpu_tensor(buf, shape, out_layout, x))
+        }
+        Path::Rust if x.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
+            let (xs, ws) = (x.storage(), w.storage());
+            let bs = bias.map(|b| b.storage());
+            let buf = match (&*xs, &*ws) {
+                (Storage::Cpu(xd), Storage::Cpu(wd)) => {
+                    let bd = bs.as_deref().map(|s| match s {
+                        Storage::Cpu(b) => &b[..],
+                    });
+                    depthwise::forward_blocked(xd, wd, bd, g)
+                }
+            };
+            Ok(cpu_tensor(buf, shape, Layout::Blocked16, x))
+        }
+        Path::Rust => {
+            let x = plain_untracked(x)?;
+            let (xs, ws) = (x.storage(), w.storage());
+            let bs = bias.map(|b| b.storage());
+            let buf = match (&*xs, &*ws) {
+                (Storage::Cpu(xd), Storage::Cpu(wd)) => {
+                    let bd = bs.as_deref().map(|s| match s {
+                        Storage::Cpu(b) => &b[..],
+                    });
+                    kernels::forward(xd, wd, bd, g)
+                }
+            };
+            Ok(cpu_tensor(buf, shape, Layout::Plain, &x))
+        }
+    }
+}
+
+/// Gradient of the input, in `x_layout` on the oneDNN path (plain on the Rust path; the tape
+/// converts).
+fn backward_data(
+    dy: &Tensor,
+    w: &Tensor,
+    x_layout: Layout,
+    g: &ConvGeom,
+    has_bias: bool,
+    path: Path,
+) -> Result<Tensor> {
+    let w = plain_untracked(w)?;
+    let shape = [g.n, g.c, g.h, g.w];
+    match path {
+        Path::OneDnn(d) => {
+            let (ds, ws) = (dy.storage(), w.storage());
+            let buf = match (&*ds, &*ws) {
+                (Storage::Cpu(dd), Storage::Cpu(wd)) => {
+                    d.conv_backward_data(g, has_bias, dd, dy.layout(), wd, x_layout)?
+                }
+            };
+            Ok(cpu_tensor(buf, shape, x_layout, dy))
+        }
+        Path::Rust if dy.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
+            let (ds, ws) = (dy.storage(), w.storage());
+            let buf = match (&*ds, &*ws) {
+                (Storage::Cpu(dd), Storage::Cpu(wd)) => depthwise::backward_data_blocked(dd, wd, g),
+            };
+            Ok(cpu_tensor(buf, shape, Layout::Blocked16, dy))
+        }
+        Path::Rust => {
+            let dy = plain_untracked(dy)?;
+            let (ds, ws) = (dy.storage(), w.storage());
+            let buf = match (&*ds, &*ws) {
+                (Storage::Cpu(dd), Storage::Cpu(wd)) => kernels::backward_data(dd, wd, g),
+            };
+            Ok(cpu_tensor(buf, shape, Layout::Plain, &dy))
+        }
+    }
+}
+
+/// Gradients of the weights (when `want_w`) and the bias (when `want_b`).
+fn backward_params(
+    x: &Tensor,
+    dy: &Tensor,
+    g: &ConvGeom,
+    has_bias: bool,
+    want_w: bool,
+    want_b: bool,
+    path: Path,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let w_shape = [g.o, g.cg(), g.kh, g.kw];
+    let to_bias = |buf: CpuBuf| {
+        Tensor::from_storage(
+            Storage::Cpu(buf),
+            Shape::new([g.o]),
+            Layout::Plain,
+            x.device(),
+        )
+    };
+    let bias_only = |dy: &Tensor| -> Result<Tensor> {
+        let s = dy.storage();
+        let buf = match (&*s, dy.layout()) {
+            (Storage::Cpu(dd), Layout::Blocked16) => {
+                kernels::backward_bias_blocked(dd, g.n, g.o, g.out_plane())
+            }
+            (Storage::Cpu(dd), Layout::Plain) => {
+                kernels::backward_bias(dd, g.n, g.o, g.out_plane())
+            }
+        };
+        Ok(to_bias(buf))
+    };
+    match path {
+        Path::OneDnn(d) if want_w => {
+            let (xs, ds) = (x.storage(), dy.storage());
+            let (dw, db) = match (&*xs, &*ds) {
+                (Storage::Cpu(xd), Storage::Cpu(dd)) => {
+                    d.conv_backward_weights(g, has_bias, xd, x.layout(), dd, dy.layout())?
+                }
+            };
+            let dw = cpu_tensor(dw, w_shape, Layout::Plain, x);
+            let db = if want_b { db.map(to_bias) } else { None };
+            Ok((Some(dw), db))
+        }
+        Path::OneDnn(_) => Ok((None, if want_b { Some(bias_only(dy)?) } else { None })),
+        Path::Rust => {
+            let db = if want_b { Some(bias_only(dy)?) } else { None };
+            if !want_w {
+                return Ok((None, db));
+            }
+            let blocked = Layout::Blocked16;
+            if x.layout() == blocked && dy.layout() == blocked && depthwise::blocked_supported(g) {
+                let (xs, ds) = (x.storage(), dy.storage());
+                let dw = match (&*xs, &*ds) {
+                    (Storage::Cpu(xd), Storage::Cpu(dd)) => {
+                        depthwise::backward_weights_blocked(xd, dd, g)
+                    }
+                };
+                return Ok((Some(cpu_tensor(dw, w_shape, Layout::Plain, x)), db));
+            }
+            let (x, dy) = (plain_untracked(x)?, plain_untracked(dy)?);
+            let (xs, ds) = (x.storage(), dy.storage());
+            let dw = match (&*xs, &*ds) {
+                (Storage::Cpu(xd), Storage::Cpu(dd)) => kernels::backward_weights(xd, dd, g),
+            };
+            Ok((Some(cpu_tensor(dw, w_shape, Layout::Plain, &x)), db))
+        }
+    }
+}
+
+impl Tensor {
+    /// 2-D convolution of `self` `[N, C, H, W]` with `weight` `[O, C/groups, kh, kw]` and an
+    /// optional `bias` `[O]`, giving `[N, O, Ho, Wo]`.
+    ///
+    /// The CPU implementation is chosen by `CONVRNN_CPU_CONV` (see [`CpuConvBackend`]). On the
+    /// oneDNN path, an input in [`Layout::Blocked16`] is used as is, and when `O` is a multiple of
+    /// 16 the result is blocked (convert with [`Tensor::plain`] where plain data is needed).
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        opts: &Conv2dOpts,
+    ) -> Result<Tensor> {
+        self.conv2d_on(weight, bias, opts, CpuConvBackend::from_env()?)
+    }
+
+    /// [`Tensor::conv2d`] on an explicitly chosen CPU implementation (tests, benchmarks).
+    pub fn conv2d_on(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        opts: &Conv2dOpts,
+        backend: CpuConvBackend,
+    ) -> Result<Tensor> {
+        let g = geometry(self, weight, bias, opts)?;
+        crate::flops::add(
+            2 * (g.n * g.o * g.cg() * g.kh * g.kw * g.ho * g.wo) as u64,
+        );
+        let path = choose(backend, &g, Stage::Forward, self.layout(), bias.is_some())?;
+        let out = with_fallback(backend, path, |p| forward(self, weight, bias, &g, p))?;
+        let has_bias = bias.is_some();
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        Ok(out.with_history("conv2d", &inputs, move |ctx| {
+            let (x, w, dy) = (&ctx.inputs[0], &ctx.inputs[1], ctx.grad);
+            let dx = if ctx.needs_grad(0) {
+                let path = choose(backend, &g, Stage::BackwardData, dy.layout(), has_bias)?;
+                Some(with_fallback(backend, path, |p| {
+                    backward_data(dy, w, x.layout(), &g, has_bias, p)
+                })?)
+            } else {
+                None
+            };
+            let (want_w, want_b) = (ctx.needs_grad(1), has_bias && ctx.needs_grad(2));
+            let (dw, db) = if want_w || want_b {
+                let path = choose(backend, &g, Stage::BackwardWeights, dy.layout(), has_bias)?;
+                with_fallback(backend, path, |p| {
+                    backward_params(x, dy, &g, has_bias, want_w, want_b, p)
+                })?
+            } else {
+                (None, None)
+            };
+            let mut grads = vec![dx, dw];
+            if has_bias {
+                grads.push(db);
+            }
+            Ok(grads)
+        }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
