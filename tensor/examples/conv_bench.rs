@@ -232,8 +232,28 @@ fn depthwise(reps: usize, dnnl: bool) {
     );
 }
 
-/// Per-call overhead on the tiny shapes of the unit tests.
+/// Per-call overhead on the tiny shapes of the unit tests, and what the first call of a new
+/// shape costs on the oneDNN path (primitive creation, JIT).
 fn tiny(reps: usize, dnnl: bool) {
+    if dnnl {
+        let mut rng = Rng::new(4);
+        let x = rand_tensor(&mut rng, [16, 128, 14, 14]).into_variable();
+        let w = rand_tensor(&mut rng, [128, 128, 3, 3]).into_variable();
+        let opts = Conv2dOpts::default();
+        let step = || {
+            let y = x
+                .conv2d_on(&w, None, &opts, CpuConvBackend::OneDnn)
+                .unwrap();
+            y.backward_with_grad(&y.ones_like().unwrap()).unwrap();
+        };
+        let first = time(step);
+        let next = (0..reps).map(|_| time(step)).fold(f64::INFINITY, f64::min);
+        println!(
+            "oneDNN 3x3 b16 128->128 14x14 fwd+bwd: first call {:.1} ms, cached {:.1} ms",
+            first * 1e3,
+            next * 1e3
+        );
+    }
     let mut backends = vec![CpuConvBackend::Rust];
     if dnnl {
         backends.push(CpuConvBackend::OneDnn);

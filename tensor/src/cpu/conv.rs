@@ -229,7 +229,7 @@ fn gemm_on(
     }
 }
 
-/// Forward convolution: `x` [N,C,H,W], `w` [O,C/g,kh,kw], `bias` [O] → [N,O,Ho,Wo].
+/// Forward convolution: `x` `[N,C,H,W]`, `w` `[O,C/g,kh,kw]`, `bias` `[O]` → `[N,O,Ho,Wo]`.
 pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuBuf {
     if g.is_depthwise() {
         return super::depthwise::forward(x, w, bias, g);
@@ -289,7 +289,7 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuB
     out
 }
 
-/// Gradient with respect to the input: `dy` [N,O,Ho,Wo], `w` [O,C/g,kh,kw] → [N,C,H,W].
+/// Gradient with respect to the input: `dy` `[N,O,Ho,Wo]`, `w` `[O,C/g,kh,kw]` → `[N,C,H,W]`.
 pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
     if g.is_depthwise() {
         return super::depthwise::backward_data(dy, w, g);
@@ -331,7 +331,7 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
     dx
 }
 
-/// Gradient with respect to the weights: `x` [N,C,H,W], `dy` [N,O,Ho,Wo] → [O,C/g,kh,kw].
+/// Gradient with respect to the weights: `x` `[N,C,H,W]`, `dy` `[N,O,Ho,Wo]` → `[O,C/g,kh,kw]`.
 pub fn backward_weights(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
     if g.is_depthwise() {
         return super::depthwise::backward_weights(x, dy, g);
@@ -398,7 +398,7 @@ pub fn backward_weights(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
     }
 }
 
-/// Gradient with respect to the bias: `dy` [N,O,Ho,Wo] summed over N, Ho, Wo → [O].
+/// Gradient with respect to the bias: `dy` `[N,O,Ho,Wo]` summed over N, Ho, Wo → `[O]`.
 pub fn backward_bias(dy: &[f32], n: usize, o: usize, plane: usize) -> CpuBuf {
     let mut db = CpuBuf::zeros(o);
     if plane == 0 {

@@ -11,8 +11,15 @@
 //!
 //! Threads: oneDNN parallelises with OpenMP and fixes a primitive's thread count when it is
 //! created. Called from outside rayon's pool it gets rayon's thread count (`RAYON_NUM_THREADS`
-//! respected); called from inside a rayon task it runs single-threaded, so rayon tasks that
-//! each call oneDNN never oversubscribe the cores.
+//! respected); called from inside a rayon task, or for a convolution under 4 MFLOP, it runs
+//! single-threaded, so rayon tasks that each call oneDNN never oversubscribe the cores. Unless
+//! the user set `OMP_WAIT_POLICY`, it is set to `PASSIVE` before libgomp loads: spinning OpenMP
+//! threads made oneDNN 3–5× slower whenever other processes kept the cores busy, and slowed the
+//! rayon work that ran next to them.
+//!
+//! Environment: `CONVRNN_DNNL_LIB` names the library file (default `libdnnl.so.2`);
+//! `CONVRNN_CPU_CONV` (see [`crate::ops::CpuConvBackend`]) chooses between this and the Rust
+//! kernels.
 //!
 //! Concurrency: the engine, primitive descriptors and primitives are immutable after creation
 //! and oneDNN documents concurrent `execute` as safe when each call brings its own scratchpad

@@ -191,14 +191,16 @@ enum Path {
     OneDnn(&'static OneDnn),
 }
 
-/// Where `Auto` sends a computation when oneDNN is loaded (measured with
-/// examples/conv_bench.rs on 2 AVX2 cores; figures in the docs):
-/// * dense and grouped convolutions: oneDNN, 1.2–1.5× the im2col+GEMM path per core;
-/// * depthwise: the direct Rust kernels, except where oneDNN runs natively in the blocked layout
-///   of an already blocked input. On AVX2 oneDNN blocks by 8, so a `Blocked16` tensor is
-///   reordered on the way in and out, and for a memory-bound depthwise convolution those
-///   reorders cost more than the convolution (Rust 11–21 GFLOP/s per core against 5–13). Its
-///   weight gradient is a generic GEMM in the plain layout, 5–8× slower than the Rust kernel.
+/// Where `Auto` sends a computation when oneDNN is loaded. Measured with examples/conv_bench.rs
+/// on 2 AVX2 cores (per core, by CPU time, because the machine was shared):
+/// * dense and grouped convolutions: oneDNN, 56–81 GFLOP/s forward against 43–66 for
+///   im2col+GEMM on the 3×3 shapes of the ConvRNNs;
+/// * depthwise: the direct Rust kernels (blocked ones for a blocked input), except where oneDNN
+///   runs natively in the blocked layout of an already blocked input. On AVX2 oneDNN blocks by 8,
+///   so a `Blocked16` tensor is reordered on the way in and out, and for a memory-bound
+///   depthwise convolution those reorders cost more than the convolution (7×7 at 14×14 and 28×28,
+///   3×3 at 28×28: Rust 10–31 GFLOP/s forward and 12–25 forward+backward, oneDNN 7–20 and 3–7).
+///   oneDNN's depthwise weight gradient is a generic GEMM in the plain layout, 5–8× slower.
 ///
 /// `input` is the tensor the stage reads in its own layout: x forward, dy backward-data.
 fn auto_prefers_onednn(d: &OneDnn, g: &ConvGeom, stage: Stage, input: Layout, bias: bool) -> bool {

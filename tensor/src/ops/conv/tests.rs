@@ -8,7 +8,8 @@ fn backends() -> Vec<CpuConvBackend> {
     match onednn::get() {
         Ok(_) => vec![CpuConvBackend::Rust, CpuConvBackend::OneDnn],
         Err(e) => {
-            eprintln!("skipping the oneDNN cases: {e}");
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("skipping the oneDNN cases: {e}"));
             vec![CpuConvBackend::Rust]
         }
     }
