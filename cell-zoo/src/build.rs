@@ -46,8 +46,8 @@ impl CellSpec {
             CellSpec::IntersectionRnn { kernel } => {
                 AnyCell::IntersectionRnn(IntersectionRnnCell::new(ctx, x, *kernel)?)
             }
-            CellSpec::Rgc(r) => AnyCell::Rgc(RgcCell::new(ctx, &r.to_general(x), dims)?),
-            CellSpec::GeneralRgc(g) => AnyCell::Rgc(RgcCell::new(ctx, g, dims)?),
+            CellSpec::Rgc(r) => AnyCell::Rgc(Box::new(RgcCell::new(ctx, &r.to_general(x), dims)?)),
+            CellSpec::GeneralRgc(g) => AnyCell::Rgc(Box::new(RgcCell::new(ctx, g, dims)?)),
         })
     }
 }

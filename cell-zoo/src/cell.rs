@@ -97,5 +97,5 @@ any_cell! {
     Lstm(crate::cells::LstmCell),
     Ugrnn(crate::cells::UgrnnCell),
     IntersectionRnn(crate::cells::IntersectionRnnCell),
-    Rgc(crate::rgc::RgcCell),
+    Rgc(Box<crate::rgc::RgcCell>),
 }

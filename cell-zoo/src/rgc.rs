@@ -462,3 +462,14 @@ impl Cell for RgcCell {
         Ok((h.clone(), PairState { c, h }))
     }
 }
+
+/// Boxed so that `AnyCell` stays small (the general RGC carries many optional paths).
+impl Cell for Box<RgcCell> {
+    type State = PairState;
+    fn zero_state(&self, x: &Tensor) -> Result<PairState> {
+        (**self).zero_state(x)
+    }
+    fn step(&self, input: &CellInput<'_>, s: &PairState) -> Result<(Tensor, PairState)> {
+        (**self).step(input, s)
+    }
+}

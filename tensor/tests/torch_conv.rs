@@ -61,7 +61,12 @@ fn run(c: &Case, layout: Layout) -> Vec<f32> {
         groups: c.groups,
     };
     let y = x.conv2d(&w, b.as_ref(), &opts).unwrap();
-    assert_eq!(y.dims(), c.output_shape.as_slice(), "{}: output shape", c.name);
+    assert_eq!(
+        y.dims(),
+        c.output_shape.as_slice(),
+        "{}: output shape",
+        c.name
+    );
     y.to_vec().unwrap()
 }
 

@@ -3,8 +3,7 @@
 //! PyTorch on. The FLOP and byte formulas are documented in that file's `doc` field and
 //! implemented once, in [`Case::work`].
 
-#[cfg(feature = "pending-ops")]
-mod pending;
+mod conv;
 
 use crate::benchmarks_md;
 use crate::machine::{self, Machine};
@@ -428,14 +427,8 @@ fn matmul(m: usize, k: usize, n: usize, device: Device, timing: Timing) -> Resul
     measure(&[a, b], |t| t[0].matmul(&t[1]), device, timing)
 }
 
-#[cfg(feature = "pending-ops")]
 fn conv2d(case: &Case, device: Device, timing: Timing) -> Result<Option<Measured>> {
-    pending::run(case, device, timing).map(Some)
-}
-
-#[cfg(not(feature = "pending-ops"))]
-fn conv2d(_: &Case, _: Device, _: Timing) -> Result<Option<Measured>> {
-    Ok(None)
+    conv::run(case, device, timing).map(Some)
 }
 
 /// `None` when the case's op is not built into this binary.
@@ -497,9 +490,9 @@ fn row(case: &Case, m: Option<Measured>) -> Row {
         fwd_bwd_ms: m.map(|m| m.fwd_bwd_s * 1e3),
         fwd_rate: m.map(|m| rate(work.fwd, m.fwd_s)),
         fwd_bwd_rate: m.map(|m| rate(work.fwd_bwd, m.fwd_bwd_s)),
-        skipped: m.is_none().then(|| {
-            "needs conv2d: build xtask with `--features pending-ops` once it is merged".into()
-        }),
+        skipped: m
+            .is_none()
+            .then(|| "this op is not built into this binary".into()),
     }
 }
 

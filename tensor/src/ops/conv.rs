@@ -23,7 +23,6 @@ use std::sync::OnceLock;
 
 pub use super::padding::Padding;
 
-
 /// Options of [`Tensor::conv2d`]. Default: stride 1, [`Padding::Same`], dilation 1, one group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -537,9 +536,7 @@ impl Tensor {
         backend: CpuConvBackend,
     ) -> Result<Tensor> {
         let g = geometry(self, weight, bias, opts)?;
-        crate::flops::add(
-            2 * (g.n * g.o * g.cg() * g.kh * g.kw * g.ho * g.wo) as u64,
-        );
+        crate::flops::add(2 * (g.n * g.o * g.cg() * g.kh * g.kw * g.ho * g.wo) as u64);
         let path = choose(backend, &g, Stage::Forward, self.layout(), bias.is_some())?;
         let out = with_fallback(backend, path, |p| forward(self, weight, bias, &g, p))?;
         let has_bias = bias.is_some();

@@ -1,5 +1,4 @@
-//! The conv2d cases, written against the op API of the `conv` branch (`Tensor::conv2d`,
-//! `Conv2dOpts`). Compiled only with the `pending-ops` feature until that op is merged.
+//! The conv2d cases (dense, strided, depthwise, pointwise) of `benches/ops_shapes.json`.
 
 use super::{measure, random_variable, Case, Measured, Timing};
 use anyhow::{bail, Result};
