@@ -223,7 +223,8 @@ impl Clutter {
     }
 
     /// Reads the set from `cache_dir` when a valid file for exactly this `(config, source)` is
-    /// there, otherwise generates it and writes the file atomically. `None` skips the cache.
+    /// there, otherwise generates it and writes the file atomically. `None` skips the cache;
+    /// [`crate::locate::clutter_cache_dir`] is the standard place.
     pub fn load_or_generate(
         source: &U8Images,
         config: &ClutterConfig,
@@ -251,6 +252,14 @@ impl Clutter {
             Some(reason) => CacheStatus::Regenerated { path, reason },
         };
         Ok((set, status))
+    }
+
+    /// The same set with its pixels normalised as `normalize` (they come out in [0, 1] by default).
+    pub fn with_normalize(self, normalize: crate::Normalize) -> Result<Self> {
+        Ok(Clutter {
+            images: self.images.with_normalize(normalize)?,
+            ..self
+        })
     }
 
     /// A training set from Fashion-MNIST's training images and a test set from its test images

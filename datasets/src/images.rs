@@ -249,3 +249,81 @@ impl Dataset for U8Images {
         Ok(self.labels[index])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two() -> U8Images {
+        let names = vec!["a".to_string(), "b".to_string()];
+        U8Images::new(
+            ImageDims::new(2, 1, 2),
+            vec![0, 51, 102, 255, 1, 2, 3, 4],
+            vec![1, 0],
+            names,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn construction_is_checked() {
+        let names = || vec!["a".to_string()];
+        let d = ImageDims::new(1, 2, 2);
+        assert!(U8Images::new(d, vec![0; 7], vec![0, 0], names()).is_err());
+        assert!(U8Images::new(d, vec![0; 4], vec![1], names()).is_err());
+        assert!(U8Images::new(ImageDims::new(1, 0, 2), vec![], vec![], names()).is_err());
+        assert!(U8Images::new(d, vec![0; 4], vec![0], names()).is_ok());
+    }
+
+    #[test]
+    fn per_channel_normalisation_and_bounds() {
+        let set = two()
+            .with_normalize(Normalize::MeanStd {
+                mean: vec![0.2, 0.5],
+                std: vec![0.5, 0.25],
+            })
+            .unwrap();
+        let (x, y) = set.get(0, &mut Rng::new(0)).unwrap();
+        assert_eq!(y, 1);
+        let want = [
+            (0.0 - 0.2) / 0.5,
+            (0.2 - 0.2) / 0.5,
+            (0.4 - 0.5) / 0.25,
+            (1.0 - 0.5) / 0.25,
+        ];
+        for (a, b) in x.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{x:?}");
+        }
+        assert!(set.get(2, &mut Rng::new(0)).is_err());
+        let mut short = [0.0; 3];
+        assert!(set.get_into(0, &mut Rng::new(0), &mut short).is_err());
+        for bad in [
+            Normalize::MeanStd {
+                mean: vec![0.0; 3],
+                std: vec![1.0],
+            },
+            Normalize::MeanStd {
+                mean: vec![0.0],
+                std: vec![0.0],
+            },
+            Normalize::MeanStd {
+                mean: vec![f32::NAN],
+                std: vec![1.0],
+            },
+        ] {
+            assert!(two().with_normalize(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn stats_and_truncation() {
+        let set = two();
+        let (mean, std) = set.channel_stats();
+        assert!((mean[0] - (0.0 + 0.2 + 1.0 / 255.0 + 2.0 / 255.0) / 4.0).abs() < 1e-6);
+        assert!(std[1] > 0.0);
+        assert_eq!(set.truncated(1).len(), 1);
+        assert_eq!(set.truncated(9).len(), 2);
+        assert_eq!(set.image(1), Some(&[1u8, 2, 3, 4][..]));
+        assert_eq!(set.image(2), None);
+    }
+}

@@ -43,6 +43,11 @@ pub fn cache_dir() -> PathBuf {
     std::env::temp_dir().join("convrnn-cache")
 }
 
+/// Where generated clutter sets are cached: `cache_dir()/clutter`.
+pub fn clutter_cache_dir() -> PathBuf {
+    cache_dir().join("clutter")
+}
+
 /// The places to look, made explicit so tests (and tools that print them) need not touch the
 /// process environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
