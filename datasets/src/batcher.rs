@@ -1,0 +1,434 @@
+//! The `Dataset` trait and a prefetching batcher.
+//!
+//! A [`Batcher`] turns a dataset into `[N, C, H, W]` batches. Each epoch's order is a permutation
+//! drawn from `(seed, epoch)` alone, and each sample's augmentation draws from a generator seeded by
+//! `(seed, epoch, sample index)`, so a batch's contents never depend on thread timing and a resumed
+//! run can ask for "epoch e from batch b" and get exactly what the uninterrupted run saw.
+//!
+//! [`Batcher::epoch`] starts a worker thread that assembles batches ahead of the consumer and hands
+//! them over a bounded channel (`prefetch` batches deep); inside a batch, samples are decoded in
+//! parallel with rayon. Dropping the iterator stops the worker.
+
+use crate::{derive_seed, Error, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tensor::{Device, Rng, Tensor};
+
+/// Channels, height and width of every image a dataset yields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageDims {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageDims {
+    pub fn new(channels: usize, height: usize, width: usize) -> Self {
+        ImageDims {
+            channels,
+            height,
+            width,
+        }
+    }
+
+    /// Number of f32 values in one CHW image.
+    pub fn elem_count(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+impl std::fmt::Display for ImageDims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}×{}", self.channels, self.height, self.width)
+    }
+}
+
+/// A labelled image collection with a fixed image size.
+pub trait Dataset: Send + Sync {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The size of every image `get` returns.
+    fn dims(&self) -> ImageDims;
+
+    fn num_classes(&self) -> usize;
+
+    /// Human-readable class names, `num_classes()` of them when known.
+    fn class_names(&self) -> Vec<String> {
+        (0..self.num_classes()).map(|c| c.to_string()).collect()
+    }
+
+    /// Writes image `index` (CHW, `dims().elem_count()` values) into `out` and returns its label.
+    /// `rng` drives random augmentation; datasets without augmentation ignore it.
+    fn get_into(&self, index: usize, rng: &mut Rng, out: &mut [f32]) -> Result<usize>;
+
+    /// Image `index` as a fresh CHW vector and its label.
+    fn get(&self, index: usize, rng: &mut Rng) -> Result<(Vec<f32>, usize)> {
+        let mut out = vec![0.0; self.dims().elem_count()];
+        let label = self.get_into(index, rng, &mut out)?;
+        Ok((out, label))
+    }
+}
+
+impl<D: Dataset + ?Sized> Dataset for Arc<D> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn dims(&self) -> ImageDims {
+        (**self).dims()
+    }
+    fn num_classes(&self) -> usize {
+        (**self).num_classes()
+    }
+    fn class_names(&self) -> Vec<String> {
+        (**self).class_names()
+    }
+    fn get_into(&self, index: usize, rng: &mut Rng, out: &mut [f32]) -> Result<usize> {
+        (**self).get_into(index, rng, out)
+    }
+}
+
+pub(crate) fn check_index(what: &'static str, index: usize, len: usize) -> Result<()> {
+    if index >= len {
+        return Err(Error::invalid(
+            what,
+            format!("index {index} out of range for a dataset of {len} images"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_out_len(what: &'static str, out: &[f32], dims: ImageDims) -> Result<()> {
+    if out.len() != dims.elem_count() {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "output buffer holds {} values, an image of {dims} needs {}",
+                out.len(),
+                dims.elem_count()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How a [`Batcher`] walks its dataset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatcherConfig {
+    pub batch_size: usize,
+    /// Draw a fresh permutation every epoch (training); `false` keeps index order (evaluation).
+    pub shuffle: bool,
+    /// Drop the last batch when it would be smaller than `batch_size`.
+    pub drop_last: bool,
+    /// Seeds both the per-epoch permutation and the per-sample augmentation.
+    pub seed: u64,
+    /// Batches assembled ahead of the consumer (at least 1).
+    pub prefetch: usize,
+}
+
+impl BatcherConfig {
+    /// Shuffled, last partial batch dropped: the usual training loader.
+    pub fn train(batch_size: usize, seed: u64) -> Self {
+        BatcherConfig {
+            batch_size,
+            shuffle: true,
+            drop_last: true,
+            seed,
+            prefetch: 2,
+        }
+    }
+
+    /// Index order, every image seen once: the usual evaluation loader.
+    pub fn eval(batch_size: usize) -> Self {
+        BatcherConfig {
+            batch_size,
+            shuffle: false,
+            drop_last: false,
+            seed: 0,
+            prefetch: 2,
+        }
+    }
+}
+
+/// One batch: images `[N, C, H, W]` in row-major order and their labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub images: Vec<f32>,
+    pub labels: Vec<usize>,
+    /// The dataset indices the images came from, in batch order.
+    pub indices: Vec<usize>,
+    pub dims: ImageDims,
+    /// The batch's position within its epoch.
+    pub position: usize,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// `[N, C, H, W]`.
+    pub fn shape(&self) -> [usize; 4] {
+        [
+            self.len(),
+            self.dims.channels,
+            self.dims.height,
+            self.dims.width,
+        ]
+    }
+
+    /// The images as an `[N, C, H, W]` tensor on `device`.
+    pub fn images_tensor(&self, device: Device) -> Result<Tensor> {
+        Ok(Tensor::from_vec(self.images.clone(), self.shape(), device)?)
+    }
+
+    /// Consumes the batch: the `[N, C, H, W]` image tensor and the labels, without copying the
+    /// host data first.
+    pub fn into_tensor(self, device: Device) -> Result<(Tensor, Vec<usize>)> {
+        let shape = self.shape();
+        Ok((Tensor::from_vec(self.images, shape, device)?, self.labels))
+    }
+}
+
+/// Turns a dataset into batches; see the module documentation.
+pub struct Batcher<D: Dataset + 'static> {
+    dataset: Arc<D>,
+    config: BatcherConfig,
+}
+
+impl<D: Dataset + 'static> Clone for Batcher<D> {
+    fn clone(&self) -> Self {
+        Batcher {
+            dataset: Arc::clone(&self.dataset),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<D: Dataset + 'static> std::fmt::Debug for Batcher<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("len", &self.dataset.len())
+            .field("dims", &self.dataset.dims())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<D: Dataset + 'static> Batcher<D> {
+    pub fn new(dataset: Arc<D>, config: BatcherConfig) -> Result<Self> {
+        if config.batch_size == 0 {
+            return Err(Error::invalid("batcher", "batch_size must be at least 1"));
+        }
+        if config.prefetch == 0 {
+            return Err(Error::invalid("batcher", "prefetch must be at least 1"));
+        }
+        if dataset.dims().elem_count() == 0 {
+            return Err(Error::invalid(
+                "batcher",
+                format!("the dataset's images are empty ({})", dataset.dims()),
+            ));
+        }
+        Ok(Batcher { dataset, config })
+    }
+
+    pub fn dataset(&self) -> &Arc<D> {
+        &self.dataset
+    }
+
+    pub fn config(&self) -> &BatcherConfig {
+        &self.config
+    }
+
+    /// Batches per epoch (the partial last batch counts unless `drop_last`).
+    pub fn num_batches(&self) -> usize {
+        let (n, b) = (self.dataset.len(), self.config.batch_size);
+        if self.config.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
+    }
+
+    /// The order in which `epoch` visits the dataset: a permutation that depends only on
+    /// `(seed, epoch)`, or `0..len` when not shuffling.
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
+        if self.config.shuffle {
+            let mut rng = Rng::new(derive_seed(&[self.config.seed, epoch, 0x5348_5546]));
+            for i in (1..order.len()).rev() {
+                let j = rng.below(i + 1);
+                order.swap(i, j);
+            }
+        }
+        order
+    }
+
+    /// Assembles batch `position` of `epoch` on the calling thread (samples in parallel).
+    pub fn batch(&self, epoch: u64, position: usize) -> Result<Batch> {
+        let order = self.order(epoch);
+        self.assemble(&order, epoch, position)
+    }
+
+    fn assemble(&self, order: &[usize], epoch: u64, position: usize) -> Result<Batch> {
+        if position >= self.num_batches() {
+            return Err(Error::invalid(
+                "batcher",
+                format!(
+                    "batch {position} out of range: an epoch has {} batches",
+                    self.num_batches()
+                ),
+            ));
+        }
+        let b = self.config.batch_size;
+        let start = position * b;
+        let indices: Vec<usize> = order[start..(start + b).min(order.len())].to_vec();
+        let dims = self.dataset.dims();
+        let per = dims.elem_count();
+        let mut images = vec![0.0f32; indices.len() * per];
+        let seed = self.config.seed;
+        let dataset = &*self.dataset;
+        let labels = images
+            .par_chunks_mut(per)
+            .zip(indices.par_iter())
+            .map(|(out, &index)| {
+                let mut rng = Rng::new(derive_seed(&[seed, epoch, index as u64]));
+                dataset.get_into(index, &mut rng, out)
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        Ok(Batch {
+            images,
+            labels,
+            indices,
+            dims,
+            position,
+        })
+    }
+
+    /// Every batch of `epoch`, assembled ahead on a worker thread.
+    pub fn epoch(&self, epoch: u64) -> EpochIter {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// Batches `first..` of `epoch` (resuming mid-epoch yields exactly the batches the
+    /// uninterrupted run would have seen next).
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> EpochIter {
+        let total = self.num_batches();
+        let (tx, rx) = sync_channel::<Result<Batch>>(self.config.prefetch - 1);
+        let this = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("datasets-prefetch".into())
+            .spawn(move || {
+                let order = this.order(epoch);
+                for position in first..total {
+                    let batch = this.assemble(&order, epoch, position);
+                    let failed = batch.is_err();
+                    // A closed channel means the consumer dropped the iterator: stop quietly.
+                    if tx.send(batch).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        match spawned {
+            Ok(handle) => EpochIter {
+                rx: Some(rx),
+                handle: Some(handle),
+                remaining: total.saturating_sub(first),
+                spawn_error: None,
+            },
+            Err(e) => EpochIter {
+                rx: None,
+                handle: None,
+                remaining: 0,
+                spawn_error: Some(Error::Worker(format!("cannot start a thread: {e}"))),
+            },
+        }
+    }
+}
+
+/// Iterator over one epoch's batches, fed by a prefetching worker. Yields `Err` once if a sample
+/// fails to load (naming the file where there is one) and then ends.
+pub struct EpochIter {
+    rx: Option<Receiver<Result<Batch>>>,
+    handle: Option<JoinHandle<()>>,
+    remaining: usize,
+    spawn_error: Option<Error>,
+}
+
+impl std::fmt::Debug for EpochIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochIter")
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+impl Iterator for EpochIter {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.spawn_error.take() {
+            return Some(Err(e));
+        }
+        let rx = self.rx.as_ref()?;
+        match rx.recv() {
+            Ok(item) => {
+                self.remaining = self.remaining.saturating_sub(1);
+                if item.is_err() {
+                    self.remaining = 0;
+                }
+                Some(item)
+            }
+            Err(_) => {
+                self.rx = None;
+                let handle = self.handle.take()?;
+                match handle.join() {
+                    Ok(()) if self.remaining == 0 => None,
+                    Ok(()) => Some(Err(Error::Worker(format!(
+                        "the worker ended with {} batches still due",
+                        std::mem::take(&mut self.remaining)
+                    )))),
+                    Err(panic) => {
+                        self.remaining = 0;
+                        Some(Err(Error::Worker(panic_message(&panic))))
+                    }
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining))
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        format!("a sample loader panicked: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("a sample loader panicked: {s}")
+    } else {
+        "a sample loader panicked".to_string()
+    }
+}
+
+impl Drop for EpochIter {
+    fn drop(&mut self) {
+        // Closing the receiver first makes a worker blocked in `send` return at once.
+        self.rx = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
