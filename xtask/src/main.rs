@@ -2,6 +2,7 @@
 //! subcommand lives in its own module; set-up checks live in `doctor`.
 
 mod bench_ops;
+mod bench_unroll;
 mod benchmarks_md;
 mod doctor;
 mod machine;
@@ -62,6 +63,8 @@ enum Cmd {
 enum BenchCmd {
     /// Times the engine's ops (forward and forward+backward) on the shapes of benches/ops_shapes.json.
     Ops(bench_ops::OpsArgs),
+    /// Forward and training images/s and peak memory of whole models unrolled in time.
+    Unroll(bench_unroll::UnrollArgs),
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -75,6 +78,9 @@ fn main() -> Result<()> {
         Cmd::Bench {
             what: BenchCmd::Ops(args),
         } => bench_ops::run(&args),
+        Cmd::Bench {
+            what: BenchCmd::Unroll(args),
+        } => bench_unroll::run(&args),
         Cmd::Doctor { install } => doctor::run(install),
         Cmd::Test { args } => test(&args),
         Cmd::Models { json } => models::models(json),
