@@ -1,6 +1,6 @@
 //! Device buffers behind tensors.
 
-use crate::memory;
+use crate::{memory, Device, Result};
 
 /// A host buffer of f32 whose size is counted in [`crate::memory`].
 pub struct CpuBuf(Vec<f32>);
@@ -55,5 +55,16 @@ pub enum Storage {
 impl Storage {
     pub fn cpu(v: Vec<f32>) -> Self {
         Storage::Cpu(CpuBuf::new(v))
+    }
+
+    /// `n` zeros on `device` (an error for a CUDA device without the `cuda` feature).
+    pub fn zeros(device: Device, n: usize) -> Result<Self> {
+        match device {
+            Device::Cpu => Ok(Storage::Cpu(CpuBuf::zeros(n))),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(ordinal) => Ok(Storage::Cuda(crate::cuda::CudaBuf::zeros(ordinal, n)?)),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => Err(crate::Error::CudaNotCompiled(device)),
+        }
     }
 }

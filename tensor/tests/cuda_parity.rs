@@ -1207,3 +1207,469 @@ fn the_caching_allocator_reports_live_and_cached_bytes() {
     let again = CudaBuf::zeros(0, n).expect("alloc");
     assert_eq!(down(&again).iter().filter(|v| **v != 0.0).count(), 0);
 }
+
+// ----- every op through the Tensor API: CPU engine vs CUDA, forward and gradients -------------
+//
+// These go through the op modules' dispatch (`Storage::Cuda` arms), so they check the wiring as
+// well as the kernels: shapes, saved state, the recorded backward and the layout bookkeeping (the
+// CPU convolution may return a blocked result, the CUDA one never does).
+
+use tensor::ops::{Conv2dOpts, Padding, Pool2dOpts};
+
+/// Normal values spread so that no two are within `gap` of each other: max pooling and max_dim
+/// have no ties on either device, so the winner (and the gradient) is the same.
+fn distinct(rng: &mut Rng, shape: &[usize], gap: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut v: Vec<f32> = (0..n).map(|i| (i as f32 - n as f32 / 2.0) * gap).collect();
+    for i in (1..n).rev() {
+        v.swap(i, rng.below(i + 1));
+    }
+    Tensor::from_vec(v, shape, Device::Cpu).expect("tensor")
+}
+
+/// Input shape, weight shape, whether there is a bias, the options, and a description.
+type ConvOpCase = ([usize; 4], [usize; 4], bool, Conv2dOpts, &'static str);
+
+#[test]
+fn tensor_conv2d_matches_the_cpu_engine() {
+    require_gpu!();
+    let mut rng = Rng::new(30);
+    let explicit = Padding::Explicit {
+        top: 2,
+        bottom: 0,
+        left: 1,
+        right: 3,
+    };
+    let cases: Vec<ConvOpCase> = vec![
+        (
+            [2, 3, 9, 8],
+            [4, 3, 3, 3],
+            true,
+            Conv2dOpts::default(),
+            "3x3 SAME",
+        ),
+        (
+            [2, 3, 8, 8],
+            [5, 3, 3, 3],
+            false,
+            Conv2dOpts::default().with_stride(2),
+            "3x3 stride 2 SAME (padding 0 before, 1 after)",
+        ),
+        (
+            [1, 2, 7, 6],
+            [3, 2, 4, 4],
+            true,
+            Conv2dOpts::default(),
+            "4x4 SAME (padding 1 before, 2 after)",
+        ),
+        (
+            [1, 3, 16, 16],
+            [4, 3, 7, 7],
+            true,
+            Conv2dOpts::default().with_stride(2),
+            "7x7 stride 2 SAME stem",
+        ),
+        (
+            [2, 4, 9, 9],
+            [3, 4, 3, 3],
+            true,
+            Conv2dOpts::default()
+                .with_padding(Padding::Valid)
+                .with_dilation(2),
+            "dilation 2 VALID",
+        ),
+        (
+            [2, 3, 7, 9],
+            [2, 3, 3, 2],
+            true,
+            Conv2dOpts::default().with_padding(explicit),
+            "explicit asymmetric padding",
+        ),
+        (
+            [2, 4, 6, 6],
+            [6, 2, 3, 3],
+            false,
+            Conv2dOpts::default().with_groups(2),
+            "groups 2",
+        ),
+        (
+            [2, 6, 7, 7],
+            [6, 1, 5, 5],
+            true,
+            Conv2dOpts::default().with_groups(6),
+            "depthwise 5x5",
+        ),
+        (
+            [2, 4, 8, 8],
+            [8, 1, 3, 3],
+            true,
+            Conv2dOpts::default().with_groups(4).with_stride(2),
+            "depthwise multiplier 2 stride 2",
+        ),
+        (
+            [3, 5, 6, 10],
+            [7, 5, 1, 1],
+            true,
+            Conv2dOpts {
+                stride: (2, 3),
+                padding: Padding::Valid,
+                ..Conv2dOpts::default()
+            },
+            "1x1 stride (2, 3)",
+        ),
+        (
+            [2, 16, 6, 6],
+            [32, 16, 3, 3],
+            true,
+            Conv2dOpts::default(),
+            "16 -> 32 channels (a blocked result on the CPU)",
+        ),
+        (
+            [1, 16, 7, 7],
+            [16, 1, 3, 3],
+            false,
+            Conv2dOpts::default().with_groups(16),
+            "depthwise 16 channels",
+        ),
+    ];
+    for (xs, ws, bias, opts, what) in cases {
+        let x = t(&mut rng, &xs);
+        let w = t(&mut rng, &ws).map_values(|v| v * 0.3);
+        let mut inputs = vec![x, w];
+        if bias {
+            inputs.push(t(&mut rng, &[ws[0]]));
+        }
+        parity(&inputs, 1e-4, &format!("conv2d {what}"), |v| {
+            v[0].conv2d(&v[1], v.get(2), &opts)
+        });
+    }
+    // The CPU backend choice is ignored on the GPU.
+    let x = t(&mut rng, &[1, 2, 5, 5]);
+    let w = t(&mut rng, &[3, 2, 3, 3]);
+    parity(&[x, w], 1e-4, "conv2d_on(Rust) on the GPU", |v| {
+        v[0].conv2d_on(
+            &v[1],
+            None,
+            &Conv2dOpts::default(),
+            tensor::ops::CpuConvBackend::Rust,
+        )
+    });
+}
+
+#[test]
+fn tensor_pooling_matches_the_cpu_engine() {
+    require_gpu!();
+    let mut rng = Rng::new(31);
+    let explicit = Padding::Explicit {
+        top: 1,
+        bottom: 0,
+        left: 0,
+        right: 2,
+    };
+    let cases: [(&[usize], Pool2dOpts, &str); 7] = [
+        (&[2, 3, 7, 7], Pool2dOpts::default(), "2x2/2 SAME on 7x7"),
+        (&[2, 3, 8, 8], Pool2dOpts::default(), "2x2/2 SAME on 8x8"),
+        (
+            &[1, 4, 9, 10],
+            Pool2dOpts::new(3, 2, Padding::Same),
+            "3x3/2 SAME",
+        ),
+        (
+            &[2, 2, 7, 9],
+            Pool2dOpts::new(3, 2, Padding::Valid).with_ceil_mode(true),
+            "3x3/2 VALID ceil",
+        ),
+        (
+            &[1, 3, 6, 7],
+            Pool2dOpts::new(2, 2, Padding::symmetric(1)).with_ceil_mode(true),
+            "2x2/2 padding 1 ceil",
+        ),
+        (
+            &[1, 2, 6, 6],
+            Pool2dOpts {
+                kernel: (3, 3),
+                stride: (1, 2),
+                padding: explicit,
+                ceil_mode: false,
+            },
+            "3x3 stride (1, 2) explicit asymmetric padding",
+        ),
+        (
+            &[2, 3, 5, 5],
+            Pool2dOpts::new(5, 1, Padding::Valid),
+            "window = input",
+        ),
+    ];
+    for (shape, opts, what) in cases {
+        let x = distinct(&mut rng, shape, 0.01);
+        parity(
+            std::slice::from_ref(&x),
+            1e-6,
+            &format!("max_pool2d {what}"),
+            |v| v[0].max_pool2d(&opts),
+        );
+        parity(&[x], 1e-5, &format!("avg_pool2d {what}"), |v| {
+            v[0].avg_pool2d(&opts)
+        });
+    }
+    let x = t(&mut rng, &[3, 5, 6, 7]);
+    parity(&[x], 1e-5, "global_avg_pool", |v| v[0].global_avg_pool());
+    // Max pooling without a tape keeps no saved state and still runs on the GPU.
+    let x = distinct(&mut rng, &[1, 2, 5, 5], 0.01);
+    let _g = tensor::no_grad();
+    let yc = x.max_pool2d(&Pool2dOpts::default()).expect("cpu");
+    let yg = x
+        .to_device(GPU)
+        .expect("to gpu")
+        .max_pool2d(&Pool2dOpts::default())
+        .expect("gpu");
+    assert_close(
+        &yg.to_vec().expect("values"),
+        &f64s(&yc.to_vec().expect("values")),
+        0.0,
+        "max_pool2d without grad",
+    );
+}
+
+#[test]
+fn tensor_resize_matches_the_cpu_engine() {
+    require_gpu!();
+    let mut rng = Rng::new(32);
+    for (shape, out, align) in [
+        ([2, 3, 4, 5], (7, 9), true),
+        ([2, 3, 4, 5], (7, 9), false),
+        ([1, 2, 9, 8], (4, 3), true),
+        ([1, 2, 9, 8], (4, 3), false),
+        ([1, 1, 1, 3], (5, 1), true),
+        ([1, 1, 1, 3], (5, 1), false),
+    ] {
+        let x = t(&mut rng, &shape);
+        parity(
+            &[x],
+            1e-5,
+            &format!("resize_bilinear {shape:?} -> {out:?} align_corners={align}"),
+            |v| v[0].resize_bilinear(out.0, out.1, align),
+        );
+    }
+}
+
+#[test]
+fn tensor_shape_ops_match_the_cpu_engine() {
+    require_gpu!();
+    let mut rng = Rng::new(33);
+    for dim in 0..4 {
+        let mut shapes = [[2usize, 3, 4, 5]; 3];
+        shapes[1][dim] = 1;
+        shapes[2][dim] = 4;
+        let parts: Vec<Tensor> = shapes.iter().map(|s| t(&mut rng, s)).collect();
+        parity(&parts, 0.0, &format!("cat along {dim}"), |v| {
+            Tensor::cat(&v.iter().collect::<Vec<_>>(), dim)
+        });
+        let x = t(&mut rng, &[2, 6, 4, 5]);
+        let sizes: Vec<usize> = match dim {
+            0 => vec![1, 1],
+            1 => vec![2, 1, 3],
+            2 => vec![1, 3],
+            _ => vec![2, 2, 1],
+        };
+        for (k, _) in sizes.iter().enumerate() {
+            let sizes = sizes.clone();
+            parity(
+                std::slice::from_ref(&x),
+                0.0,
+                &format!("split along {dim}, piece {k}"),
+                move |v| Ok(v[0].split(&sizes, dim)?.swap_remove(k)),
+            );
+        }
+        parity(
+            std::slice::from_ref(&x),
+            0.0,
+            &format!("narrow along {dim}"),
+            |v| v[0].narrow(dim, 1, 1),
+        );
+    }
+    // The same tensor twice in one concat (shared storage).
+    let a = t(&mut rng, &[2, 3, 2, 2]);
+    parity(&[a], 0.0, "cat of a tensor with itself", |v| {
+        Tensor::cat(&[&v[0], &v[0]], 1)
+    });
+    let x = t(&mut rng, &[2, 3, 4, 5]);
+    parity(std::slice::from_ref(&x), 0.0, "reshape", |v| {
+        v[0].reshape([6, 20])
+    });
+    parity(&[x], 0.0, "flatten_from(1)", |v| v[0].flatten_from(1));
+    let m = t(&mut rng, &[7, 13]);
+    parity(&[m], 0.0, "transpose2d", |v| v[0].transpose2d());
+}
+
+#[test]
+fn tensor_layer_norm_matches_the_cpu_engine() {
+    require_gpu!();
+    let mut rng = Rng::new(34);
+    for shape in [vec![2usize, 4, 3, 5], vec![3, 10], vec![2, 16, 7, 7]] {
+        let c = shape[1];
+        // An offset, so that the mean is far from 0 (the statistics must not cancel).
+        let x = t(&mut rng, &shape).map_values(|v| v + 3.0);
+        let g = t(&mut rng, &[c]).map_values(|v| 1.0 + 0.3 * v);
+        let b = t(&mut rng, &[c]);
+        let what = format!("layer_norm {shape:?}");
+        parity(&[x.clone(), g.clone(), b.clone()], 1e-4, &what, |v| {
+            v[0].layer_norm(Some(&v[1]), Some(&v[2]), 1e-5)
+        });
+        parity(&[x.clone(), g], 1e-4, &format!("{what} gamma only"), |v| {
+            v[0].layer_norm(Some(&v[1]), None, 1e-5)
+        });
+        parity(&[x.clone(), b], 1e-4, &format!("{what} beta only"), |v| {
+            v[0].layer_norm(None, Some(&v[1]), 1e-5)
+        });
+        parity(&[x], 1e-4, &format!("{what} no affine"), |v| {
+            v[0].layer_norm(None, None, 1e-5)
+        });
+    }
+}
+
+#[test]
+fn tensor_matmul_and_linear_match_the_cpu_engine() {
+    require_gpu!();
+    let mut rng = Rng::new(35);
+    let cases: [(&[usize], &[usize], &str); 3] = [
+        (&[5, 7], &[7, 4], "[M, K]·[K, N]"),
+        (&[3, 5, 7], &[3, 7, 4], "batched"),
+        (&[3, 5, 7], &[7, 4], "shared right-hand side"),
+    ];
+    for (sa, sb, what) in cases {
+        let (a, b) = (t(&mut rng, sa), t(&mut rng, sb));
+        parity(&[a, b], 1e-5, &format!("matmul {what}"), |v| {
+            v[0].matmul(&v[1])
+        });
+    }
+    let (x, w, b) = (
+        t(&mut rng, &[6, 9]),
+        t(&mut rng, &[5, 9]),
+        t(&mut rng, &[5]),
+    );
+    parity(&[x.clone(), w.clone(), b], 1e-5, "linear with bias", |v| {
+        v[0].linear(&v[1], Some(&v[2]))
+    });
+    parity(&[x, w], 1e-5, "linear without bias", |v| {
+        v[0].linear(&v[1], None)
+    });
+}
+
+#[test]
+fn tensor_reductions_match_the_cpu_engine() {
+    require_gpu!();
+    let mut rng = Rng::new(36);
+    let x = t(&mut rng, &[3, 4, 5, 6]);
+    parity(std::slice::from_ref(&x), 1e-5, "sum_all", |v| {
+        v[0].sum_all()
+    });
+    parity(std::slice::from_ref(&x), 1e-5, "mean_all", |v| {
+        v[0].mean_all()
+    });
+    let sets: [&[usize]; 6] = [&[0], &[1], &[3], &[1, 2], &[2, 0], &[0, 1, 2, 3]];
+    for set in sets {
+        for keep in [false, true] {
+            parity(
+                std::slice::from_ref(&x),
+                1e-5,
+                &format!("sum_dims {set:?} keepdim={keep}"),
+                |v| v[0].sum_dims(set, keep),
+            );
+            parity(
+                std::slice::from_ref(&x),
+                1e-5,
+                &format!("mean_dims {set:?} keepdim={keep}"),
+                |v| v[0].mean_dims(set, keep),
+            );
+        }
+    }
+    let xd = distinct(&mut rng, &[3, 4, 5], 0.01);
+    for dim in 0..3 {
+        parity(
+            std::slice::from_ref(&xd),
+            0.0,
+            &format!("max_dim {dim}"),
+            |v| Ok(v[0].max_dim(dim)?.0),
+        );
+        let (_, ic) = xd.max_dim(dim).expect("cpu");
+        let (_, ig) = xd
+            .to_device(GPU)
+            .expect("to gpu")
+            .max_dim(dim)
+            .expect("gpu");
+        assert_eq!(ic, ig, "max_dim {dim}: indices");
+    }
+}
+
+#[test]
+fn tensor_softmax_and_cross_entropy_match_the_cpu_engine() {
+    require_gpu!();
+    let mut rng = Rng::new(37);
+    for shape in [vec![4usize, 10], vec![2, 3, 7], vec![5, 1]] {
+        let x = t(&mut rng, &shape).map_values(|v| 3.0 * v);
+        parity(
+            std::slice::from_ref(&x),
+            1e-5,
+            &format!("softmax {shape:?}"),
+            |v| v[0].softmax(),
+        );
+        parity(&[x], 1e-5, &format!("log_softmax {shape:?}"), |v| {
+            v[0].log_softmax()
+        });
+    }
+    for (n, k, ls) in [(5, 10, 0.0f32), (8, 100, 0.1), (3, 2, 1.0)] {
+        let x = t(&mut rng, &[n, k]).map_values(|v| 3.0 * v);
+        let targets: Vec<usize> = (0..n).map(|_| rng.below(k)).collect();
+        parity(
+            &[x],
+            1e-5,
+            &format!("cross_entropy [{n}, {k}] ls={ls}"),
+            |v| v[0].cross_entropy(&targets, ls),
+        );
+    }
+}
+
+#[test]
+fn tensor_elementwise_scalar_helpers_match_the_cpu_engine() {
+    require_gpu!();
+    let mut rng = Rng::new(38);
+    let x = t(&mut rng, &[4, 6]);
+    parity(std::slice::from_ref(&x), 1e-6, "add_scalar", |v| {
+        v[0].add_scalar(0.5)
+    });
+    parity(std::slice::from_ref(&x), 1e-6, "mul_scalar", |v| {
+        v[0].mul_scalar(-2.0)
+    });
+    let y = t(&mut rng, &[4, 6]);
+    parity(&[x, y], 1e-5, "a small chain", |v| {
+        v[0].mul(&v[1])?.relu()?.sub(&v[1].exp()?)?.sqr()
+    });
+}
+
+#[test]
+fn flops_are_counted_the_same_on_both_devices() {
+    require_gpu!();
+    let mut rng = Rng::new(39);
+    let x = t(&mut rng, &[2, 3, 8, 8]);
+    let w = t(&mut rng, &[4, 3, 3, 3]);
+    let a = t(&mut rng, &[3, 5, 7]);
+    let b = t(&mut rng, &[7, 2]);
+    let lw = t(&mut rng, &[6, 7]);
+    let run = |dev: Device| {
+        let d = |t: &Tensor| t.to_device(dev).expect("to device");
+        let (x, w, a, b, lw) = (d(&x), d(&w), d(&a), d(&b), d(&lw));
+        let opts = Conv2dOpts::default().with_stride(2);
+        [
+            tensor::flops::count(|| x.conv2d(&w, None, &opts).expect("conv")).1,
+            tensor::flops::count(|| a.matmul(&b).expect("matmul")).1,
+            tensor::flops::count(|| a.reshape([15, 7])?.linear(&lw, None)).1,
+        ]
+    };
+    let (cpu, gpu) = (run(Device::Cpu), run(GPU));
+    assert_eq!(cpu, gpu);
+    assert_eq!(
+        cpu,
+        [2 * 2 * 4 * 3 * 9 * 4 * 4, 2 * 15 * 7 * 2, 2 * 15 * 7 * 6]
+    );
+}

@@ -348,6 +348,23 @@ fn plain_untracked(t: &Tensor) -> Result<Tensor> {
     t.plain()
 }
 
+/// The host data of an operand of the CPU path (the CUDA path returns before any of these run).
+fn host(s: &Storage) -> Result<&[f32]> {
+    match s {
+        Storage::Cpu(b) => Ok(b),
+        #[cfg(feature = "cuda")]
+        Storage::Cuda(_) => Err(Error::invalid(
+            "conv2d",
+            "a CUDA buffer reached the CPU convolution (operands on mixed devices)",
+        )),
+    }
+}
+
+/// The host data of an optional bias.
+fn host_opt(s: Option<&Storage>) -> Result<Option<&[f32]>> {
+    s.map(host).transpose()
+}
+
 fn forward(
     x: &Tensor,
     w: &Tensor,
@@ -362,41 +379,23 @@ fn forward(
             let out_layout = onednn_out_layout(x.layout(), g.o);
             let (xs, ws) = (x.storage(), w.storage());
             let bs = bias.map(|b| b.storage());
-            let buf = match (&*xs, &*ws) {
-                (Storage::Cpu(xd), Storage::Cpu(wd)) => {
-                    let bd = bs.as_deref().map(|s| match s {
-                        Storage::Cpu(b) => &b[..],
-                    });
-                    d.conv_forward(g, xd, x.layout(), wd, bd, out_layout)?
-                }
-            };
+            let (xd, wd, bd) = (host(&xs)?, host(&ws)?, host_opt(bs.as_deref())?);
+            let buf = d.conv_forward(g, xd, x.layout(), wd, bd, out_layout)?;
             Ok(cpu_tensor(buf, shape, out_layout, x))
         }
         Path::Rust if x.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
             let (xs, ws) = (x.storage(), w.storage());
             let bs = bias.map(|b| b.storage());
-            let buf = match (&*xs, &*ws) {
-                (Storage::Cpu(xd), Storage::Cpu(wd)) => {
-                    let bd = bs.as_deref().map(|s| match s {
-                        Storage::Cpu(b) => &b[..],
-                    });
-                    depthwise::forward_blocked(xd, wd, bd, g)
-                }
-            };
+            let (xd, wd, bd) = (host(&xs)?, host(&ws)?, host_opt(bs.as_deref())?);
+            let buf = depthwise::forward_blocked(xd, wd, bd, g);
             Ok(cpu_tensor(buf, shape, Layout::Blocked16, x))
         }
         Path::Rust => {
             let x = plain_untracked(x)?;
             let (xs, ws) = (x.storage(), w.storage());
             let bs = bias.map(|b| b.storage());
-            let buf = match (&*xs, &*ws) {
-                (Storage::Cpu(xd), Storage::Cpu(wd)) => {
-                    let bd = bs.as_deref().map(|s| match s {
-                        Storage::Cpu(b) => &b[..],
-                    });
-                    kernels::forward(xd, wd, bd, g)
-                }
-            };
+            let (xd, wd, bd) = (host(&xs)?, host(&ws)?, host_opt(bs.as_deref())?);
+            let buf = kernels::forward(xd, wd, bd, g);
             Ok(cpu_tensor(buf, shape, Layout::Plain, &x))
         }
     }
@@ -417,26 +416,19 @@ fn backward_data(
     match path {
         Path::OneDnn(d) => {
             let (ds, ws) = (dy.storage(), w.storage());
-            let buf = match (&*ds, &*ws) {
-                (Storage::Cpu(dd), Storage::Cpu(wd)) => {
-                    d.conv_backward_data(g, has_bias, dd, dy.layout(), wd, x_layout)?
-                }
-            };
+            let (dd, wd) = (host(&ds)?, host(&ws)?);
+            let buf = d.conv_backward_data(g, has_bias, dd, dy.layout(), wd, x_layout)?;
             Ok(cpu_tensor(buf, shape, x_layout, dy))
         }
         Path::Rust if dy.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
             let (ds, ws) = (dy.storage(), w.storage());
-            let buf = match (&*ds, &*ws) {
-                (Storage::Cpu(dd), Storage::Cpu(wd)) => depthwise::backward_data_blocked(dd, wd, g),
-            };
+            let buf = depthwise::backward_data_blocked(host(&ds)?, host(&ws)?, g);
             Ok(cpu_tensor(buf, shape, Layout::Blocked16, dy))
         }
         Path::Rust => {
             let dy = plain_untracked(dy)?;
             let (ds, ws) = (dy.storage(), w.storage());
-            let buf = match (&*ds, &*ws) {
-                (Storage::Cpu(dd), Storage::Cpu(wd)) => kernels::backward_data(dd, wd, g),
-            };
+            let buf = kernels::backward_data(host(&ds)?, host(&ws)?, g);
             Ok(cpu_tensor(buf, shape, Layout::Plain, &dy))
         }
     }
@@ -463,24 +455,18 @@ fn backward_params(
     };
     let bias_only = |dy: &Tensor| -> Result<Tensor> {
         let s = dy.storage();
-        let buf = match (&*s, dy.layout()) {
-            (Storage::Cpu(dd), Layout::Blocked16) => {
-                kernels::backward_bias_blocked(dd, g.n, g.o, g.out_plane())
-            }
-            (Storage::Cpu(dd), Layout::Plain) => {
-                kernels::backward_bias(dd, g.n, g.o, g.out_plane())
-            }
+        let dd = host(&s)?;
+        let buf = match dy.layout() {
+            Layout::Blocked16 => kernels::backward_bias_blocked(dd, g.n, g.o, g.out_plane()),
+            Layout::Plain => kernels::backward_bias(dd, g.n, g.o, g.out_plane()),
         };
         Ok(to_bias(buf))
     };
     match path {
         Path::OneDnn(d) if want_w => {
             let (xs, ds) = (x.storage(), dy.storage());
-            let (dw, db) = match (&*xs, &*ds) {
-                (Storage::Cpu(xd), Storage::Cpu(dd)) => {
-                    d.conv_backward_weights(g, has_bias, xd, x.layout(), dd, dy.layout())?
-                }
-            };
+            let (xd, dd) = (host(&xs)?, host(&ds)?);
+            let (dw, db) = d.conv_backward_weights(g, has_bias, xd, x.layout(), dd, dy.layout())?;
             let dw = cpu_tensor(dw, w_shape, Layout::Plain, x);
             let db = if want_b { db.map(to_bias) } else { None };
             Ok((Some(dw), db))
@@ -494,18 +480,12 @@ fn backward_params(
             let blocked = Layout::Blocked16;
             if x.layout() == blocked && dy.layout() == blocked && depthwise::blocked_supported(g) {
                 let (xs, ds) = (x.storage(), dy.storage());
-                let dw = match (&*xs, &*ds) {
-                    (Storage::Cpu(xd), Storage::Cpu(dd)) => {
-                        depthwise::backward_weights_blocked(xd, dd, g)
-                    }
-                };
+                let dw = depthwise::backward_weights_blocked(host(&xs)?, host(&ds)?, g);
                 return Ok((Some(cpu_tensor(dw, w_shape, Layout::Plain, x)), db));
             }
             let (x, dy) = (plain_untracked(x)?, plain_untracked(dy)?);
             let (xs, ds) = (x.storage(), dy.storage());
-            let dw = match (&*xs, &*ds) {
-                (Storage::Cpu(xd), Storage::Cpu(dd)) => kernels::backward_weights(xd, dd, g),
-            };
+            let dw = kernels::backward_weights(host(&xs)?, host(&ds)?, g);
             Ok((Some(cpu_tensor(dw, w_shape, Layout::Plain, &x)), db))
         }
     }
@@ -524,10 +504,18 @@ impl Tensor {
         bias: Option<&Tensor>,
         opts: &Conv2dOpts,
     ) -> Result<Tensor> {
-        self.conv2d_on(weight, bias, opts, CpuConvBackend::from_env()?)
+        // CUDA convolutions do not choose a CPU implementation, so the variable is not read
+        // (nor validated) for them.
+        let backend = if self.device().is_cpu() {
+            CpuConvBackend::from_env()?
+        } else {
+            CpuConvBackend::Auto
+        };
+        self.conv2d_on(weight, bias, opts, backend)
     }
 
-    /// [`Tensor::conv2d`] on an explicitly chosen CPU implementation (tests, benchmarks).
+    /// [`Tensor::conv2d`] on an explicitly chosen CPU implementation (tests, benchmarks). On a
+    /// CUDA device `backend` is ignored: cuDNN runs the convolution.
     pub fn conv2d_on(
         &self,
         weight: &Tensor,
@@ -537,6 +525,9 @@ impl Tensor {
     ) -> Result<Tensor> {
         let g = geometry(self, weight, bias, opts)?;
         crate::flops::add(2 * (g.n * g.o * g.cg() * g.kh * g.kw * g.ho * g.wo) as u64);
+        if !self.device().is_cpu() {
+            return self.conv2d_device(weight, bias, g);
+        }
         let path = choose(backend, &g, Stage::Forward, self.layout(), bias.is_some())?;
         let out = with_fallback(backend, path, |p| forward(self, weight, bias, &g, p))?;
         let has_bias = bias.is_some();
@@ -569,6 +560,26 @@ impl Tensor {
         }))
     }
 }
+
+impl Tensor {
+    #[cfg(feature = "cuda")]
+    fn conv2d_device(&self, weight: &Tensor, bias: Option<&Tensor>, g: ConvGeom) -> Result<Tensor> {
+        cuda::conv2d(self, weight, bias, g)
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn conv2d_device(
+        &self,
+        _weight: &Tensor,
+        _bias: Option<&Tensor>,
+        _g: ConvGeom,
+    ) -> Result<Tensor> {
+        Err(Error::CudaNotCompiled(self.device()))
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

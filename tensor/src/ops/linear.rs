@@ -36,7 +36,7 @@ fn product(
     (m, n, k): (usize, usize, usize),
     shape: Shape,
     device: Device,
-) -> Tensor {
+) -> Result<Tensor> {
     let (a_stride, b_stride) = (a.elem_count() / batch.max(1), b.elem_count() / batch.max(1));
     let storage = match (&*a.storage(), &*b.storage()) {
         (Storage::Cpu(av), Storage::Cpu(bv)) => Storage::Cpu(cpu::matmul(
@@ -47,8 +47,45 @@ fn product(
             op(av, a_stride, a_cols, a_trans),
             op(bv, b_stride, b_cols, b_trans),
         )),
+        #[cfg(feature = "cuda")]
+        (Storage::Cuda(av), Storage::Cuda(bv)) => {
+            let mat = |buf, cols, trans| crate::cuda::DevMat {
+                buf,
+                offset: 0,
+                ld: cols,
+                trans,
+            };
+            Storage::Cuda(crate::cuda::matmul_strided(
+                batch,
+                m,
+                n,
+                k,
+                mat(av, a_cols, a_trans),
+                a_stride,
+                mat(bv, b_cols, b_trans),
+                b_stride,
+            )?)
+        }
+        #[cfg(feature = "cuda")]
+        _ => {
+            return Err(Error::DeviceMismatch {
+                op: "matmul",
+                lhs: a.device(),
+                rhs: b.device(),
+            })
+        }
     };
-    Tensor::from_storage(storage, shape, Layout::Plain, device)
+    Ok(Tensor::from_storage(storage, shape, Layout::Plain, device))
+}
+
+/// Devices are checked before dispatch, so storages of different kinds are a backend bug.
+#[cfg(feature = "cuda")]
+fn mixed(x: &Tensor, other: Option<&Tensor>) -> Error {
+    Error::DeviceMismatch {
+        op: "linear",
+        lhs: x.device(),
+        rhs: other.map_or(x.device(), Tensor::device),
+    }
 }
 
 impl Tensor {
@@ -122,7 +159,7 @@ impl Tensor {
             (m, n, k),
             Shape::new(out_shape),
             a.device(),
-        );
+        )?;
         Ok(out.with_history(OP, &[&a, &b], move |ctx| {
             let (a, b) = (&ctx.inputs[0], &ctx.inputs[1]);
             let g = ctx.grad.plain()?;
@@ -140,6 +177,7 @@ impl Tensor {
                     dev,
                 )
             });
+            let da = da.transpose()?;
             let db = ctx.needs_grad(1).then(|| {
                 product(
                     a,
@@ -152,7 +190,7 @@ impl Tensor {
                     dev,
                 )
             });
-            Ok(vec![da, db])
+            Ok(vec![da, db.transpose()?])
         }))
     }
 
@@ -186,18 +224,36 @@ impl Tensor {
             }
             None => None,
         };
+        crate::flops::add(2 * (n * i * o) as u64);
         let storage = {
             let sb = bias.as_ref().map(|b| b.storage());
             match (&*x.storage(), &*w.storage()) {
                 (Storage::Cpu(xv), Storage::Cpu(wv)) => {
-                    let bv = sb.as_deref().map(|st| match st {
-                        Storage::Cpu(v) => v.as_slice(),
-                    });
+                    let bv = sb
+                        .as_deref()
+                        .map(|st| match st {
+                            Storage::Cpu(v) => Ok(v.as_slice()),
+                            #[cfg(feature = "cuda")]
+                            Storage::Cuda(_) => Err(mixed(&x, bias.as_ref())),
+                        })
+                        .transpose()?;
                     Storage::Cpu(cpu::linear(xv, wv, bv, n, i, o))
                 }
+                #[cfg(feature = "cuda")]
+                (Storage::Cuda(xv), Storage::Cuda(wv)) => {
+                    let bv = sb
+                        .as_deref()
+                        .map(|st| match st {
+                            Storage::Cuda(v) => Ok(v),
+                            Storage::Cpu(_) => Err(mixed(&x, bias.as_ref())),
+                        })
+                        .transpose()?;
+                    Storage::Cuda(crate::cuda::linear_forward(xv, wv, bv, n, i, o)?)
+                }
+                #[cfg(feature = "cuda")]
+                _ => return Err(mixed(&x, Some(&w))),
             }
         };
-        crate::flops::add(2 * (n * i * o) as u64);
         let out = Tensor::from_storage(storage, Shape::from([n, o]), Layout::Plain, x.device());
         let mut inputs = vec![&x, &w];
         inputs.extend(bias.as_ref());
@@ -205,7 +261,7 @@ impl Tensor {
             let (x, w) = (&ctx.inputs[0], &ctx.inputs[1]);
             let g = ctx.grad.plain()?;
             let dev = x.device();
-            let mut grads = vec![
+            let grads = [
                 // dx = G·W, dW = Gᵀ·x.
                 ctx.needs_grad(0).then(|| {
                     product(
@@ -232,11 +288,19 @@ impl Tensor {
                     )
                 }),
             ];
+            let mut grads = grads
+                .into_iter()
+                .map(Option::transpose)
+                .collect::<Result<Vec<_>>>()?;
             if ctx.inputs.len() == 3 {
                 grads.push(if ctx.needs_grad(2) {
                     let plan = ReducePlan::new(&[n, o], &[true, false]);
                     let storage = match &*g.storage() {
                         Storage::Cpu(gv) => Storage::Cpu(cpu_reduce::sum(gv, &plan, 1.0)),
+                        #[cfg(feature = "cuda")]
+                        Storage::Cuda(gv) => {
+                            Storage::Cuda(crate::cuda::sum_over(gv, &[n, o], &[true, false], 1.0)?)
+                        }
                     };
                     Some(Tensor::from_storage(
                         storage,

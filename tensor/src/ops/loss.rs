@@ -30,6 +30,15 @@ impl Tensor {
         }
         let storage = match &*x.storage() {
             Storage::Cpu(v) => Storage::Cpu(cpu::softmax(v, k, log)),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(v) => {
+                let rows = v.len() / k;
+                Storage::Cuda(if log {
+                    crate::cuda::log_softmax_forward(v, rows, k)?
+                } else {
+                    crate::cuda::softmax_forward(v, rows, k)?
+                })
+            }
         };
         let out = Tensor::from_storage(storage, x.shape().clone(), Layout::Plain, x.device());
         Ok(out.with_history(op, &[&x], move |ctx| {
@@ -41,6 +50,23 @@ impl Tensor {
                 } else {
                     cpu::softmax_backward(y, g, k)
                 }),
+                #[cfg(feature = "cuda")]
+                (Storage::Cuda(y), Storage::Cuda(g)) => {
+                    let rows = y.len() / k;
+                    Storage::Cuda(if log {
+                        crate::cuda::log_softmax_backward(y, g, rows, k)?
+                    } else {
+                        crate::cuda::softmax_backward(y, g, rows, k)?
+                    })
+                }
+                #[cfg(feature = "cuda")]
+                _ => {
+                    return Err(Error::DeviceMismatch {
+                        op,
+                        lhs: y.device(),
+                        rhs: g.device(),
+                    })
+                }
             };
             Ok(vec![Some(Tensor::from_storage(
                 storage,
@@ -89,19 +115,44 @@ impl Tensor {
             ));
         }
         let loss = match &*x.storage() {
-            Storage::Cpu(v) => cpu::cross_entropy(v, k, targets, label_smoothing),
+            Storage::Cpu(v) => Storage::cpu(vec![
+                cpu::cross_entropy(v, k, targets, label_smoothing) as f32,
+            ]),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(v) => Storage::Cuda(crate::cuda::cross_entropy_forward(
+                v,
+                n,
+                k,
+                targets,
+                label_smoothing,
+            )?),
         };
-        let out = Tensor::scalar(loss as f32, x.device())?;
+        let out = Tensor::from_storage(loss, Shape::scalar(), Layout::Plain, x.device());
         let targets = targets.to_vec();
         Ok(out.with_history(OP, &[&x], move |ctx| {
             let x = &ctx.inputs[0];
             let g = ctx.grad;
-            let storage =
-                match (&*x.storage(), &*g.storage()) {
-                    (Storage::Cpu(xv), Storage::Cpu(gv)) => Storage::Cpu(
-                        cpu::cross_entropy_backward(xv, k, &targets, label_smoothing, gv[0]),
-                    ),
-                };
+            let storage = match (&*x.storage(), &*g.storage()) {
+                (Storage::Cpu(xv), Storage::Cpu(gv)) => Storage::Cpu(cpu::cross_entropy_backward(
+                    xv,
+                    k,
+                    &targets,
+                    label_smoothing,
+                    gv[0],
+                )),
+                #[cfg(feature = "cuda")]
+                (Storage::Cuda(xv), Storage::Cuda(gv)) => Storage::Cuda(
+                    crate::cuda::cross_entropy_backward(xv, n, k, &targets, label_smoothing, gv)?,
+                ),
+                #[cfg(feature = "cuda")]
+                _ => {
+                    return Err(Error::DeviceMismatch {
+                        op: OP,
+                        lhs: x.device(),
+                        rhs: g.device(),
+                    })
+                }
+            };
             Ok(vec![Some(Tensor::from_storage(
                 storage,
                 Shape::from([n, k]),

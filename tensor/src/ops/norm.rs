@@ -28,10 +28,32 @@ fn check_affine(
 }
 
 /// The host data of an optional affine parameter of a CPU input (devices were checked to match).
-fn host(st: Option<&Storage>) -> Option<&[f32]> {
+fn host(st: Option<&Storage>) -> Result<Option<&[f32]>> {
     st.map(|st| match st {
-        Storage::Cpu(v) => v.as_slice(),
+        Storage::Cpu(v) => Ok(v.as_slice()),
+        #[cfg(feature = "cuda")]
+        Storage::Cuda(_) => Err(mixed()),
     })
+    .transpose()
+}
+
+/// The device buffer of an optional affine parameter of a CUDA input.
+#[cfg(feature = "cuda")]
+fn device_buf(st: Option<&Storage>) -> Result<Option<&crate::cuda::CudaBuf>> {
+    st.map(|st| match st {
+        Storage::Cuda(v) => Ok(v),
+        Storage::Cpu(_) => Err(mixed()),
+    })
+    .transpose()
+}
+
+/// Devices are checked before dispatch, so storages of different kinds are a backend bug.
+#[cfg(feature = "cuda")]
+fn mixed() -> Error {
+    Error::invalid(
+        "layer_norm",
+        "the input and its parameters live on different devices",
+    )
 }
 
 impl Tensor {
@@ -80,9 +102,15 @@ impl Tensor {
             );
             match &*sx {
                 Storage::Cpu(xv) => {
-                    let f =
-                        cpu::layer_norm(xv, n, c, s, host(sg.as_deref()), host(sb.as_deref()), eps);
+                    let (g, b) = (host(sg.as_deref())?, host(sb.as_deref())?);
+                    let f = cpu::layer_norm(xv, n, c, s, g, b, eps);
                     (Storage::Cpu(f.y), Storage::Cpu(f.stats))
+                }
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(xv) => {
+                    let (g, b) = (device_buf(sg.as_deref())?, device_buf(sb.as_deref())?);
+                    let (y, stats) = crate::cuda::layer_norm_forward(xv, n, c, s, g, b, eps)?;
+                    (Storage::Cuda(y), Storage::Cuda(stats))
                 }
             }
         };
@@ -117,7 +145,7 @@ impl Tensor {
                             n,
                             c,
                             s,
-                            host(sgm.as_deref()),
+                            host(sgm.as_deref())?,
                             need_dx,
                             need_dg,
                             need_db,
@@ -128,6 +156,28 @@ impl Tensor {
                             b.dbeta.map(Storage::Cpu),
                         )
                     }
+                    #[cfg(feature = "cuda")]
+                    (Storage::Cuda(xv), Storage::Cuda(gv), Storage::Cuda(sv)) => {
+                        let (dx, dg, db) = crate::cuda::layer_norm_backward(
+                            xv,
+                            gv,
+                            sv,
+                            n,
+                            c,
+                            s,
+                            device_buf(sgm.as_deref())?,
+                            need_dx,
+                            need_dg,
+                            need_db,
+                        )?;
+                        (
+                            dx.map(Storage::Cuda),
+                            dg.map(Storage::Cuda),
+                            db.map(Storage::Cuda),
+                        )
+                    }
+                    #[cfg(feature = "cuda")]
+                    _ => return Err(mixed()),
                 }
             };
             let (dx, dg, db) = grads;

@@ -172,6 +172,24 @@ fn geometry(op: &'static str, shape: &Shape, opts: &Pool2dOpts) -> Result<PoolGe
     })
 }
 
+/// The input as `[n, c, h, w]` for the CUDA functions (`shape` is the validated 4-D input).
+#[cfg(feature = "cuda")]
+fn cuda_shape(g: &PoolGeom, shape: &Shape) -> [usize; 4] {
+    [shape.dim(0), shape.dim(1), g.h, g.w]
+}
+
+/// The same window geometry in the CUDA backend's terms.
+#[cfg(feature = "cuda")]
+fn cuda_geometry(g: &PoolGeom) -> crate::cuda::Pool2dGeometry {
+    crate::cuda::Pool2dGeometry {
+        kernel: (g.kh, g.kw),
+        stride: (g.sh, g.sw),
+        pad_top: g.pad_top,
+        pad_left: g.pad_left,
+        out: (g.oh, g.ow),
+    }
+}
+
 fn out_shape(shape: &Shape, g: &PoolGeom) -> Shape {
     Shape::from([shape.dim(0), shape.dim(1), g.oh, g.ow])
 }
@@ -202,15 +220,45 @@ impl Tensor {
                 &g,
                 track.then_some(argmax.as_mut_slice()),
             )),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Storage::Cuda(crate::cuda::max_pool2d_forward(
+                b,
+                cuda_shape(&g, x.shape()),
+                &cuda_geometry(&g),
+            )?),
         };
         let out =
             Tensor::from_storage(storage, out_shape(x.shape(), &g), Layout::Plain, x.device());
+        // On CUDA the argmax stays empty: the backward pass recomputes the winners from the
+        // input and the output (`ctx.inputs[0]`, `ctx.output`), which the tape keeps anyway.
         let argmax = Arc::new(argmax);
         let in_shape = x.shape().clone();
         Ok(out.with_history(OP, &[&x], move |ctx| {
             let gy = ctx.grad.plain()?;
             let storage = match &*gy.storage() {
                 Storage::Cpu(b) => Storage::Cpu(cpu::max_pool2d_backward(b, &argmax, &g)),
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(b) => {
+                    let (xs, ys) = (ctx.inputs[0].storage(), ctx.output.storage());
+                    match (&*xs, &*ys) {
+                        (Storage::Cuda(xb), Storage::Cuda(yb)) => {
+                            Storage::Cuda(crate::cuda::max_pool2d_backward(
+                                xb,
+                                cuda_shape(&g, &in_shape),
+                                yb,
+                                b,
+                                &cuda_geometry(&g),
+                            )?)
+                        }
+                        _ => {
+                            return Err(Error::DeviceMismatch {
+                                op: OP,
+                                lhs: ctx.inputs[0].device(),
+                                rhs: gy.device(),
+                            })
+                        }
+                    }
+                }
             };
             Ok(vec![Some(Tensor::from_storage(
                 storage,
@@ -229,6 +277,12 @@ impl Tensor {
         let g = geometry(OP, x.shape(), opts)?;
         let storage = match &*x.storage() {
             Storage::Cpu(b) => Storage::Cpu(cpu::avg_pool2d(b, &g)),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Storage::Cuda(crate::cuda::avg_pool2d_forward(
+                b,
+                cuda_shape(&g, x.shape()),
+                &cuda_geometry(&g),
+            )?),
         };
         let out =
             Tensor::from_storage(storage, out_shape(x.shape(), &g), Layout::Plain, x.device());
@@ -237,6 +291,12 @@ impl Tensor {
             let gy = ctx.grad.plain()?;
             let storage = match &*gy.storage() {
                 Storage::Cpu(b) => Storage::Cpu(cpu::avg_pool2d_backward(b, &g)),
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(b) => Storage::Cuda(crate::cuda::avg_pool2d_backward(
+                    b,
+                    cuda_shape(&g, &in_shape),
+                    &cuda_geometry(&g),
+                )?),
             };
             Ok(vec![Some(Tensor::from_storage(
                 storage,
@@ -261,6 +321,13 @@ impl Tensor {
         }
         let storage = match &*x.storage() {
             Storage::Cpu(b) => Storage::Cpu(cpu::global_avg_pool(b, n * c, h * w)),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Storage::Cuda(crate::cuda::sum_over(
+                b,
+                &[n * c, h * w],
+                &[false, true],
+                1.0 / (h * w) as f32,
+            )?),
         };
         let out = Tensor::from_storage(storage, Shape::from([n, c]), Layout::Plain, x.device());
         let in_shape = x.shape().clone();
@@ -268,6 +335,13 @@ impl Tensor {
             let gy = ctx.grad.plain()?;
             let storage = match &*gy.storage() {
                 Storage::Cpu(b) => Storage::Cpu(cpu::global_avg_pool_backward(b, n * c, h * w)),
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(b) => Storage::Cuda(crate::cuda::broadcast_back(
+                    b,
+                    &[n * c, h * w],
+                    &[false, true],
+                    1.0 / (h * w) as f32,
+                )?),
             };
             Ok(vec![Some(Tensor::from_storage(
                 storage,

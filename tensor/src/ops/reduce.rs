@@ -101,6 +101,13 @@ impl Tensor {
             let plan = ReducePlan::new(x.dims(), &red.reduce);
             let storage = match &*x.storage() {
                 Storage::Cpu(v) => Storage::Cpu(cpu::sum(v, &plan, scale)),
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(v) => Storage::Cuda(crate::cuda::sum_over(
+                    v,
+                    x.dims(),
+                    &red.reduce,
+                    scale as f32,
+                )?),
             };
             Tensor::from_storage(storage, red.out.clone(), Layout::Plain, x.device())
         };
@@ -115,6 +122,13 @@ impl Tensor {
             let plan = ReducePlan::new(in_shape.dims(), &reduce);
             let storage = match &*g.storage() {
                 Storage::Cpu(gv) => Storage::Cpu(cpu::broadcast_back(gv, &plan, scale as f32, n)),
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(gv) => Storage::Cuda(crate::cuda::broadcast_back(
+                    gv,
+                    in_shape.dims(),
+                    &reduce,
+                    scale as f32,
+                )?),
             };
             Ok(vec![Some(Tensor::from_storage(
                 storage,
@@ -164,6 +178,11 @@ impl Tensor {
                 let (vals, idx) = cpu::max_dim(v, outer, d, inner);
                 (Storage::Cpu(vals), idx)
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(v) => {
+                let (vals, idx) = crate::cuda::max_dim(v, x.shape(), dim)?;
+                (Storage::Cuda(vals), idx)
+            }
         };
         let out = Tensor::from_storage(storage, Shape::new(out_shape), Layout::Plain, x.device());
         let in_shape = x.shape().clone();
@@ -173,6 +192,10 @@ impl Tensor {
             let storage = match &*g.storage() {
                 Storage::Cpu(gv) => {
                     Storage::Cpu(cpu::max_dim_backward(gv, &saved, outer, d, inner))
+                }
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(gv) => {
+                    Storage::Cuda(crate::cuda::max_dim_backward(gv, &saved, &in_shape, dim)?)
                 }
             };
             Ok(vec![Some(Tensor::from_storage(

@@ -48,6 +48,14 @@ impl Tensor {
                 (out_h, out_w),
                 align_corners,
             )),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Storage::Cuda(crate::cuda::resize_bilinear_forward(
+                b,
+                [n, c, h, w],
+                out_h,
+                out_w,
+                align_corners,
+            )?),
         };
         let out = Tensor::from_storage(
             storage,
@@ -66,6 +74,14 @@ impl Tensor {
                     (out_h, out_w),
                     align_corners,
                 )),
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(b) => Storage::Cuda(crate::cuda::resize_bilinear_backward(
+                    b,
+                    [n, c, h, w],
+                    out_h,
+                    out_w,
+                    align_corners,
+                )?),
             };
             Ok(vec![Some(Tensor::from_storage(
                 storage,

@@ -33,6 +33,36 @@ fn check_dim(op: &'static str, shape: &Shape, dim: usize) -> Result<()> {
     Ok(())
 }
 
+/// `cpu::copy_rows` on whichever device the two storages live on.
+fn copy_rows(
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))] op: &'static str,
+    src: &Storage,
+    src_rows: Rows,
+    dst: &mut Storage,
+    dst_rows: Rows,
+    chunk: usize,
+) -> Result<()> {
+    match (src, dst) {
+        (Storage::Cpu(s), Storage::Cpu(d)) => {
+            cpu::copy_rows(s, src_rows, d, dst_rows, chunk);
+            Ok(())
+        }
+        #[cfg(feature = "cuda")]
+        (Storage::Cuda(s), Storage::Cuda(d)) => crate::cuda::copy_rows(
+            s,
+            (src_rows.row, src_rows.off),
+            d,
+            (dst_rows.row, dst_rows.off),
+            chunk,
+        ),
+        #[cfg(feature = "cuda")]
+        _ => Err(Error::invalid(
+            op,
+            "source and destination live on different devices (a backend bug)",
+        )),
+    }
+}
+
 /// A tensor of `shape` in `layout`, zero except for `grad` placed at `start..start+len` along
 /// `dim` (the adjoint of [`Tensor::narrow`]). Not recorded.
 fn unnarrow(
@@ -45,29 +75,23 @@ fn unnarrow(
     let g = grad.to_layout(layout)?;
     let (outer, inner) = rows_of(shape, dim, layout);
     let len = g.dims()[dim];
-    let mut dst = CpuBuf::zeros(shape.elem_count());
-    match &*g.storage() {
-        Storage::Cpu(b) => cpu::copy_rows(
-            b,
-            Rows {
-                row: len * inner,
-                off: 0,
-            },
-            &mut dst,
-            Rows {
-                row: shape.dim(dim) * inner,
-                off: start * inner,
-            },
-            len * inner,
-        ),
-    }
-    debug_assert_eq!(dst.len(), outer * shape.dim(dim) * inner);
-    Ok(Tensor::from_storage(
-        Storage::Cpu(dst),
-        shape.clone(),
-        layout,
-        g.device(),
-    ))
+    debug_assert_eq!(shape.elem_count(), outer * shape.dim(dim) * inner);
+    let mut dst = Storage::zeros(g.device(), shape.elem_count())?;
+    copy_rows(
+        "narrow backward",
+        &g.storage(),
+        Rows {
+            row: len * inner,
+            off: 0,
+        },
+        &mut dst,
+        Rows {
+            row: shape.dim(dim) * inner,
+            off: start * inner,
+        },
+        len * inner,
+    )?;
+    Ok(Tensor::from_storage(dst, shape.clone(), layout, g.device()))
 }
 
 impl Tensor {
@@ -127,32 +151,31 @@ impl Tensor {
         dims[dim] = total;
         let out_shape = Shape::new(dims);
         let (_, inner) = rows_of(&out_shape, dim, layout);
-        let mut dst = CpuBuf::zeros(out_shape.elem_count());
+        let mut dst = Storage::zeros(first.device(), out_shape.elem_count())?;
         let mut starts = Vec::with_capacity(parts.len());
         let mut off = 0;
         // One part at a time, so that no two storage locks are held together (parts may share
         // storage).
         for p in &parts {
             let len = p.dims()[dim];
-            match &*p.storage() {
-                Storage::Cpu(b) => cpu::copy_rows(
-                    b,
-                    Rows {
-                        row: len * inner,
-                        off: 0,
-                    },
-                    &mut dst,
-                    Rows {
-                        row: total * inner,
-                        off: off * inner,
-                    },
-                    len * inner,
-                ),
-            }
+            copy_rows(
+                OP,
+                &p.storage(),
+                Rows {
+                    row: len * inner,
+                    off: 0,
+                },
+                &mut dst,
+                Rows {
+                    row: total * inner,
+                    off: off * inner,
+                },
+                len * inner,
+            )?;
             starts.push((off, len));
             off += len;
         }
-        let out = Tensor::from_storage(Storage::Cpu(dst), out_shape, layout, first.device());
+        let out = Tensor::from_storage(dst, out_shape, layout, first.device());
         let inputs: Vec<&Tensor> = parts.iter().collect();
         Ok(out.with_history(OP, &inputs, move |ctx| {
             let g = ctx.grad.to_layout(layout)?;
@@ -229,23 +252,22 @@ impl Tensor {
         let (outer, inner) = rows_of(x.shape(), dim, layout);
         let mut dims = x.dims().to_vec();
         dims[dim] = len;
-        let mut dst = CpuBuf::zeros(outer * len * inner);
-        match &*x.storage() {
-            Storage::Cpu(b) => cpu::copy_rows(
-                b,
-                Rows {
-                    row: full * inner,
-                    off: start * inner,
-                },
-                &mut dst,
-                Rows {
-                    row: len * inner,
-                    off: 0,
-                },
-                len * inner,
-            ),
-        }
-        let out = Tensor::from_storage(Storage::Cpu(dst), Shape::new(dims), layout, x.device());
+        let mut dst = Storage::zeros(x.device(), outer * len * inner)?;
+        copy_rows(
+            OP,
+            &x.storage(),
+            Rows {
+                row: full * inner,
+                off: start * inner,
+            },
+            &mut dst,
+            Rows {
+                row: len * inner,
+                off: 0,
+            },
+            len * inner,
+        )?;
+        let out = Tensor::from_storage(dst, Shape::new(dims), layout, x.device());
         let in_shape = x.shape().clone();
         Ok(out.with_history(OP, &[&x], move |ctx| {
             Ok(vec![Some(unnarrow(
@@ -276,6 +298,8 @@ impl Tensor {
         }
         let storage = match &*x.storage() {
             Storage::Cpu(b) => Storage::Cpu(CpuBuf::new(b.to_vec())),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Storage::Cuda(b.try_clone()?),
         };
         let out = Tensor::from_storage(storage, shape, Layout::Plain, x.device());
         let in_shape = x.shape().clone();
@@ -300,6 +324,8 @@ impl Tensor {
         let x = self.plain()?;
         let storage = match &*x.storage() {
             Storage::Cpu(b) => Storage::Cpu(cpu::transpose2d(b, r, c)),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Storage::Cuda(crate::cuda::transpose2d(b, r, c)?),
         };
         let out = Tensor::from_storage(storage, Shape::from([c, r]), Layout::Plain, x.device());
         Ok(out.with_history(OP, &[&x], |ctx| Ok(vec![Some(ctx.grad.transpose2d()?)])))
