@@ -8,12 +8,14 @@
 //! NVRTC kernels of `kernels.cu`, compiled once per process (CUBIN for the device's
 //! architecture). CUDA tensors always use [`crate::Layout::Plain`].
 //!
-//! The functions here work on buffers plus shapes, like the CPU kernels in [`crate::cpu`]; the op
-//! modules dispatch to them from their `Storage::Cuda` arms:
+//! The functions here work on buffers plus shapes, like the CPU kernels in [`crate::cpu`]; every op
+//! module dispatches to them from its `Storage::Cuda` arms (conv2d goes straight to cuDNN, without
+//! the CPU backend choice; max pooling keeps no argmax on the device, its backward recomputes the
+//! winners from the saved input and output):
 //!
 //! | op (CPU kernel) | CUDA function |
 //! | --- | --- |
-//! | elementwise `unary`, `unary_backward`, `binary`, `sum_to`, `expand` | [`unary`], [`unary_backward`], [`binary`], [`sum_to`], [`expand`] (wired in `ops::elementwise`) |
+//! | elementwise `unary`, `unary_backward`, `binary`, `sum_to`, `expand` | [`unary`], [`unary_backward`], [`binary`], [`sum_to`], [`expand`] |
 //! | `cpu::reduce::sum` / `broadcast_back` (a `ReducePlan` of `dims` + flags) | [`sum_over`] / [`broadcast_back`]; also [`sum_dims`], [`mean_dims`], [`sum_all`], [`mean_all`] |
 //! | `cpu::reduce::max_dim` / `max_dim_backward` | [`max_dim`] / [`max_dim_backward`] |
 //! | `cpu::linear::matmul` (`Operand`s) / `linear` | [`matmul_strided`] with [`DevMat`] / [`linear_forward`]; raw [`sgemm`], [`sgemm_strided_batched`], [`matmul`] |
@@ -31,8 +33,9 @@
 //! fails, and `Error::InvalidArgument` for inconsistent shapes. Buffers of different devices
 //! are a `DeviceMismatch`.
 //!
-//! Checks: `cargo test -p tensor --features cuda` runs the parity suite (`tests/cuda_parity.rs`,
-//! skipped with a message without a GPU) and the unit tests, including an NVRTC compile of the
+//! Checks: `cargo test -p tensor --features cuda` runs the parity suite (`tests/cuda_parity.rs`:
+//! every op through the `Tensor` API against the CPU engine, forward and gradients, plus the
+//! functions here against reference loops; skipped with a message without a GPU) and the unit tests, including an NVRTC compile of the
 //! kernels where NVRTC is installed; `scripts/kernel-emulation.sh` runs the kernels on a CPU
 //! emulation; `scripts/gpu-check.sh` runs the suite on a GPU machine.
 
