@@ -9,18 +9,35 @@ use rayon::prelude::*;
 const CHUNK: usize = 1 << 13;
 
 pub fn unary(op: UnaryOp, x: &[f32]) -> CpuBuf {
+    // One monomorphised loop per op (the `match` outside the loop), so each vectorises.
+    match op {
+        UnaryOp::Neg => map(x, |v| -v),
+        UnaryOp::Exp => map(x, crate::cpu::fastmath::exp),
+        UnaryOp::Log => map(x, f32::ln),
+        UnaryOp::Sigmoid => map(x, crate::cpu::fastmath::sigmoid),
+        UnaryOp::Tanh => map(x, crate::cpu::fastmath::tanh),
+        UnaryOp::Elu => map(x, |v| UnaryOp::Elu.apply(v)),
+        UnaryOp::Relu => map(x, |v| v.max(0.0)),
+        UnaryOp::Sqr => map(x, |v| v * v),
+        UnaryOp::Sqrt => map(x, f32::sqrt),
+        UnaryOp::Recip => map(x, |v| 1.0 / v),
+        UnaryOp::Affine { mul, add } => map(x, move |v| mul * v + add),
+    }
+}
+
+fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> CpuBuf {
     let mut out = CpuBuf::zeros(x.len());
-    let f = |(o, i): (&mut [f32], &[f32])| {
+    let run = |(o, i): (&mut [f32], &[f32])| {
         for (o, i) in o.iter_mut().zip(i) {
-            *o = op.apply(*i);
+            *o = f(*i);
         }
     };
     if x.len() >= PAR_THRESHOLD {
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
-            .for_each(f);
+            .for_each(run);
     } else {
-        f((&mut out, x));
+        run((&mut out, x));
     }
     out
 }

@@ -4,6 +4,7 @@
 pub mod conv;
 pub mod depthwise;
 pub mod elementwise;
+pub mod fastmath;
 pub mod gemm;
 pub mod linear;
 pub mod loss;

@@ -2,6 +2,7 @@
 //! broadcast in backward (`sum_to`) or perform one (`expand`).
 
 use crate::cpu::elementwise as cpu;
+use crate::cpu::fastmath;
 use crate::layout::Layout;
 use crate::storage::Storage;
 use crate::{Error, Result, Shape, Tensor};
@@ -33,15 +34,15 @@ impl UnaryOp {
     pub fn apply(self, x: f32) -> f32 {
         match self {
             UnaryOp::Neg => -x,
-            UnaryOp::Exp => x.exp(),
+            UnaryOp::Exp => fastmath::exp(x),
             UnaryOp::Log => x.ln(),
             UnaryOp::Sigmoid => sigmoid(x),
-            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Tanh => fastmath::tanh(x),
             UnaryOp::Elu => {
                 if x > 0.0 {
                     x
                 } else {
-                    x.exp_m1()
+                    fastmath::exp_m1(x)
                 }
             }
             UnaryOp::Relu => x.max(0.0),
@@ -101,7 +102,7 @@ impl UnaryOp {
 
 #[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    fastmath::sigmoid(x)
 }
 
 /// A pointwise function of two (broadcast) tensors.
