@@ -298,3 +298,87 @@ pub fn same_conv(stride: usize) -> Conv2dOpts {
         groups: 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::*;
+    use cell_zoo::CellSpec;
+    use tensor::Device;
+
+    /// The harbor concatenates `[ff, extras in string-sorted source order]`, each extra resized to
+    /// the feedforward size: a 1×1 conv that sums one input slice per output channel reads back
+    /// which slice holds which source.
+    #[test]
+    fn harbor_puts_the_feedforward_input_first_then_sorted_sources() {
+        let area = |name: &str, c: usize, pool: bool| AreaSpec {
+            name: name.into(),
+            conv: ConvSpec {
+                channels: c,
+                kernel: 1,
+                stride: 1,
+                activation: Activation::Identity,
+                bias: false,
+            },
+            cell: CellSpec::Identity,
+            residual: None,
+            pool: pool.then_some(PoolSpec::TWO_BY_TWO),
+        };
+        let spec = ModelSpec {
+            name: "harbor".into(),
+            input: InputSpec {
+                channels: 1,
+                height: 8,
+                width: 8,
+            },
+            num_classes: 2,
+            areas: vec![
+                area("v1", 2, false),
+                area("v2", 3, false),
+                area("v4", 4, true),
+                area("it", 5, false),
+            ],
+            // Listed in the opposite of sorted order on purpose.
+            edges: vec![
+                EdgeSpec {
+                    from: "v4".into(),
+                    to: "v2".into(),
+                },
+                EdgeSpec {
+                    from: "it".into(),
+                    to: "v2".into(),
+                },
+            ],
+            readout: ReadoutSpec {
+                name: "imnetds".into(),
+                kind: ReadoutKind::GapFc,
+            },
+            default_steps: 3,
+            image_off: 3,
+        };
+        let m = Model::new(&spec, Device::Cpu, 0).unwrap();
+        // v2's conv input: ff (2 ch) | it (5 ch) | v4 (4 ch): "it" < "v4".
+        let a = &m.areas[1];
+        assert_eq!(a.conv.weight.dims(), &[3, 11, 1, 1]);
+        let mut w = vec![0f32; 3 * 11];
+        for (o, range) in [(0usize, 0..2usize), (1, 2..7), (2, 7..11)] {
+            for c in range {
+                w[o * 11 + c] = 1.0;
+            }
+        }
+        a.conv
+            .weight
+            .assign(&Tensor::from_vec(w, [3, 11, 1, 1], Device::Cpu).unwrap())
+            .unwrap();
+        let ff = Tensor::full(1.0, [1, 2, 8, 8], Device::Cpu).unwrap();
+        let v4 = Tensor::full(3.0, [1, 4, 4, 4], Device::Cpu).unwrap(); // pooled: resized up
+        let it = Tensor::full(2.0, [1, 5, 4, 4], Device::Cpu).unwrap();
+        let x = Tensor::zeros([1, 3, 8, 8], Device::Cpu).unwrap();
+        let state = a.cell.zero_state(&x).unwrap();
+        let extras = [it, v4]; // harbor order, as the unroll passes them
+        assert_eq!(a.sources, vec![3, 2]);
+        let (y, _) = m.area_step(1, &ff, &extras, &state).unwrap();
+        let y = y.to_vec().unwrap();
+        assert_eq!((y[0], y[64], y[128]), (2.0, 10.0, 12.0));
+    }
+}
