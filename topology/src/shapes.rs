@@ -69,7 +69,7 @@ pub fn infer(spec: &ModelSpec) -> Result<ModelShapes, SpecError> {
             same_out(w, a.conv.stride),
         ];
         let cell_c = a.cell.out_channels(a.conv.channels);
-        check_cell(&a.cell, a.conv.channels, c_in).map_err(bad)?;
+        check_cell(&a.cell, a.conv.channels).map_err(bad)?;
         let cell_out = [cell_c, conv_out[1], conv_out[2]];
         let mut out = cell_out;
         if a.residual.is_some() {
@@ -168,8 +168,7 @@ pub fn infer(spec: &ModelSpec) -> Result<ModelShapes, SpecError> {
 }
 
 /// Constraints a cell puts on its area's channels.
-fn check_cell(cell: &CellSpec, x_channels: usize, u_channels: usize) -> Result<(), String> {
-    let _ = u_channels;
+fn check_cell(cell: &CellSpec, x_channels: usize) -> Result<(), String> {
     match cell {
         CellSpec::GeneralRgc(g) => {
             if !g.input_to_cell.is_on() && g.uses_cell() && g.cell_depth != x_channels {
