@@ -1,1 +1,5 @@
-//! `neurofit`: see SPEC.md; filled by its issue.
+//! `neurofit`: compare model activity over time with neural recordings and behaviour (SPEC §7, §8).
+
+pub mod assembly;
+
+pub use assembly::{Assembly, Neuroids, Presentations, TimeBin};
