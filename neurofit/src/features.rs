@@ -1,0 +1,19 @@
+//! Model activity over time, per area, as the fitting code consumes it.
+
+use ndarray::Array3;
+
+/// One area's features: `data` is `[stimulus, feature, step]` (one row per stimulus, in the order of
+/// [`ModelFeatures::stimulus_id`]; `step` is the unroll step, 10 ms each).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AreaFeatures {
+    pub area: String,
+    pub data: Array3<f32>,
+}
+
+/// Every recorded area of one model over the same stimuli.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFeatures {
+    pub model: String,
+    pub stimulus_id: Vec<String>,
+    pub areas: Vec<AreaFeatures>,
+}
