@@ -1,1 +1,28 @@
-//! `trainer`: see SPEC.md; filled by its issue.
+//! `trainer`: train and evaluate ConvRNNs (SPEC §6).
+//!
+//! - [`config`]: a run's settings ([`TrainConfig`], [`DataSpec`]), serde;
+//! - [`optim`], [`lr`], [`clip`]: optimisers, learning-rate schedules, gradient clipping;
+//! - [`fit`]: the training loop with checkpoints, resume and the metrics log;
+//! - [`evaluate`]: top-1/top-5 per time step and per decoder;
+//! - [`checkpoint`], [`metrics`], [`plot`]: what a run writes.
+
+pub mod checkpoint;
+pub mod clip;
+pub mod config;
+pub mod data;
+mod error;
+pub mod evaluate;
+pub mod fit;
+pub mod lr;
+pub mod metrics;
+pub mod optim;
+pub mod plot;
+
+pub use clip::GradClip;
+pub use config::{DataSpec, LossSteps, TrainConfig};
+pub use error::{Error, Result};
+pub use evaluate::{evaluate, EvalOptions, EvalReport};
+pub use fit::{evaluate_checkpoint, fit, Control, FitOptions, FitReport, Outcome};
+pub use lr::{Decay, LrSchedule};
+pub use metrics::EpochMetrics;
+pub use optim::{Optimizer, OptimizerSpec};

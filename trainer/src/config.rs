@@ -1,0 +1,257 @@
+//! What a training run is: model, data, optimisation and evaluation settings, all serde so a run
+//! directory's `config.json` (and every checkpoint) says exactly how it was made.
+
+use crate::clip::GradClip;
+use crate::error::{Error, Result};
+use crate::lr::LrSchedule;
+use crate::optim::OptimizerSpec;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use tensor::Device;
+use topology::{Decoder, ModelSpec, Presentation};
+
+/// Where the images come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataSpec {
+    /// Fashion-MNIST: the 60,000 training images; validation is the 10,000-image test split.
+    /// `dir` overrides where the IDX files are looked for (see `datasets::locate`).
+    FashionMnist {
+        #[serde(default)]
+        dir: Option<PathBuf>,
+    },
+    /// The generated clutter variant of Fashion-MNIST (`datasets::clutter`), cached.
+    Clutter {
+        #[serde(default)]
+        dir: Option<PathBuf>,
+        train_count: usize,
+        test_count: usize,
+        difficulty: f32,
+        seed: u64,
+    },
+    /// ImageNet-style class folders: `root/train/<class>/*.jpg` and `root/val/<class>/*.jpg`.
+    Folder { root: PathBuf },
+}
+
+impl DataSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataSpec::FashionMnist { .. } => "fashion-mnist",
+            DataSpec::Clutter { .. } => "clutter",
+            DataSpec::Folder { .. } => "folder",
+        }
+    }
+
+    /// The default clutter set: 60,000 training and 10,000 test images at difficulty 0.5.
+    pub fn clutter_default(dir: Option<PathBuf>) -> Self {
+        DataSpec::Clutter {
+            dir,
+            train_count: 60_000,
+            test_count: 10_000,
+            difficulty: 0.5,
+            seed: 1,
+        }
+    }
+}
+
+/// Which steps' logits the loss sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LossSteps {
+    /// Cross-entropy on the last step's logits (the reference).
+    #[default]
+    Last,
+    /// Mean cross-entropy over steps `from..to` (`to` exclusive, clamped to the unroll).
+    Window { from: usize, to: usize },
+}
+
+/// Every setting of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: ModelSpec,
+    pub data: DataSpec,
+    pub epochs: u64,
+    /// Stop after this many optimiser steps in total (across epochs), if set.
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub optimizer: OptimizerSpec,
+    pub lr: LrSchedule,
+    #[serde(default)]
+    pub clip: GradClip,
+    #[serde(default)]
+    pub label_smoothing: f32,
+    #[serde(default)]
+    pub loss: LossSteps,
+    /// Unroll length (default: the model's `default_steps`).
+    #[serde(default)]
+    pub steps: Option<usize>,
+    #[serde(default = "default_presentation")]
+    pub presentation: Presentation,
+    /// Decoders reported at evaluation besides the per-step accuracies; the first is `top1`.
+    pub decoders: Vec<Decoder>,
+    /// Train on only the first this-many training images (all when unset).
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    /// Evaluate on at most this many validation images (all when unset).
+    #[serde(default)]
+    pub eval_limit: Option<usize>,
+    /// Write the latest checkpoint every this many optimiser steps within an epoch (and always at
+    /// the end of an epoch), bounding the work a killed process loses.
+    pub checkpoint_every: u64,
+    pub seed: u64,
+    #[serde(default)]
+    pub device: Device,
+}
+
+fn default_presentation() -> Presentation {
+    Presentation::Default
+}
+
+impl TrainConfig {
+    /// The defaults for a model: AdamW (lr 2e-3, weight decay 1e-4) with a cosine schedule and
+    /// 200 warm-up steps, batch 64, 3 epochs, loss on the last step, decoders last and
+    /// max-confidence. The total steps of the cosine are filled in by [`TrainConfig::finalise`].
+    pub fn for_model(model: ModelSpec, data: DataSpec) -> Self {
+        TrainConfig {
+            model,
+            data,
+            epochs: 3,
+            max_steps: None,
+            batch_size: 64,
+            eval_batch_size: 200,
+            optimizer: OptimizerSpec::adamw(1e-4),
+            lr: LrSchedule::cosine(2e-3, 200, 0),
+            clip: GradClip::Norm { max: 5.0 },
+            label_smoothing: 0.0,
+            loss: LossSteps::Last,
+            steps: None,
+            presentation: Presentation::Default,
+            decoders: vec![Decoder::Last, Decoder::MaxConf { from: 0 }],
+            train_limit: None,
+            eval_limit: None,
+            checkpoint_every: 200,
+            seed: 0,
+            device: Device::Cpu,
+        }
+    }
+
+    /// Resolves settings that depend on the data size: a cosine schedule with `total_steps` 0
+    /// spans the whole run.
+    pub fn finalise(&mut self, batches_per_epoch: u64) {
+        if let crate::lr::Decay::Cosine { total_steps, .. } = &mut self.lr.decay {
+            if *total_steps == 0 {
+                let run = batches_per_epoch * self.epochs;
+                *total_steps = self.max_steps.map_or(run, |m| m.min(run)).max(1);
+            }
+        }
+    }
+
+    pub fn steps(&self) -> usize {
+        self.steps.unwrap_or(self.model.default_steps)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.model
+            .validate()
+            .map_err(|e| Error::Config(format!("model: {e}")))?;
+        let bad = |m: String| Err(Error::Config(m));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("batch sizes must be at least 1".into());
+        }
+        if self.max_steps == Some(0) {
+            return bad("max_steps must be at least 1".into());
+        }
+        if self.checkpoint_every == 0 {
+            return bad("checkpoint_every must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "label_smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
+        }
+        let steps = self.steps();
+        if steps == 0 {
+            return bad("the unroll needs at least 1 step".into());
+        }
+        if let LossSteps::Window { from, to } = self.loss {
+            if from >= to.min(steps) {
+                return bad(format!(
+                    "loss window {from}..{to} is empty over {steps} steps"
+                ));
+            }
+        }
+        if self.decoders.is_empty() {
+            return bad("at least one decoder is needed (e.g. last)".into());
+        }
+        self.optimizer.validate()?;
+        self.lr.validate_shape()?;
+        self.clip.validate()
+    }
+}
+
+impl LrSchedule {
+    /// [`LrSchedule::validate`], but a cosine `total_steps` of 0 (filled in later) is accepted.
+    fn validate_shape(&self) -> Result<()> {
+        let mut s = self.clone();
+        if let crate::lr::Decay::Cosine { total_steps, .. } = &mut s.decay {
+            if *total_steps == 0 {
+                *total_steps = 1;
+            }
+        }
+        s.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_validates_and_round_trips() {
+        let model = topology::zoo::get("compact_rgc").unwrap();
+        let c = TrainConfig::for_model(model, DataSpec::FashionMnist { dir: None });
+        c.validate().unwrap();
+        let j = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<TrainConfig>(&j).unwrap(), c);
+    }
+
+    #[test]
+    fn finalise_fills_the_cosine_length() {
+        let model = topology::zoo::get("compact_feedforward").unwrap();
+        let mut c = TrainConfig::for_model(model, DataSpec::FashionMnist { dir: None });
+        c.finalise(100);
+        assert_eq!(
+            c.lr.decay,
+            crate::lr::Decay::Cosine {
+                total_steps: 300,
+                min_lr: 0.0
+            }
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let model = topology::zoo::get("compact_feedforward").unwrap();
+        let base = TrainConfig::for_model(model, DataSpec::FashionMnist { dir: None });
+        let mut c = base.clone();
+        c.loss = LossSteps::Window { from: 9, to: 12 };
+        assert!(c.validate().unwrap_err().to_string().contains("window"));
+        let mut c = base.clone();
+        c.label_smoothing = 1.5;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("label_smoothing"));
+        let mut c = base;
+        c.epochs = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("epochs"));
+    }
+}

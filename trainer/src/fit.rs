@@ -1,0 +1,460 @@
+//! The training loop: `fit(config, options) -> FitReport`.
+//!
+//! A run directory holds `spec.json` and `config.json` (how the run was made), `metrics.jsonl`
+//! (one record per epoch), `checkpoint-latest.safetensors` (written every `checkpoint_every`
+//! steps and at every epoch end), `checkpoint-best.safetensors` (best validation top-1) and
+//! `plots/`. A non-finite loss stops the run before anything is written, so the last good
+//! checkpoint stays; a stop request (Ctrl-C) writes a checkpoint and returns; `resume` continues
+//! from the latest checkpoint exactly where it stopped.
+
+use crate::checkpoint::{self, Checkpoint, EpochAccum, Progress};
+use crate::config::{LossSteps, TrainConfig};
+use crate::data::{self, DynDataset};
+use crate::error::{Error, Result};
+use crate::evaluate::{evaluate, EvalOptions, EvalReport};
+use crate::metrics::{self, EpochMetrics};
+use crate::optim::Optimizer;
+use crate::plot;
+use datasets::{Batcher, BatcherConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tensor::Tensor;
+use topology::{Frames, Model, Needed, UnrollOptions, DEFAULT_BLANK};
+
+/// What the per-epoch callback asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// End the run now (e.g. a search pruning a poor trial).
+    Stop,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every epoch ran.
+    Finished,
+    /// `max_steps` was reached.
+    MaxSteps,
+    /// The stop flag was raised (Ctrl-C); a checkpoint was written.
+    Interrupted,
+    /// The per-epoch callback asked to stop.
+    Stopped,
+}
+
+/// Settings of one invocation that are not part of the run's identity.
+pub struct FitOptions<'a> {
+    pub out: PathBuf,
+    /// Continue the run in `out` from its latest checkpoint (a fresh start when there is none).
+    pub resume: bool,
+    /// Draw a progress bar and print a line per epoch.
+    pub verbose: bool,
+    /// Raised by a signal handler: checkpoint, then return [`Outcome::Interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Called after every epoch's evaluation (search reporting and pruning).
+    pub on_epoch: Option<&'a mut dyn FnMut(&EpochMetrics) -> Control>,
+}
+
+impl<'a> FitOptions<'a> {
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        FitOptions {
+            out: out.into(),
+            resume: false,
+            verbose: false,
+            stop: None,
+            on_epoch: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for FitOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FitOptions")
+            .field("out", &self.out)
+            .field("resume", &self.resume)
+            .finish()
+    }
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FitReport {
+    pub outcome: Outcome,
+    pub out: PathBuf,
+    pub model: String,
+    pub params: usize,
+    /// Every epoch's record, including those of earlier invocations of a resumed run.
+    pub metrics: Vec<EpochMetrics>,
+    pub best_val_top1: Option<f64>,
+    /// Optimiser steps taken in the whole run.
+    pub steps: u64,
+}
+
+impl FitReport {
+    pub fn last(&self) -> Option<&EpochMetrics> {
+        self.metrics.last()
+    }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Config(format!("cannot serialise {}: {e}", path.display())))?;
+    tensor::io::write_file_atomically(path, text.as_bytes())?;
+    Ok(())
+}
+
+/// Number of `labels` whose logits row has the label as its (strict) maximum.
+fn top1_hits(logits: &Tensor, labels: &[usize]) -> Result<u64> {
+    let (_, k) = logits.shape().dims2("fit")?;
+    let v = logits.to_vec()?;
+    Ok(v.chunks_exact(k)
+        .zip(labels)
+        .filter(|(row, &y)| row.iter().all(|&x| x <= row[y]))
+        .count() as u64)
+}
+
+/// The state a run carries between batches.
+struct Run<'m> {
+    config: TrainConfig,
+    model: &'m Model,
+    optimizer: Optimizer,
+    progress: Progress,
+    out: PathBuf,
+}
+
+impl Run<'_> {
+    fn save_latest(&self) -> Result<()> {
+        checkpoint::save(
+            &self.out.join(checkpoint::LATEST),
+            &self.config,
+            &self.progress,
+            self.model,
+            &self.optimizer,
+        )
+    }
+
+    /// One optimiser step on one batch; returns (loss, top-1 hits of the last step).
+    fn train_step(&mut self, images: Tensor, labels: &[usize]) -> Result<(f32, u64)> {
+        let cfg = &self.config;
+        let steps = cfg.steps();
+        let frames = Frames::Image {
+            image: images,
+            presentation: cfg.presentation,
+            blank: DEFAULT_BLANK,
+        };
+        let needed = match cfg.loss {
+            LossSteps::Last => Needed::LastLogits,
+            LossSteps::Window { .. } => Needed::Everything,
+        };
+        let unrolled = self.model.unroll(
+            &frames,
+            &UnrollOptions {
+                steps: Some(steps),
+                needed,
+                ..Default::default()
+            },
+        )?;
+        let last = unrolled.last_logits()?.clone();
+        let loss = match cfg.loss {
+            LossSteps::Last => last.cross_entropy(labels, cfg.label_smoothing)?,
+            LossSteps::Window { from, to } => {
+                let logits = unrolled.all_logits()?;
+                let to = to.min(steps);
+                let mut acc = logits[from].cross_entropy(labels, cfg.label_smoothing)?;
+                for l in &logits[from + 1..to] {
+                    acc = acc.add(&l.cross_entropy(labels, cfg.label_smoothing)?)?;
+                }
+                acc.mul_scalar(1.0 / (to - from) as f32)?
+            }
+        };
+        let value = loss.to_scalar()?;
+        if !value.is_finite() {
+            return Err(Error::NonFiniteLoss {
+                epoch: self.progress.epoch,
+                step: self.progress.global_step,
+                loss: value,
+            });
+        }
+        let hits = top1_hits(&last, labels)?;
+        let mut grads = loss.backward()?;
+        drop(unrolled);
+        cfg.clip.apply(&self.model.params, &mut grads)?;
+        let lr = cfg.lr.at(self.progress.global_step);
+        self.optimizer.step(&self.model.params, &grads, lr)?;
+        Ok((value, hits))
+    }
+}
+
+/// Trains `config.model` on `config.data`; see the module documentation.
+pub fn fit(config: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport> {
+    let out = opts.out.clone();
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let latest = out.join(checkpoint::LATEST);
+    let resumed = if latest.is_file() {
+        if !opts.resume {
+            return Err(Error::Config(format!(
+                "{} already holds a training run ({}); pass --resume to continue it, or choose \
+                 another output directory",
+                out.display(),
+                checkpoint::LATEST
+            )));
+        }
+        Some(Checkpoint::read(&latest)?)
+    } else {
+        None
+    };
+    let mut config = match &resumed {
+        Some(ck) => ck.config.clone(),
+        None => config,
+    };
+    config.validate()?;
+    let side = config.model.input.height;
+    let splits = data::load(&config.data, side)?;
+    data::check_fits(&config.model, splits.train.as_ref())?;
+    data::check_fits(&config.model, splits.val.as_ref())?;
+    let train_set = data::Prefix::of(Arc::clone(&splits.train), config.train_limit);
+    let train_batcher = Batcher::new(
+        Arc::new(Arc::clone(&train_set)),
+        BatcherConfig::train(config.batch_size, config.seed),
+    )?;
+    let batches_per_epoch = train_batcher.num_batches();
+    if batches_per_epoch == 0 {
+        return Err(Error::Config(format!(
+            "the training set has {} images, fewer than one batch of {}",
+            train_set.len(),
+            config.batch_size
+        )));
+    }
+    if resumed.is_none() {
+        config.finalise(batches_per_epoch as u64);
+    }
+    write_json(&out.join("spec.json"), &config.model)?;
+    write_json(&out.join("config.json"), &config)?;
+
+    let model = Model::new(&config.model, config.device, config.seed)?;
+    let mut optimizer = Optimizer::new(config.optimizer.clone())?;
+    let progress = match &resumed {
+        Some(ck) => {
+            ck.load_params_into(&model.params)?;
+            ck.load_optimizer_into(&model.params, &mut optimizer)?;
+            ck.progress.clone()
+        }
+        None => Progress::default(),
+    };
+    let mut history = metrics::read(&out)?;
+    history.retain(|m| m.epoch < progress.epoch);
+    let mut run = Run {
+        config,
+        model: &model,
+        optimizer,
+        progress,
+        out: out.clone(),
+    };
+    if opts.verbose {
+        match &resumed {
+            Some(_) => eprintln!(
+                "resuming {} at epoch {}, batch {} (step {})",
+                out.display(),
+                run.progress.epoch + 1,
+                run.progress.position,
+                run.progress.global_step
+            ),
+            None => eprintln!(
+                "training {} ({} parameters) on {} ({} images, {} batches of {} per epoch) → {}",
+                run.config.model.name,
+                model.num_params(),
+                run.config.data.name(),
+                train_set.len(),
+                batches_per_epoch,
+                run.config.batch_size,
+                out.display()
+            ),
+        }
+    }
+
+    let eval_opts = EvalOptions {
+        batch_size: run.config.eval_batch_size,
+        steps: run.config.steps(),
+        presentation: run.config.presentation,
+        decoders: run.config.decoders.clone(),
+        limit: run.config.eval_limit,
+    };
+    let max_steps = run.config.max_steps.unwrap_or(u64::MAX);
+    let mut outcome = Outcome::Finished;
+    while run.progress.epoch < run.config.epochs {
+        if run.progress.global_step >= max_steps {
+            outcome = Outcome::MaxSteps;
+            break;
+        }
+        let epoch = run.progress.epoch;
+        let bar = if opts.verbose {
+            let b = ProgressBar::new(batches_per_epoch as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:28}] {pos}/{len} {msg} ({elapsed}<{eta})",
+                )
+                .map_err(|e| Error::Config(e.to_string()))?
+                .progress_chars("=> "),
+            );
+            b.set_prefix(format!("epoch {}/{}", epoch + 1, run.config.epochs));
+            b.set_position(run.progress.position as u64);
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        let mut stopped_inside = false;
+        let mut t0 = Instant::now();
+        for batch in train_batcher.epoch_from(epoch, run.progress.position) {
+            let batch = batch?;
+            let n = batch.len() as u64;
+            let (images, labels) = batch.into_tensor(run.config.device)?;
+            let (loss, hits) = run.train_step(images, &labels)?;
+            let acc = &mut run.progress.accum;
+            acc.loss_sum += loss as f64 * n as f64;
+            acc.correct += hits;
+            acc.seen += n;
+            acc.seconds += t0.elapsed().as_secs_f64();
+            t0 = Instant::now();
+            run.progress.position += 1;
+            run.progress.global_step += 1;
+            bar.set_position(run.progress.position as u64);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.1}% {:.0} img/s",
+                acc.loss_sum / acc.seen as f64,
+                100.0 * acc.correct as f64 / acc.seen as f64,
+                acc.seen as f64 / acc.seconds.max(1e-9)
+            ));
+            let interrupted = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+            if interrupted {
+                run.save_latest()?;
+                bar.abandon();
+                if opts.verbose {
+                    eprintln!(
+                        "interrupted: checkpoint written at epoch {}, batch {}; continue with --resume",
+                        epoch + 1,
+                        run.progress.position
+                    );
+                }
+                return Ok(report(Outcome::Interrupted, &run, &model, history));
+            }
+            if run.progress.global_step >= max_steps {
+                stopped_inside = run.progress.position < batches_per_epoch;
+                outcome = Outcome::MaxSteps;
+                break;
+            }
+            if run.progress.global_step.is_multiple_of(run.config.checkpoint_every) {
+                run.save_latest()?;
+            }
+        }
+        bar.finish_and_clear();
+        let eval_t0 = Instant::now();
+        let val: EvalReport = evaluate(&model, &splits.val, &eval_opts)?;
+        let acc = run.progress.accum.clone();
+        let m = EpochMetrics {
+            epoch,
+            step: run.progress.global_step,
+            complete: !stopped_inside,
+            lr: run.config.lr.at(run.progress.global_step.saturating_sub(1)),
+            train_loss: acc.loss_sum / acc.seen.max(1) as f64,
+            train_top1: acc.correct as f64 / acc.seen.max(1) as f64,
+            train_img_per_s: acc.seen as f64 / acc.seconds.max(1e-9),
+            val_loss: val.loss,
+            val_top1: val.top1,
+            val_top5: val.top5,
+            val_top1_per_step: val.top1_per_step.clone(),
+            val_top5_per_step: val.top5_per_step.clone(),
+            val_decoders: val.decoders.clone(),
+            epoch_seconds: acc.seconds + eval_t0.elapsed().as_secs_f64(),
+        };
+        history = metrics::record(&out, &m)?;
+        let improved = run.progress.best_val_top1.is_none_or(|b| m.val_top1 > b);
+        run.progress.epoch += 1;
+        run.progress.position = 0;
+        run.progress.accum = EpochAccum::default();
+        if improved {
+            run.progress.best_val_top1 = Some(m.val_top1);
+        }
+        run.save_latest()?;
+        if improved {
+            checkpoint::save(
+                &out.join(checkpoint::BEST),
+                &run.config,
+                &run.progress,
+                &model,
+                &run.optimizer,
+            )?;
+        }
+        plot::training_plots(&out.join("plots"), &run.config.model.name, &history)?;
+        if opts.verbose {
+            eprintln!(
+                "epoch {}: train loss {:.4}, top-1 {:.2}% ({:.1} img/s) | val top-1 {:.2}%, \
+                 per step [{}]",
+                epoch + 1,
+                m.train_loss,
+                100.0 * m.train_top1,
+                m.train_img_per_s,
+                100.0 * m.val_top1,
+                m.val_top1_per_step
+                    .iter()
+                    .map(|a| format!("{:.1}", 100.0 * a))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+        if let Some(cb) = opts.on_epoch.as_mut() {
+            if cb(&m) == Control::Stop {
+                outcome = Outcome::Stopped;
+                break;
+            }
+        }
+        if outcome == Outcome::MaxSteps {
+            break;
+        }
+    }
+    Ok(report(outcome, &run, &model, history))
+}
+
+fn report(outcome: Outcome, run: &Run<'_>, model: &Model, metrics: Vec<EpochMetrics>) -> FitReport {
+    FitReport {
+        outcome,
+        out: run.out.clone(),
+        model: run.config.model.name.clone(),
+        params: model.num_params(),
+        metrics,
+        best_val_top1: run.progress.best_val_top1,
+        steps: run.progress.global_step,
+    }
+}
+
+/// Evaluates a checkpoint (a file, or a run directory: its best checkpoint) with its run's
+/// settings, optionally overriding the decoders and the image limit.
+pub fn evaluate_checkpoint(
+    path: &Path,
+    decoders: Option<Vec<topology::Decoder>>,
+    limit: Option<usize>,
+    device: tensor::Device,
+) -> Result<EvalReport> {
+    let file = checkpoint::resolve(path)?;
+    let ck = Checkpoint::read(&file)?;
+    let model = ck.model(device)?;
+    let cfg = &ck.config;
+    let splits = data::load(&cfg.data, cfg.model.input.height)?;
+    data::check_fits(&cfg.model, splits.val.as_ref())?;
+    let val: DynDataset = splits.val;
+    evaluate(
+        &model,
+        &val,
+        &EvalOptions {
+            batch_size: cfg.eval_batch_size,
+            steps: cfg.steps(),
+            presentation: cfg.presentation,
+            decoders: decoders.unwrap_or_else(|| cfg.decoders.clone()),
+            limit: limit.or(cfg.eval_limit),
+        },
+    )
+}
