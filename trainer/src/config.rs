@@ -41,17 +41,6 @@ impl DataSpec {
             DataSpec::Folder { .. } => "folder",
         }
     }
-
-    /// The default clutter set: 60,000 training and 10,000 test images at difficulty 0.5.
-    pub fn clutter_default(dir: Option<PathBuf>) -> Self {
-        DataSpec::Clutter {
-            dir,
-            train_count: 60_000,
-            test_count: 10_000,
-            difficulty: 0.5,
-            seed: 1,
-        }
-    }
 }
 
 /// Which steps' logits the loss sees.

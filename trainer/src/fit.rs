@@ -347,7 +347,11 @@ pub fn fit(config: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport> {
                 outcome = Outcome::MaxSteps;
                 break;
             }
-            if run.progress.global_step.is_multiple_of(run.config.checkpoint_every) {
+            if run
+                .progress
+                .global_step
+                .is_multiple_of(run.config.checkpoint_every)
+            {
                 run.save_latest()?;
             }
         }

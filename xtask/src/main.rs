@@ -7,6 +7,7 @@ mod benchmarks_md;
 mod doctor;
 mod machine;
 mod models;
+mod train;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -50,6 +51,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Trains a model (default: compact_rgc on Fashion-MNIST) and reports accuracy per time step.
+    Train(train::TrainCmd),
+    /// Evaluates a checkpoint (or a run directory): accuracy per time step and per decoder.
+    Eval(train::EvalCmd),
+    /// Trains the compact feedforward and the compact RGC model on the clutter variant and
+    /// compares them side by side.
+    Demo(train::DemoCmd),
     /// Runs the doctor (installing missing packages when run as root), then
     /// `cargo test --workspace` with any extra arguments.
     Test {
@@ -83,6 +91,9 @@ fn main() -> Result<()> {
         } => bench_unroll::run(&args),
         Cmd::Doctor { install } => doctor::run(install),
         Cmd::Test { args } => test(&args),
+        Cmd::Train(cmd) => train::train(&cmd),
+        Cmd::Eval(cmd) => train::eval(&cmd),
+        Cmd::Demo(cmd) => train::demo(&cmd),
         Cmd::Models { json } => models::models(json),
         Cmd::Info { name, json } => models::info(&name, json),
     }

@@ -1,0 +1,543 @@
+//! `cargo xtask train` (the main job), `cargo xtask eval` and `cargo xtask demo`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tensor::Device;
+use topology::Decoder;
+use trainer::{
+    DataSpec, Decay, FitOptions, FitReport, GradClip, LossSteps, LrSchedule, OptimizerSpec,
+    Outcome, TrainConfig,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DatasetArg {
+    /// Fashion-MNIST (Debian's dataset-fashion-mnist, or --data-dir).
+    FashionMnist,
+    /// The generated clutter/occlusion variant of Fashion-MNIST (cached).
+    Clutter,
+    /// ImageNet-style folders: --data-dir/train/<class>/*.jpg and --data-dir/val/<class>/*.jpg.
+    Folder,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptimArg {
+    Sgd,
+    Adam,
+    Adamw,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    Cosine,
+    Step,
+    Constant,
+}
+
+/// Settings shared by `train`, `demo` and `search` (model and data come separately).
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// A zoo preset (see `cargo xtask models`).
+    #[arg(long, default_value = "compact_rgc", conflicts_with = "spec")]
+    pub model: String,
+    /// A model spec JSON file instead of a preset.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// A complete run configuration (TrainConfig JSON, as written to OUT/config.json); other
+    /// flags given explicitly override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "fashion-mnist")]
+    pub dataset: DatasetArg,
+    /// Where the data is (Fashion-MNIST IDX files, or the folder root).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Clutter difficulty, 0 (mild) to 1 (hard).
+    #[arg(long, default_value_t = 0.5)]
+    pub difficulty: f32,
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Stop after this many optimiser steps in total.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimArg>,
+    /// Base learning rate.
+    #[arg(long)]
+    pub lr: Option<f32>,
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// SGD momentum (Nesterov unless --no-nesterov).
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    #[arg(long)]
+    pub no_nesterov: bool,
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
+    /// Linear warm-up steps.
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    /// Step schedule: steps at which the rate is multiplied by --gamma (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Vec<u64>,
+    #[arg(long, default_value_t = 0.1)]
+    pub gamma: f32,
+    /// Clip the global gradient norm to this value.
+    #[arg(long, conflicts_with = "clip_value")]
+    pub clip_norm: Option<f32>,
+    /// Clip every gradient component to [-v, v].
+    #[arg(long)]
+    pub clip_value: Option<f32>,
+    #[arg(long)]
+    pub label_smoothing: Option<f32>,
+    /// Average the loss over steps FROM:TO (TO exclusive) instead of the last step.
+    #[arg(long)]
+    pub loss_window: Option<String>,
+    /// Unroll length (default: the model's).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Train on only the first N training images.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Evaluate on only the first N validation images.
+    #[arg(long)]
+    pub eval_limit: Option<usize>,
+    /// Write the latest checkpoint every N steps (and at every epoch end).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+impl TrainArgs {
+    fn data_spec(&self) -> Result<DataSpec> {
+        Ok(match self.dataset {
+            DatasetArg::FashionMnist => DataSpec::FashionMnist {
+                dir: self.data_dir.clone(),
+            },
+            DatasetArg::Clutter => DataSpec::Clutter {
+                dir: self.data_dir.clone(),
+                train_count: 60_000,
+                test_count: 10_000,
+                difficulty: self.difficulty,
+                seed: 1,
+            },
+            DatasetArg::Folder => DataSpec::Folder {
+                root: self
+                    .data_dir
+                    .clone()
+                    .context("--dataset folder needs --data-dir ROOT (with train/ and val/)")?,
+            },
+        })
+    }
+
+    /// The run configuration these flags describe.
+    pub fn to_config(&self) -> Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                serde_json::from_str::<TrainConfig>(&text)
+                    .with_context(|| format!("parsing {} as a training config", p.display()))?
+            }
+            None => {
+                let model = match &self.spec {
+                    Some(p) => crate::models::load_spec(&p.to_string_lossy())?,
+                    None => crate::models::load_spec(&self.model)?,
+                };
+                TrainConfig::for_model(model, self.data_spec()?)
+            }
+        };
+        if let (Some(_), Some(spec)) = (&self.config, &self.spec) {
+            c.model = crate::models::load_spec(&spec.to_string_lossy())?;
+        }
+        if let Some(v) = self.epochs {
+            c.epochs = v;
+        }
+        if self.max_steps.is_some() {
+            c.max_steps = self.max_steps;
+        }
+        if let Some(v) = self.batch_size {
+            c.batch_size = v;
+        }
+        let wd = self.weight_decay.unwrap_or(c.optimizer.weight_decay());
+        if let Some(o) = self.optimizer {
+            c.optimizer = match o {
+                OptimArg::Sgd => OptimizerSpec::Sgd {
+                    momentum: self.momentum.unwrap_or(0.9),
+                    nesterov: !self.no_nesterov,
+                    weight_decay: wd,
+                },
+                OptimArg::Adam => OptimizerSpec::Adam {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: wd,
+                },
+                OptimArg::Adamw => OptimizerSpec::adamw(wd),
+            };
+        } else {
+            match &mut c.optimizer {
+                OptimizerSpec::Sgd {
+                    momentum,
+                    nesterov,
+                    weight_decay,
+                } => {
+                    *weight_decay = wd;
+                    if let Some(m) = self.momentum {
+                        *momentum = m;
+                    }
+                    if self.no_nesterov {
+                        *nesterov = false;
+                    }
+                }
+                OptimizerSpec::Adam { weight_decay, .. }
+                | OptimizerSpec::AdamW { weight_decay, .. } => *weight_decay = wd,
+            }
+        }
+        if let Some(lr) = self.lr {
+            c.lr.base = lr;
+        }
+        if let Some(w) = self.warmup_steps {
+            c.lr.warmup_steps = w;
+        }
+        if let Some(s) = self.schedule {
+            c.lr.decay = match s {
+                ScheduleArg::Cosine => Decay::Cosine {
+                    total_steps: 0,
+                    min_lr: 0.0,
+                },
+                ScheduleArg::Constant => Decay::Constant,
+                ScheduleArg::Step => {
+                    if self.milestones.is_empty() {
+                        bail!("--schedule step needs --milestones STEP,STEP,...");
+                    }
+                    Decay::Step {
+                        milestones: self.milestones.clone(),
+                        gamma: self.gamma,
+                    }
+                }
+            };
+        }
+        if let Some(v) = self.clip_norm {
+            c.clip = GradClip::Norm { max: v };
+        }
+        if let Some(v) = self.clip_value {
+            c.clip = GradClip::Value { max: v };
+        }
+        if let Some(v) = self.label_smoothing {
+            c.label_smoothing = v;
+        }
+        if let Some(w) = &self.loss_window {
+            let (a, b) = w
+                .split_once(':')
+                .context("--loss-window takes FROM:TO, e.g. 4:8")?;
+            c.loss = LossSteps::Window {
+                from: a.trim().parse().context("--loss-window FROM")?,
+                to: b.trim().parse().context("--loss-window TO")?,
+            };
+        }
+        if self.steps.is_some() {
+            c.steps = self.steps;
+        }
+        if self.train_limit.is_some() {
+            c.train_limit = self.train_limit;
+        }
+        if self.eval_limit.is_some() {
+            c.eval_limit = self.eval_limit;
+        }
+        if let Some(v) = self.checkpoint_every {
+            c.checkpoint_every = v;
+        }
+        if let Some(v) = self.seed {
+            c.seed = v;
+        }
+        if let Some(d) = &self.device {
+            c.device = d.parse::<Device>().map_err(anyhow::Error::msg)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct TrainCmd {
+    #[command(flatten)]
+    pub args: TrainArgs,
+    /// Output directory (default: runs/MODEL-DATASET).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its latest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the final report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A flag raised by Ctrl-C (a second Ctrl-C exits at once).
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&flag);
+    ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing the current batch, then writing a checkpoint");
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(flag)
+}
+
+fn default_out(config: &TrainConfig) -> PathBuf {
+    crate::workspace_root().join("runs").join(format!(
+        "{}-{}",
+        config.model.name,
+        config.data.name()
+    ))
+}
+
+pub fn train(cmd: &TrainCmd) -> Result<()> {
+    let config = cmd.args.to_config()?;
+    let out = cmd.out.clone().unwrap_or_else(|| default_out(&config));
+    let mut opts = FitOptions::new(&out);
+    opts.resume = cmd.resume;
+    opts.verbose = !cmd.quiet;
+    opts.stop = Some(stop_flag()?);
+    let report = trainer::fit(config, opts).map_err(explain)?;
+    if cmd.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    if report.outcome == Outcome::Interrupted {
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+/// Library errors carry their own explanation; this only adds the next step to take.
+fn explain(e: trainer::Error) -> anyhow::Error {
+    match e {
+        trainer::Error::Data(datasets::Error::NotFound { .. }) => {
+            anyhow::Error::new(e).context("the training data is missing (`cargo xtask doctor`)")
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}", 100.0 * v)
+}
+
+fn print_summary(r: &FitReport) {
+    let Some(m) = r.last() else {
+        println!("{}: no epoch finished yet", r.out.display());
+        return;
+    };
+    println!(
+        "\n{} ({} parameters), {} steps, outcome: {:?}",
+        r.model, r.params, r.steps, r.outcome
+    );
+    println!(
+        "validation top-1 {}% (top-5 {}%), best {}%",
+        pct(m.val_top1),
+        pct(m.val_top5),
+        r.best_val_top1.map_or("-".into(), pct)
+    );
+    println!("top-1 per time step (%):");
+    let steps: Vec<String> = (0..m.val_top1_per_step.len())
+        .map(|t| format!("{t:>5}"))
+        .collect();
+    println!("  step {}", steps.join(""));
+    let accs: Vec<String> = m
+        .val_top1_per_step
+        .iter()
+        .map(|a| format!("{:>5}", pct(*a)))
+        .collect();
+    println!("  top1 {}", accs.join(""));
+    for d in &m.val_decoders {
+        println!("decoder {:<9} top-1 {}%", d.name, pct(d.top1));
+    }
+    println!("run directory: {}", r.out.display());
+}
+
+#[derive(Args, Debug)]
+pub struct EvalCmd {
+    /// A checkpoint file, or a run directory (its best checkpoint).
+    pub checkpoint: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+    /// Evaluate on only the first N validation images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Also report the decoders avg (second half of the steps) and thresh (0.9).
+    #[arg(long)]
+    pub all_decoders: bool,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Serialize)]
+struct EvalJson<'a> {
+    checkpoint: String,
+    #[serde(flatten)]
+    report: &'a trainer::EvalReport,
+}
+
+pub fn eval(cmd: &EvalCmd) -> Result<()> {
+    let device: Device = cmd.device.parse().map_err(anyhow::Error::msg)?;
+    let file = trainer::checkpoint::resolve(&cmd.checkpoint)?;
+    let decoders = if cmd.all_decoders {
+        let ck = trainer::checkpoint::Checkpoint::read(&file)?;
+        let steps = ck.config.steps();
+        let mut d = ck.config.decoders.clone();
+        for extra in [
+            Decoder::Avg {
+                from: steps / 2,
+                to: steps,
+            },
+            Decoder::MaxConf { from: 0 },
+            Decoder::Thresh {
+                from: 0,
+                threshold: 0.9,
+            },
+        ] {
+            if !d.iter().any(|x| x.name() == extra.name()) {
+                d.push(extra);
+            }
+        }
+        Some(d)
+    } else {
+        None
+    };
+    let report = trainer::evaluate_checkpoint(&file, decoders, cmd.limit, device)?;
+    if cmd.json {
+        let j = EvalJson {
+            checkpoint: file.display().to_string(),
+            report: &report,
+        };
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(());
+    }
+    println!("{} on {} images", file.display(), report.images);
+    println!("{:>6} {:>8} {:>8}", "step", "top-1 %", "top-5 %");
+    for (t, (a, b)) in report
+        .top1_per_step
+        .iter()
+        .zip(&report.top5_per_step)
+        .enumerate()
+    {
+        println!("{t:>6} {:>8} {:>8}", pct(*a), pct(*b));
+    }
+    for d in &report.decoders {
+        println!(
+            "decoder {:<9} top-1 {}%  top-5 {}%",
+            d.name,
+            pct(d.top1),
+            pct(d.top5)
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct DemoCmd {
+    /// Output directory (default: runs/demo).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Training images drawn from the clutter set per model.
+    #[arg(long, default_value_t = 12_000)]
+    pub train_images: usize,
+    /// Validation images.
+    #[arg(long, default_value_t = 2_000)]
+    pub eval_images: usize,
+    #[arg(long, default_value_t = 0.5)]
+    pub difficulty: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where Fashion-MNIST is.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Continue an interrupted demo.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+pub const DEMO_MODELS: [&str; 2] = ["compact_feedforward", "compact_rgc"];
+
+pub fn demo(cmd: &DemoCmd) -> Result<()> {
+    let out = cmd
+        .out
+        .clone()
+        .unwrap_or_else(|| crate::workspace_root().join("runs").join("demo"));
+    let data = DataSpec::Clutter {
+        dir: cmd.data_dir.clone(),
+        train_count: cmd.train_images,
+        test_count: cmd.eval_images,
+        difficulty: cmd.difficulty,
+        seed: 1,
+    };
+    let stop = stop_flag()?;
+    let mut reports = Vec::new();
+    for name in DEMO_MODELS {
+        let model = crate::models::load_spec(name)?;
+        let mut c = TrainConfig::for_model(model, data.clone());
+        c.epochs = 1;
+        c.seed = cmd.seed;
+        c.lr = LrSchedule::cosine(3e-3, 100, 0);
+        let dir = out.join(name);
+        let mut opts = FitOptions::new(&dir);
+        opts.verbose = true;
+        opts.resume = cmd.resume;
+        opts.stop = Some(Arc::clone(&stop));
+        let r = trainer::fit(c, opts).map_err(explain)?;
+        if r.outcome == Outcome::Interrupted {
+            eprintln!("demo interrupted; continue with `cargo xtask demo --resume`");
+            std::process::exit(130);
+        }
+        reports.push(r);
+    }
+    demo_table(&out, &reports)
+}
+
+fn demo_table(out: &Path, reports: &[FitReport]) -> Result<()> {
+    println!("\nclutter variant of Fashion-MNIST, same data, budget and recipe for both:");
+    println!(
+        "{:<22} {:>10} {:>12} {:>10}   top-1 per step (%)",
+        "model", "params", "last step %", "img/s"
+    );
+    let mut curves = Vec::new();
+    for r in reports {
+        let m = r.last().context("a demo run finished without an epoch")?;
+        println!(
+            "{:<22} {:>10} {:>12} {:>10.1}   {}",
+            r.model,
+            r.params,
+            pct(m.val_top1_per_step.last().copied().unwrap_or(0.0)),
+            m.train_img_per_s,
+            m.val_top1_per_step
+                .iter()
+                .map(|a| pct(*a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        curves.push((r.model.clone(), m.val_top1_per_step.clone()));
+    }
+    let plot = out.join("accuracy_per_step.svg");
+    trainer::plot::accuracy_per_step(&plot, "clutter: validation top-1 by time step", &curves)?;
+    println!("plots: {} and each model's plots/", plot.display());
+    Ok(())
+}
