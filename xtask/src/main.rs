@@ -52,7 +52,7 @@ enum Cmd {
         json: bool,
     },
     /// Trains a model (default: compact_rgc on Fashion-MNIST) and reports accuracy per time step.
-    Train(train::TrainCmd),
+    Train(Box<train::TrainCmd>),
     /// Evaluates a checkpoint (or a run directory): accuracy per time step and per decoder.
     Eval(train::EvalCmd),
     /// Trains the compact feedforward and the compact RGC model on the clutter variant and
