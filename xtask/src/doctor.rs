@@ -181,6 +181,19 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Installs every missing package when running as root; otherwise the caller's own error (e.g.
+/// data not found) names the command. Everything the doctor checks is optional for building, so a
+/// failed install (no network) is a warning, not an error.
+pub fn install_missing_if_root() {
+    let missing = Report::gather().missing_packages();
+    if missing.is_empty() || !is_root() {
+        return;
+    }
+    if let Err(e) = install(&missing) {
+        eprintln!("warning: {e:#}; continuing without it");
+    }
+}
+
 /// `apt-get update && apt-get install -y PKGS`.
 pub fn install(pkgs: &[&str]) -> Result<()> {
     if !is_root() {

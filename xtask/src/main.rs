@@ -100,16 +100,8 @@ fn main() -> Result<()> {
 }
 
 fn test(args: &[String]) -> Result<()> {
-    let report = doctor::Report::gather();
-    report.print();
-    let missing = report.missing_packages();
-    if !missing.is_empty() && doctor::is_root() {
-        // Everything missing is optional (the engine falls back to its own kernels), so a failed
-        // install, e.g. without network, must not stop the tests.
-        if let Err(e) = doctor::install(&missing) {
-            eprintln!("warning: {e:#}; testing without it");
-        }
-    }
+    doctor::Report::gather().print();
+    doctor::install_missing_if_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(["test", "--workspace"])

@@ -311,6 +311,7 @@ fn default_out(config: &TrainConfig) -> PathBuf {
 
 pub fn train(cmd: &TrainCmd) -> Result<()> {
     let config = cmd.args.to_config()?;
+    crate::doctor::install_missing_if_root();
     let out = cmd.out.clone().unwrap_or_else(|| default_out(&config));
     let mut opts = FitOptions::new(&out);
     opts.resume = cmd.resume;
@@ -490,6 +491,7 @@ pub fn demo(cmd: &DemoCmd) -> Result<()> {
         difficulty: cmd.difficulty,
         seed: 1,
     };
+    crate::doctor::install_missing_if_root();
     let stop = stop_flag()?;
     let mut reports = Vec::new();
     for name in DEMO_MODELS {
