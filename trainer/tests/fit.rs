@@ -212,6 +212,65 @@ fn the_epoch_callback_can_stop_a_run() {
     assert_eq!(seen, vec![0, 1]);
 }
 
+/// The child side of [`a_killed_process_loses_only_the_work_since_the_last_checkpoint`].
+fn run_child_if_asked() -> bool {
+    let (Ok(data), Ok(out)) = (
+        std::env::var("CONVRNN_TEST_CHILD_DATA"),
+        std::env::var("CONVRNN_TEST_CHILD_OUT"),
+    ) else {
+        return false;
+    };
+    let mut cfg = config(Path::new(&data));
+    cfg.epochs = 4;
+    cfg.checkpoint_every = 2;
+    let _ = fit(cfg, FitOptions::new(out));
+    true
+}
+
+#[test]
+fn a_killed_process_loses_only_the_work_since_the_last_checkpoint() {
+    if run_child_if_asked() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    write_squares(data.path(), 160, 40, 5);
+    let mut cfg = config(data.path());
+    cfg.epochs = 4;
+    cfg.checkpoint_every = 2;
+    let reference = tempfile::tempdir().unwrap();
+    let uninterrupted = fit(cfg.clone(), FitOptions::new(reference.path())).unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_killed_process_loses_only_the_work_since_the_last_checkpoint",
+            "--nocapture",
+        ])
+        .env("CONVRNN_TEST_CHILD_DATA", data.path())
+        .env("CONVRNN_TEST_CHILD_OUT", out.path())
+        .spawn()
+        .unwrap();
+    let latest = out.path().join(checkpoint::LATEST);
+    let t0 = std::time::Instant::now();
+    while !latest.exists() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = Checkpoint::read(&latest).unwrap().progress.global_step;
+    assert!(
+        at_kill < uninterrupted.steps,
+        "the child finished before the kill"
+    );
+
+    let mut opts = FitOptions::new(out.path());
+    opts.resume = true;
+    let resumed = fit(cfg, opts).unwrap();
+    assert_eq!(resumed.outcome, Outcome::Finished);
+    assert_metrics_equal(&resumed.metrics, &uninterrupted.metrics);
+}
+
 /// SPEC §9 data, when installed: a tiny model learns real Fashion-MNIST in a few dozen steps.
 #[test]
 fn learns_real_fashion_mnist_when_installed() {
