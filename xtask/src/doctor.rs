@@ -8,6 +8,9 @@ use std::process::Command;
 /// Where Debian's `dataset-fashion-mnist` puts the files (SPEC §9).
 const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
+/// Packages the workspace needs at build time (the rest are optional at run time).
+const BUILD_PACKAGES: [&str; 3] = ["libhdf5-dev", "libopenblas-dev", "pkgconf"];
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {
     Ok,
@@ -88,6 +91,52 @@ impl Report {
             },
         });
 
+        // `neurofit` links HDF5 (recordings) and OpenBLAS (ndarray-linalg) at build time; the
+        // doctor runs before the workspace is built, so it is what installs them.
+        for (name, files, package, why) in [
+            (
+                "HDF5",
+                &["/usr/include/hdf5/serial/hdf5.h", "/usr/include/hdf5.h"][..],
+                "libhdf5-dev",
+                "HDF5 / netCDF-4 recordings (neurofit)",
+            ),
+            (
+                "OpenBLAS",
+                &[
+                    "/usr/lib/x86_64-linux-gnu/libopenblas.so",
+                    "/usr/lib/aarch64-linux-gnu/libopenblas.so",
+                    "/usr/lib/libopenblas.so",
+                ][..],
+                "libopenblas-dev",
+                "linear algebra of the neural fits (neurofit)",
+            ),
+            (
+                "pkg-config",
+                &["/usr/bin/pkg-config"][..],
+                "pkgconf",
+                "finding HDF5 when building",
+            ),
+        ] {
+            let found = files.iter().find(|f| Path::new(f).exists());
+            checks.push(match found {
+                Some(f) => Check {
+                    name,
+                    status: Status::Ok,
+                    detail: (*f).to_string(),
+                    package: None,
+                },
+                None => Check {
+                    name,
+                    status: Status::Missing,
+                    detail: format!(
+                        "not found ({}); needed to build the workspace: {why}",
+                        files.join(", ")
+                    ),
+                    package: Some(package),
+                },
+            });
+        }
+
         let fmnist = Path::new(FASHION_MNIST_DIR);
         checks.push(if fmnist.join("train-images-idx3-ubyte.gz").is_file() {
             Check {
@@ -125,6 +174,14 @@ impl Report {
             println!("\nTo install what is missing (Debian, as root), or run `cargo xtask doctor --install`:");
             println!("  {}", apt_command(&pkgs));
         }
+    }
+
+    /// Missing packages without which the workspace does not build.
+    pub fn missing_build_packages(&self) -> Vec<&'static str> {
+        self.missing_packages()
+            .into_iter()
+            .filter(|p| BUILD_PACKAGES.contains(p))
+            .collect()
     }
 
     /// Debian packages that provide the missing pieces.

@@ -102,6 +102,13 @@ fn main() -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     doctor::Report::gather().print();
     doctor::install_missing_if_root();
+    let missing = doctor::Report::gather().missing_build_packages();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "the workspace cannot be built without {}; install as root:\n  apt-get update && apt-get install -y {}",
+        missing.join(", "),
+        missing.join(" ")
+    );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(["test", "--workspace"])
