@@ -13,11 +13,11 @@
 //!   split (so models trained on the training split never saw them), chosen by the seed.
 //! - **Variation** (HvM's V0/V3/V6; `t` is the object centre's offset as a fraction of the image
 //!   side, `s` the size relative to the base size of 0.55 × side, `r` in-plane rotation, `c` the
-//!   object's contrast against the background):
+//!   object's contrast against the background; HvM varied 3-D pose, a flat object only rotates
+//!   in the plane):
 //!   - V0: `t = 0`, `s = 1`, `r = 0`, `c = 1`;
 //!   - V3: `|t| ≤ 0.15` per axis, `s ∈ [0.8, 1.25]` (log-uniform), `|r| ≤ 30°`, `c ∈ [0.7, 1]`;
 //!   - V6: `|t| ≤ 0.3` per axis, `s ∈ [0.6, 1.6]` (log-uniform), `|r| ≤ 90°`, `c ∈ [0.4, 1]`.
-//!   HvM varied 3-D pose; a flat object only rotates in the plane.
 //! - **Background**: three random oriented gratings (2–8 cycles per image) plus smooth noise,
 //!   mean 0.35 and about ±0.15, new for every image, as HvM placed objects on random natural
 //!   scenes. The object composites over it with alpha `min(1, 4·v)` (a Fashion-MNIST image is an
