@@ -549,3 +549,51 @@ mod tests {
         assert!(extract_features(&model, x.view(), &ids(3), &areas(), 2, &p).is_err());
     }
 }
+
+/// A compact zoo model over the real HvM-like set at 28 px:
+/// `cargo test -p neurofit -- --ignored compact_model_over_hvm --nocapture` (needs Fashion-MNIST).
+#[cfg(test)]
+mod real_data {
+    use super::*;
+    use datasets::{FashionMnist, HvmConfig, StimulusSet};
+    use ndarray::Array4;
+    use tensor::Device;
+
+    #[test]
+    #[ignore = "needs Fashion-MNIST on disk; slow"]
+    fn compact_model_over_hvm() {
+        let fm = FashionMnist::locate_and_load(None).unwrap();
+        let cfg = HvmConfig {
+            images_per_object_per_level: [1, 2, 2],
+            size_px: 28,
+            ..HvmConfig::default()
+        };
+        let stim = StimulusSet::generate(&fm.test, &cfg).unwrap();
+        let n = stim.len();
+        let images = Array4::from_shape_vec((n, 1, 28, 28), stim.pixels_f32()).unwrap();
+        let ids: Vec<String> = stim.meta.iter().map(|m| m.stimulus_id.clone()).collect();
+        let spec = topology::zoo::get("compact_gru").unwrap();
+        let model = Model::new(&spec, Device::Cpu, 0).unwrap();
+        let areas: Vec<String> = spec.areas.iter().map(|a| a.name.clone()).collect();
+        let t = std::time::Instant::now();
+        let f = extract_features(
+            &model,
+            images.view(),
+            &ids,
+            &areas,
+            26,
+            &ExtractOptions {
+                pca_components: Some(100),
+                pca_fit_stimuli: 200,
+                ..ExtractOptions::default()
+            },
+        )
+        .unwrap();
+        eprintln!("{n} stimuli × 26 steps, PCA 100, in {:.1?}", t.elapsed());
+        for a in &f.areas {
+            eprintln!("{}: {:?}", a.area, a.data.dim());
+            assert_eq!(a.data.dim(), (n, 100, 26));
+            assert!(a.data.iter().all(|v| v.is_finite()));
+        }
+    }
+}

@@ -867,3 +867,74 @@ mod tests {
         }
     }
 }
+
+/// End to end on the real Fashion-MNIST: `cargo test -p neurofit -- --ignored
+/// real_fashion_mnist --nocapture` (about a minute on 2 cores; needs the data, SPEC §9).
+#[cfg(test)]
+mod real_data {
+    use super::*;
+    use crate::ost::{object_solution_times, OstOptions};
+    use datasets::{FashionMnist, HvmConfig};
+
+    #[test]
+    #[ignore = "needs Fashion-MNIST on disk; slow"]
+    fn real_fashion_mnist_recording_and_neural_ost() {
+        let fm = FashionMnist::locate_and_load(None).unwrap();
+        let cfg = HvmConfig {
+            images_per_object_per_level: [2, 8, 8],
+            ..HvmConfig::default()
+        };
+        let t0 = std::time::Instant::now();
+        let stim = StimulusSet::generate(&fm.test, &cfg).unwrap();
+        eprintln!("{} stimuli in {:.1?}", stim.len(), t0.elapsed());
+        let t1 = std::time::Instant::now();
+        let rec = generate(&stim, &InsilicoConfig::default()).unwrap();
+        eprintln!(
+            "recording {:?} in {:.1?}",
+            rec.assembly.data.dim(),
+            t1.elapsed()
+        );
+        for b in [7, 9, 11, 13, 15, 18, 22, 25] {
+            eprintln!(
+                "bin {:>3} ms: median ceiling V4 {:.3} IT {:.3}",
+                b * 10,
+                rec.median_ceiling(Region::V4, b).unwrap(),
+                rec.median_ceiling(Region::IT, b).unwrap()
+            );
+        }
+        // The OST of the generator's own trial-averaged IT sites follows its reference OSTs.
+        let n = stim.len();
+        let it: Vec<usize> = (0..rec.sites.len())
+            .filter(|&i| rec.sites[i].region == Region::IT)
+            .collect();
+        let reps = rec.config.repetitions;
+        let mut mean = Array3::<f32>::zeros((n, it.len(), rec.assembly.num_bins()));
+        for r in 0..reps {
+            for j in 0..n {
+                for (k, &i) in it.iter().enumerate() {
+                    for b in 0..rec.assembly.num_bins() {
+                        mean[[j, k, b]] += rec.assembly.data[[r * n + j, i, b]] / reps as f32;
+                    }
+                }
+            }
+        }
+        let t2 = std::time::Instant::now();
+        let report = object_solution_times(
+            mean.view(),
+            &rec.category,
+            &rec.reference_ost_ms,
+            &rec.reference_dprime,
+            &rec.assembly.bins,
+            &OstOptions::default(),
+        )
+        .unwrap();
+        eprintln!(
+            "neural OST: Spearman {:.3} over {} images solved by both ({} by the decoder) in {:.1?}",
+            report.spearman,
+            report.solved_by_both,
+            report.solved_by_model,
+            t2.elapsed()
+        );
+        assert!(report.spearman > 0.3, "{}", report.spearman);
+    }
+}

@@ -73,25 +73,29 @@ impl Pca {
 }
 
 /// Orthonormal columns spanning `a`'s columns (modified Gram–Schmidt, twice for stability);
-/// columns that vanish (rank deficiency) are set to zero.
-pub(crate) fn orthonormalise(mut a: Array2<f32>) -> Array2<f32> {
-    let cols = a.ncols();
+/// columns that vanish (rank deficiency) are set to zero. Works on the transpose so that each
+/// column is a contiguous row.
+pub(crate) fn orthonormalise(a: Array2<f32>) -> Array2<f32> {
+    let mut q = a.reversed_axes().as_standard_layout().into_owned();
+    let cols = q.nrows();
     for _pass in 0..2 {
         for j in 0..cols {
             for i in 0..j {
-                let dot = a.column(i).dot(&a.column(j));
-                let qi = a.column(i).to_owned();
-                a.column_mut(j).scaled_add(-dot, &qi);
+                let (done, mut rest) = q.view_mut().split_at(Axis(0), j);
+                let qi = done.row(i);
+                let mut qj = rest.row_mut(0);
+                let dot = qi.dot(&qj);
+                qj.scaled_add(-dot, &qi);
             }
-            let norm = a.column(j).dot(&a.column(j)).sqrt();
+            let norm = q.row(j).dot(&q.row(j)).sqrt();
             if norm > 1e-20 {
-                a.column_mut(j).mapv_inplace(|v| v / norm);
+                q.row_mut(j).mapv_inplace(|v| v / norm);
             } else {
-                a.column_mut(j).fill(0.0);
+                q.row_mut(j).fill(0.0);
             }
         }
     }
-    a
+    q.reversed_axes()
 }
 
 /// Eigenvalues and eigenvectors (columns) of a symmetric matrix by cyclic Jacobi rotations.
