@@ -113,7 +113,9 @@ pub struct InsilicoConfig {
 }
 
 impl Default for InsilicoConfig {
-    /// HvM's site counts (88 V4, 168 IT), 30 repetitions, `rate_scale` 1.
+    /// HvM's site counts (88 V4, 168 IT), 30 repetitions, `rate_scale` 1. The trials take
+    /// `images × 30 × 256 × 26 × 4` bytes: 4.6 GB for the full 5,760-image set; use fewer
+    /// repetitions (and a larger `rate_scale` to keep the ceiling) where memory is short.
     fn default() -> Self {
         InsilicoConfig {
             v4_sites: 88,
