@@ -3,6 +3,7 @@
 //! - [`idx`]: IDX files and Fashion-MNIST ([`FashionMnist`]);
 //! - [`locate`]: where the data is looked for and what to do when it is missing;
 //! - [`clutter`]: a seeded, cached variant with occluded targets at varied positions and scales;
+//! - [`stimuli`]: an HvM-like stimulus set (objects at three variation levels) for neural fitting;
 //! - [`folder`]: ImageNet-style class folders of JPEG/PNG with the standard transforms;
 //! - [`batcher`]: the [`Dataset`] trait and a prefetching, deterministic [`Batcher`].
 //!
@@ -28,6 +29,7 @@ pub mod idx;
 mod images;
 pub mod locate;
 mod resample;
+pub mod stimuli;
 
 pub use batcher::{Batch, Batcher, BatcherConfig, Dataset, EpochIter, ImageDims};
 pub use clutter::{CacheStatus, Clutter, ClutterConfig, ClutterInfo};
@@ -36,6 +38,7 @@ pub use folder::{EvalTransform, ImageFolder, TrainTransform, Transform};
 pub use idx::{FashionMnist, IdxArray};
 pub use images::{Normalize, U8Images, IMAGENET_MEAN, IMAGENET_STD};
 pub use locate::Locator;
+pub use stimuli::{HvmConfig, StimulusMeta, StimulusSet, VariationLevel};
 
 /// Mixes several values into one seed; per-epoch and per-sample generators are seeded with it so
 /// each draws an independent stream that depends on nothing but its parts.
