@@ -30,7 +30,10 @@ pub fn split_half_ceiling(
     for (s, rows) in by_stimulus.iter().enumerate() {
         if rows.len() < 2 {
             return Err(NeurofitError::TooFewRepetitions {
-                stimulus_id: stimulus_ids.get(s).cloned().unwrap_or_else(|| format!("#{s}")),
+                stimulus_id: stimulus_ids
+                    .get(s)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{s}")),
                 count: rows.len(),
             });
         }
@@ -71,7 +74,11 @@ pub fn split_half_ceiling(
         .collect())
 }
 
-fn mean_rows_into(x: ArrayView2<'_, f32>, rows: &[usize], mut out: ndarray::ArrayViewMut1<'_, f64>) {
+fn mean_rows_into(
+    x: ArrayView2<'_, f32>,
+    rows: &[usize],
+    mut out: ndarray::ArrayViewMut1<'_, f64>,
+) {
     for &r in rows {
         for (o, &v) in out.iter_mut().zip(x.row(r).iter()) {
             *o += v as f64;
@@ -87,7 +94,12 @@ mod tests {
 
     /// Stimuli with unit-variance signal plus noise of variance `noise_var` per trial: the mean of
     /// `reps` trials has reliability `1 / (1 + noise_var / reps)`, which the ceiling must estimate.
-    fn synthetic(n_stim: usize, reps: usize, noise_var: &[f64], seed: u64) -> (Array2<f32>, Vec<Vec<usize>>) {
+    fn synthetic(
+        n_stim: usize,
+        reps: usize,
+        noise_var: &[f64],
+        seed: u64,
+    ) -> (Array2<f32>, Vec<Vec<usize>>) {
         let mut rng = SplitMix64::new(seed);
         let n_neur = noise_var.len();
         let mut x = Array2::<f32>::zeros((n_stim * reps, n_neur));
@@ -115,9 +127,16 @@ mod tests {
         for (j, nv) in noise.iter().enumerate() {
             let want = 1.0 / (1.0 + nv / reps as f64);
             // ~2.5 standard errors of the estimate at 4000 stimuli
-            assert!((c[j] - want).abs() < 0.04, "neuroid {j}: ceiling {} want {want}", c[j]);
+            assert!(
+                (c[j] - want).abs() < 0.04,
+                "neuroid {j}: ceiling {} want {want}",
+                c[j]
+            );
         }
-        assert!(c[0] > c[1] && c[1] > c[2], "noisier sites have lower ceilings: {c:?}");
+        assert!(
+            c[0] > c[1] && c[1] > c[2],
+            "noisier sites have lower ceilings: {c:?}"
+        );
     }
 
     #[test]
@@ -126,6 +145,9 @@ mod tests {
         by[3].truncate(1);
         let ids: Vec<String> = (0..5).map(|i| format!("im{i}")).collect();
         let err = split_half_ceiling(x.view(), &by, &ids, 2, 0).unwrap_err();
-        assert!(matches!(err, NeurofitError::TooFewRepetitions { ref stimulus_id, count: 1 } if stimulus_id == "im3"), "{err}");
+        assert!(
+            matches!(err, NeurofitError::TooFewRepetitions { ref stimulus_id, count: 1 } if stimulus_id == "im3"),
+            "{err}"
+        );
     }
 }

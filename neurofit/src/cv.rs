@@ -111,8 +111,15 @@ pub fn stratified_splits<L: Ord + Clone + std::fmt::Debug>(
 /// whole group.
 fn allocate(sizes: &[usize], total: usize) -> Vec<usize> {
     let n: usize = sizes.iter().sum();
-    let exact: Vec<f64> = sizes.iter().map(|&s| total as f64 * s as f64 / n as f64).collect();
-    let mut q: Vec<usize> = exact.iter().zip(sizes).map(|(e, &s)| (e.floor() as usize).min(s - 1)).collect();
+    let exact: Vec<f64> = sizes
+        .iter()
+        .map(|&s| total as f64 * s as f64 / n as f64)
+        .collect();
+    let mut q: Vec<usize> = exact
+        .iter()
+        .zip(sizes)
+        .map(|(e, &s)| (e.floor() as usize).min(s - 1))
+        .collect();
     let mut order: Vec<usize> = (0..sizes.len()).collect();
     order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
     let mut left = total.saturating_sub(q.iter().sum());
@@ -141,7 +148,9 @@ mod tests {
     use super::*;
 
     fn labels(objects: usize, per: usize) -> Vec<String> {
-        (0..objects * per).map(|i| format!("obj{}", i % objects)).collect()
+        (0..objects * per)
+            .map(|i| format!("obj{}", i % objects))
+            .collect()
     }
 
     #[test]
@@ -182,10 +191,22 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_errors() {
-        assert!(stratified_splits(&["a", "a", "b"], 2, 0.1, 0).is_err(), "singleton object");
-        assert!(stratified_splits(&labels(2, 5), 0, 0.1, 0).is_err(), "no splits");
-        assert!(stratified_splits(&labels(2, 5), 2, 1.0, 0).is_err(), "fraction 1");
-        assert!(stratified_splits(&labels(2, 5), 2, 0.0, 0).is_err(), "fraction 0");
+        assert!(
+            stratified_splits(&["a", "a", "b"], 2, 0.1, 0).is_err(),
+            "singleton object"
+        );
+        assert!(
+            stratified_splits(&labels(2, 5), 0, 0.1, 0).is_err(),
+            "no splits"
+        );
+        assert!(
+            stratified_splits(&labels(2, 5), 2, 1.0, 0).is_err(),
+            "fraction 1"
+        );
+        assert!(
+            stratified_splits(&labels(2, 5), 2, 0.0, 0).is_err(),
+            "fraction 0"
+        );
     }
 
     #[test]

@@ -53,7 +53,11 @@ pub enum NeurofitError {
 pub type Result<T, E = NeurofitError> = std::result::Result<T, E>;
 
 impl NeurofitError {
-    pub(crate) fn shape(what: impl Into<String>, got: impl Into<String>, expected: impl Into<String>) -> Self {
+    pub(crate) fn shape(
+        what: impl Into<String>,
+        got: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Self {
         NeurofitError::Shape {
             what: what.into(),
             got: got.into(),

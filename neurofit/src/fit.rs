@@ -57,7 +57,10 @@ impl FitConfig {
         if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
             return Err(NeurofitError::Config {
                 field: "test_fraction",
-                reason: format!("must lie strictly between 0 and 1, got {}", self.test_fraction),
+                reason: format!(
+                    "must lie strictly between 0 and 1, got {}",
+                    self.test_fraction
+                ),
             });
         }
         Ok(())
@@ -132,10 +135,16 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
         regions.entry(r.clone()).or_default().push(j);
     }
 
-    let areas: Vec<(String, usize)> =
-        features.areas.iter().map(|a| (a.area.clone(), a.data.len_of(Axis(2)))).collect();
+    let areas: Vec<(String, usize)> = features
+        .areas
+        .iter()
+        .map(|a| (a.area.clone(), a.data.len_of(Axis(2))))
+        .collect();
     let tracks = plan(&cfg.time_map, &asm.bins, &areas)?;
-    let mut scored: Vec<usize> = tracks.iter().flat_map(|t| t.maps.iter().map(|m| m.bin)).collect();
+    let mut scored: Vec<usize> = tracks
+        .iter()
+        .flat_map(|t| t.maps.iter().map(|m| m.bin))
+        .collect();
     scored.sort_unstable();
     scored.dedup();
     let slot: HashMap<usize, usize> = scored.iter().enumerate().map(|(i, &b)| (b, i)).collect();
@@ -143,7 +152,13 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
     let ceilings: Vec<Vec<f64>> = scored
         .par_iter()
         .map(|&b| {
-            split_half_ceiling(asm.bin(b), &stim.presentations, &stim.stimulus_id, CEILING_HALVINGS, cfg.seed)
+            split_half_ceiling(
+                asm.bin(b),
+                &stim.presentations,
+                &stim.stimulus_id,
+                CEILING_HALVINGS,
+                cfg.seed,
+            )
         })
         .collect::<Result<_>>()?;
 
@@ -153,11 +168,17 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
     let mut report = Report {
         model: features.model.clone(),
         config: cfg.clone(),
-        bins: scored.iter().map(|&b| [asm.bins[b].start_ms, asm.bins[b].end_ms]).collect(),
+        bins: scored
+            .iter()
+            .map(|&b| [asm.bins[b].start_ms, asm.bins[b].end_ms])
+            .collect(),
         ceiling: regions
             .iter()
             .map(|(r, idx)| {
-                let per_bin = ceilings.iter().map(|c| nan_median(idx.iter().map(|&j| c[j]))).collect();
+                let per_bin = ceilings
+                    .iter()
+                    .map(|c| nan_median(idx.iter().map(|&j| c[j])))
+                    .collect();
                 (r.clone(), per_bin)
             })
             .collect(),
@@ -166,13 +187,24 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
         maps: BTreeMap::new(),
         neuroid_id: asm.neuroids.neuroid_id.clone(),
         region: asm.neuroids.region.clone(),
-        neuroid_ceiling: ceilings.iter().map(|c| c.iter().map(|&v| finite(v)).collect()).collect(),
+        neuroid_ceiling: ceilings
+            .iter()
+            .map(|c| c.iter().map(|&v| finite(v)).collect())
+            .collect(),
         per_neuroid: BTreeMap::new(),
         dropped: cleaned.dropped.clone(),
     };
 
     for track in &tracks {
-        let fitted = fit_track(track, features, &rows, &avg, &regions, &splits, &cfg.regression)?;
+        let fitted = fit_track(
+            track,
+            features,
+            &rows,
+            &avg,
+            &regions,
+            &splits,
+            &cfg.regression,
+        )?;
         let mut nr = NeuroidScores {
             r: vec![vec![None; n_neur]; scored.len()],
             noise_corrected_r: vec![vec![None; n_neur]; scored.len()],
@@ -181,7 +213,10 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
         let mut maps = vec![None; scored.len()];
         for (m, r) in track.maps.iter().zip(&fitted) {
             let i = slot[&m.bin];
-            maps[i] = Some(MapUsed { area: areas[m.area].0.clone(), step: m.step });
+            maps[i] = Some(MapUsed {
+                area: areas[m.area].0.clone(),
+                step: m.step,
+            });
             for j in 0..n_neur {
                 let c = ceilings[i][j];
                 nr.r[i][j] = finite(r[j]);
@@ -207,7 +242,9 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
                 })
                 .collect()
         };
-        report.scores.insert(track.name.clone(), per_region(&nr.score));
+        report
+            .scores
+            .insert(track.name.clone(), per_region(&nr.score));
         report.raw_r.insert(track.name.clone(), per_region(&nr.r));
         report.maps.insert(track.name.clone(), maps);
         report.per_neuroid.insert(track.name.clone(), nr);
@@ -250,12 +287,18 @@ fn fit_track(
                             y.select(Axis(0), &s.train).view(),
                             x.select(Axis(0), &s.test).view(),
                         )?;
-                        Ok(pearson_columns(pred.view(), y.select(Axis(0), &s.test).view()))
+                        Ok(pearson_columns(
+                            pred.view(),
+                            y.select(Axis(0), &s.test).view(),
+                        ))
                     })
                     .collect::<Result<_>>()?;
                 for (k, &j) in idx.iter().enumerate() {
-                    let vals: Vec<f64> =
-                        per_split.iter().map(|v| v[k]).filter(|v| v.is_finite()).collect();
+                    let vals: Vec<f64> = per_split
+                        .iter()
+                        .map(|v| v[k])
+                        .filter(|v| v.is_finite())
+                        .collect();
                     if !vals.is_empty() {
                         r[j] = vals.iter().sum::<f64>() / vals.len() as f64;
                     }
@@ -278,8 +321,12 @@ fn feature_rows(features: &ModelFeatures, stimulus_id: &[String]) -> Result<Vec<
             ));
         }
     }
-    let pos: HashMap<&str, usize> =
-        features.stimulus_id.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let pos: HashMap<&str, usize> = features
+        .stimulus_id
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
     let mut missing = Vec::new();
     let rows: Vec<usize> = stimulus_id
         .iter()

@@ -28,7 +28,9 @@ pub(crate) fn open_dataset(group: &Group, name: &str, path: &Path) -> Result<Dat
     if !group.link_exists(name) {
         return Err(file_err(path, format!("missing variable `{name}`")));
     }
-    group.dataset(name).map_err(h5err(path, &format!("opening `{name}`")))
+    group
+        .dataset(name)
+        .map_err(h5err(path, &format!("opening `{name}`")))
 }
 
 /// A 1-D list of strings: `len` entries, as variable- or fixed-length strings, or a 2-D `char` array.
@@ -42,16 +44,28 @@ pub(crate) fn read_strings(ds: &Dataset, name: &str, path: &Path) -> Result<Vec<
     let strings: Vec<String> = match (&desc, shape.len()) {
         (TypeDescriptor::VarLenUnicode | TypeDescriptor::VarLenAscii, 1) => {
             // HDF5 converts ASCII to UTF-8 in memory; every ASCII string is valid UTF-8.
-            ds.read_raw::<VarLenUnicode>().map_err(err)?.iter().map(|s| s.as_str().to_string()).collect()
+            ds.read_raw::<VarLenUnicode>()
+                .map_err(err)?
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect()
         }
         (TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n), 1 | 2) => {
             if *n > MAX_FIXED {
                 return Err(file_err(path, format!("`{name}` holds fixed strings of {n} bytes; at most {MAX_FIXED} are supported")));
             }
             let flat: Vec<String> = if matches!(desc, TypeDescriptor::FixedAscii(_)) {
-                ds.read_raw::<FixedAscii<MAX_FIXED>>().map_err(err)?.iter().map(|s| s.as_str().to_string()).collect()
+                ds.read_raw::<FixedAscii<MAX_FIXED>>()
+                    .map_err(err)?
+                    .iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect()
             } else {
-                ds.read_raw::<FixedUnicode<MAX_FIXED>>().map_err(err)?.iter().map(|s| s.as_str().to_string()).collect()
+                ds.read_raw::<FixedUnicode<MAX_FIXED>>()
+                    .map_err(err)?
+                    .iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect()
             };
             if shape.len() == 2 {
                 // netCDF `char` variable: one string per row, one character per column.
@@ -68,7 +82,10 @@ pub(crate) fn read_strings(ds: &Dataset, name: &str, path: &Path) -> Result<Vec<
             ))
         }
     };
-    Ok(strings.into_iter().map(|s| s.trim_end_matches('\0').to_string()).collect())
+    Ok(strings
+        .into_iter()
+        .map(|s| s.trim_end_matches('\0').to_string())
+        .collect())
 }
 
 /// A 1-D list of numbers, converted by HDF5 from whatever integer or float type the file uses.
@@ -87,7 +104,10 @@ pub(crate) fn read_i64(ds: &Dataset, name: &str, path: &Path) -> Result<Vec<i64>
                 if x.fract() == 0.0 && x.is_finite() {
                     Ok(x as i64)
                 } else {
-                    Err(file_err(path, format!("`{name}` holds {x}; expected whole numbers")))
+                    Err(file_err(
+                        path,
+                        format!("`{name}` holds {x}; expected whole numbers"),
+                    ))
                 }
             })
             .collect();
@@ -101,8 +121,13 @@ fn check_numeric(ds: &Dataset, name: &str, path: &Path) -> Result<TypeDescriptor
         .and_then(|t| t.to_descriptor())
         .map_err(h5err(path, &format!("type of `{name}`")))?;
     match desc {
-        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_) => Ok(desc),
-        other => Err(file_err(path, format!("`{name}` has type {other}; expected numbers"))),
+        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_) => {
+            Ok(desc)
+        }
+        other => Err(file_err(
+            path,
+            format!("`{name}` has type {other}; expected numbers"),
+        )),
     }
 }
 

@@ -32,15 +32,23 @@ pub const FORMAT_VERSION: u32 = 1;
 pub fn read(path: &Path) -> Result<Assembly> {
     let file = File::open(path).map_err(h5err(path, "opening as HDF5"))?;
     if let Ok(attr) = file.attr("format_version") {
-        let v = attr.read_scalar::<u32>().map_err(h5err(path, "format_version"))?;
+        let v = attr
+            .read_scalar::<u32>()
+            .map_err(h5err(path, "format_version"))?;
         if v != FORMAT_VERSION {
-            return Err(file_err(path, format!("format_version {v}; this reader knows {FORMAT_VERSION}")));
+            return Err(file_err(
+                path,
+                format!("format_version {v}; this reader knows {FORMAT_VERSION}"),
+            ));
         }
     }
     let ds = open_dataset(&file, "data", path)?;
     let shape = ds.shape();
-    let raw = ds.read_raw::<f32>().map_err(h5err(path, "reading /data as float32"))?;
-    let arr = ndarray::ArrayD::from_shape_vec(IxDyn(&shape), raw).map_err(|e| file_err(path, format!("/data: {e}")))?;
+    let raw = ds
+        .read_raw::<f32>()
+        .map_err(h5err(path, "reading /data as float32"))?;
+    let arr = ndarray::ArrayD::from_shape_vec(IxDyn(&shape), raw)
+        .map_err(|e| file_err(path, format!("/data: {e}")))?;
     let data: Array3<f32> = match shape.len() {
         3 => arr.into_dimensionality(),
         2 => arr.insert_axis(ndarray::Axis(2)).into_dimensionality(),
@@ -57,16 +65,35 @@ pub fn read(path: &Path) -> Result<Assembly> {
         }
         file.group(g).map_err(h5err(path, g))
     };
-    let (pg, ng, tg) = (group("presentation")?, group("neuroid")?, group("time_bin")?);
-    let strings = |g: &hdf5::Group, name: &str| read_strings(&open_dataset(g, name, path)?, name, path);
+    let (pg, ng, tg) = (
+        group("presentation")?,
+        group("neuroid")?,
+        group("time_bin")?,
+    );
+    let strings =
+        |g: &hdf5::Group, name: &str| read_strings(&open_dataset(g, name, path)?, name, path);
     let repetition = read_i64(&open_dataset(&pg, "repetition", path)?, "repetition", path)?
         .into_iter()
-        .map(|r| u32::try_from(r).map_err(|_| file_err(path, format!("/presentation/repetition holds {r}; expected 0 or more"))))
+        .map(|r| {
+            u32::try_from(r).map_err(|_| {
+                file_err(
+                    path,
+                    format!("/presentation/repetition holds {r}; expected 0 or more"),
+                )
+            })
+        })
         .collect::<Result<Vec<u32>>>()?;
     let start = read_f64(&open_dataset(&tg, "start_ms", path)?, "start_ms", path)?;
     let end = read_f64(&open_dataset(&tg, "end_ms", path)?, "end_ms", path)?;
     if start.len() != end.len() {
-        return Err(file_err(path, format!("/time_bin/start_ms has {} entries, end_ms {}", start.len(), end.len())));
+        return Err(file_err(
+            path,
+            format!(
+                "/time_bin/start_ms has {} entries, end_ms {}",
+                start.len(),
+                end.len()
+            ),
+        ));
     }
     let a = Assembly {
         data,
@@ -79,7 +106,14 @@ pub fn read(path: &Path) -> Result<Assembly> {
             neuroid_id: strings(&ng, "neuroid_id")?,
             region: strings(&ng, "region")?,
         },
-        bins: start.into_iter().zip(end).map(|(s, e)| TimeBin { start_ms: s, end_ms: e }).collect(),
+        bins: start
+            .into_iter()
+            .zip(end)
+            .map(|(s, e)| TimeBin {
+                start_ms: s,
+                end_ms: e,
+            })
+            .collect(),
     };
     check_shape(&a).map_err(|e| file_err(path, e.to_string()))?;
     Ok(a)
@@ -92,7 +126,10 @@ pub fn write(path: &Path, a: &Assembly) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, path).map_err(|source| NeurofitError::Io { path: path.to_path_buf(), source })
+    std::fs::rename(&tmp, path).map_err(|source| NeurofitError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn write_to(tmp: &Path, a: &Assembly) -> Result<()> {
@@ -106,7 +143,9 @@ fn write_to(tmp: &Path, a: &Assembly) -> Result<()> {
         .with_data(a.data.as_standard_layout().view())
         .create("data")
         .map_err(e("data"))?;
-    let pg = file.create_group("presentation").map_err(e("presentation"))?;
+    let pg = file
+        .create_group("presentation")
+        .map_err(e("presentation"))?;
     let ng = file.create_group("neuroid").map_err(e("neuroid"))?;
     let tg = file.create_group("time_bin").map_err(e("time_bin"))?;
     for (g, name, values) in [
@@ -115,13 +154,25 @@ fn write_to(tmp: &Path, a: &Assembly) -> Result<()> {
         (&ng, "neuroid_id", &a.neuroids.neuroid_id),
         (&ng, "region", &a.neuroids.region),
     ] {
-        g.new_dataset_builder().with_data(&vlen_strings(values, tmp)?).create(name).map_err(e(name))?;
+        g.new_dataset_builder()
+            .with_data(&vlen_strings(values, tmp)?)
+            .create(name)
+            .map_err(e(name))?;
     }
-    pg.new_dataset_builder().with_data(&a.presentations.repetition).create("repetition").map_err(e("repetition"))?;
+    pg.new_dataset_builder()
+        .with_data(&a.presentations.repetition)
+        .create("repetition")
+        .map_err(e("repetition"))?;
     let starts: Vec<f64> = a.bins.iter().map(|b| b.start_ms).collect();
     let ends: Vec<f64> = a.bins.iter().map(|b| b.end_ms).collect();
-    tg.new_dataset_builder().with_data(&starts).create("start_ms").map_err(e("start_ms"))?;
-    tg.new_dataset_builder().with_data(&ends).create("end_ms").map_err(e("end_ms"))?;
+    tg.new_dataset_builder()
+        .with_data(&starts)
+        .create("start_ms")
+        .map_err(e("start_ms"))?;
+    tg.new_dataset_builder()
+        .with_data(&ends)
+        .create("end_ms")
+        .map_err(e("end_ms"))?;
     file.flush().map_err(e("flushing"))?;
     Ok(())
 }

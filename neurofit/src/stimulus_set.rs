@@ -22,15 +22,38 @@ pub struct StimulusSet {
 
 impl StimulusSet {
     pub fn read_csv(path: &Path) -> Result<StimulusSet> {
-        let csv_err = |line: u64, reason: String| NeurofitError::Csv { path: path.to_path_buf(), line, reason };
+        let csv_err = |line: u64, reason: String| NeurofitError::Csv {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        };
         let mut rdr = csv::Reader::from_path(path).map_err(|e| csv_err(0, e.to_string()))?;
-        let headers = rdr.headers().map_err(|e| csv_err(1, e.to_string()))?.clone();
+        let headers = rdr
+            .headers()
+            .map_err(|e| csv_err(1, e.to_string()))?
+            .clone();
         let col = |name: &str| headers.iter().position(|h| h == name);
-        let id_col = col("stimulus_id")
-            .ok_or_else(|| csv_err(1, format!("no `stimulus_id` column; header is {:?}", headers.iter().collect::<Vec<_>>())))?;
-        let file_col = FILENAME_COLUMNS.iter().find_map(|c| col(c)).ok_or_else(|| {
-            csv_err(1, format!("no file-name column (one of {FILENAME_COLUMNS:?}); header is {:?}", headers.iter().collect::<Vec<_>>()))
+        let id_col = col("stimulus_id").ok_or_else(|| {
+            csv_err(
+                1,
+                format!(
+                    "no `stimulus_id` column; header is {:?}",
+                    headers.iter().collect::<Vec<_>>()
+                ),
+            )
         })?;
+        let file_col = FILENAME_COLUMNS
+            .iter()
+            .find_map(|c| col(c))
+            .ok_or_else(|| {
+                csv_err(
+                    1,
+                    format!(
+                        "no file-name column (one of {FILENAME_COLUMNS:?}); header is {:?}",
+                        headers.iter().collect::<Vec<_>>()
+                    ),
+                )
+            })?;
         let mut set = StimulusSet {
             root: path.parent().map(Path::to_path_buf).unwrap_or_default(),
             stimulus_id: Vec::new(),
@@ -44,7 +67,8 @@ impl StimulusSet {
         };
         let mut seen = HashSet::new();
         for rec in rdr.records() {
-            let rec = rec.map_err(|e| csv_err(e.position().map(|p| p.line()).unwrap_or(0), e.to_string()))?;
+            let rec = rec
+                .map_err(|e| csv_err(e.position().map(|p| p.line()).unwrap_or(0), e.to_string()))?;
             let line = rec.position().map(|p| p.line()).unwrap_or(0);
             let id = rec.get(id_col).unwrap_or_default().to_string();
             if id.is_empty() {
@@ -55,7 +79,10 @@ impl StimulusSet {
             }
             let file = rec.get(file_col).unwrap_or_default();
             if file.is_empty() {
-                return Err(csv_err(line, format!("stimulus `{id}` has an empty file name")));
+                return Err(csv_err(
+                    line,
+                    format!("stimulus `{id}` has an empty file name"),
+                ));
             }
             for (i, h) in headers.iter().enumerate() {
                 if let Some(values) = set.metadata.get_mut(h) {
@@ -96,7 +123,16 @@ impl StimulusSet {
         } else {
             Err(NeurofitError::File {
                 path: self.root.clone(),
-                reason: format!("{} stimulus image(s) missing, e.g. {}", missing.len(), missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")),
+                reason: format!(
+                    "{} stimulus image(s) missing, e.g. {}",
+                    missing.len(),
+                    missing
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             })
         }
     }
@@ -135,7 +171,10 @@ mod tests {
     #[test]
     fn reads_ids_files_and_metadata_and_checks_coverage() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "stimulus_id,filename,object_name,variation\na,a.png,car,0\nb,sub/b.png,dog,3\n");
+        let p = write(
+            dir.path(),
+            "stimulus_id,filename,object_name,variation\na,a.png,car,0\nb,sub/b.png,dog,3\n",
+        );
         std::fs::write(dir.path().join("a.png"), b"x").unwrap();
         let s = StimulusSet::read_csv(&p).unwrap();
         assert_eq!(s.stimulus_id, vec!["a", "b"]);
@@ -172,7 +211,9 @@ mod tests {
             ("stimulus_id,filename\n", "no stimuli"),
             ("stimulus_id,filename\na,a.png,extra\n", "line"),
         ] {
-            let e = StimulusSet::read_csv(&write(dir.path(), text)).unwrap_err().to_string();
+            let e = StimulusSet::read_csv(&write(dir.path(), text))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
     }

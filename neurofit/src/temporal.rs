@@ -51,10 +51,14 @@ pub fn plan(map: &StepToBin, bins: &[TimeBin], areas: &[(String, usize)]) -> Res
         return Err(NeurofitError::TimeMap("the model has no areas".into()));
     }
     if let Some((name, _)) = areas.iter().find(|(_, steps)| *steps == 0) {
-        return Err(NeurofitError::TimeMap(format!("area `{name}` has no time steps")));
+        return Err(NeurofitError::TimeMap(format!(
+            "area `{name}` has no time steps"
+        )));
     }
     if bins.is_empty() {
-        return Err(NeurofitError::TimeMap("the recordings have no time bins".into()));
+        return Err(NeurofitError::TimeMap(
+            "the recordings have no time bins".into(),
+        ));
     }
     let tracks = match map {
         StepToBin::OneToOne { first_bin_ms } => {
@@ -79,9 +83,16 @@ pub fn plan(map: &StepToBin, bins: &[TimeBin], areas: &[(String, usize)]) -> Res
                             bin.start_ms, bin.end_ms
                         )));
                     }
-                    maps.push(BinMap { bin: b, area: a, step: kr as usize });
+                    maps.push(BinMap {
+                        bin: b,
+                        area: a,
+                        step: kr as usize,
+                    });
                 }
-                tracks.push(Track { name: name.clone(), maps });
+                tracks.push(Track {
+                    name: name.clone(),
+                    maps,
+                });
             }
             if tracks.iter().all(|t| t.maps.is_empty()) {
                 return Err(NeurofitError::TimeMap(format!(
@@ -97,7 +108,11 @@ pub fn plan(map: &StepToBin, bins: &[TimeBin], areas: &[(String, usize)]) -> Res
             .map(|(a, (name, steps))| Track {
                 name: name.clone(),
                 maps: (0..bins.len())
-                    .map(|b| BinMap { bin: b, area: a, step: steps - 1 })
+                    .map(|b| BinMap {
+                        bin: b,
+                        area: a,
+                        step: steps - 1,
+                    })
                     .collect(),
             })
             .collect(),
@@ -106,10 +121,17 @@ pub fn plan(map: &StepToBin, bins: &[TimeBin], areas: &[(String, usize)]) -> Res
             let maps = (0..n_bins)
                 .map(|b| {
                     let a = b * areas.len() / n_bins;
-                    BinMap { bin: b, area: a, step: areas[a].1 - 1 }
+                    BinMap {
+                        bin: b,
+                        area: a,
+                        step: areas[a].1 - 1,
+                    }
                 })
                 .collect();
-            vec![Track { name: "graded".into(), maps }]
+            vec![Track {
+                name: "graded".into(),
+                maps,
+            }]
         }
     };
     Ok(tracks)
@@ -129,8 +151,22 @@ mod tests {
         let t = plan(&StepToBin::default(), &bins, &areas()).unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!(t[1].name, "IT");
-        assert_eq!(t[0].maps.first(), Some(&BinMap { bin: 2, area: 0, step: 0 }));
-        assert_eq!(t[0].maps.last(), Some(&BinMap { bin: 21, area: 0, step: 19 }));
+        assert_eq!(
+            t[0].maps.first(),
+            Some(&BinMap {
+                bin: 2,
+                area: 0,
+                step: 0
+            })
+        );
+        assert_eq!(
+            t[0].maps.last(),
+            Some(&BinMap {
+                bin: 21,
+                area: 0,
+                step: 19
+            })
+        );
         assert_eq!(t[0].maps.len(), 20);
     }
 
@@ -167,6 +203,9 @@ mod tests {
         let m = StepToBin::OneToOne { first_bin_ms: 60.0 };
         let j = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<StepToBin>(&j).unwrap(), m);
-        assert!(serde_json::from_str::<StepToBin>(r#"{"one_to_one":{"first_bin_ms":1,"x":2}}"#).is_err());
+        assert!(
+            serde_json::from_str::<StepToBin>(r#"{"one_to_one":{"first_bin_ms":1,"x":2}}"#)
+                .is_err()
+        );
     }
 }

@@ -34,9 +34,24 @@ pub struct Cleaned {
 pub fn check_shape(a: &Assembly) -> Result<()> {
     let (p, n, b) = a.data.dim();
     let coords = [
-        ("stimulus_id", a.presentations.stimulus_id.len(), p, "presentation"),
-        ("object_name", a.presentations.object_name.len(), p, "presentation"),
-        ("repetition", a.presentations.repetition.len(), p, "presentation"),
+        (
+            "stimulus_id",
+            a.presentations.stimulus_id.len(),
+            p,
+            "presentation",
+        ),
+        (
+            "object_name",
+            a.presentations.object_name.len(),
+            p,
+            "presentation",
+        ),
+        (
+            "repetition",
+            a.presentations.repetition.len(),
+            p,
+            "presentation",
+        ),
         ("neuroid_id", a.neuroids.neuroid_id.len(), n, "neuroid"),
         ("region", a.neuroids.region.len(), n, "neuroid"),
         ("time bins", a.bins.len(), b, "time_bin"),
@@ -72,7 +87,12 @@ pub fn check_shape(a: &Assembly) -> Result<()> {
         }
     }
     let mut object_of: HashMap<&str, &str> = HashMap::new();
-    for (s, o) in a.presentations.stimulus_id.iter().zip(&a.presentations.object_name) {
+    for (s, o) in a
+        .presentations
+        .stimulus_id
+        .iter()
+        .zip(&a.presentations.object_name)
+    {
         match object_of.get(s.as_str()) {
             Some(&prev) if prev != o => {
                 return Err(NeurofitError::InconsistentObject {
@@ -117,7 +137,10 @@ pub fn clean(a: &Assembly) -> Result<Cleaned> {
     } else {
         let mut out = a.clone();
         out.data = a.data.select(Axis(1), &keep);
-        out.neuroids.neuroid_id = keep.iter().map(|&j| a.neuroids.neuroid_id[j].clone()).collect();
+        out.neuroids.neuroid_id = keep
+            .iter()
+            .map(|&j| a.neuroids.neuroid_id[j].clone())
+            .collect();
         out.neuroids.region = keep.iter().map(|&j| a.neuroids.region[j].clone()).collect();
         out
     };
@@ -160,13 +183,19 @@ pub(crate) mod tests {
         let mut a = tiny();
         a.presentations.object_name.pop();
         let e = check_shape(&a).unwrap_err().to_string();
-        assert!(e.contains("object_name") && e.contains("presentation"), "{e}");
+        assert!(
+            e.contains("object_name") && e.contains("presentation"),
+            "{e}"
+        );
         let mut a = tiny();
         a.neuroids.region.push("V1".into());
         assert!(check_shape(&a).unwrap_err().to_string().contains("region"));
         let mut a = tiny();
         a.bins.pop();
-        assert!(check_shape(&a).unwrap_err().to_string().contains("time bins"));
+        assert!(check_shape(&a)
+            .unwrap_err()
+            .to_string()
+            .contains("time bins"));
     }
 
     #[test]
@@ -180,7 +209,10 @@ pub(crate) mod tests {
         assert!(check_shape(&a).is_err());
         let mut a = tiny();
         a.presentations.object_name[2] = "cat".into();
-        assert!(matches!(check_shape(&a), Err(NeurofitError::InconsistentObject { .. })));
+        assert!(matches!(
+            check_shape(&a),
+            Err(NeurofitError::InconsistentObject { .. })
+        ));
     }
 
     #[test]
@@ -192,7 +224,14 @@ pub(crate) mod tests {
         assert_eq!(c.assembly.neuroids.neuroid_id, vec!["n0", "n2"]);
         assert_eq!(c.assembly.data.dim(), (4, 2, 2));
         assert_eq!(c.assembly.data[[3, 1, 1]], a.data[[3, 2, 1]]);
-        assert_eq!(c.dropped, vec![DroppedNeuroid { neuroid_id: "n1".into(), region: "IT".into(), non_finite: 2 }]);
+        assert_eq!(
+            c.dropped,
+            vec![DroppedNeuroid {
+                neuroid_id: "n1".into(),
+                region: "IT".into(),
+                non_finite: 2
+            }]
+        );
         a.data.fill(f32::NAN);
         assert!(clean(&a).is_err());
     }

@@ -11,11 +11,15 @@ use neurofit::{h5plain, netcdf, Assembly, Neuroids, Presentations, TimeBin};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn expected(key: &str) -> Value {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(fixture("assembly_expected.json")).unwrap()).unwrap();
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("assembly_expected.json")).unwrap())
+            .unwrap();
     v[key].clone()
 }
 
@@ -42,7 +46,13 @@ fn reads_an_xarray_netcdf4_assembly_with_variable_length_strings() {
     let e = expected("vlen");
     check_against(&a, &e);
     let bins: Vec<[f64; 2]> = serde_json::from_value(e["bins"].clone()).unwrap();
-    assert_eq!(a.bins.iter().map(|b| [b.start_ms, b.end_ms]).collect::<Vec<_>>(), bins);
+    assert_eq!(
+        a.bins
+            .iter()
+            .map(|b| [b.start_ms, b.end_ms])
+            .collect::<Vec<_>>(),
+        bins
+    );
 }
 
 #[test]
@@ -56,12 +66,26 @@ fn reads_a_two_dimensional_assembly_with_char_array_strings() {
 fn reads_the_plain_layout_with_fixed_length_strings() {
     let a = h5plain::read(&fixture("plain_fixed.h5")).unwrap();
     check_against(&a, &expected("plain"));
-    assert_eq!(a.bins, vec![TimeBin { start_ms: 0.0, end_ms: 50.0 }, TimeBin { start_ms: 50.0, end_ms: 100.0 }]);
+    assert_eq!(
+        a.bins,
+        vec![
+            TimeBin {
+                start_ms: 0.0,
+                end_ms: 50.0
+            },
+            TimeBin {
+                start_ms: 50.0,
+                end_ms: 100.0
+            }
+        ]
+    );
 }
 
 fn sample() -> Assembly {
     Assembly {
-        data: Array3::from_shape_fn((4, 3, 2), |(i, j, k)| i as f32 * 0.5 - j as f32 + 0.25 * k as f32),
+        data: Array3::from_shape_fn((4, 3, 2), |(i, j, k)| {
+            i as f32 * 0.5 - j as f32 + 0.25 * k as f32
+        }),
         presentations: Presentations {
             stimulus_id: vec!["a".into(), "b".into(), "a".into(), "b-ü".into()],
             object_name: vec!["car".into(), "dog".into(), "car".into(), "dog".into()],
@@ -82,8 +106,14 @@ fn our_netcdf4_output_reads_back_identically() {
     let a = sample();
     netcdf::write(&p, &a, "convrnn.sample").unwrap();
     assert_eq!(netcdf::read(&p).unwrap(), a);
-    assert_eq!(netcdf::read_variable(&p, Some("convrnn.sample")).unwrap(), a);
-    assert!(std::fs::read_dir(dir.path()).unwrap().count() == 1, "no temporary file left behind");
+    assert_eq!(
+        netcdf::read_variable(&p, Some("convrnn.sample")).unwrap(),
+        a
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() == 1,
+        "no temporary file left behind"
+    );
 }
 
 #[test]
@@ -127,7 +157,12 @@ for engine in ("netcdf4", "h5netcdf"):
     assert float(da.values[3, 2, 1]) == 3 * 0.5 - 2 + 0.25
     print(engine, "ok")
 "#;
-    let out = Command::new("python3").arg("-c").arg(script).arg(&p).output().unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&p)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "xarray could not open our file:\n{}\n{}",
@@ -153,7 +188,10 @@ fn missing_coordinates_and_mismatched_lengths_are_named() {
     {
         let f = hdf5::File::open_rw(&q).unwrap();
         f.unlink("neuroid/region").unwrap();
-        f.new_dataset_builder().with_data(&[1.0f64, 2.0]).create("neuroid/region").unwrap();
+        f.new_dataset_builder()
+            .with_data(&[1.0f64, 2.0])
+            .create("neuroid/region")
+            .unwrap();
     }
     let e = h5plain::read(&q).unwrap_err().to_string();
     assert!(e.contains("region") && e.contains("strings"), "{e}");
@@ -164,12 +202,18 @@ fn missing_coordinates_and_mismatched_lengths_are_named() {
     {
         let f = hdf5::File::open_rw(&r).unwrap();
         f.unlink("presentation/repetition").unwrap();
-        f.new_dataset_builder().with_data(&[0u32, 1, 2]).create("presentation/repetition").unwrap();
+        f.new_dataset_builder()
+            .with_data(&[0u32, 1, 2])
+            .create("presentation/repetition")
+            .unwrap();
     }
     let e = h5plain::read(&r).unwrap_err().to_string();
     assert!(e.contains("repetition") && e.contains("3 entries"), "{e}");
 
     short.neuroids.region.pop();
-    assert!(netcdf::write(&dir.path().join("d.nc"), &short, "x").is_err(), "writers validate too");
+    assert!(
+        netcdf::write(&dir.path().join("d.nc"), &short, "x").is_err(),
+        "writers validate too"
+    );
     assert!(netcdf::read(&dir.path().join("absent.nc")).is_err());
 }

@@ -8,7 +8,11 @@ use neurofit::stats::pearson_columns;
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/regression.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/regression.json"
+    ))
+    .unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -21,14 +25,24 @@ fn matrix(v: &Value) -> Array2<f64> {
 fn assert_close_rel(got: &Array2<f64>, want: &Array2<f64>, rel: f64, what: &str) {
     assert_eq!(got.dim(), want.dim(), "{what}");
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let worst = got.iter().zip(want.iter()).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-    assert!(worst <= rel * scale, "{what}: max |diff| {worst:e} > {rel:e} × {scale}");
+    let worst = got
+        .iter()
+        .zip(want.iter())
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst <= rel * scale,
+        "{what}: max |diff| {worst:e} > {rel:e} × {scale}"
+    );
 }
 
 #[test]
 fn pls_predictions_match_scikit_learn() {
     let f = fixture();
-    let (xtr, ytr, xte) = (matrix(&f["x_train"]), matrix(&f["y_train"]), matrix(&f["x_test"]));
+    let (xtr, ytr, xte) = (
+        matrix(&f["x_train"]),
+        matrix(&f["y_train"]),
+        matrix(&f["x_test"]),
+    );
     for (k, key) in [(25, "pls25_pred"), (5, "pls5_pred")] {
         let model = pls::fit(xtr.view(), ytr.view(), k).unwrap();
         assert_eq!(model.components, k);
@@ -40,11 +54,17 @@ fn pls_predictions_match_scikit_learn() {
 #[test]
 fn ridge_matches_scikit_learn_at_a_fixed_alpha() {
     let f = fixture();
-    let (xtr, ytr, xte) = (matrix(&f["x_train"]), matrix(&f["y_train"]), matrix(&f["x_test"]));
+    let (xtr, ytr, xte) = (
+        matrix(&f["x_train"]),
+        matrix(&f["y_train"]),
+        matrix(&f["x_test"]),
+    );
     let alpha = f["ridge_alpha"].as_f64().unwrap();
-    let pred = Regression::Ridge { alphas: vec![alpha] }
-        .fit_predict(xtr.view(), ytr.view(), xte.view())
-        .unwrap();
+    let pred = Regression::Ridge {
+        alphas: vec![alpha],
+    }
+    .fit_predict(xtr.view(), ytr.view(), xte.view())
+    .unwrap();
     assert_close_rel(&pred, &matrix(&f["ridge_pred"]), 1e-8, "ridge");
 }
 
@@ -76,7 +96,9 @@ fn planted_linear_maps_are_recovered_by_both_regressions() {
     let (xte, yte) = (x.select(Axis(0), &test), y.select(Axis(0), &test));
     for reg in [
         Regression::Pls { components: 25 },
-        Regression::Ridge { alphas: vec![1e-6, 1e-3, 1.0, 100.0] },
+        Regression::Ridge {
+            alphas: vec![1e-6, 1e-3, 1.0, 100.0],
+        },
     ] {
         let pred = reg.fit_predict(xtr.view(), ytr.view(), xte.view()).unwrap();
         for r in pearson_columns(pred.view(), yte.view()) {
@@ -91,8 +113,16 @@ fn gcv_prefers_heavy_penalties_for_pure_noise_and_light_ones_for_clean_maps() {
     let mut rng = SplitMix64::new(10);
     let y_noise = Array2::from_shape_simple_fn((120, 3), || rng.normal());
     let alphas = [1e-4, 1e4];
-    assert!(ridge::fit(x.view(), y_clean.view(), &alphas).unwrap().alpha.iter().all(|&a| a == 1e-4));
-    assert!(ridge::fit(x.view(), y_noise.view(), &alphas).unwrap().alpha.iter().all(|&a| a == 1e4));
+    assert!(ridge::fit(x.view(), y_clean.view(), &alphas)
+        .unwrap()
+        .alpha
+        .iter()
+        .all(|&a| a == 1e-4));
+    assert!(ridge::fit(x.view(), y_noise.view(), &alphas)
+        .unwrap()
+        .alpha
+        .iter()
+        .all(|&a| a == 1e4));
 }
 
 #[test]

@@ -5,8 +5,8 @@
 use ndarray::{Array3, Axis};
 use neurofit::cv::SplitMix64;
 use neurofit::{
-    score, AreaFeatures, Assembly, FitConfig, ModelFeatures, NeurofitError, Neuroids, Presentations,
-    Regression, Report, StepToBin, TimeBin,
+    score, AreaFeatures, Assembly, FitConfig, ModelFeatures, NeurofitError, Neuroids,
+    Presentations, Regression, Report, StepToBin, TimeBin,
 };
 
 const N_STIM: usize = 60;
@@ -33,7 +33,9 @@ fn planted() -> (ModelFeatures, Assembly) {
             pres.repetition.push(r as u32);
             for j in 0..NEUR {
                 for k in 0..STEPS {
-                    let signal: f64 = (0..FEAT).map(|f| good[[s, f, k]] as f64 * w[f * NEUR + j]).sum();
+                    let signal: f64 = (0..FEAT)
+                        .map(|f| good[[s, f, k]] as f64 * w[f * NEUR + j])
+                        .sum();
                     data[[row, j, k]] = (signal + 0.5 * rng.normal()) as f32;
                 }
             }
@@ -43,8 +45,14 @@ fn planted() -> (ModelFeatures, Assembly) {
         model: "planted".into(),
         stimulus_id,
         areas: vec![
-            AreaFeatures { area: "good".into(), data: good },
-            AreaFeatures { area: "noise".into(), data: noise },
+            AreaFeatures {
+                area: "good".into(),
+                data: good,
+            },
+            AreaFeatures {
+                area: "noise".into(),
+                data: noise,
+            },
         ],
     };
     let asm = Assembly {
@@ -52,7 +60,15 @@ fn planted() -> (ModelFeatures, Assembly) {
         presentations: pres,
         neuroids: Neuroids {
             neuroid_id: (0..NEUR).map(|j| format!("n{j}")).collect(),
-            region: (0..NEUR).map(|j| if j < NEUR / 2 { "V4".into() } else { "IT".into() }).collect(),
+            region: (0..NEUR)
+                .map(|j| {
+                    if j < NEUR / 2 {
+                        "V4".into()
+                    } else {
+                        "IT".into()
+                    }
+                })
+                .collect(),
         },
         bins: TimeBin::uniform(70.0, 70.0 + 10.0 * STEPS as f64, 10.0),
     };
@@ -60,7 +76,11 @@ fn planted() -> (ModelFeatures, Assembly) {
 }
 
 fn cfg(regression: Regression) -> FitConfig {
-    FitConfig { regression, splits: 4, ..FitConfig::default() }
+    FitConfig {
+        regression,
+        splits: 4,
+        ..FitConfig::default()
+    }
 }
 
 fn check_planted(report: &Report) {
@@ -78,7 +98,12 @@ fn check_planted(report: &Report) {
         }
     }
     let maps = &report.maps["good"];
-    assert_eq!(maps.iter().map(|m| m.as_ref().unwrap().step).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(
+        maps.iter()
+            .map(|m| m.as_ref().unwrap().step)
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
     assert_eq!(report.per_neuroid["good"].r.len(), 3);
     assert_eq!(report.per_neuroid["good"].r[0].len(), NEUR);
 }
@@ -87,7 +112,16 @@ fn check_planted(report: &Report) {
 fn planted_features_score_near_one_with_pls_and_ridge() {
     let (f, a) = planted();
     check_planted(&score(&f, &a, &cfg(Regression::Pls { components: 8 })).unwrap());
-    check_planted(&score(&f, &a, &cfg(Regression::Ridge { alphas: vec![0.01, 1.0, 100.0] })).unwrap());
+    check_planted(
+        &score(
+            &f,
+            &a,
+            &cfg(Regression::Ridge {
+                alphas: vec![0.01, 1.0, 100.0],
+            }),
+        )
+        .unwrap(),
+    );
 }
 
 #[test]
@@ -144,7 +178,15 @@ fn nan_sites_are_dropped_and_reported() {
 #[test]
 fn report_json_round_trips_and_has_the_contract_keys() {
     let (f, a) = planted();
-    let r = score(&f, &a, &FitConfig { time_map: StepToBin::Graded, ..cfg(Regression::Pls { components: 4 }) }).unwrap();
+    let r = score(
+        &f,
+        &a,
+        &FitConfig {
+            time_map: StepToBin::Graded,
+            ..cfg(Regression::Pls { components: 4 })
+        },
+    )
+    .unwrap();
     assert_eq!(r.scores.keys().collect::<Vec<_>>(), vec!["graded"]);
     let text = r.to_json().unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -155,7 +197,10 @@ fn report_json_round_trips_and_has_the_contract_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("report.json");
     r.write(&path).unwrap();
-    assert_eq!(Report::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap(), r);
+    assert_eq!(
+        Report::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap(),
+        r
+    );
 }
 
 #[test]
@@ -167,6 +212,11 @@ fn fit_config_default_is_the_spec_protocol_and_rejects_unknown_fields() {
     let back: FitConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
     assert!(serde_json::from_str::<FitConfig>(r#"{"splitz": 3}"#).is_err());
-    assert!(FitConfig { test_fraction: 1.5, ..c.clone() }.validate().is_err());
+    assert!(FitConfig {
+        test_fraction: 1.5,
+        ..c.clone()
+    }
+    .validate()
+    .is_err());
     assert!(FitConfig { splits: 0, ..c }.validate().is_err());
 }

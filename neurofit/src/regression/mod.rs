@@ -60,9 +60,7 @@ impl Regression {
             Regression::Pls { components } => {
                 pls::fit(x_train, y_train, *components)?.predict(x_test)
             }
-            Regression::Ridge { alphas } => {
-                ridge::fit(x_train, y_train, alphas)?.predict(x_test)
-            }
+            Regression::Ridge { alphas } => ridge::fit(x_train, y_train, alphas)?.predict(x_test),
         }
     }
 }
@@ -77,7 +75,11 @@ pub(crate) fn pinv(a: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
         .map_err(|e| NeurofitError::Linalg(format!("SVD of a {m}×{n} matrix: {e}")))?;
     let (u, vt) = match (u, vt) {
         (Some(u), Some(vt)) => (u, vt),
-        _ => return Err(NeurofitError::Linalg("SVD returned no singular vectors".into())),
+        _ => {
+            return Err(NeurofitError::Linalg(
+                "SVD returned no singular vectors".into(),
+            ))
+        }
     };
     let s_max = s.iter().cloned().fold(0.0, f64::max);
     let cutoff = m.max(n) as f64 * f64::EPSILON * s_max;
@@ -115,7 +117,11 @@ mod tests {
     fn bad_configs_are_rejected() {
         assert!(Regression::Pls { components: 0 }.validate().is_err());
         assert!(Regression::Ridge { alphas: vec![] }.validate().is_err());
-        assert!(Regression::Ridge { alphas: vec![1.0, -1.0] }.validate().is_err());
+        assert!(Regression::Ridge {
+            alphas: vec![1.0, -1.0]
+        }
+        .validate()
+        .is_err());
         assert!(Regression::default().validate().is_ok());
     }
 }

@@ -49,8 +49,12 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, components: usize) ->
         });
     }
     let k_max = components.min(p).min(n - 1);
-    let x_mean = x.mean_axis(Axis(0)).ok_or_else(|| NeurofitError::Regression("empty X".into()))?;
-    let y_mean = y.mean_axis(Axis(0)).ok_or_else(|| NeurofitError::Regression("empty Y".into()))?;
+    let x_mean = x
+        .mean_axis(Axis(0))
+        .ok_or_else(|| NeurofitError::Regression("empty X".into()))?;
+    let y_mean = y
+        .mean_axis(Axis(0))
+        .ok_or_else(|| NeurofitError::Regression("empty Y".into()))?;
     let mut xk = &x - &x_mean;
     let mut yk = &y - &y_mean;
     let eps = f64::EPSILON;

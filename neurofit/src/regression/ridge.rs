@@ -44,8 +44,12 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, alphas: &[f64]) -> Re
             reason: format!("need at least one finite alpha > 0, got {alphas:?}"),
         });
     }
-    let x_mean = x.mean_axis(Axis(0)).ok_or_else(|| NeurofitError::Regression("empty X".into()))?;
-    let y_mean = y.mean_axis(Axis(0)).ok_or_else(|| NeurofitError::Regression("empty Y".into()))?;
+    let x_mean = x
+        .mean_axis(Axis(0))
+        .ok_or_else(|| NeurofitError::Regression("empty X".into()))?;
+    let y_mean = y
+        .mean_axis(Axis(0))
+        .ok_or_else(|| NeurofitError::Regression("empty Y".into()))?;
     let xc = &x - &x_mean;
     let yc = &y - &y_mean;
     let (u, s, vt) = xc
@@ -53,7 +57,11 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, alphas: &[f64]) -> Re
         .map_err(|e| NeurofitError::Linalg(format!("SVD of {n}×{p} features: {e}")))?;
     let (u, vt) = match (u, vt) {
         (Some(u), Some(vt)) => (u, vt),
-        _ => return Err(NeurofitError::Linalg("SVD returned no singular vectors".into())),
+        _ => {
+            return Err(NeurofitError::Linalg(
+                "SVD returned no singular vectors".into(),
+            ))
+        }
     };
     let uty = u.t().dot(&yc); // [k, target]
     let y_ss: Array1<f64> = yc.map_axis(Axis(0), |c| c.dot(&c));
