@@ -232,9 +232,8 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
                 .map(|(name, idx)| {
                     let per_bin = (0..scored.len())
                         .map(|i| {
-                            if maps[i].is_none() {
-                                return None;
-                            }
+                            // A bin this track does not predict has no score.
+                            maps[i].as_ref()?;
                             nan_median(idx.iter().map(|&j| vals[i][j].unwrap_or(f64::NAN)))
                         })
                         .collect();

@@ -29,6 +29,7 @@ fn assert_close_rel(got: &Array2<f64>, want: &Array2<f64>, rel: f64, what: &str)
         .iter()
         .zip(want.iter())
         .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("{what}: max abs diff {worst:e} (scale {scale})");
     assert!(
         worst <= rel * scale,
         "{what}: max |diff| {worst:e} > {rel:e} × {scale}"
