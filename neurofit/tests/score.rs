@@ -220,3 +220,67 @@ fn fit_config_default_is_the_spec_protocol_and_rejects_unknown_fields() {
     .is_err());
     assert!(FitConfig { splits: 0, ..c }.validate().is_err());
 }
+
+/// Timing at a moderate size (640 stimuli × 2000 features × 2 steps, 40 neuroids, PLS 25, 10 splits).
+/// Slow in debug-free CI terms, so ignored; run with
+/// `cargo test -p neurofit --test score -- --ignored --nocapture moderate_size_timing`.
+#[test]
+#[ignore]
+fn moderate_size_timing() {
+    let (n_stim, feat, steps, neur, reps) = (640, 2000, 2, 40, 2);
+    let mut rng = SplitMix64::new(5);
+    let x = Array3::from_shape_simple_fn((n_stim, feat, steps), || rng.normal() as f32);
+    let mut data = Array3::<f32>::zeros((n_stim * reps, neur, steps));
+    let mut pres = Presentations::default();
+    for r in 0..reps {
+        for s in 0..n_stim {
+            pres.stimulus_id.push(format!("im{s}"));
+            pres.object_name.push(format!("obj{}", s % 64));
+            pres.repetition.push(r as u32);
+            for j in 0..neur {
+                for k in 0..steps {
+                    data[[r * n_stim + s, j, k]] = x[[s, j, k]] + rng.normal() as f32;
+                }
+            }
+        }
+    }
+    let f = ModelFeatures {
+        model: "timing".into(),
+        stimulus_id: (0..n_stim).map(|s| format!("im{s}")).collect(),
+        areas: vec![AreaFeatures {
+            area: "IT".into(),
+            data: x,
+        }],
+    };
+    let a = Assembly {
+        data,
+        presentations: pres,
+        neuroids: Neuroids {
+            neuroid_id: (0..neur).map(|j| format!("n{j}")).collect(),
+            region: vec!["IT".into(); neur],
+        },
+        bins: TimeBin::uniform(70.0, 90.0, 10.0),
+    };
+    for reg in [
+        Regression::Pls { components: 25 },
+        Regression::Ridge {
+            alphas: vec![0.1, 1.0, 10.0, 100.0, 1000.0],
+        },
+    ] {
+        let t = std::time::Instant::now();
+        let r = score(
+            &f,
+            &a,
+            &FitConfig {
+                regression: reg.clone(),
+                ..FitConfig::default()
+            },
+        )
+        .unwrap();
+        eprintln!(
+            "{reg:?}: {:.2} s, IT scores {:?}",
+            t.elapsed().as_secs_f64(),
+            r.scores["IT"]["IT"]
+        );
+    }
+}

@@ -57,6 +57,7 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, components: usize) ->
         .ok_or_else(|| NeurofitError::Regression("empty Y".into()))?;
     let mut xk = &x - &x_mean;
     let mut yk = &y - &y_mean;
+    let mut cross = xk.t().dot(&yk);
     let eps = f64::EPSILON;
 
     let mut w_cols: Vec<Array1<f64>> = Vec::with_capacity(k_max);
@@ -70,7 +71,12 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, components: usize) ->
                 col.fill(0.0);
             }
         }
-        let Some((mut w, mut c)) = first_singular_vectors(xk.view(), yk.view()) else {
+        for (j, col) in yk.axis_iter(Axis(1)).enumerate() {
+            if col.iter().all(|&v| v == 0.0) {
+                cross.column_mut(j).fill(0.0);
+            }
+        }
+        let Some((mut w, mut c)) = first_singular_vectors(cross.view(), yk.view()) else {
             break;
         };
         flip_sign(&mut w, &mut c);
@@ -83,6 +89,8 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, components: usize) ->
         deflate(&mut xk, &scores, &x_load);
         let y_load = yk.t().dot(&scores) / ss;
         deflate(&mut yk, &scores, &y_load);
+        // Xₖ₊₁ᵀ Yₖ₊₁ = Xₖᵀ Yₖ − (tᵀt) p qᵀ: deflating both sides is a rank-one update of the product.
+        deflate(&mut cross, &(&x_load * ss), &y_load);
         w_cols.push(w);
         p_cols.push(x_load);
         q_cols.push(y_load);
@@ -121,42 +129,39 @@ impl PlsModel {
     }
 }
 
-/// scikit-learn's `_get_first_singular_vectors_power_method` (mode A, normalised y weights).
-/// `None` when every column of `y` is zero.
+/// scikit-learn's `_get_first_singular_vectors_power_method` (mode A, normalised y weights), run on
+/// the cross-covariance `cross = Xᵀ Y` `[feature, target]` instead of on `X` and `Y`.
+///
+/// Each of scikit-learn's steps (`x_w ∝ Xᵀ y_score`, `y_score ∝ Y y_w`, `y_w ∝ Yᵀ X x_w`) is, up to a
+/// positive scalar that the following normalisation removes, a product with `cross` or its transpose,
+/// so an iteration costs `features × targets` instead of `samples × features`; the iterates agree with
+/// scikit-learn's to rounding. `None` when every column of `y` is zero.
 fn first_singular_vectors(
-    x: ArrayView2<'_, f64>,
+    cross: ArrayView2<'_, f64>,
     y: ArrayView2<'_, f64>,
 ) -> Option<(Array1<f64>, Array1<f64>)> {
     let eps = f64::EPSILON;
-    let mut y_score = y
+    let j0 = y
         .axis_iter(Axis(1))
-        .find(|col| col.iter().any(|v| v.abs() > eps))?
-        .to_owned();
+        .position(|col| col.iter().any(|v| v.abs() > eps))?;
+    let mut v = cross.column(j0).to_owned();
     let mut x_w_old: Option<Array1<f64>> = None;
-    let mut x_w = Array1::zeros(x.ncols());
-    let mut y_w = Array1::zeros(y.ncols());
+    let mut x_w = Array1::zeros(cross.nrows());
+    let mut y_w = Array1::zeros(cross.ncols());
     for _ in 0..MAX_ITER {
-        x_w = x.t().dot(&y_score) / y_score.dot(&y_score);
-        x_w /= x_w.dot(&x_w).sqrt() + eps;
-        let x_score = x.dot(&x_w);
-        y_w = y.t().dot(&x_score) / x_score.dot(&x_score);
+        x_w = &v / (v.dot(&v).sqrt() + eps);
+        y_w = cross.t().dot(&x_w);
         y_w /= y_w.dot(&y_w).sqrt() + eps;
-        y_score = y.dot(&y_w) / (y_w.dot(&y_w) + eps);
         // scikit-learn starts x_weights_old at the scalar 100, so the first check never passes.
-        let converged = match &x_w_old {
-            Some(old) => {
-                let d = &x_w - old;
-                d.dot(&d) < TOL
-            }
-            None => {
-                let d = x_w.mapv(|v| v - 100.0);
-                d.dot(&d) < TOL
-            }
+        let d = match &x_w_old {
+            Some(old) => &x_w - old,
+            None => x_w.mapv(|v| v - 100.0),
         };
-        if converged || y.ncols() == 1 {
+        if d.dot(&d) < TOL || y.ncols() == 1 {
             break;
         }
         x_w_old = Some(x_w.clone());
+        v = cross.dot(&y_w);
     }
     Some((x_w, y_w))
 }
