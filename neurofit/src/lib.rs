@@ -1,17 +1,42 @@
 //! `neurofit`: compare model activity over time with neural recordings and behaviour (SPEC §7, §8).
 //!
+//! Entry point: [`score`] (features × recordings × [`FitConfig`] → [`Report`]). Recordings come from
+//! [`netcdf`] (Brain-Score / xarray netCDF-4) or [`h5plain`] (our documented plain HDF5 layout),
+//! stimuli from [`stimulus_set`].
+//!
 //! - [`insilico`]: synthetic V4/IT recordings with a known ceiling over the HvM-like stimuli;
 //! - [`extract`]: model features per area per step, optionally PCA-compressed;
 //! - [`ost`]: object solution times (Kar et al. 2019).
+//!
+//! System packages (Debian names) this crate builds against: `libopenblas-dev` (LAPACK for
+//! `ndarray-linalg`), `libhdf5-dev` (HDF5 1.10+ for `hdf5-metno`), `pkg-config`.
 
 pub mod assembly;
+pub mod ceiling;
+pub mod cv;
+pub mod error;
 pub mod extract;
 pub mod features;
+pub mod fit;
+mod h5io;
+pub mod h5plain;
 pub mod insilico;
+pub mod netcdf;
 pub mod ost;
+pub mod regression;
+pub mod report;
+pub mod stats;
+pub mod stimulus_set;
+pub mod temporal;
+pub mod validate;
 
 pub use assembly::{Assembly, Neuroids, Presentations, TimeBin};
+pub use error::{NeurofitError, Result};
 pub use extract::{extract_features, ExtractError, ExtractOptions, Reduction};
 pub use features::{AreaFeatures, ModelFeatures};
+pub use fit::{score, FitConfig};
 pub use insilico::{InsilicoConfig, InsilicoError, InsilicoRecording, Region};
 pub use ost::{object_solution_times, OstError, OstOptions, OstReport};
+pub use regression::Regression;
+pub use report::Report;
+pub use temporal::StepToBin;

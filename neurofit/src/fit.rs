@@ -1,0 +1,344 @@
+//! The neural-fit protocol (SPEC §7) end to end: average repetitions, split stimuli (stratified by
+//! object), fit one map per (track, bin, region), correlate held-out predictions per neuroid, divide
+//! by split-half ceilings, take medians.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ndarray::{Array2, Array3, Axis};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::assembly::Assembly;
+use crate::ceiling::split_half_ceiling;
+use crate::cv::{stratified_splits, Split};
+use crate::error::{NeurofitError, Result};
+use crate::features::ModelFeatures;
+use crate::regression::Regression;
+use crate::report::{MapUsed, NeuroidScores, PerBin, Report};
+use crate::stats::{finite, nan_median, pearson_columns};
+use crate::temporal::{plan, StepToBin, Track};
+use crate::validate;
+
+/// Random halvings averaged per split-half ceiling.
+pub const CEILING_HALVINGS: usize = 10;
+
+/// How to fit; `Default` is the SPEC §7 protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FitConfig {
+    pub regression: Regression,
+    pub splits: usize,
+    pub test_fraction: f64,
+    pub seed: u64,
+    pub time_map: StepToBin,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            regression: Regression::default(),
+            splits: 10,
+            test_fraction: 0.1,
+            seed: 0,
+            time_map: StepToBin::default(),
+        }
+    }
+}
+
+impl FitConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.regression.validate()?;
+        if self.splits == 0 {
+            return Err(NeurofitError::Config {
+                field: "splits",
+                reason: "need at least 1 split".into(),
+            });
+        }
+        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
+            return Err(NeurofitError::Config {
+                field: "test_fraction",
+                reason: format!(
+                    "must lie strictly between 0 and 1, got {}",
+                    self.test_fraction
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Stimuli of an assembly in order of first presentation, with their presentations and object.
+#[derive(Debug, Clone)]
+pub struct StimulusIndex {
+    pub stimulus_id: Vec<String>,
+    pub object_name: Vec<String>,
+    /// `presentations[s]`: rows of the data for stimulus `s`.
+    pub presentations: Vec<Vec<usize>>,
+}
+
+impl StimulusIndex {
+    pub fn new(a: &Assembly) -> StimulusIndex {
+        let mut pos: HashMap<&str, usize> = HashMap::new();
+        let mut idx = StimulusIndex {
+            stimulus_id: Vec::new(),
+            object_name: Vec::new(),
+            presentations: Vec::new(),
+        };
+        for (row, (s, o)) in a
+            .presentations
+            .stimulus_id
+            .iter()
+            .zip(&a.presentations.object_name)
+            .enumerate()
+        {
+            let k = *pos.entry(s.as_str()).or_insert_with(|| {
+                idx.stimulus_id.push(s.clone());
+                idx.object_name.push(o.clone());
+                idx.presentations.push(Vec::new());
+                idx.stimulus_id.len() - 1
+            });
+            idx.presentations[k].push(row);
+        }
+        idx
+    }
+
+    /// Repetition-averaged responses `[stimulus, neuroid, bin]`.
+    pub fn average(&self, a: &Assembly) -> Array3<f64> {
+        let (_, n, b) = a.data.dim();
+        let mut out = Array3::zeros((self.stimulus_id.len(), n, b));
+        for (s, rows) in self.presentations.iter().enumerate() {
+            let mut acc = out.index_axis_mut(Axis(0), s);
+            for &r in rows {
+                acc.zip_mut_with(&a.data.index_axis(Axis(0), r), |o, &v| *o += v as f64);
+            }
+            acc.mapv_inplace(|v| v / rows.len() as f64);
+        }
+        out
+    }
+}
+
+/// Score `features` against `recordings` under `cfg` (SPEC §7).
+///
+/// Features are matched to recorded stimuli by id (extra feature rows are ignored; a recorded stimulus
+/// without features is an error). Neuroids with non-finite responses are dropped and listed in the
+/// report; every stimulus needs at least two repetitions for the ceiling.
+pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -> Result<Report> {
+    cfg.validate()?;
+    let cleaned = validate::clean(recordings)?;
+    let asm = &cleaned.assembly;
+    let stim = StimulusIndex::new(asm);
+    let rows = feature_rows(features, &stim.stimulus_id)?;
+    let avg = stim.average(asm);
+
+    let mut regions: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (j, r) in asm.neuroids.region.iter().enumerate() {
+        regions.entry(r.clone()).or_default().push(j);
+    }
+
+    let areas: Vec<(String, usize)> = features
+        .areas
+        .iter()
+        .map(|a| (a.area.clone(), a.data.len_of(Axis(2))))
+        .collect();
+    let tracks = plan(&cfg.time_map, &asm.bins, &areas)?;
+    let mut scored: Vec<usize> = tracks
+        .iter()
+        .flat_map(|t| t.maps.iter().map(|m| m.bin))
+        .collect();
+    scored.sort_unstable();
+    scored.dedup();
+    let slot: HashMap<usize, usize> = scored.iter().enumerate().map(|(i, &b)| (b, i)).collect();
+
+    let ceilings: Vec<Vec<f64>> = scored
+        .par_iter()
+        .map(|&b| {
+            split_half_ceiling(
+                asm.bin(b),
+                &stim.presentations,
+                &stim.stimulus_id,
+                CEILING_HALVINGS,
+                cfg.seed,
+            )
+        })
+        .collect::<Result<_>>()?;
+
+    let splits = stratified_splits(&stim.object_name, cfg.splits, cfg.test_fraction, cfg.seed)?;
+
+    let n_neur = asm.num_neuroids();
+    let mut report = Report {
+        model: features.model.clone(),
+        config: cfg.clone(),
+        bins: scored
+            .iter()
+            .map(|&b| [asm.bins[b].start_ms, asm.bins[b].end_ms])
+            .collect(),
+        ceiling: regions
+            .iter()
+            .map(|(r, idx)| {
+                let per_bin = ceilings
+                    .iter()
+                    .map(|c| nan_median(idx.iter().map(|&j| c[j])))
+                    .collect();
+                (r.clone(), per_bin)
+            })
+            .collect(),
+        scores: BTreeMap::new(),
+        raw_r: BTreeMap::new(),
+        maps: BTreeMap::new(),
+        neuroid_id: asm.neuroids.neuroid_id.clone(),
+        region: asm.neuroids.region.clone(),
+        neuroid_ceiling: ceilings
+            .iter()
+            .map(|c| c.iter().map(|&v| finite(v)).collect())
+            .collect(),
+        per_neuroid: BTreeMap::new(),
+        dropped: cleaned.dropped.clone(),
+    };
+
+    for track in &tracks {
+        let fitted = fit_track(
+            track,
+            features,
+            &rows,
+            &avg,
+            &regions,
+            &splits,
+            &cfg.regression,
+        )?;
+        let mut nr = NeuroidScores {
+            r: vec![vec![None; n_neur]; scored.len()],
+            noise_corrected_r: vec![vec![None; n_neur]; scored.len()],
+            score: vec![vec![None; n_neur]; scored.len()],
+        };
+        let mut maps = vec![None; scored.len()];
+        for (m, r) in track.maps.iter().zip(&fitted) {
+            let i = slot[&m.bin];
+            maps[i] = Some(MapUsed {
+                area: areas[m.area].0.clone(),
+                step: m.step,
+            });
+            for j in 0..n_neur {
+                let c = ceilings[i][j];
+                nr.r[i][j] = finite(r[j]);
+                if c > 0.0 {
+                    nr.noise_corrected_r[i][j] = finite(r[j] / c.sqrt());
+                    nr.score[i][j] = finite(r[j] * r[j] / c);
+                }
+            }
+        }
+        let per_region = |vals: &Vec<PerBin>| -> BTreeMap<String, PerBin> {
+            regions
+                .iter()
+                .map(|(name, idx)| {
+                    let per_bin = (0..scored.len())
+                        .map(|i| {
+                            // A bin this track does not predict has no score.
+                            maps[i].as_ref()?;
+                            nan_median(idx.iter().map(|&j| vals[i][j].unwrap_or(f64::NAN)))
+                        })
+                        .collect();
+                    (name.clone(), per_bin)
+                })
+                .collect()
+        };
+        report
+            .scores
+            .insert(track.name.clone(), per_region(&nr.score));
+        report.raw_r.insert(track.name.clone(), per_region(&nr.r));
+        report.maps.insert(track.name.clone(), maps);
+        report.per_neuroid.insert(track.name.clone(), nr);
+    }
+    Ok(report)
+}
+
+/// For every map of the track (in order): per-neuroid held-out r, mean over splits.
+fn fit_track(
+    track: &Track,
+    features: &ModelFeatures,
+    rows: &[usize],
+    avg: &Array3<f64>,
+    regions: &BTreeMap<String, Vec<usize>>,
+    splits: &[Split],
+    regression: &Regression,
+) -> Result<Vec<Vec<f64>>> {
+    track
+        .maps
+        .par_iter()
+        .map(|m| {
+            let area = &features.areas[m.area];
+            let step = area.data.index_axis(Axis(2), m.step);
+            let x: Array2<f64> = step.select(Axis(0), rows).mapv(|v| v as f64);
+            if x.iter().any(|v| !v.is_finite()) {
+                return Err(NeurofitError::Assembly(format!(
+                    "features of area `{}` at step {} contain non-finite values",
+                    area.area, m.step
+                )));
+            }
+            let y_all = avg.index_axis(Axis(2), m.bin);
+            let mut r = vec![f64::NAN; y_all.ncols()];
+            for idx in regions.values() {
+                let y = y_all.select(Axis(1), idx);
+                let per_split: Vec<Vec<f64>> = splits
+                    .par_iter()
+                    .map(|s| {
+                        let pred = regression.fit_predict(
+                            x.select(Axis(0), &s.train).view(),
+                            y.select(Axis(0), &s.train).view(),
+                            x.select(Axis(0), &s.test).view(),
+                        )?;
+                        Ok(pearson_columns(
+                            pred.view(),
+                            y.select(Axis(0), &s.test).view(),
+                        ))
+                    })
+                    .collect::<Result<_>>()?;
+                for (k, &j) in idx.iter().enumerate() {
+                    let vals: Vec<f64> = per_split
+                        .iter()
+                        .map(|v| v[k])
+                        .filter(|v| v.is_finite())
+                        .collect();
+                    if !vals.is_empty() {
+                        r[j] = vals.iter().sum::<f64>() / vals.len() as f64;
+                    }
+                }
+            }
+            Ok(r)
+        })
+        .collect()
+}
+
+/// Row of `features` for each recorded stimulus, or an error listing the ones it lacks.
+fn feature_rows(features: &ModelFeatures, stimulus_id: &[String]) -> Result<Vec<usize>> {
+    let n = features.stimulus_id.len();
+    for a in &features.areas {
+        if a.data.len_of(Axis(0)) != n {
+            return Err(NeurofitError::shape(
+                format!("features of area `{}`", a.area),
+                format!("{} stimulus rows", a.data.len_of(Axis(0))),
+                format!("{n}, one per entry of stimulus_id"),
+            ));
+        }
+    }
+    let pos: HashMap<&str, usize> = features
+        .stimulus_id
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let mut missing = Vec::new();
+    let rows: Vec<usize> = stimulus_id
+        .iter()
+        .filter_map(|s| {
+            let r = pos.get(s.as_str()).copied();
+            if r.is_none() {
+                missing.push(s.clone());
+            }
+            r
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(NeurofitError::MissingFeatureStimuli { missing });
+    }
+    Ok(rows)
+}

@@ -1,0 +1,127 @@
+//! Linear maps from model features to neural responses, vectorised over neuroids (targets are the
+//! columns of `Y`): PLS (Brain-Score's default) and ridge with its penalty chosen by generalised
+//! cross-validation.
+
+pub mod pls;
+pub mod ridge;
+
+use ndarray::{Array2, ArrayView2};
+use ndarray_linalg::{JobSvd, SVDDC};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{NeurofitError, Result};
+
+/// Which regression maps features to responses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Regression {
+    /// PLS with this many components, no scaling (SPEC §7: 25).
+    Pls { components: usize },
+    /// Ridge; each neuroid takes the `alpha` with the lowest GCV error.
+    Ridge { alphas: Vec<f64> },
+}
+
+impl Default for Regression {
+    fn default() -> Self {
+        Regression::Pls { components: 25 }
+    }
+}
+
+impl Regression {
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Regression::Pls { components: 0 } => Err(NeurofitError::Config {
+                field: "regression.pls.components",
+                reason: "must be at least 1".into(),
+            }),
+            Regression::Pls { .. } => Ok(()),
+            Regression::Ridge { alphas } => {
+                if alphas.is_empty() || alphas.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
+                    Err(NeurofitError::Config {
+                        field: "regression.ridge.alphas",
+                        reason: format!("need at least one finite alpha > 0, got {alphas:?}"),
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Fit on `[sample, feature]` / `[sample, target]` training data and predict `x_test`
+    /// `[test sample, feature]`, giving `[test sample, target]`.
+    pub fn fit_predict(
+        &self,
+        x_train: ArrayView2<'_, f64>,
+        y_train: ArrayView2<'_, f64>,
+        x_test: ArrayView2<'_, f64>,
+    ) -> Result<Array2<f64>> {
+        match self {
+            Regression::Pls { components } => {
+                pls::fit(x_train, y_train, *components)?.predict(x_test)
+            }
+            Regression::Ridge { alphas } => ridge::fit(x_train, y_train, alphas)?.predict(x_test),
+        }
+    }
+}
+
+/// Moore–Penrose pseudo-inverse with scipy's default cut-off (`s > max(m, n) · eps · s_max`), so PLS
+/// matches scikit-learn even when its small `Pᵀ W` is near singular.
+pub(crate) fn pinv(a: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
+    let (m, n) = a.dim();
+    let (u, s, vt) = a
+        .to_owned()
+        .svddc(JobSvd::Some)
+        .map_err(|e| NeurofitError::Linalg(format!("SVD of a {m}×{n} matrix: {e}")))?;
+    let (u, vt) = match (u, vt) {
+        (Some(u), Some(vt)) => (u, vt),
+        _ => {
+            return Err(NeurofitError::Linalg(
+                "SVD returned no singular vectors".into(),
+            ))
+        }
+    };
+    let s_max = s.iter().cloned().fold(0.0, f64::max);
+    let cutoff = m.max(n) as f64 * f64::EPSILON * s_max;
+    let s_inv = s.mapv(|v| if v > cutoff { 1.0 / v } else { 0.0 });
+    // A⁺ = V diag(1/s) Uᵀ
+    let v_scaled = vt.t().to_owned() * &s_inv;
+    Ok(v_scaled.dot(&u.t()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn pinv_of_invertible_matrix_is_its_inverse() {
+        let a = array![[2.0, 1.0], [1.0, 3.0]];
+        let p = pinv(a.view()).unwrap();
+        let eye = a.dot(&p);
+        for ((i, j), v) in eye.indexed_iter() {
+            let want = if i == j { 1.0 } else { 0.0 };
+            assert!((v - want).abs() < 1e-12, "{eye:?}");
+        }
+    }
+
+    #[test]
+    fn pinv_of_rank_one_matrix_satisfies_penrose() {
+        let a = array![[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]];
+        let p = pinv(a.view()).unwrap();
+        let apa = a.dot(&p).dot(&a);
+        assert!((&apa - &a).iter().all(|d| d.abs() < 1e-10), "{apa:?}");
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        assert!(Regression::Pls { components: 0 }.validate().is_err());
+        assert!(Regression::Ridge { alphas: vec![] }.validate().is_err());
+        assert!(Regression::Ridge {
+            alphas: vec![1.0, -1.0]
+        }
+        .validate()
+        .is_err());
+        assert!(Regression::default().validate().is_ok());
+    }
+}

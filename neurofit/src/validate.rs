@@ -1,0 +1,238 @@
+//! Checks an assembly before fitting, and the policy for what is repaired rather than refused.
+//!
+//! Refused (an error naming the problem): coordinate lengths that differ from the data's axes,
+//! malformed time bins (non-finite, `start >= end`, not increasing), a stimulus labelled with two
+//! objects, and an assembly left with no usable neuroid.
+//! Repaired and reported: a neuroid with any non-finite response (NaN/inf in any presentation or bin)
+//! is dropped whole and listed in [`Cleaned::dropped`]; recordings commonly mark dead channels so.
+
+use std::collections::HashMap;
+
+use ndarray::Axis;
+use serde::{Deserialize, Serialize};
+
+use crate::assembly::Assembly;
+use crate::error::{NeurofitError, Result};
+
+/// A neuroid removed by the NaN policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DroppedNeuroid {
+    pub neuroid_id: String,
+    pub region: String,
+    /// How many of its responses (presentations × bins) were not finite.
+    pub non_finite: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cleaned {
+    pub assembly: Assembly,
+    pub dropped: Vec<DroppedNeuroid>,
+}
+
+/// Coordinate and time-bin checks that every reader and writer also applies.
+pub fn check_shape(a: &Assembly) -> Result<()> {
+    let (p, n, b) = a.data.dim();
+    let coords = [
+        (
+            "stimulus_id",
+            a.presentations.stimulus_id.len(),
+            p,
+            "presentation",
+        ),
+        (
+            "object_name",
+            a.presentations.object_name.len(),
+            p,
+            "presentation",
+        ),
+        (
+            "repetition",
+            a.presentations.repetition.len(),
+            p,
+            "presentation",
+        ),
+        ("neuroid_id", a.neuroids.neuroid_id.len(), n, "neuroid"),
+        ("region", a.neuroids.region.len(), n, "neuroid"),
+        ("time bins", a.bins.len(), b, "time_bin"),
+    ];
+    for (name, got, want, axis) in coords {
+        if got != want {
+            return Err(NeurofitError::shape(
+                format!("coordinate `{name}`"),
+                format!("{got} entries"),
+                format!("{want}, the length of the data's {axis} axis"),
+            ));
+        }
+    }
+    if p == 0 || n == 0 || b == 0 {
+        return Err(NeurofitError::Assembly(format!(
+            "empty data of shape [{p}, {n}, {b}] (presentation × neuroid × time_bin)"
+        )));
+    }
+    for (i, bin) in a.bins.iter().enumerate() {
+        if !(bin.start_ms.is_finite() && bin.end_ms.is_finite() && bin.start_ms < bin.end_ms) {
+            return Err(NeurofitError::Assembly(format!(
+                "time bin {i} is [{}, {}) ms; expected finite start < end",
+                bin.start_ms, bin.end_ms
+            )));
+        }
+        if i > 0 && bin.start_ms <= a.bins[i - 1].start_ms {
+            return Err(NeurofitError::Assembly(format!(
+                "time bins must increase: bin {i} starts at {} ms, not after bin {} at {} ms",
+                bin.start_ms,
+                i - 1,
+                a.bins[i - 1].start_ms
+            )));
+        }
+    }
+    let mut object_of: HashMap<&str, &str> = HashMap::new();
+    for (s, o) in a
+        .presentations
+        .stimulus_id
+        .iter()
+        .zip(&a.presentations.object_name)
+    {
+        match object_of.get(s.as_str()) {
+            Some(&prev) if prev != o => {
+                return Err(NeurofitError::InconsistentObject {
+                    stimulus_id: s.clone(),
+                    first: prev.to_string(),
+                    second: o.clone(),
+                })
+            }
+            _ => {
+                object_of.insert(s, o);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`check_shape`], then drop neuroids with non-finite responses (see the module doc).
+pub fn clean(a: &Assembly) -> Result<Cleaned> {
+    check_shape(a)?;
+    let mut keep = Vec::new();
+    let mut dropped = Vec::new();
+    for (j, col) in a.data.axis_iter(Axis(1)).enumerate() {
+        let bad = col.iter().filter(|v| !v.is_finite()).count();
+        if bad == 0 {
+            keep.push(j);
+        } else {
+            dropped.push(DroppedNeuroid {
+                neuroid_id: a.neuroids.neuroid_id[j].clone(),
+                region: a.neuroids.region[j].clone(),
+                non_finite: bad,
+            });
+        }
+    }
+    if keep.is_empty() {
+        return Err(NeurofitError::Assembly(format!(
+            "every one of the {} neuroids has non-finite responses; nothing left to fit",
+            a.num_neuroids()
+        )));
+    }
+    let assembly = if dropped.is_empty() {
+        a.clone()
+    } else {
+        let mut out = a.clone();
+        out.data = a.data.select(Axis(1), &keep);
+        out.neuroids.neuroid_id = keep
+            .iter()
+            .map(|&j| a.neuroids.neuroid_id[j].clone())
+            .collect();
+        out.neuroids.region = keep.iter().map(|&j| a.neuroids.region[j].clone()).collect();
+        out
+    };
+    Ok(Cleaned { assembly, dropped })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::assembly::{Neuroids, Presentations, TimeBin};
+    use ndarray::Array3;
+
+    pub(crate) fn tiny() -> Assembly {
+        let p = 4;
+        Assembly {
+            data: Array3::from_shape_fn((p, 3, 2), |(i, j, k)| (i + 2 * j + 3 * k) as f32),
+            presentations: Presentations {
+                stimulus_id: vec!["a".into(), "b".into(), "a".into(), "b".into()],
+                object_name: vec!["car".into(), "dog".into(), "car".into(), "dog".into()],
+                repetition: vec![0, 0, 1, 1],
+            },
+            neuroids: Neuroids {
+                neuroid_id: vec!["n0".into(), "n1".into(), "n2".into()],
+                region: vec!["IT".into(), "IT".into(), "V4".into()],
+            },
+            bins: TimeBin::uniform(70.0, 90.0, 10.0),
+        }
+    }
+
+    #[test]
+    fn a_well_formed_assembly_passes_unchanged() {
+        let a = tiny();
+        let c = clean(&a).unwrap();
+        assert_eq!(c.assembly, a);
+        assert!(c.dropped.is_empty());
+    }
+
+    #[test]
+    fn mismatched_coordinate_lengths_are_errors_naming_the_coord() {
+        let mut a = tiny();
+        a.presentations.object_name.pop();
+        let e = check_shape(&a).unwrap_err().to_string();
+        assert!(
+            e.contains("object_name") && e.contains("presentation"),
+            "{e}"
+        );
+        let mut a = tiny();
+        a.neuroids.region.push("V1".into());
+        assert!(check_shape(&a).unwrap_err().to_string().contains("region"));
+        let mut a = tiny();
+        a.bins.pop();
+        assert!(check_shape(&a)
+            .unwrap_err()
+            .to_string()
+            .contains("time bins"));
+    }
+
+    #[test]
+    fn bad_bins_and_two_objects_per_stimulus_are_errors() {
+        let mut a = tiny();
+        a.bins[1].start_ms = 60.0;
+        a.bins[1].end_ms = 65.0;
+        assert!(check_shape(&a).is_err());
+        let mut a = tiny();
+        a.bins[0].end_ms = a.bins[0].start_ms;
+        assert!(check_shape(&a).is_err());
+        let mut a = tiny();
+        a.presentations.object_name[2] = "cat".into();
+        assert!(matches!(
+            check_shape(&a),
+            Err(NeurofitError::InconsistentObject { .. })
+        ));
+    }
+
+    #[test]
+    fn nan_neuroids_are_dropped_and_counted() {
+        let mut a = tiny();
+        a.data[[1, 1, 0]] = f32::NAN;
+        a.data[[2, 1, 1]] = f32::INFINITY;
+        let c = clean(&a).unwrap();
+        assert_eq!(c.assembly.neuroids.neuroid_id, vec!["n0", "n2"]);
+        assert_eq!(c.assembly.data.dim(), (4, 2, 2));
+        assert_eq!(c.assembly.data[[3, 1, 1]], a.data[[3, 2, 1]]);
+        assert_eq!(
+            c.dropped,
+            vec![DroppedNeuroid {
+                neuroid_id: "n1".into(),
+                region: "IT".into(),
+                non_finite: 2
+            }]
+        );
+        a.data.fill(f32::NAN);
+        assert!(clean(&a).is_err());
+    }
+}
