@@ -1,1 +1,2 @@
 //! `trainer`: see SPEC.md; filled by its issue.
+pub mod search;
