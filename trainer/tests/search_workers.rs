@@ -53,7 +53,7 @@ fn worker_entry() {
             }
             let mut v = 0.0;
             for epoch in 1..=3u64 {
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(20));
                 v = 1.0 / (1.0 + (hp.lr.ln() - 0.01f64.ln()).powi(2)) * epoch as f64 / 3.0;
                 if trial.report(epoch, v)? == ShouldPrune(true) {
                     return Err(TrialFailure::Pruned);

@@ -233,14 +233,11 @@ impl Study {
         let storage = &*self.storage;
         let worker = self.worker.id.as_str();
         let outcome = std::thread::scope(|s| {
-            s.spawn(move || loop {
-                match stopped.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        // A missed heartbeat only risks a needless re-queue, which the
-                        // ownership checks make harmless; the next one retries.
-                        let _ = storage.heartbeat(trial.id, worker);
-                    }
-                    _ => break,
+            s.spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    // A missed heartbeat only risks a needless re-queue, which the ownership
+                    // checks make harmless; the next one retries.
+                    let _ = storage.heartbeat(trial.id, worker);
                 }
             });
             let r =

@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS trial_user_attrs (
 ";
 
 /// Any fixed number: it names the advisory lock that guards schema creation.
-const SCHEMA_LOCK: i64 = 0x636f_6e76_726e_6e;
+const SCHEMA_LOCK: i64 = 0x0063_6f6e_7672_6e6e;
 
 /// A study database on a PostgreSQL server.
 pub struct PostgresStorage {
