@@ -270,6 +270,17 @@ impl Study {
         }
     }
 
+    /// The median model over the study's top `top_k` complete trials (see [`super::median`]).
+    pub fn median(&self, top_k: usize) -> Result<super::median::MedianModel, SearchError> {
+        super::median::median_spec(
+            &self.trials()?,
+            top_k,
+            &self.config.space,
+            &self.config.base,
+            self.config.direction,
+        )
+    }
+
     /// Summary of the study: see [`super::report::SearchReport`].
     pub fn report(&self, top_k: usize) -> Result<super::report::SearchReport, SearchError> {
         Ok(super::report::SearchReport::build(
@@ -453,6 +464,58 @@ mod tests {
         let a = run(3);
         assert_eq!(a, run(3));
         assert_ne!(a, run(4));
+    }
+
+    #[test]
+    fn a_silent_remote_worker_loses_its_trial() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = study(dir.path(), "h", 1);
+        // A worker on another host claims trial 0 and then goes silent.
+        let ghost = WorkerInfo {
+            id: "ghost".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            start_ticks: 1,
+        };
+        let claimed = s
+            .storage
+            .claim(s.info.id, 2, &ghost, &s.policy, &mut |h, n| {
+                Ok(s.sample_params(h, n))
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.number, 0);
+        assert!(s.storage.report(claimed.id, "ghost", 1, 0.3).unwrap());
+        // With the default timeout the trial is left alone: only trial 1 runs here.
+        let done = s.run_worker(2, &mut |_| Ok(1.0)).unwrap();
+        assert_eq!(done.complete, 1);
+        assert_eq!(s.trials().unwrap()[0].state, TrialState::Running);
+        s.set_stale_policy(StalePolicy {
+            heartbeat_timeout_s: 0.2,
+            heartbeat_interval_s: 0.05,
+            max_attempts: 3,
+        });
+        std::thread::sleep(Duration::from_millis(400));
+        let done = s
+            .run_worker(2, &mut |t| {
+                assert_eq!((t.number(), t.attempt()), (0, 2));
+                Ok(2.0)
+            })
+            .unwrap();
+        assert_eq!(done.complete, 1);
+        let t0 = &s.trials().unwrap()[0];
+        assert_eq!((t0.state, t0.value), (TrialState::Complete, Some(2.0)));
+        assert!(
+            t0.intermediate.is_empty(),
+            "the ghost's values were dropped"
+        );
+        // The ghost coming back cannot overwrite the result.
+        assert!(!s.storage.report(claimed.id, "ghost", 2, 0.9).unwrap());
+        assert!(!s
+            .storage
+            .finish(claimed.id, "ghost", TrialState::Complete, Some(0.9), None)
+            .unwrap());
+        assert_eq!(s.median(1).unwrap().trials, vec![0]);
     }
 
     #[test]
