@@ -4,7 +4,8 @@
 //! - [`optim`], [`lr`], [`clip`]: optimisers, learning-rate schedules, gradient clipping;
 //! - [`fit`]: the training loop with checkpoints, resume and the metrics log;
 //! - [`evaluate`]: top-1/top-5 per time step and per decoder;
-//! - [`checkpoint`], [`metrics`], [`plot`]: what a run writes.
+//! - [`checkpoint`], [`metrics`], [`plot`]: what a run writes;
+//! - [`search`]: architecture search (TPE, pruning, SQLite/PostgreSQL study store, median model).
 
 pub mod checkpoint;
 pub mod clip;
@@ -17,6 +18,7 @@ pub mod lr;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
+pub mod search;
 
 pub use clip::GradClip;
 pub use config::{DataSpec, LossSteps, TrainConfig};

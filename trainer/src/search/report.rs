@@ -1,0 +1,399 @@
+//! `search report`: every trial, the best ones, a cheap parameter importance, the
+//! accuracy-vs-parameters Pareto front, and plots.
+
+use super::median::top_trials;
+use super::params::{ParamValue, Params};
+use super::store::{Direction, TrialRecord, TrialState};
+use super::study::StudyConfig;
+use super::SearchError;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One trial in a report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialSummary {
+    pub number: u64,
+    pub state: TrialState,
+    pub params: Params,
+    pub value: Option<f64>,
+    pub intermediate: BTreeMap<u64, f64>,
+    /// The `params_count` user attribute, when the objective set it.
+    pub params_count: Option<u64>,
+    pub reason: Option<String>,
+    pub attempts: u32,
+}
+
+/// A trial on the accuracy-vs-size Pareto front.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParetoPoint {
+    pub number: u64,
+    pub value: f64,
+    pub params_count: u64,
+}
+
+/// How much of the objective's variance a parameter's value explains over complete trials
+/// (between-group over total variance; ranges binned into quartiles). Cheap and rough: it ignores
+/// interactions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Importance {
+    pub param: String,
+    pub score: f64,
+    pub n_trials: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchReport {
+    pub study: String,
+    pub base: String,
+    pub direction: Direction,
+    pub n_trials: usize,
+    /// State name → count.
+    pub states: BTreeMap<String, usize>,
+    pub trials: Vec<TrialSummary>,
+    pub best: Option<TrialSummary>,
+    /// Numbers of the top-K complete trials, best first.
+    pub top: Vec<u64>,
+    pub pareto_front: Vec<ParetoPoint>,
+    /// Most important first.
+    pub importance: Vec<Importance>,
+}
+
+fn summary(t: &TrialRecord) -> TrialSummary {
+    TrialSummary {
+        number: t.number,
+        state: t.state,
+        params: t.params.clone(),
+        value: t.value,
+        intermediate: t.intermediate.clone(),
+        params_count: t.user_attrs.get("params_count").and_then(|v| v.as_u64()),
+        reason: t.reason.clone(),
+        attempts: t.attempts,
+    }
+}
+
+impl SearchReport {
+    pub fn build(
+        study: &str,
+        config: &StudyConfig,
+        trials: &[TrialRecord],
+        top_k: usize,
+    ) -> SearchReport {
+        let dir = config.direction;
+        let mut states = BTreeMap::new();
+        for t in trials {
+            *states.entry(t.state.as_str().to_string()).or_insert(0) += 1;
+        }
+        let top = top_trials(trials, top_k.max(1), dir);
+        let summaries: Vec<TrialSummary> = trials.iter().map(summary).collect();
+        SearchReport {
+            study: study.into(),
+            base: config.base.name.clone(),
+            direction: dir,
+            n_trials: trials.len(),
+            states,
+            best: top.first().map(|t| summary(t)),
+            top: top.iter().map(|t| t.number).collect(),
+            pareto_front: pareto_front(&summaries, dir),
+            importance: importance(trials, dir),
+            trials: summaries,
+        }
+    }
+
+    /// Writes `report.json` and the plots into `dir`; returns the files written.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, SearchError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SearchError::Io(format!("creating `{}`: {e}", dir.display())))?;
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| SearchError::Io(format!("serialising the report: {e}")))?;
+        let path = dir.join("report.json");
+        tensor::io::write_file_atomically(&path, &json)
+            .map_err(|e| SearchError::Io(format!("writing `{}`: {e}", path.display())))?;
+        let mut out = vec![path];
+        out.extend(write_plots(self, dir)?);
+        Ok(out)
+    }
+}
+
+/// Complete trials with a parameter count that no other trial beats on both value and size.
+pub fn pareto_front(trials: &[TrialSummary], dir: Direction) -> Vec<ParetoPoint> {
+    let pts: Vec<ParetoPoint> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| {
+            Some(ParetoPoint {
+                number: t.number,
+                value: t.value.filter(|v| v.is_finite())?,
+                params_count: t.params_count?,
+            })
+        })
+        .collect();
+    let dominates = |a: &ParetoPoint, b: &ParetoPoint| {
+        let (sa, sb) = (dir.score(a.value), dir.score(b.value));
+        sa >= sb && a.params_count <= b.params_count && (sa > sb || a.params_count < b.params_count)
+    };
+    let mut front: Vec<ParetoPoint> = pts
+        .iter()
+        .filter(|p| !pts.iter().any(|q| dominates(q, p)))
+        .cloned()
+        .collect();
+    front.sort_by_key(|p| (p.params_count, p.number));
+    front
+}
+
+fn variance(v: &[f64]) -> f64 {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64
+}
+
+/// See [`Importance`].
+pub fn importance(trials: &[TrialRecord], dir: Direction) -> Vec<Importance> {
+    let done: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete && t.value.is_some_and(f64::is_finite))
+        .collect();
+    let mut names: Vec<&String> = done.iter().flat_map(|t| t.params.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        let pairs: Vec<(&ParamValue, f64)> = done
+            .iter()
+            .filter_map(|t| Some((t.params.get(name)?, dir.score(t.value?))))
+            .collect();
+        if pairs.len() < 4 {
+            continue;
+        }
+        let ys: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+        let total = variance(&ys);
+        if total <= 0.0 {
+            continue;
+        }
+        let mut groups: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let numeric: Option<Vec<f64>> = pairs
+            .iter()
+            .map(|(v, _)| match v {
+                ParamValue::Float(x) => Some(*x),
+                _ => None,
+            })
+            .collect();
+        if let Some(xs) = numeric {
+            let mut sorted = xs.clone();
+            sorted.sort_by(f64::total_cmp);
+            let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f).round() as usize];
+            let cuts = [q(0.25), q(0.5), q(0.75)];
+            for (x, (_, y)) in xs.iter().zip(&pairs) {
+                let bin = cuts.iter().filter(|c| x > c).count();
+                groups.entry(bin.to_string()).or_default().push(*y);
+            }
+        } else {
+            for (v, y) in &pairs {
+                groups.entry(format!("{v:?}")).or_default().push(*y);
+            }
+        }
+        let mean = ys.iter().sum::<f64>() / ys.len() as f64;
+        let between: f64 = groups
+            .values()
+            .map(|g| {
+                let m = g.iter().sum::<f64>() / g.len() as f64;
+                g.len() as f64 * (m - mean).powi(2)
+            })
+            .sum::<f64>()
+            / ys.len() as f64;
+        out.push(Importance {
+            param: name.clone(),
+            score: (between / total).clamp(0.0, 1.0),
+            n_trials: pairs.len(),
+        });
+    }
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.param.cmp(&b.param)));
+    out
+}
+
+fn plot_err(e: impl std::fmt::Display) -> SearchError {
+    SearchError::Plot(e.to_string())
+}
+
+fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
+    let pad = ((hi - lo).abs() * 0.05).max(1e-9);
+    (lo - pad)..(hi + pad)
+}
+
+/// Draws the history (value per trial, best so far) and the Pareto scatter, as SVG and PNG.
+/// The plots carry no text (no font is linked in); the numbers are in `report.json`.
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    history: bool,
+    r: &SearchReport,
+) -> Result<(), SearchError>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(plot_err)?;
+    let done: Vec<(f64, f64)> = if history {
+        r.trials
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .filter_map(|t| Some((t.number as f64, t.value?)))
+            .collect()
+    } else {
+        r.trials
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .filter_map(|t| Some((t.params_count? as f64, t.value?)))
+            .collect()
+    };
+    if done.is_empty() {
+        return root.present().map_err(plot_err);
+    }
+    let (xmin, xmax) = done
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (ymin, ymax) = done
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let mut chart = ChartBuilder::on(&root)
+        .margin(20)
+        .build_cartesian_2d(padded(xmin, xmax), padded(ymin, ymax))
+        .map_err(plot_err)?;
+    let frame = [
+        (xmin, ymin),
+        (xmax, ymin),
+        (xmax, ymax),
+        (xmin, ymax),
+        (xmin, ymin),
+    ];
+    chart
+        .draw_series(LineSeries::new(frame, BLACK.mix(0.3)))
+        .map_err(plot_err)?;
+    chart
+        .draw_series(done.iter().map(|p| Circle::new(*p, 3, BLUE.filled())))
+        .map_err(plot_err)?;
+    let line: Vec<(f64, f64)> = if history {
+        let mut best = f64::NEG_INFINITY;
+        done.iter()
+            .map(|&(x, y)| {
+                best = best.max(r.direction.score(y));
+                (x, r.direction.score(best))
+            })
+            .collect()
+    } else {
+        r.pareto_front
+            .iter()
+            .map(|p| (p.params_count as f64, p.value))
+            .collect()
+    };
+    chart
+        .draw_series(LineSeries::new(line, RED.stroke_width(2)))
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)
+}
+
+/// Writes `history.{svg,png}` and `pareto.{svg,png}` into `dir`.
+pub fn write_plots(r: &SearchReport, dir: &Path) -> Result<Vec<PathBuf>, SearchError> {
+    let mut out = Vec::new();
+    for (name, history) in [("history", true), ("pareto", false)] {
+        let svg = dir.join(format!("{name}.svg"));
+        draw(
+            SVGBackend::new(&svg, (640, 480)).into_drawing_area(),
+            history,
+            r,
+        )?;
+        let png = dir.join(format!("{name}.png"));
+        draw(
+            BitMapBackend::new(&png, (640, 480)).into_drawing_area(),
+            history,
+            r,
+        )?;
+        out.push(svg);
+        out.push(png);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(
+        number: u64,
+        state: TrialState,
+        value: Option<f64>,
+        count: Option<u64>,
+        lr: f64,
+    ) -> TrialRecord {
+        let mut r = TrialRecord {
+            id: number as i64,
+            number,
+            state,
+            value,
+            params: [("lr".to_string(), ParamValue::Float(lr))].into(),
+            ..TrialRecord::default()
+        };
+        if let Some(c) = count {
+            r.user_attrs
+                .insert("params_count".into(), serde_json::json!(c));
+        }
+        r
+    }
+
+    #[test]
+    fn report_lists_trials_best_and_the_pareto_front() {
+        let cfg = StudyConfig::default_for("compact_rgc", 0).unwrap();
+        let trials = vec![
+            t(0, TrialState::Complete, Some(0.70), Some(100), 0.01),
+            t(1, TrialState::Complete, Some(0.80), Some(300), 0.02),
+            t(2, TrialState::Complete, Some(0.75), Some(400), 0.03), // dominated by 1
+            t(3, TrialState::Failed, None, None, 0.04),
+            t(4, TrialState::Complete, Some(0.60), Some(50), 0.05),
+            t(5, TrialState::Pruned, Some(0.99), Some(10), 0.06), // not complete: off the front
+        ];
+        let r = SearchReport::build("s", &cfg, &trials, 2);
+        assert_eq!(r.best.as_ref().unwrap().number, 1);
+        assert_eq!(r.top, vec![1, 2]);
+        assert_eq!(r.states["complete"], 4);
+        let front: Vec<u64> = r.pareto_front.iter().map(|p| p.number).collect();
+        assert_eq!(front, vec![4, 0, 1]);
+        let j: serde_json::Value = serde_json::to_value(&r).unwrap();
+        let first = &j["trials"][0];
+        for key in ["number", "state", "params", "value"] {
+            assert!(first.get(key).is_some(), "{key} missing: {first}");
+        }
+        assert_eq!(first["state"], "complete");
+
+        let dir = tempfile::tempdir().unwrap();
+        let files = r.write(dir.path()).unwrap();
+        assert_eq!(files.len(), 5);
+        for f in &files {
+            assert!(std::fs::metadata(f).unwrap().len() > 100, "{}", f.display());
+        }
+        let back: SearchReport =
+            serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn importance_finds_the_parameter_that_matters() {
+        let trials: Vec<TrialRecord> = (0..20)
+            .map(|i| {
+                let lr = (i as f64 + 1.0) / 20.0;
+                let mut r = t(i, TrialState::Complete, Some(lr * 2.0), None, lr);
+                // A second parameter that has nothing to do with the value.
+                r.params
+                    .insert("noise".into(), ParamValue::Bool(i % 2 == 0));
+                r
+            })
+            .collect();
+        let imp = importance(&trials, Direction::Maximize);
+        assert_eq!(imp[0].param, "lr");
+        assert!(imp[0].score > 0.8, "{imp:?}");
+        let noise = imp.iter().find(|i| i.param == "noise").unwrap();
+        assert!(noise.score < 0.1, "{imp:?}");
+    }
+}

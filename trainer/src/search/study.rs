@@ -1,0 +1,540 @@
+//! A study: a search configuration bound to a storage, and the worker loop that claims trials,
+//! runs the objective on them and records the outcome.
+
+use super::params::Params;
+use super::pruner::Pruner;
+use super::space::SearchSpace;
+use super::store::{
+    ClaimedTrial, Direction, StalePolicy, Storage, StudyInfo, TrialRecord, TrialState, WorkerInfo,
+};
+use super::tpe::{Observation, TpeConfig, TpeSampler};
+use super::SearchError;
+use serde::{Deserialize, Serialize};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
+use topology::ModelSpec;
+
+/// Everything that defines a study; stored with it, so that later workers and `report`/`median`
+/// need only the study's name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyConfig {
+    pub space: SearchSpace,
+    /// The model the space modifies.
+    pub base: ModelSpec,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default)]
+    pub sampler: TpeConfig,
+    #[serde(default)]
+    pub pruner: Pruner,
+    /// Makes the sampled parameters of trial `n` a function of the seed and of the trials before
+    /// it, so a study run by one worker is reproducible.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl StudyConfig {
+    /// The default space for a zoo `base` preset, TPE and the median pruner.
+    pub fn default_for(base: &str, seed: u64) -> Result<StudyConfig, SearchError> {
+        Ok(StudyConfig {
+            space: SearchSpace::default_for(base)?,
+            base: topology::zoo::get_or_err(base).map_err(SearchError::Space)?,
+            direction: Direction::Maximize,
+            sampler: TpeConfig::default(),
+            pruner: Pruner::default(),
+            seed,
+        })
+    }
+}
+
+/// Why a trial did not produce a value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrialFailure {
+    /// The pruner said stop (after a [`TrialHandle::report`] returned prune).
+    Pruned,
+    /// It could not run: non-finite loss, invalid architecture, out of memory, … The study goes on.
+    Failed(String),
+}
+
+impl From<SearchError> for TrialFailure {
+    fn from(e: SearchError) -> Self {
+        TrialFailure::Failed(e.to_string())
+    }
+}
+
+/// The pruner's verdict after a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct ShouldPrune(pub bool);
+
+/// What one call of [`Study::run_worker`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerSummary {
+    pub complete: usize,
+    pub pruned: usize,
+    pub failed: usize,
+    /// Trials taken over by another worker while this one ran them (presumed dead); their results
+    /// were discarded.
+    pub lost: usize,
+}
+
+/// A study opened on a storage.
+pub struct Study {
+    storage: Arc<dyn Storage>,
+    info: StudyInfo,
+    config: StudyConfig,
+    worker: WorkerInfo,
+    policy: StalePolicy,
+}
+
+impl std::fmt::Debug for Study {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Study({}, id {})", self.info.name, self.info.id)
+    }
+}
+
+/// splitmix64 of the seed and the trial number, so neighbouring trials get unrelated streams.
+fn trial_seed(seed: u64, number: u64) -> u64 {
+    let mut z = seed ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Study {
+    /// Creates the study `name` with `config`, or joins it if it exists with the same config.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        name: &str,
+        config: StudyConfig,
+    ) -> Result<Study, SearchError> {
+        config.space.check_against(&config.base)?;
+        let json = serde_json::to_string(&config)
+            .map_err(|e| SearchError::Storage(format!("serialising the study config: {e}")))?;
+        let info = storage.open_study(name, config.direction, &json)?;
+        Ok(Study {
+            storage,
+            info,
+            config,
+            worker: WorkerInfo::current(),
+            policy: StalePolicy::default(),
+        })
+    }
+
+    /// Joins the existing study `name` with the config stored with it.
+    pub fn load(storage: Arc<dyn Storage>, name: &str) -> Result<Study, SearchError> {
+        let info = storage
+            .find_study(name)?
+            .ok_or_else(|| SearchError::Storage(format!("no study called `{name}`")))?;
+        let config: StudyConfig = serde_json::from_str(&info.config).map_err(|e| {
+            SearchError::Storage(format!("study `{name}` has an unreadable config: {e}"))
+        })?;
+        Ok(Study {
+            storage,
+            info,
+            config,
+            worker: WorkerInfo::current(),
+            policy: StalePolicy::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+    pub fn config(&self) -> &StudyConfig {
+        &self.config
+    }
+    pub fn stale_policy(&self) -> StalePolicy {
+        self.policy
+    }
+    /// How this worker decides that other workers died, and how often it heartbeats.
+    pub fn set_stale_policy(&mut self, policy: StalePolicy) {
+        self.policy = policy;
+    }
+    pub fn worker(&self) -> &WorkerInfo {
+        &self.worker
+    }
+
+    pub fn trials(&self) -> Result<Vec<TrialRecord>, SearchError> {
+        self.storage.trials(self.info.id)
+    }
+
+    /// Parameters for trial `number` given the trials so far: TPE over complete and pruned trials.
+    pub fn sample_params(&self, history: &[TrialRecord], number: u64) -> Params {
+        let obs: Vec<Observation> = history
+            .iter()
+            .filter_map(|t| match t.state {
+                TrialState::Complete => t.value.map(|v| Observation {
+                    params: t.params.clone(),
+                    score: Some(self.config.direction.score(v)),
+                }),
+                TrialState::Pruned => Some(Observation {
+                    params: t.params.clone(),
+                    score: None,
+                }),
+                _ => None,
+            })
+            .collect();
+        let mut sampler = TpeSampler::new(
+            self.config.sampler,
+            trial_seed(self.config.seed, number),
+            &obs,
+        );
+        self.config.space.sample(&mut sampler)
+    }
+
+    /// Claims and runs trials until the study holds `n_trials_total` trials and none is waiting.
+    /// Failed trials are recorded with their reason and do not stop the loop; only storage errors
+    /// do. A panic inside the objective fails that trial.
+    pub fn run_worker(
+        &self,
+        n_trials_total: usize,
+        objective: &mut dyn FnMut(&mut TrialHandle<'_>) -> Result<f64, TrialFailure>,
+    ) -> Result<WorkerSummary, SearchError> {
+        let mut summary = WorkerSummary::default();
+        loop {
+            let claimed = self.storage.claim(
+                self.info.id,
+                n_trials_total,
+                &self.worker,
+                &self.policy,
+                &mut |history, number| Ok(self.sample_params(history, number)),
+            )?;
+            let Some(trial) = claimed else {
+                return Ok(summary);
+            };
+            let (state, value, reason) = self.run_one(&trial, objective);
+            let owned =
+                self.storage
+                    .finish(trial.id, &self.worker.id, state, value, reason.as_deref())?;
+            match (owned, state) {
+                (false, _) => summary.lost += 1,
+                (true, TrialState::Complete) => summary.complete += 1,
+                (true, TrialState::Pruned) => summary.pruned += 1,
+                (true, _) => summary.failed += 1,
+            }
+        }
+    }
+
+    fn run_one(
+        &self,
+        trial: &ClaimedTrial,
+        objective: &mut dyn FnMut(&mut TrialHandle<'_>) -> Result<f64, TrialFailure>,
+    ) -> (TrialState, Option<f64>, Option<String>) {
+        let mut handle = TrialHandle {
+            study: self,
+            trial: trial.clone(),
+            intermediate: Default::default(),
+        };
+        let interval = Duration::from_secs_f64(self.policy.heartbeat_interval_s.max(0.05));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let storage = &*self.storage;
+        let worker = self.worker.id.as_str();
+        let outcome = std::thread::scope(|s| {
+            s.spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    // A missed heartbeat only risks a needless re-queue, which the ownership
+                    // checks make harmless; the next one retries.
+                    let _ = storage.heartbeat(trial.id, worker);
+                }
+            });
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| objective(&mut handle)));
+            drop(stop);
+            r
+        });
+        let last = handle.intermediate.values().next_back().copied();
+        match outcome {
+            Ok(Ok(v)) if v.is_finite() => (TrialState::Complete, Some(v), None),
+            Ok(Ok(v)) => (
+                TrialState::Failed,
+                None,
+                Some(format!("the objective returned the non-finite value {v}")),
+            ),
+            Ok(Err(TrialFailure::Pruned)) => (TrialState::Pruned, last, None),
+            Ok(Err(TrialFailure::Failed(why))) => (TrialState::Failed, None, Some(why)),
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown payload".into());
+                (
+                    TrialState::Failed,
+                    None,
+                    Some(format!("the objective panicked: {msg}")),
+                )
+            }
+        }
+    }
+
+    /// The median model over the study's top `top_k` complete trials (see [`super::median`]).
+    pub fn median(&self, top_k: usize) -> Result<super::median::MedianModel, SearchError> {
+        super::median::median_spec(
+            &self.trials()?,
+            top_k,
+            &self.config.space,
+            &self.config.base,
+            self.config.direction,
+        )
+    }
+
+    /// Summary of the study: see [`super::report::SearchReport`].
+    pub fn report(&self, top_k: usize) -> Result<super::report::SearchReport, SearchError> {
+        Ok(super::report::SearchReport::build(
+            &self.info.name,
+            &self.config,
+            &self.trials()?,
+            top_k,
+        ))
+    }
+}
+
+/// The objective's view of the trial it runs.
+pub struct TrialHandle<'s> {
+    study: &'s Study,
+    trial: ClaimedTrial,
+    intermediate: std::collections::BTreeMap<u64, f64>,
+}
+
+impl std::fmt::Debug for TrialHandle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TrialHandle(#{})", self.trial.number)
+    }
+}
+
+impl TrialHandle<'_> {
+    pub fn params(&self) -> &Params {
+        &self.trial.params
+    }
+    pub fn number(&self) -> u64 {
+        self.trial.number
+    }
+    /// 1 on the first run; more when an earlier worker died while running it.
+    pub fn attempt(&self) -> u32 {
+        self.trial.attempt
+    }
+    pub fn config(&self) -> &StudyConfig {
+        &self.study.config
+    }
+
+    /// The model and hyperparameters this trial's parameters select.
+    pub fn model(&self) -> Result<(ModelSpec, super::space::TrainHparams), SearchError> {
+        self.study
+            .config
+            .space
+            .apply(&self.trial.params, &self.study.config.base)
+    }
+
+    /// Records the validation value after `step` (an epoch, from 1) and asks the pruner. A
+    /// non-finite value is an error (the trial should fail), as is losing the trial to another
+    /// worker.
+    pub fn report(&mut self, step: u64, value: f64) -> Result<ShouldPrune, SearchError> {
+        if !value.is_finite() {
+            return Err(SearchError::NonFinite { step, value });
+        }
+        let s = self.study;
+        if !s.storage.report(self.trial.id, &s.worker.id, step, value)? {
+            return Err(SearchError::Lost {
+                number: self.trial.number,
+            });
+        }
+        self.intermediate.insert(step, value);
+        if matches!(s.config.pruner, Pruner::None) {
+            return Ok(ShouldPrune(false));
+        }
+        let all = s.trials()?;
+        let me = TrialRecord {
+            id: self.trial.id,
+            number: self.trial.number,
+            intermediate: self.intermediate.clone(),
+            ..TrialRecord::default()
+        };
+        Ok(ShouldPrune(s.config.pruner.should_prune(
+            s.config.direction,
+            &me,
+            step,
+            &all,
+        )))
+    }
+
+    /// Attaches a JSON value to the trial (`params_count` feeds the Pareto front).
+    pub fn set_user_attr(
+        &mut self,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<(), SearchError> {
+        self.study.storage.set_user_attr(self.trial.id, key, &value)
+    }
+
+    pub fn set_params_count(&mut self, n: usize) -> Result<(), SearchError> {
+        self.set_user_attr("params_count", serde_json::Value::from(n as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::store::SqliteStorage;
+
+    fn study(dir: &std::path::Path, name: &str, seed: u64) -> Study {
+        let storage = Arc::new(SqliteStorage::open(dir.join("s.db")).unwrap());
+        let mut cfg = StudyConfig::default_for("compact_rgc", seed).unwrap();
+        cfg.sampler.n_startup = 2;
+        cfg.pruner = Pruner::Median {
+            n_startup_trials: 2,
+            n_warmup_steps: 2,
+        };
+        Study::open(storage, name, cfg).unwrap()
+    }
+
+    #[test]
+    fn failures_are_recorded_and_the_study_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = study(dir.path(), "f", 1);
+        let summary = s
+            .run_worker(8, &mut |t| {
+                let n = t.number();
+                match n {
+                    2 => Err(TrialFailure::Failed("out of memory".into())),
+                    3 => panic!("boom"),
+                    4 => Ok(f64::NAN),
+                    5 => {
+                        let _ = t.report(1, f64::INFINITY)?;
+                        Ok(1.0)
+                    }
+                    _ => {
+                        // Trials 6 and 7 are worse than the median at step 2 and get pruned.
+                        let v = if n >= 6 { 0.1 } else { 0.5 + n as f64 / 10.0 };
+                        for step in 1..=3 {
+                            if t.report(step, v)?.0 {
+                                return Err(TrialFailure::Pruned);
+                            }
+                        }
+                        t.set_params_count(1000 + n as usize)?;
+                        Ok(v)
+                    }
+                }
+            })
+            .unwrap();
+        assert_eq!(summary.complete, 2);
+        assert_eq!(summary.failed, 4);
+        assert_eq!(summary.pruned, 2);
+        let trials = s.trials().unwrap();
+        let reason = |i: usize| trials[i].reason.clone().unwrap_or_default();
+        assert_eq!(reason(2), "out of memory");
+        assert!(reason(3).contains("panicked: boom"), "{}", reason(3));
+        assert!(reason(4).contains("non-finite"), "{}", reason(4));
+        assert!(reason(5).contains("non-finite value inf"), "{}", reason(5));
+        assert_eq!(trials[6].state, TrialState::Pruned);
+        assert_eq!(
+            trials[6].value,
+            Some(0.1),
+            "a pruned trial keeps its last value"
+        );
+        assert_eq!(
+            trials[6].intermediate.len(),
+            2,
+            "pruned at step 2 (step 1 is warm-up)"
+        );
+        assert_eq!(
+            trials[1].user_attrs["params_count"],
+            serde_json::json!(1001)
+        );
+        // Asking for more trials continues the same study.
+        let more = s.run_worker(9, &mut |_| Ok(0.0)).unwrap();
+        assert_eq!(more.complete, 1);
+        assert_eq!(s.trials().unwrap().len(), 9);
+    }
+
+    #[test]
+    fn a_seed_makes_a_study_reproducible() {
+        let run = |seed| {
+            let dir = tempfile::tempdir().unwrap();
+            let s = study(dir.path(), "r", seed);
+            s.run_worker(6, &mut |t| Ok(t.model()?.1.lr.ln())).unwrap();
+            s.trials()
+                .unwrap()
+                .into_iter()
+                .map(|t| t.params)
+                .collect::<Vec<_>>()
+        };
+        let a = run(3);
+        assert_eq!(a, run(3));
+        assert_ne!(a, run(4));
+    }
+
+    #[test]
+    fn a_silent_remote_worker_loses_its_trial() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = study(dir.path(), "h", 1);
+        // A worker on another host claims trial 0 and then goes silent.
+        let ghost = WorkerInfo {
+            id: "ghost".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            start_ticks: 1,
+        };
+        let claimed = s
+            .storage
+            .claim(s.info.id, 2, &ghost, &s.policy, &mut |h, n| {
+                Ok(s.sample_params(h, n))
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.number, 0);
+        assert!(s.storage.report(claimed.id, "ghost", 1, 0.3).unwrap());
+        // With the default timeout the trial is left alone: only trial 1 runs here.
+        let done = s.run_worker(2, &mut |_| Ok(1.0)).unwrap();
+        assert_eq!(done.complete, 1);
+        assert_eq!(s.trials().unwrap()[0].state, TrialState::Running);
+        s.set_stale_policy(StalePolicy {
+            heartbeat_timeout_s: 0.2,
+            heartbeat_interval_s: 0.05,
+            max_attempts: 3,
+        });
+        std::thread::sleep(Duration::from_millis(400));
+        let done = s
+            .run_worker(2, &mut |t| {
+                assert_eq!((t.number(), t.attempt()), (0, 2));
+                Ok(2.0)
+            })
+            .unwrap();
+        assert_eq!(done.complete, 1);
+        let t0 = &s.trials().unwrap()[0];
+        assert_eq!((t0.state, t0.value), (TrialState::Complete, Some(2.0)));
+        assert!(
+            t0.intermediate.is_empty(),
+            "the ghost's values were dropped"
+        );
+        // The ghost coming back cannot overwrite the result.
+        assert!(!s.storage.report(claimed.id, "ghost", 2, 0.9).unwrap());
+        assert!(!s
+            .storage
+            .finish(claimed.id, "ghost", TrialState::Complete, Some(0.9), None)
+            .unwrap());
+        assert_eq!(s.median(1).unwrap().trials, vec![0]);
+    }
+
+    #[test]
+    fn a_study_keeps_its_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = study(dir.path(), "c", 1);
+        let storage: Arc<dyn Storage> =
+            Arc::new(SqliteStorage::open(dir.path().join("s.db")).unwrap());
+        let loaded = Study::load(storage.clone(), "c").unwrap();
+        assert_eq!(loaded.config(), s.config());
+        let mut other = s.config().clone();
+        other.seed = 99;
+        let e = Study::open(storage.clone(), "c", other)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("another search configuration"), "{e}");
+        assert!(Study::load(storage, "nope")
+            .unwrap_err()
+            .to_string()
+            .contains("no study"));
+    }
+}
