@@ -137,6 +137,24 @@ impl Report {
             });
         }
 
+        checks.push(if has_postgres_server() {
+            Check {
+                name: "PostgreSQL",
+                status: Status::Ok,
+                detail: "a server (initdb, pg_ctl) for the search's PostgreSQL study store and its tests".into(),
+                package: None,
+            }
+        } else {
+            Check {
+                name: "PostgreSQL",
+                status: Status::Missing,
+                detail: "no server under /usr/lib/postgresql; the search's PostgreSQL test skips without it \
+                         (SQLite needs nothing)"
+                    .into(),
+                package: Some("postgresql"),
+            }
+        });
+
         let fmnist = Path::new(FASHION_MNIST_DIR);
         checks.push(if fmnist.join("train-images-idx3-ubyte.gz").is_file() {
             Check {
@@ -192,6 +210,14 @@ impl Report {
             .filter_map(|c| c.package)
             .collect()
     }
+}
+
+fn has_postgres_server() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|versions| {
+        versions
+            .flatten()
+            .any(|v| v.path().join("bin/initdb").is_file())
+    })
 }
 
 fn tool_version(name: &'static str, program: &str) -> Check {

@@ -7,6 +7,7 @@ mod benchmarks_md;
 mod doctor;
 mod machine;
 mod models;
+mod search;
 mod train;
 
 use anyhow::{Context, Result};
@@ -58,6 +59,20 @@ enum Cmd {
     /// Trains the compact feedforward and the compact RGC model on the clutter variant and
     /// compares them side by side.
     Demo(train::DemoCmd),
+    /// Architecture search over cells and feedback (TPE, pruning, a shared SQLite/PostgreSQL
+    /// study); `search report` and `search median` summarise a study.
+    Search(Box<search::SearchCmd>),
+    /// Neural predictivity over time (V4/IT, PLS on HDF5 / netCDF-4 recordings; default: the
+    /// in-silico set) and object solution times. Flags: `cargo xtask neurofit --help`.
+    Neurofit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Writes a model's activations over time as a Brain-Score netCDF-4 assembly.
+    ExportActivations {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Runs the doctor (installing missing packages when run as root), then
     /// `cargo test --workspace` with any extra arguments.
     Test {
@@ -94,9 +109,48 @@ fn main() -> Result<()> {
         Cmd::Train(cmd) => train::train(&cmd),
         Cmd::Eval(cmd) => train::eval(&cmd),
         Cmd::Demo(cmd) => train::demo(&cmd),
+        Cmd::Search(cmd) => search::run(&cmd),
+        Cmd::Neurofit { args } => neurofit_bin("score", &args),
+        Cmd::ExportActivations { args } => neurofit_bin("export-activations", &args),
         Cmd::Models { json } => models::models(json),
         Cmd::Info { name, json } => models::info(&name, json),
     }
+}
+
+/// Runs the `neurofit` binary. It links HDF5 and OpenBLAS, so it is built only after the doctor
+/// has installed them (xtask itself must build on a bare machine).
+fn neurofit_bin(sub: &str, args: &[String]) -> Result<()> {
+    doctor::install_missing_if_root();
+    let missing = doctor::Report::gather().missing_build_packages();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "neurofit cannot be built without {}; install as root:\n  apt-get update && apt-get install -y {}",
+        missing.join(", "),
+        missing.join(" ")
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "--package",
+            "neurofit",
+            "--bin",
+            "neurofit",
+            "--",
+        ])
+        .arg(sub)
+        .args(args)
+        .current_dir(workspace_root())
+        .env(
+            "OPENBLAS_NUM_THREADS",
+            std::env::var("OPENBLAS_NUM_THREADS").unwrap_or_else(|_| "1".into()),
+        )
+        .status()
+        .with_context(|| format!("could not run `{cargo} run -p neurofit`"))?;
+    anyhow::ensure!(status.success(), "neurofit {sub} failed ({status})");
+    Ok(())
 }
 
 fn test(args: &[String]) -> Result<()> {

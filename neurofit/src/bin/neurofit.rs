@@ -1,0 +1,624 @@
+//! `neurofit`: score a model's activity over time against recordings (`score`) and export a model's
+//! activations as a Brain-Score netCDF-4 assembly (`export-activations`). `cargo xtask neurofit`
+//! and `cargo xtask export-activations` run this binary after checking the system packages it links.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use ndarray::{Array3, Array4, Axis};
+use neurofit::{
+    extract_features, object_solution_times, Assembly, ExtractOptions, FitConfig, InsilicoConfig,
+    ModelFeatures, Neuroids, OstOptions, Presentations, Reduction, Regression, Report, StepToBin,
+    TimeBin,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tensor::Device;
+use topology::{zoo, Model, ModelSpec, Presentation};
+
+#[derive(Parser)]
+#[command(
+    name = "neurofit",
+    about = "Neural and behavioural comparison of ConvRNNs over time"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Neural predictivity per area per time bin (PLS/ridge, Brain-Score protocol) and object
+    /// solution times; defaults to the in-silico HvM-like set.
+    Score(ScoreArgs),
+    /// Writes a model's activations over time as a Brain-Score netCDF-4 assembly.
+    ExportActivations(ExportArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum RegressionArg {
+    Pls,
+    Ridge,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct ModelArgs {
+    /// A zoo preset (random weights), a spec JSON file, a training run directory or a checkpoint.
+    #[arg(long, default_value = "compact_rgc")]
+    model: String,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Areas to record (default: every area).
+    #[arg(long, value_delimiter = ',')]
+    areas: Vec<String>,
+    /// Unroll steps (default: 26, 260 ms, the image on for the first 100 ms).
+    #[arg(long, default_value_t = 26)]
+    steps: usize,
+    /// Principal components kept per area (randomised SVD); 0 keeps the raw features.
+    #[arg(long, default_value_t = 200)]
+    pca: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+}
+
+#[derive(clap::Args, Debug)]
+struct ScoreArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A Brain-Score netCDF-4 assembly (.nc) or our plain HDF5 layout (.h5); default: the in-silico
+    /// recordings, generated (and written under --out).
+    #[arg(long, requires = "stimuli")]
+    recordings: Option<PathBuf>,
+    /// The stimulus folder (stimulus_set.csv with stimulus_id, filename, … next to the images).
+    #[arg(long)]
+    stimuli: Option<PathBuf>,
+    /// Output directory (default: runs/neurofit/MODEL).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// The feedforward model to compare with (default: the base of the model's family; `none` to skip).
+    #[arg(long)]
+    base: Option<String>,
+    #[arg(long, value_enum, default_value = "pls")]
+    regression: RegressionArg,
+    #[arg(long, default_value_t = 25)]
+    components: usize,
+    #[arg(long, default_value_t = 10)]
+    splits: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// In-silico set: images per object at V0, V3 and V6 (HvM: 10,40,40).
+    #[arg(long, value_delimiter = ',', default_value = "2,4,4")]
+    insilico_images: Vec<usize>,
+    /// In-silico set: repetitions per image.
+    #[arg(long, default_value_t = 10)]
+    insilico_repetitions: usize,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The stimulus folder (stimulus_set.csv next to the images).
+    #[arg(long)]
+    stimuli: PathBuf,
+    /// The .nc file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// A model with a name and the normalisation its inputs need.
+struct Loaded {
+    name: String,
+    model: Model,
+}
+
+fn load_model(spec_or_run: &str, device: Device) -> Result<Loaded> {
+    let path = Path::new(spec_or_run);
+    if let Some(spec) = zoo::get(spec_or_run) {
+        eprintln!("note: {spec_or_run} is a preset with random weights; pass a training run to score a trained model");
+        return Ok(Loaded {
+            name: spec.name.clone(),
+            model: Model::new(&spec, device, 0)?,
+        });
+    }
+    if path.is_dir() || path.extension().is_some_and(|e| e == "safetensors") {
+        let file = trainer::checkpoint::resolve(path)?;
+        let ck = trainer::checkpoint::Checkpoint::read(&file)?;
+        return Ok(Loaded {
+            name: format!("{} ({})", ck.config.model.name, path.display()),
+            model: ck.model(device)?,
+        });
+    }
+    if path.is_file() {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let spec: ModelSpec = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {} as a model spec", path.display()))?;
+        return Ok(Loaded {
+            name: spec.name.clone(),
+            model: Model::new(&spec, device, 0)?,
+        });
+    }
+    bail!(
+        "--model {spec_or_run}: not a preset, a spec file, a run directory or a checkpoint ({})",
+        zoo::get_or_err(spec_or_run).err().unwrap_or_default()
+    )
+}
+
+/// The feedforward model of a preset's family.
+fn default_base(name: &str) -> Option<&'static str> {
+    if name.starts_with("compact_") {
+        Some("compact_feedforward")
+    } else if name.ends_with("_shallow") {
+        Some("feedforward_shallow")
+    } else if name.ends_with("_intermediate") {
+        Some("feedforward_intermediate")
+    } else {
+        None
+    }
+}
+
+/// Pixels in [0, 1] → the model's input normalisation (Fashion-MNIST statistics for grey models,
+/// ImageNet's for colour ones), `[N, C, H, W]`.
+fn normalise(mut images: Array4<f32>) -> Array4<f32> {
+    let c = images.dim().1;
+    let (mean, std) = if c == 1 {
+        (
+            vec![datasets::idx::FASHION_MNIST_MEAN],
+            vec![datasets::idx::FASHION_MNIST_STD],
+        )
+    } else {
+        (
+            datasets::IMAGENET_MEAN.to_vec(),
+            datasets::IMAGENET_STD.to_vec(),
+        )
+    };
+    for (ci, mut plane) in images.axis_iter_mut(Axis(1)).enumerate() {
+        let (m, s) = (mean[ci % mean.len()], std[ci % std.len()]);
+        plane.mapv_inplace(|v| (v - m) / s);
+    }
+    images
+}
+
+/// Reads the stimulus folder's images at the model's input size, `[N, C, H, W]` in [0, 1].
+fn read_stimuli(
+    set: &neurofit::stimulus_set::StimulusSet,
+    spec: &ModelSpec,
+) -> Result<Array4<f32>> {
+    let (c, h, w) = (spec.input.channels, spec.input.height, spec.input.width);
+    let mut out = Array4::<f32>::zeros((set.len(), c, h, w));
+    for i in 0..set.len() {
+        let path = set.path_of(i).context("stimulus index out of range")?;
+        let img =
+            image::open(&path).with_context(|| format!("reading stimulus {}", path.display()))?;
+        let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
+        if c == 1 {
+            let g = img.to_luma8();
+            for (y, x, p) in g.enumerate_pixels().map(|(x, y, p)| (y, x, p)) {
+                out[[i, 0, y as usize, x as usize]] = p[0] as f32 / 255.0;
+            }
+        } else {
+            let rgb = img.to_rgb8();
+            for (x, y, p) in rgb.enumerate_pixels() {
+                for ch in 0..c.min(3) {
+                    out[[i, ch, y as usize, x as usize]] = p[ch] as f32 / 255.0;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn extract(
+    m: &Loaded,
+    images: &Array4<f32>,
+    ids: &[String],
+    args: &ModelArgs,
+    presentation: Presentation,
+    steps: usize,
+) -> Result<ModelFeatures> {
+    let areas: Vec<String> = if args.areas.is_empty() {
+        m.model.areas().iter().map(|a| a.name.clone()).collect()
+    } else {
+        args.areas.clone()
+    };
+    let opts = ExtractOptions {
+        batch_size: args.batch_size,
+        presentation,
+        reduction: Reduction::Auto,
+        pca_components: (args.pca > 0).then_some(args.pca),
+        ..ExtractOptions::default()
+    };
+    let mut f = extract_features(&m.model, images.view(), ids, &areas, steps, &opts)?;
+    f.model = m.name.clone();
+    Ok(f)
+}
+
+/// The object-solution-time comparison on the in-silico set.
+#[derive(Serialize)]
+struct Behaviour {
+    area: String,
+    spearman: Option<f32>,
+    solved_by_both: usize,
+    solved_by_model: usize,
+    images: usize,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    #[serde(flatten)]
+    model: &'a Report,
+    /// The feedforward comparison model's report.
+    base: Option<&'a Report>,
+    /// Object solution times of the model's last area against the reference (in-silico only).
+    behaviour: Option<Behaviour>,
+    /// What a perfect model scores: the generator's own rates (in-silico only), region → per bin.
+    recordings: String,
+}
+
+fn score(a: &ScoreArgs) -> Result<()> {
+    let device: Device = a.model.device.parse().map_err(anyhow::Error::msg)?;
+    let m = load_model(&a.model.model, device)?;
+    let spec = m.model.spec.clone();
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/neurofit").join(spec.name.replace(['/', ' '], "_")));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+
+    // Recordings, stimulus ids and images in [0, 1].
+    let (assembly, ids, images, recordings_path, insilico) = match (&a.recordings, &a.stimuli) {
+        (Some(rec), Some(stim)) => {
+            let assembly = match rec.extension().and_then(|e| e.to_str()) {
+                Some("h5") | Some("hdf5") => neurofit::h5plain::read(rec)?,
+                _ => neurofit::netcdf::read(rec)?,
+            };
+            let set =
+                neurofit::stimulus_set::StimulusSet::read_csv(&stim.join("stimulus_set.csv"))?;
+            set.check_covers(&assembly)?;
+            set.check_files_exist()?;
+            let images = read_stimuli(&set, &spec)?;
+            (assembly, set.stimulus_id.clone(), images, rec.clone(), None)
+        }
+        (None, None) => {
+            let [v0, v3, v6] = <[usize; 3]>::try_from(a.insilico_images.clone())
+                .map_err(|_| anyhow::anyhow!("--insilico-images takes three counts, e.g. 2,4,4"))?;
+            if spec.input.height != spec.input.width {
+                bail!(
+                    "the in-silico stimuli are square; {} takes {}×{}",
+                    spec.name,
+                    spec.input.height,
+                    spec.input.width
+                );
+            }
+            let hvm = datasets::stimuli::HvmConfig {
+                images_per_object_per_level: [v0, v3, v6],
+                size_px: spec.input.height,
+                seed: a.seed,
+                ..Default::default()
+            };
+            let fm = datasets::FashionMnist::locate_and_load(None)?;
+            let (set, _) = datasets::stimuli::StimulusSet::load_or_generate(
+                &fm.test,
+                &hvm,
+                Some(&datasets::locate::cache_dir().join("stimuli")),
+            )?;
+            let cfg = InsilicoConfig {
+                repetitions: a.insilico_repetitions,
+                rate_scale: 30.0 / a.insilico_repetitions as f64,
+                seed: a.seed,
+                ..Default::default()
+            };
+            eprintln!(
+                "generating in-silico V4/IT recordings for {} images…",
+                set.len()
+            );
+            let rec = neurofit::insilico::generate(&set, &cfg)?;
+            let dir = out.join("insilico");
+            set.write_brainscore(&dir.join("stimuli"))?;
+            let path = dir.join("recordings.nc");
+            neurofit::netcdf::write(&path, &rec.assembly, "insilico")?;
+            let n = set.len();
+            let px = spec.input.height;
+            let pixels = set.pixels_f32();
+            let gray = Array4::from_shape_vec((n, 1, px, px), pixels)
+                .context("in-silico images have an unexpected size")?;
+            let images = if spec.input.channels == 1 {
+                gray
+            } else {
+                let mut rgb = Array4::zeros((n, spec.input.channels, px, px));
+                for c in 0..spec.input.channels {
+                    rgb.index_axis_mut(Axis(1), c)
+                        .assign(&gray.index_axis(Axis(1), 0));
+                }
+                rgb
+            };
+            let ids = rec.stimulus_id.clone();
+            (rec.assembly.clone(), ids, images, path, Some(rec))
+        }
+        _ => {
+            bail!("--recordings and --stimuli go together (or give neither for the in-silico set)")
+        }
+    };
+    let images = normalise(images);
+
+    let fit = FitConfig {
+        regression: match a.regression {
+            RegressionArg::Pls => Regression::Pls {
+                components: a.components,
+            },
+            RegressionArg::Ridge => Regression::Ridge {
+                alphas: vec![1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4],
+            },
+        },
+        splits: a.splits,
+        seed: a.seed,
+        ..FitConfig::default()
+    };
+    eprintln!(
+        "extracting {} over {} steps for {} stimuli…",
+        m.name,
+        a.model.steps,
+        ids.len()
+    );
+    let features = extract(
+        &m,
+        &images,
+        &ids,
+        &a.model,
+        Presentation::Neural,
+        a.model.steps,
+    )?;
+    eprintln!("fitting…");
+    let report = neurofit::score(&features, &assembly, &fit)?;
+
+    let base_name = match a.base.as_deref() {
+        Some("none") => None,
+        Some(b) => Some(b.to_string()),
+        None => default_base(&spec.name)
+            .map(str::to_string)
+            .filter(|b| *b != spec.name),
+    };
+    let base_report = match &base_name {
+        Some(b) => {
+            let base = load_model(b, device)?;
+            // A feedforward model's features do not evolve: the image stays on and every bin uses
+            // each area's last step (SPEC §7 "uniform").
+            let steps = base.model.spec.default_steps.max(base.model.areas().len());
+            let f = extract(
+                &base,
+                &images,
+                &ids,
+                &ModelArgs {
+                    areas: vec![],
+                    ..a.model.clone()
+                },
+                Presentation::Constant,
+                steps,
+            )?;
+            let cfg = FitConfig {
+                time_map: StepToBin::Uniform,
+                ..fit.clone()
+            };
+            Some(neurofit::score(&f, &assembly, &cfg)?)
+        }
+        None => None,
+    };
+
+    let behaviour = match &insilico {
+        Some(rec) => {
+            let last = features.areas.last().context("no areas recorded")?;
+            let steps = last.data.dim().2;
+            let bins = TimeBin::uniform(0.0, 10.0 * steps as f64, 10.0);
+            // Features are in the feature's stimulus order, the recording's per-image arrays in its own.
+            let index: BTreeMap<&str, usize> = features
+                .stimulus_id
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.as_str(), i))
+                .collect();
+            let order: Vec<usize> = rec
+                .stimulus_id
+                .iter()
+                .map(|s| {
+                    index
+                        .get(s.as_str())
+                        .copied()
+                        .context("stimulus missing from the features")
+                })
+                .collect::<Result<_>>()?;
+            let data: Array3<f32> = last.data.select(Axis(0), &order);
+            let o = object_solution_times(
+                data.view(),
+                &rec.category,
+                &rec.reference_ost_ms,
+                &rec.reference_dprime,
+                &bins,
+                &OstOptions {
+                    seed: a.seed,
+                    ..Default::default()
+                },
+            )?;
+            Some(Behaviour {
+                area: last.area.clone(),
+                spearman: o.spearman.is_finite().then_some(o.spearman),
+                solved_by_both: o.solved_by_both,
+                solved_by_model: o.solved_by_model,
+                images: o.model_ost_ms.len(),
+            })
+        }
+        None => None,
+    };
+
+    report.write(&out.join("report.json"))?;
+    if let Some(b) = &base_report {
+        b.write(&out.join("base_report.json"))?;
+    }
+    plot_predictivity(&out, &report, base_report.as_ref())?;
+    let output = Output {
+        model: &report,
+        base: base_report.as_ref(),
+        behaviour,
+        recordings: recordings_path.display().to_string(),
+    };
+    let json = serde_json::to_string_pretty(&output)?;
+    tensor::io::write_file_atomically(out.join("neurofit.json"), json.as_bytes())?;
+    if a.json {
+        println!("{json}");
+    } else {
+        print_summary(&report, base_report.as_ref(), &output.behaviour);
+        println!(
+            "wrote {}/neurofit.json, report.json and predictivity_*.svg",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn median_over_bins(v: &[Option<f64>]) -> Option<f64> {
+    let mut x: Vec<f64> = v
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
+    if x.is_empty() {
+        return None;
+    }
+    x.sort_by(f64::total_cmp);
+    Some(x[x.len() / 2])
+}
+
+fn print_summary(r: &Report, base: Option<&Report>, behaviour: &Option<Behaviour>) {
+    println!("median over time bins of the median noise-corrected score (r²/ceiling):");
+    for (label, rep) in std::iter::once(("model", r)).chain(base.map(|b| ("base", b))) {
+        for (track, regions) in &rep.scores {
+            let cells: Vec<String> = regions
+                .iter()
+                .map(|(reg, v)| {
+                    format!(
+                        "{reg} {}",
+                        median_over_bins(v).map_or("-".into(), |x| format!("{x:.3}"))
+                    )
+                })
+                .collect();
+            println!("  {label:<5} {track:<10} {}", cells.join("  "));
+        }
+    }
+    if let Some(b) = behaviour {
+        println!(
+            "object solution times ({}): Spearman {} over {} images solved by both (model solved {} of {})",
+            b.area,
+            b.spearman.map_or("-".into(), |s| format!("{s:.3}")),
+            b.solved_by_both,
+            b.solved_by_model,
+            b.images
+        );
+    }
+}
+
+fn plot_predictivity(out: &Path, r: &Report, base: Option<&Report>) -> Result<()> {
+    let regions: Vec<String> = r.ceiling.keys().cloned().collect();
+    for region in regions {
+        let mut series = Vec::new();
+        for (label, rep) in std::iter::once(("", r)).chain(base.map(|b| ("base ", b))) {
+            for (track, per_region) in &rep.scores {
+                if let Some(v) = per_region.get(&region) {
+                    let points: Vec<(f64, f64)> = rep
+                        .bins
+                        .iter()
+                        .zip(v)
+                        .filter_map(|(b, s)| s.filter(|x| x.is_finite()).map(|s| (b[0], s)))
+                        .collect();
+                    if !points.is_empty() {
+                        series.push(trainer::plot::Series {
+                            name: format!("{label}{track}"),
+                            points,
+                        });
+                    }
+                }
+            }
+        }
+        if series.is_empty() {
+            continue;
+        }
+        trainer::plot::line_chart(
+            &out.join(format!("predictivity_{region}.svg")),
+            &format!("{region}: predictivity over time ({})", r.model),
+            "time bin start (ms)",
+            "median r² / ceiling",
+            None,
+            &series,
+        )?;
+    }
+    Ok(())
+}
+
+fn export(a: &ExportArgs) -> Result<()> {
+    let device: Device = a.model.device.parse().map_err(anyhow::Error::msg)?;
+    let m = load_model(&a.model.model, device)?;
+    let set = neurofit::stimulus_set::StimulusSet::read_csv(&a.stimuli.join("stimulus_set.csv"))?;
+    set.check_files_exist()?;
+    let images = normalise(read_stimuli(&set, &m.model.spec)?);
+    let mut args = a.model.clone();
+    args.pca = 0;
+    let f = extract(
+        &m,
+        &images,
+        &set.stimulus_id,
+        &args,
+        Presentation::Neural,
+        a.model.steps,
+    )?;
+    let n = set.len();
+    let steps = f.areas.first().map_or(0, |x| x.data.dim().2);
+    let total: usize = f.areas.iter().map(|x| x.data.dim().1).sum();
+    let mut data = Array3::<f32>::zeros((n, total, steps));
+    let mut neuroid_id = Vec::with_capacity(total);
+    let mut region = Vec::with_capacity(total);
+    let mut at = 0;
+    for area in &f.areas {
+        let k = area.data.dim().1;
+        data.slice_mut(ndarray::s![.., at..at + k, ..])
+            .assign(&area.data);
+        for j in 0..k {
+            neuroid_id.push(format!("{}.{j}", area.area));
+            region.push(area.area.clone());
+        }
+        at += k;
+    }
+    let object_name = set
+        .metadata
+        .get("object_name")
+        .cloned()
+        .unwrap_or_else(|| vec![String::new(); n]);
+    let assembly = Assembly {
+        data,
+        presentations: Presentations {
+            stimulus_id: set.stimulus_id.clone(),
+            object_name,
+            repetition: vec![0; n],
+        },
+        neuroids: Neuroids { neuroid_id, region },
+        bins: TimeBin::uniform(0.0, 10.0 * steps as f64, 10.0),
+    };
+    neurofit::netcdf::write(&a.out, &assembly, "activations")?;
+    println!(
+        "wrote {}: {n} stimuli × {total} units × {steps} bins of 10 ms ({} areas) from {}",
+        a.out.display(),
+        f.areas.len(),
+        m.name
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Score(a) => score(&a),
+        Cmd::ExportActivations(a) => export(&a),
+    }
+}

@@ -1,0 +1,327 @@
+//! `cargo xtask search` (workers over a shared study), `search report` and `search median`.
+
+use crate::train::TrainArgs;
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::Command;
+use trainer::search::{storage_from_url, SearchSpace, Study, StudyConfig, TrialFailure};
+use trainer::{Control, FitOptions, OptimizerSpec};
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SearchCmd {
+    #[command(subcommand)]
+    pub action: Option<SearchAction>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SearchAction {
+    /// Best trials, parameter importance, the accuracy-vs-parameters Pareto front, plots.
+    Report(ReportArgs),
+    /// Writes the "median model" spec of the top K trials (for `cargo xtask train --spec`).
+    Median(MedianArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StudyArgs {
+    /// `sqlite:///abs/path/study.db`, a file path, or `postgresql://user@host/db`.
+    #[arg(long, default_value = "sqlite://runs/search/study.db")]
+    pub storage: String,
+    #[arg(long, default_value = "compact_rgc-clutter")]
+    pub study: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub study: StudyArgs,
+    /// A search-space JSON file, or the base preset whose default space to use.
+    #[arg(long)]
+    pub space: Option<String>,
+    /// Trials the study should hold in total (shared by every worker).
+    #[arg(long, default_value_t = 30)]
+    pub trials: usize,
+    /// Worker processes to run on this machine (more can join from elsewhere).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Where trial runs are written (default: runs/search/STUDY).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The training budget of each trial: the flags of `cargo xtask train`. The model comes from
+    /// the space's base (--model names the base when --space is not given).
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub study: StudyArgs,
+    #[arg(long)]
+    pub json: bool,
+    /// Where report.json and the plots go (default: runs/search/STUDY).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct MedianArgs {
+    #[command(flatten)]
+    pub study: StudyArgs,
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// Output spec file (default: runs/search/STUDY/median_spec.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Relative SQLite paths are taken from the workspace root, like every other default path.
+fn storage_url(s: &StudyArgs) -> Result<String> {
+    if let Some(path) = s.storage.strip_prefix("sqlite://") {
+        let p = PathBuf::from(path);
+        let abs = if p.is_absolute() {
+            p
+        } else {
+            crate::workspace_root().join(p)
+        };
+        if let Some(dir) = abs.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        return Ok(format!("sqlite://{}", abs.display()));
+    }
+    Ok(s.storage.clone())
+}
+
+fn study_dir(s: &StudyArgs, out: &Option<PathBuf>) -> PathBuf {
+    out.clone().unwrap_or_else(|| {
+        crate::workspace_root()
+            .join("runs")
+            .join("search")
+            .join(&s.study)
+    })
+}
+
+pub fn run(cmd: &SearchCmd) -> Result<()> {
+    match &cmd.action {
+        Some(SearchAction::Report(a)) => report(a),
+        Some(SearchAction::Median(a)) => median(a),
+        None => search(&cmd.run),
+    }
+}
+
+fn search(a: &RunArgs) -> Result<()> {
+    anyhow::ensure!(a.trials > 0, "--trials must be at least 1");
+    anyhow::ensure!(a.workers > 0, "--workers must be at least 1");
+    if a.workers > 1 {
+        return spawn_workers(a);
+    }
+    crate::doctor::install_missing_if_root();
+    let url = storage_url(&a.study)?;
+    let storage = storage_from_url(&url)?;
+    let base_name = a.train.model.clone();
+    let seed = a.train.seed.unwrap_or(0);
+    let mut config = StudyConfig::default_for(&base_name, seed)?;
+    if let Some(space) = &a.space {
+        let path = PathBuf::from(space);
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            config.space = SearchSpace::from_json(&text)?;
+        } else {
+            config = StudyConfig::default_for(space, seed)?;
+        }
+    }
+    let study = Study::open(storage, &a.study.study, config)?;
+    let dir = study_dir(&a.study, &a.out);
+    let template = a.train.to_config()?;
+    eprintln!(
+        "study `{}` in {url}: {} trials in total, base {}, runs under {}",
+        a.study.study,
+        a.trials,
+        study.config().base.name,
+        dir.display()
+    );
+    let summary = study.run_worker(a.trials, &mut |t| {
+        let (spec, hp) = t.model()?;
+        let mut cfg = template.clone();
+        cfg.model = spec;
+        cfg.lr.base = hp.lr as f32;
+        let wd = hp.weight_decay as f32;
+        cfg.optimizer = match cfg.optimizer {
+            OptimizerSpec::Sgd {
+                momentum, nesterov, ..
+            } => OptimizerSpec::Sgd {
+                momentum,
+                nesterov,
+                weight_decay: wd,
+            },
+            OptimizerSpec::Adam {
+                beta1, beta2, eps, ..
+            } => OptimizerSpec::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay: wd,
+            },
+            OptimizerSpec::AdamW {
+                beta1, beta2, eps, ..
+            } => OptimizerSpec::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay: wd,
+            },
+        };
+        let params = topology::count::cost(&cfg.model)
+            .map_err(|e| TrialFailure::Failed(format!("cannot build the model: {e}")))?
+            .params;
+        t.set_params_count(params)?;
+        let run_dir = dir.join(format!("trial-{:04}-attempt-{}", t.number(), t.attempt()));
+        if run_dir.exists() {
+            // A re-queued trial restarts from scratch: the dead attempt's partial run is stale.
+            std::fs::remove_dir_all(&run_dir)
+                .map_err(|e| TrialFailure::Failed(format!("{}: {e}", run_dir.display())))?;
+        }
+        let number = t.number();
+        let mut pruned = false;
+        let mut report_err = None;
+        let mut on_epoch = |m: &trainer::EpochMetrics| match t.report(m.epoch, m.val_top1) {
+            Ok(p) if p.0 => {
+                pruned = true;
+                Control::Stop
+            }
+            Ok(_) => Control::Continue,
+            Err(e) => {
+                report_err = Some(e);
+                Control::Stop
+            }
+        };
+        let mut opts = FitOptions::new(&run_dir);
+        opts.on_epoch = Some(&mut on_epoch);
+        let result = trainer::fit(cfg, opts);
+        if let Some(e) = report_err {
+            return Err(e.into());
+        }
+        if pruned {
+            eprintln!("trial {number}: pruned");
+            return Err(TrialFailure::Pruned);
+        }
+        let r = result.map_err(|e| TrialFailure::Failed(e.to_string()))?;
+        let value = r
+            .last()
+            .map(|m| m.val_top1)
+            .ok_or_else(|| TrialFailure::Failed("no epoch finished".into()))?;
+        eprintln!(
+            "trial {number}: val top-1 {:.2}% ({params} parameters)",
+            100.0 * value
+        );
+        Ok(value)
+    })?;
+    eprintln!("worker done: {summary:?}");
+    Ok(())
+}
+
+/// Runs `workers` copies of this command, each a single worker on the shared study.
+fn spawn_workers(a: &RunArgs) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the xtask executable")?;
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // Replace --workers K (either form) with --workers 1.
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "--workers" {
+            args.drain(i..(i + 2).min(args.len()));
+        } else if args[i].starts_with("--workers=") {
+            args.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    args.extend(["--workers".into(), "1".into()]);
+    // Create the study once, so concurrent workers only ever join it.
+    let storage = storage_from_url(&storage_url(&a.study)?)?;
+    let seed = a.train.seed.unwrap_or(0);
+    let base = a.space.clone().unwrap_or_else(|| a.train.model.clone());
+    if !PathBuf::from(&base).is_file() {
+        Study::open(
+            storage,
+            &a.study.study,
+            StudyConfig::default_for(&base, seed)?,
+        )?;
+    }
+    let children: Vec<_> = (0..a.workers)
+        .map(|_| Command::new(&exe).args(&args).spawn())
+        .collect::<std::io::Result<_>>()
+        .context("starting the worker processes")?;
+    let mut failed = 0;
+    for mut c in children {
+        if !c.wait().map(|s| s.success()).unwrap_or(false) {
+            failed += 1;
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} of {} workers failed", a.workers);
+    Ok(())
+}
+
+fn report(a: &ReportArgs) -> Result<()> {
+    let study = Study::load(storage_from_url(&storage_url(&a.study)?)?, &a.study.study)?;
+    let r = study.report(a.top_k)?;
+    let dir = study_dir(&a.study, &a.out);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = r.write(&dir)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "study `{}` (base {}): {} trials {:?}",
+        r.study, r.base, r.n_trials, r.states
+    );
+    println!("{:>6} {:>10} {:>10}", "trial", "val top-1", "params");
+    for n in &r.top {
+        if let Some(t) = r.trials.iter().find(|t| t.number == *n) {
+            println!(
+                "{:>6} {:>10} {:>10}",
+                t.number,
+                t.value.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v)),
+                t.params_count.map_or("-".into(), |p| p.to_string())
+            );
+        }
+    }
+    println!(
+        "Pareto front (accuracy vs parameters): {:?}",
+        r.pareto_front.iter().map(|p| p.number).collect::<Vec<_>>()
+    );
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
+fn median(a: &MedianArgs) -> Result<()> {
+    let study = Study::load(storage_from_url(&storage_url(&a.study)?)?, &a.study.study)?;
+    let m = study.median(a.top_k)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| study_dir(&a.study, &None).join("median_spec.json"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(&m.spec)?;
+    tensor::io::write_file_atomically(&out, json.as_bytes())?;
+    println!(
+        "median of the top {} trials {:?}: lr {:.3e}, weight decay {:.3e}",
+        a.top_k, m.trials, m.hparams.lr, m.hparams.weight_decay
+    );
+    println!(
+        "wrote {}; train it with `cargo xtask train --spec {}`",
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
