@@ -79,7 +79,6 @@ pub fn save(
         config: config.clone(),
         progress: progress.clone(),
     };
-    let json = |v: &dyn erased::Json| v.to_json();
     let mut header = BTreeMap::new();
     header.insert(META_KEY.to_string(), json(&meta)?);
     header.insert(SPEC_KEY.to_string(), json(&config.model)?);
@@ -99,17 +98,8 @@ pub fn save(
     Ok(())
 }
 
-/// Serialising through a tiny trait keeps `save` free of repeated error mapping.
-mod erased {
-    pub trait Json {
-        fn to_json(&self) -> crate::error::Result<String>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> crate::error::Result<String> {
-            serde_json::to_string(self)
-                .map_err(|e| crate::error::Error::Config(format!("cannot serialise: {e}")))
-        }
-    }
+fn json(value: &impl Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Config(format!("cannot serialise: {e}")))
 }
 
 /// The checkpoint file a user meant: a file itself, or a run directory (its best checkpoint, else
