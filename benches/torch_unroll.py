@@ -1,5 +1,5 @@
 """PyTorch peer of `cargo xtask bench unroll`: the same models, batch and steps, timed in plain
-PyTorch (CPU, autograd, NCHW, the plain time loop every area at every step, as the PyTorch port of
+PyTorch (CPU or `--device cuda:0`, autograd, NCHW, the plain time loop every area at every step, as the PyTorch port of
 the reference does). Run by hand where PyTorch is installed; never needed by the build or tests.
 
     python3 benches/torch_unroll.py --model rgc_shallow --size 96 --batch 16 --steps 16 [--json]
@@ -100,14 +100,19 @@ def main():
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda:N")
     a = p.parse_args()
+    dev = torch.device(a.device)
+    torch.backends.cudnn.benchmark = True  # as our backend, which searches cuDNN algorithms
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     size = a.size or (96 if a.model == "rgc_shallow" else 28)
     steps = a.steps or (16 if a.model == "rgc_shallow" else 8)
     areas, readout, cin, classes, kind = build(a.model, size)
-    image = torch.randn(a.batch, cin, size, size)
-    labels = torch.randint(0, classes, (a.batch,))
+    areas, readout = areas.to(dev), readout.to(dev)
+    image = torch.randn(a.batch, cin, size, size, device=dev)
+    labels = torch.randint(0, classes, (a.batch,), device=dev)
     global prev_shape
     with torch.no_grad():
         prev_shape, u = [], image
@@ -119,22 +124,26 @@ def main():
 
     def fwd():
         with torch.no_grad():
+            sync()
             t = time.perf_counter()
             unroll(areas, readout, kind, image, steps)
+            sync()
             return time.perf_counter() - t
 
     def train():
+        sync()
         t = time.perf_counter()
         opt.zero_grad()
         F.cross_entropy(unroll(areas, readout, kind, image, steps), labels).backward()
         opt.step()
+        sync()
         return time.perf_counter() - t
 
     fwd(); tf = sorted(fwd() for _ in range(a.iters))[a.iters // 2]
     train(); tt = sorted(train() for _ in range(a.iters))[a.iters // 2]
     r = {
         "model": a.model, "size": size, "batch": a.batch, "steps": steps, "torch": torch.__version__,
-        "threads": a.threads, "params": sum(p.numel() for p in params),
+        "threads": a.threads, "device": str(dev), "params": sum(p.numel() for p in params),
         "forward_img_per_s": a.batch / tf, "train_img_per_s": a.batch / tt,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }

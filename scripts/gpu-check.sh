@@ -25,24 +25,32 @@
 #        OUT=/some/dir scripts/gpu-check.sh run
 #
 #    finds the Python environment's site-packages/nvidia/*/lib directories, exports them as
-#    CONVRNN_CUDA_LIB_DIRS (which the backend preloads from) and LD_LIBRARY_PATH, records
-#    nvidia-smi and the libraries found, then runs, in this order:
+#    CONVRNN_CUDA_LIB_DIRS (which the backend preloads from) and, after a directory of
+#    unversioned links to their libraries (libcudnn.so → libcudnn.so.9, ...), as LD_LIBRARY_PATH:
+#    cudarc opens the unversioned names first, and a machine with its own CUDA libraries under
+#    those names (the lent H200 has a system cuDNN) would otherwise mix two installations. It
+#    records nvidia-smi and the libraries found, then runs, in this order:
 #      * the library's CUDA unit tests (`cuda::` filter),
 #      * the whole cuda_parity suite (every op through the Tensor API and the raw backend
 #        functions, CPU vs CUDA, forward and gradients),
 #      * cuda_unroll (compact_rgc_median built from one seed on CPU and cuda:0: last logits and
 #        every parameter gradient),
+#      * `xtask bench unroll` beside benches/torch_unroll.py (PyTorch on the same card) for
+#        rgc_shallow (96 px, batch 16) and compact_rgc (batch 256),
+#      * a short `xtask train` of compact_rgc on Fashion-MNIST on cuda:0 (TRAIN_STEPS steps of
+#        batch 128, default 400) when the IDX files are in FMNIST_DIR (default ./.fmnist; carry
+#        it: `mkdir .fmnist && cp /usr/share/datasets/fashion-mnist/* .fmnist/`),
 #      * `xtask bench ops --device cuda:0 --json` on benches/ops_shapes.json.
-#    Output goes to $OUT (default ./gpu-check-out), seven files at most: summary.txt,
-#    environment.txt, tensor-lib.log, cuda_parity.log, cuda_unroll.log, bench-ops-cuda.json (the
-#    benchmark's JSON) and bench-ops-cuda.log (its table and messages).
+#    Output goes to $OUT (default ./gpu-check-out): summary.txt (every step's result),
+#    environment.txt, one log per test executable, unroll-{ours,torch}-MODEL.json,
+#    bench-unroll.log, train-cuda.log, train-cuda-metrics.jsonl, bench-ops-cuda.json and
+#    bench-ops-cuda.log. The device runner returns at most 8 files: tar $OUT into one.
 #
-#    GPU time: the whole run stays within GPU_CHECK_BUDGET_S seconds (default 280, under five
-#    minutes); each step also has its own cap (60 s for the unit tests and cuda_unroll, 100 s
-#    for cuda_parity, 150 s for the benchmark) and gets at most what is left of the budget. A
-#    normal run takes one to two minutes, most of it the one-off NVRTC compile per executable
-#    and cuDNN's algorithm search in the benchmark. Give the device runner a timeout of about
-#    330 s. Extra benchmark flags can be passed in BENCH_ARGS (e.g. BENCH_ARGS=--quick).
+#    GPU time: the whole run stays within GPU_CHECK_BUDGET_S seconds (default 480); each step
+#    also has its own cap (60 s for the unit tests, cuda_unroll and each model benchmark, 100 s
+#    for cuda_parity, 120 s for the training, 150 s for the op benchmark) and gets at most what
+#    is left of the budget. On the H200 a whole run took 62–80 s. Extra op-benchmark flags can
+#    be passed in BENCH_ARGS (e.g. BENCH_ARGS=--quick).
 #
 #    The exit status is non-zero if a step failed or timed out, if the tests skipped because no
 #    GPU was usable, or if the benchmark wrote no valid JSON.
@@ -155,7 +163,22 @@ run() {
     local dirs
     dirs="$(nvidia_lib_dirs | paste -sd: -)"
     export CONVRNN_CUDA_LIB_DIRS="${CONVRNN_CUDA_LIB_DIRS:+$CONVRNN_CUDA_LIB_DIRS:}$dirs"
-    export LD_LIBRARY_PATH="$CONVRNN_CUDA_LIB_DIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # cudarc asks for the unversioned names (libcudnn.so, ...) first, and NVIDIA's wheels ship
+    # only versioned files: a different copy under the unversioned name elsewhere on the search
+    # path would win. Unversioned links to the wheels' files, first on LD_LIBRARY_PATH, pin them.
+    local links=/tmp/gpu-check-cuda-links
+    rm -rf "$links" && mkdir -p "$links"
+    local stem d f
+    for stem in libcudnn libcublas libcublasLt libnvrtc libnvJitLink; do
+        for d in $(echo "$CONVRNN_CUDA_LIB_DIRS" | tr ':' ' '); do
+            f="$(ls "$d/$stem".so.[0-9]* 2>/dev/null | sort -V | tail -n 1)"
+            if [ -n "$f" ]; then
+                ln -sf "$f" "$links/$stem.so"
+                break
+            fi
+        done
+    done
+    export LD_LIBRARY_PATH="$links:$CONVRNN_CUDA_LIB_DIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     export RUST_BACKTRACE=1
 
     {
@@ -167,10 +190,13 @@ run() {
             [ -d "$d" ] && ls "$d" | grep -E '^lib(cuda|nvrtc|cublas|cudnn|nvJitLink)' | sed "s|^|$d/|"
         done
         echo "== libcuda from the system"; ldconfig -p 2>/dev/null | grep -E 'libcuda\.so' || echo "(not in the ldconfig cache)"
+        echo "== other CUDA libraries in the ldconfig cache"
+        ldconfig -p 2>/dev/null | grep -E 'lib(cudnn|cublas|nvrtc|nvJitLink)' || echo "(none)"
+        echo "== unversioned links on LD_LIBRARY_PATH"; ls -l "$links"
     } >"$out/environment.txt" 2>&1
     cat "$out/environment.txt"
 
-    local budget="${GPU_CHECK_BUDGET_S:-280}"
+    local budget="${GPU_CHECK_BUDGET_S:-480}"
     local began=$SECONDS
     local status=0
     # Seconds a step may run: its cap, or what is left of the budget if that is less.
@@ -213,7 +239,58 @@ run() {
     # ... a whole model, unrolled and backpropagated on both devices ...
     run_one 60 cuda_unroll --nocapture
 
-    # ... and the op benchmark on the GPU (JSON on stdout, the table on stderr).
+    # Whole models on the GPU: ours (`xtask bench unroll`) beside plain PyTorch on the same card
+    # (benches/torch_unroll.py, with the machine's own python3), the issue-#3 configuration
+    # (rgc_shallow, 96 px, batch 16, 16 steps) and compact_rgc at a GPU-sized batch.
+    local py="${PYTHON:-python3}"
+    bench_model() {
+        local name="$1"
+        shift
+        limit="$(allowance 60)"
+        echo "== $name: $* (limit ${limit} s)" | tee -a "$summary"
+        [ "$limit" -gt 0 ] || { echo "NOT RUN: budget spent" | tee -a "$summary"; status=1; return; }
+        local start=$SECONDS
+        timeout "$limit" "$@" >"$out/$name.json" 2>>"$out/bench-unroll.log"
+        local rc=$?
+        echo "exit status $rc after $((SECONDS - start)) s" | tee -a "$summary"
+        tr -d '\n ' <"$out/$name.json" | tee -a "$summary"
+        echo | tee -a "$summary"
+        [ "$rc" -eq 0 ] || status=1
+    }
+    : >"$out/bench-unroll.log"
+    for m in "rgc_shallow 96 16" "compact_rgc 28 256"; do
+        set -- $m
+        bench_model "unroll-ours-$1" "$BIN_DIR/xtask" bench unroll --model "$1" --size "$2" \
+            --batch "$3" --iters 5 --device cuda:0 --json
+        bench_model "unroll-torch-$1" "$py" "$ROOT/benches/torch_unroll.py" --model "$1" \
+            --size "$2" --batch "$3" --iters 5 --device cuda:0 --json
+    done
+
+    # A short real training run on the GPU (Fashion-MNIST from FMNIST_DIR, when it travelled).
+    local fmnist="${FMNIST_DIR:-$ROOT/.fmnist}"
+    if [ -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
+        limit="$(allowance 120)"
+        echo "== xtask train on cuda:0 (limit ${limit} s)" | tee -a "$summary"
+        # The machine is offline: a stand-in apt-get keeps xtask from trying to install the
+        # Debian build packages it would look for on a developer's machine.
+        mkdir -p /tmp/gpu-check-noapt
+        printf '#!/bin/sh\necho "apt-get: offline GPU machine" >&2\nexit 1\n' >/tmp/gpu-check-noapt/apt-get
+        chmod +x /tmp/gpu-check-noapt/apt-get
+        local start=$SECONDS
+        PATH="/tmp/gpu-check-noapt:$PATH" timeout "$limit" "$BIN_DIR/xtask" train \
+            --model compact_rgc --dataset fashion-mnist --data-dir "$fmnist" --device cuda:0 \
+            --batch-size 128 --max-steps "${TRAIN_STEPS:-400}" --out /tmp/gpu-check-train \
+            >"$out/train-cuda.log" 2>&1
+        local rc=$?
+        echo "exit status $rc after $((SECONDS - start)) s" | tee -a "$summary"
+        tr '\r' '\n' <"$out/train-cuda.log" | grep -v '^\s*$' | tail -n 25 | tee -a "$summary"
+        cp /tmp/gpu-check-train/metrics.jsonl "$out/train-cuda-metrics.jsonl" 2>/dev/null
+        [ "$rc" -eq 0 ] || status=1
+    else
+        echo "== xtask train on cuda:0: NOT RUN (no Fashion-MNIST in $fmnist)" | tee -a "$summary"
+    fi
+
+    # Last, the op benchmark on the GPU (JSON on stdout, the table on stderr).
     local limit
     limit="$(allowance 150)"
     echo "== xtask bench ops --device cuda:0 --json ${BENCH_ARGS:-} (limit ${limit} s)" | tee -a "$summary"
@@ -237,6 +314,7 @@ run() {
         fi
         [ "$rc" -eq 0 ] || status=1
     fi
+
     echo "total $((SECONDS - began)) s of the ${budget} s budget" | tee -a "$summary"
 
     if [ "$status" -eq 0 ]; then

@@ -225,6 +225,10 @@ fn run_one(model: &str, args: &UnrollArgs) -> Result<UnrollResult> {
                 p.assign(&p.sub(&g.mul_scalar(lr)?)?)?;
             }
         }
+        // The CUDA backend queues the updates; a one-element round trip waits for them.
+        if !device.is_cpu() {
+            Tensor::zeros([1], device)?.to_vec()?;
+        }
         Ok(t.elapsed().as_secs_f64())
     };
     forward()?;

@@ -114,6 +114,8 @@ fn dnn_err(what: &str, e: impl std::fmt::Debug) -> Error {
 pub(crate) struct TensorDesc(pub(crate) sys::cudnnTensorDescriptor_t);
 impl TensorDesc {
     pub(crate) fn nchw(d: [usize; 4]) -> Result<Self> {
+        // A clear error instead of a panic or a version mismatch inside cuDNN.
+        super::loader::ensure_cudnn()?;
         let t = TensorDesc(
             dnn::create_tensor_descriptor().map_err(|e| dnn_err("tensor descriptor", e))?,
         );
@@ -140,6 +142,7 @@ impl Drop for TensorDesc {
 struct FilterDesc(sys::cudnnFilterDescriptor_t);
 impl FilterDesc {
     fn new(d: [usize; 4]) -> Result<Self> {
+        super::loader::ensure_cudnn()?;
         let f = FilterDesc(
             dnn::create_filter_descriptor().map_err(|e| dnn_err("filter descriptor", e))?,
         );
@@ -166,6 +169,7 @@ impl Drop for FilterDesc {
 struct ConvDesc(sys::cudnnConvolutionDescriptor_t);
 impl ConvDesc {
     fn new(g: &Conv2dGeometry, sym: (usize, usize)) -> Result<Self> {
+        super::loader::ensure_cudnn()?;
         let c = ConvDesc(
             dnn::create_convolution_descriptor()
                 .map_err(|e| dnn_err("convolution descriptor", e))?,

@@ -4,7 +4,7 @@
 
 use super::buffer::Pool;
 use super::kernels::Kernels;
-use super::loader::{ensure, CudaLib};
+use super::loader::{check_single_install, ensure, ensure_cudnn, CudaLib};
 use crate::{Error, Result};
 use cudarc::driver::{CudaContext, CudaStream};
 use std::collections::HashMap;
@@ -153,9 +153,11 @@ impl Dev {
                 ensure(CudaLib::Cublas)
                     .and_then(|_| {
                         guarded("creating the cuBLAS handle", || {
-                            cudarc::cublas::CudaBlas::new(self.stream.clone())
+                            let blas = cudarc::cublas::CudaBlas::new(self.stream.clone())
                                 .map(Mutex::new)
-                                .map_err(|e| cuda_err("creating the cuBLAS handle", e))
+                                .map_err(|e| cuda_err("creating the cuBLAS handle", e))?;
+                            check_single_install(CudaLib::Cublas)?;
+                            Ok(blas)
                         })
                     })
                     .map_err(|e| e.to_string())
@@ -169,7 +171,7 @@ impl Dev {
         let d = self
             .dnn
             .get_or_init(|| {
-                ensure(CudaLib::Cudnn)
+                ensure_cudnn()
                     .and_then(|_| guarded("creating the cuDNN handle", || self.create_dnn()))
                     .map_err(|e| e.to_string())
             })

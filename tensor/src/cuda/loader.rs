@@ -493,9 +493,153 @@ pub fn check_with(lib: CudaLib, search: &LibSearch) -> Result<()> {
     locate(&lib.spec(), search).map_err(Error::Cuda)
 }
 
+/// The directories from which files of the library family `prefix` (`libcudnn` also covers its
+/// `libcudnn_*` sub-libraries; `libcublas` covers `libcublasLt`) are mapped, read from the text of
+/// `/proc/self/maps`, each directory once, in first-seen order.
+fn mapped_dirs(maps: &str, prefix: &str) -> Vec<(PathBuf, Vec<String>)> {
+    let mut dirs: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    for line in maps.lines() {
+        // address perms offset dev inode path; the path is everything after the fifth field.
+        let Some(path) = line.splitn(6, char::is_whitespace).nth(5).map(str::trim) else {
+            continue;
+        };
+        let path = Path::new(path);
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        let name = name.to_string_lossy().into_owned();
+        if !(name.starts_with(prefix) && name.contains(".so")) {
+            continue;
+        }
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        match dirs.iter_mut().find(|(d, _)| *d == dir) {
+            Some((_, names)) if !names.contains(&name) => names.push(name),
+            Some(_) => {}
+            None => dirs.push((dir, vec![name])),
+        }
+    }
+    dirs
+}
+
+/// The error for a library family mapped from more than one directory, or `None`.
+fn mixed_install_error(lib: CudaLib, dirs: &[(PathBuf, Vec<String>)]) -> Option<String> {
+    if dirs.len() < 2 {
+        return None;
+    }
+    let spec = lib.spec();
+    let unversioned = format!("lib{}.so", spec.cudarc_names[0]);
+    let places: Vec<String> = dirs
+        .iter()
+        .map(|(d, names)| format!("{} ({})", d.display(), names.join(", ")))
+        .collect();
+    Some(format!(
+        "{title} is loaded from {n} installations at once: {places}. Files of different \
+         installations must not be mixed (cuDNN answers CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH). \
+         This happens when a system copy named `{unversioned}` is on the default search path \
+         and {var} names a directory holding only versioned files: cudarc opens `{unversioned}` \
+         first, so the system copy wins over the preloaded one. Fix: either drop that directory \
+         from {var} to use the system copy, or put a directory holding the link `{unversioned}` \
+         → the wanted versioned file first on LD_LIBRARY_PATH (scripts/gpu-check.sh does so).",
+        title = spec.title,
+        n = dirs.len(),
+        places = places.join(" and "),
+        var = LIB_DIRS_VAR,
+    ))
+}
+
+/// Makes cuDNN ready before any cuDNN function is called: [`ensure`]s it (so cudarc finds it rather
+/// than panicking), loads it through cudarc, and checks that only one installation is mapped
+/// (once per process; the outcome is cached).
+pub fn ensure_cudnn() -> Result<()> {
+    static READY: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            // Keep the bare message: it is wrapped in `Error::Cuda` again below.
+            let message = |e: Error| match e {
+                Error::Cuda(m) => m,
+                other => other.to_string(),
+            };
+            ensure(CudaLib::Cudnn).map_err(message)?;
+            // The first cudarc call opens the library the way every later one will.
+            let _ = cudarc::cudnn::result::get_version();
+            check_single_install(CudaLib::Cudnn).map_err(message)
+        })
+        .clone()
+        .map_err(Error::Cuda)
+}
+
+/// Fails when the library family of `lib` is mapped into this process from more than one
+/// directory (read from `/proc/self/maps`; elsewhere the check passes).
+pub fn check_single_install(lib: CudaLib) -> Result<()> {
+    let prefix = match lib {
+        CudaLib::Driver => return Ok(()),
+        CudaLib::Nvrtc => "libnvrtc",
+        CudaLib::Cublas => "libcublas",
+        CudaLib::Cudnn => "libcudnn",
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return Ok(());
+    };
+    match mixed_install_error(lib, &mapped_dirs(&maps, prefix)) {
+        Some(e) => Err(Error::Cuda(e)),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_library_mapped_from_two_directories_is_named_with_both() {
+        let maps = "\
+7f00-7f01 r-xp 00000000 fd:01 11 /nonexistent/sys/libcudnn.so.9.14.0
+7f01-7f02 r--p 00001000 fd:01 11 /nonexistent/sys/libcudnn.so.9.14.0
+7f02-7f03 r-xp 00000000 fd:01 12 /nonexistent/wheel/libcudnn_graph.so.9
+7f03-7f04 r-xp 00000000 fd:01 13 /nonexistent/wheel/libcudnn_ops.so.9
+7f04-7f05 rw-p 00000000 00:00 0
+7f05-7f06 r-xp 00000000 fd:01 14 /nonexistent/sys/libcublas.so.13
+7f06-7f07 r-xp 00000000 fd:01 15 /usr/lib/libc.so.6  (deleted)
+";
+        let dirs = mapped_dirs(maps, "libcudnn");
+        assert_eq!(
+            dirs,
+            vec![
+                (
+                    PathBuf::from("/nonexistent/sys"),
+                    vec!["libcudnn.so.9.14.0".to_string()]
+                ),
+                (
+                    PathBuf::from("/nonexistent/wheel"),
+                    vec![
+                        "libcudnn_graph.so.9".to_string(),
+                        "libcudnn_ops.so.9".to_string()
+                    ]
+                ),
+            ]
+        );
+        let e = mixed_install_error(CudaLib::Cudnn, &dirs).expect("two installations");
+        for want in [
+            "/nonexistent/sys (libcudnn.so.9.14.0)",
+            "/nonexistent/wheel (libcudnn_graph.so.9, libcudnn_ops.so.9)",
+            "`libcudnn.so`",
+            LIB_DIRS_VAR,
+            "LD_LIBRARY_PATH",
+        ] {
+            assert!(e.contains(want), "{want:?} missing from: {e}");
+        }
+        let one = mapped_dirs(maps, "libcublas");
+        assert_eq!(one.len(), 1);
+        assert_eq!(mixed_install_error(CudaLib::Cublas, &one), None);
+        assert!(mapped_dirs(maps, "libnvrtc").is_empty());
+    }
+
+    #[test]
+    fn this_process_does_not_mix_installations() {
+        for lib in CudaLib::ALL {
+            check_single_install(lib).expect("a single installation");
+        }
+    }
 
     /// A directory under the system temp dir, removed on drop.
     struct TempDir(PathBuf);

@@ -79,6 +79,7 @@ fn is_identity(x_shape: [usize; 4], g: &Pool2dGeometry, hw: (usize, usize)) -> b
 struct PoolDesc(sys::cudnnPoolingDescriptor_t);
 impl PoolDesc {
     fn new(mode: sys::cudnnPoolingMode_t, g: &Pool2dGeometry) -> Result<Self> {
+        super::loader::ensure_cudnn()?;
         let d = PoolDesc(
             dnn::create_pooling_descriptor()
                 .map_err(|e| cuda_err("cuDNN pooling descriptor", e))?,
