@@ -129,13 +129,19 @@ impl TrainConfig {
     }
 
     /// Resolves settings that depend on the data size: a cosine schedule with `total_steps` 0
-    /// spans the whole run.
+    /// spans the whole run, and a warm-up longer than a tenth of the run is cut to a tenth (at
+    /// least one step), so that short runs such as smoke tests and search trials are not spent
+    /// almost entirely at a small learning rate.
     pub fn finalise(&mut self, batches_per_epoch: u64) {
+        let run = batches_per_epoch * self.epochs;
+        let run = self.max_steps.map_or(run, |m| m.min(run)).max(1);
         if let crate::lr::Decay::Cosine { total_steps, .. } = &mut self.lr.decay {
             if *total_steps == 0 {
-                let run = batches_per_epoch * self.epochs;
-                *total_steps = self.max_steps.map_or(run, |m| m.min(run)).max(1);
+                *total_steps = run;
             }
+        }
+        if self.lr.warmup_steps > 0 {
+            self.lr.warmup_steps = self.lr.warmup_steps.min((run / 10).max(1));
         }
     }
 
@@ -224,6 +230,30 @@ mod tests {
                 min_lr: 0.0
             }
         );
+    }
+
+    #[test]
+    fn finalise_caps_the_warmup_at_a_tenth_of_the_run() {
+        let model = topology::zoo::get("compact_feedforward").unwrap();
+        let mut c = TrainConfig::for_model(model, DataSpec::FashionMnist { dir: None });
+        assert_eq!(c.lr.warmup_steps, 200);
+        let mut long = c.clone();
+        long.finalise(5000);
+        assert_eq!(long.lr.warmup_steps, 200, "a long run keeps its warm-up");
+        c.max_steps = Some(120);
+        c.finalise(5000);
+        assert_eq!(c.lr.warmup_steps, 12);
+        let mut tiny = TrainConfig::for_model(
+            topology::zoo::get("compact_feedforward").unwrap(),
+            DataSpec::FashionMnist { dir: None },
+        );
+        tiny.max_steps = Some(3);
+        tiny.finalise(5000);
+        assert_eq!(tiny.lr.warmup_steps, 1);
+        let mut none = tiny.clone();
+        none.lr.warmup_steps = 0;
+        none.finalise(5000);
+        assert_eq!(none.lr.warmup_steps, 0, "no warm-up stays none");
     }
 
     #[test]

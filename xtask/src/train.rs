@@ -79,7 +79,7 @@ pub struct TrainArgs {
     pub no_nesterov: bool,
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleArg>,
-    /// Linear warm-up steps.
+    /// Linear warm-up steps (default 200; never more than a tenth of the run).
     #[arg(long)]
     pub warmup_steps: Option<u64>,
     /// Step schedule: steps at which the rate is multiplied by --gamma (comma-separated).

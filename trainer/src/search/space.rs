@@ -254,9 +254,11 @@ impl SearchSpace {
             template: GeneralRgcSpec::median(),
             knobs,
             feedback_candidates,
+            // Around the default AdamW rate (2e-3): rates near 0.1 only stall AdamW in short
+            // trials, which spends the random start-up trials on nothing.
             lr: Domain::Float {
-                low: 1e-3,
-                high: 0.1,
+                low: 3e-4,
+                high: 1e-2,
                 log: true,
             },
             weight_decay: Domain::Float {
