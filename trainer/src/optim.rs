@@ -60,6 +60,16 @@ impl OptimizerSpec {
         }
     }
 
+    /// The same optimiser with weight decay `wd` (search trials and CLI flags override it).
+    pub fn with_weight_decay(mut self, wd: f32) -> Self {
+        match &mut self {
+            OptimizerSpec::Sgd { weight_decay, .. }
+            | OptimizerSpec::Adam { weight_decay, .. }
+            | OptimizerSpec::AdamW { weight_decay, .. } => *weight_decay = wd,
+        }
+        self
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(format!("optimizer: {m}")));
         match *self {
@@ -292,6 +302,15 @@ impl Optimizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_weight_decay_changes_only_the_decay() {
+        let sgd = OptimizerSpec::sgd_nesterov(0.0).with_weight_decay(5e-4);
+        assert_eq!(sgd, OptimizerSpec::sgd_nesterov(5e-4));
+        let adamw = OptimizerSpec::adamw(0.01).with_weight_decay(0.0);
+        assert_eq!(adamw, OptimizerSpec::adamw(0.0));
+        assert_eq!(adamw.weight_decay(), 0.0);
+    }
     use tensor::Device;
 
     fn one_param(values: &[f32]) -> (ParamStore, Tensor) {

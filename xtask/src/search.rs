@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::Command;
 use trainer::search::{storage_from_url, SearchSpace, Study, StudyConfig, TrialFailure};
-use trainer::{Control, FitOptions, OptimizerSpec};
+use trainer::{Control, FitOptions};
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -151,32 +151,7 @@ fn search(a: &RunArgs) -> Result<()> {
         let mut cfg = template.clone();
         cfg.model = spec;
         cfg.lr.base = hp.lr as f32;
-        let wd = hp.weight_decay as f32;
-        cfg.optimizer = match cfg.optimizer {
-            OptimizerSpec::Sgd {
-                momentum, nesterov, ..
-            } => OptimizerSpec::Sgd {
-                momentum,
-                nesterov,
-                weight_decay: wd,
-            },
-            OptimizerSpec::Adam {
-                beta1, beta2, eps, ..
-            } => OptimizerSpec::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay: wd,
-            },
-            OptimizerSpec::AdamW {
-                beta1, beta2, eps, ..
-            } => OptimizerSpec::AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay: wd,
-            },
-        };
+        cfg.optimizer = cfg.optimizer.with_weight_decay(hp.weight_decay as f32);
         let params = topology::count::cost(&cfg.model)
             .map_err(|e| TrialFailure::Failed(format!("cannot build the model: {e}")))?
             .params;

@@ -185,22 +185,17 @@ impl TrainArgs {
                 OptimArg::Adamw => OptimizerSpec::adamw(wd),
             };
         } else {
-            match &mut c.optimizer {
-                OptimizerSpec::Sgd {
-                    momentum,
-                    nesterov,
-                    weight_decay,
-                } => {
-                    *weight_decay = wd;
-                    if let Some(m) = self.momentum {
-                        *momentum = m;
-                    }
-                    if self.no_nesterov {
-                        *nesterov = false;
-                    }
+            c.optimizer = c.optimizer.clone().with_weight_decay(wd);
+            if let OptimizerSpec::Sgd {
+                momentum, nesterov, ..
+            } = &mut c.optimizer
+            {
+                if let Some(m) = self.momentum {
+                    *momentum = m;
                 }
-                OptimizerSpec::Adam { weight_decay, .. }
-                | OptimizerSpec::AdamW { weight_decay, .. } => *weight_decay = wd,
+                if self.no_nesterov {
+                    *nesterov = false;
+                }
             }
         }
         if let Some(lr) = self.lr {
