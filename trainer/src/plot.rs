@@ -31,11 +31,25 @@ pub fn line_chart(
     y_range: Option<(f64, f64)>,
     series: &[Series],
 ) -> Result<()> {
+    let lines: Vec<(&Series, bool)> = series.iter().map(|s| (s, true)).collect();
+    chart(path, title, x_label, y_label, y_range, &lines)
+}
+
+/// Draws each series with markers, joined by a line where its flag is set (a scatter where
+/// not), with axes, labels and a legend, and writes the SVG to `path`.
+pub fn chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    y_range: Option<(f64, f64)>,
+    series: &[(&Series, bool)],
+) -> Result<()> {
     let err = |e: String| Error::Plot {
         path: path.to_path_buf(),
         msg: e,
     };
-    let pts = || series.iter().flat_map(|s| s.points.iter().copied());
+    let pts = || series.iter().flat_map(|(s, _)| s.points.iter().copied());
     if pts().next().is_none() {
         return Err(err("nothing to plot".into()));
     }
@@ -63,20 +77,26 @@ pub fn line_chart(
             .y_desc(y_label)
             .draw()
             .map_err(|e| err(e.to_string()))?;
-        for (i, s) in series.iter().enumerate() {
+        for (i, &(s, joined)) in series.iter().enumerate() {
             let c = COLORS[i % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?
-                .label(s.name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c));
-            chart
+            let markers = chart
                 .draw_series(
                     s.points
                         .iter()
                         .map(|&(x, y)| Circle::new((x, y), 3, c.filled())),
                 )
                 .map_err(|e| err(e.to_string()))?;
+            if joined {
+                chart
+                    .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
+                    .map_err(|e| err(e.to_string()))?
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c));
+            } else {
+                markers
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| Circle::new((x + 9, y), 3, c.filled()));
+            }
         }
         chart
             .configure_series_labels()

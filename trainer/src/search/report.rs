@@ -6,7 +6,7 @@ use super::params::{ParamValue, Params};
 use super::store::{Direction, TrialRecord, TrialState};
 use super::study::StudyConfig;
 use super::SearchError;
-use plotters::prelude::*;
+use crate::plot::{chart, Series};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -215,103 +215,80 @@ pub fn importance(trials: &[TrialRecord], dir: Direction) -> Vec<Importance> {
     out
 }
 
-fn plot_err(e: impl std::fmt::Display) -> SearchError {
-    SearchError::Plot(e.to_string())
-}
-
-fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
-    let pad = ((hi - lo).abs() * 0.05).max(1e-9);
-    (lo - pad)..(hi + pad)
-}
-
-/// Draws the history (value per trial, best so far) and the Pareto scatter, as SVG and PNG.
-/// The plots carry no text (no font is linked in); the numbers are in `report.json`.
-fn draw<DB: DrawingBackend>(
-    root: DrawingArea<DB, plotters::coord::Shift>,
-    history: bool,
-    r: &SearchReport,
-) -> Result<(), SearchError>
-where
-    DB::ErrorType: 'static,
-{
-    root.fill(&WHITE).map_err(plot_err)?;
-    let done: Vec<(f64, f64)> = if history {
-        r.trials
-            .iter()
-            .filter(|t| t.state == TrialState::Complete)
-            .filter_map(|t| Some((t.number as f64, t.value?)))
-            .collect()
-    } else {
-        r.trials
-            .iter()
-            .filter(|t| t.state == TrialState::Complete)
-            .filter_map(|t| Some((t.params_count? as f64, t.value?)))
-            .collect()
-    };
-    if done.is_empty() {
-        return root.present().map_err(plot_err);
-    }
-    let (xmin, xmax) = done
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (ymin, ymax) = done
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let mut chart = ChartBuilder::on(&root)
-        .margin(20)
-        .build_cartesian_2d(padded(xmin, xmax), padded(ymin, ymax))
-        .map_err(plot_err)?;
-    let frame = [
-        (xmin, ymin),
-        (xmax, ymin),
-        (xmax, ymax),
-        (xmin, ymax),
-        (xmin, ymin),
-    ];
-    chart
-        .draw_series(LineSeries::new(frame, BLACK.mix(0.3)))
-        .map_err(plot_err)?;
-    chart
-        .draw_series(done.iter().map(|p| Circle::new(*p, 3, BLUE.filled())))
-        .map_err(plot_err)?;
-    let line: Vec<(f64, f64)> = if history {
-        let mut best = f64::NEG_INFINITY;
-        done.iter()
-            .map(|&(x, y)| {
-                best = best.max(r.direction.score(y));
-                (x, r.direction.score(best))
-            })
-            .collect()
-    } else {
-        r.pareto_front
-            .iter()
-            .map(|p| (p.params_count as f64, p.value))
-            .collect()
-    };
-    chart
-        .draw_series(LineSeries::new(line, RED.stroke_width(2)))
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)
-}
-
-/// Writes `history.{svg,png}` and `pareto.{svg,png}` into `dir`.
+/// Writes `history.svg` (each complete trial's value by trial number, and the best so far) and
+/// `pareto.svg` (value against parameter count for every complete trial, and the Pareto front)
+/// into `dir`, with axes, labels and legends.
 pub fn write_plots(r: &SearchReport, dir: &Path) -> Result<Vec<PathBuf>, SearchError> {
+    let complete = || {
+        r.trials
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .filter_map(|t| Some((t, t.value.filter(|v| v.is_finite())?)))
+    };
+    let by_number: Vec<(f64, f64)> = complete().map(|(t, v)| (t.number as f64, v)).collect();
+    let mut best: Option<f64> = None;
+    let best_so_far: Vec<(f64, f64)> = by_number
+        .iter()
+        .map(|&(x, y)| {
+            let b = match best {
+                Some(b) if r.direction.score(b) >= r.direction.score(y) => b,
+                _ => y,
+            };
+            best = Some(b);
+            (x, b)
+        })
+        .collect();
+    let by_size: Vec<(f64, f64)> = complete()
+        .filter_map(|(t, v)| Some((t.params_count? as f64, v)))
+        .collect();
+    let front: Vec<(f64, f64)> = r
+        .pareto_front
+        .iter()
+        .map(|p| (p.params_count as f64, p.value))
+        .collect();
+    let series = |name: &str, points: Vec<(f64, f64)>| Series {
+        name: name.into(),
+        points,
+    };
+    let plots = [
+        (
+            "history",
+            "trial number",
+            vec![
+                (series("complete trials", by_number), false),
+                (series("best so far", best_so_far), true),
+            ],
+        ),
+        (
+            "pareto",
+            "parameters",
+            vec![
+                (series("complete trials", by_size), false),
+                (series("Pareto front", front), true),
+            ],
+        ),
+    ];
     let mut out = Vec::new();
-    for (name, history) in [("history", true), ("pareto", false)] {
-        let svg = dir.join(format!("{name}.svg"));
-        draw(
-            SVGBackend::new(&svg, (640, 480)).into_drawing_area(),
-            history,
-            r,
-        )?;
-        let png = dir.join(format!("{name}.png"));
-        draw(
-            BitMapBackend::new(&png, (640, 480)).into_drawing_area(),
-            history,
-            r,
-        )?;
-        out.push(svg);
-        out.push(png);
+    for (name, x_label, all) in plots {
+        let drawn: Vec<(&Series, bool)> = all
+            .iter()
+            .filter(|(s, _)| !s.points.is_empty())
+            .map(|(s, joined)| (s, *joined))
+            .collect();
+        if drawn.is_empty() {
+            continue;
+        }
+        let path = dir.join(format!("{name}.svg"));
+        chart(
+            &path,
+            &format!("study `{}`: {name}", r.study),
+            x_label,
+            "objective (validation top-1)",
+            None,
+            &drawn,
+        )
+        .map_err(|e| SearchError::Plot(e.to_string()))?;
+        out.push(path);
     }
     Ok(out)
 }
@@ -368,9 +345,18 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let files = r.write(dir.path()).unwrap();
-        assert_eq!(files.len(), 5);
+        assert_eq!(files.len(), 3, "report.json, history.svg and pareto.svg");
         for f in &files {
             assert!(std::fs::metadata(f).unwrap().len() > 100, "{}", f.display());
+        }
+        let pareto = std::fs::read_to_string(dir.path().join("pareto.svg")).unwrap();
+        for label in [
+            "Pareto front",
+            "complete trials",
+            "parameters",
+            "validation top-1",
+        ] {
+            assert!(pareto.contains(label), "{label} missing from pareto.svg");
         }
         let back: SearchReport =
             serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap())
