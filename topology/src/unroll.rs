@@ -37,6 +37,10 @@ pub enum Needed {
     Everything,
     /// Only the logits of the last step: dead work is skipped.
     LastLogits,
+    /// The logits of every step (per-step evaluation, window losses): work that reaches no
+    /// step's logits is skipped. Whatever reaches an earlier step's logits also reaches the last
+    /// step's (a later step only ever sees more), so the skipped set is the one of `LastLogits`.
+    AllLogits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -80,7 +84,7 @@ impl Unrolled {
             .map(|(t, l)| {
                 l.clone().ok_or_else(|| Error::InvalidArgument {
                     op: "unroll",
-                    msg: format!("logits of step {t} were skipped; unroll with Needed::Everything"),
+                    msg: format!("logits of step {t} were skipped; unroll with Needed::AllLogits"),
                 })
             })
             .collect()
@@ -152,7 +156,7 @@ impl Model {
         let l = self.areas.len();
         let last_needed: Vec<usize> = match opts.needed {
             Needed::Everything => vec![steps - 1; l],
-            Needed::LastLogits => self
+            Needed::LastLogits | Needed::AllLogits => self
                 .delays_to_readout(opts.mode)
                 .iter()
                 .map(|d| (steps - 1).checked_sub(*d).unwrap_or(usize::MAX))
@@ -225,7 +229,7 @@ impl Model {
                 outputs[i][t] = Some(y);
             }
             let readout_needed = match opts.needed {
-                Needed::Everything => true,
+                Needed::Everything | Needed::AllLogits => true,
                 Needed::LastLogits => t == steps - 1,
             };
             if readout_needed {

@@ -221,6 +221,25 @@ fn skipping_dead_work_gives_the_plain_loops_logits_and_gradients() {
             .unwrap();
         let (lp, lf) = (plain.last_logits().unwrap(), fast.last_logits().unwrap());
         assert_eq!(lp.to_vec().unwrap(), lf.to_vec().unwrap(), "{mode:?}");
+        // Every step's logits, with the same work skipped as for the last step's.
+        let per_step = model
+            .unroll(&Frames::image(img.clone()), &opts(Needed::AllLogits))
+            .unwrap();
+        let (all_plain, all_fast) = (plain.all_logits().unwrap(), per_step.all_logits().unwrap());
+        for (t, (p, f)) in all_plain.iter().zip(&all_fast).enumerate() {
+            assert_eq!(
+                p.to_vec().unwrap(),
+                f.to_vec().unwrap(),
+                "{mode:?}: step {t}"
+            );
+        }
+        let skipped_per_step =
+            |u: &topology::Unrolled| u.outputs.iter().flatten().filter(|o| o.is_none()).count();
+        assert_eq!(
+            skipped_per_step(&per_step),
+            skipped_per_step(&fast),
+            "{mode:?}"
+        );
         let skipped = fast
             .outputs
             .iter()

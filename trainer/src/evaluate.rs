@@ -81,7 +81,7 @@ pub fn evaluate(model: &Model, data: &DynDataset, opts: &EvalOptions) -> Result<
     let mut loss_sum = 0f64;
     let unroll = UnrollOptions {
         steps: Some(steps),
-        needed: Needed::Everything,
+        needed: Needed::AllLogits,
         ..Default::default()
     };
     for batch in batcher.epoch(0) {

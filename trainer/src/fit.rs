@@ -149,7 +149,7 @@ impl Run<'_> {
         };
         let needed = match cfg.loss {
             LossSteps::Last => Needed::LastLogits,
-            LossSteps::Window { .. } => Needed::Everything,
+            LossSteps::Window { .. } => Needed::AllLogits,
         };
         let unrolled = self.model.unroll(
             &frames,
