@@ -354,7 +354,7 @@ fn median_of_hand_made_trials() {
         trial(0, 0.80, mk(0.9, 7, 5, "sigmoid", 1e-2, true)),
         trial(1, 0.10, mk(0.1, 1, 0, "tanh", 1e-3, false)), // worst: outside the top 3
         trial(2, 0.85, mk(0.5, 7, 0, "tanh", 1e-3, true)),
-        trial(3, 0.90, mk(0.7, 5, 5, "sigmoid", 1e-1, false)),
+        trial(3, 0.90, mk(0.7, 5, 5, "sigmoid", 5e-3, false)),
         TrialRecord {
             state: TrialState::Failed,
             value: None,
@@ -380,8 +380,8 @@ fn median_of_hand_made_trials() {
         .iter()
         .any(|e| e.from == "conv3" && e.to == "conv2"));
     assert_eq!(c.feedback.size, 1);
-    // Learning rate: log-median of 1e-1, 1e-3, 1e-2.
-    assert!((m.hparams.lr - 1e-2).abs() < 1e-9);
+    // Learning rate: log-median of 5e-3, 1e-3, 1e-2.
+    assert!((m.hparams.lr - 5e-3).abs() < 1e-9);
     assert_eq!(m.params["conv2.gate_size"], ParamValue::Int(5));
     // Over the top 2 the edge is off in trial 3 and on in trial 2: a tie, which the better trial
     // decides.
