@@ -117,17 +117,24 @@ fn main() -> Result<()> {
     }
 }
 
-/// Runs the `neurofit` binary. It links HDF5 and OpenBLAS, so it is built only after the doctor
-/// has installed them (xtask itself must build on a bare machine).
-fn neurofit_bin(sub: &str, args: &[String]) -> Result<()> {
+/// Installs missing Debian packages when root, then fails, naming the apt command, if a package
+/// that `what` needs to build is still missing.
+fn require_build_packages(what: &str) -> Result<()> {
     doctor::install_missing_if_root();
     let missing = doctor::Report::gather().missing_build_packages();
     anyhow::ensure!(
         missing.is_empty(),
-        "neurofit cannot be built without {}; install as root:\n  apt-get update && apt-get install -y {}",
+        "{what} cannot be built without {}; install as root:\n  apt-get update && apt-get install -y {}",
         missing.join(", "),
         missing.join(" ")
     );
+    Ok(())
+}
+
+/// Runs the `neurofit` binary. It links HDF5 and OpenBLAS, so it is built only after the doctor
+/// has installed them (xtask itself must build on a bare machine).
+fn neurofit_bin(sub: &str, args: &[String]) -> Result<()> {
+    require_build_packages("neurofit")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args([
@@ -155,14 +162,7 @@ fn neurofit_bin(sub: &str, args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     doctor::Report::gather().print();
-    doctor::install_missing_if_root();
-    let missing = doctor::Report::gather().missing_build_packages();
-    anyhow::ensure!(
-        missing.is_empty(),
-        "the workspace cannot be built without {}; install as root:\n  apt-get update && apt-get install -y {}",
-        missing.join(", "),
-        missing.join(" ")
-    );
+    require_build_packages("the workspace")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(["test", "--workspace"])
