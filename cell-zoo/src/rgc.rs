@@ -18,6 +18,7 @@ use crate::layers::{activate, BuildCtx, Conv, ConvInit, LayerNorm, TemporalConv}
 use crate::spec::{
     Activation, ConvKnob, FeedbackEntry, GateNonlinearity, GateSpec, GeneralRgcSpec, RgcSpec,
 };
+use tensor::ops::Squash;
 use tensor::{Result, Tensor};
 
 impl RgcSpec {
@@ -97,14 +98,12 @@ impl Gate {
         if let Some(e) = extra {
             z = z.add(&e)?;
         }
-        if self.bias != 0.0 {
-            z = z.add_scalar(self.bias)?;
-        }
         let f = match self.spec.nonlinearity {
-            GateNonlinearity::Sigmoid => z.sigmoid()?,
-            GateNonlinearity::Tanh => z.tanh()?,
+            GateNonlinearity::Sigmoid => Squash::Sigmoid,
+            GateNonlinearity::Tanh => Squash::Tanh,
         };
-        f.affine(self.spec.multiplier, self.spec.offset)
+        // One pass for `offset + multiplier·f(z + bias)`.
+        z.squash(f, self.bias, self.spec.multiplier, self.spec.offset)
     }
 }
 
@@ -427,7 +426,7 @@ impl Cell for RgcCell {
                 if entry == FeedbackEntry::Cell {
                     a = add_opt(a, fb.clone())?;
                 }
-                let mut c = tau.mul(&s.c)?.add(&gate.mul(&a)?)?;
+                let mut c = tau.mul_add_mul(&s.c, &gate, &a)?;
                 if let Some((ln, _)) = &self.norms {
                     c = ln.forward(&c)?;
                 }
@@ -449,11 +448,13 @@ impl Cell for RgcCell {
             o = o.add(&conv.forward(&s.c)?)?;
         }
         let tau = self.tau_h.apply(&s.h, self.residual_gate(2, input.u)?)?;
-        let gated = match &self.gate_h {
-            Some(g) => g.apply(&s.c, self.residual_gate(3, input.u)?)?.mul(&o)?,
-            None => o,
+        let mut h = match &self.gate_h {
+            Some(g) => {
+                let gate = g.apply(&s.c, self.residual_gate(3, input.u)?)?;
+                tau.mul_add_mul(&s.h, &gate, &o)?
+            }
+            None => tau.mul(&s.h)?.add(&o)?,
         };
-        let mut h = tau.mul(&s.h)?.add(&gated)?;
         if let Some((_, ln)) = &self.norms {
             h = ln.forward(&h)?;
         }

@@ -7,13 +7,17 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 // ln 2 split in two so that n·ln2 is subtracted without rounding error.
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
+const ROUND_MAGIC: f32 = 12_582_912.0;
 
 /// `e^x`; +inf above 88.72 like `f32::exp`, but 0 below −87.34 where `f32::exp` returns
 /// subnormals (flushed here); NaN propagates.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let xc = x.clamp(-87.336_54, 88.722_84);
-    let n = (xc * LOG2E).round();
+    // Round to nearest by adding and subtracting 1.5·2^23: `f32::round` is a libm call on
+    // baseline x86-64 and would keep every loop that calls `exp` scalar.
+    let t = xc * LOG2E + ROUND_MAGIC;
+    let n = t - ROUND_MAGIC;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -23,8 +27,10 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // 2^n in two halves, so n = 128 (x near the top of the range) does not overflow the exponent.
-    let ni = n as i32;
-    let (a, b) = (ni / 2, ni - ni / 2);
+    // n as an integer from t's low mantissa bits (t = 1.5·2^23 + n exactly): `n as i32` is a
+    // saturating conversion that LLVM leaves scalar.
+    let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
+    let (a, b) = (ni >> 1, ni - (ni >> 1));
     let v = e * f32::from_bits(((a + 127) as u32) << 23) * f32::from_bits(((b + 127) as u32) << 23);
     // Outside the clamped range the true result under- or overflows; NaN stays NaN.
     if x > 88.722_84 {

@@ -14,6 +14,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod shape;
+pub mod simd;
 
 /// Below this many elements a kernel runs on one thread; rayon's fork/join costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;

@@ -3,6 +3,7 @@
 
 pub mod conv;
 pub mod elementwise;
+pub mod fused;
 pub mod linear;
 pub mod loss;
 pub mod norm;
@@ -14,5 +15,6 @@ pub mod shape;
 
 pub use conv::{conv2d_output_size, Conv2dOpts, CpuConvBackend};
 pub use elementwise::{BinaryOp, UnaryOp};
+pub use fused::Squash;
 pub use padding::Padding;
 pub use pool::{pool2d_output_size, Pool2dOpts};
