@@ -32,7 +32,7 @@ pub struct CellDims {
 
 /// A recurrent cell with a typed state.
 pub trait Cell {
-    type State: Clone;
+    type State: StateTensors;
     /// The all-zero state for a drive shaped like `x`.
     fn zero_state(&self, x: &Tensor) -> Result<Self::State>;
     /// One step: the output and the next state.
@@ -44,6 +44,34 @@ pub trait Cell {
 pub struct PairState {
     pub c: Tensor,
     pub h: Tensor,
+}
+
+/// A state as a set of tensors that can be transformed together: the unroll computes an area at
+/// batch 1 until the image reaches it and then widens its state to the whole batch.
+pub trait StateTensors: Clone + Sized {
+    /// The state with `f` applied to each of its tensors.
+    fn try_map(&self, f: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<Self>;
+}
+
+impl StateTensors for () {
+    fn try_map(&self, _: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        Ok(())
+    }
+}
+
+impl StateTensors for Tensor {
+    fn try_map(&self, f: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        f(self)
+    }
+}
+
+impl StateTensors for PairState {
+    fn try_map(&self, f: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        Ok(PairState {
+            c: f(&self.c)?,
+            h: f(&self.h)?,
+        })
+    }
 }
 
 /// Zeros shaped like `x` but with `channels` channels, on `x`'s device.
@@ -66,6 +94,12 @@ macro_rules! any_cell {
         /// The state of any cell; each variant pairs with the cell variant of the same name.
         #[derive(Clone, Debug)]
         pub enum AnyState { $( $variant(<$cell as Cell>::State), )* }
+
+        impl StateTensors for AnyState {
+            fn try_map(&self, f: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<Self> {
+                Ok(match self { $( AnyState::$variant(s) => AnyState::$variant(s.try_map(f)?), )* })
+            }
+        }
 
         impl AnyCell {
             pub fn zero_state(&self, x: &Tensor) -> Result<AnyState> {

@@ -10,9 +10,15 @@
 //! that can never reach them are not computed: area `i`'s output at step `t` reaches the readout at
 //! `t + d(i)` at the earliest, `d` the shortest delay path to the readout, so steps with
 //! `t + d(i) > T − 1` are skipped. Tests compare against the plain loop.
+//!
+//! Work done before the image reaches an area (it reads only zeros, biases and the blank frame) is
+//! the same for every example of a batch, so it runs at batch 1 and is repeated to the batch
+//! (`Tensor::repeat_batch`, whose backward sums the copies) where it meets image-driven work;
+//! what the unroll returns always has the full batch.
 
 use crate::model::Model;
 use crate::schedule::Frames;
+use cell_zoo::StateTensors;
 use serde::{Deserialize, Serialize};
 use tensor::{Error, Result, Tensor};
 
@@ -164,69 +170,82 @@ impl Model {
         };
         let is_needed = |i: usize, t: usize| last_needed[i] != usize::MAX && t <= last_needed[i];
 
+        // Batch-uniform work: until the image reaches an area, everything it computes comes from
+        // zeros, biases and the blank frame, the same for every example. Such work runs once, at
+        // batch 1, and is repeated to the batch only where it meets image-driven work (and for
+        // what the unroll returns). Exact: the per-example arithmetic is unchanged.
         let zeros_out: Vec<Tensor> = self
             .shapes
             .areas
             .iter()
-            .map(|s| Tensor::zeros([n, s.output[0], s.output[1], s.output[2]], device))
+            .map(|s| Tensor::zeros([1, s.output[0], s.output[1], s.output[2]], device))
             .collect::<Result<_>>()?;
         let mut states = Vec::with_capacity(l);
         for (a, s) in self.areas.iter().zip(&self.shapes.areas) {
-            let x = Tensor::zeros([n, s.conv_out[0], s.conv_out[1], s.conv_out[2]], device)?;
+            let x = Tensor::zeros([1, s.conv_out[0], s.conv_out[1], s.conv_out[2]], device)?;
             states.push(a.cell.zero_state(&x)?);
         }
-        let (image, blank) = match frames {
-            Frames::Image { image, blank, .. } => (
-                Some(image.clone()),
-                Some(Tensor::full(*blank, image.shape().clone(), device)?),
-            ),
-            Frames::Sequence(_) => (None, None),
+        let mut state_uniform = vec![true; l];
+        // The frame of step `t` and whether it is the same for every example (the blank).
+        let blank = match frames {
+            Frames::Image { image, blank, .. } => {
+                let d = image.dims();
+                Some(Tensor::full(*blank, [1, d[1], d[2], d[3]], device)?)
+            }
+            Frames::Sequence(_) => None,
         };
-        let frame = |t: usize| -> Tensor {
-            match (frames, &image, &blank) {
-                (Frames::Sequence(v), _, _) => v[t].clone(),
-                (_, Some(img), Some(b)) => {
+        let frame = |t: usize| -> (Tensor, bool) {
+            match (frames, &blank) {
+                (Frames::Sequence(v), _) => (v[t].clone(), false),
+                (Frames::Image { image, .. }, Some(b)) => {
                     if frames.is_blank(t, self.spec.image_off) {
-                        b.clone()
+                        (b.clone(), true)
                     } else {
-                        img.clone()
+                        (image.clone(), false)
                     }
                 }
-                _ => unreachable!("image frames always carry an image and a blank"),
+                _ => unreachable!("image frames always have a blank"),
             }
         };
+        let widen = |x: &Tensor| x.repeat_batch(n);
 
-        let mut outputs: Vec<Vec<Option<Tensor>>> = vec![vec![None; steps]; l];
-        let mut logits = vec![None; steps];
+        // `(output, batch-uniform)` of every area at every step.
+        let mut outs: Vec<Vec<Option<(Tensor, bool)>>> = vec![vec![None; steps]; l];
+        let mut logits: Vec<Option<(Tensor, bool)>> = vec![None; steps];
         for t in 0..steps {
             for i in 0..l {
                 if !is_needed(i, t) {
                     continue;
                 }
                 // Output of area `j` as read by area `i` at step `t`.
-                let read = |j: usize, outputs: &Vec<Vec<Option<Tensor>>>| -> Tensor {
+                let read = |j: usize, outs: &Vec<Vec<Option<(Tensor, bool)>>>| -> (Tensor, bool) {
                     let same_step = opts.mode == TimingMode::FullSweep && j < i;
                     let at = if same_step { Some(t) } else { t.checked_sub(1) };
-                    match at {
-                        Some(s) => outputs[j][s]
-                            .clone()
-                            .unwrap_or_else(|| zeros_out[j].clone()),
-                        None => zeros_out[j].clone(),
-                    }
+                    at.and_then(|s| outs[j][s].clone())
+                        .unwrap_or_else(|| (zeros_out[j].clone(), true))
                 };
-                let ff = if i == 0 {
-                    frame(t)
-                } else {
-                    read(i - 1, &outputs)
-                };
-                let extra: Vec<Tensor> = self.areas[i]
+                let mut ff = if i == 0 { frame(t) } else { read(i - 1, &outs) };
+                let mut extra: Vec<(Tensor, bool)> = self.areas[i]
                     .sources
                     .iter()
-                    .map(|&j| read(j, &outputs))
+                    .map(|&j| read(j, &outs))
                     .collect();
-                let (y, next) = self.area_step(i, &ff, &extra, &states[i])?;
+                let uniform = state_uniform[i] && ff.1 && extra.iter().all(|e| e.1);
+                if !uniform {
+                    for (x, u) in std::iter::once(&mut ff).chain(extra.iter_mut()) {
+                        if *u {
+                            *x = widen(x)?;
+                        }
+                    }
+                    if state_uniform[i] {
+                        states[i] = states[i].try_map(&mut |s| widen(s))?;
+                        state_uniform[i] = false;
+                    }
+                }
+                let extra: Vec<Tensor> = extra.into_iter().map(|e| e.0).collect();
+                let (y, next) = self.area_step(i, &ff.0, &extra, &states[i])?;
                 states[i] = next;
-                outputs[i][t] = Some(y);
+                outs[i][t] = Some((y, uniform));
             }
             let readout_needed = match opts.needed {
                 Needed::Everything | Needed::AllLogits => true,
@@ -234,15 +253,22 @@ impl Model {
             };
             if readout_needed {
                 let last = match opts.mode {
-                    TimingMode::FullSweep => outputs[l - 1][t].clone(),
-                    TimingMode::Biological => {
-                        t.checked_sub(1).and_then(|s| outputs[l - 1][s].clone())
-                    }
+                    TimingMode::FullSweep => outs[l - 1][t].clone(),
+                    TimingMode::Biological => t.checked_sub(1).and_then(|s| outs[l - 1][s].clone()),
                 }
-                .unwrap_or_else(|| zeros_out[l - 1].clone());
-                logits[t] = Some(self.readout_step(&last)?);
+                .unwrap_or_else(|| (zeros_out[l - 1].clone(), true));
+                logits[t] = Some((self.readout_step(&last.0)?, last.1));
             }
         }
+        let full = |v: Option<(Tensor, bool)>| -> Result<Option<Tensor>> {
+            v.map(|(x, u)| if u { widen(&x) } else { Ok(x) })
+                .transpose()
+        };
+        let outputs = outs
+            .into_iter()
+            .map(|area| area.into_iter().map(full).collect::<Result<Vec<_>>>())
+            .collect::<Result<Vec<_>>>()?;
+        let logits = logits.into_iter().map(full).collect::<Result<Vec<_>>>()?;
         Ok(Unrolled { outputs, logits })
     }
 

@@ -319,3 +319,81 @@ fn decoders_pick_the_documented_steps() {
     assert_eq!(v(Decoder::Avg { from: 1, to: 3 }), vec![3.0, 0.0, 0.5, 4.5]);
     assert!(Decoder::Avg { from: 3, to: 3 }.decode(&l).is_err());
 }
+
+fn assert_close(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-5 * scale, "{what}: {x} vs {y}");
+    }
+}
+
+/// Work before the image reaches an area runs at batch 1 (it is the same for every example). A
+/// frame sequence is never treated that way, so the same schedule given as a sequence is the
+/// plain loop: outputs, logits and gradients must agree.
+#[test]
+fn batch_uniform_work_gives_the_plain_loops_outputs_and_gradients() {
+    let model = Model::new(&tiny(feedback()), tensor::Device::Cpu, 5).unwrap();
+    let img = rand_tensor(&mut Rng::new(10), [3, 2, 8, 8]);
+    let blank = Tensor::full(DEFAULT_BLANK, [3, 2, 8, 8], tensor::Device::Cpu).unwrap();
+    let mut frames = vec![img.clone(); 3];
+    frames.extend(vec![blank; 4]);
+    let seq = Frames::Sequence(frames);
+    let sched = Frames::image(img);
+    for needed in [Needed::Everything, Needed::LastLogits] {
+        let opts = UnrollOptions {
+            steps: Some(7),
+            mode: TimingMode::Biological,
+            needed,
+        };
+        let (plain, fast) = (
+            model.unroll(&seq, &opts).unwrap(),
+            model.unroll(&sched, &opts).unwrap(),
+        );
+        for (i, (pa, fa)) in plain.outputs.iter().zip(&fast.outputs).enumerate() {
+            for (t, (p, f)) in pa.iter().zip(fa).enumerate() {
+                match (p, f) {
+                    (Some(p), Some(f)) => {
+                        assert_eq!(p.dims(), f.dims());
+                        assert_close(
+                            &f.to_vec().unwrap(),
+                            &p.to_vec().unwrap(),
+                            &format!("{needed:?}: area {i} step {t}"),
+                        );
+                    }
+                    (None, None) => {}
+                    _ => panic!("{needed:?}: area {i} step {t} computed in one unroll only"),
+                }
+            }
+        }
+        let loss = |u: &Unrolled| {
+            let mut total: Option<Tensor> = None;
+            for l in u.logits.iter().flatten() {
+                let s = l.sqr().unwrap().sum_all().unwrap();
+                total = Some(match total {
+                    Some(t) => t.add(&s).unwrap(),
+                    None => s,
+                });
+            }
+            total.unwrap()
+        };
+        let (lp, lf) = (loss(&plain), loss(&fast));
+        assert_close(
+            &lf.to_vec().unwrap(),
+            &lp.to_vec().unwrap(),
+            &format!("{needed:?}: loss"),
+        );
+        let (gp, gf) = (lp.backward().unwrap(), lf.backward().unwrap());
+        for (name, p) in model.params.iter() {
+            match (gp.get(p), gf.get(p)) {
+                (Some(a), Some(b)) => assert_close(
+                    &b.to_vec().unwrap(),
+                    &a.to_vec().unwrap(),
+                    &format!("{needed:?}: gradient of {name}"),
+                ),
+                (None, None) => {}
+                _ => panic!("{needed:?}: {name} has a gradient in one unroll only"),
+            }
+        }
+    }
+}

@@ -30,7 +30,8 @@ pub struct UnrollArgs {
     pub iters: usize,
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Plain loop: compute every area at every step (no dead-work skipping), for comparison.
+    /// Plain loop: compute every area at every step at full batch (no dead-work or batch-uniform
+    /// skipping), for comparison.
     #[arg(long)]
     pub plain: bool,
     /// Print one JSON object (with --model) or an array.
@@ -205,7 +206,25 @@ fn run_one(model: &str, args: &UnrollArgs) -> Result<UnrollResult> {
             Needed::LastLogits
         },
     };
-    let frames = Frames::image(image);
+    let frames = if args.plain {
+        // The same schedule as explicit frames: the plain loop also does the batch-uniform work
+        // (before the image reaches an area) at full batch, as the reference does.
+        let sched = Frames::image(image.clone());
+        let blank = Tensor::full(topology::DEFAULT_BLANK, dims, device)?;
+        Frames::Sequence(
+            (0..steps)
+                .map(|t| {
+                    if sched.is_blank(t, spec.image_off) {
+                        blank.clone()
+                    } else {
+                        image.clone()
+                    }
+                })
+                .collect(),
+        )
+    } else {
+        Frames::image(image)
+    };
     let forward = || -> Result<f64> {
         let _g = no_grad();
         let t = Instant::now();

@@ -372,6 +372,70 @@ impl Tensor {
     }
 }
 
+impl Tensor {
+    /// `n` copies of a tensor whose first dimension is 1, stacked along that dimension, kept in the
+    /// tensor's own layout (the batch is the outermost dimension of every layout). The unroll uses
+    /// it to widen work done once for a whole batch; backward sums the copies ([`Tensor::sum_batch`]).
+    pub fn repeat_batch(&self, n: usize) -> Result<Tensor> {
+        let dims = self.dims().to_vec();
+        if dims.first() != Some(&1) || n == 0 {
+            return Err(Error::InvalidArgument {
+                op: "repeat_batch",
+                msg: format!(
+                    "needs a tensor with a leading dimension of 1 and n ≥ 1, got {} and n = {n}",
+                    self.shape()
+                ),
+            });
+        }
+        if n == 1 {
+            return Ok(self.clone());
+        }
+        let m = self.shape().elem_count();
+        let (one, many) = (Shape::from([1, m]), Shape::from([n, m]));
+        let storage = match &*self.storage() {
+            Storage::Cpu(v) => Storage::Cpu(cpu::expand(v, &one, &many)),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(v) => Storage::Cuda(crate::cuda::expand(v, &one, &many)?),
+        };
+        let mut out_dims = dims;
+        out_dims[0] = n;
+        let layout = self.layout();
+        let out = Tensor::from_storage(storage, Shape::new(out_dims), layout, self.device());
+        Ok(out.with_history("repeat_batch", &[self], move |ctx| {
+            Ok(vec![Some(ctx.grad.to_layout(layout)?.sum_batch()?)])
+        }))
+    }
+
+    /// The sum over the first dimension, keeping it as a dimension of 1, in the tensor's own
+    /// layout (the adjoint of [`Tensor::repeat_batch`]).
+    pub fn sum_batch(&self) -> Result<Tensor> {
+        let dims = self.dims().to_vec();
+        let Some(&n) = dims.first() else {
+            return Err(Error::InvalidArgument {
+                op: "sum_batch",
+                msg: "needs a tensor of rank ≥ 1, got a scalar".into(),
+            });
+        };
+        if n == 1 {
+            return Ok(self.clone());
+        }
+        let m = self.shape().elem_count() / n.max(1);
+        let (many, one) = (Shape::from([n, m]), Shape::from([1, m]));
+        let storage = match &*self.storage() {
+            Storage::Cpu(v) => Storage::Cpu(cpu::sum_to(v, &many, &one)),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(v) => Storage::Cuda(crate::cuda::sum_to(v, &many, &one)?),
+        };
+        let mut out_dims = dims;
+        out_dims[0] = 1;
+        let layout = self.layout();
+        let out = Tensor::from_storage(storage, Shape::new(out_dims), layout, self.device());
+        Ok(out.with_history("sum_batch", &[self], move |ctx| {
+            Ok(vec![Some(ctx.grad.to_layout(layout)?.repeat_batch(n)?)])
+        }))
+    }
+}
+
 /// The input gradient of a unary op, computed by one fused kernel.
 fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
     let g = g.to_layout(x.layout())?;
@@ -406,6 +470,45 @@ mod tests {
     use super::*;
     use crate::testing::{check_grad, rand_tensor};
     use crate::{Device, Rng};
+
+    #[test]
+    fn repeat_batch_copies_in_any_layout_and_sums_back() {
+        let mut rng = Rng::new(11);
+        let x = rand_tensor(&mut rng, [1, 16, 3, 2]);
+        let blocked = x.to_layout(Layout::Blocked16).unwrap();
+        let xv = x.to_vec().unwrap();
+        for t in [&x, &blocked] {
+            let r = t.repeat_batch(4).unwrap();
+            assert_eq!(r.dims(), &[4, 16, 3, 2]);
+            assert_eq!(r.layout(), t.layout());
+            let rv = r.plain().unwrap().to_vec().unwrap();
+            for k in 0..4 {
+                assert_eq!(&rv[k * xv.len()..(k + 1) * xv.len()], &xv[..]);
+            }
+            let s = r.sum_batch().unwrap();
+            assert_eq!(s.layout(), t.layout());
+            let sv = s.plain().unwrap().to_vec().unwrap();
+            for (a, b) in sv.iter().zip(&xv) {
+                assert!((a - 4.0 * b).abs() < 1e-5);
+            }
+        }
+        assert!(rand_tensor(&mut rng, [2, 3]).repeat_batch(3).is_err());
+        assert!(x.repeat_batch(0).is_err());
+    }
+
+    #[test]
+    fn repeat_batch_and_sum_batch_gradients() {
+        let mut rng = Rng::new(12);
+        let x = rand_tensor(&mut rng, [1, 3, 2]);
+        check_grad(&[x], |t| t[0].repeat_batch(3)?.tanh()).unwrap();
+        let y = rand_tensor(&mut rng, [3, 2, 2]);
+        check_grad(&[y], |t| t[0].sum_batch()?.tanh()).unwrap();
+        let z = rand_tensor(&mut rng, [1, 16, 2, 2]);
+        check_grad(&[z], |t| {
+            t[0].to_layout(Layout::Blocked16)?.repeat_batch(2)?.tanh()
+        })
+        .unwrap();
+    }
 
     #[test]
     fn broadcast_shapes() {
