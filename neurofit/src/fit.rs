@@ -13,6 +13,7 @@ use crate::ceiling::split_half_ceiling;
 use crate::cv::{stratified_splits, Split};
 use crate::error::{NeurofitError, Result};
 use crate::features::ModelFeatures;
+use crate::regression::kernel_pls::{centred_gram, split_kernels};
 use crate::regression::Regression;
 use crate::report::{MapUsed, NeuroidScores, PerBin, Report};
 use crate::stats::{finite, nan_median, pearson_columns};
@@ -275,17 +276,51 @@ fn fit_track(
                 )));
             }
             let y_all = avg.index_axis(Axis(2), m.bin);
+            // Features that do not vary over the stimuli (a generator's rates before their
+            // latency, a dead unit set) predict nothing: r is undefined, not an error.
+            if x.axis_iter(Axis(1))
+                .all(|col| col.iter().all(|&v| v == col[0]))
+            {
+                return Ok(vec![f64::NAN; y_all.ncols()]);
+            }
+            let most_train = splits.iter().map(|s| s.train.len()).max().unwrap_or(0);
+            // One Gram matrix of all stimuli serves every split and region of this map.
+            let gram = if regression.prefers_gram(most_train, x.ncols()) {
+                Some(centred_gram(x.view())?)
+            } else {
+                None
+            };
             let mut r = vec![f64::NAN; y_all.ncols()];
             for idx in regions.values() {
                 let y = y_all.select(Axis(1), idx);
                 let per_split: Vec<Vec<f64>> = splits
                     .par_iter()
                     .map(|s| {
-                        let pred = regression.fit_predict(
-                            x.select(Axis(0), &s.train).view(),
-                            y.select(Axis(0), &s.train).view(),
-                            x.select(Axis(0), &s.test).view(),
-                        )?;
+                        let y_train = y.select(Axis(0), &s.train);
+                        // Responses that do not vary over the training stimuli (a bin before any
+                        // site responds) have nothing to fit: r is undefined, not an error.
+                        if y_train
+                            .axis_iter(Axis(1))
+                            .all(|col| col.iter().all(|&v| v == col[0]))
+                        {
+                            return Ok(vec![f64::NAN; y.ncols()]);
+                        }
+                        let pred = match &gram {
+                            Some(g) => {
+                                let (k, k_test) = split_kernels(g.view(), &s.train, &s.test)?;
+                                regression.fit_predict_gram(
+                                    k.view(),
+                                    k_test.view(),
+                                    y_train.view(),
+                                    x.ncols(),
+                                )?
+                            }
+                            None => regression.fit_predict(
+                                x.select(Axis(0), &s.train).view(),
+                                y_train.view(),
+                                x.select(Axis(0), &s.test).view(),
+                            )?,
+                        };
                         Ok(pearson_columns(
                             pred.view(),
                             y.select(Axis(0), &s.test).view(),

@@ -284,3 +284,43 @@ fn moderate_size_timing() {
         );
     }
 }
+
+/// A bin in which no site responds (all responses equal, as before the response latency) has no
+/// score; the other bins are scored as usual.
+#[test]
+fn a_bin_without_responses_has_no_score_and_is_no_error() {
+    let (f, mut a) = planted();
+    a.data.index_axis_mut(Axis(2), 0).fill(0.0);
+    for regression in [
+        Regression::Pls { components: 8 },
+        Regression::Ridge {
+            alphas: vec![1.0, 100.0],
+        },
+    ] {
+        let report = score(&f, &a, &cfg(regression)).unwrap();
+        for region in ["V4", "IT"] {
+            let s = &report.scores["good"][region];
+            assert!(s[0].is_none(), "{region}: {s:?}");
+            assert!(
+                s[1].unwrap() > 0.85 && s[2].unwrap() > 0.85,
+                "{region}: {s:?}"
+            );
+        }
+    }
+}
+
+/// Features that do not vary over the stimuli at some step leave that bin unscored.
+#[test]
+fn constant_features_leave_their_bin_unscored() {
+    let (mut f, a) = planted();
+    f.areas[0].data.index_axis_mut(Axis(2), 1).fill(0.25);
+    let report = score(&f, &a, &cfg(Regression::Pls { components: 8 })).unwrap();
+    for region in ["V4", "IT"] {
+        let s = &report.scores["good"][region];
+        assert!(s[1].is_none(), "{region}: {s:?}");
+        assert!(
+            s[0].unwrap() > 0.85 && s[2].unwrap() > 0.85,
+            "{region}: {s:?}"
+        );
+    }
+}

@@ -88,6 +88,13 @@ enum BenchCmd {
     Ops(bench_ops::OpsArgs),
     /// Forward and training images/s and peak memory of whole models unrolled in time.
     Unroll(bench_unroll::UnrollArgs),
+    /// Seconds for the whole neural-fitting protocol (PLS, every bin and split) on synthetic data
+    /// (default 2,560 stimuli × 10,000 features × 256 neuroids × 20 bins × 10 splits). Flags:
+    /// `cargo xtask bench fit --help`.
+    Fit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -104,6 +111,9 @@ fn main() -> Result<()> {
         Cmd::Bench {
             what: BenchCmd::Unroll(args),
         } => bench_unroll::run(&args),
+        Cmd::Bench {
+            what: BenchCmd::Fit { args },
+        } => neurofit_bin("bench-fit", &args),
         Cmd::Doctor { install } => doctor::run(install),
         Cmd::Test { args } => test(&args),
         Cmd::Train(cmd) => train::train(&cmd),

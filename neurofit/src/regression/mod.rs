@@ -2,6 +2,7 @@
 //! columns of `Y`): PLS (Brain-Score's default) and ridge with its penalty chosen by generalised
 //! cross-validation.
 
+pub mod kernel_pls;
 pub mod pls;
 pub mod ridge;
 
@@ -61,6 +62,33 @@ impl Regression {
                 pls::fit(x_train, y_train, *components)?.predict(x_test)
             }
             Regression::Ridge { alphas } => ridge::fit(x_train, y_train, alphas)?.predict(x_test),
+        }
+    }
+
+    /// Whether fits on `train` samples of `features` features are cheaper from a Gram matrix of the
+    /// samples ([`Regression::fit_predict_gram`]) than from the features: PLS with more features
+    /// than training samples (a neural fit's usual shape).
+    pub fn prefers_gram(&self, train: usize, features: usize) -> bool {
+        matches!(self, Regression::Pls { .. }) && features > train
+    }
+
+    /// As [`Regression::fit_predict`], from the training-centred Grams of one split
+    /// ([`kernel_pls::split_kernels`]): `k` `[train, train]`, `k_test` `[test, train]`, with
+    /// `features` the width of the `X` behind them. The same predictions to rounding.
+    pub fn fit_predict_gram(
+        &self,
+        k: ArrayView2<'_, f64>,
+        k_test: ArrayView2<'_, f64>,
+        y_train: ArrayView2<'_, f64>,
+        features: usize,
+    ) -> Result<Array2<f64>> {
+        match self {
+            Regression::Pls { components } => {
+                kernel_pls::fit_predict(k, k_test, y_train, features, *components)
+            }
+            Regression::Ridge { .. } => Err(NeurofitError::Regression(
+                "ridge is fitted from features, not from a Gram matrix".into(),
+            )),
         }
     }
 }

@@ -37,18 +37,7 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, components: usize) ->
             format!("{n} rows, one per sample of X"),
         ));
     }
-    if n < 2 || p == 0 || t == 0 {
-        return Err(NeurofitError::Regression(format!(
-            "PLS needs at least 2 samples, 1 feature and 1 target; got {n} × {p} features, {t} targets"
-        )));
-    }
-    if components == 0 {
-        return Err(NeurofitError::Config {
-            field: "regression.components",
-            reason: "must be at least 1".into(),
-        });
-    }
-    let k_max = components.min(p).min(n - 1);
+    let k_max = components_to_fit(n, p, t, components)?;
     let x_mean = x
         .mean_axis(Axis(0))
         .ok_or_else(|| NeurofitError::Regression("empty X".into()))?;
@@ -97,9 +86,7 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, components: usize) ->
     }
     let k = w_cols.len();
     if k == 0 {
-        return Err(NeurofitError::Regression(
-            "PLS found no component: the centred targets are all zero".into(),
-        ));
+        return Err(no_component());
     }
     let w = stack_columns(&w_cols, p);
     let pl = stack_columns(&p_cols, p);
@@ -127,6 +114,35 @@ impl PlsModel {
         }
         Ok((&x - &self.x_mean).dot(&self.coef) + &self.y_mean)
     }
+}
+
+/// The error of a fit that found no component at all.
+pub(crate) fn no_component() -> NeurofitError {
+    NeurofitError::Regression(
+        "PLS found no component: the centred targets or the centred features are all zero".into(),
+    )
+}
+
+/// How many components a fit of `n` samples × `features` → `targets` extracts when `components`
+/// are asked for (at most `min(n − 1, features)`), or an error for sizes PLS cannot fit.
+pub(crate) fn components_to_fit(
+    n: usize,
+    features: usize,
+    targets: usize,
+    components: usize,
+) -> Result<usize> {
+    if n < 2 || features == 0 || targets == 0 {
+        return Err(NeurofitError::Regression(format!(
+            "PLS needs at least 2 samples, 1 feature and 1 target; got {n} × {features} features, {targets} targets"
+        )));
+    }
+    if components == 0 {
+        return Err(NeurofitError::Config {
+            field: "regression.components",
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(components.min(features).min(n - 1))
 }
 
 /// scikit-learn's `_get_first_singular_vectors_power_method` (mode A, normalised y weights), run on
@@ -188,7 +204,7 @@ fn deflate(m: &mut Array2<f64>, scores: &Array1<f64>, loadings: &Array1<f64>) {
     *m -= &outer;
 }
 
-fn stack_columns(cols: &[Array1<f64>], rows: usize) -> Array2<f64> {
+pub(crate) fn stack_columns(cols: &[Array1<f64>], rows: usize) -> Array2<f64> {
     let mut m = Array2::zeros((rows, cols.len()));
     for (j, c) in cols.iter().enumerate() {
         m.column_mut(j).assign(c);

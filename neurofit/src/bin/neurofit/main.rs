@@ -2,6 +2,8 @@
 //! activations as a Brain-Score netCDF-4 assembly (`export-activations`). `cargo xtask neurofit`
 //! and `cargo xtask export-activations` run this binary after checking the system packages it links.
 
+mod bench_fit;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ndarray::{Array3, Array4, Axis};
@@ -33,6 +35,8 @@ enum Cmd {
     Score(ScoreArgs),
     /// Writes a model's activations over time as a Brain-Score netCDF-4 assembly.
     ExportActivations(ExportArgs),
+    /// Times the fitting protocol (every bin and split) on synthetic data of a chosen size.
+    BenchFit(bench_fit::BenchFitArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -256,7 +260,10 @@ struct Output<'a> {
     base: Option<&'a Report>,
     /// Object solution times of the model's last area against the reference (in-silico only).
     behaviour: Option<Behaviour>,
-    /// What a perfect model scores: the generator's own rates (in-silico only), region → per bin.
+    /// What a perfect model scores under the same protocol (in-silico only): the generator's
+    /// noise-free rates used as the features.
+    perfect: Option<&'a Report>,
+    /// The recordings scored against.
     recordings: String,
 }
 
@@ -454,6 +461,28 @@ fn score(a: &ScoreArgs) -> Result<()> {
         None => None,
     };
 
+    // The yardstick: the generator's own noise-free rates as features, fitted and scored exactly
+    // like the model (step k ↔ the bin starting at 10·k ms), so r²/ceiling near 1 is the best any
+    // model can do on this set.
+    let perfect_report = match &insilico {
+        Some(rec) => {
+            let f = ModelFeatures {
+                model: "generator's noise-free rates".into(),
+                stimulus_id: rec.stimulus_id.clone(),
+                areas: vec![neurofit::AreaFeatures {
+                    area: "true_rates".into(),
+                    data: rec.true_rates.clone(),
+                }],
+            };
+            let cfg = FitConfig {
+                time_map: StepToBin::OneToOne { first_bin_ms: 0.0 },
+                ..fit.clone()
+            };
+            Some(neurofit::score(&f, &assembly, &cfg)?)
+        }
+        None => None,
+    };
+
     report.write(&out.join("report.json"))?;
     if let Some(b) = &base_report {
         b.write(&out.join("base_report.json"))?;
@@ -463,6 +492,7 @@ fn score(a: &ScoreArgs) -> Result<()> {
         model: &report,
         base: base_report.as_ref(),
         behaviour,
+        perfect: perfect_report.as_ref(),
         recordings: recordings_path.display().to_string(),
     };
     let json = serde_json::to_string_pretty(&output)?;
@@ -470,7 +500,12 @@ fn score(a: &ScoreArgs) -> Result<()> {
     if a.json {
         println!("{json}");
     } else {
-        print_summary(&report, base_report.as_ref(), &output.behaviour);
+        print_summary(
+            &report,
+            base_report.as_ref(),
+            perfect_report.as_ref(),
+            &output.behaviour,
+        );
         println!(
             "wrote {}/neurofit.json, report.json and predictivity_*.svg",
             out.display()
@@ -493,9 +528,17 @@ fn median_over_bins(v: &[Option<f64>]) -> Option<f64> {
     Some(x[x.len() / 2])
 }
 
-fn print_summary(r: &Report, base: Option<&Report>, behaviour: &Option<Behaviour>) {
+fn print_summary(
+    r: &Report,
+    base: Option<&Report>,
+    perfect: Option<&Report>,
+    behaviour: &Option<Behaviour>,
+) {
     println!("median over time bins of the median noise-corrected score (r²/ceiling):");
-    for (label, rep) in std::iter::once(("model", r)).chain(base.map(|b| ("base", b))) {
+    let rows = std::iter::once(("model", r))
+        .chain(base.map(|b| ("base", b)))
+        .chain(perfect.map(|p| ("perfect", p)));
+    for (label, rep) in rows {
         for (track, regions) in &rep.scores {
             let cells: Vec<String> = regions
                 .iter()
@@ -506,7 +549,7 @@ fn print_summary(r: &Report, base: Option<&Report>, behaviour: &Option<Behaviour
                     )
                 })
                 .collect();
-            println!("  {label:<5} {track:<10} {}", cells.join("  "));
+            println!("  {label:<7} {track:<10} {}", cells.join("  "));
         }
     }
     if let Some(b) = behaviour {
@@ -620,5 +663,6 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Score(a) => score(&a),
         Cmd::ExportActivations(a) => export(&a),
+        Cmd::BenchFit(a) => bench_fit::run(&a),
     }
 }
