@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ndarray::{Array2, Array3, Axis};
+use ndarray::{Array2, Array3, ArrayView2, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -278,9 +278,7 @@ fn fit_track(
             let y_all = avg.index_axis(Axis(2), m.bin);
             // Features that do not vary over the stimuli (a generator's rates before their
             // latency, a dead unit set) predict nothing: r is undefined, not an error.
-            if x.axis_iter(Axis(1))
-                .all(|col| col.iter().all(|&v| v == col[0]))
-            {
+            if unvarying(x.view()) {
                 return Ok(vec![f64::NAN; y_all.ncols()]);
             }
             let most_train = splits.iter().map(|s| s.train.len()).max().unwrap_or(0);
@@ -299,10 +297,7 @@ fn fit_track(
                         let y_train = y.select(Axis(0), &s.train);
                         // Responses that do not vary over the training stimuli (a bin before any
                         // site responds) have nothing to fit: r is undefined, not an error.
-                        if y_train
-                            .axis_iter(Axis(1))
-                            .all(|col| col.iter().all(|&v| v == col[0]))
-                        {
+                        if unvarying(y_train.view()) {
                             return Ok(vec![f64::NAN; y.ncols()]);
                         }
                         let pred = match &gram {
@@ -341,6 +336,16 @@ fn fit_track(
             Ok(r)
         })
         .collect()
+}
+
+/// Whether every row of `m` equals the first (no column varies over the samples); compared row
+/// by row, so the scan stays contiguous.
+fn unvarying(m: ArrayView2<'_, f64>) -> bool {
+    let mut rows = m.rows().into_iter();
+    match rows.next() {
+        Some(first) => rows.all(|r| r == first),
+        None => true,
+    }
 }
 
 /// Row of `features` for each recorded stimulus, or an error listing the ones it lacks.

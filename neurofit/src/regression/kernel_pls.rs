@@ -24,7 +24,7 @@ use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use super::pinv;
-use super::pls::{components_to_fit, no_component, stack_columns};
+use super::pls::{components_to_fit, deflate, no_component, stack_columns};
 use crate::error::{NeurofitError, Result};
 
 /// scikit-learn's defaults for the inner power iteration (as in [`super::pls`]).
@@ -197,8 +197,8 @@ pub fn fit_predict(
                 m[[i, j]] += -b[i] * y_load[j] - y_load[i] * b[j] + tkt * y_load[i] * y_load[j];
             }
         }
-        rank_one_sub(&mut yk, &t, &y_load);
-        rank_one_sub(&mut ky, &kt, &y_load);
+        deflate(&mut yk, &t, &y_load);
+        deflate(&mut ky, &kt, &y_load);
         a_cols.push(a);
         t_cols.push(t);
         kt_cols.push(kt);
@@ -251,12 +251,6 @@ fn power_iteration(m: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>) -> Option<Arr
         prev = Some((std::mem::replace(&mut u, y_w), c_norm));
     }
     Some(u)
-}
-
-fn rank_one_sub(m: &mut Array2<f64>, left: &Array1<f64>, right: &Array1<f64>) {
-    for (mut row, &l) in m.outer_iter_mut().zip(left) {
-        row.scaled_add(-l, right);
-    }
 }
 
 #[cfg(test)]

@@ -196,12 +196,11 @@ fn flip_sign(u: &mut Array1<f64>, v: &mut Array1<f64>) {
     }
 }
 
-fn deflate(m: &mut Array2<f64>, scores: &Array1<f64>, loadings: &Array1<f64>) {
-    let outer = scores
-        .view()
-        .insert_axis(Axis(1))
-        .dot(&loadings.view().insert_axis(Axis(0)));
-    *m -= &outer;
+/// `m −= scores ⊗ loadings`, row by row in place (no outer-product temporary).
+pub(crate) fn deflate(m: &mut Array2<f64>, scores: &Array1<f64>, loadings: &Array1<f64>) {
+    for (mut row, &s) in m.outer_iter_mut().zip(scores) {
+        row.scaled_add(-s, loadings);
+    }
 }
 
 pub(crate) fn stack_columns(cols: &[Array1<f64>], rows: usize) -> Array2<f64> {
