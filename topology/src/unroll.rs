@@ -97,6 +97,41 @@ impl Unrolled {
     }
 }
 
+/// One area's output at one step inside the unroll: computed at batch 1 when `uniform` (the same
+/// for every example), with its copy widened to the batch made at most once, on first need.
+#[derive(Clone)]
+struct StepOut {
+    x: Tensor,
+    uniform: bool,
+    wide: std::rc::Rc<std::cell::OnceCell<Tensor>>,
+}
+
+impl StepOut {
+    fn new(x: Tensor, uniform: bool) -> StepOut {
+        StepOut {
+            x,
+            uniform,
+            wide: Default::default(),
+        }
+    }
+
+    fn uniform(x: Tensor) -> StepOut {
+        StepOut::new(x, true)
+    }
+
+    /// The output at the full batch `n`.
+    fn full(&self, n: usize) -> Result<Tensor> {
+        if !self.uniform {
+            return Ok(self.x.clone());
+        }
+        if let Some(w) = self.wide.get() {
+            return Ok(w.clone());
+        }
+        let w = self.x.repeat_batch(n)?;
+        Ok(self.wide.get_or_init(|| w).clone())
+    }
+}
+
 impl Model {
     /// The shortest delay from each area's output to the readout, in steps.
     fn delays_to_readout(&self, mode: TimingMode) -> Vec<usize> {
@@ -174,11 +209,14 @@ impl Model {
         // zeros, biases and the blank frame, the same for every example. Such work runs once, at
         // batch 1, and is repeated to the batch only where it meets image-driven work (and for
         // what the unroll returns). Exact: the per-example arithmetic is unchanged.
-        let zeros_out: Vec<Tensor> = self
+        let zeros_out: Vec<StepOut> = self
             .shapes
             .areas
             .iter()
-            .map(|s| Tensor::zeros([1, s.output[0], s.output[1], s.output[2]], device))
+            .map(|s| {
+                Tensor::zeros([1, s.output[0], s.output[1], s.output[2]], device)
+                    .map(StepOut::uniform)
+            })
             .collect::<Result<_>>()?;
         let mut states = Vec::with_capacity(l);
         for (a, s) in self.areas.iter().zip(&self.shapes.areas) {
@@ -186,66 +224,67 @@ impl Model {
             states.push(a.cell.zero_state(&x)?);
         }
         let mut state_uniform = vec![true; l];
-        // The frame of step `t` and whether it is the same for every example (the blank).
+        // The frame of step `t`; the blank is the same for every example.
         let blank = match frames {
             Frames::Image { image, blank, .. } => {
                 let d = image.dims();
-                Some(Tensor::full(*blank, [1, d[1], d[2], d[3]], device)?)
+                Some(StepOut::uniform(Tensor::full(
+                    *blank,
+                    [1, d[1], d[2], d[3]],
+                    device,
+                )?))
             }
             Frames::Sequence(_) => None,
         };
-        let frame = |t: usize| -> (Tensor, bool) {
+        let frame = |t: usize| -> StepOut {
             match (frames, &blank) {
-                (Frames::Sequence(v), _) => (v[t].clone(), false),
+                (Frames::Sequence(v), _) => StepOut::new(v[t].clone(), false),
                 (Frames::Image { image, .. }, Some(b)) => {
                     if frames.is_blank(t, self.spec.image_off) {
-                        (b.clone(), true)
+                        b.clone()
                     } else {
-                        (image.clone(), false)
+                        StepOut::new(image.clone(), false)
                     }
                 }
                 _ => unreachable!("image frames always have a blank"),
             }
         };
-        let widen = |x: &Tensor| x.repeat_batch(n);
 
-        // `(output, batch-uniform)` of every area at every step.
-        let mut outs: Vec<Vec<Option<(Tensor, bool)>>> = vec![vec![None; steps]; l];
-        let mut logits: Vec<Option<(Tensor, bool)>> = vec![None; steps];
+        let mut outs: Vec<Vec<Option<StepOut>>> = vec![vec![None; steps]; l];
+        let mut logits: Vec<Option<StepOut>> = vec![None; steps];
         for t in 0..steps {
             for i in 0..l {
                 if !is_needed(i, t) {
                     continue;
                 }
                 // Output of area `j` as read by area `i` at step `t`.
-                let read = |j: usize, outs: &Vec<Vec<Option<(Tensor, bool)>>>| -> (Tensor, bool) {
+                let read = |j: usize| -> StepOut {
                     let same_step = opts.mode == TimingMode::FullSweep && j < i;
                     let at = if same_step { Some(t) } else { t.checked_sub(1) };
                     at.and_then(|s| outs[j][s].clone())
-                        .unwrap_or_else(|| (zeros_out[j].clone(), true))
+                        .unwrap_or_else(|| zeros_out[j].clone())
                 };
-                let mut ff = if i == 0 { frame(t) } else { read(i - 1, &outs) };
-                let mut extra: Vec<(Tensor, bool)> = self.areas[i]
-                    .sources
-                    .iter()
-                    .map(|&j| read(j, &outs))
-                    .collect();
-                let uniform = state_uniform[i] && ff.1 && extra.iter().all(|e| e.1);
-                if !uniform {
-                    for (x, u) in std::iter::once(&mut ff).chain(extra.iter_mut()) {
-                        if *u {
-                            *x = widen(x)?;
-                        }
-                    }
+                let ff = if i == 0 { frame(t) } else { read(i - 1) };
+                let extra: Vec<StepOut> = self.areas[i].sources.iter().map(|&j| read(j)).collect();
+                let uniform = state_uniform[i] && ff.uniform && extra.iter().all(|e| e.uniform);
+                let (ff, extra) = if uniform {
+                    (ff.x.clone(), extra.iter().map(|e| e.x.clone()).collect())
+                } else {
                     if state_uniform[i] {
-                        states[i] = states[i].try_map(&mut |s| widen(s))?;
+                        states[i] = states[i].try_map(&mut |s| s.repeat_batch(n))?;
                         state_uniform[i] = false;
                     }
-                }
-                let extra: Vec<Tensor> = extra.into_iter().map(|e| e.0).collect();
-                let (y, next) = self.area_step(i, &ff.0, &extra, &states[i])?;
+                    (
+                        ff.full(n)?,
+                        extra
+                            .iter()
+                            .map(|e| e.full(n))
+                            .collect::<Result<Vec<_>>>()?,
+                    )
+                };
+                let (y, next) = self.area_step(i, &ff, &extra, &states[i])?;
                 states[i] = next;
-                outs[i][t] = Some((y, uniform));
+                outs[i][t] = Some(StepOut::new(y, uniform));
             }
             let readout_needed = match opts.needed {
                 Needed::Everything | Needed::AllLogits => true,
@@ -256,14 +295,11 @@ impl Model {
                     TimingMode::FullSweep => outs[l - 1][t].clone(),
                     TimingMode::Biological => t.checked_sub(1).and_then(|s| outs[l - 1][s].clone()),
                 }
-                .unwrap_or_else(|| (zeros_out[l - 1].clone(), true));
-                logits[t] = Some((self.readout_step(&last.0)?, last.1));
+                .unwrap_or_else(|| zeros_out[l - 1].clone());
+                logits[t] = Some(StepOut::new(self.readout_step(&last.x)?, last.uniform));
             }
         }
-        let full = |v: Option<(Tensor, bool)>| -> Result<Option<Tensor>> {
-            v.map(|(x, u)| if u { widen(&x) } else { Ok(x) })
-                .transpose()
-        };
+        let full = |v: Option<StepOut>| v.map(|o| o.full(n)).transpose();
         let outputs = outs
             .into_iter()
             .map(|area| area.into_iter().map(full).collect::<Result<Vec<_>>>())
