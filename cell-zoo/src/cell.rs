@@ -30,6 +30,20 @@ pub struct CellDims {
     pub u_hw: (usize, usize),
 }
 
+/// The part of a step's work that reads only the step's inputs (`x`, `u`, feedback), never the
+/// state. An unroll that hands a cell the very same input tensors at consecutive steps (a static
+/// image, the blank, zeros before the image arrives) computes it once and reuses it: the outputs
+/// are bit-identical, and the gradients flowing into it are summed before its backward instead of
+/// after.
+#[derive(Clone, Default)]
+pub enum Drive {
+    /// Nothing split out: [`Cell::step_driven`] does all the work.
+    #[default]
+    Inline,
+    /// The general RGC's input paths.
+    Rgc(Box<crate::rgc::RgcDrive>),
+}
+
 /// A recurrent cell with a typed state.
 pub trait Cell {
     type State: StateTensors;
@@ -37,6 +51,20 @@ pub trait Cell {
     fn zero_state(&self, x: &Tensor) -> Result<Self::State>;
     /// One step: the output and the next state.
     fn step(&self, input: &CellInput<'_>, state: &Self::State) -> Result<(Tensor, Self::State)>;
+    /// The input-only work of a step (see [`Drive`]); cells that split none out return
+    /// [`Drive::Inline`].
+    fn drive(&self, _input: &CellInput<'_>) -> Result<Drive> {
+        Ok(Drive::Inline)
+    }
+    /// [`Cell::step`] given the [`Cell::drive`] of the same inputs.
+    fn step_driven(
+        &self,
+        input: &CellInput<'_>,
+        _drive: &Drive,
+        state: &Self::State,
+    ) -> Result<(Tensor, Self::State)> {
+        self.step(input, state)
+    }
 }
 
 /// States of an LSTM (and any two-state cell).
@@ -107,9 +135,27 @@ macro_rules! any_cell {
             }
 
             pub fn step(&self, input: &CellInput<'_>, state: &AnyState) -> Result<(Tensor, AnyState)> {
+                self.step_driven(input, &Drive::Inline, state)
+            }
+
+            /// See [`Cell::drive`].
+            pub fn drive(&self, input: &CellInput<'_>) -> Result<Drive> {
+                match self { $( AnyCell::$variant(c) => c.drive(input), )* }
+            }
+
+            /// See [`Cell::step_driven`]; [`Drive::Inline`] makes it [`AnyCell::step`].
+            pub fn step_driven(
+                &self,
+                input: &CellInput<'_>,
+                drive: &Drive,
+                state: &AnyState,
+            ) -> Result<(Tensor, AnyState)> {
                 match (self, state) {
                     $( (AnyCell::$variant(c), AnyState::$variant(s)) => {
-                        let (y, s) = c.step(input, s)?;
+                        let (y, s) = match drive {
+                            Drive::Inline => c.step(input, s)?,
+                            d => c.step_driven(input, d, s)?,
+                        };
                         Ok((y, AnyState::$variant(s)))
                     } )*
                     #[allow(unreachable_patterns)]
@@ -121,6 +167,14 @@ macro_rules! any_cell {
             }
         }
     };
+}
+
+impl AnyCell {
+    /// Whether the cell keeps no state, so that its output is a function of the step's inputs
+    /// alone.
+    pub fn is_stateless(&self) -> bool {
+        matches!(self, AnyCell::Identity(_))
+    }
 }
 
 any_cell! {

@@ -11,7 +11,7 @@ pub mod layers;
 pub mod rgc;
 pub mod spec;
 
-pub use cell::{AnyCell, AnyState, Cell, CellDims, CellInput, PairState, StateTensors};
+pub use cell::{AnyCell, AnyState, Cell, CellDims, CellInput, Drive, PairState, StateTensors};
 pub use layers::{activate, BuildCtx, Conv, ConvInit, LayerNorm, TemporalConv};
 pub use rgc::RgcCell;
 pub use spec::{

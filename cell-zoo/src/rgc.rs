@@ -13,7 +13,7 @@
 //! size differs. Residual-to-gate switches add a conv of `R`-resized `u` inside a gate. Without a
 //! cell state (gate size 0) `h' = out_act(G_τ(W_hh*h)∘h + o)`.
 
-use crate::cell::{Cell, CellDims, CellInput, PairState};
+use crate::cell::{Cell, CellDims, CellInput, Drive, PairState};
 use crate::layers::{activate, BuildCtx, Conv, ConvInit, LayerNorm, TemporalConv};
 use crate::spec::{
     Activation, ConvKnob, FeedbackEntry, GateNonlinearity, GateSpec, GeneralRgcSpec, RgcSpec,
@@ -401,6 +401,37 @@ impl Cell for RgcCell {
     }
 
     fn step(&self, input: &CellInput<'_>, s: &PairState) -> Result<(Tensor, PairState)> {
+        self.step_with(&self.input_paths(input)?, s)
+    }
+
+    fn drive(&self, input: &CellInput<'_>) -> Result<Drive> {
+        Ok(Drive::Rgc(Box::new(self.input_paths(input)?)))
+    }
+
+    fn step_driven(
+        &self,
+        input: &CellInput<'_>,
+        drive: &Drive,
+        s: &PairState,
+    ) -> Result<(Tensor, PairState)> {
+        match drive {
+            Drive::Rgc(d) => self.step_with(d, s),
+            Drive::Inline => self.step(input, s),
+        }
+    }
+}
+
+/// What an RGC step computes from its inputs alone: the cell drive `a_c`, the output drive `o`
+/// (before `W_co*c`) and the residual terms of the four gates.
+#[derive(Clone)]
+pub struct RgcDrive {
+    a: Option<Tensor>,
+    o: Tensor,
+    res_gates: [Option<Tensor>; 4],
+}
+
+impl RgcCell {
+    fn input_paths(&self, input: &CellInput<'_>) -> Result<RgcDrive> {
         let fb = match (&self.feedback, input.feedback) {
             (Some(conv), Some(f)) => {
                 Some(activate(&conv.forward(f)?, self.spec.feedback_activation)?)
@@ -412,10 +443,8 @@ impl Cell for RgcCell {
         if entry == FeedbackEntry::Input {
             x = add_opt(x, fb.clone())?;
         }
-        let c_next = match &self.cell {
+        let a = match &self.cell {
             Some(cp) => {
-                let tau = cp.tau.apply(&s.c, self.residual_gate(0, input.u)?)?;
-                let gate = cp.gate.apply(&s.h, self.residual_gate(1, input.u)?)?;
                 let mut a = match &cp.input {
                     Some(conv) => conv.forward(&x)?,
                     None => x.clone(),
@@ -426,11 +455,7 @@ impl Cell for RgcCell {
                 if entry == FeedbackEntry::Cell {
                     a = add_opt(a, fb.clone())?;
                 }
-                let mut c = tau.mul_add_mul(&s.c, &gate, &a)?;
-                if let Some((ln, _)) = &self.norms {
-                    c = ln.forward(&c)?;
-                }
-                Some(activate(&c, self.spec.cell_activation)?)
+                Some(a)
             }
             None => None,
         };
@@ -444,13 +469,34 @@ impl Cell for RgcCell {
         if entry == FeedbackEntry::Out {
             o = add_opt(o, fb)?;
         }
+        let mut res_gates: [Option<Tensor>; 4] = Default::default();
+        for (i, g) in res_gates.iter_mut().enumerate() {
+            *g = self.residual_gate(i, input.u)?;
+        }
+        Ok(RgcDrive { a, o, res_gates })
+    }
+
+    fn step_with(&self, d: &RgcDrive, s: &PairState) -> Result<(Tensor, PairState)> {
+        let c_next = match (&self.cell, &d.a) {
+            (Some(cp), Some(a)) => {
+                let tau = cp.tau.apply(&s.c, d.res_gates[0].clone())?;
+                let gate = cp.gate.apply(&s.h, d.res_gates[1].clone())?;
+                let mut c = tau.mul_add_mul(&s.c, &gate, a)?;
+                if let Some((ln, _)) = &self.norms {
+                    c = ln.forward(&c)?;
+                }
+                Some(activate(&c, self.spec.cell_activation)?)
+            }
+            _ => None,
+        };
+        let mut o = d.o.clone();
         if let Some(conv) = &self.cell_to_out {
             o = o.add(&conv.forward(&s.c)?)?;
         }
-        let tau = self.tau_h.apply(&s.h, self.residual_gate(2, input.u)?)?;
+        let tau = self.tau_h.apply(&s.h, d.res_gates[2].clone())?;
         let mut h = match &self.gate_h {
             Some(g) => {
-                let gate = g.apply(&s.c, self.residual_gate(3, input.u)?)?;
+                let gate = g.apply(&s.c, d.res_gates[3].clone())?;
                 tau.mul_add_mul(&s.h, &gate, &o)?
             }
             None => tau.mul(&s.h)?.add(&o)?,
@@ -472,5 +518,16 @@ impl Cell for Box<RgcCell> {
     }
     fn step(&self, input: &CellInput<'_>, s: &PairState) -> Result<(Tensor, PairState)> {
         (**self).step(input, s)
+    }
+    fn drive(&self, input: &CellInput<'_>) -> Result<Drive> {
+        (**self).drive(input)
+    }
+    fn step_driven(
+        &self,
+        input: &CellInput<'_>,
+        drive: &Drive,
+        s: &PairState,
+    ) -> Result<(Tensor, PairState)> {
+        (**self).step_driven(input, drive, s)
     }
 }

@@ -4,7 +4,7 @@
 use crate::shapes::{self, ModelShapes};
 use crate::spec::{ModelSpec, ReadoutKind, SpecError};
 use cell_zoo::{
-    activate, Activation, AnyCell, AnyState, BuildCtx, CellDims, CellInput, Conv, ConvInit,
+    activate, Activation, AnyCell, AnyState, BuildCtx, CellDims, CellInput, Conv, ConvInit, Drive,
 };
 use tensor::ops::{Conv2dOpts, Padding, Pool2dOpts};
 use tensor::{Device, ParamStore, Result, Rng, Tensor};
@@ -23,6 +23,14 @@ pub enum BuildError {
 pub(crate) struct ResidualTail {
     pub conv: Conv,
     pub projection: Option<Conv>,
+}
+
+/// What an area computes from a step's inputs alone (see [`Model::area_drive`]).
+#[derive(Clone)]
+pub(crate) struct AreaDrive {
+    x: Tensor,
+    feedback: Option<Tensor>,
+    cell: Drive,
 }
 
 /// One built area.
@@ -230,6 +238,13 @@ impl Model {
         extra: &[Tensor],
         state: &AnyState,
     ) -> Result<(Tensor, AnyState)> {
+        let d = self.area_drive(i, ff, extra)?;
+        self.area_finish(i, ff, &d, state)
+    }
+
+    /// The part of area `i`'s step that reads only its inputs: harbor, conv and the cell's
+    /// [`cell_zoo::Drive`].
+    pub(crate) fn area_drive(&self, i: usize, ff: &Tensor, extra: &[Tensor]) -> Result<AreaDrive> {
         let a = &self.areas[i];
         let (conv_in, feedback) = if extra.is_empty() {
             (ff.clone(), None)
@@ -249,12 +264,30 @@ impl Model {
             (Tensor::cat(&refs, 1)?, None)
         };
         let x = activate(&a.conv.forward(&conv_in)?, a.activation)?;
-        let (mut y, next) = a.cell.step(
+        let cell = a.cell.drive(&CellInput {
+            x: &x,
+            u: ff,
+            feedback: feedback.as_ref(),
+        })?;
+        Ok(AreaDrive { x, feedback, cell })
+    }
+
+    /// The rest of area `i`'s step: the cell's recurrent part, the residual tail and pooling.
+    pub(crate) fn area_finish(
+        &self,
+        i: usize,
+        ff: &Tensor,
+        d: &AreaDrive,
+        state: &AnyState,
+    ) -> Result<(Tensor, AnyState)> {
+        let a = &self.areas[i];
+        let (mut y, next) = a.cell.step_driven(
             &CellInput {
-                x: &x,
+                x: &d.x,
                 u: ff,
-                feedback: feedback.as_ref(),
+                feedback: d.feedback.as_ref(),
             },
+            &d.cell,
             state,
         )?;
         if let Some(r) = &a.residual {

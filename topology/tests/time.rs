@@ -328,12 +328,37 @@ fn assert_close(a: &[f32], b: &[f32], what: &str) {
     }
 }
 
-/// Work before the image reaches an area runs at batch 1 (it is the same for every example). A
-/// frame sequence is never treated that way, so the same schedule given as a sequence is the
-/// plain loop: outputs, logits and gradients must agree.
+/// Work before the image reaches an area runs at batch 1 (it is the same for every example), and
+/// an area that reads the same tensors as at its previous step reuses its input-only work (its
+/// whole output when stateless). A frame sequence gets neither, so the same schedule given as a
+/// sequence is the plain loop: outputs, logits and gradients must agree.
 #[test]
-fn batch_uniform_work_gives_the_plain_loops_outputs_and_gradients() {
+fn batch_uniform_and_repeated_work_give_the_plain_loops_outputs_and_gradients() {
     let model = Model::new(&tiny(feedback()), tensor::Device::Cpu, 5).unwrap();
+    assert_schedule_matches_plain_loop(&model);
+}
+
+/// The same with RGC cells: the hand-designed one (its output gate reads a conv of the bypassed
+/// input) and a general one with conv3's feedback entering its cell state and every residual
+/// path on.
+#[test]
+fn rgc_input_paths_reused_across_steps_match_the_plain_loop() {
+    let mut spec = tiny(feedback());
+    spec.areas[2].cell = CellSpec::Rgc(Default::default());
+    let mut g = GeneralRgcSpec::median();
+    g.feedback_entry = cell_zoo::FeedbackEntry::Cell;
+    g.cell_residual = true;
+    g.residual_to_cell_tau = true;
+    g.residual_to_cell_gate = true;
+    g.residual_to_out_tau = true;
+    g.residual_to_out_gate = true;
+    g.cell_to_out = true;
+    spec.areas[1].cell = CellSpec::GeneralRgc(Box::new(g));
+    let model = Model::new(&spec, tensor::Device::Cpu, 8).unwrap();
+    assert_schedule_matches_plain_loop(&model);
+}
+
+fn assert_schedule_matches_plain_loop(model: &Model) {
     let img = rand_tensor(&mut Rng::new(10), [3, 2, 8, 8]);
     let blank = Tensor::full(DEFAULT_BLANK, [3, 2, 8, 8], tensor::Device::Cpu).unwrap();
     let mut frames = vec![img.clone(); 3];
@@ -365,6 +390,17 @@ fn batch_uniform_work_gives_the_plain_loops_outputs_and_gradients() {
                     _ => panic!("{needed:?}: area {i} step {t} computed in one unroll only"),
                 }
             }
+        }
+        // conv1 keeps no state and reads the same image at steps 0–2: computed once on the
+        // schedule, three times in the plain loop.
+        if needed == Needed::Everything {
+            let id = |u: &Unrolled, t: usize| u.outputs[0][t].as_ref().unwrap().id();
+            assert_eq!(id(&fast, 0), id(&fast, 2), "conv1 reused on the schedule");
+            assert_ne!(
+                id(&plain, 0),
+                id(&plain, 1),
+                "the plain loop recomputes conv1"
+            );
         }
         let loss = |u: &Unrolled| {
             let mut total: Option<Tensor> = None;
