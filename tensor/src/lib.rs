@@ -35,4 +35,4 @@ pub use layout::Layout;
 pub use param::ParamStore;
 pub use rng::Rng;
 pub use shape::Shape;
-pub use tensor::{Tensor, TensorId};
+pub use tensor::{StorageStamp, Tensor, TensorId};

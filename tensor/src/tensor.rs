@@ -18,12 +18,42 @@ impl TensorId {
     }
 }
 
+/// A storage shared by tensor handles, with a count of the writes it has seen: caches of data
+/// derived from it (oneDNN's reordered weights) are valid for one count.
+pub(crate) struct SharedStorage {
+    data: RwLock<Storage>,
+    writes: AtomicU64,
+}
+
+/// Which data a tensor holds, for caches keyed by it: the storage (held weakly, so that its
+/// address is not reused while a cache entry lives) and its write count when stamped.
+#[derive(Clone)]
+pub struct StorageStamp {
+    pub(crate) owner: std::sync::Weak<SharedStorage>,
+    pub(crate) writes: u64,
+}
+
+impl StorageStamp {
+    /// Whether `self` and `other` name the same storage in the same state.
+    pub(crate) fn same_data(&self, other: &StorageStamp) -> bool {
+        self.writes == other.writes && std::sync::Weak::ptr_eq(&self.owner, &other.owner)
+    }
+    /// Whether the storage still exists.
+    pub(crate) fn alive(&self) -> bool {
+        self.owner.strong_count() > 0
+    }
+    /// The storage's address: a key that stays unique while the stamp lives.
+    pub(crate) fn key(&self) -> usize {
+        self.owner.as_ptr() as *const () as usize
+    }
+}
+
 pub(crate) struct Inner {
     id: TensorId,
     shape: Shape,
     layout: Layout,
     device: Device,
-    storage: Arc<RwLock<Storage>>,
+    storage: Arc<SharedStorage>,
     pub(crate) node: Option<Node>,
     variable: bool,
 }
@@ -61,7 +91,10 @@ impl Tensor {
             shape,
             layout,
             device,
-            storage: Arc::new(RwLock::new(storage)),
+            storage: Arc::new(SharedStorage {
+                data: RwLock::new(storage),
+                writes: AtomicU64::new(0),
+            }),
             node,
             variable,
         }))
@@ -207,10 +240,32 @@ impl Tensor {
 
     pub fn storage(&self) -> RwLockReadGuard<'_, Storage> {
         // A poisoned lock means a kernel panicked mid-write; the data is still well-formed f32s.
-        self.0.storage.read().unwrap_or_else(|e| e.into_inner())
+        self.0
+            .storage
+            .data
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
     pub fn storage_mut(&self) -> RwLockWriteGuard<'_, Storage> {
-        self.0.storage.write().unwrap_or_else(|e| e.into_inner())
+        let guard = self
+            .0
+            .storage
+            .data
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        // Counted under the lock, so a stamp taken while holding a read guard names exactly the
+        // data that guard sees.
+        self.0.storage.writes.fetch_add(1, Ordering::AcqRel);
+        guard
+    }
+
+    /// The identity of this tensor's data as it is now (see [`StorageStamp`]). Take it while
+    /// holding [`Tensor::storage`]'s guard when the data read under that guard is cached under it.
+    pub fn storage_stamp(&self) -> StorageStamp {
+        StorageStamp {
+            owner: Arc::downgrade(&self.0.storage),
+            writes: self.0.storage.writes.load(Ordering::Acquire),
+        }
     }
 
     /// Runs `f` on the host data (in this tensor's layout). Errors for non-CPU tensors.

@@ -29,7 +29,7 @@
 use super::conv::ConvGeom;
 use crate::layout::{Layout, BLOCK};
 use crate::storage::CpuBuf;
-use crate::{Error, Result};
+use crate::{Error, Result, StorageStamp};
 use libloading::Library;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
@@ -307,6 +307,22 @@ struct Bound {
     tmp: Option<(Vec<Line>, *const MemDesc)>,
 }
 
+/// A weight tensor reordered into the layout of one primitive.
+struct CachedWeights {
+    stamp: StorageStamp,
+    /// Keeps alive the primitive whose weight descriptor `md` points into.
+    _entry: Arc<ConvEntry>,
+    md: *const MemDesc,
+    buf: Arc<Vec<Line>>,
+}
+
+/// The weights argument of one call: a memory object over the caller's data or a reordered
+/// copy, kept alive until the call returns.
+struct BoundWeights {
+    mem: Mem,
+    _cached: Option<Arc<Vec<Line>>>,
+}
+
 /// Which primitive of a convolution an argument belongs to (part of a reorder's cache key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Stage {
@@ -350,6 +366,10 @@ pub struct OneDnn {
     attr: Handle,
     streams: Mutex<Vec<usize>>,
     convs: Mutex<HashMap<ConvKey, Arc<ConvEntry>>>,
+    /// Weights in a primitive's chosen layout, keyed by (storage, stage): an unroll convolves
+    /// with the same weights at every step, so they are reordered once per optimiser update
+    /// instead of once per call.
+    weights: Mutex<HashMap<(usize, Stage), CachedWeights>>,
     version: (i32, i32, i32),
     path: String,
     _lib: Library,
@@ -536,6 +556,7 @@ fn load_from(path: &str) -> std::result::Result<OneDnn, String> {
         attr,
         streams: Mutex::new(Vec::new()),
         convs: Mutex::new(HashMap::new()),
+        weights: Mutex::new(HashMap::new()),
         version,
         path,
         _lib: lib,
@@ -902,6 +923,72 @@ impl OneDnn {
         })
     }
 
+    /// The plain weights `w` as the weights argument `chosen` of `stage`. With a `stamp`, a
+    /// reordered copy is cached and reused while the storage is unchanged (entries of dropped
+    /// storages are purged when a new one is added).
+    fn bind_weights(
+        &self,
+        entry: &Arc<ConvEntry>,
+        stage: Stage,
+        chosen: *const MemDesc,
+        user: &MemDesc,
+        w: &[f32],
+        stamp: Option<&StorageStamp>,
+    ) -> Result<BoundWeights> {
+        // SAFETY: both descriptors are live.
+        if unsafe { (self.api.md_equal)(chosen, user) } != 0 {
+            return Ok(BoundWeights {
+                mem: self.memory(chosen, w.as_ptr() as *mut c_void)?,
+                _cached: None,
+            });
+        }
+        let over = |buf: Arc<Vec<Line>>| -> Result<BoundWeights> {
+            Ok(BoundWeights {
+                mem: self.memory(chosen, buf.as_ptr() as *mut c_void)?,
+                _cached: Some(buf),
+            })
+        };
+        if let Some(st) = stamp {
+            let map = self.weights.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = map.get(&(st.key(), stage)) {
+                // SAFETY: `c.md` lives as long as `c._entry`; `chosen` is live.
+                if c.stamp.same_data(st) && unsafe { (self.api.md_equal)(chosen, c.md) } != 0 {
+                    let buf = c.buf.clone();
+                    drop(map);
+                    return over(buf);
+                }
+            }
+        }
+        // SAFETY: chosen is live.
+        let mut tmp = aligned_buffer(unsafe { (self.api.md_get_size)(chosen) });
+        let mem = self.memory(chosen, tmp.as_mut_ptr() as *mut c_void)?;
+        let src = self.memory(user, w.as_ptr() as *mut c_void)?;
+        let key = ReorderKey {
+            stage,
+            query: k::Q_WEIGHTS,
+            user: Layout::Plain,
+            into_onednn: true,
+        };
+        let r = self.reorder(entry, key, user, chosen)?;
+        self.execute(&r, &[(k::ARG_SRC, &src), (k::ARG_DST, &mem)])?;
+        drop(mem);
+        let buf = Arc::new(tmp);
+        if let Some(st) = stamp {
+            let mut map = self.weights.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, c| c.stamp.alive());
+            map.insert(
+                (st.key(), stage),
+                CachedWeights {
+                    stamp: st.clone(),
+                    _entry: entry.clone(),
+                    md: chosen,
+                    buf: buf.clone(),
+                },
+            );
+        }
+        over(buf)
+    }
+
     /// Memory for output argument `chosen`: `out` itself when the layouts agree, else a temporary
     /// that [`Self::finish_output`] reorders into `out`.
     fn bind_output(
@@ -957,6 +1044,7 @@ impl OneDnn {
         x: &[f32],
         x_layout: Layout,
         w: &[f32],
+        w_stamp: Option<&StorageStamp>,
         bias: Option<&[f32]>,
         out_layout: Layout,
     ) -> Result<CpuBuf> {
@@ -978,15 +1066,7 @@ impl OneDnn {
             x_layout,
             x,
         )?;
-        let ws = self.bind_input(
-            &e,
-            st,
-            k::Q_WEIGHTS,
-            e.fwd.md(api, k::Q_WEIGHTS),
-            &w_md,
-            Layout::Plain,
-            w,
-        )?;
+        let ws = self.bind_weights(&e, st, e.fwd.md(api, k::Q_WEIGHTS), &w_md, w, w_stamp)?;
         let bs = match bias {
             Some(b) => Some(self.memory(&*b_md, b.as_ptr() as *mut c_void)?),
             None => None,
@@ -1014,6 +1094,7 @@ impl OneDnn {
         dy: &[f32],
         dy_layout: Layout,
         w: &[f32],
+        w_stamp: Option<&StorageStamp>,
         dx_layout: Layout,
     ) -> Result<CpuBuf> {
         let threads = conv_threads(g);
@@ -1040,15 +1121,7 @@ impl OneDnn {
             dy_layout,
             dy,
         )?;
-        let ws = self.bind_input(
-            &e,
-            st,
-            k::Q_WEIGHTS,
-            p.md(api, k::Q_WEIGHTS),
-            &w_md,
-            Layout::Plain,
-            w,
-        )?;
+        let ws = self.bind_weights(&e, st, p.md(api, k::Q_WEIGHTS), &w_md, w, w_stamp)?;
         let mut dx = CpuBuf::zeros(g.in_len());
         let dxs = self.bind_output(p.md(api, k::Q_DIFF_SRC), &dx_md, &mut dx)?;
         self.execute(

@@ -380,7 +380,8 @@ fn forward(
             let (xs, ws) = (x.storage(), w.storage());
             let bs = bias.map(|b| b.storage());
             let (xd, wd, bd) = (host(&xs)?, host(&ws)?, host_opt(bs.as_deref())?);
-            let buf = d.conv_forward(g, xd, x.layout(), wd, bd, out_layout)?;
+            let stamp = w.storage_stamp();
+            let buf = d.conv_forward(g, xd, x.layout(), wd, Some(&stamp), bd, out_layout)?;
             Ok(cpu_tensor(buf, shape, out_layout, x))
         }
         Path::Rust if x.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
@@ -417,7 +418,9 @@ fn backward_data(
         Path::OneDnn(d) => {
             let (ds, ws) = (dy.storage(), w.storage());
             let (dd, wd) = (host(&ds)?, host(&ws)?);
-            let buf = d.conv_backward_data(g, has_bias, dd, dy.layout(), wd, x_layout)?;
+            let stamp = w.storage_stamp();
+            let buf =
+                d.conv_backward_data(g, has_bias, dd, dy.layout(), wd, Some(&stamp), x_layout)?;
             Ok(cpu_tensor(buf, shape, x_layout, dy))
         }
         Path::Rust if dy.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {

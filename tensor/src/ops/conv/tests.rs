@@ -589,3 +589,51 @@ fn gradients_of_special_shapes() {
         }
     }
 }
+
+/// oneDNN's reordered weights are cached per storage and write count: weights updated in place
+/// (as an optimiser does) must be used as updated, forward and in the input gradient, and a
+/// fresh tensor must never be served another's cached copy.
+#[test]
+fn weights_updated_in_place_are_not_served_from_the_cache() {
+    let Ok(_) = onednn::get() else {
+        eprintln!("skipping: oneDNN is not available");
+        return;
+    };
+    let c = case([2, 16, 12, 12], 32, (3, 3), Conv2dOpts::default(), true);
+    let mut rng = Rng::new(12);
+    let (x, w, b) = inputs(&mut rng, &c);
+    let (x, w) = (x.into_variable(), w.into_variable());
+    let r = rand_tensor(&mut rng, [2, 32, 12, 12]);
+    let run = |w: &Tensor, be| {
+        let y = x.conv2d_on(w, b.as_ref(), &c.opts, be).unwrap();
+        let grads = y.backward_with_grad(&r).unwrap();
+        [
+            y.to_vec().unwrap(),
+            grads.get(&x).unwrap().to_vec().unwrap(),
+        ]
+    };
+    for round in 0..3 {
+        // Twice per state: the second call is served from the cache.
+        for _ in 0..2 {
+            let (want, got) = (
+                run(&w, CpuConvBackend::Rust),
+                run(&w, CpuConvBackend::OneDnn),
+            );
+            assert_close(&got[0], &want[0], 2e-4, &format!("round {round}: output"));
+            assert_close(
+                &got[1],
+                &want[1],
+                2e-4,
+                &format!("round {round}: input gradient"),
+            );
+        }
+        w.update_cpu(|d| d.iter_mut().for_each(|v| *v = 0.1 - 0.7 * *v))
+            .unwrap();
+        let other = rand_tensor(&mut rng, w.shape().clone());
+        let (want, got) = (
+            run(&other, CpuConvBackend::Rust),
+            run(&other, CpuConvBackend::OneDnn),
+        );
+        assert_close(&got[0], &want[0], 2e-4, "another weight tensor");
+    }
+}
