@@ -235,6 +235,70 @@ fn aligned_buffer(bytes: usize) -> Vec<Line> {
     Vec::with_capacity(bytes.div_ceil(64).max(1))
 }
 
+/// Temporaries (scratchpads, buffers in oneDNN's layouts) recycled between calls. A fresh
+/// multi-megabyte buffer costs a page fault per 4 KiB on first touch, taken inside oneDNN's
+/// kernels: the weight-gradient scratchpad of a 512×512 3×3 conv alone is tens of megabytes.
+#[derive(Default)]
+struct BufferPool {
+    free: Mutex<PoolLists>,
+}
+
+#[derive(Default)]
+struct PoolLists {
+    /// Free buffers by length in lines.
+    by_len: HashMap<usize, Vec<Vec<Line>>>,
+    bytes: usize,
+}
+
+/// At most this many bytes wait in the pool; at most this many buffers of one length.
+const POOL_MAX_BYTES: usize = 512 << 20;
+const POOL_MAX_PER_LEN: usize = 4;
+
+impl BufferPool {
+    /// Room for `bytes` bytes (contents unspecified: only oneDNN writes and reads it).
+    fn take(&self, bytes: usize) -> Pooled<'_> {
+        let lines = bytes.div_ceil(64).max(1);
+        let mut f = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let reused = f.by_len.get_mut(&lines).and_then(Vec::pop);
+        if reused.is_some() {
+            f.bytes -= lines * 64;
+        }
+        drop(f);
+        Pooled {
+            buf: reused.unwrap_or_else(|| aligned_buffer(bytes)),
+            pool: self,
+        }
+    }
+}
+
+/// A pooled buffer, returned to its pool on drop.
+struct Pooled<'a> {
+    buf: Vec<Line>,
+    pool: &'a BufferPool,
+}
+
+impl Pooled<'_> {
+    fn ptr(&mut self) -> *mut c_void {
+        self.buf.as_mut_ptr() as *mut c_void
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        let lines = buf.capacity();
+        let mut f = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+        if f.bytes + lines * 64 > POOL_MAX_BYTES {
+            return;
+        }
+        let list = f.by_len.entry(lines).or_default();
+        if list.len() < POOL_MAX_PER_LEN {
+            list.push(buf);
+            f.bytes += lines * 64;
+        }
+    }
+}
+
 /// A primitive with its descriptor. The handles are owned and destroyed with it.
 struct Prim {
     pd: Handle,
@@ -302,9 +366,9 @@ impl Drop for Mem {
 
 /// An argument as oneDNN wants it: a memory object, and the buffer behind it when that buffer is
 /// a temporary in oneDNN's preferred layout.
-struct Bound {
+struct Bound<'a> {
     mem: Mem,
-    tmp: Option<(Vec<Line>, *const MemDesc)>,
+    tmp: Option<(Pooled<'a>, *const MemDesc)>,
 }
 
 /// A weight tensor reordered into the layout of one primitive.
@@ -370,6 +434,7 @@ pub struct OneDnn {
     /// with the same weights at every step, so they are reordered once per optimiser update
     /// instead of once per call.
     weights: Mutex<HashMap<(usize, Stage), CachedWeights>>,
+    pool: BufferPool,
     version: (i32, i32, i32),
     path: String,
     _lib: Library,
@@ -557,6 +622,7 @@ fn load_from(path: &str) -> std::result::Result<OneDnn, String> {
         streams: Mutex::new(Vec::new()),
         convs: Mutex::new(HashMap::new()),
         weights: Mutex::new(HashMap::new()),
+        pool: BufferPool::default(),
         version,
         path,
         _lib: lib,
@@ -824,7 +890,7 @@ impl OneDnn {
 
     /// Runs a primitive with its own scratchpad and waits for it.
     fn execute(&self, p: &Prim, args: &[(c_int, &Mem)]) -> Result<()> {
-        let mut scratch = aligned_buffer(p.scratch_bytes);
+        let mut scratch = self.pool.take(p.scratch_bytes);
         let mut exec: Vec<ExecArg> = args
             .iter()
             .map(|(a, m)| ExecArg {
@@ -835,7 +901,7 @@ impl OneDnn {
         let scratch_mem;
         if p.scratch_bytes > 0 {
             let md = p.md(&self.api, k::Q_SCRATCHPAD);
-            scratch_mem = self.memory(md, scratch.as_mut_ptr() as *mut c_void)?;
+            scratch_mem = self.memory(md, scratch.ptr())?;
             exec.push(ExecArg {
                 arg: k::ARG_SCRATCHPAD,
                 memory: scratch_mem.handle,
@@ -896,7 +962,7 @@ impl OneDnn {
         user: &MemDesc,
         user_layout: Layout,
         data: &[f32],
-    ) -> Result<Bound> {
+    ) -> Result<Bound<'_>> {
         let ptr = data.as_ptr() as *mut c_void;
         // SAFETY: both descriptors are live.
         if unsafe { (self.api.md_equal)(chosen, user) } != 0 {
@@ -906,8 +972,8 @@ impl OneDnn {
             });
         }
         // SAFETY: chosen is live.
-        let mut tmp = aligned_buffer(unsafe { (self.api.md_get_size)(chosen) });
-        let mem = self.memory(chosen, tmp.as_mut_ptr() as *mut c_void)?;
+        let mut tmp = self.pool.take(unsafe { (self.api.md_get_size)(chosen) });
+        let mem = self.memory(chosen, tmp.ptr())?;
         let src = self.memory(user, ptr)?;
         let key = ReorderKey {
             stage,
@@ -996,7 +1062,7 @@ impl OneDnn {
         chosen: *const MemDesc,
         user: &MemDesc,
         out: &mut [f32],
-    ) -> Result<Bound> {
+    ) -> Result<Bound<'_>> {
         // SAFETY: both descriptors are live.
         if unsafe { (self.api.md_equal)(chosen, user) } != 0 {
             return Ok(Bound {
@@ -1005,8 +1071,8 @@ impl OneDnn {
             });
         }
         // SAFETY: chosen is live.
-        let mut tmp = aligned_buffer(unsafe { (self.api.md_get_size)(chosen) });
-        let mem = self.memory(chosen, tmp.as_mut_ptr() as *mut c_void)?;
+        let mut tmp = self.pool.take(unsafe { (self.api.md_get_size)(chosen) });
+        let mem = self.memory(chosen, tmp.ptr())?;
         Ok(Bound {
             mem,
             tmp: Some((tmp, chosen)),
