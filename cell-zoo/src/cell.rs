@@ -56,6 +56,13 @@ pub trait Cell {
     fn drive(&self, _input: &CellInput<'_>) -> Result<Drive> {
         Ok(Drive::Inline)
     }
+    /// Whether [`Cell::step`] accepts a batch-1 state with a wider input, the state standing for
+    /// every example (it is the same for all of them before the image arrives). Such a cell runs
+    /// its state convs once at the first image-driven step; the others get the state repeated to
+    /// the batch first.
+    fn reads_batch_one_state(&self) -> bool {
+        false
+    }
     /// [`Cell::step`] given the [`Cell::drive`] of the same inputs.
     fn step_driven(
         &self,
@@ -136,6 +143,11 @@ macro_rules! any_cell {
 
             pub fn step(&self, input: &CellInput<'_>, state: &AnyState) -> Result<(Tensor, AnyState)> {
                 self.step_driven(input, &Drive::Inline, state)
+            }
+
+            /// See [`Cell::reads_batch_one_state`].
+            pub fn reads_batch_one_state(&self) -> bool {
+                match self { $( AnyCell::$variant(c) => c.reads_batch_one_state(), )* }
             }
 
             /// See [`Cell::drive`].

@@ -93,10 +93,12 @@ impl Gate {
         })
     }
 
+    /// The gate at the batch of `state`, or at `extra`'s when that is wider (a batch-1 state is
+    /// the same for every example, see [`Cell::reads_batch_one_state`]).
     fn apply(&self, state: &Tensor, extra: Option<Tensor>) -> Result<Tensor> {
         let mut z = self.conv.forward(state)?;
         if let Some(e) = extra {
-            z = z.add(&e)?;
+            z = widen(z, e.dims()[0])?.add(&e)?;
         }
         let f = match self.spec.nonlinearity {
             GateNonlinearity::Sigmoid => Squash::Sigmoid,
@@ -377,6 +379,15 @@ impl RgcCell {
     }
 }
 
+/// `t` repeated to batch `n` when it is a batch-1 tensor and `n` is larger.
+fn widen(t: Tensor, n: usize) -> Result<Tensor> {
+    if t.dims()[0] < n {
+        t.repeat_batch(n)
+    } else {
+        Ok(t)
+    }
+}
+
 fn add_opt(a: Tensor, b: Option<Tensor>) -> Result<Tensor> {
     match b {
         Some(b) => a.add(&b),
@@ -406,6 +417,10 @@ impl Cell for RgcCell {
 
     fn drive(&self, input: &CellInput<'_>) -> Result<Drive> {
         Ok(Drive::Rgc(Box::new(self.input_paths(input)?)))
+    }
+
+    fn reads_batch_one_state(&self) -> bool {
+        true
     }
 
     fn step_driven(
@@ -476,12 +491,16 @@ impl RgcCell {
         Ok(RgcDrive { a, o, res_gates })
     }
 
+    /// One step from the drive. The state may be at batch 1 while the drive has the whole
+    /// batch (the first step with the image): the state's convs then run once and their results
+    /// are repeated to the batch where they meet the drive.
     fn step_with(&self, d: &RgcDrive, s: &PairState) -> Result<(Tensor, PairState)> {
+        let n = d.o.dims()[0];
         let c_next = match (&self.cell, &d.a) {
             (Some(cp), Some(a)) => {
-                let tau = cp.tau.apply(&s.c, d.res_gates[0].clone())?;
-                let gate = cp.gate.apply(&s.h, d.res_gates[1].clone())?;
-                let mut c = tau.mul_add_mul(&s.c, &gate, a)?;
+                let tau = widen(cp.tau.apply(&s.c, d.res_gates[0].clone())?, n)?;
+                let gate = widen(cp.gate.apply(&s.h, d.res_gates[1].clone())?, n)?;
+                let mut c = tau.mul_add_mul(&widen(s.c.clone(), n)?, &gate, a)?;
                 if let Some((ln, _)) = &self.norms {
                     c = ln.forward(&c)?;
                 }
@@ -491,15 +510,16 @@ impl RgcCell {
         };
         let mut o = d.o.clone();
         if let Some(conv) = &self.cell_to_out {
-            o = o.add(&conv.forward(&s.c)?)?;
+            o = o.add(&widen(conv.forward(&s.c)?, n)?)?;
         }
-        let tau = self.tau_h.apply(&s.h, d.res_gates[2].clone())?;
+        let tau = widen(self.tau_h.apply(&s.h, d.res_gates[2].clone())?, n)?;
+        let s_h = widen(s.h.clone(), n)?;
         let mut h = match &self.gate_h {
             Some(g) => {
-                let gate = g.apply(&s.c, d.res_gates[3].clone())?;
-                tau.mul_add_mul(&s.h, &gate, &o)?
+                let gate = widen(g.apply(&s.c, d.res_gates[3].clone())?, n)?;
+                tau.mul_add_mul(&s_h, &gate, &o)?
             }
-            None => tau.mul(&s.h)?.add(&o)?,
+            None => tau.mul(&s_h)?.add(&o)?,
         };
         if let Some((_, ln)) = &self.norms {
             h = ln.forward(&h)?;
@@ -521,6 +541,9 @@ impl Cell for Box<RgcCell> {
     }
     fn drive(&self, input: &CellInput<'_>) -> Result<Drive> {
         (**self).drive(input)
+    }
+    fn reads_batch_one_state(&self) -> bool {
+        (**self).reads_batch_one_state()
     }
     fn step_driven(
         &self,

@@ -309,7 +309,9 @@ impl Model {
                     (ff.x.clone(), extra.iter().map(|e| e.x.clone()).collect())
                 } else {
                     if state_uniform[i] {
-                        states[i] = states[i].try_map(&mut |s| s.repeat_batch(n))?;
+                        if !self.areas[i].cell.reads_batch_one_state() {
+                            states[i] = states[i].try_map(&mut |s| s.repeat_batch(n))?;
+                        }
                         state_uniform[i] = false;
                     }
                     (
