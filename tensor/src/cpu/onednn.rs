@@ -299,6 +299,26 @@ impl Drop for Pooled<'_> {
     }
 }
 
+/// An output that oneDNN writes completely: allocated without zero-filling (a pass over the
+/// whole buffer, and its page faults, for nothing); its length is set once it has been written.
+struct OutBuf(Vec<f32>, usize);
+
+impl OutBuf {
+    fn new(n: usize) -> Self {
+        OutBuf(Vec::with_capacity(n), n)
+    }
+    fn ptr(&mut self) -> *mut c_void {
+        self.0.as_mut_ptr() as *mut c_void
+    }
+    /// # Safety
+    /// Every one of the `n` elements must have been written (through [`OutBuf::ptr`]).
+    unsafe fn written(mut self) -> CpuBuf {
+        // SAFETY: the caller guarantees the first `n` elements are initialised; capacity ≥ n.
+        unsafe { self.0.set_len(self.1) };
+        CpuBuf::new(std::mem::take(&mut self.0))
+    }
+}
+
 /// A primitive with its descriptor. The handles are owned and destroyed with it.
 struct Prim {
     pd: Handle,
@@ -1061,12 +1081,12 @@ impl OneDnn {
         &self,
         chosen: *const MemDesc,
         user: &MemDesc,
-        out: &mut [f32],
+        out: &mut OutBuf,
     ) -> Result<Bound<'_>> {
         // SAFETY: both descriptors are live.
         if unsafe { (self.api.md_equal)(chosen, user) } != 0 {
             return Ok(Bound {
-                mem: self.memory(chosen, out.as_mut_ptr() as *mut c_void)?,
+                mem: self.memory(chosen, out.ptr())?,
                 tmp: None,
             });
         }
@@ -1087,12 +1107,12 @@ impl OneDnn {
         bound: Bound,
         user: &MemDesc,
         user_layout: Layout,
-        out: &mut [f32],
+        out: &mut OutBuf,
     ) -> Result<()> {
         let Some((_, chosen)) = &bound.tmp else {
             return Ok(());
         };
-        let dst = self.memory(user, out.as_mut_ptr() as *mut c_void)?;
+        let dst = self.memory(user, out.ptr())?;
         let key = ReorderKey {
             stage,
             query,
@@ -1137,7 +1157,7 @@ impl OneDnn {
             Some(b) => Some(self.memory(&*b_md, b.as_ptr() as *mut c_void)?),
             None => None,
         };
-        let mut out = CpuBuf::zeros(g.out_len());
+        let mut out = OutBuf::new(g.out_len());
         let ys = self.bind_output(e.fwd.md(api, k::Q_DST), &y_md, &mut out)?;
         let mut args = vec![
             (k::ARG_SRC, &xs.mem),
@@ -1149,7 +1169,8 @@ impl OneDnn {
         }
         self.execute(&e.fwd, &args)?;
         self.finish_output(&e, st, k::Q_DST, ys, &y_md, out_layout, &mut out)?;
-        Ok(out)
+        // SAFETY: the convolution (or the reorder after it) wrote every element of `out`.
+        Ok(unsafe { out.written() })
     }
 
     /// Gradient of the input, returned in `dx_layout`; `dy` is in `dy_layout`.
@@ -1188,7 +1209,7 @@ impl OneDnn {
             dy,
         )?;
         let ws = self.bind_weights(&e, st, p.md(api, k::Q_WEIGHTS), &w_md, w, w_stamp)?;
-        let mut dx = CpuBuf::zeros(g.in_len());
+        let mut dx = OutBuf::new(g.in_len());
         let dxs = self.bind_output(p.md(api, k::Q_DIFF_SRC), &dx_md, &mut dx)?;
         self.execute(
             p,
@@ -1199,7 +1220,8 @@ impl OneDnn {
             ],
         )?;
         self.finish_output(&e, st, k::Q_DIFF_SRC, dxs, &dx_md, dx_layout, &mut dx)?;
-        Ok(dx)
+        // SAFETY: the backward-data primitive (or the reorder after it) wrote every element.
+        Ok(unsafe { dx.written() })
     }
 
     /// Gradients of the weights (plain `[O, C/g, kh, kw]`) and, for a convolution with bias, of
@@ -1213,6 +1235,13 @@ impl OneDnn {
         dy: &[f32],
         dy_layout: Layout,
     ) -> Result<(CpuBuf, Option<CpuBuf>)> {
+        if g.n == 0 {
+            // Nothing to sum over; oneDNN may not touch the outputs at all.
+            return Ok((
+                CpuBuf::zeros(g.weight_len()),
+                has_bias.then(|| CpuBuf::zeros(g.o)),
+            ));
+        }
         let threads = conv_threads(g);
         self.set_threads(threads);
         let e = self.entry(g, has_bias, threads)?;
@@ -1239,11 +1268,11 @@ impl OneDnn {
             dy_layout,
             dy,
         )?;
-        let mut dw = CpuBuf::zeros(g.weight_len());
+        let mut dw = OutBuf::new(g.weight_len());
         let dws = self.bind_output(p.md(api, k::Q_DIFF_WEIGHTS), &w_md, &mut dw)?;
-        let mut db = has_bias.then(|| CpuBuf::zeros(g.o));
+        let mut db = has_bias.then(|| OutBuf::new(g.o));
         let dbm = match &mut db {
-            Some(b) => Some(self.memory(&*b_md, b.as_mut_ptr() as *mut c_void)?),
+            Some(b) => Some(self.memory(&*b_md, b.ptr())?),
             None => None,
         };
         let mut args = vec![
@@ -1264,7 +1293,9 @@ impl OneDnn {
             Layout::Plain,
             &mut dw,
         )?;
-        Ok((dw, db))
+        // SAFETY: the primitive (or the reorder after it) wrote every element of both (an empty
+        // batch returned zeros above).
+        Ok(unsafe { (dw.written(), db.map(|b| b.written())) })
     }
 
     /// Whether oneDNN's forward convolution reads and writes [`Layout::Blocked16`] as is (no
