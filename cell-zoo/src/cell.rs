@@ -74,6 +74,32 @@ pub trait Cell {
     }
 }
 
+/// A boxed cell is a cell (`AnyCell` boxes the general RGC, which carries many optional paths, to
+/// stay small).
+impl<C: Cell> Cell for Box<C> {
+    type State = C::State;
+    fn zero_state(&self, x: &Tensor) -> Result<Self::State> {
+        (**self).zero_state(x)
+    }
+    fn step(&self, input: &CellInput<'_>, state: &Self::State) -> Result<(Tensor, Self::State)> {
+        (**self).step(input, state)
+    }
+    fn drive(&self, input: &CellInput<'_>) -> Result<Drive> {
+        (**self).drive(input)
+    }
+    fn reads_batch_one_state(&self) -> bool {
+        (**self).reads_batch_one_state()
+    }
+    fn step_driven(
+        &self,
+        input: &CellInput<'_>,
+        drive: &Drive,
+        state: &Self::State,
+    ) -> Result<(Tensor, Self::State)> {
+        (**self).step_driven(input, drive, state)
+    }
+}
+
 /// States of an LSTM (and any two-state cell).
 #[derive(Clone, Debug)]
 pub struct PairState {
@@ -155,7 +181,7 @@ macro_rules! any_cell {
                 match self { $( AnyCell::$variant(c) => c.drive(input), )* }
             }
 
-            /// See [`Cell::step_driven`]; [`Drive::Inline`] makes it [`AnyCell::step`].
+            /// See [`Cell::step_driven`]; with [`Drive::Inline`] it is [`AnyCell::step`].
             pub fn step_driven(
                 &self,
                 input: &CellInput<'_>,
@@ -164,10 +190,7 @@ macro_rules! any_cell {
             ) -> Result<(Tensor, AnyState)> {
                 match (self, state) {
                     $( (AnyCell::$variant(c), AnyState::$variant(s)) => {
-                        let (y, s) = match drive {
-                            Drive::Inline => c.step(input, s)?,
-                            d => c.step_driven(input, d, s)?,
-                        };
+                        let (y, s) = c.step_driven(input, drive, s)?;
                         Ok((y, AnyState::$variant(s)))
                     } )*
                     #[allow(unreachable_patterns)]

@@ -529,28 +529,3 @@ impl RgcCell {
         Ok((h.clone(), PairState { c, h }))
     }
 }
-
-/// Boxed so that `AnyCell` stays small (the general RGC carries many optional paths).
-impl Cell for Box<RgcCell> {
-    type State = PairState;
-    fn zero_state(&self, x: &Tensor) -> Result<PairState> {
-        (**self).zero_state(x)
-    }
-    fn step(&self, input: &CellInput<'_>, s: &PairState) -> Result<(Tensor, PairState)> {
-        (**self).step(input, s)
-    }
-    fn drive(&self, input: &CellInput<'_>) -> Result<Drive> {
-        (**self).drive(input)
-    }
-    fn reads_batch_one_state(&self) -> bool {
-        (**self).reads_batch_one_state()
-    }
-    fn step_driven(
-        &self,
-        input: &CellInput<'_>,
-        drive: &Drive,
-        s: &PairState,
-    ) -> Result<(Tensor, PairState)> {
-        (**self).step_driven(input, drive, s)
-    }
-}
