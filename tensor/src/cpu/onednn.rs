@@ -994,24 +994,37 @@ impl OneDnn {
         // SAFETY: chosen is live.
         let mut tmp = self.pool.take(unsafe { (self.api.md_get_size)(chosen) });
         let mem = self.memory(chosen, tmp.ptr())?;
-        let src = self.memory(user, ptr)?;
         let key = ReorderKey {
             stage,
             query,
             user: user_layout,
             into_onednn: true,
         };
-        let r = self.reorder(entry, key, user, chosen)?;
-        self.execute(&r, &[(k::ARG_SRC, &src), (k::ARG_DST, &mem)])?;
+        self.reorder_into(entry, key, user, data, chosen, &mem)?;
         Ok(Bound {
             mem,
             tmp: Some((tmp, chosen)),
         })
     }
 
-    /// The plain weights `w` as the weights argument `chosen` of `stage`. With a `stamp`, a
-    /// reordered copy is cached and reused while the storage is unchanged (entries of dropped
-    /// storages are purged when a new one is added).
+    /// Reorders `data` (laid out as `user`) into `dst` (laid out as `chosen`).
+    fn reorder_into(
+        &self,
+        entry: &ConvEntry,
+        key: ReorderKey,
+        user: &MemDesc,
+        data: &[f32],
+        chosen: *const MemDesc,
+        dst: &Mem,
+    ) -> Result<()> {
+        let src = self.memory(user, data.as_ptr() as *mut c_void)?;
+        let r = self.reorder(entry, key, user, chosen)?;
+        self.execute(&r, &[(k::ARG_SRC, &src), (k::ARG_DST, dst)])
+    }
+
+    /// The plain weights `w` (whose storage `stamp` names) as the weights argument `chosen` of
+    /// `stage`. The reordered copy is cached and reused while the storage is unchanged (entries
+    /// of dropped storages are purged when a new one is added).
     fn bind_weights(
         &self,
         entry: &Arc<ConvEntry>,
@@ -1019,7 +1032,7 @@ impl OneDnn {
         chosen: *const MemDesc,
         user: &MemDesc,
         w: &[f32],
-        stamp: Option<&StorageStamp>,
+        stamp: &StorageStamp,
     ) -> Result<BoundWeights> {
         // SAFETY: both descriptors are live.
         if unsafe { (self.api.md_equal)(chosen, user) } != 0 {
@@ -1034,44 +1047,40 @@ impl OneDnn {
                 _cached: Some(buf),
             })
         };
-        if let Some(st) = stamp {
+        let cache_key = (stamp.key(), stage);
+        {
             let map = self.weights.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = map.get(&(st.key(), stage)) {
+            if let Some(c) = map.get(&cache_key) {
                 // SAFETY: `c.md` lives as long as `c._entry`; `chosen` is live.
-                if c.stamp.same_data(st) && unsafe { (self.api.md_equal)(chosen, c.md) } != 0 {
-                    let buf = c.buf.clone();
-                    drop(map);
-                    return over(buf);
+                if c.stamp.same_data(stamp) && unsafe { (self.api.md_equal)(chosen, c.md) } != 0 {
+                    return over(c.buf.clone());
                 }
             }
         }
         // SAFETY: chosen is live.
         let mut tmp = aligned_buffer(unsafe { (self.api.md_get_size)(chosen) });
         let mem = self.memory(chosen, tmp.as_mut_ptr() as *mut c_void)?;
-        let src = self.memory(user, w.as_ptr() as *mut c_void)?;
         let key = ReorderKey {
             stage,
             query: k::Q_WEIGHTS,
             user: Layout::Plain,
             into_onednn: true,
         };
-        let r = self.reorder(entry, key, user, chosen)?;
-        self.execute(&r, &[(k::ARG_SRC, &src), (k::ARG_DST, &mem)])?;
+        self.reorder_into(entry, key, user, w, chosen, &mem)?;
         drop(mem);
         let buf = Arc::new(tmp);
-        if let Some(st) = stamp {
-            let mut map = self.weights.lock().unwrap_or_else(|e| e.into_inner());
-            map.retain(|_, c| c.stamp.alive());
-            map.insert(
-                (st.key(), stage),
-                CachedWeights {
-                    stamp: st.clone(),
-                    _entry: entry.clone(),
-                    md: chosen,
-                    buf: buf.clone(),
-                },
-            );
-        }
+        let mut map = self.weights.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, c| c.stamp.alive());
+        map.insert(
+            cache_key,
+            CachedWeights {
+                stamp: stamp.clone(),
+                _entry: entry.clone(),
+                md: chosen,
+                buf: buf.clone(),
+            },
+        );
+        drop(map);
         over(buf)
     }
 
@@ -1130,7 +1139,7 @@ impl OneDnn {
         x: &[f32],
         x_layout: Layout,
         w: &[f32],
-        w_stamp: Option<&StorageStamp>,
+        w_stamp: &StorageStamp,
         bias: Option<&[f32]>,
         out_layout: Layout,
     ) -> Result<CpuBuf> {
@@ -1181,7 +1190,7 @@ impl OneDnn {
         dy: &[f32],
         dy_layout: Layout,
         w: &[f32],
-        w_stamp: Option<&StorageStamp>,
+        w_stamp: &StorageStamp,
         dx_layout: Layout,
     ) -> Result<CpuBuf> {
         let threads = conv_threads(g);

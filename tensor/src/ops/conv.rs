@@ -381,7 +381,7 @@ fn forward(
             let bs = bias.map(|b| b.storage());
             let (xd, wd, bd) = (host(&xs)?, host(&ws)?, host_opt(bs.as_deref())?);
             let stamp = w.storage_stamp();
-            let buf = d.conv_forward(g, xd, x.layout(), wd, Some(&stamp), bd, out_layout)?;
+            let buf = d.conv_forward(g, xd, x.layout(), wd, &stamp, bd, out_layout)?;
             Ok(cpu_tensor(buf, shape, out_layout, x))
         }
         Path::Rust if x.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
@@ -419,8 +419,7 @@ fn backward_data(
             let (ds, ws) = (dy.storage(), w.storage());
             let (dd, wd) = (host(&ds)?, host(&ws)?);
             let stamp = w.storage_stamp();
-            let buf =
-                d.conv_backward_data(g, has_bias, dd, dy.layout(), wd, Some(&stamp), x_layout)?;
+            let buf = d.conv_backward_data(g, has_bias, dd, dy.layout(), wd, &stamp, x_layout)?;
             Ok(cpu_tensor(buf, shape, x_layout, dy))
         }
         Path::Rust if dy.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
