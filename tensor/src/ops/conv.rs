@@ -15,6 +15,7 @@ use crate::backprop::no_grad;
 use crate::cpu::conv::{self as kernels, ConvGeom};
 use crate::cpu::depthwise;
 use crate::cpu::onednn::{self, OneDnn};
+use crate::cpu::small_map;
 use crate::layout::{Layout, BLOCK};
 use crate::storage::{CpuBuf, Storage};
 use crate::{Error, Result, Shape, Tensor};
@@ -132,16 +133,21 @@ pub fn conv2d_output_size(
 /// Which CPU implementation runs a convolution.
 ///
 /// [`Tensor::conv2d`] reads it from the environment variable `CONVRNN_CPU_CONV` once per process:
-/// `auto` (the default: oneDNN where it loads and is measured faster, else Rust), `rust`
-/// (always the pure-Rust kernels) or `onednn` (always oneDNN; an error naming the library file and
-/// the install command when it cannot be loaded). [`Tensor::conv2d_on`] takes it as an argument,
-/// for tests and benchmarks that compare the two in one process.
+/// `auto` (the default: where oneDNN loads, its sgemm over the whole batch for dense convolutions
+/// on small output maps ([`small_map`]), its direct convolution where that is measured faster,
+/// else Rust), `rust` (always the pure-Rust kernels), `onednn` (always oneDNN's convolution; an
+/// error naming the library file and the install command when it cannot be loaded) or `gemm` (the
+/// batched sgemm for every dense convolution). [`Tensor::conv2d_on`] takes it as an argument, for
+/// tests and benchmarks that compare them in one process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum CpuConvBackend {
     #[default]
     Auto,
     Rust,
     OneDnn,
+    /// im2col over the whole batch and one oneDNN sgemm for every dense convolution (grouped
+    /// ones are placed as under `Auto`); `Auto` uses it for small output maps.
+    Gemm,
 }
 
 impl CpuConvBackend {
@@ -153,6 +159,7 @@ impl CpuConvBackend {
             "" | "auto" => Some(CpuConvBackend::Auto),
             "rust" => Some(CpuConvBackend::Rust),
             "onednn" | "dnnl" => Some(CpuConvBackend::OneDnn),
+            "gemm" => Some(CpuConvBackend::Gemm),
             _ => None,
         }
     }
@@ -165,7 +172,7 @@ impl CpuConvBackend {
                 Err(_) => Ok(CpuConvBackend::Auto),
                 Ok(v) => Self::parse(&v).ok_or_else(|| {
                     format!(
-                        "{} must be `auto`, `rust` or `onednn`, got `{v}`",
+                        "{} must be `auto`, `rust`, `onednn` or `gemm`, got `{v}`",
                         Self::ENV
                     )
                 }),
@@ -188,6 +195,8 @@ enum Stage {
 enum Path {
     Rust,
     OneDnn(&'static OneDnn),
+    /// [`small_map`]: im2col over the whole batch and one oneDNN sgemm.
+    SmallMap(&'static OneDnn),
 }
 
 /// Where `Auto` sends a computation when oneDNN is loaded. Measured with examples/conv_bench.rs
@@ -225,7 +234,10 @@ fn choose(
     match backend {
         CpuConvBackend::Rust => Ok(Path::Rust),
         CpuConvBackend::OneDnn => Ok(Path::OneDnn(onednn::get()?)),
+        CpuConvBackend::Gemm if g.groups == 1 => Ok(Path::SmallMap(onednn::get()?)),
+        CpuConvBackend::Gemm => choose(CpuConvBackend::Auto, g, stage, input, bias),
         CpuConvBackend::Auto => match onednn::get() {
+            Ok(d) if small_map::suits(g) => Ok(Path::SmallMap(d)),
             Ok(d) if auto_prefers_onednn(d, g, stage, input, bias) => Ok(Path::OneDnn(d)),
             _ => Ok(Path::Rust),
         },
@@ -240,7 +252,9 @@ fn with_fallback<T>(
     f: impl Fn(Path) -> Result<T>,
 ) -> Result<T> {
     match (f(path), path, backend) {
-        (Err(Error::OneDnn(_)), Path::OneDnn(_), CpuConvBackend::Auto) => f(Path::Rust),
+        (Err(Error::OneDnn(_)), Path::OneDnn(_) | Path::SmallMap(_), CpuConvBackend::Auto) => {
+            f(Path::Rust)
+        }
         (r, _, _) => r,
     }
 }
@@ -384,6 +398,14 @@ fn forward(
             let buf = d.conv_forward(g, xd, x.layout(), wd, &stamp, bd, out_layout)?;
             Ok(cpu_tensor(buf, shape, out_layout, x))
         }
+        Path::SmallMap(d) => {
+            let out_layout = onednn_out_layout(x.layout(), g.o);
+            let (xs, ws) = (x.storage(), w.storage());
+            let bs = bias.map(|b| b.storage());
+            let (xd, wd, bd) = (host(&xs)?, host(&ws)?, host_opt(bs.as_deref())?);
+            let buf = small_map::forward(d, xd, x.layout(), wd, bd, g, out_layout)?;
+            Ok(cpu_tensor(buf, shape, out_layout, x))
+        }
         Path::Rust if x.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
             let (xs, ws) = (x.storage(), w.storage());
             let bs = bias.map(|b| b.storage());
@@ -420,6 +442,12 @@ fn backward_data(
             let (dd, wd) = (host(&ds)?, host(&ws)?);
             let stamp = w.storage_stamp();
             let buf = d.conv_backward_data(g, has_bias, dd, dy.layout(), wd, &stamp, x_layout)?;
+            Ok(cpu_tensor(buf, shape, x_layout, dy))
+        }
+        Path::SmallMap(d) => {
+            let (ds, ws) = (dy.storage(), w.storage());
+            let (dd, wd) = (host(&ds)?, host(&ws)?);
+            let buf = small_map::backward_data(d, dd, dy.layout(), wd, g, x_layout)?;
             Ok(cpu_tensor(buf, shape, x_layout, dy))
         }
         Path::Rust if dy.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
@@ -473,7 +501,19 @@ fn backward_params(
             let db = if want_b { db.map(to_bias) } else { None };
             Ok((Some(dw), db))
         }
-        Path::OneDnn(_) => Ok((None, if want_b { Some(bias_only(dy)?) } else { None })),
+        Path::SmallMap(d) if want_w => {
+            let (xs, ds) = (x.storage(), dy.storage());
+            let (xd, dd) = (host(&xs)?, host(&ds)?);
+            let (dw, db) =
+                small_map::backward_weights(d, xd, x.layout(), dd, dy.layout(), g, want_b)?;
+            Ok((
+                Some(cpu_tensor(dw, w_shape, Layout::Plain, x)),
+                db.map(to_bias),
+            ))
+        }
+        Path::OneDnn(_) | Path::SmallMap(_) => {
+            Ok((None, if want_b { Some(bias_only(dy)?) } else { None }))
+        }
         Path::Rust => {
             let db = if want_b { Some(bias_only(dy)?) } else { None };
             if !want_w {

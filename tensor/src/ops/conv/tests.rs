@@ -2,11 +2,15 @@ use super::*;
 use crate::testing::{check_grad, rand_tensor};
 use crate::{Device, Rng};
 
-/// The implementations to test: Rust always, oneDNN where the library loads (skipped with a
-/// message elsewhere).
+/// The implementations to test: Rust always, oneDNN's convolution and the batched sgemm where the
+/// library loads (skipped with a message elsewhere).
 fn backends() -> Vec<CpuConvBackend> {
     match onednn::get() {
-        Ok(_) => vec![CpuConvBackend::Rust, CpuConvBackend::OneDnn],
+        Ok(_) => vec![
+            CpuConvBackend::Rust,
+            CpuConvBackend::OneDnn,
+            CpuConvBackend::Gemm,
+        ],
         Err(e) => {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| eprintln!("skipping the oneDNN cases: {e}"));
@@ -58,6 +62,7 @@ fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Case {
     x: [usize; 4],
     o: usize,
@@ -263,7 +268,7 @@ fn partial_gradients() {
 }
 
 #[test]
-fn onednn_and_rust_agree_on_larger_shapes() {
+fn every_backend_agrees_with_rust_on_larger_shapes() {
     let Ok(_) = onednn::get() else {
         eprintln!("skipping: oneDNN is not available");
         return;
@@ -289,6 +294,15 @@ fn onednn_and_rust_agree_on_larger_shapes() {
         case([2, 24, 8, 8], 16, (1, 1), dflt, true),
         case([2, 3, 16, 16], 16, (7, 7), dflt.with_stride(2), true),
         case([1, 32, 16, 16], 32, (3, 3), dflt.with_groups(2), true),
+        // Small maps, where `Auto` runs the batched sgemm: an RGC area at 3×3 and a readout.
+        case([16, 64, 3, 3], 64, (3, 3), dflt, true),
+        case(
+            [4, 32, 2, 2],
+            40,
+            (2, 2),
+            dflt.with_padding(Padding::Valid),
+            true,
+        ),
     ];
     let mut rng = Rng::new(4);
     for c in &cases {
@@ -307,9 +321,15 @@ fn onednn_and_rust_agree_on_larger_shapes() {
             }
             v
         };
-        let (r, d) = (run(CpuConvBackend::Rust), run(CpuConvBackend::OneDnn));
-        for (i, (a, b)) in r.iter().zip(&d).enumerate() {
-            assert_close(b, a, 2e-4, &format!("{:?} result {i}", c.opts));
+        let r = run(CpuConvBackend::Rust);
+        for be in [
+            CpuConvBackend::OneDnn,
+            CpuConvBackend::Gemm,
+            CpuConvBackend::Auto,
+        ] {
+            for (i, (a, b)) in r.iter().zip(&run(be)).enumerate() {
+                assert_close(b, a, 2e-4, &format!("{be:?} {:?} result {i}", c.opts));
+            }
         }
     }
 }
@@ -322,7 +342,7 @@ fn blocked_input_and_output_equal_plain() {
     };
     let dflt = Conv2dOpts::default();
     let mut rng = Rng::new(5);
-    for c in [
+    for (c, be) in [
         case([2, 16, 6, 5], 32, (3, 3), dflt, true),
         case(
             [2, 32, 6, 5],
@@ -333,15 +353,16 @@ fn blocked_input_and_output_equal_plain() {
         ),
         case([2, 16, 7, 7], 16, (7, 7), dflt.with_groups(16), true),
         case([2, 16, 7, 7], 24, (1, 1), dflt, true),
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|c| [(c, CpuConvBackend::OneDnn), (c, CpuConvBackend::Gemm)])
+    {
         let (x, w, b) = inputs(&mut rng, &c);
         let plain = x
             .conv2d_on(&w, b.as_ref(), &c.opts, CpuConvBackend::Rust)
             .unwrap();
         let xb = x.to_layout(Layout::Blocked16).unwrap();
-        let y = xb
-            .conv2d_on(&w, b.as_ref(), &c.opts, CpuConvBackend::OneDnn)
-            .unwrap();
+        let y = xb.conv2d_on(&w, b.as_ref(), &c.opts, be).unwrap();
         let want_layout = if c.o % BLOCK == 0 {
             Layout::Blocked16
         } else {
@@ -352,12 +373,10 @@ fn blocked_input_and_output_equal_plain() {
             &y.to_vec().unwrap(),
             &plain.to_vec().unwrap(),
             1e-4,
-            "blocked",
+            &format!("{be:?} blocked"),
         );
         // A plain input on the oneDNN path gives the same values.
-        let yp = x
-            .conv2d_on(&w, b.as_ref(), &c.opts, CpuConvBackend::OneDnn)
-            .unwrap();
+        let yp = x.conv2d_on(&w, b.as_ref(), &c.opts, be).unwrap();
         assert_close(
             &yp.to_vec().unwrap(),
             &plain.to_vec().unwrap(),
@@ -369,19 +388,14 @@ fn blocked_input_and_output_equal_plain() {
         ins.extend(b);
         let opts = c.opts;
         check_grad(&ins, |t| {
-            let y = t[0].to_layout(Layout::Blocked16)?.conv2d_on(
-                &t[1],
-                t.get(2),
-                &opts,
-                CpuConvBackend::OneDnn,
-            )?;
+            let y = t[0]
+                .to_layout(Layout::Blocked16)?
+                .conv2d_on(&t[1], t.get(2), &opts, be)?;
             y.tanh()
         })
         .unwrap();
         let xv = ins[0].to_layout(Layout::Blocked16).unwrap().into_variable();
-        let y = xv
-            .conv2d_on(&ins[1], ins.get(2), &opts, CpuConvBackend::OneDnn)
-            .unwrap();
+        let y = xv.conv2d_on(&ins[1], ins.get(2), &opts, be).unwrap();
         let grads = y.backward_with_grad(&y.ones_like().unwrap()).unwrap();
         assert_eq!(grads.get(&xv).unwrap().layout(), Layout::Blocked16);
     }
@@ -448,6 +462,7 @@ fn backend_names_parse() {
         Some(CpuConvBackend::OneDnn)
     );
     assert_eq!(CpuConvBackend::parse(" auto "), Some(CpuConvBackend::Auto));
+    assert_eq!(CpuConvBackend::parse("GEMM"), Some(CpuConvBackend::Gemm));
     assert_eq!(CpuConvBackend::parse("cudnn"), None);
 }
 
