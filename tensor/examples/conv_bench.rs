@@ -3,7 +3,7 @@
 //! crate.
 //!
 //! ```text
-//! cargo run --release -p tensor --example conv_bench [dense|dw|gemm|tiny|all] [reps]
+//! cargo run --release -p tensor --example conv_bench [dense|dw|gemm|tiny|rgc|all] [reps]
 //! ```
 //! Each figure is the best of `reps` runs (default 3) after one warm-up run, so a briefly busy
 //! machine affects it little. Threads: rayon's (RAYON_NUM_THREADS); oneDNN uses as many.
@@ -78,6 +78,10 @@ enum Variant {
     Rust,
     /// What `conv2d` does by default, from a blocked input.
     AutoBlocked,
+    /// im2col over the batch and one sgemm, blocked input.
+    GemmBlocked,
+    /// Winograd F(2×2, 3×3) forward and input gradient, blocked input.
+    WinogradBlocked,
 }
 
 /// Times every variant of one convolution. The variants take turns within each repetition, so
@@ -126,6 +130,8 @@ fn conv_case(
                 }
                 Variant::OneDnnBlocked => (CpuConvBackend::OneDnn, Layout::Blocked16),
                 Variant::AutoBlocked => (CpuConvBackend::Auto, Layout::Blocked16),
+                Variant::GemmBlocked => (CpuConvBackend::Gemm, Layout::Blocked16),
+                Variant::WinogradBlocked => (CpuConvBackend::Winograd, Layout::Blocked16),
             };
             let xin = x.to_layout(layout).unwrap();
             // Warm-up: compiles and caches the primitives.
@@ -202,6 +208,35 @@ fn dense(reps: usize, dnnl: bool, batches: &[usize]) {
             }
         }
     }
+}
+
+/// The dense convolutions of `rgc_shallow` at 96 px, batch 16, on every path that runs them.
+fn rgc(reps: usize) {
+    let all = [
+        Variant::OneDnnBlocked,
+        Variant::GemmBlocked,
+        Variant::WinogradBlocked,
+        Variant::AutoBlocked,
+    ];
+    let dflt = Conv2dOpts::default();
+    for (c, o, hw) in [(64, 128, 24), (128, 256, 12), (256, 256, 12), (256, 256, 6)] {
+        let name = format!("3x3 b16 {c}->{o} {hw}x{hw}");
+        conv_case(reps, &name, [16, c, hw, hw], o, 3, dflt, &all);
+    }
+    for (c, o) in [(256, 512), (512, 512)] {
+        let name = format!("3x3 b16 {c}->{o} 3x3");
+        conv_case(reps, &name, [16, c, 3, 3], o, 3, dflt, &all);
+    }
+    let valid = dflt.with_padding(tensor::ops::Padding::Valid);
+    conv_case(
+        reps,
+        "readout 2x2 b16 512->1000 2x2",
+        [16, 512, 2, 2],
+        1000,
+        2,
+        valid,
+        &all,
+    );
 }
 
 fn depthwise(reps: usize, dnnl: bool) {
@@ -340,13 +375,14 @@ fn gemm(reps: usize, dnnl: bool) {
 }
 
 /// One convolution on one path in a loop, for `perf record`:
-/// `profile rust|onednn C HW K GROUPS N ITERS [bwd]`.
+/// `profile rust|onednn|gemm|winograd C HW K GROUPS N ITERS [bwd]`.
 fn profile(args: &[String]) {
     let num = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
-    let be = if args.first().map(String::as_str) == Some("onednn") {
-        CpuConvBackend::OneDnn
-    } else {
-        CpuConvBackend::Rust
+    let be = match args.first().map(String::as_str) {
+        Some("onednn") => CpuConvBackend::OneDnn,
+        Some("gemm") => CpuConvBackend::Gemm,
+        Some("winograd") => CpuConvBackend::Winograd,
+        _ => CpuConvBackend::Rust,
     };
     let (c, hw, k, groups, n, iters) = (
         num(1, 128),
@@ -432,6 +468,7 @@ fn main() {
         "dense64" => dense(reps, dnnl, &[64]),
         "dw" => depthwise(reps, dnnl),
         "gemm" => gemm(reps, dnnl),
+        "rgc" if dnnl => rgc(reps),
         "tiny" => tiny(reps, dnnl),
         "profile" => profile(&args[1..]),
         _ => {

@@ -299,6 +299,30 @@ impl Drop for Pooled<'_> {
     }
 }
 
+/// A pooled `f32` buffer for the convolutions built on oneDNN's sgemm ([`super::winograd`],
+/// [`super::small_map`]), recycled like oneDNN's own temporaries. Its contents are whatever the
+/// previous user left (zeros when freshly allocated): callers write before they read.
+pub struct Scratch<'a> {
+    buf: Pooled<'a>,
+    len: usize,
+}
+
+impl std::ops::Deref for Scratch<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        // SAFETY: `OneDnn::scratch` initialised at least `len` floats of the 64-byte-aligned
+        // buffer, which lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.buf.buf.as_ptr() as *const f32, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Scratch<'_> {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.buf.buf.as_mut_ptr() as *mut f32, self.len) }
+    }
+}
+
 /// An output that oneDNN writes completely: allocated without zero-filling (a pass over the
 /// whole buffer, and its page faults, for nothing); its length is set once it has been written.
 struct OutBuf(Vec<f32>, usize);
@@ -400,6 +424,17 @@ struct CachedWeights {
     buf: Arc<Vec<Line>>,
 }
 
+/// Which transform of a weight tensor a [`OneDnn::derived_weights`] entry holds: a tag chosen by
+/// the convolution that computes it, and the weight's shape `[O, C, kh, kw]` (one storage could be
+/// read under another shape).
+pub type DerivedKey = (u8, [usize; 4]);
+
+/// One cached transform of a weight tensor.
+struct DerivedWeights {
+    stamp: StorageStamp,
+    data: Arc<Vec<f32>>,
+}
+
 /// The weights argument of one call: a memory object over the caller's data or a reordered
 /// copy, kept alive until the call returns.
 struct BoundWeights {
@@ -454,6 +489,9 @@ pub struct OneDnn {
     /// with the same weights at every step, so they are reordered once per optimiser update
     /// instead of once per call.
     weights: Mutex<HashMap<(usize, Stage), CachedWeights>>,
+    /// Weights transformed for the sgemm-based convolutions (Winograd filters), cached by
+    /// (storage, transform) for the same reason.
+    derived: Mutex<HashMap<(usize, DerivedKey), DerivedWeights>>,
     pool: BufferPool,
     version: (i32, i32, i32),
     path: String,
@@ -642,6 +680,7 @@ fn load_from(path: &str) -> std::result::Result<OneDnn, String> {
         streams: Mutex::new(Vec::new()),
         convs: Mutex::new(HashMap::new()),
         weights: Mutex::new(HashMap::new()),
+        derived: Mutex::new(HashMap::new()),
         pool: BufferPool::default(),
         version,
         path,
@@ -1341,6 +1380,52 @@ impl OneDnn {
             Err(e) => format!("error: {e}"),
         };
         Ok([e.fwd.impl_info(&self.api), name(bd), name(bw)])
+    }
+
+    /// `make`'s transform (into a zeroed buffer of `len` floats) of the weights with `stamp`,
+    /// computed once per state of their storage: the unroll convolves with the same weights at
+    /// every step, and they change only when the optimiser writes them.
+    pub fn derived_weights(
+        &self,
+        stamp: &StorageStamp,
+        key: DerivedKey,
+        len: usize,
+        make: impl FnOnce(&mut [f32]),
+    ) -> Arc<Vec<f32>> {
+        let cache_key = (stamp.key(), key);
+        {
+            let map = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = map.get(&cache_key) {
+                if c.stamp.same_data(stamp) && c.data.len() == len {
+                    return c.data.clone();
+                }
+            }
+        }
+        let mut data = vec![0.0; len];
+        make(&mut data);
+        let data = Arc::new(data);
+        let mut map = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, c| c.stamp.alive());
+        map.insert(
+            cache_key,
+            DerivedWeights {
+                stamp: stamp.clone(),
+                data: data.clone(),
+            },
+        );
+        data
+    }
+
+    /// A buffer of `len` floats from the pool of temporaries (contents unspecified).
+    pub fn scratch(&self, len: usize) -> Scratch<'_> {
+        let mut buf = self.pool.take(len * 4);
+        let lines = buf.buf.capacity();
+        // Buffers that oneDNN used are uninitialised (length 0); make every line a valid float
+        // once, so that the buffer can be handed out as a slice. Recycled ones keep their length.
+        if buf.buf.len() < lines {
+            buf.buf.resize(lines, Line([0; 64]));
+        }
+        Scratch { buf, len }
     }
 
     /// Row-major `c = alpha·op(a)·op(b) + beta·c` with `threads` OpenMP threads.

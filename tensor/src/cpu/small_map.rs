@@ -32,11 +32,16 @@ pub fn suits(g: &ConvGeom) -> bool {
     g.groups == 1 && g.out_plane() <= MAX_OUT_PLANE
 }
 
-/// `[N, C, hw]` in `layout` → rows `[N·hw, C]`.
-pub(super) fn to_rows(src: &[f32], layout: Layout, n: usize, c: usize, hw: usize) -> Vec<f32> {
-    let mut rows = vec![0.0; n * hw * c];
+/// `[N, C, hw]` in `layout` → `rows` `[N·hw, C]` (every element written).
+pub(super) fn to_rows(
+    src: &[f32],
+    layout: Layout,
+    (n, c, hw): (usize, usize, usize),
+    rows: &mut [f32],
+) {
+    let rows = &mut rows[..n * hw * c];
     if rows.is_empty() {
-        return rows;
+        return;
     }
     rows.par_chunks_mut(hw * c)
         .enumerate()
@@ -58,7 +63,6 @@ pub(super) fn to_rows(src: &[f32], layout: Layout, n: usize, c: usize, hw: usize
                 }
             }
         });
-    rows
 }
 
 /// Rows `[N·hw, C]` (+ `bias` per channel) → `[N, C, hw]` in `layout`.
@@ -123,15 +127,16 @@ fn for_each_tap(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
 }
 
 /// Rows of the input `[N·H·W, C]` → `col` `[N·Ho·Wo, C·kh·kw]`, zero where a tap falls in the
-/// padding.
-fn im2col(xr: &[f32], g: &ConvGeom) -> Vec<f32> {
+/// padding (every element written).
+fn im2col(xr: &[f32], g: &ConvGeom, col: &mut [f32]) {
     let (kk, p, hw) = (g.kh * g.kw, g.out_plane(), g.in_plane());
     let ck = g.c * kk;
-    let mut col = vec![0.0; g.n * p * ck];
+    let col = &mut col[..g.n * p * ck];
     if col.is_empty() {
-        return col;
+        return;
     }
     col.par_chunks_mut(p * ck).enumerate().for_each(|(i, img)| {
+        img.fill(0.0);
         let x = &xr[i * hw * g.c..][..hw * g.c];
         for_each_tap(g, |p, t, q| {
             let dst = &mut img[p * ck + t..];
@@ -140,20 +145,21 @@ fn im2col(xr: &[f32], g: &ConvGeom) -> Vec<f32> {
             }
         });
     });
-    col
 }
 
-/// The adjoint of [`im2col`]: `col` `[N·Ho·Wo, C·kh·kw]` summed into rows `[N·H·W, C]`.
-fn col2im(col: &[f32], g: &ConvGeom) -> Vec<f32> {
+/// The adjoint of [`im2col`]: `col` `[N·Ho·Wo, C·kh·kw]` summed into rows `xr` `[N·H·W, C]`
+/// (every element written).
+fn col2im(col: &[f32], g: &ConvGeom, xr: &mut [f32]) {
     let (kk, p, hw) = (g.kh * g.kw, g.out_plane(), g.in_plane());
     let ck = g.c * kk;
-    let mut xr = vec![0.0; g.n * hw * g.c];
+    let xr = &mut xr[..g.n * hw * g.c];
     if xr.is_empty() {
-        return xr;
+        return;
     }
     xr.par_chunks_mut(hw * g.c)
         .enumerate()
         .for_each(|(i, img)| {
+            img.fill(0.0);
             let cimg = &col[i * p * ck..][..p * ck];
             for_each_tap(g, |p, t, q| {
                 let src = &cimg[p * ck + t..];
@@ -162,7 +168,6 @@ fn col2im(col: &[f32], g: &ConvGeom) -> Vec<f32> {
                 }
             });
         });
-    xr
 }
 
 /// The checks every entry point shares: a dense convolution with a non-empty batch.
@@ -252,8 +257,11 @@ pub fn forward(
 ) -> Result<CpuBuf> {
     check(g)?;
     let (rows, ck) = (g.n * g.out_plane(), g.c * g.kh * g.kw);
-    let col = im2col(&to_rows(x, x_layout, g.n, g.c, g.in_plane()), g);
-    let mut yr = vec![0.0; rows * g.o];
+    let mut xr = d.scratch(g.n * g.in_plane() * g.c);
+    to_rows(x, x_layout, (g.n, g.c, g.in_plane()), &mut xr);
+    let mut col = d.scratch(rows * ck);
+    im2col(&xr, g, &mut col);
+    let mut yr = d.scratch(rows * g.o);
     gemm(
         d,
         (false, true),
@@ -279,8 +287,9 @@ pub fn backward_data(
 ) -> Result<CpuBuf> {
     check(g)?;
     let (rows, ck) = (g.n * g.out_plane(), g.c * g.kh * g.kw);
-    let dyr = to_rows(dy, dy_layout, g.n, g.o, g.out_plane());
-    let mut dcol = vec![0.0; rows * ck];
+    let mut dyr = d.scratch(rows * g.o);
+    to_rows(dy, dy_layout, (g.n, g.o, g.out_plane()), &mut dyr);
+    let mut dcol = d.scratch(rows * ck);
     gemm(
         d,
         (false, false),
@@ -292,7 +301,8 @@ pub fn backward_data(
         &mut dcol,
         ck,
     )?;
-    let dxr = col2im(&dcol, g);
+    let mut dxr = d.scratch(g.n * g.in_plane() * g.c);
+    col2im(&dcol, g, &mut dxr);
     Ok(from_rows(&dxr, None, dx_layout, g.n, g.c, g.in_plane()))
 }
 
@@ -308,8 +318,12 @@ pub fn backward_weights(
 ) -> Result<(CpuBuf, Option<CpuBuf>)> {
     check(g)?;
     let (rows, ck) = (g.n * g.out_plane(), g.c * g.kh * g.kw);
-    let col = im2col(&to_rows(x, x_layout, g.n, g.c, g.in_plane()), g);
-    let dyr = to_rows(dy, dy_layout, g.n, g.o, g.out_plane());
+    let mut xr = d.scratch(g.n * g.in_plane() * g.c);
+    to_rows(x, x_layout, (g.n, g.c, g.in_plane()), &mut xr);
+    let mut col = d.scratch(rows * ck);
+    im2col(&xr, g, &mut col);
+    let mut dyr = d.scratch(rows * g.o);
+    to_rows(dy, dy_layout, (g.n, g.o, g.out_plane()), &mut dyr);
     let mut dw = vec![0.0; g.o * ck];
     gemm(
         d,
@@ -366,14 +380,16 @@ mod tests {
         let (n, c, hw) = (2, 32, 5);
         let src: Vec<f32> = (0..n * c * hw).map(|i| i as f32).collect();
         for layout in [Layout::Plain, Layout::Blocked16] {
-            let rows = to_rows(&src, layout, n, c, hw);
+            let mut rows = vec![f32::NAN; src.len()];
+            to_rows(&src, layout, (n, c, hw), &mut rows);
             assert_eq!(
                 from_rows(&rows, None, layout, n, c, hw).as_slice(),
                 &src[..]
             );
         }
         // element (n=1, c=17, p=3) of a plain tensor lands in row 1·5+3, column 17
-        let rows = to_rows(&src, Layout::Plain, n, c, hw);
+        let mut rows = vec![f32::NAN; src.len()];
+        to_rows(&src, Layout::Plain, (n, c, hw), &mut rows);
         assert_eq!(rows[(hw + 3) * c + 17], src[(c + 17) * hw + 3]);
     }
 
@@ -383,7 +399,9 @@ mod tests {
         let xr: Vec<f32> = (0..g.n * g.in_plane() * g.c)
             .map(|i| i as f32 + 1.0)
             .collect();
-        let col = im2col(&xr, &g);
+        // NaN-filled buffers: every element must be written.
+        let mut col = vec![f32::NAN; g.n * g.out_plane() * g.c * 9];
+        im2col(&xr, &g, &mut col);
         let ck = g.c * 9;
         // output (0,0) of image 1, channel 2: tap (0,0) is padding, tap (1,1) is input (0,0)
         let row = &col[(g.out_plane()) * ck..][..ck];
@@ -398,7 +416,8 @@ mod tests {
             .zip(&y)
             .map(|(a, b)| (*a as f64) * (*b as f64))
             .sum();
-        let back = col2im(&y, &g);
+        let mut back = vec![f32::NAN; xr.len()];
+        col2im(&y, &g, &mut back);
         let rhs: f64 = xr
             .iter()
             .zip(&back)

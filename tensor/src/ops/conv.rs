@@ -15,7 +15,7 @@ use crate::backprop::no_grad;
 use crate::cpu::conv::{self as kernels, ConvGeom};
 use crate::cpu::depthwise;
 use crate::cpu::onednn::{self, OneDnn};
-use crate::cpu::small_map;
+use crate::cpu::{small_map, winograd};
 use crate::layout::{Layout, BLOCK};
 use crate::storage::{CpuBuf, Storage};
 use crate::{Error, Result, Shape, Tensor};
@@ -148,6 +148,10 @@ pub enum CpuConvBackend {
     /// im2col over the whole batch and one oneDNN sgemm for every dense convolution (grouped
     /// ones are placed as under `Auto`); `Auto` uses it for small output maps.
     Gemm,
+    /// Winograd F(2×2, 3×3) for the forward and input-gradient computations of every 3×3
+    /// "same" convolution it supports (see [`winograd::supports`]); everything else as under
+    /// `Auto`, which uses it for those that do not go to the small-map GEMM.
+    Winograd,
 }
 
 impl CpuConvBackend {
@@ -160,6 +164,7 @@ impl CpuConvBackend {
             "rust" => Some(CpuConvBackend::Rust),
             "onednn" | "dnnl" => Some(CpuConvBackend::OneDnn),
             "gemm" => Some(CpuConvBackend::Gemm),
+            "winograd" => Some(CpuConvBackend::Winograd),
             _ => None,
         }
     }
@@ -172,7 +177,7 @@ impl CpuConvBackend {
                 Err(_) => Ok(CpuConvBackend::Auto),
                 Ok(v) => Self::parse(&v).ok_or_else(|| {
                     format!(
-                        "{} must be `auto`, `rust`, `onednn` or `gemm`, got `{v}`",
+                        "{} must be `auto`, `rust`, `onednn`, `gemm` or `winograd`, got `{v}`",
                         Self::ENV
                     )
                 }),
@@ -197,6 +202,8 @@ enum Path {
     OneDnn(&'static OneDnn),
     /// [`small_map`]: im2col over the whole batch and one oneDNN sgemm.
     SmallMap(&'static OneDnn),
+    /// [`winograd`]: F(2×2, 3×3) with oneDNN sgemms (forward and backward-data only).
+    Winograd(&'static OneDnn),
 }
 
 /// Where `Auto` sends a computation when oneDNN is loaded. Measured with examples/conv_bench.rs
@@ -236,8 +243,13 @@ fn choose(
         CpuConvBackend::OneDnn => Ok(Path::OneDnn(onednn::get()?)),
         CpuConvBackend::Gemm if g.groups == 1 => Ok(Path::SmallMap(onednn::get()?)),
         CpuConvBackend::Gemm => choose(CpuConvBackend::Auto, g, stage, input, bias),
+        CpuConvBackend::Winograd if winograd::supports(g) && stage != Stage::BackwardWeights => {
+            Ok(Path::Winograd(onednn::get()?))
+        }
+        CpuConvBackend::Winograd => choose(CpuConvBackend::Auto, g, stage, input, bias),
         CpuConvBackend::Auto => match onednn::get() {
             Ok(d) if small_map::suits(g) => Ok(Path::SmallMap(d)),
+            Ok(d) if winograd::suits(g) && stage != Stage::BackwardWeights => Ok(Path::Winograd(d)),
             Ok(d) if auto_prefers_onednn(d, g, stage, input, bias) => Ok(Path::OneDnn(d)),
             _ => Ok(Path::Rust),
         },
@@ -252,9 +264,11 @@ fn with_fallback<T>(
     f: impl Fn(Path) -> Result<T>,
 ) -> Result<T> {
     match (f(path), path, backend) {
-        (Err(Error::OneDnn(_)), Path::OneDnn(_) | Path::SmallMap(_), CpuConvBackend::Auto) => {
-            f(Path::Rust)
-        }
+        (
+            Err(Error::OneDnn(_)),
+            Path::OneDnn(_) | Path::SmallMap(_) | Path::Winograd(_),
+            CpuConvBackend::Auto,
+        ) => f(Path::Rust),
         (r, _, _) => r,
     }
 }
@@ -406,6 +420,15 @@ fn forward(
             let buf = small_map::forward(d, xd, x.layout(), wd, bd, g, out_layout)?;
             Ok(cpu_tensor(buf, shape, out_layout, x))
         }
+        Path::Winograd(d) => {
+            let out_layout = onednn_out_layout(x.layout(), g.o);
+            let (xs, ws) = (x.storage(), w.storage());
+            let bs = bias.map(|b| b.storage());
+            let (xd, wd, bd) = (host(&xs)?, host(&ws)?, host_opt(bs.as_deref())?);
+            let stamp = w.storage_stamp();
+            let buf = winograd::forward(d, xd, x.layout(), wd, &stamp, bd, g, out_layout)?;
+            Ok(cpu_tensor(buf, shape, out_layout, x))
+        }
         Path::Rust if x.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
             let (xs, ws) = (x.storage(), w.storage());
             let bs = bias.map(|b| b.storage());
@@ -448,6 +471,13 @@ fn backward_data(
             let (ds, ws) = (dy.storage(), w.storage());
             let (dd, wd) = (host(&ds)?, host(&ws)?);
             let buf = small_map::backward_data(d, dd, dy.layout(), wd, g, x_layout)?;
+            Ok(cpu_tensor(buf, shape, x_layout, dy))
+        }
+        Path::Winograd(d) => {
+            let (ds, ws) = (dy.storage(), w.storage());
+            let (dd, wd) = (host(&ds)?, host(&ws)?);
+            let stamp = w.storage_stamp();
+            let buf = winograd::backward_data(d, dd, dy.layout(), wd, &stamp, g, x_layout)?;
             Ok(cpu_tensor(buf, shape, x_layout, dy))
         }
         Path::Rust if dy.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
@@ -514,6 +544,10 @@ fn backward_params(
         Path::OneDnn(_) | Path::SmallMap(_) => {
             Ok((None, if want_b { Some(bias_only(dy)?) } else { None }))
         }
+        Path::Winograd(_) => Err(Error::invalid(
+            "conv2d",
+            "the Winograd path computes no weight gradients (a path-selection bug)",
+        )),
         Path::Rust => {
             let db = if want_b { Some(bias_only(dy)?) } else { None };
             if !want_w {

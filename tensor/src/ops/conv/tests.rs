@@ -2,14 +2,15 @@ use super::*;
 use crate::testing::{check_grad, rand_tensor};
 use crate::{Device, Rng};
 
-/// The implementations to test: Rust always, oneDNN's convolution and the batched sgemm where the
-/// library loads (skipped with a message elsewhere).
+/// The implementations to test: Rust always, oneDNN's convolution, the batched sgemm and
+/// Winograd where the library loads (skipped with a message elsewhere).
 fn backends() -> Vec<CpuConvBackend> {
     match onednn::get() {
         Ok(_) => vec![
             CpuConvBackend::Rust,
             CpuConvBackend::OneDnn,
             CpuConvBackend::Gemm,
+            CpuConvBackend::Winograd,
         ],
         Err(e) => {
             static SAID: std::sync::Once = std::sync::Once::new();
@@ -303,6 +304,8 @@ fn every_backend_agrees_with_rust_on_larger_shapes() {
             dflt.with_padding(Padding::Valid),
             true,
         ),
+        // Where `Auto` runs Winograd: odd sizes leave partial tiles at the bottom and right.
+        case([2, 128, 7, 5], 128, (3, 3), dflt, true),
     ];
     let mut rng = Rng::new(4);
     for c in &cases {
@@ -325,6 +328,7 @@ fn every_backend_agrees_with_rust_on_larger_shapes() {
         for be in [
             CpuConvBackend::OneDnn,
             CpuConvBackend::Gemm,
+            CpuConvBackend::Winograd,
             CpuConvBackend::Auto,
         ] {
             for (i, (a, b)) in r.iter().zip(&run(be)).enumerate() {
@@ -355,8 +359,14 @@ fn blocked_input_and_output_equal_plain() {
         case([2, 16, 7, 7], 24, (1, 1), dflt, true),
     ]
     .into_iter()
-    .flat_map(|c| [(c, CpuConvBackend::OneDnn), (c, CpuConvBackend::Gemm)])
-    {
+    .flat_map(|c| {
+        [
+            CpuConvBackend::OneDnn,
+            CpuConvBackend::Gemm,
+            CpuConvBackend::Winograd,
+        ]
+        .map(|be| (c, be))
+    }) {
         let (x, w, b) = inputs(&mut rng, &c);
         let plain = x
             .conv2d_on(&w, b.as_ref(), &c.opts, CpuConvBackend::Rust)
@@ -398,6 +408,42 @@ fn blocked_input_and_output_equal_plain() {
         let y = xv.conv2d_on(&ins[1], ins.get(2), &opts, be).unwrap();
         let grads = y.backward_with_grad(&y.ones_like().unwrap()).unwrap();
         assert_eq!(grads.get(&xv).unwrap().layout(), Layout::Blocked16);
+    }
+}
+
+/// Winograd's tiles cover the map in 2×2 blocks: even and odd sizes, maps smaller than a tile,
+/// and channel counts that are not a multiple of the 8-lane transforms, against finite
+/// differences (gradients of input and weights both come from the Winograd path here).
+#[test]
+fn winograd_gradients_on_partial_tiles() {
+    let Ok(_) = onednn::get() else {
+        eprintln!("skipping: oneDNN is not available");
+        return;
+    };
+    let dflt = Conv2dOpts::default();
+    let mut rng = Rng::new(12);
+    for (x, o) in [
+        ([2, 16, 4, 6], 16),
+        ([1, 12, 5, 3], 20),
+        ([2, 3, 1, 1], 9),
+        ([1, 16, 2, 7], 32),
+    ] {
+        let c = case(x, o, (3, 3), dflt, true);
+        let (x, w, b) = inputs(&mut rng, &c);
+        let mut ins = vec![x, w];
+        ins.extend(b);
+        for layout in [Layout::Plain, Layout::Blocked16] {
+            check_grad(&ins, |t| {
+                let x = if t[0].dims()[1] % BLOCK == 0 {
+                    t[0].to_layout(layout)?
+                } else {
+                    t[0].clone()
+                };
+                x.conv2d_on(&t[1], t.get(2), &dflt, CpuConvBackend::Winograd)?
+                    .tanh()
+            })
+            .unwrap_or_else(|e| panic!("{:?} {layout:?}: {e}", c.x));
+        }
     }
 }
 
@@ -463,6 +509,10 @@ fn backend_names_parse() {
     );
     assert_eq!(CpuConvBackend::parse(" auto "), Some(CpuConvBackend::Auto));
     assert_eq!(CpuConvBackend::parse("GEMM"), Some(CpuConvBackend::Gemm));
+    assert_eq!(
+        CpuConvBackend::parse("winograd"),
+        Some(CpuConvBackend::Winograd)
+    );
     assert_eq!(CpuConvBackend::parse("cudnn"), None);
 }
 
@@ -627,28 +677,30 @@ fn weights_updated_in_place_are_not_served_from_the_cache() {
             grads.get(&x).unwrap().to_vec().unwrap(),
         ]
     };
-    for round in 0..3 {
+    // oneDNN caches reordered weights, Winograd transformed filters.
+    for (round, be) in
+        (0..3).flat_map(|r| [(r, CpuConvBackend::OneDnn), (r, CpuConvBackend::Winograd)])
+    {
         // Twice per state: the second call is served from the cache.
         for _ in 0..2 {
-            let (want, got) = (
-                run(&w, CpuConvBackend::Rust),
-                run(&w, CpuConvBackend::OneDnn),
+            let (want, got) = (run(&w, CpuConvBackend::Rust), run(&w, be));
+            assert_close(
+                &got[0],
+                &want[0],
+                2e-4,
+                &format!("{be:?} round {round}: output"),
             );
-            assert_close(&got[0], &want[0], 2e-4, &format!("round {round}: output"));
             assert_close(
                 &got[1],
                 &want[1],
                 2e-4,
-                &format!("round {round}: input gradient"),
+                &format!("{be:?} round {round}: input gradient"),
             );
         }
         w.update_cpu(|d| d.iter_mut().for_each(|v| *v = 0.1 - 0.7 * *v))
             .unwrap();
         let other = rand_tensor(&mut rng, w.shape().clone());
-        let (want, got) = (
-            run(&other, CpuConvBackend::Rust),
-            run(&other, CpuConvBackend::OneDnn),
-        );
+        let (want, got) = (run(&other, CpuConvBackend::Rust), run(&other, be));
         assert_close(&got[0], &want[0], 2e-4, "another weight tensor");
     }
 }
