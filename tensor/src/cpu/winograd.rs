@@ -9,14 +9,17 @@
 //! RGC's 3×3 convolutions on 6×6 and 12×12 maps at 90–145 GFLOP/s.
 //!
 //! The gradient of the input is the same computation with the filters transposed and rotated by
-//! 180°, so forward and backward-data share every kernel here; the weight gradient stays with
-//! oneDNN. The transforms add and subtract inputs of similar size, so the results differ from a
+//! 180°, so forward and backward-data share every kernel here. The weight gradient is the adjoint
+//! of the forward: the output gradient's tiles are carried back to the 16 points (`A dY Aᵀ`),
+//! multiplied with the input tiles summed over the batch (16 more sgemms), and the sums carried
+//! back to the 3×3 filters (`Gᵀ dU G`). The transforms add and subtract inputs of similar size, so the results differ from a
 //! direct convolution by a few units in the last place (the tests compare with 1e-4 relative).
 //!
 //! Matrices are row-major. Activations are rows `[N·H·W, C]` ([`super::small_map`]'s
-//! conversions); `V` is `[N·tiles][16][C]` and `M` `[N·tiles][16][O]`, so that each tile's
-//! transforms read and write one contiguous block and the ξ-th matrix is a strided view
-//! (leading dimension 16·C); `U` is `[O][16][C]`.
+//! conversions); the transformed tiles `V` `[16][N·tiles][C]`, `M` and `dM` `[16][N·tiles][O]`
+//! are point-major, so that every product reads and writes contiguous matrices (oneDNN's sgemm
+//! ran the weight gradient's transposed products at 41 GFLOP/s on tile-major views with leading
+//! dimension 16·C, and at 92 on contiguous ones); the filters `U` and `dU` are `[O][16][C]`.
 
 use super::conv::ConvGeom;
 use super::onednn::OneDnn;
@@ -32,6 +35,54 @@ use rayon::prelude::*;
 const POINTS: usize = 16;
 /// Channels handled together in the transforms: one AVX2 register.
 const LANES: usize = 8;
+
+/// A transform's output `[16][rows][width]` (one plane per point, so that each of the 16
+/// products reads a contiguous matrix), written one tile row per parallel task.
+struct Planes<'a> {
+    ptr: *mut f32,
+    rows: usize,
+    width: usize,
+    _buf: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: `Planes` hands out disjoint rows only (see `row`), so tasks on several threads never
+// touch the same element.
+unsafe impl Send for Planes<'_> {}
+unsafe impl Sync for Planes<'_> {}
+
+impl<'a> Planes<'a> {
+    fn new(buf: &'a mut [f32], rows: usize, width: usize) -> Self {
+        assert!(
+            buf.len() >= POINTS * rows * width,
+            "transform buffer too small"
+        );
+        Planes {
+            ptr: buf.as_mut_ptr(),
+            rows,
+            width,
+            _buf: std::marker::PhantomData,
+        }
+    }
+
+    /// Row `row` of each of the 16 planes.
+    ///
+    /// # Safety
+    /// `row < rows`, and no two calls that are alive at once may pass the same `row`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, row: usize) -> [&mut [f32]; POINTS] {
+        debug_assert!(row < self.rows);
+        std::array::from_fn(|k| {
+            // SAFETY: (k·rows + row + 1)·width <= 16·rows·width <= the buffer's length, and the
+            // caller keeps rows disjoint between live calls.
+            unsafe {
+                std::slice::from_raw_parts_mut(
+                    self.ptr.add((k * self.rows + row) * self.width),
+                    self.width,
+                )
+            }
+        })
+    }
+}
 
 /// Fewest input and output channels for which [`suits`] picks this module. The 16 products have
 /// the channels as their inner and outer dimensions; with fewer than 128 they run far from the
@@ -94,43 +145,43 @@ fn filters(w: &[f32], o: usize, c: usize, transpose: bool, u: &mut [f32]) {
 }
 
 /// `V = Bᵀ d B` for every 4×4 input tile `d` (zero outside the map) of rows `xr` `[N·H·W, C]`:
-/// `v` `[N·tiles][16][C]` (every element written).
+/// `v` `[16][N·tiles][C]` (every element written).
 fn input_tiles(xr: &[f32], n: usize, (h, w): (usize, usize), c: usize, v: &mut [f32]) {
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
     let per_image = th * tw;
     let zeros = vec![0.0; c];
-    v[..n * per_image * POINTS * c]
-        .par_chunks_mut(POINTS * c)
-        .enumerate()
-        .for_each(|(row, dst)| {
-            let (i, t) = (row / per_image, row % per_image);
-            let (y0, x0) = (2 * (t / tw) as isize - 1, 2 * (t % tw) as isize - 1);
-            let src: [&[f32]; POINTS] = std::array::from_fn(|k| {
-                let (y, x) = (y0 + (k / 4) as isize, x0 + (k % 4) as isize);
-                if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
-                    &zeros[..]
-                } else {
-                    &xr[((i * h + y as usize) * w + x as usize) * c..][..c]
-                }
-            });
-            input_row(&src, dst, c);
+    let planes = Planes::new(v, n * per_image, c);
+    (0..n * per_image).into_par_iter().for_each(|row| {
+        // SAFETY: each task writes its own row.
+        let mut dst = unsafe { planes.row(row) };
+        let (i, t) = (row / per_image, row % per_image);
+        let (y0, x0) = (2 * (t / tw) as isize - 1, 2 * (t % tw) as isize - 1);
+        let src: [&[f32]; POINTS] = std::array::from_fn(|k| {
+            let (y, x) = (y0 + (k / 4) as isize, x0 + (k % 4) as isize);
+            if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
+                &zeros[..]
+            } else {
+                &xr[((i * h + y as usize) * w + x as usize) * c..][..c]
+            }
         });
+        input_row(&src, &mut dst, c);
+    });
 }
 
-/// The transformed tile of one row of [`input_tiles`]: `dst[k·c + ch]` for the 16 points `k`.
-fn input_row(src: &[&[f32]; POINTS], dst: &mut [f32], c: usize) {
+/// The transformed tile of one row of [`input_tiles`]: `dst[k][ch]` for the 16 points `k`.
+fn input_row(src: &[&[f32]; POINTS], dst: &mut [&mut [f32]; POINTS], c: usize) {
     let full = c - c % LANES;
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if simd::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2; every source holds `c` values and `dst` 16·c.
-        unsafe { avx2::input_row(src, dst, c, full) };
+        // SAFETY: the CPU has AVX2; every source and destination holds `c` values.
+        unsafe { avx2::input_row(src, dst, full) };
         done = full;
     }
     for c0 in (done..full).step_by(LANES) {
         let d = std::array::from_fn(|k| lanes(&src[k][c0..]));
         for (k, o) in input_transform(&d).iter().enumerate() {
-            dst[k * c + c0..][..LANES].copy_from_slice(o);
+            dst[k][c0..][..LANES].copy_from_slice(o);
         }
     }
     if full < c {
@@ -138,7 +189,7 @@ fn input_row(src: &[&[f32]; POINTS], dst: &mut [f32], c: usize) {
         let len = c - full;
         let d = std::array::from_fn(|k| padded(&src[k][full..]));
         for (k, o) in input_transform(&d).iter().enumerate() {
-            dst[k * c + full..][..len].copy_from_slice(&o[..len]);
+            dst[k][full..].copy_from_slice(&o[..len]);
         }
     }
 }
@@ -220,7 +271,7 @@ fn output_transform(m: &[[f32; LANES]; POINTS]) -> [[f32; LANES]; 4] {
     y
 }
 
-/// The 2×2 output tiles `Aᵀ M A` of `m` `[N·tiles][16][O]`, cropped to the map: rows `yr`
+/// The 2×2 output tiles `Aᵀ M A` of `m` `[16][N·tiles][O]`, cropped to the map: rows `yr`
 /// `[N·H·W, O]` (every element written).
 fn output_tiles(m: &[f32], n: usize, (h, w): (usize, usize), o: usize, yr: &mut [f32]) {
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
@@ -232,17 +283,19 @@ fn output_tiles(m: &[f32], n: usize, (h, w): (usize, usize), o: usize, yr: &mut 
     yr.par_chunks_mut(h * w * o)
         .enumerate()
         .for_each(|(i, img)| {
+            let rows = n * per_image;
             for t in 0..per_image {
-                let src = &m[(i * per_image + t) * POINTS * o..][..POINTS * o];
-                output_tile(src, img, (h, w), (2 * (t / tw), 2 * (t % tw)), o);
+                let row = i * per_image + t;
+                let src = std::array::from_fn(|k| &m[(k * rows + row) * o..][..o]);
+                output_tile(&src, img, (h, w), (2 * (t / tw), 2 * (t % tw)), o);
             }
         });
 }
 
 /// One 2×2 output tile at (`y0`, `x0`) of one image's rows `img` `[H·W, O]` from its transformed
-/// products `src` `[16][O]`; rows and columns past the map are dropped.
+/// products `src` (16 points of O); rows and columns past the map are dropped.
 fn output_tile(
-    src: &[f32],
+    src: &[&[f32]; POINTS],
     img: &mut [f32],
     (h, w): (usize, usize),
     (y0, x0): (usize, usize),
@@ -256,9 +309,9 @@ fn output_tile(
             let (yy, xx) = (y0 + k / 2, x0 + k % 2);
             (yy < h && xx < w).then_some((yy * w + xx) * o)
         });
-        // SAFETY: the CPU has AVX2; `src` holds 16·o values and every offset in `at` leaves room
-        // for `o` values in `img`.
-        unsafe { avx2::output_tile(src, img, &at, o, full) };
+        // SAFETY: the CPU has AVX2; every source holds `o` values and every offset in `at`
+        // leaves room for `o` values in `img`.
+        unsafe { avx2::output_tile(src, img, &at, full) };
         done = full;
     }
     let mut put = |o0: usize, len: usize, y: &[[f32; LANES]; 4]| {
@@ -270,13 +323,113 @@ fn output_tile(
         }
     };
     for o0 in (done..full).step_by(LANES) {
-        let mm = std::array::from_fn(|k| lanes(&src[k * o + o0..]));
+        let mm = std::array::from_fn(|k| lanes(&src[k][o0..]));
         put(o0, LANES, &output_transform(&mm));
     }
     if full < o {
-        let mm = std::array::from_fn(|k| padded(&src[k * o + full..(k + 1) * o]));
+        let mm = std::array::from_fn(|k| padded(&src[k][full..]));
         put(full, o - full, &output_transform(&mm));
     }
+}
+
+/// `dM = A dY Aᵀ` for every 2×2 tile `dY` of the output gradient (zero past the map) of rows
+/// `dyr` `[N·H·W, O]`: `dm` `[16][N·tiles][O]` (every element written). This is the adjoint of
+/// [`output_tiles`]: it carries the gradient of the outputs back to the 16 products.
+fn gradient_tiles(dyr: &[f32], n: usize, (h, w): (usize, usize), o: usize, dm: &mut [f32]) {
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let per_image = th * tw;
+    let zeros = vec![0.0; o];
+    let planes = Planes::new(dm, n * per_image, o);
+    (0..n * per_image).into_par_iter().for_each(|row| {
+        // SAFETY: each task writes its own row.
+        let mut dst = unsafe { planes.row(row) };
+        let (i, t) = (row / per_image, row % per_image);
+        let (y0, x0) = (2 * (t / tw), 2 * (t % tw));
+        let src: [&[f32]; 4] = std::array::from_fn(|k| {
+            let (y, x) = (y0 + k / 2, x0 + k % 2);
+            if y < h && x < w {
+                &dyr[((i * h + y) * w + x) * o..][..o]
+            } else {
+                &zeros[..]
+            }
+        });
+        gradient_row(&src, &mut dst, o);
+    });
+}
+
+/// One row of [`gradient_tiles`]: `dst[k][ch]` for the 16 points `k`.
+fn gradient_row(src: &[&[f32]; 4], dst: &mut [&mut [f32]; POINTS], o: usize) {
+    let full = o - o % LANES;
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if simd::has_avx2_fma() {
+        // SAFETY: the CPU has AVX2; every source and destination holds `o` values.
+        unsafe { avx2::gradient_row(src, dst, full) };
+        done = full;
+    }
+    for o0 in (done..full).step_by(LANES) {
+        let y = std::array::from_fn(|k| lanes(&src[k][o0..]));
+        for (k, v) in gradient_transform(&y).iter().enumerate() {
+            dst[k][o0..][..LANES].copy_from_slice(v);
+        }
+    }
+    if full < o {
+        let len = o - full;
+        let y = std::array::from_fn(|k| padded(&src[k][full..]));
+        for (k, v) in gradient_transform(&y).iter().enumerate() {
+            dst[k][full..].copy_from_slice(&v[..len]);
+        }
+    }
+}
+
+/// `A y Aᵀ` on [`LANES`] channels at once: 2×2 → 4×4, row-major.
+#[inline(always)]
+fn gradient_transform(y: &[[f32; LANES]; 4]) -> [[f32; LANES]; POINTS] {
+    let mut m = [[0.0f32; LANES]; POINTS];
+    for l in 0..LANES {
+        // A y: four rows of two.
+        let t = [
+            [y[0][l], y[1][l]],
+            [y[0][l] + y[2][l], y[1][l] + y[3][l]],
+            [y[0][l] - y[2][l], y[1][l] - y[3][l]],
+            [-y[2][l], -y[3][l]],
+        ];
+        // (A y) Aᵀ: each row's two values become four.
+        for (r, [a, b]) in t.into_iter().enumerate() {
+            m[4 * r][l] = a;
+            m[4 * r + 1][l] = a + b;
+            m[4 * r + 2][l] = a - b;
+            m[4 * r + 3][l] = -b;
+        }
+    }
+    m
+}
+
+/// The adjoint of [`filters`] (forward): `dw[o][c] = Gᵀ dU[o][c] G` for `du` `[O][16][C]`, into
+/// plain `[O, C, 3, 3]`.
+fn filter_gradients(du: &[f32], o: usize, c: usize) -> Vec<f32> {
+    let mut dw = vec![0.0; o * c * 9];
+    dw.par_chunks_mut(c * 9).enumerate().for_each(|(oo, dst)| {
+        let src = &du[oo * POINTS * c..][..POINTS * c];
+        for (ii, g) in dst.chunks_exact_mut(9).enumerate() {
+            let u = |k: usize| src[k * c + ii];
+            // Gᵀ dU: three rows of four.
+            let mut t = [[0.0f32; 4]; 3];
+            for s in 0..4 {
+                let (u0, u1, u2, u3) = (u(s), u(4 + s), u(8 + s), u(12 + s));
+                t[0][s] = u0 + 0.5 * (u1 + u2);
+                t[1][s] = 0.5 * (u1 - u2);
+                t[2][s] = 0.5 * (u1 + u2) + u3;
+            }
+            // (Gᵀ dU) G: each row's four values become three.
+            for (r, [a0, a1, a2, a3]) in t.into_iter().enumerate() {
+                g[3 * r] = a0 + 0.5 * (a1 + a2);
+                g[3 * r + 1] = 0.5 * (a1 - a2);
+                g[3 * r + 2] = 0.5 * (a1 + a2) + a3;
+            }
+        }
+    });
+    dw
 }
 
 /// The transforms on 8 channels per AVX2 register: the same additions as the scalar
@@ -286,15 +439,14 @@ mod avx2 {
     use super::POINTS;
     use std::arch::x86_64::*;
 
-    /// `dst[k·c + ch] = (Bᵀ d B)[k]` for channels `ch < full` (a multiple of 8).
+    /// `dst[k][ch] = (Bᵀ d B)[k]` for channels `ch < full` (a multiple of 8).
     ///
     /// # Safety
-    /// The CPU must have AVX2; every `src[k]` must hold at least `full` values and `dst` at least
-    /// 15·c + full.
+    /// The CPU must have AVX2; every `src[k]` and `dst[k]` must hold at least `full` values.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn input_row(src: &[&[f32]; POINTS], dst: &mut [f32], c: usize, full: usize) {
-        debug_assert!(src.iter().all(|s| s.len() >= full) && dst.len() >= 15 * c + full);
-        let out = dst.as_mut_ptr();
+    pub unsafe fn input_row(src: &[&[f32]; POINTS], dst: &mut [&mut [f32]; POINTS], full: usize) {
+        debug_assert!(src.iter().all(|s| s.len() >= full) && dst.iter().all(|d| d.len() >= full));
+        let out: [*mut f32; POINTS] = std::array::from_fn(|k| dst[k].as_mut_ptr());
         let mut c0 = 0;
         while c0 < full {
             let mut t = [_mm256_setzero_ps(); POINTS];
@@ -322,11 +474,46 @@ mod avx2 {
                     _mm256_sub_ps(a1, a3),
                 ];
                 for (j, vj) in v.into_iter().enumerate() {
-                    // SAFETY: (4r + j)·c + c0 + 8 <= 15·c + full <= dst.len().
-                    unsafe { _mm256_storeu_ps(out.add((4 * r + j) * c + c0), vj) };
+                    // SAFETY: c0 + 8 <= full <= the destination's length.
+                    unsafe { _mm256_storeu_ps(out[4 * r + j].add(c0), vj) };
                 }
             }
             c0 += 8;
+        }
+    }
+
+    /// `dst[k][ch] = (A y Aᵀ)[k]` for channels `ch < full` (a multiple of 8).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; every `src[k]` and `dst[k]` must hold at least `full` values.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn gradient_row(src: &[&[f32]; 4], dst: &mut [&mut [f32]; POINTS], full: usize) {
+        debug_assert!(src.iter().all(|s| s.len() >= full) && dst.iter().all(|d| d.len() >= full));
+        let out: [*mut f32; POINTS] = std::array::from_fn(|k| dst[k].as_mut_ptr());
+        let zero = _mm256_setzero_ps();
+        let mut o0 = 0;
+        while o0 < full {
+            // SAFETY: o0 + 8 <= full <= every source's length.
+            let y = unsafe { [0, 1, 2, 3].map(|k| _mm256_loadu_ps(src[k].as_ptr().add(o0))) };
+            let t = [
+                [y[0], y[1]],
+                [_mm256_add_ps(y[0], y[2]), _mm256_add_ps(y[1], y[3])],
+                [_mm256_sub_ps(y[0], y[2]), _mm256_sub_ps(y[1], y[3])],
+                [_mm256_sub_ps(zero, y[2]), _mm256_sub_ps(zero, y[3])],
+            ];
+            for (r, [a, b]) in t.into_iter().enumerate() {
+                let m = [
+                    a,
+                    _mm256_add_ps(a, b),
+                    _mm256_sub_ps(a, b),
+                    _mm256_sub_ps(zero, b),
+                ];
+                for (j, mj) in m.into_iter().enumerate() {
+                    // SAFETY: o0 + 8 <= full <= the destination's length.
+                    unsafe { _mm256_storeu_ps(out[4 * r + j].add(o0), mj) };
+                }
+            }
+            o0 += 8;
         }
     }
 
@@ -334,30 +521,29 @@ mod avx2 {
     /// outputs `k` with an offset.
     ///
     /// # Safety
-    /// The CPU must have AVX2; `src` must hold at least 15·o + full values and `img` at least
-    /// `at[k] + full` for every offset.
+    /// The CPU must have AVX2; every `src[k]` must hold at least `full` values and `img` at
+    /// least `at[k] + full` for every offset.
     #[target_feature(enable = "avx2")]
     pub unsafe fn output_tile(
-        src: &[f32],
+        src: &[&[f32]; POINTS],
         img: &mut [f32],
         at: &[Option<usize>; 4],
-        o: usize,
         full: usize,
     ) {
-        debug_assert!(src.len() >= 15 * o + full);
+        debug_assert!(src.iter().all(|s| s.len() >= full));
         debug_assert!(at.iter().flatten().all(|&a| img.len() >= a + full));
-        let (inp, out) = (src.as_ptr(), img.as_mut_ptr());
+        let out = img.as_mut_ptr();
         let mut o0 = 0;
         while o0 < full {
             let mut t = [_mm256_setzero_ps(); 8];
             for s in 0..4 {
-                // SAFETY: (12 + s)·o + o0 + 8 <= 15·o + full <= src.len().
+                // SAFETY: o0 + 8 <= full <= every source's length.
                 let (m0, m1, m2, m3) = unsafe {
                     (
-                        _mm256_loadu_ps(inp.add(s * o + o0)),
-                        _mm256_loadu_ps(inp.add((4 + s) * o + o0)),
-                        _mm256_loadu_ps(inp.add((8 + s) * o + o0)),
-                        _mm256_loadu_ps(inp.add((12 + s) * o + o0)),
+                        _mm256_loadu_ps(src[s].as_ptr().add(o0)),
+                        _mm256_loadu_ps(src[4 + s].as_ptr().add(o0)),
+                        _mm256_loadu_ps(src[8 + s].as_ptr().add(o0)),
+                        _mm256_loadu_ps(src[12 + s].as_ptr().add(o0)),
                     )
                 };
                 t[s] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
@@ -406,12 +592,12 @@ fn convolve(
             d,
             (false, true),
             (rows, outs, ins),
-            &v[p * ins..],
-            POINTS * ins,
+            &v[p * rows * ins..],
+            ins,
             &u[p * ins..],
             POINTS * ins,
-            &mut m[p * outs..],
-            POINTS * outs,
+            &mut m[p * rows * outs..],
+            outs,
         )?;
     }
     output_tiles(&m, n, hw, outs, yr);
@@ -476,6 +662,58 @@ pub fn backward_data(
     let mut dxr = d.scratch(g.n * g.in_plane() * g.c);
     convolve(d, dy, dy_layout, &u, g.n, (g.h, g.w), (g.o, g.c), &mut dxr)?;
     Ok(from_rows(&dxr, None, dx_layout, g.n, g.c, g.in_plane()))
+}
+
+/// Gradients of the plain weights `[O, C, 3, 3]` and, when `want_bias`, of the bias: the
+/// adjoint of [`forward`]. The products are `dU_ξ = dM_ξᵀ · V_ξ`, summed over every tile of the
+/// batch by 16 sgemms (`dM` from [`gradient_tiles`], `V` the forward's input tiles), and the
+/// filters' gradients are `Gᵀ dU G`.
+pub fn backward_weights(
+    d: &OneDnn,
+    x: &[f32],
+    x_layout: Layout,
+    dy: &[f32],
+    dy_layout: Layout,
+    g: &ConvGeom,
+    want_bias: bool,
+) -> Result<(CpuBuf, Option<CpuBuf>)> {
+    check(g)?;
+    let (n, hw) = (g.n, (g.h, g.w));
+    let rows = n * g.h.div_ceil(2) * g.w.div_ceil(2);
+    let mut xr = d.scratch(n * g.in_plane() * g.c);
+    to_rows(x, x_layout, (n, g.c, g.in_plane()), &mut xr);
+    let mut v = d.scratch(rows * POINTS * g.c);
+    input_tiles(&xr, n, hw, g.c, &mut v);
+    drop(xr);
+    let mut dyr = d.scratch(n * g.out_plane() * g.o);
+    to_rows(dy, dy_layout, (n, g.o, g.out_plane()), &mut dyr);
+    let mut dm = d.scratch(rows * POINTS * g.o);
+    gradient_tiles(&dyr, n, hw, g.o, &mut dm);
+    let mut du = d.scratch(g.o * POINTS * g.c);
+    for p in 0..POINTS {
+        gemm(
+            d,
+            (true, false),
+            (g.o, g.c, rows),
+            &dm[p * rows * g.o..],
+            g.o,
+            &v[p * rows * g.c..],
+            g.c,
+            &mut du[p * g.c..],
+            POINTS * g.c,
+        )?;
+    }
+    let dw = filter_gradients(&du, g.o, g.c);
+    let db = want_bias.then(|| {
+        let mut db = vec![0.0; g.o];
+        for r in dyr.chunks_exact(g.o) {
+            for (s, v) in db.iter_mut().zip(r) {
+                *s += v;
+            }
+        }
+        CpuBuf::new(db)
+    });
+    Ok((CpuBuf::new(dw), db))
 }
 
 #[cfg(test)]

@@ -148,9 +148,9 @@ pub enum CpuConvBackend {
     /// im2col over the whole batch and one oneDNN sgemm for every dense convolution (grouped
     /// ones are placed as under `Auto`); `Auto` uses it for small output maps.
     Gemm,
-    /// Winograd F(2×2, 3×3) for the forward and input-gradient computations of every 3×3
-    /// "same" convolution it supports (see [`winograd::supports`]); everything else as under
-    /// `Auto`, which uses it for those that do not go to the small-map GEMM.
+    /// Winograd F(2×2, 3×3) for every 3×3 "same" convolution it supports (see
+    /// [`winograd::supports`]); everything else as under `Auto`, which uses it for those with
+    /// enough channels ([`winograd::suits`]) that do not go to the small-map GEMM.
     Winograd,
 }
 
@@ -202,7 +202,7 @@ enum Path {
     OneDnn(&'static OneDnn),
     /// [`small_map`]: im2col over the whole batch and one oneDNN sgemm.
     SmallMap(&'static OneDnn),
-    /// [`winograd`]: F(2×2, 3×3) with oneDNN sgemms (forward and backward-data only).
+    /// [`winograd`]: F(2×2, 3×3) with oneDNN sgemms.
     Winograd(&'static OneDnn),
 }
 
@@ -243,13 +243,11 @@ fn choose(
         CpuConvBackend::OneDnn => Ok(Path::OneDnn(onednn::get()?)),
         CpuConvBackend::Gemm if g.groups == 1 => Ok(Path::SmallMap(onednn::get()?)),
         CpuConvBackend::Gemm => choose(CpuConvBackend::Auto, g, stage, input, bias),
-        CpuConvBackend::Winograd if winograd::supports(g) && stage != Stage::BackwardWeights => {
-            Ok(Path::Winograd(onednn::get()?))
-        }
+        CpuConvBackend::Winograd if winograd::supports(g) => Ok(Path::Winograd(onednn::get()?)),
         CpuConvBackend::Winograd => choose(CpuConvBackend::Auto, g, stage, input, bias),
         CpuConvBackend::Auto => match onednn::get() {
             Ok(d) if small_map::suits(g) => Ok(Path::SmallMap(d)),
-            Ok(d) if winograd::suits(g) && stage != Stage::BackwardWeights => Ok(Path::Winograd(d)),
+            Ok(d) if winograd::suits(g) => Ok(Path::Winograd(d)),
             Ok(d) if auto_prefers_onednn(d, g, stage, input, bias) => Ok(Path::OneDnn(d)),
             _ => Ok(Path::Rust),
         },
@@ -541,13 +539,19 @@ fn backward_params(
                 db.map(to_bias),
             ))
         }
-        Path::OneDnn(_) | Path::SmallMap(_) => {
+        Path::Winograd(d) if want_w => {
+            let (xs, ds) = (x.storage(), dy.storage());
+            let (xd, dd) = (host(&xs)?, host(&ds)?);
+            let (dw, db) =
+                winograd::backward_weights(d, xd, x.layout(), dd, dy.layout(), g, want_b)?;
+            Ok((
+                Some(cpu_tensor(dw, w_shape, Layout::Plain, x)),
+                db.map(to_bias),
+            ))
+        }
+        Path::OneDnn(_) | Path::SmallMap(_) | Path::Winograd(_) => {
             Ok((None, if want_b { Some(bias_only(dy)?) } else { None }))
         }
-        Path::Winograd(_) => Err(Error::invalid(
-            "conv2d",
-            "the Winograd path computes no weight gradients (a path-selection bug)",
-        )),
         Path::Rust => {
             let db = if want_b { Some(bias_only(dy)?) } else { None };
             if !want_w {
