@@ -85,10 +85,10 @@ impl<'a> Planes<'a> {
 }
 
 /// Fewest input and output channels for which [`suits`] picks this module. The 16 products have
-/// the channels as their inner and outer dimensions; with fewer than 128 they run far from the
-/// sgemm's peak (conv_bench rgc, 2 AVX2 cores, batch 16: 64→128 at 24×24 took 16.3 ms here
-/// against oneDNN's 11.4; 128→256 at 12×12 10.1 against 11.6; 256→256 at 12×12 14.7–16.8
-/// against 23.3).
+/// the channels as their inner and outer dimensions, and with few channels they run far from the
+/// sgemm's peak (`conv_bench rgc`, 2 AVX2 cores, batch 16, forward / forward+both backward:
+/// 64→128 at 24×24 10.5 / 32.9 ms here against oneDNN's 10.8 / 31.7, no gain; 128→256 at 12×12
+/// 8.3 / 24.7 against 11.8 / 37.4; 256→256 at 12×12 14.1 / 39.5 against 18.1 / 55.5).
 pub const MIN_CHANNELS: usize = 128;
 
 /// Whether `g` is a convolution this module computes: dense, 3×3, stride 1, no dilation, one

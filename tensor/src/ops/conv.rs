@@ -206,7 +206,9 @@ enum Path {
     Winograd(&'static OneDnn),
 }
 
-/// Where `Auto` sends a computation when oneDNN is loaded. Measured with examples/conv_bench.rs
+/// Where `Auto` sends a computation when oneDNN is loaded and neither [`small_map::suits`] (dense,
+/// output map ≤ 16 positions: the batched sgemm) nor [`winograd::suits`] (dense 3×3 "same" with
+/// ≥ 128 channels) claimed it first. Measured with examples/conv_bench.rs
 /// on 2 AVX2 cores (per core, by CPU time, because the machine was shared):
 /// * dense and grouped convolutions: oneDNN, 56–81 GFLOP/s forward against 43–66 for
 ///   im2col+GEMM on the 3×3 shapes of the ConvRNNs;
