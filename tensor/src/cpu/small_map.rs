@@ -14,7 +14,7 @@
 //!   so the weights `[O, C, kh, kw]` are used as the matrix `[O, C·kh·kw]` without any copy.
 
 use super::conv::{valid_range, ConvGeom};
-use super::onednn::{thread_budget, OneDnn};
+use super::onednn::{thread_budget, OneDnn, Scratch};
 use crate::error::Result;
 use crate::layout::{Layout, BLOCK};
 use crate::storage::CpuBuf;
@@ -171,6 +171,26 @@ fn col2im(col: &[f32], g: &ConvGeom, xr: &mut [f32]) {
         });
 }
 
+/// The bias gradient: the column sums of the output gradient's rows `dyr` `[rows, o]`.
+pub(super) fn bias_gradient(dyr: &[f32], o: usize) -> CpuBuf {
+    let mut db = vec![0.0; o];
+    for r in dyr.chunks_exact(o) {
+        for (s, v) in db.iter_mut().zip(r) {
+            *s += v;
+        }
+    }
+    CpuBuf::new(db)
+}
+
+/// im2col of `x` `[N, C, H, W]` in `layout`: `[N·Ho·Wo, C·kh·kw]`.
+fn columns<'a>(d: &'a OneDnn, x: &[f32], layout: Layout, g: &ConvGeom) -> Scratch<'a> {
+    let mut xr = d.scratch(g.n * g.in_plane() * g.c);
+    to_rows(x, layout, (g.n, g.c, g.in_plane()), &mut xr);
+    let mut col = d.scratch(g.n * g.out_plane() * g.c * g.kh * g.kw);
+    im2col(&xr, g, &mut col);
+    col
+}
+
 /// The checks every entry point shares: a dense convolution with a non-empty batch.
 fn check(g: &ConvGeom) -> Result<()> {
     if g.groups != 1 {
@@ -258,10 +278,7 @@ pub fn forward(
 ) -> Result<CpuBuf> {
     check(g)?;
     let (rows, ck) = (g.n * g.out_plane(), g.c * g.kh * g.kw);
-    let mut xr = d.scratch(g.n * g.in_plane() * g.c);
-    to_rows(x, x_layout, (g.n, g.c, g.in_plane()), &mut xr);
-    let mut col = d.scratch(rows * ck);
-    im2col(&xr, g, &mut col);
+    let col = columns(d, x, x_layout, g);
     let mut yr = d.scratch(rows * g.o);
     gemm(
         d,
@@ -319,10 +336,7 @@ pub fn backward_weights(
 ) -> Result<(CpuBuf, Option<CpuBuf>)> {
     check(g)?;
     let (rows, ck) = (g.n * g.out_plane(), g.c * g.kh * g.kw);
-    let mut xr = d.scratch(g.n * g.in_plane() * g.c);
-    to_rows(x, x_layout, (g.n, g.c, g.in_plane()), &mut xr);
-    let mut col = d.scratch(rows * ck);
-    im2col(&xr, g, &mut col);
+    let col = columns(d, x, x_layout, g);
     let mut dyr = d.scratch(rows * g.o);
     to_rows(dy, dy_layout, (g.n, g.o, g.out_plane()), &mut dyr);
     let mut dw = vec![0.0; g.o * ck];
@@ -337,15 +351,7 @@ pub fn backward_weights(
         &mut dw,
         ck,
     )?;
-    let db = want_bias.then(|| {
-        let mut db = vec![0.0; g.o];
-        for r in dyr.chunks_exact(g.o) {
-            for (s, v) in db.iter_mut().zip(r) {
-                *s += v;
-            }
-        }
-        CpuBuf::new(db)
-    });
+    let db = want_bias.then(|| bias_gradient(&dyr, g.o));
     Ok((CpuBuf::new(dw), db))
 }
 

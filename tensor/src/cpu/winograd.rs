@@ -23,8 +23,9 @@
 
 use super::conv::ConvGeom;
 use super::onednn::OneDnn;
+use super::onednn::Scratch;
 use super::simd;
-use super::small_map::{from_rows, gemm, to_rows};
+use super::small_map::{bias_gradient, from_rows, gemm, to_rows};
 use crate::error::Result;
 use crate::layout::Layout;
 use crate::storage::CpuBuf;
@@ -164,31 +165,50 @@ fn input_tiles(xr: &[f32], n: usize, (h, w): (usize, usize), c: usize, v: &mut [
                 &xr[((i * h + y as usize) * w + x as usize) * c..][..c]
             }
         });
-        input_row(&src, &mut dst, c);
+        transform_row(
+            &src,
+            &mut dst,
+            c,
+            input_transform,
+            #[cfg(target_arch = "x86_64")]
+            avx2::input_row,
+        );
     });
 }
 
-/// The transformed tile of one row of [`input_tiles`]: `dst[k][ch]` for the 16 points `k`.
-fn input_row(src: &[&[f32]; POINTS], dst: &mut [&mut [f32]; POINTS], c: usize) {
-    let full = c - c % LANES;
+/// The AVX2 copy of a transform over one tile row: `(sources, destinations, full)` with `full` the
+/// channels it covers (a multiple of 8).
+#[cfg(target_arch = "x86_64")]
+type FastRow<const K: usize> = unsafe fn(&[&[f32]; K], &mut [&mut [f32]; POINTS], usize);
+
+/// One tile row of a transform from `K` points to 16: `dst[k][ch]` for every channel `ch` of
+/// `width`, by `fast` (AVX2, where the CPU has it) on whole registers and `scalar` on the rest.
+fn transform_row<const K: usize>(
+    src: &[&[f32]; K],
+    dst: &mut [&mut [f32]; POINTS],
+    width: usize,
+    scalar: fn(&[[f32; LANES]; K]) -> [[f32; LANES]; POINTS],
+    #[cfg(target_arch = "x86_64")] fast: FastRow<K>,
+) {
+    let full = width - width % LANES;
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if simd::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2; every source and destination holds `c` values.
-        unsafe { avx2::input_row(src, dst, full) };
+        // SAFETY: the CPU has AVX2; every source and destination holds `width` values.
+        unsafe { fast(src, dst, full) };
         done = full;
     }
     for c0 in (done..full).step_by(LANES) {
         let d = std::array::from_fn(|k| lanes(&src[k][c0..]));
-        for (k, o) in input_transform(&d).iter().enumerate() {
+        for (k, o) in scalar(&d).iter().enumerate() {
             dst[k][c0..][..LANES].copy_from_slice(o);
         }
     }
-    if full < c {
+    if full < width {
         // The last channels, fewer than LANES: padded with zeros.
-        let len = c - full;
+        let len = width - full;
         let d = std::array::from_fn(|k| padded(&src[k][full..]));
-        for (k, o) in input_transform(&d).iter().enumerate() {
+        for (k, o) in scalar(&d).iter().enumerate() {
             dst[k][full..].copy_from_slice(&o[..len]);
         }
     }
@@ -353,33 +373,15 @@ fn gradient_tiles(dyr: &[f32], n: usize, (h, w): (usize, usize), o: usize, dm: &
                 &zeros[..]
             }
         });
-        gradient_row(&src, &mut dst, o);
+        transform_row(
+            &src,
+            &mut dst,
+            o,
+            gradient_transform,
+            #[cfg(target_arch = "x86_64")]
+            avx2::gradient_row,
+        );
     });
-}
-
-/// One row of [`gradient_tiles`]: `dst[k][ch]` for the 16 points `k`.
-fn gradient_row(src: &[&[f32]; 4], dst: &mut [&mut [f32]; POINTS], o: usize) {
-    let full = o - o % LANES;
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if simd::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2; every source and destination holds `o` values.
-        unsafe { avx2::gradient_row(src, dst, full) };
-        done = full;
-    }
-    for o0 in (done..full).step_by(LANES) {
-        let y = std::array::from_fn(|k| lanes(&src[k][o0..]));
-        for (k, v) in gradient_transform(&y).iter().enumerate() {
-            dst[k][o0..][..LANES].copy_from_slice(v);
-        }
-    }
-    if full < o {
-        let len = o - full;
-        let y = std::array::from_fn(|k| padded(&src[k][full..]));
-        for (k, v) in gradient_transform(&y).iter().enumerate() {
-            dst[k][full..].copy_from_slice(&v[..len]);
-        }
-    }
 }
 
 /// `A y Aᵀ` on [`LANES`] channels at once: 2×2 → 4×4, row-major.
@@ -567,6 +569,24 @@ mod avx2 {
     }
 }
 
+/// The transformed input tiles `[16][n·tiles][c]` of `x` `[n, c, H, W]` in `layout`, and how many
+/// tiles there are.
+fn tiles_of<'a>(
+    d: &'a OneDnn,
+    x: &[f32],
+    layout: Layout,
+    n: usize,
+    hw: (usize, usize),
+    c: usize,
+) -> (usize, Scratch<'a>) {
+    let mut xr = d.scratch(n * hw.0 * hw.1 * c);
+    to_rows(x, layout, (n, c, hw.0 * hw.1), &mut xr);
+    let rows = n * hw.0.div_ceil(2) * hw.1.div_ceil(2);
+    let mut v = d.scratch(rows * POINTS * c);
+    input_tiles(&xr, n, hw, c, &mut v);
+    (rows, v)
+}
+
 /// The "same" 3×3 convolution of `x` `[n, ins, H, W]` in `layout` with the transformed filters
 /// `u` `[outs][16][ins]`: rows `yr` `[n·H·W, outs]`.
 #[allow(clippy::too_many_arguments)]
@@ -580,12 +600,7 @@ fn convolve(
     (ins, outs): (usize, usize),
     yr: &mut [f32],
 ) -> Result<()> {
-    let mut xr = d.scratch(n * hw.0 * hw.1 * ins);
-    to_rows(x, layout, (n, ins, hw.0 * hw.1), &mut xr);
-    let rows = n * hw.0.div_ceil(2) * hw.1.div_ceil(2);
-    let mut v = d.scratch(rows * POINTS * ins);
-    input_tiles(&xr, n, hw, ins, &mut v);
-    drop(xr);
+    let (rows, v) = tiles_of(d, x, layout, n, hw, ins);
     let mut m = d.scratch(rows * POINTS * outs);
     for p in 0..POINTS {
         gemm(
@@ -679,12 +694,7 @@ pub fn backward_weights(
 ) -> Result<(CpuBuf, Option<CpuBuf>)> {
     check(g)?;
     let (n, hw) = (g.n, (g.h, g.w));
-    let rows = n * g.h.div_ceil(2) * g.w.div_ceil(2);
-    let mut xr = d.scratch(n * g.in_plane() * g.c);
-    to_rows(x, x_layout, (n, g.c, g.in_plane()), &mut xr);
-    let mut v = d.scratch(rows * POINTS * g.c);
-    input_tiles(&xr, n, hw, g.c, &mut v);
-    drop(xr);
+    let (rows, v) = tiles_of(d, x, x_layout, n, hw, g.c);
     let mut dyr = d.scratch(n * g.out_plane() * g.o);
     to_rows(dy, dy_layout, (n, g.o, g.out_plane()), &mut dyr);
     let mut dm = d.scratch(rows * POINTS * g.o);
@@ -704,15 +714,7 @@ pub fn backward_weights(
         )?;
     }
     let dw = filter_gradients(&du, g.o, g.c);
-    let db = want_bias.then(|| {
-        let mut db = vec![0.0; g.o];
-        for r in dyr.chunks_exact(g.o) {
-            for (s, v) in db.iter_mut().zip(r) {
-                *s += v;
-            }
-        }
-        CpuBuf::new(db)
-    });
+    let db = want_bias.then(|| bias_gradient(&dyr, g.o));
     Ok((CpuBuf::new(dw), db))
 }
 
