@@ -12,8 +12,9 @@
 //! 180°, so forward and backward-data share every kernel here. The weight gradient is the adjoint
 //! of the forward: the output gradient's tiles are carried back to the 16 points (`A dY Aᵀ`),
 //! multiplied with the input tiles summed over the batch (16 more sgemms), and the sums carried
-//! back to the 3×3 filters (`Gᵀ dU G`). The transforms add and subtract inputs of similar size, so the results differ from a
-//! direct convolution by a few units in the last place (the tests compare with 1e-4 relative).
+//! back to the 3×3 filters (`Gᵀ dU G`). The transforms add and subtract inputs of similar size,
+//! so the results differ from a direct convolution by a few units in the last place (the tests
+//! compare with 1e-4 relative).
 //!
 //! Matrices are row-major. Activations are rows `[N·H·W, C]` ([`super::small_map`]'s
 //! conversions); the transformed tiles `V` `[16][N·tiles][C]`, `M` and `dM` `[16][N·tiles][O]`
@@ -22,8 +23,7 @@
 //! dimension 16·C, and at 92 on contiguous ones); the filters `U` and `dU` are `[O][16][C]`.
 
 use super::conv::ConvGeom;
-use super::onednn::OneDnn;
-use super::onednn::Scratch;
+use super::onednn::{OneDnn, Scratch};
 use super::simd;
 use super::small_map::{bias_gradient, from_rows, gemm, to_rows};
 use crate::error::Result;
