@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
-use tensor::cpu::gemm::{rust_sgemm, MatRef};
+use tensor::cpu::gemm::{sgemm, Gemm, MatMut, MatRef};
 use tensor::cpu::onednn;
 use tensor::ops::{Conv2dOpts, CpuConvBackend};
 use tensor::testing::rand_tensor;
@@ -327,17 +327,13 @@ fn gemm(reps: usize, dnnl: bool) {
         let b = rand_tensor(&mut rng, [k, n]).to_vec().unwrap();
         let mut c = vec![0.0f32; m * n];
         let flops = 2.0 * (m * n * k) as f64;
+        let g = Gemm::new(m, n, k);
         let t = best_of(reps, || {
-            rust_sgemm(
-                m,
-                n,
-                k,
-                1.0,
+            sgemm(
+                g,
                 MatRef::new(&a, k),
                 MatRef::new(&b, n),
-                0.0,
-                &mut c,
-                n,
+                MatMut::new(&mut c, n),
             )
         });
         let mut line = format!(
@@ -345,28 +341,14 @@ fn gemm(reps: usize, dnnl: bool) {
             flops / t / 1e9
         );
         if let Some(d) = d {
-            let threads = rayon::current_num_threads();
             let t = best_of(reps, || {
-                // SAFETY: a is m×k, b is k×n, c is m×n, all row-major and distinct.
-                unsafe {
-                    d.sgemm(
-                        threads,
-                        false,
-                        false,
-                        m,
-                        n,
-                        k,
-                        1.0,
-                        a.as_ptr(),
-                        k,
-                        b.as_ptr(),
-                        n,
-                        0.0,
-                        c.as_mut_ptr(),
-                        n,
-                    )
-                    .unwrap()
-                }
+                d.sgemm(
+                    g,
+                    MatRef::new(&a, k),
+                    MatRef::new(&b, n),
+                    MatMut::new(&mut c, n),
+                )
+                .unwrap()
             });
             line += &format!("   oneDNN {:>6.1} GFLOP/s", flops / t / 1e9);
         }

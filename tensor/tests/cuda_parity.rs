@@ -253,7 +253,7 @@ fn tensors_move_between_devices_and_keep_their_values() {
 #[test]
 fn sgemm_matches_the_cpu_for_all_transposes() {
     require_gpu!();
-    use tensor::cpu::gemm::{sgemm as cpu_sgemm, MatRef};
+    use tensor::cpu::gemm::{sgemm as cpu_sgemm, Gemm, MatMut, MatRef};
     let mut rng = Rng::new(6);
     let (m, n, k) = (37, 29, 71);
     let a = randn(&mut rng, m * k + 5);
@@ -269,15 +269,10 @@ fn sgemm_matches_the_cpu_for_all_transposes() {
         let am = MatRef::new(&a[oa..], lda);
         let bm = MatRef::new(&b[ob..], ldb);
         cpu_sgemm(
-            m,
-            n,
-            k,
-            1.5,
+            Gemm::new(m, n, k).alpha(1.5).beta(0.5),
             if ta { am.t() } else { am },
             if tb { bm.t() } else { bm },
-            0.5,
-            &mut want,
-            ldc,
+            MatMut::new(&mut want, ldc),
         );
         let mut gc = up(&c0);
         let da = DevMat::new(&ga, lda).at(oa);

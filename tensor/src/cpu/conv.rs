@@ -4,9 +4,27 @@
 //!
 //! All buffers are plain NCHW; weights are `[O, C/groups, kh, kw]`.
 
-use super::gemm::{sgemm, sgemm_seq, MatRef};
+use super::gemm::{sgemm, sgemm_seq, Gemm, MatMut, MatRef};
+use crate::layout::Layout;
 use crate::storage::CpuBuf;
+use crate::StorageStamp;
 use rayon::prelude::*;
+
+/// An activation `[N, C, H, W]` (or its gradient) as a CPU convolution reads it: the host values
+/// in the tensor's layout.
+#[derive(Clone, Copy)]
+pub struct Activation<'a> {
+    pub data: &'a [f32],
+    pub layout: Layout,
+}
+
+/// Plain weights `[O, C/groups, kh, kw]` and the stamp of their storage, under which copies
+/// derived from them (reordered or transformed weights) are cached.
+#[derive(Clone, Copy)]
+pub struct Weights<'a> {
+    pub data: &'a [f32],
+    pub stamp: &'a StorageStamp,
+}
 
 /// Everything a kernel needs to know about one convolution, with the padding already resolved
 /// to explicit (top, bottom, left, right) amounts. Also the cache key of compiled oneDNN
@@ -45,6 +63,18 @@ impl ConvGeom {
     /// Length of one im2col column: the reduction size of the GEMM.
     pub fn kdim(&self) -> usize {
         self.cg() * self.kh * self.kw
+    }
+    /// The input's shape `[N, C, H, W]`.
+    pub fn in_shape(&self) -> [usize; 4] {
+        [self.n, self.c, self.h, self.w]
+    }
+    /// The output's shape `[N, O, Ho, Wo]`.
+    pub fn out_shape(&self) -> [usize; 4] {
+        [self.n, self.o, self.ho, self.wo]
+    }
+    /// The weight's shape `[O, C/groups, kh, kw]`.
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [self.o, self.cg(), self.kh, self.kw]
     }
     pub fn in_plane(&self) -> usize {
         self.h * self.w
@@ -211,21 +241,11 @@ fn plan(g: &ConvGeom) -> Plan {
 }
 
 /// A GEMM on this thread alone or on all threads.
-fn gemm_on(
-    seq: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
+fn gemm_on(seq: bool, g: Gemm, a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
     if seq {
-        sgemm_seq(m, n, k, 1.0, a, b, beta, c, ldc);
+        sgemm_seq(g, a, b, c);
     } else {
-        sgemm(m, n, k, 1.0, a, b, beta, c, ldc);
+        sgemm(g, a, b, c);
     }
 }
 
@@ -261,14 +281,10 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuB
             let wg = &w[grp * g.og() * g.kdim()..][..g.og() * g.kdim()];
             gemm_on(
                 seq,
-                g.og(),
-                ohw,
-                g.kdim(),
+                Gemm::new(g.og(), ohw, g.kdim()).beta(beta),
                 MatRef::new(wg, g.kdim()),
                 MatRef::new(bmat, ohw),
-                beta,
-                &mut oi[grp * g.og() * ohw..][..g.og() * ohw],
-                ohw,
+                MatMut::new(&mut oi[grp * g.og() * ohw..][..g.og() * ohw], ohw),
             );
         }
     };
@@ -306,10 +322,11 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
             let dyg = &dyi[grp * g.og() * ohw..][..g.og() * ohw];
             let dxg = &mut dxi[grp * cghw..][..cghw];
             let (a, b) = (MatRef::new(wg, g.kdim()).t(), MatRef::new(dyg, ohw));
+            let prod = Gemm::new(g.kdim(), ohw, g.og());
             if g.is_pointwise() {
-                gemm_on(seq, g.kdim(), ohw, g.og(), a, b, 0.0, dxg, ohw);
+                gemm_on(seq, prod, a, b, MatMut::new(dxg, ohw));
             } else {
-                gemm_on(seq, g.kdim(), ohw, g.og(), a, b, 0.0, col, ohw);
+                gemm_on(seq, prod, a, b, MatMut::new(col, ohw));
                 col2im(col, g, dxg);
             }
         }
@@ -355,14 +372,13 @@ pub fn backward_weights(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
             let dyg = &dyi[grp * g.og() * ohw..][..g.og() * ohw];
             gemm_on(
                 seq,
-                g.og(),
-                g.kdim(),
-                ohw,
+                Gemm::new(g.og(), g.kdim(), ohw).beta(1.0),
                 MatRef::new(dyg, ohw),
                 MatRef::new(bmat, ohw).t(),
-                1.0,
-                &mut acc[grp * g.og() * g.kdim()..][..g.og() * g.kdim()],
-                g.kdim(),
+                MatMut::new(
+                    &mut acc[grp * g.og() * g.kdim()..][..g.og() * g.kdim()],
+                    g.kdim(),
+                ),
             );
         }
     };

@@ -1,7 +1,8 @@
 //! Single-precision GEMM on row-major host matrices.
 //!
-//! `C = alpha·op(A)·op(B) + beta·C`, `op` = optional transpose. The pure-Rust `gemm` crate is the
-//! always-available path; faster system libraries (oneDNN's sgemm) are preferred when loaded.
+//! `C = alpha·op(A)·op(B) + beta·C`, `op` = optional transpose, on the pure-Rust `gemm` crate
+//! (always available). oneDNN's sgemm ([`super::onednn::OneDnn::sgemm`]) takes the same
+//! [`Gemm`], [`MatRef`] and [`MatMut`] arguments.
 
 /// A row-major matrix operand: `data[r * ld + c]`, optionally read transposed.
 #[derive(Clone, Copy)]
@@ -33,140 +34,126 @@ impl<'a> MatRef<'a> {
             (self.ld as isize, 1)
         }
     }
+    /// Whether `data` holds every element of op(self) as a `rows × cols` matrix (both ≥ 1).
+    pub fn holds(&self, rows: usize, cols: usize) -> bool {
+        let (rs, cs) = self.strides();
+        self.data.len() > (rows - 1) * rs as usize + (cols - 1) * cs as usize
+    }
 }
 
-/// `c[m×n] (ldc) = alpha · op(a)[m×k] · op(b)[k×n] + beta · c`, using every rayon thread.
-pub fn sgemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    sgemm_threads(
-        rayon::current_num_threads(),
-        m,
-        n,
-        k,
-        alpha,
-        a,
-        b,
-        beta,
-        c,
-        ldc,
-    );
+/// A row-major output matrix: `data[r * ld + c]`.
+pub struct MatMut<'a> {
+    pub data: &'a mut [f32],
+    pub ld: usize,
+}
+
+impl<'a> MatMut<'a> {
+    pub fn new(data: &'a mut [f32], ld: usize) -> Self {
+        MatMut { data, ld }
+    }
+}
+
+/// The shape and scalars of one product `C = alpha·op(A)·op(B) + beta·C`: `op(A)` is `m × k`,
+/// `op(B)` is `k × n` and `C` is `m × n`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+impl Gemm {
+    /// `C = op(A)·op(B)`: alpha 1, beta 0.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Gemm {
+            m,
+            n,
+            k,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+    /// The same product scaled by `alpha`.
+    pub fn alpha(self, alpha: f32) -> Self {
+        Gemm { alpha, ..self }
+    }
+    /// The same product added to `beta·C`.
+    pub fn beta(self, beta: f32) -> Self {
+        Gemm { beta, ..self }
+    }
+
+    /// Handles the products without work: none when `C` is empty, `C = beta·C` when the
+    /// reduction is empty (zeros for beta 0, whatever `C` held). Returns whether anything is
+    /// left for a GEMM kernel, after checking that the operands hold their matrices (a wrong
+    /// size is a bug in the caller, not a user error).
+    pub fn prepare(&self, a: &MatRef<'_>, b: &MatRef<'_>, c: &mut MatMut<'_>) -> bool {
+        let Gemm { m, n, k, beta, .. } = *self;
+        if m == 0 || n == 0 {
+            return false;
+        }
+        assert!(
+            c.ld >= n && c.data.len() >= (m - 1) * c.ld + n,
+            "sgemm: C too small"
+        );
+        if k == 0 {
+            for row in c.data.chunks_mut(c.ld).take(m) {
+                let row = &mut row[..n];
+                if beta == 0.0 {
+                    row.fill(0.0);
+                } else {
+                    row.iter_mut().for_each(|v| *v *= beta);
+                }
+            }
+            return false;
+        }
+        assert!(a.holds(m, k), "sgemm: A too small");
+        assert!(b.holds(k, n), "sgemm: B too small");
+        true
+    }
+}
+
+/// `c = alpha · op(a) · op(b) + beta · c` (see [`Gemm`]), using every rayon thread.
+pub fn sgemm(g: Gemm, a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
+    sgemm_threads(rayon::current_num_threads(), g, a, b, c);
 }
 
 /// [`sgemm`] on the calling thread only, for callers that already run independent products in
 /// parallel (one image per rayon task in the convolution).
-pub fn sgemm_seq(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    sgemm_threads(1, m, n, k, alpha, a, b, beta, c, ldc);
+pub fn sgemm_seq(g: Gemm, a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
+    sgemm_threads(1, g, a, b, c);
 }
 
-fn sgemm_threads(
-    threads: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    if m == 0 || n == 0 {
+fn sgemm_threads(threads: usize, g: Gemm, a: MatRef<'_>, b: MatRef<'_>, mut c: MatMut<'_>) {
+    if !g.prepare(&a, &b, &mut c) {
         return;
     }
-    if k == 0 {
-        for r in 0..m {
-            for v in &mut c[r * ldc..r * ldc + n] {
-                *v *= beta;
-            }
-        }
-        return;
-    }
-    rust_sgemm_threads(threads, m, n, k, alpha, a, b, beta, c, ldc);
-}
-
-/// The pure-Rust path (the `gemm` crate), always available.
-pub fn rust_sgemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    rust_sgemm_threads(
-        rayon::current_num_threads(),
+    let Gemm {
         m,
         n,
         k,
         alpha,
-        a,
-        b,
         beta,
-        c,
-        ldc,
-    );
-}
-
-fn rust_sgemm_threads(
-    threads: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
+    } = g;
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
-    assert!(c.len() >= (m - 1) * ldc + n, "sgemm: C too small");
-    assert!(
-        a.data.len() >= max_index(m, k, a_rs, a_cs),
-        "sgemm: A too small"
-    );
-    assert!(
-        b.data.len() >= max_index(k, n, b_rs, b_cs),
-        "sgemm: B too small"
-    );
     let par = if (m * n * k) < 64 * 64 * 64 || threads <= 1 {
         gemm::Parallelism::None
     } else {
         gemm::Parallelism::Rayon(threads)
     };
-    // SAFETY: the asserts above bound every index the strides can reach; `gemm` computes
-    // dst = dst_scale·dst + ab_scale·lhs·rhs and reads dst only when `read_dst` is set.
+    // SAFETY: `prepare` checked that the operands hold every index the strides can reach;
+    // `gemm` computes dst = dst_scale·dst + ab_scale·lhs·rhs and reads dst only when `read_dst`
+    // is set.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c.data.as_mut_ptr(),
             1,
-            ldc as isize,
+            c.ld as isize,
             beta != 0.0,
             a.data.as_ptr(),
             a_cs,
@@ -182,10 +169,6 @@ fn rust_sgemm_threads(
             par,
         );
     }
-}
-
-fn max_index(rows: usize, cols: usize, rs: isize, cs: isize) -> usize {
-    (rows - 1) * rs as usize + (cols - 1) * cs as usize + 1
 }
 
 #[cfg(test)]
@@ -209,6 +192,29 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_reduction_scales_c_and_beta_zero_overwrites_it() {
+        let (a, b) = ([0.0f32; 0], [0.0f32; 0]);
+        let mut c = vec![f32::NAN, 2.0, 3.0, 4.0];
+        let g = Gemm::new(2, 2, 0);
+        sgemm(
+            g,
+            MatRef::new(&a, 0),
+            MatRef::new(&b, 2),
+            MatMut::new(&mut c, 2),
+        );
+        assert_eq!(c, [0.0; 4]);
+        let mut c = vec![1.0, 2.0, 3.0, 4.0];
+        let g = g.beta(0.5);
+        sgemm(
+            g,
+            MatRef::new(&a, 0),
+            MatRef::new(&b, 2),
+            MatMut::new(&mut c, 2),
+        );
+        assert_eq!(c, [0.5, 1.0, 1.5, 2.0]);
+    }
+
+    #[test]
     fn matches_naive_for_all_transposes() {
         let (m, n, k) = (37, 29, 71);
         let a: Vec<f32> = (0..m * k)
@@ -224,7 +230,12 @@ mod tests {
             let am = if ta { am.t() } else { am };
             let bm = if tb { bm.t() } else { bm };
             let mut c = vec![1.0; m * n];
-            sgemm(m, n, k, 2.0, am, bm, 0.5, &mut c, n);
+            sgemm(
+                Gemm::new(m, n, k).alpha(2.0).beta(0.5),
+                am,
+                bm,
+                MatMut::new(&mut c, n),
+            );
             for (got, w) in c.iter().zip(&want) {
                 assert!(
                     (got - (2.0 * w + 0.5)).abs() < 1e-3,

@@ -1,6 +1,6 @@
 //! Batched matrix products on [`super::gemm::sgemm`], with operands read transposed in place.
 
-use super::gemm::{sgemm, MatRef};
+use super::gemm::{sgemm, Gemm, MatMut, MatRef};
 use crate::storage::CpuBuf;
 use rayon::prelude::*;
 
@@ -41,7 +41,8 @@ pub fn batched_matmul(
     if m * n == 0 {
         return;
     }
-    let one = |(i, c): (usize, &mut [f32])| sgemm(m, n, k, 1.0, a.mat(i), b.mat(i), beta, c, n);
+    let g = Gemm::new(m, n, k).beta(beta);
+    let one = |(i, c): (usize, &mut [f32])| sgemm(g, a.mat(i), b.mat(i), MatMut::new(c, n));
     // Small products are single-threaded inside sgemm: spread them over the batch instead.
     if batch > 1 && m * n * k < 64 * 64 * 64 {
         out.par_chunks_mut(m * n).enumerate().for_each(one);
@@ -78,15 +79,10 @@ pub fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, n: usize, i: usize, o:
     };
     if n * o > 0 {
         sgemm(
-            n,
-            o,
-            i,
-            1.0,
+            Gemm::new(n, o, i).beta(beta),
             MatRef::new(x, i),
             MatRef::new(w, i).t(),
-            beta,
-            &mut out,
-            o,
+            MatMut::new(&mut out, o),
         );
     }
     out

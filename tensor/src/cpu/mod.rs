@@ -15,8 +15,6 @@ pub mod reduce;
 pub mod resize;
 pub mod shape;
 pub mod simd;
-pub mod small_map;
-pub mod winograd;
 
 /// Below this many elements a kernel runs on one thread; rayon's fork/join costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;

@@ -13,9 +13,12 @@
 
 use crate::backprop::no_grad;
 use crate::cpu::conv::{self as kernels, ConvGeom};
+use crate::cpu::conv::{Activation, Weights};
 use crate::cpu::depthwise;
+use crate::cpu::onednn::gemm_conv::{self, Job};
+use crate::cpu::onednn::small_map::{self, SmallMap};
+use crate::cpu::onednn::winograd::{self, Winograd};
 use crate::cpu::onednn::{self, OneDnn};
-use crate::cpu::{small_map, winograd};
 use crate::layout::{Layout, BLOCK};
 use crate::storage::{CpuBuf, Storage};
 use crate::{Error, Result, Shape, Tensor};
@@ -388,6 +391,14 @@ fn host(s: &Storage) -> Result<&[f32]> {
     }
 }
 
+fn act(data: &[f32], layout: Layout) -> Activation<'_> {
+    Activation { data, layout }
+}
+
+fn weights<'a>(data: &'a [f32], stamp: &'a crate::StorageStamp) -> Weights<'a> {
+    Weights { data, stamp }
+}
+
 /// The host data of an optional bias.
 fn host_opt(s: Option<&Storage>) -> Result<Option<&[f32]>> {
     s.map(host).transpose()
@@ -409,7 +420,8 @@ fn forward(
             let bs = bias.map(|b| b.storage());
             let (xd, wd, bd) = (host(&xs)?, host(&ws)?, host_opt(bs.as_deref())?);
             let stamp = w.storage_stamp();
-            let buf = d.conv_forward(g, xd, x.layout(), wd, &stamp, bd, out_layout)?;
+            let (xa, wa) = (act(xd, x.layout()), weights(wd, &stamp));
+            let buf = d.conv_forward(g, xa, wa, bd, out_layout)?;
             Ok(cpu_tensor(buf, shape, out_layout, x))
         }
         Path::SmallMap(d) => {
@@ -417,7 +429,9 @@ fn forward(
             let (xs, ws) = (x.storage(), w.storage());
             let bs = bias.map(|b| b.storage());
             let (xd, wd, bd) = (host(&xs)?, host(&ws)?, host_opt(bs.as_deref())?);
-            let buf = small_map::forward(d, xd, x.layout(), wd, bd, g, out_layout)?;
+            let stamp = w.storage_stamp();
+            let (xa, wa) = (act(xd, x.layout()), weights(wd, &stamp));
+            let buf = gemm_conv::forward::<SmallMap>(Job { d, g }, xa, wa, bd, out_layout)?;
             Ok(cpu_tensor(buf, shape, out_layout, x))
         }
         Path::Winograd(d) => {
@@ -426,7 +440,8 @@ fn forward(
             let bs = bias.map(|b| b.storage());
             let (xd, wd, bd) = (host(&xs)?, host(&ws)?, host_opt(bs.as_deref())?);
             let stamp = w.storage_stamp();
-            let buf = winograd::forward(d, xd, x.layout(), wd, &stamp, bd, g, out_layout)?;
+            let (xa, wa) = (act(xd, x.layout()), weights(wd, &stamp));
+            let buf = gemm_conv::forward::<Winograd>(Job { d, g }, xa, wa, bd, out_layout)?;
             Ok(cpu_tensor(buf, shape, out_layout, x))
         }
         Path::Rust if x.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
@@ -464,20 +479,24 @@ fn backward_data(
             let (ds, ws) = (dy.storage(), w.storage());
             let (dd, wd) = (host(&ds)?, host(&ws)?);
             let stamp = w.storage_stamp();
-            let buf = d.conv_backward_data(g, has_bias, dd, dy.layout(), wd, &stamp, x_layout)?;
+            let (da, wa) = (act(dd, dy.layout()), weights(wd, &stamp));
+            let buf = d.conv_backward_data(g, has_bias, da, wa, x_layout)?;
             Ok(cpu_tensor(buf, shape, x_layout, dy))
         }
         Path::SmallMap(d) => {
             let (ds, ws) = (dy.storage(), w.storage());
             let (dd, wd) = (host(&ds)?, host(&ws)?);
-            let buf = small_map::backward_data(d, dd, dy.layout(), wd, g, x_layout)?;
+            let stamp = w.storage_stamp();
+            let (da, wa) = (act(dd, dy.layout()), weights(wd, &stamp));
+            let buf = gemm_conv::backward_data::<SmallMap>(Job { d, g }, da, wa, x_layout)?;
             Ok(cpu_tensor(buf, shape, x_layout, dy))
         }
         Path::Winograd(d) => {
             let (ds, ws) = (dy.storage(), w.storage());
             let (dd, wd) = (host(&ds)?, host(&ws)?);
             let stamp = w.storage_stamp();
-            let buf = winograd::backward_data(d, dd, dy.layout(), wd, &stamp, g, x_layout)?;
+            let (da, wa) = (act(dd, dy.layout()), weights(wd, &stamp));
+            let buf = gemm_conv::backward_data::<Winograd>(Job { d, g }, da, wa, x_layout)?;
             Ok(cpu_tensor(buf, shape, x_layout, dy))
         }
         Path::Rust if dy.layout() == Layout::Blocked16 && depthwise::blocked_supported(g) => {
@@ -526,7 +545,8 @@ fn backward_params(
         Path::OneDnn(d) if want_w => {
             let (xs, ds) = (x.storage(), dy.storage());
             let (xd, dd) = (host(&xs)?, host(&ds)?);
-            let (dw, db) = d.conv_backward_weights(g, has_bias, xd, x.layout(), dd, dy.layout())?;
+            let (xa, da) = (act(xd, x.layout()), act(dd, dy.layout()));
+            let (dw, db) = d.conv_backward_weights(g, has_bias, xa, da)?;
             let dw = cpu_tensor(dw, w_shape, Layout::Plain, x);
             let db = if want_b { db.map(to_bias) } else { None };
             Ok((Some(dw), db))
@@ -534,8 +554,12 @@ fn backward_params(
         Path::SmallMap(d) if want_w => {
             let (xs, ds) = (x.storage(), dy.storage());
             let (xd, dd) = (host(&xs)?, host(&ds)?);
-            let (dw, db) =
-                small_map::backward_weights(d, xd, x.layout(), dd, dy.layout(), g, want_b)?;
+            let (dw, db) = gemm_conv::backward_weights::<SmallMap>(
+                Job { d, g },
+                act(xd, x.layout()),
+                act(dd, dy.layout()),
+                want_b,
+            )?;
             Ok((
                 Some(cpu_tensor(dw, w_shape, Layout::Plain, x)),
                 db.map(to_bias),
@@ -544,8 +568,12 @@ fn backward_params(
         Path::Winograd(d) if want_w => {
             let (xs, ds) = (x.storage(), dy.storage());
             let (xd, dd) = (host(&xs)?, host(&ds)?);
-            let (dw, db) =
-                winograd::backward_weights(d, xd, x.layout(), dd, dy.layout(), g, want_b)?;
+            let (dw, db) = gemm_conv::backward_weights::<Winograd>(
+                Job { d, g },
+                act(xd, x.layout()),
+                act(dd, dy.layout()),
+                want_b,
+            )?;
             Ok((
                 Some(cpu_tensor(dw, w_shape, Layout::Plain, x)),
                 db.map(to_bias),

@@ -16,20 +16,18 @@
 //! so the results differ from a direct convolution by a few units in the last place (the tests
 //! compare with 1e-4 relative).
 //!
-//! Matrices are row-major. Activations are rows `[N·H·W, C]` ([`super::small_map`]'s
-//! conversions); the transformed tiles `V` `[16][N·tiles][C]`, `M` and `dM` `[16][N·tiles][O]`
-//! are point-major, so that every product reads and writes contiguous matrices (oneDNN's sgemm
-//! ran the weight gradient's transposed products at 41 GFLOP/s on tile-major views with leading
-//! dimension 16·C, and at 92 on contiguous ones); the filters `U` and `dU` are `[O][16][C]`.
+//! Matrices are row-major. Activations are rows `[N·H·W, C]` ([`super::gemm_conv`]); the
+//! transformed tiles `V` `[16][N·tiles][C]`, `M` and `dM` `[16][N·tiles][O]` are point-major, so
+//! that every product reads and writes contiguous matrices (oneDNN's sgemm ran the weight
+//! gradient's transposed products at 41 GFLOP/s on tile-major views with leading dimension 16·C,
+//! and at 92 on contiguous ones); the filters `U` and `dU` are `[O][16][C]`.
 
-use super::conv::ConvGeom;
-use super::onednn::{OneDnn, Scratch};
-use super::simd;
-use super::small_map::{bias_gradient, from_rows, gemm, to_rows};
+use super::gemm_conv::{rows, GemmConv, Job};
+use super::Scratch;
+use crate::cpu::conv::{Activation, ConvGeom, Weights};
+use crate::cpu::gemm::{Gemm, MatMut, MatRef};
+use crate::cpu::simd;
 use crate::error::Result;
-use crate::layout::Layout;
-use crate::storage::CpuBuf;
-use crate::StorageStamp;
 use rayon::prelude::*;
 
 /// Number of transformed points per tile: 4×4.
@@ -145,62 +143,92 @@ fn filters(w: &[f32], o: usize, c: usize, transpose: bool, u: &mut [f32]) {
         });
 }
 
-/// `V = Bᵀ d B` for every 4×4 input tile `d` (zero outside the map) of rows `xr` `[N·H·W, C]`:
-/// `v` `[16][N·tiles][C]` (every element written).
-fn input_tiles(xr: &[f32], n: usize, (h, w): (usize, usize), c: usize, v: &mut [f32]) {
-    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let per_image = th * tw;
-    let zeros = vec![0.0; c];
-    let planes = Planes::new(v, n * per_image, c);
-    (0..n * per_image).into_par_iter().for_each(|row| {
-        // SAFETY: each task writes its own row.
-        let mut dst = unsafe { planes.row(row) };
-        let (i, t) = (row / per_image, row % per_image);
-        let (y0, x0) = (2 * (t / tw) as isize - 1, 2 * (t % tw) as isize - 1);
-        let src: [&[f32]; POINTS] = std::array::from_fn(|k| {
-            let (y, x) = (y0 + (k / 4) as isize, x0 + (k % 4) as isize);
-            if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
-                &zeros[..]
-            } else {
-                &xr[((i * h + y as usize) * w + x as usize) * c..][..c]
-            }
-        });
-        transform_row(
-            &src,
-            &mut dst,
-            c,
-            input_transform,
-            #[cfg(target_arch = "x86_64")]
-            avx2::input_row,
-        );
-    });
-}
-
 /// The AVX2 copy of a transform over one tile row: `(sources, destinations, full)` with `full` the
 /// channels it covers (a multiple of 8).
 #[cfg(target_arch = "x86_64")]
 type FastRow<const K: usize> = unsafe fn(&[&[f32]; K], &mut [&mut [f32]; POINTS], usize);
 
-/// One tile row of a transform from `K` points to 16: `dst[k][ch]` for every channel `ch` of
-/// `width`, by `fast` (AVX2, where the CPU has it) on whole registers and `scalar` on the rest.
+/// A tile transform from `K` points (a `side × side` window of the map) to 16, as a scalar
+/// function on [`LANES`] channels and, on x86-64, an AVX2 one over whole registers.
+struct Transform<const K: usize> {
+    side: usize,
+    /// Where the window starts, relative to the tile's first output pixel.
+    offset: isize,
+    scalar: fn(&[[f32; LANES]; K]) -> [[f32; LANES]; POINTS],
+    #[cfg(target_arch = "x86_64")]
+    fast: FastRow<K>,
+}
+
+/// `V = Bᵀ d B` of every 4×4 input tile `d`.
+const INPUT: Transform<POINTS> = Transform {
+    side: 4,
+    offset: -1,
+    scalar: input_transform,
+    #[cfg(target_arch = "x86_64")]
+    fast: avx2::input_row,
+};
+
+/// `dM = A dY Aᵀ` of every 2×2 tile `dY` of the output gradient: the adjoint of
+/// [`output_tiles`], carrying the gradient of the outputs back to the 16 products.
+const GRADIENT: Transform<4> = Transform {
+    side: 2,
+    offset: 0,
+    scalar: gradient_transform,
+    #[cfg(target_arch = "x86_64")]
+    fast: avx2::gradient_row,
+};
+
+/// `t` of every tile of rows `src` `[N·H·W, width]` (zero outside the map): `out`
+/// `[16][N·tiles][width]` (every element written).
+fn transform_tiles<const K: usize>(
+    src: &[f32],
+    n: usize,
+    (h, w): (usize, usize),
+    width: usize,
+    out: &mut [f32],
+    t: &Transform<K>,
+) {
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let per_image = th * tw;
+    let zeros = vec![0.0; width];
+    let planes = Planes::new(out, n * per_image, width);
+    (0..n * per_image).into_par_iter().for_each(|row| {
+        // SAFETY: each task writes its own row.
+        let mut dst = unsafe { planes.row(row) };
+        let (i, tile) = (row / per_image, row % per_image);
+        let y0 = 2 * (tile / tw) as isize + t.offset;
+        let x0 = 2 * (tile % tw) as isize + t.offset;
+        let window: [&[f32]; K] = std::array::from_fn(|k| {
+            let (y, x) = (y0 + (k / t.side) as isize, x0 + (k % t.side) as isize);
+            if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
+                &zeros[..]
+            } else {
+                &src[((i * h + y as usize) * w + x as usize) * width..][..width]
+            }
+        });
+        transform_row(&window, &mut dst, width, t);
+    });
+}
+
+/// One tile row of `t`: `dst[k][ch]` for every channel `ch` of `width`, by the AVX2 version
+/// (where the CPU has it) on whole registers and the scalar one on the rest.
 fn transform_row<const K: usize>(
     src: &[&[f32]; K],
     dst: &mut [&mut [f32]; POINTS],
     width: usize,
-    scalar: fn(&[[f32; LANES]; K]) -> [[f32; LANES]; POINTS],
-    #[cfg(target_arch = "x86_64")] fast: FastRow<K>,
+    t: &Transform<K>,
 ) {
     let full = width - width % LANES;
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if simd::has_avx2_fma() {
         // SAFETY: the CPU has AVX2; every source and destination holds `width` values.
-        unsafe { fast(src, dst, full) };
+        unsafe { (t.fast)(src, dst, full) };
         done = full;
     }
     for c0 in (done..full).step_by(LANES) {
         let d = std::array::from_fn(|k| lanes(&src[k][c0..]));
-        for (k, o) in scalar(&d).iter().enumerate() {
+        for (k, o) in (t.scalar)(&d).iter().enumerate() {
             dst[k][c0..][..LANES].copy_from_slice(o);
         }
     }
@@ -208,7 +236,7 @@ fn transform_row<const K: usize>(
         // The last channels, fewer than LANES: padded with zeros.
         let len = width - full;
         let d = std::array::from_fn(|k| padded(&src[k][full..]));
-        for (k, o) in scalar(&d).iter().enumerate() {
+        for (k, o) in (t.scalar)(&d).iter().enumerate() {
             dst[k][full..].copy_from_slice(&o[..len]);
         }
     }
@@ -231,34 +259,41 @@ fn padded(s: &[f32]) -> [f32; LANES] {
     a
 }
 
+/// `Bᵀ` applied to four values (a column or a row of a 4×4 tile).
+#[inline(always)]
+fn bt([d0, d1, d2, d3]: [f32; 4]) -> [f32; 4] {
+    [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
+}
+
+/// `Aᵀ` applied to four values: two outputs.
+#[inline(always)]
+fn at([m0, m1, m2, m3]: [f32; 4]) -> [f32; 2] {
+    [m0 + m1 + m2, m1 - m2 - m3]
+}
+
+/// Lane `l` of points `first`, `first + step`, `first + 2·step`, `first + 3·step` of a tile.
+#[inline(always)]
+fn four(p: &[[f32; LANES]], first: usize, step: usize, l: usize) -> [f32; 4] {
+    std::array::from_fn(|i| p[first + i * step][l])
+}
+
 /// `Bᵀ d B` on [`LANES`] channels at once; `d` and the result are 4×4, row-major.
 #[inline(always)]
 fn input_transform(d: &[[f32; LANES]; POINTS]) -> [[f32; LANES]; POINTS] {
     let mut t = [[0.0f32; LANES]; POINTS];
-    // Bᵀ d: combine rows.
-    for s in 0..4 {
-        for l in 0..LANES {
-            let (d0, d1, d2, d3) = (d[s][l], d[4 + s][l], d[8 + s][l], d[12 + s][l]);
-            t[s][l] = d0 - d2;
-            t[4 + s][l] = d1 + d2;
-            t[8 + s][l] = d2 - d1;
-            t[12 + s][l] = d1 - d3;
-        }
-    }
-    // (Bᵀ d) B: combine columns.
     let mut v = [[0.0f32; LANES]; POINTS];
-    for r in 0..4 {
-        for l in 0..LANES {
-            let (a0, a1, a2, a3) = (
-                t[4 * r][l],
-                t[4 * r + 1][l],
-                t[4 * r + 2][l],
-                t[4 * r + 3][l],
-            );
-            v[4 * r][l] = a0 - a2;
-            v[4 * r + 1][l] = a1 + a2;
-            v[4 * r + 2][l] = a2 - a1;
-            v[4 * r + 3][l] = a1 - a3;
+    for l in 0..LANES {
+        // Bᵀ d: combine rows, one column at a time.
+        for s in 0..4 {
+            for (i, x) in bt(four(d, s, 4, l)).into_iter().enumerate() {
+                t[4 * i + s][l] = x;
+            }
+        }
+        // (Bᵀ d) B: combine columns.
+        for r in 0..4 {
+            for (j, x) in bt(four(&t, 4 * r, 1, l)).into_iter().enumerate() {
+                v[4 * r + j][l] = x;
+            }
         }
     }
     v
@@ -268,24 +303,13 @@ fn input_transform(d: &[[f32; LANES]; POINTS]) -> [[f32; LANES]; POINTS] {
 #[inline(always)]
 fn output_transform(m: &[[f32; LANES]; POINTS]) -> [[f32; LANES]; 4] {
     let mut t = [[0.0f32; LANES]; 8];
-    for s in 0..4 {
-        for l in 0..LANES {
-            let (m0, m1, m2, m3) = (m[s][l], m[4 + s][l], m[8 + s][l], m[12 + s][l]);
-            t[s][l] = m0 + m1 + m2;
-            t[4 + s][l] = m1 - m2 - m3;
-        }
-    }
     let mut y = [[0.0f32; LANES]; 4];
-    for r in 0..2 {
-        for l in 0..LANES {
-            let (a0, a1, a2, a3) = (
-                t[4 * r][l],
-                t[4 * r + 1][l],
-                t[4 * r + 2][l],
-                t[4 * r + 3][l],
-            );
-            y[2 * r][l] = a0 + a1 + a2;
-            y[2 * r + 1][l] = a1 - a2 - a3;
+    for l in 0..LANES {
+        for s in 0..4 {
+            [t[s][l], t[4 + s][l]] = at(four(m, s, 4, l));
+        }
+        for r in 0..2 {
+            [y[2 * r][l], y[2 * r + 1][l]] = at(four(&t, 4 * r, 1, l));
         }
     }
     y
@@ -352,38 +376,6 @@ fn output_tile(
     }
 }
 
-/// `dM = A dY Aᵀ` for every 2×2 tile `dY` of the output gradient (zero past the map) of rows
-/// `dyr` `[N·H·W, O]`: `dm` `[16][N·tiles][O]` (every element written). This is the adjoint of
-/// [`output_tiles`]: it carries the gradient of the outputs back to the 16 products.
-fn gradient_tiles(dyr: &[f32], n: usize, (h, w): (usize, usize), o: usize, dm: &mut [f32]) {
-    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let per_image = th * tw;
-    let zeros = vec![0.0; o];
-    let planes = Planes::new(dm, n * per_image, o);
-    (0..n * per_image).into_par_iter().for_each(|row| {
-        // SAFETY: each task writes its own row.
-        let mut dst = unsafe { planes.row(row) };
-        let (i, t) = (row / per_image, row % per_image);
-        let (y0, x0) = (2 * (t / tw), 2 * (t % tw));
-        let src: [&[f32]; 4] = std::array::from_fn(|k| {
-            let (y, x) = (y0 + k / 2, x0 + k % 2);
-            if y < h && x < w {
-                &dyr[((i * h + y) * w + x) * o..][..o]
-            } else {
-                &zeros[..]
-            }
-        });
-        transform_row(
-            &src,
-            &mut dst,
-            o,
-            gradient_transform,
-            #[cfg(target_arch = "x86_64")]
-            avx2::gradient_row,
-        );
-    });
-}
-
 /// `A y Aᵀ` on [`LANES`] channels at once: 2×2 → 4×4, row-major.
 #[inline(always)]
 fn gradient_transform(y: &[[f32; LANES]; 4]) -> [[f32; LANES]; POINTS] {
@@ -441,6 +433,40 @@ mod avx2 {
     use super::POINTS;
     use std::arch::x86_64::*;
 
+    /// `Bᵀ` applied to four registers (a column or a row of a 4×4 tile).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn apply_bt([d0, d1, d2, d3]: [__m256; 4]) -> [__m256; 4] {
+        [
+            _mm256_sub_ps(d0, d2),
+            _mm256_add_ps(d1, d2),
+            _mm256_sub_ps(d2, d1),
+            _mm256_sub_ps(d1, d3),
+        ]
+    }
+
+    /// `Aᵀ` applied to four registers: two outputs.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn apply_at([m0, m1, m2, m3]: [__m256; 4]) -> [__m256; 2] {
+        [
+            _mm256_add_ps(_mm256_add_ps(m0, m1), m2),
+            _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3),
+        ]
+    }
+
+    /// Channels `c0..c0 + 8` of column `s` of a 4×4 tile of sources (points `s`, `4 + s`,
+    /// `8 + s`, `12 + s`).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; every source must hold at least `c0 + 8` values.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn column(src: &[&[f32]; POINTS], s: usize, c0: usize) -> [__m256; 4] {
+        // SAFETY: the caller guarantees c0 + 8 values in every source.
+        [0, 4, 8, 12].map(|k| unsafe { _mm256_loadu_ps(src[k + s].as_ptr().add(c0)) })
+    }
+
     /// `dst[k][ch] = (Bᵀ d B)[k]` for channels `ch < full` (a multiple of 8).
     ///
     /// # Safety
@@ -451,30 +477,19 @@ mod avx2 {
         let out: [*mut f32; POINTS] = std::array::from_fn(|k| dst[k].as_mut_ptr());
         let mut c0 = 0;
         while c0 < full {
+            // Bᵀ d: combine rows, one column at a time.
             let mut t = [_mm256_setzero_ps(); POINTS];
             for s in 0..4 {
                 // SAFETY: c0 + 8 <= full <= every source's length.
-                let (d0, d1, d2, d3) = unsafe {
-                    (
-                        _mm256_loadu_ps(src[s].as_ptr().add(c0)),
-                        _mm256_loadu_ps(src[4 + s].as_ptr().add(c0)),
-                        _mm256_loadu_ps(src[8 + s].as_ptr().add(c0)),
-                        _mm256_loadu_ps(src[12 + s].as_ptr().add(c0)),
-                    )
-                };
-                t[s] = _mm256_sub_ps(d0, d2);
-                t[4 + s] = _mm256_add_ps(d1, d2);
-                t[8 + s] = _mm256_sub_ps(d2, d1);
-                t[12 + s] = _mm256_sub_ps(d1, d3);
+                let col = unsafe { apply_bt(column(src, s, c0)) };
+                for (i, v) in col.into_iter().enumerate() {
+                    t[4 * i + s] = v;
+                }
             }
+            // (Bᵀ d) B: combine columns.
             for r in 0..4 {
-                let (a0, a1, a2, a3) = (t[4 * r], t[4 * r + 1], t[4 * r + 2], t[4 * r + 3]);
-                let v = [
-                    _mm256_sub_ps(a0, a2),
-                    _mm256_add_ps(a1, a2),
-                    _mm256_sub_ps(a2, a1),
-                    _mm256_sub_ps(a1, a3),
-                ];
+                // SAFETY: the CPU has AVX2 (this function's contract).
+                let v = unsafe { apply_bt([t[4 * r], t[4 * r + 1], t[4 * r + 2], t[4 * r + 3]]) };
                 for (j, vj) in v.into_iter().enumerate() {
                     // SAFETY: c0 + 8 <= full <= the destination's length.
                     unsafe { _mm256_storeu_ps(out[4 * r + j].add(c0), vj) };
@@ -537,26 +552,17 @@ mod avx2 {
         let out = img.as_mut_ptr();
         let mut o0 = 0;
         while o0 < full {
+            // Aᵀ m: combine rows, one column at a time.
             let mut t = [_mm256_setzero_ps(); 8];
             for s in 0..4 {
                 // SAFETY: o0 + 8 <= full <= every source's length.
-                let (m0, m1, m2, m3) = unsafe {
-                    (
-                        _mm256_loadu_ps(src[s].as_ptr().add(o0)),
-                        _mm256_loadu_ps(src[4 + s].as_ptr().add(o0)),
-                        _mm256_loadu_ps(src[8 + s].as_ptr().add(o0)),
-                        _mm256_loadu_ps(src[12 + s].as_ptr().add(o0)),
-                    )
-                };
-                t[s] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-                t[4 + s] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+                let [a0, a1] = unsafe { apply_at(column(src, s, o0)) };
+                (t[s], t[4 + s]) = (a0, a1);
             }
+            // (Aᵀ m) A: combine columns.
             for r in 0..2 {
-                let (a0, a1, a2, a3) = (t[4 * r], t[4 * r + 1], t[4 * r + 2], t[4 * r + 3]);
-                let y = [
-                    _mm256_add_ps(_mm256_add_ps(a0, a1), a2),
-                    _mm256_sub_ps(_mm256_sub_ps(a1, a2), a3),
-                ];
+                // SAFETY: the CPU has AVX2 (this function's contract).
+                let y = unsafe { apply_at([t[4 * r], t[4 * r + 1], t[4 * r + 2], t[4 * r + 3]]) };
                 for (j, yj) in y.into_iter().enumerate() {
                     if let Some(a) = at[2 * r + j] {
                         // SAFETY: a + o0 + 8 <= a + full <= img.len().
@@ -569,54 +575,40 @@ mod avx2 {
     }
 }
 
-/// The transformed input tiles `[16][n·tiles][c]` of `x` `[n, c, H, W]` in `layout`, and how many
-/// tiles there are.
-fn tiles_of<'a>(
-    d: &'a OneDnn,
-    x: &[f32],
-    layout: Layout,
-    n: usize,
-    hw: (usize, usize),
-    c: usize,
-) -> (usize, Scratch<'a>) {
-    let mut xr = d.scratch(n * hw.0 * hw.1 * c);
-    to_rows(x, layout, (n, c, hw.0 * hw.1), &mut xr);
-    let rows = n * hw.0.div_ceil(2) * hw.1.div_ceil(2);
-    let mut v = d.scratch(rows * POINTS * c);
-    input_tiles(&xr, n, hw, c, &mut v);
-    (rows, v)
+/// The transformed input tiles `[16][N·tiles][c]` of `x` `[N, c, H, W]`, and how many tiles
+/// there are.
+fn tiles_of<'d>(j: Job<'d>, x: Activation<'_>, c: usize) -> (usize, Scratch<'d>) {
+    let Job { d, g } = j;
+    let (n, hw) = (g.n, (g.h, g.w));
+    let xr = rows(d, x, [n, c, g.h, g.w]);
+    let tiles = n * hw.0.div_ceil(2) * hw.1.div_ceil(2);
+    let mut v = d.scratch(tiles * POINTS * c);
+    transform_tiles(&xr, n, hw, c, &mut v, &INPUT);
+    (tiles, v)
 }
 
-/// The "same" 3×3 convolution of `x` `[n, ins, H, W]` in `layout` with the transformed filters
-/// `u` `[outs][16][ins]`: rows `yr` `[n·H·W, outs]`.
-#[allow(clippy::too_many_arguments)]
-fn convolve(
-    d: &OneDnn,
-    x: &[f32],
-    layout: Layout,
+/// The "same" 3×3 convolution of `x` `[N, ins, H, W]` with the transformed filters `u`
+/// `[outs][16][ins]`: rows `[N·H·W, outs]`.
+fn convolve<'d>(
+    j: Job<'d>,
+    x: Activation<'_>,
     u: &[f32],
-    n: usize,
-    hw: (usize, usize),
     (ins, outs): (usize, usize),
-    yr: &mut [f32],
-) -> Result<()> {
-    let (rows, v) = tiles_of(d, x, layout, n, hw, ins);
-    let mut m = d.scratch(rows * POINTS * outs);
+) -> Result<Scratch<'d>> {
+    let Job { d, g } = j;
+    let (tiles, v) = tiles_of(j, x, ins);
+    let mut m = d.scratch(tiles * POINTS * outs);
     for p in 0..POINTS {
-        gemm(
-            d,
-            (false, true),
-            (rows, outs, ins),
-            &v[p * rows * ins..],
-            ins,
-            &u[p * ins..],
-            POINTS * ins,
-            &mut m[p * rows * outs..],
-            outs,
+        d.sgemm(
+            Gemm::new(tiles, outs, ins),
+            MatRef::new(&v[p * tiles * ins..], ins),
+            MatRef::new(&u[p * ins..], POINTS * ins).t(),
+            MatMut::new(&mut m[p * tiles * outs..], outs),
         )?;
     }
-    output_tiles(&m, n, hw, outs, yr);
-    Ok(())
+    let mut yr = d.scratch(g.n * g.in_plane() * outs);
+    output_tiles(&m, g.n, (g.h, g.w), outs, &mut yr);
+    Ok(yr)
 }
 
 /// The weight shape, part of the transformed filters' cache key.
@@ -624,98 +616,62 @@ fn shape(g: &ConvGeom) -> [usize; 4] {
     [g.o, g.c, g.kh, g.kw]
 }
 
-fn check(g: &ConvGeom) -> Result<()> {
-    if supports(g) {
-        Ok(())
-    } else {
-        Err(crate::Error::invalid(
-            "conv2d",
-            format!(
-                "the Winograd convolution needs a dense 3×3 kernel, stride 1, no dilation and one \
-                 pixel of padding on every side; got {g:?}"
-            ),
-        ))
+/// Winograd F(2×2, 3×3); [`supports`] says which convolutions it computes, [`suits`] where
+/// `Auto` uses it.
+pub struct Winograd;
+
+impl GemmConv for Winograd {
+    fn check(g: &ConvGeom) -> Result<()> {
+        if supports(g) {
+            Ok(())
+        } else {
+            Err(crate::Error::invalid(
+                "conv2d",
+                format!(
+                    "the Winograd convolution needs a dense 3×3 kernel, stride 1, no dilation and \
+                     one pixel of padding on every side; got {g:?}"
+                ),
+            ))
+        }
     }
-}
 
-/// Forward convolution: `x` in `x_layout`, plain weights `[O, C, 3, 3]`; the result in
-/// `out_layout`.
-#[allow(clippy::too_many_arguments)]
-pub fn forward(
-    d: &OneDnn,
-    x: &[f32],
-    x_layout: Layout,
-    w: &[f32],
-    w_stamp: &StorageStamp,
-    bias: Option<&[f32]>,
-    g: &ConvGeom,
-    out_layout: Layout,
-) -> Result<CpuBuf> {
-    check(g)?;
-    let u = d.derived_weights(w_stamp, (0, shape(g)), g.o * POINTS * g.c, |u| {
-        filters(w, g.o, g.c, false, u)
-    });
-    let mut yr = d.scratch(g.n * g.out_plane() * g.o);
-    convolve(d, x, x_layout, &u, g.n, (g.h, g.w), (g.c, g.o), &mut yr)?;
-    Ok(from_rows(&yr, bias, out_layout, g.n, g.o, g.out_plane()))
-}
-
-/// Gradient of the input, in `dx_layout`; `dy` is in `dy_layout`.
-pub fn backward_data(
-    d: &OneDnn,
-    dy: &[f32],
-    dy_layout: Layout,
-    w: &[f32],
-    w_stamp: &StorageStamp,
-    g: &ConvGeom,
-    dx_layout: Layout,
-) -> Result<CpuBuf> {
-    check(g)?;
-    let u = d.derived_weights(w_stamp, (1, shape(g)), g.c * POINTS * g.o, |u| {
-        filters(w, g.o, g.c, true, u)
-    });
-    let mut dxr = d.scratch(g.n * g.in_plane() * g.c);
-    convolve(d, dy, dy_layout, &u, g.n, (g.h, g.w), (g.o, g.c), &mut dxr)?;
-    Ok(from_rows(&dxr, None, dx_layout, g.n, g.c, g.in_plane()))
-}
-
-/// Gradients of the plain weights `[O, C, 3, 3]` and, when `want_bias`, of the bias: the
-/// adjoint of [`forward`]. The products are `dU_ξ = dM_ξᵀ · V_ξ`, summed over every tile of the
-/// batch by 16 sgemms (`dM` from [`gradient_tiles`], `V` the forward's input tiles), and the
-/// filters' gradients are `Gᵀ dU G`.
-pub fn backward_weights(
-    d: &OneDnn,
-    x: &[f32],
-    x_layout: Layout,
-    dy: &[f32],
-    dy_layout: Layout,
-    g: &ConvGeom,
-    want_bias: bool,
-) -> Result<(CpuBuf, Option<CpuBuf>)> {
-    check(g)?;
-    let (n, hw) = (g.n, (g.h, g.w));
-    let (rows, v) = tiles_of(d, x, x_layout, n, hw, g.c);
-    let mut dyr = d.scratch(n * g.out_plane() * g.o);
-    to_rows(dy, dy_layout, (n, g.o, g.out_plane()), &mut dyr);
-    let mut dm = d.scratch(rows * POINTS * g.o);
-    gradient_tiles(&dyr, n, hw, g.o, &mut dm);
-    let mut du = d.scratch(g.o * POINTS * g.c);
-    for p in 0..POINTS {
-        gemm(
-            d,
-            (true, false),
-            (g.o, g.c, rows),
-            &dm[p * rows * g.o..],
-            g.o,
-            &v[p * rows * g.c..],
-            g.c,
-            &mut du[p * g.c..],
-            POINTS * g.c,
-        )?;
+    /// The filters `[O, C, 3, 3]` are transformed once per weight state.
+    fn forward<'d>(j: Job<'d>, x: Activation<'_>, w: Weights<'_>) -> Result<Scratch<'d>> {
+        let Job { d, g } = j;
+        let u = d.derived_weights(w.stamp, (0, shape(g)), g.o * POINTS * g.c, |u| {
+            filters(w.data, g.o, g.c, false, u)
+        });
+        convolve(j, x, &u, (g.c, g.o))
     }
-    let dw = filter_gradients(&du, g.o, g.c);
-    let db = want_bias.then(|| bias_gradient(&dyr, g.o));
-    Ok((CpuBuf::new(dw), db))
+
+    /// The forward's computation with the filters transposed and rotated.
+    fn backward_data<'d>(j: Job<'d>, dy: Activation<'_>, w: Weights<'_>) -> Result<Scratch<'d>> {
+        let Job { d, g } = j;
+        let u = d.derived_weights(w.stamp, (1, shape(g)), g.c * POINTS * g.o, |u| {
+            filters(w.data, g.o, g.c, true, u)
+        });
+        convolve(j, dy, &u, (g.o, g.c))
+    }
+
+    /// The adjoint of the forward. The products are `dU_ξ = dM_ξᵀ · V_ξ`, summed over every
+    /// tile of the batch by 16 sgemms (`dM` from [`GRADIENT`], `V` the forward's input
+    /// tiles), and the filters' gradients are `Gᵀ dU G`.
+    fn weight_gradient(j: Job<'_>, x: Activation<'_>, dyr: &[f32]) -> Result<Vec<f32>> {
+        let Job { d, g } = j;
+        let (tiles, v) = tiles_of(j, x, g.c);
+        let mut dm = d.scratch(tiles * POINTS * g.o);
+        transform_tiles(dyr, g.n, (g.h, g.w), g.o, &mut dm, &GRADIENT);
+        let mut du = d.scratch(g.o * POINTS * g.c);
+        for p in 0..POINTS {
+            d.sgemm(
+                Gemm::new(g.o, g.c, tiles),
+                MatRef::new(&dm[p * tiles * g.o..], g.o).t(),
+                MatRef::new(&v[p * tiles * g.c..], g.c),
+                MatMut::new(&mut du[p * g.c..], POINTS * g.c),
+            )?;
+        }
+        Ok(filter_gradients(&du, g.o, g.c))
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,181 @@
+//! Convolutions of our own built on oneDNN's sgemm ([`super::small_map`], [`super::winograd`]):
+//! the row layout they compute in and their shared entry points.
+//!
+//! Activations are converted to rows `[N·H·W, C]` (one row per image position, channels along
+//! the row) from the tensors' own layout ([`Layout::Plain`] or [`Layout::Blocked16`]) and back,
+//! so that every product reads and writes contiguous row-major matrices. An implementation
+//! ([`GemmConv`]) provides the three computations on rows; [`forward`], [`backward_data`] and
+//! [`backward_weights`] check the geometry and do the conversions and the bias around them.
+
+use super::{OneDnn, Scratch};
+use crate::cpu::conv::{Activation, ConvGeom, Weights};
+use crate::error::Result;
+use crate::layout::{Layout, BLOCK};
+use crate::storage::CpuBuf;
+use rayon::prelude::*;
+
+/// A convolution `g` on the library `d`: what each computation of a [`GemmConv`] works with.
+#[derive(Clone, Copy)]
+pub struct Job<'d> {
+    pub d: &'d OneDnn,
+    pub g: &'d ConvGeom,
+}
+
+/// The three computations of a convolution on rows, with oneDNN's sgemm and its pool of
+/// temporaries.
+pub trait GemmConv {
+    /// An error saying what the implementation needs, for a geometry it does not compute.
+    fn check(g: &ConvGeom) -> Result<()>;
+    /// The output rows `[N·Ho·Wo, O]` of `x` convolved with `w`.
+    fn forward<'d>(j: Job<'d>, x: Activation<'_>, w: Weights<'_>) -> Result<Scratch<'d>>;
+    /// The input gradient's rows `[N·H·W, C]` from the output gradient `dy` and `w`.
+    fn backward_data<'d>(j: Job<'d>, dy: Activation<'_>, w: Weights<'_>) -> Result<Scratch<'d>>;
+    /// The plain weight gradient `[O, C, kh, kw]` from `x` and the output gradient's rows `dyr`
+    /// `[N·Ho·Wo, O]`.
+    fn weight_gradient(j: Job<'_>, x: Activation<'_>, dyr: &[f32]) -> Result<Vec<f32>>;
+}
+
+/// Forward convolution of `x` with plain weights `[O, C, kh, kw]` (+ `bias`); the result
+/// `[N, O, Ho, Wo]` is in `out_layout`.
+pub fn forward<C: GemmConv>(
+    j: Job<'_>,
+    x: Activation<'_>,
+    w: Weights<'_>,
+    bias: Option<&[f32]>,
+    out_layout: Layout,
+) -> Result<CpuBuf> {
+    C::check(j.g)?;
+    let yr = C::forward(j, x, w)?;
+    Ok(from_rows(&yr, bias, out_layout, j.g.out_shape()))
+}
+
+/// Gradient of the input, in `dx_layout`, from the output gradient `dy`.
+pub fn backward_data<C: GemmConv>(
+    j: Job<'_>,
+    dy: Activation<'_>,
+    w: Weights<'_>,
+    dx_layout: Layout,
+) -> Result<CpuBuf> {
+    C::check(j.g)?;
+    let dxr = C::backward_data(j, dy, w)?;
+    Ok(from_rows(&dxr, None, dx_layout, j.g.in_shape()))
+}
+
+/// Gradients of the plain weights `[O, C, kh, kw]` and, when `want_bias`, of the bias.
+pub fn backward_weights<C: GemmConv>(
+    j: Job<'_>,
+    x: Activation<'_>,
+    dy: Activation<'_>,
+    want_bias: bool,
+) -> Result<(CpuBuf, Option<CpuBuf>)> {
+    C::check(j.g)?;
+    let dyr = rows(j.d, dy, j.g.out_shape());
+    let dw = C::weight_gradient(j, x, &dyr)?;
+    let db = want_bias.then(|| bias_gradient(&dyr, j.g.o));
+    Ok((CpuBuf::new(dw), db))
+}
+
+/// `t` of `shape` `[n, c, h, w]` as rows `[n·h·w, c]` in a pooled buffer.
+pub(super) fn rows<'d>(d: &'d OneDnn, t: Activation<'_>, shape: [usize; 4]) -> Scratch<'d> {
+    let [n, c, h, w] = shape;
+    let mut r = d.scratch(n * c * h * w);
+    to_rows(t.data, t.layout, (n, c, h * w), &mut r);
+    r
+}
+
+/// `[N, C, hw]` in `layout` → `rows` `[N·hw, C]` (every element written).
+fn to_rows(src: &[f32], layout: Layout, (n, c, hw): (usize, usize, usize), rows: &mut [f32]) {
+    let rows = &mut rows[..n * hw * c];
+    if rows.is_empty() {
+        return;
+    }
+    rows.par_chunks_mut(hw * c)
+        .enumerate()
+        .for_each(|(i, img)| match layout {
+            Layout::Plain => {
+                let s = &src[i * c * hw..][..c * hw];
+                for (ch, plane) in s.chunks_exact(hw).enumerate() {
+                    for (q, v) in plane.iter().enumerate() {
+                        img[q * c + ch] = *v;
+                    }
+                }
+            }
+            Layout::Blocked16 => {
+                let s = &src[i * c * hw..][..c * hw];
+                for (b, block) in s.chunks_exact(hw * BLOCK).enumerate() {
+                    for (q, lanes) in block.chunks_exact(BLOCK).enumerate() {
+                        img[q * c + b * BLOCK..][..BLOCK].copy_from_slice(lanes);
+                    }
+                }
+            }
+        });
+}
+
+/// Rows `[N·H·W, C]` (+ `bias` per channel) → `shape` `[N, C, H, W]` in `layout`.
+fn from_rows(rows: &[f32], bias: Option<&[f32]>, layout: Layout, shape: [usize; 4]) -> CpuBuf {
+    let [n, c, h, w] = shape;
+    let hw = h * w;
+    let mut out = vec![0.0; n * c * hw];
+    if out.is_empty() {
+        return CpuBuf::new(out);
+    }
+    let b = |ch: usize| bias.map_or(0.0, |b| b[ch]);
+    out.par_chunks_mut(c * hw).enumerate().for_each(|(i, img)| {
+        let r = &rows[i * hw * c..][..hw * c];
+        match layout {
+            Layout::Plain => {
+                for (ch, plane) in img.chunks_exact_mut(hw).enumerate() {
+                    let bc = b(ch);
+                    for (q, v) in plane.iter_mut().enumerate() {
+                        *v = r[q * c + ch] + bc;
+                    }
+                }
+            }
+            Layout::Blocked16 => {
+                for (blk, block) in img.chunks_exact_mut(hw * BLOCK).enumerate() {
+                    for (q, lanes) in block.chunks_exact_mut(BLOCK).enumerate() {
+                        let src = &r[q * c + blk * BLOCK..][..BLOCK];
+                        for (l, (d, s)) in lanes.iter_mut().zip(src).enumerate() {
+                            *d = s + b(blk * BLOCK + l);
+                        }
+                    }
+                }
+            }
+        }
+    });
+    CpuBuf::new(out)
+}
+
+/// The bias gradient: the column sums of the output gradient's rows `dyr` `[rows, o]`.
+fn bias_gradient(dyr: &[f32], o: usize) -> CpuBuf {
+    let mut db = vec![0.0; o];
+    for r in dyr.chunks_exact(o) {
+        for (s, v) in db.iter_mut().zip(r) {
+            *s += v;
+        }
+    }
+    CpuBuf::new(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_round_trip_in_both_layouts() {
+        let (n, c, hw) = (2, 32, 5);
+        let src: Vec<f32> = (0..n * c * hw).map(|i| i as f32).collect();
+        for layout in [Layout::Plain, Layout::Blocked16] {
+            let mut rows = vec![f32::NAN; src.len()];
+            to_rows(&src, layout, (n, c, hw), &mut rows);
+            assert_eq!(
+                from_rows(&rows, None, layout, [n, c, hw, 1]).as_slice(),
+                &src[..]
+            );
+        }
+        // element (n=1, c=17, p=3) of a plain tensor lands in row 1·5+3, column 17
+        let mut rows = vec![f32::NAN; src.len()];
+        to_rows(&src, Layout::Plain, (n, c, hw), &mut rows);
+        assert_eq!(rows[(hw + 3) * c + 17], src[(c + 17) * hw + 3]);
+    }
+}
