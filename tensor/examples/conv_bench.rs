@@ -412,26 +412,11 @@ fn main() {
     };
     if dnnl && matches!(what, "dense" | "dw" | "all") {
         if let Ok(d) = onednn::get() {
-            use tensor::cpu::conv::ConvGeom;
-            let g = |c: usize, hw: usize, k: usize, groups: usize| ConvGeom {
-                n: 16,
-                c,
-                h: hw,
-                w: hw,
-                o: c,
-                kh: k,
-                kw: k,
-                sh: 1,
-                sw: 1,
-                dh: 1,
-                dw: 1,
-                pt: k / 2,
-                pb: k / 2,
-                pl: k / 2,
-                pr: k / 2,
-                ho: hw,
-                wo: hw,
-                groups,
+            use tensor::ops::conv::ConvGeom;
+            let g = |c: usize, hw: usize, k: usize, groups: usize| {
+                let opts = Conv2dOpts::default().with_groups(groups);
+                let (x, w) = ([16, c, hw, hw], [c, c / groups, k, k]);
+                ConvGeom::resolve(&x.into(), &w.into(), None, &opts).unwrap()
             };
             for (label, geom) in [
                 ("dense 3x3", g(128, 28, 3, 1)),

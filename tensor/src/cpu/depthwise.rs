@@ -10,7 +10,7 @@
 //! time) and for the baseline target. Other strides walk output rows and add one tap at a time,
 //! with the padding never materialised.
 
-use super::conv::{valid_range, ConvGeom};
+use crate::ops::conv::{valid_range, ConvGeom};
 use crate::storage::CpuBuf;
 use rayon::prelude::*;
 

@@ -12,8 +12,7 @@
 //!   convolution (one output per channel) of a blocked input runs blocked and stays blocked.
 
 use crate::backprop::no_grad;
-use crate::cpu::conv::{self as kernels, ConvGeom};
-use crate::cpu::conv::{Activation, Weights};
+use crate::cpu::conv as kernels;
 use crate::cpu::depthwise;
 use crate::cpu::onednn::gemm_conv::{self, Job};
 use crate::cpu::onednn::small_map::{self, SmallMap};
@@ -25,113 +24,11 @@ use crate::{Error, Result, Shape, Tensor};
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
+pub mod geom;
+
 pub use super::padding::Padding;
-
-/// Options of [`Tensor::conv2d`]. Default: stride 1, [`Padding::Same`], dilation 1, one group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Conv2dOpts {
-    pub stride: (usize, usize),
-    pub padding: Padding,
-    pub dilation: (usize, usize),
-    /// Input and output channels are split into this many independent groups; `groups == C` is a
-    /// depthwise convolution (with `O = m·C` for a channel multiplier `m`).
-    pub groups: usize,
-}
-
-impl Default for Conv2dOpts {
-    fn default() -> Self {
-        Conv2dOpts {
-            stride: (1, 1),
-            padding: Padding::Same,
-            dilation: (1, 1),
-            groups: 1,
-        }
-    }
-}
-
-impl Conv2dOpts {
-    pub fn with_stride(self, s: usize) -> Self {
-        Conv2dOpts {
-            stride: (s, s),
-            ..self
-        }
-    }
-    pub fn with_padding(self, padding: Padding) -> Self {
-        Conv2dOpts { padding, ..self }
-    }
-    pub fn with_dilation(self, d: usize) -> Self {
-        Conv2dOpts {
-            dilation: (d, d),
-            ..self
-        }
-    }
-    pub fn with_groups(self, groups: usize) -> Self {
-        Conv2dOpts { groups, ..self }
-    }
-}
-
-/// Output `(height, width)` and padding `(top, bottom, left, right)`.
-type SizeAndPadding = ((usize, usize), (usize, usize, usize, usize));
-
-/// Output `(height, width)` of a convolution with a `kernel`-sized window over `in_hw`, and the
-/// resolved padding `(top, bottom, left, right)`.
-fn output_and_padding(
-    in_hw: (usize, usize),
-    kernel: (usize, usize),
-    opts: &Conv2dOpts,
-) -> Result<SizeAndPadding> {
-    const OP: &str = "conv2d";
-    if opts.stride.0 == 0 || opts.stride.1 == 0 {
-        return Err(Error::invalid(
-            OP,
-            format!("stride must be at least 1, got {:?}", opts.stride),
-        ));
-    }
-    if opts.dilation.0 == 0 || opts.dilation.1 == 0 {
-        return Err(Error::invalid(
-            OP,
-            format!("dilation must be at least 1, got {:?}", opts.dilation),
-        ));
-    }
-    if kernel.0 == 0 || kernel.1 == 0 {
-        return Err(Error::invalid(
-            OP,
-            format!("the kernel must be at least 1×1, got {kernel:?}"),
-        ));
-    }
-    let extent = (
-        (kernel.0 - 1) * opts.dilation.0 + 1,
-        (kernel.1 - 1) * opts.dilation.1 + 1,
-    );
-    let pads = opts.padding.amounts(in_hw, extent, opts.stride);
-    let (t, b, l, r) = pads;
-    let (ph, pw) = (in_hw.0 + t + b, in_hw.1 + l + r);
-    if ph < extent.0 || pw < extent.1 || in_hw.0 == 0 || in_hw.1 == 0 {
-        return Err(Error::invalid(
-            OP,
-            format!(
-                "input {}×{} (padded {ph}×{pw}) is smaller than the {}×{} window of a {}×{} kernel \
-                 with dilation {:?}",
-                in_hw.0, in_hw.1, extent.0, extent.1, kernel.0, kernel.1, opts.dilation
-            ),
-        ));
-    }
-    let out = (
-        (ph - extent.0) / opts.stride.0 + 1,
-        (pw - extent.1) / opts.stride.1 + 1,
-    );
-    Ok((out, pads))
-}
-
-/// Output `(height, width)` of a convolution with a `kernel` = (kh, kw) window over `in_hw`.
-pub fn conv2d_output_size(
-    in_hw: (usize, usize),
-    kernel: (usize, usize),
-    opts: &Conv2dOpts,
-) -> Result<(usize, usize)> {
-    output_and_padding(in_hw, kernel, opts).map(|(out, _)| out)
-}
+pub(crate) use geom::valid_range;
+pub use geom::{conv2d_output_size, Activation, Conv2dOpts, ConvGeom, Stage, Weights};
 
 /// Which CPU implementation runs a convolution.
 ///
@@ -188,15 +85,6 @@ impl CpuConvBackend {
             .clone()
             .map_err(|msg| Error::invalid("conv2d", msg))
     }
-}
-
-/// One of the three computations of a convolution; `Auto` may pick a different implementation for
-/// each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stage {
-    Forward,
-    BackwardData,
-    BackwardWeights,
 }
 
 #[derive(Clone, Copy)]
@@ -290,83 +178,14 @@ fn onednn_out_layout(x_layout: Layout, o: usize) -> Layout {
     }
 }
 
-/// Checks shapes and options and resolves the geometry.
+/// Checks devices, shapes and options and resolves the geometry.
 fn geometry(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, opts: &Conv2dOpts) -> Result<ConvGeom> {
     const OP: &str = "conv2d";
     x.same_device(w, OP)?;
     if let Some(b) = bias {
         x.same_device(b, OP)?;
     }
-    let (n, c, h, wd) = x.shape().dims4(OP)?;
-    let groups = opts.groups;
-    if groups == 0 {
-        return Err(Error::invalid(OP, "groups must be at least 1, got 0"));
-    }
-    if c % groups != 0 {
-        return Err(Error::invalid(
-            OP,
-            format!("input channels ({c}) are not divisible by groups ({groups})"),
-        ));
-    }
-    let weight_shape = || {
-        format!(
-            "a weight [O, {}, kh, kw] (input channels {c} / groups {groups})",
-            c / groups
-        )
-    };
-    let (o, wc, kh, kw) = match w.dims() {
-        &[o, wc, kh, kw] => (o, wc, kh, kw),
-        _ => {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                expected: weight_shape(),
-                got: w.shape().clone(),
-            })
-        }
-    };
-    if wc != c / groups {
-        return Err(Error::ShapeMismatch {
-            op: OP,
-            expected: weight_shape(),
-            got: w.shape().clone(),
-        });
-    }
-    if o == 0 || o % groups != 0 {
-        return Err(Error::invalid(
-            OP,
-            format!("output channels ({o}) must be a positive multiple of groups ({groups})"),
-        ));
-    }
-    if let Some(b) = bias {
-        if b.dims() != [o] {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                expected: format!("a bias [{o}] (one value per output channel)"),
-                got: b.shape().clone(),
-            });
-        }
-    }
-    let ((ho, wo), (pt, pb, pl, pr)) = output_and_padding((h, wd), (kh, kw), opts)?;
-    Ok(ConvGeom {
-        n,
-        c,
-        h,
-        w: wd,
-        o,
-        kh,
-        kw,
-        sh: opts.stride.0,
-        sw: opts.stride.1,
-        dh: opts.dilation.0,
-        dw: opts.dilation.1,
-        pt,
-        pb,
-        pl,
-        pr,
-        ho,
-        wo,
-        groups,
-    })
+    ConvGeom::resolve(x.shape(), w.shape(), bias.map(Tensor::shape), opts)
 }
 
 fn cpu_tensor(buf: CpuBuf, shape: [usize; 4], layout: Layout, like: &Tensor) -> Tensor {

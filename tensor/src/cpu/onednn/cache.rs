@@ -11,9 +11,10 @@
 use super::ffi::{k, MemDesc};
 use super::pool::{aligned_buffer, Line};
 use super::primitives::{Mem, Prim, ReorderKey, Reorders};
-use super::{OneDnn, Stage};
-use crate::cpu::conv::{ConvGeom, Weights};
+use super::OneDnn;
 use crate::layout::Layout;
+use crate::ops::conv::Stage;
+use crate::ops::conv::{ConvGeom, Weights};
 use crate::{Error, Result, StorageStamp};
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -55,8 +56,8 @@ impl ConvEntry {
         make: impl FnOnce() -> Result<Prim>,
     ) -> std::result::Result<&Prim, &str> {
         let cell = match stage {
-            Stage::BwdData => &self.bwd_data,
-            Stage::Fwd | Stage::BwdWeights => &self.bwd_weights,
+            Stage::BackwardData => &self.bwd_data,
+            Stage::Forward | Stage::BackwardWeights => &self.bwd_weights,
         };
         cell.get_or_init(|| make().map_err(|e| e.to_string()))
             .as_ref()

@@ -6,9 +6,10 @@ use super::cache::{BoundWeights, ConvEntry, ConvKey};
 use super::ffi::{check, dims, k, Dims, MemDesc, OpDesc};
 use super::pool::OutBuf;
 use super::primitives::{Bound, Prim, ReorderKey};
-use super::{thread_budget, OneDnn, Stage};
-use crate::cpu::conv::{Activation, ConvGeom, Weights};
+use super::{thread_budget, OneDnn};
 use crate::layout::Layout;
+use crate::ops::conv::Stage;
+use crate::ops::conv::{Activation, ConvGeom, Weights};
 use crate::storage::CpuBuf;
 use crate::{Error, Result};
 use std::ffi::{c_int, c_void};
@@ -43,9 +44,9 @@ impl Stage {
     /// The stage's part of its `*_desc_init` function's name, and its name in messages.
     fn names(self) -> (&'static str, &'static str) {
         match self {
-            Stage::Fwd => ("forward", "forward"),
-            Stage::BwdData => ("backward_data", "backward-data"),
-            Stage::BwdWeights => ("backward_weights", "backward-weights"),
+            Stage::Forward => ("forward", "forward"),
+            Stage::BackwardData => ("backward_data", "backward-data"),
+            Stage::BackwardWeights => ("backward_weights", "backward-weights"),
         }
     }
 }
@@ -94,9 +95,13 @@ impl OneDnn {
         // SAFETY: every descriptor is initialised; parameter arrays hold 2 spatial entries.
         let status = unsafe {
             match stage {
-                Stage::Fwd => (api.conv_fwd_init)(od_ptr, kind, alg, s, w, b, d, st, di, pl, pr),
-                Stage::BwdData => (api.conv_bwd_data_init)(od_ptr, alg, s, w, d, st, di, pl, pr),
-                Stage::BwdWeights => {
+                Stage::Forward => {
+                    (api.conv_fwd_init)(od_ptr, kind, alg, s, w, b, d, st, di, pl, pr)
+                }
+                Stage::BackwardData => {
+                    (api.conv_bwd_data_init)(od_ptr, alg, s, w, d, st, di, pl, pr)
+                }
+                Stage::BackwardWeights => {
                     (api.conv_bwd_weights_init)(od_ptr, alg, s, w, b, d, st, di, pl, pr)
                 }
             }
@@ -119,7 +124,7 @@ impl OneDnn {
             bias,
             threads,
         };
-        self.conv_entry(key, || self.make(g, Stage::Fwd, bias, None))
+        self.conv_entry(key, || self.make(g, Stage::Forward, bias, None))
     }
 
     /// The backward primitive of `stage` of `e`.
@@ -200,7 +205,7 @@ impl OneDnn {
         out_layout: Layout,
     ) -> Result<CpuBuf> {
         let e = self.prepare(g, bias.is_some())?;
-        let (st, p) = (Stage::Fwd, &e.fwd);
+        let (st, p) = (Stage::Forward, &e.fwd);
         let xs = self.bind_activation(&e, p, (st, k::Q_SRC), g.in_shape(), x)?;
         let ws = self.bind_conv_weights(&e, p, st, g, w)?;
         let b_md = self.md(&[g.o], k::TAG_A)?;
@@ -229,7 +234,7 @@ impl OneDnn {
         dx_layout: Layout,
     ) -> Result<CpuBuf> {
         let e = self.prepare(g, has_bias)?;
-        let st = Stage::BwdData;
+        let st = Stage::BackwardData;
         let p = self.backward(&e, g, st, has_bias)?;
         let dys = self.bind_activation(&e, p, (st, k::Q_DIFF_DST), g.out_shape(), dy)?;
         let ws = self.bind_conv_weights(&e, p, st, g, w)?;
@@ -261,7 +266,7 @@ impl OneDnn {
             ));
         }
         let e = self.prepare(g, has_bias)?;
-        let st = Stage::BwdWeights;
+        let st = Stage::BackwardWeights;
         let p = self.backward(&e, g, st, has_bias)?;
         let xs = self.bind_activation(&e, p, (st, k::Q_SRC), g.in_shape(), x)?;
         let dys = self.bind_activation(&e, p, (st, k::Q_DIFF_DST), g.out_shape(), dy)?;
@@ -314,8 +319,8 @@ impl OneDnn {
         };
         Ok([
             self.impl_info(&e.fwd),
-            name(Stage::BwdData),
-            name(Stage::BwdWeights),
+            name(Stage::BackwardData),
+            name(Stage::BackwardWeights),
         ])
     }
 }

@@ -8,9 +8,9 @@
 //! [`backward_weights`] check the geometry and do the conversions and the bias around them.
 
 use super::{OneDnn, Scratch};
-use crate::cpu::conv::{Activation, ConvGeom, Weights};
 use crate::error::Result;
 use crate::layout::{Layout, BLOCK};
+use crate::ops::conv::{Activation, ConvGeom, Weights};
 use crate::storage::CpuBuf;
 use rayon::prelude::*;
 

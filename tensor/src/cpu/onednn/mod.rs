@@ -52,15 +52,6 @@ use std::ffi::c_int;
 use std::ptr;
 use std::sync::{Mutex, OnceLock};
 
-/// Which primitive of a convolution an argument belongs to (part of the reorder and weight
-/// caches' keys).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Stage {
-    Fwd,
-    BwdData,
-    BwdWeights,
-}
-
 /// The library file tried by default.
 pub const LIBRARY: &str = "libdnnl.so.2";
 /// Names another oneDNN library file to load instead of [`LIBRARY`].

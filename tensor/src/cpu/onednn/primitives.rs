@@ -4,8 +4,9 @@
 
 use super::ffi::{check, dims, k, DestroyFn, ExecArg, Handle, MemDesc, OpDesc};
 use super::pool::Pooled;
-use super::{OneDnn, Stage};
+use super::OneDnn;
 use crate::layout::{Layout, BLOCK};
+use crate::ops::conv::Stage;
 use crate::Result;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr;

@@ -14,9 +14,9 @@
 
 use super::gemm_conv::{rows as to_rows, GemmConv, Job};
 use super::{OneDnn, Scratch};
-use crate::cpu::conv::{valid_range, Activation, ConvGeom, Weights};
 use crate::cpu::gemm::{Gemm, MatMut, MatRef};
 use crate::error::Result;
+use crate::ops::conv::{valid_range, Activation, ConvGeom, Weights};
 use rayon::prelude::*;
 
 /// Largest output map (`Ho·Wo`) that [`suits`] sends here. Measured with `conv_bench rgc` on 2
@@ -171,30 +171,16 @@ impl GemmConv for SmallMap {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::ops::conv::Conv2dOpts;
+    use crate::ops::Padding;
 
     fn geom(n: usize, c: usize, hw: (usize, usize), o: usize, k: usize, pad: usize) -> ConvGeom {
-        ConvGeom {
-            n,
-            c,
-            h: hw.0,
-            w: hw.1,
-            o,
-            kh: k,
-            kw: k,
-            sh: 1,
-            sw: 1,
-            dh: 1,
-            dw: 1,
-            pt: pad,
-            pb: pad,
-            pl: pad,
-            pr: pad,
-            ho: hw.0 + 2 * pad + 1 - k,
-            wo: hw.1 + 2 * pad + 1 - k,
-            groups: 1,
-        }
+        let opts = Conv2dOpts::default().with_padding(Padding::symmetric(pad));
+        let (x, w) = ([n, c, hw.0, hw.1], [o, c, k, k]);
+        ConvGeom::resolve(&x.into(), &w.into(), None, &opts).unwrap()
     }
 
     #[test]

@@ -24,10 +24,10 @@
 
 use super::gemm_conv::{rows, GemmConv, Job};
 use super::Scratch;
-use crate::cpu::conv::{Activation, ConvGeom, Weights};
 use crate::cpu::gemm::{Gemm, MatMut, MatRef};
 use crate::cpu::simd;
 use crate::error::Result;
+use crate::ops::conv::{Activation, ConvGeom, Weights};
 use rayon::prelude::*;
 
 /// Number of transformed points per tile: 4×4.

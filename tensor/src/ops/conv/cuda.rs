@@ -2,7 +2,7 @@
 //! plain, so there is no layout or CPU-backend choice to make; the geometry (TF-"SAME" already
 //! resolved into explicit per-side padding) is the one the CPU path uses.
 
-use crate::cpu::conv::ConvGeom;
+use super::ConvGeom;
 use crate::cuda::{self, Conv2dGeometry, CudaBuf};
 use crate::layout::Layout;
 use crate::storage::Storage;

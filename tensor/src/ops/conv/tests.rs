@@ -101,12 +101,12 @@ fn same_padding_is_tensorflows_asymmetric_split() {
         (8, 4, 1, (8, 1, 2)),
     ] {
         let opts = Conv2dOpts::default().with_stride(s);
-        let (out, (t, b, _, _)) = output_and_padding((input, 3), (k, 1), &opts).unwrap();
+        let (out, (t, b, _, _)) = geom::output_and_padding((input, 3), (k, 1), &opts).unwrap();
         assert_eq!((out.0, t, b), want, "in {input} k {k} s {s}");
     }
     // dilation widens the window: k=3, d=2 spans 5.
     let opts = Conv2dOpts::default().with_dilation(2);
-    let (_, (t, b, l, r)) = output_and_padding((6, 6), (3, 3), &opts).unwrap();
+    let (_, (t, b, l, r)) = geom::output_and_padding((6, 6), (3, 3), &opts).unwrap();
     assert_eq!((t, b, l, r), (2, 2, 2, 2));
 }
 
