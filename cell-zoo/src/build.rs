@@ -1,6 +1,7 @@
 //! `CellSpec::build`: from data to a cell with registered parameters.
 
-use crate::cell::{AnyCell, CellDims};
+use crate::any::AnyCell;
+use crate::cell::CellDims;
 use crate::cells::*;
 use crate::layers::BuildCtx;
 use crate::rgc::RgcCell;

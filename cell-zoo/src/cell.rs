@@ -1,7 +1,7 @@
-//! The `Cell` trait: parameters plus a typed state, with no knowledge of time, other areas or
-//! devices. `AnyCell`/`AnyState` hold a heterogeneous list of cells for the topology.
+//! The `Cell` trait: parameters plus a typed state and a typed drive, with no knowledge of time,
+//! other areas or devices, and of no particular cell ([`crate::any`] lists the zoo's cells).
 
-use tensor::{Error, Result, Tensor};
+use tensor::{Result, Tensor};
 
 /// What a cell reads at one step.
 #[derive(Clone, Copy)]
@@ -30,31 +30,35 @@ pub struct CellDims {
     pub u_hw: (usize, usize),
 }
 
-/// The part of a step's work that reads only the step's inputs (`x`, `u`, feedback), never the
-/// state. An unroll that hands a cell the very same input tensors at consecutive steps (a static
-/// image, the blank, zeros before the image arrives) computes it once and reuses it: the outputs
-/// are bit-identical, and the gradients flowing into it are summed before its backward instead of
-/// after.
-#[derive(Clone, Default)]
-pub enum Drive {
-    /// Nothing split out: [`Cell::step_driven`] does all the work.
-    #[default]
-    Inline,
-    /// The general RGC's input paths.
-    Rgc(Box<crate::rgc::RgcDrive>),
-}
-
-/// A recurrent cell with a typed state.
+/// A recurrent cell with a typed state and a typed drive.
+///
+/// A step is split in two: [`Cell::drive`], the work that reads only the step's inputs (`x`, `u`,
+/// feedback) and never the state, and [`Cell::step_driven`], the rest. An unroll that hands a cell
+/// the very same input tensors at consecutive steps (a static image, the blank, zeros before the
+/// image arrives) computes the drive once and reuses it: the outputs are bit-identical, and the
+/// gradients flowing into the drive are summed before its backward instead of after. Cells that
+/// split nothing out use `()` as their drive.
 pub trait Cell {
+    /// What the cell carries from one step to the next.
     type State: StateTensors;
+    /// The input-only part of a step (`()` when the cell splits nothing out).
+    type Drive: Clone;
     /// The all-zero state for a drive shaped like `x`.
     fn zero_state(&self, x: &Tensor) -> Result<Self::State>;
-    /// One step: the output and the next state.
-    fn step(&self, input: &CellInput<'_>, state: &Self::State) -> Result<(Tensor, Self::State)>;
-    /// The input-only work of a step (see [`Drive`]); cells that split none out return
-    /// [`Drive::Inline`].
-    fn drive(&self, _input: &CellInput<'_>) -> Result<Drive> {
-        Ok(Drive::Inline)
+    /// The input-only work of a step.
+    fn drive(&self, input: &CellInput<'_>) -> Result<Self::Drive>;
+    /// The rest of a step, given the [`Cell::drive`] of the same inputs: the output and the next
+    /// state.
+    fn step_driven(
+        &self,
+        input: &CellInput<'_>,
+        drive: &Self::Drive,
+        state: &Self::State,
+    ) -> Result<(Tensor, Self::State)>;
+    /// One whole step: the output and the next state.
+    fn step(&self, input: &CellInput<'_>, state: &Self::State) -> Result<(Tensor, Self::State)> {
+        let drive = self.drive(input)?;
+        self.step_driven(input, &drive, state)
     }
     /// Whether [`Cell::step`] accepts a batch-1 state with a wider input, the state standing for
     /// every example (it is the same for all of them before the image arrives). Such a cell runs
@@ -63,14 +67,10 @@ pub trait Cell {
     fn reads_batch_one_state(&self) -> bool {
         false
     }
-    /// [`Cell::step`] given the [`Cell::drive`] of the same inputs.
-    fn step_driven(
-        &self,
-        input: &CellInput<'_>,
-        _drive: &Drive,
-        state: &Self::State,
-    ) -> Result<(Tensor, Self::State)> {
-        self.step(input, state)
+    /// Whether the cell keeps no state, so that its output is a function of the step's inputs
+    /// alone (the unroll then reuses whole outputs, not only drives).
+    fn is_stateless(&self) -> bool {
+        false
     }
 }
 
@@ -78,25 +78,29 @@ pub trait Cell {
 /// stay small).
 impl<C: Cell> Cell for Box<C> {
     type State = C::State;
+    type Drive = C::Drive;
     fn zero_state(&self, x: &Tensor) -> Result<Self::State> {
         (**self).zero_state(x)
     }
-    fn step(&self, input: &CellInput<'_>, state: &Self::State) -> Result<(Tensor, Self::State)> {
-        (**self).step(input, state)
-    }
-    fn drive(&self, input: &CellInput<'_>) -> Result<Drive> {
+    fn drive(&self, input: &CellInput<'_>) -> Result<Self::Drive> {
         (**self).drive(input)
-    }
-    fn reads_batch_one_state(&self) -> bool {
-        (**self).reads_batch_one_state()
     }
     fn step_driven(
         &self,
         input: &CellInput<'_>,
-        drive: &Drive,
+        drive: &Self::Drive,
         state: &Self::State,
     ) -> Result<(Tensor, Self::State)> {
         (**self).step_driven(input, drive, state)
+    }
+    fn step(&self, input: &CellInput<'_>, state: &Self::State) -> Result<(Tensor, Self::State)> {
+        (**self).step(input, state)
+    }
+    fn reads_batch_one_state(&self) -> bool {
+        (**self).reads_batch_one_state()
+    }
+    fn is_stateless(&self) -> bool {
+        (**self).is_stateless()
     }
 }
 
@@ -144,81 +148,4 @@ pub fn zeros_with_channels(x: &Tensor, channels: usize) -> Result<Tensor> {
 /// `a∘p + (1−a)∘q`, written as `q + a∘(p − q)` (three ops instead of four).
 pub fn mix(a: &Tensor, p: &Tensor, q: &Tensor) -> Result<Tensor> {
     q.add(&a.mul(&p.sub(q)?)?)
-}
-
-macro_rules! any_cell {
-    ($( $variant:ident($cell:ty) ),* $(,)?) => {
-        /// Any cell of the zoo.
-        #[derive(Clone, Debug)]
-        pub enum AnyCell { $( $variant($cell), )* }
-
-        /// The state of any cell; each variant pairs with the cell variant of the same name.
-        #[derive(Clone, Debug)]
-        pub enum AnyState { $( $variant(<$cell as Cell>::State), )* }
-
-        impl StateTensors for AnyState {
-            fn try_map(&self, f: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<Self> {
-                Ok(match self { $( AnyState::$variant(s) => AnyState::$variant(s.try_map(f)?), )* })
-            }
-        }
-
-        impl AnyCell {
-            pub fn zero_state(&self, x: &Tensor) -> Result<AnyState> {
-                Ok(match self { $( AnyCell::$variant(c) => AnyState::$variant(c.zero_state(x)?), )* })
-            }
-
-            pub fn step(&self, input: &CellInput<'_>, state: &AnyState) -> Result<(Tensor, AnyState)> {
-                self.step_driven(input, &Drive::Inline, state)
-            }
-
-            /// See [`Cell::reads_batch_one_state`].
-            pub fn reads_batch_one_state(&self) -> bool {
-                match self { $( AnyCell::$variant(c) => c.reads_batch_one_state(), )* }
-            }
-
-            /// See [`Cell::drive`].
-            pub fn drive(&self, input: &CellInput<'_>) -> Result<Drive> {
-                match self { $( AnyCell::$variant(c) => c.drive(input), )* }
-            }
-
-            /// See [`Cell::step_driven`]; with [`Drive::Inline`] it is [`AnyCell::step`].
-            pub fn step_driven(
-                &self,
-                input: &CellInput<'_>,
-                drive: &Drive,
-                state: &AnyState,
-            ) -> Result<(Tensor, AnyState)> {
-                match (self, state) {
-                    $( (AnyCell::$variant(c), AnyState::$variant(s)) => {
-                        let (y, s) = c.step_driven(input, drive, s)?;
-                        Ok((y, AnyState::$variant(s)))
-                    } )*
-                    #[allow(unreachable_patterns)]
-                    _ => Err(Error::InvalidArgument {
-                        op: "cell step",
-                        msg: "state belongs to a different cell type".into(),
-                    }),
-                }
-            }
-        }
-    };
-}
-
-impl AnyCell {
-    /// Whether the cell keeps no state, so that its output is a function of the step's inputs
-    /// alone.
-    pub fn is_stateless(&self) -> bool {
-        matches!(self, AnyCell::Identity(_))
-    }
-}
-
-any_cell! {
-    Identity(crate::cells::IdentityCell),
-    TimeDecay(crate::cells::TimeDecayCell),
-    SimpleRnn(crate::cells::SimpleRnnCell),
-    Gru(crate::cells::GruCell),
-    Lstm(crate::cells::LstmCell),
-    Ugrnn(crate::cells::UgrnnCell),
-    IntersectionRnn(crate::cells::IntersectionRnnCell),
-    Rgc(Box<crate::rgc::RgcCell>),
 }

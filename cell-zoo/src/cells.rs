@@ -11,11 +11,18 @@ pub struct IdentityCell;
 
 impl Cell for IdentityCell {
     type State = ();
+    type Drive = ();
     fn zero_state(&self, _x: &Tensor) -> Result<()> {
         Ok(())
     }
-    fn step(&self, input: &CellInput<'_>, _state: &()) -> Result<(Tensor, ())> {
+    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn step_driven(&self, input: &CellInput<'_>, _drive: &(), _state: &()) -> Result<(Tensor, ())> {
         Ok((input.x.clone(), ()))
+    }
+    fn is_stateless(&self) -> bool {
+        true
     }
 }
 
@@ -35,10 +42,19 @@ impl TimeDecayCell {
 
 impl Cell for TimeDecayCell {
     type State = Tensor;
+    type Drive = ();
     fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
         x.zeros_like()
     }
-    fn step(&self, input: &CellInput<'_>, s: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn step_driven(
+        &self,
+        input: &CellInput<'_>,
+        _drive: &(),
+        s: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let next = s.mul(&self.decay)?.add(input.x)?;
         Ok((next.clone(), next))
     }
@@ -74,10 +90,19 @@ impl SimpleRnnCell {
 
 impl Cell for SimpleRnnCell {
     type State = Tensor;
+    type Drive = ();
     fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
         zeros_with_channels(x, self.out)
     }
-    fn step(&self, input: &CellInput<'_>, h: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn step_driven(
+        &self,
+        input: &CellInput<'_>,
+        _drive: &(),
+        h: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let mut z = self.conv.forward(&Tensor::cat(&[input.x, h], 1)?)?;
         if let Some(n) = &self.norm {
             z = n.forward(&z)?;
@@ -121,10 +146,19 @@ impl GruCell {
 
 impl Cell for GruCell {
     type State = Tensor;
+    type Drive = ();
     fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
         zeros_with_channels(x, self.out)
     }
-    fn step(&self, input: &CellInput<'_>, h: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn step_driven(
+        &self,
+        input: &CellInput<'_>,
+        _drive: &(),
+        h: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let g = self.gates.forward(&Tensor::cat(&[input.x, h], 1)?)?;
         let parts = g.split(&[self.out, self.out], 1)?;
         let r = parts[0].add_scalar(1.0)?.sigmoid()?;
@@ -209,11 +243,20 @@ impl LstmCell {
 
 impl Cell for LstmCell {
     type State = PairState;
+    type Drive = ();
     fn zero_state(&self, x: &Tensor) -> Result<PairState> {
         let z = zeros_with_channels(x, self.out)?;
         Ok(PairState { c: z.clone(), h: z })
     }
-    fn step(&self, input: &CellInput<'_>, s: &PairState) -> Result<(Tensor, PairState)> {
+    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn step_driven(
+        &self,
+        input: &CellInput<'_>,
+        _drive: &(),
+        s: &PairState,
+    ) -> Result<(Tensor, PairState)> {
         let g = self.conv.forward(&Tensor::cat(&[input.x, &s.h], 1)?)?;
         let mut p = g.split(&[self.out; 4], 1)?;
         if let Some([wi, wf, _]) = &self.peepholes {
@@ -267,10 +310,19 @@ impl UgrnnCell {
 
 impl Cell for UgrnnCell {
     type State = Tensor;
+    type Drive = ();
     fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
         zeros_with_channels(x, self.out)
     }
-    fn step(&self, input: &CellInput<'_>, h: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn step_driven(
+        &self,
+        input: &CellInput<'_>,
+        _drive: &(),
+        h: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let p = self
             .conv
             .forward(&Tensor::cat(&[input.x, h], 1)?)?
@@ -309,10 +361,19 @@ impl IntersectionRnnCell {
 
 impl Cell for IntersectionRnnCell {
     type State = Tensor;
+    type Drive = ();
     fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
         zeros_with_channels(x, self.out)
     }
-    fn step(&self, input: &CellInput<'_>, h: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn step_driven(
+        &self,
+        input: &CellInput<'_>,
+        _drive: &(),
+        h: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let p = self
             .conv
             .forward(&Tensor::cat(&[input.x, h], 1)?)?

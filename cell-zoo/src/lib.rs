@@ -4,6 +4,7 @@
 //! devices. [`CellSpec`] is the serde form; [`CellSpec::build`] makes the cell and registers its
 //! parameters; [`CellSpec::out_channels`] is its shape rule.
 
+pub mod any;
 mod build;
 pub mod cell;
 pub mod cells;
@@ -11,7 +12,8 @@ pub mod layers;
 pub mod rgc;
 pub mod spec;
 
-pub use cell::{AnyCell, AnyState, Cell, CellDims, CellInput, Drive, PairState, StateTensors};
+pub use any::{AnyCell, AnyDrive, AnyState};
+pub use cell::{Cell, CellDims, CellInput, PairState, StateTensors};
 pub use layers::{activate, BuildCtx, Conv, ConvInit, LayerNorm, TemporalConv};
 pub use rgc::RgcCell;
 pub use spec::{

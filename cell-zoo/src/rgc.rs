@@ -13,7 +13,7 @@
 //! size differs. Residual-to-gate switches add a conv of `R`-resized `u` inside a gate. Without a
 //! cell state (gate size 0) `h' = out_act(G_τ(W_hh*h)∘h + o)`.
 
-use crate::cell::{Cell, CellDims, CellInput, Drive, PairState};
+use crate::cell::{Cell, CellDims, CellInput, PairState};
 use crate::layers::{activate, BuildCtx, Conv, ConvInit, LayerNorm, TemporalConv};
 use crate::spec::{
     Activation, ConvKnob, FeedbackEntry, GateNonlinearity, GateSpec, GeneralRgcSpec, RgcSpec,
@@ -397,6 +397,7 @@ fn add_opt(a: Tensor, b: Option<Tensor>) -> Result<Tensor> {
 
 impl Cell for RgcCell {
     type State = PairState;
+    type Drive = RgcDrive;
 
     fn zero_state(&self, x: &Tensor) -> Result<PairState> {
         let (n, _, h, w) = x.shape().dims4("rgc zero_state")?;
@@ -411,12 +412,8 @@ impl Cell for RgcCell {
         })
     }
 
-    fn step(&self, input: &CellInput<'_>, s: &PairState) -> Result<(Tensor, PairState)> {
-        self.step_with(&self.input_paths(input)?, s)
-    }
-
-    fn drive(&self, input: &CellInput<'_>) -> Result<Drive> {
-        Ok(Drive::Rgc(Box::new(self.input_paths(input)?)))
+    fn drive(&self, input: &CellInput<'_>) -> Result<RgcDrive> {
+        self.input_paths(input)
     }
 
     fn reads_batch_one_state(&self) -> bool {
@@ -425,14 +422,11 @@ impl Cell for RgcCell {
 
     fn step_driven(
         &self,
-        input: &CellInput<'_>,
-        drive: &Drive,
+        _input: &CellInput<'_>,
+        drive: &RgcDrive,
         s: &PairState,
     ) -> Result<(Tensor, PairState)> {
-        match drive {
-            Drive::Rgc(d) => self.step_with(d, s),
-            Drive::Inline => self.step(input, s),
-        }
+        self.step_with(drive, s)
     }
 }
 

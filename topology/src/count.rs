@@ -4,6 +4,7 @@
 
 use crate::model::{BuildError, Model};
 use crate::spec::ModelSpec;
+use cell_zoo::Cell;
 use serde::{Deserialize, Serialize};
 use tensor::{no_grad, Device, Tensor};
 

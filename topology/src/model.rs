@@ -4,7 +4,8 @@
 use crate::shapes::{self, ModelShapes};
 use crate::spec::{ModelSpec, ReadoutKind, SpecError};
 use cell_zoo::{
-    activate, Activation, AnyCell, AnyState, BuildCtx, CellDims, CellInput, Conv, ConvInit, Drive,
+    activate, Activation, AnyCell, AnyDrive, AnyState, BuildCtx, Cell, CellDims, CellInput, Conv,
+    ConvInit,
 };
 use tensor::ops::{Conv2dOpts, Padding, Pool2dOpts};
 use tensor::{Device, ParamStore, Result, Rng, Tensor};
@@ -30,7 +31,7 @@ pub(crate) struct ResidualTail {
 pub(crate) struct AreaDrive {
     x: Tensor,
     feedback: Option<Tensor>,
-    cell: Drive,
+    cell: AnyDrive,
 }
 
 /// One built area.
@@ -243,7 +244,7 @@ impl Model {
     }
 
     /// The part of area `i`'s step that reads only its inputs: harbor, conv and the cell's
-    /// [`cell_zoo::Drive`].
+    /// [`Cell::drive`].
     pub(crate) fn area_drive(&self, i: usize, ff: &Tensor, extra: &[Tensor]) -> Result<AreaDrive> {
         let a = &self.areas[i];
         let (conv_in, feedback) = if extra.is_empty() {

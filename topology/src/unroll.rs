@@ -18,13 +18,13 @@
 //!
 //! On a schedule, an area that reads the very same tensors as at its previous step (the static
 //! image, the blank, zeros) reuses what it computed from them: its harbor and conv and the
-//! cell's input paths ([`cell_zoo::Drive`]), and its whole output when the cell keeps no state.
+//! cell's input paths ([`cell_zoo::Cell::drive`]), and its whole output when the cell keeps no state.
 //! A frame sequence runs the plain loop, so the same schedule given as a sequence is the
 //! reference the tests compare with.
 
 use crate::model::{AreaDrive, Model};
 use crate::schedule::Frames;
-use cell_zoo::StateTensors;
+use cell_zoo::{Cell, StateTensors};
 use serde::{Deserialize, Serialize};
 use tensor::{Error, Result, Tensor, TensorId};
 
