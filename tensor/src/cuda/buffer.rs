@@ -270,6 +270,13 @@ impl CudaBuf {
         }
     }
 
+    /// The raw device address of element 0 (0 when empty), for libraries that enqueue work on
+    /// the device's stream themselves (NCCL). Reads and writes through it must be ordered on
+    /// [`crate::cuda::stream`] and end before the buffer is dropped or borrowed elsewhere.
+    pub fn device_address(&self) -> u64 {
+        self.ptr()
+    }
+
     /// The address of element `offset` (which must be `<= len`).
     pub(crate) fn ptr_at(&self, offset: usize) -> u64 {
         self.ptr() + (offset as u64) * 4

@@ -220,6 +220,14 @@ pub fn probe(ordinal: usize) -> Result<()> {
     device(ordinal).map(|_| ())
 }
 
+/// The one stream all work of device `ordinal` runs on, for libraries that enqueue work of their
+/// own in order with the engine's (NCCL's collectives on gradients).
+pub fn stream(ordinal: usize) -> Result<Arc<CudaStream>> {
+    let dev = device(ordinal)?;
+    dev.bind()?;
+    Ok(dev.stream.clone())
+}
+
 /// Waits until all work queued on device `ordinal` has finished (for timing).
 pub fn synchronize(ordinal: usize) -> Result<()> {
     device(ordinal)?.sync()

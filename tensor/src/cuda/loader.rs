@@ -44,6 +44,8 @@ pub enum CudaLib {
     Cublas,
     /// Convolution and pooling.
     Cudnn,
+    /// Collectives between GPUs (data-parallel training only; not in [`CudaLib::ALL`]).
+    Nccl,
 }
 
 impl CudaLib {
@@ -87,6 +89,13 @@ impl CudaLib {
                       CONVRNN_CUDA_LIB_DIRS=<site-packages>/nvidia/cudnn/lib, or install cuDNN 9 \
                       for CUDA 13 system-wide",
             },
+            CudaLib::Nccl => LibSpec {
+                title: "NCCL (libnccl.so.2)",
+                cudarc_names: &["nccl"],
+                fix: "`pip install nvidia-nccl-cu13` into a Python environment and set \
+                      CONVRNN_CUDA_LIB_DIRS=<site-packages>/nvidia/nccl/lib, or install NCCL 2 \
+                      system-wide (Debian/Ubuntu with NVIDIA's repository: libnccl2)",
+            },
         }
     }
 }
@@ -117,6 +126,7 @@ const PRELOAD_STEMS: &[&str] = &[
     "libcudnn_cnn",
     "libcudnn_adv",
     "libcudnn",
+    "libnccl",
 ];
 
 /// Where to look for libraries beyond the loader's default search.
@@ -576,6 +586,7 @@ pub fn check_single_install(lib: CudaLib) -> Result<()> {
         CudaLib::Nvrtc => "libnvrtc",
         CudaLib::Cublas => "libcublas",
         CudaLib::Cudnn => "libcudnn",
+        CudaLib::Nccl => "libnccl",
     };
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return Ok(());

@@ -57,7 +57,7 @@ pub use conv::{
     conv2d_backward_bias, conv2d_backward_data, conv2d_backward_filter, conv2d_forward,
     conv2d_output_hw, set_allow_tf32, Conv2dGeometry, WORKSPACE_LIMIT,
 };
-pub use device::{device_count, probe, synchronize};
+pub use device::{device_count, probe, stream, synchronize};
 pub use elementwise::{
     binary, broadcast_back, expand, full, max_dim, max_dim_backward, mean_all, mean_dims, sum_all,
     sum_dims, sum_over, sum_to, unary, unary_backward,
