@@ -91,6 +91,8 @@ impl Report {
             },
         });
 
+        checks.push(mpi_check());
+
         // `neurofit` links HDF5 (recordings) and OpenBLAS (ndarray-linalg) at build time; the
         // doctor runs before the workspace is built, so it is what installs them.
         for (name, files, package, why) in [
@@ -209,6 +211,39 @@ impl Report {
             .filter(|c| c.status == Status::Missing)
             .filter_map(|c| c.package)
             .collect()
+    }
+}
+
+/// MPI for `mpiexec -n N … xtask train` and the MPI tests: an MPICH-ABI library that loads
+/// (the backend loads it at run time) and MPICH's process manager on the PATH.
+fn mpi_check() -> Check {
+    let mpiexec = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("mpiexec"))
+            .find(|p| p.is_file())
+    });
+    match (collective::mpi::library_version(), mpiexec) {
+        (Ok(version), Some(exec)) => Check {
+            name: "MPI",
+            status: Status::Ok,
+            detail: format!("{version}; {}", exec.display()),
+            package: None,
+        },
+        (lib, exec) => Check {
+            name: "MPI",
+            status: Status::Missing,
+            detail: format!(
+                "{}{}; needed for `mpiexec -n N … train` and the MPI tests, which skip without \
+                 it (`train --nproc N` needs no MPI)",
+                lib.err().map_or(String::new(), |e| format!("{e}; ")),
+                if exec.is_none() {
+                    "no mpiexec on the PATH"
+                } else {
+                    "mpiexec found"
+                }
+            ),
+            package: Some("mpich"),
+        },
     }
 }
 
