@@ -3,6 +3,15 @@
 //! model spec) and progress. Files are written atomically, so a crash mid-write leaves the previous
 //! checkpoint intact.
 //!
+//! Integrity (format 2): the header record holds a CRC-32 of every tensor's bytes, and a second
+//! header entry holds the CRC-32 of the record itself, so a flipped bit anywhere in the weights,
+//! the optimiser state or the configuration is an error on load that names what is damaged, never
+//! a model that silently computes something else. CRC-32 because the threat is accidental damage
+//! (bad disks, truncated copies, bit rot), not tampering: it detects every burst of up to 32 bits
+//! and misses random damage with probability 2⁻³², and crc32fast (already built for flate2 and
+//! png) checks several GB/s, so verifying costs far less than reading the file. Files of format 1
+//! (no checksums) still load, with a warning on stderr that they cannot be verified.
+//!
 //! The data order and augmentation are pure functions of `(seed, epoch, index)` (see
 //! `datasets::batcher`), so `(epoch, position)` is the whole random state of a run: resuming at the
 //! same position replays exactly the batches the uninterrupted run would have seen.
@@ -18,9 +27,13 @@ use topology::Model;
 
 /// Header key of the checkpoint record.
 const META_KEY: &str = "convrnn_checkpoint";
+/// Header key of the CRC-32 (8 hex digits) of the `META_KEY` record.
+const META_CRC_KEY: &str = "convrnn_checkpoint_crc32";
 /// Header key of the model spec alone, for tools that only want to rebuild the model.
 const SPEC_KEY: &str = "spec";
-const FORMAT: u32 = 1;
+/// 2: per-tensor and record checksums. 1: none (still read, unverified).
+const FORMAT: u32 = 2;
+const FIRST_CHECKSUMMED_FORMAT: u32 = 2;
 
 pub const LATEST: &str = "checkpoint-latest.safetensors";
 pub const BEST: &str = "checkpoint-best.safetensors";
@@ -54,6 +67,27 @@ struct Meta {
     format: u32,
     config: TrainConfig,
     progress: Progress,
+    /// CRC-32 of every tensor's little-endian bytes, by its name in the file (format 2 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksums: Option<BTreeMap<String, u32>>,
+}
+
+/// Just the format number, read before the rest so a newer file gets a clear message.
+#[derive(Deserialize)]
+struct FormatOnly {
+    format: u32,
+}
+
+/// CRC-32 of a tensor's values as stored (f32, little-endian).
+fn tensor_crc(t: &Tensor) -> Result<u32> {
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = Vec::with_capacity(4 * 4096);
+    for block in t.to_vec()?.chunks(4096) {
+        buf.clear();
+        buf.extend(block.iter().flat_map(|x| x.to_le_bytes()));
+        h.update(&buf);
+    }
+    Ok(h.finalize())
 }
 
 /// A checkpoint read back: configuration, progress, and the tensors to load.
@@ -74,14 +108,6 @@ pub fn save(
     model: &Model,
     optimizer: &Optimizer,
 ) -> Result<()> {
-    let meta = Meta {
-        format: FORMAT,
-        config: config.clone(),
-        progress: progress.clone(),
-    };
-    let mut header = BTreeMap::new();
-    header.insert(META_KEY.to_string(), json(&meta)?);
-    header.insert(SPEC_KEY.to_string(), json(&config.model)?);
     let mut tensors: Vec<(String, Tensor)> = model
         .params
         .iter()
@@ -93,6 +119,23 @@ pub fn save(
             .into_iter()
             .map(|(n, t)| (format!("optim/{n}"), t)),
     );
+    let checksums = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), tensor_crc(t)?)))
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    let meta = json(&Meta {
+        format: FORMAT,
+        config: config.clone(),
+        progress: progress.clone(),
+        checksums: Some(checksums),
+    })?;
+    let mut header = BTreeMap::new();
+    header.insert(
+        META_CRC_KEY.to_string(),
+        format!("{:08x}", crc32fast::hash(meta.as_bytes())),
+    );
+    header.insert(META_KEY.to_string(), meta);
+    header.insert(SPEC_KEY.to_string(), json(&config.model)?);
     let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     tensor::save_tensors_with_metadata(path, &refs, &header)?;
     Ok(())
@@ -123,29 +166,129 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
     Err(Error::checkpoint(path, "does not exist"))
 }
 
-impl Checkpoint {
-    /// Reads and validates a checkpoint file (the whole file is checked; a truncated or corrupt
-    /// file is an error, never a panic).
-    pub fn read(path: &Path) -> Result<Checkpoint> {
-        let bad = |msg: String| Error::checkpoint(path, msg);
-        let header = tensor::read_metadata(path).map_err(|e| bad(e.to_string()))?;
-        let raw = header.get(META_KEY).ok_or_else(|| {
+/// The checkpoint's header record, verified against its checksum (format 2 on), and its format.
+fn read_meta(path: &Path) -> Result<(Meta, u32)> {
+    let bad = |msg: String| Error::checkpoint(path, msg);
+    sniff(path)?;
+    let header = tensor::read_metadata(path).map_err(|e| bad(e.to_string()))?;
+    let raw = header.get(META_KEY).ok_or_else(|| {
+        bad(format!(
+            "is a safetensors file but not a convrnn training checkpoint (no `{META_KEY}` \
+             record in its header)"
+        ))
+    })?;
+    let format = serde_json::from_str::<FormatOnly>(raw)
+        .map_err(|e| bad(format!("its `{META_KEY}` record is unreadable: {e}")))?
+        .format;
+    if format > FORMAT || format == 0 {
+        return Err(bad(format!(
+            "was written in checkpoint format {format}, this build reads formats 1 to {FORMAT}"
+        )));
+    }
+    if format >= FIRST_CHECKSUMMED_FORMAT {
+        let stored = header.get(META_CRC_KEY).ok_or_else(|| {
             bad(format!(
-                "is a safetensors file but not a convrnn training checkpoint (no `{META_KEY}` \
-                 record in its header)"
+                "has no `{META_CRC_KEY}` entry; the header is damaged (format {format} \
+                 checkpoints always carry one)"
             ))
         })?;
-        let meta: Meta = serde_json::from_str(raw)
-            .map_err(|e| bad(format!("its `{META_KEY}` record is unreadable: {e}")))?;
-        if meta.format != FORMAT {
+        let actual = format!("{:08x}", crc32fast::hash(raw.as_bytes()));
+        if *stored != actual {
             return Err(bad(format!(
-                "was written in checkpoint format {}, this build reads format {FORMAT}",
-                meta.format
+                "its `{META_KEY}` record (configuration and progress) does not match its \
+                 checksum (stored {stored}, computed {actual}); the file is corrupt"
             )));
+        }
+    }
+    let meta: Meta = serde_json::from_str(raw)
+        .map_err(|e| bad(format!("its `{META_KEY}` record is unreadable: {e}")))?;
+    Ok((meta, format))
+}
+
+/// Refuses, with a message that says what the file is, a file that cannot be a checkpoint: a
+/// safetensors file starts with the 8-byte length of a JSON header that follows it.
+fn sniff(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let bad = |msg: String| Error::checkpoint(path, msg);
+    let mut head = Vec::with_capacity(9);
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(9).read_to_end(&mut head))
+        .map_err(|e| Error::io(path, e))?;
+    let first = head.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if matches!(first, Some(b'{') | Some(b'[')) {
+        return Err(bad(
+            "is a JSON file, not a checkpoint; give a checkpoint (.safetensors) or a training \
+             run's directory"
+                .into(),
+        ));
+    }
+    if head.len() < 9 {
+        return Err(bad(format!(
+            "is {len} bytes long, too short to be a checkpoint; it may be truncated"
+        )));
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&head[..8]);
+    let header_len = u64::from_le_bytes(n);
+    if head[8] != b'{' || header_len > len - 8 {
+        return Err(bad(
+            "is not a safetensors checkpoint (it does not start with a header length and a JSON \
+             header); give a checkpoint (.safetensors) or a training run's directory"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Every tensor must have a stored CRC-32 that matches its bytes, and every stored CRC-32 a tensor.
+fn verify(tensors: &[(String, Tensor)], sums: &BTreeMap<String, u32>) -> Result<(), String> {
+    for (name, t) in tensors {
+        let stored = sums.get(name).ok_or_else(|| {
+            format!("tensor `{name}` has no stored checksum; the file is corrupt")
+        })?;
+        let actual = tensor_crc(t).map_err(|e| e.to_string())?;
+        if actual != *stored {
+            return Err(format!(
+                "tensor `{name}` does not match its checksum (stored {stored:08x}, computed \
+                 {actual:08x}); the file is corrupt"
+            ));
+        }
+    }
+    if let Some(name) = sums.keys().find(|n| !tensors.iter().any(|(t, _)| t == *n)) {
+        return Err(format!(
+            "tensor `{name}` is listed in the header but missing from the file; the file is corrupt"
+        ));
+    }
+    Ok(())
+}
+
+impl Checkpoint {
+    /// Reads and validates a checkpoint file: the whole file is parsed, and (format 2 on) the
+    /// header record and every tensor are checked against their CRC-32s. A truncated, corrupt or
+    /// foreign file is an error naming what is wrong, never a panic.
+    pub fn read(path: &Path) -> Result<Checkpoint> {
+        let bad = |msg: String| Error::checkpoint(path, msg);
+        let (meta, format) = read_meta(path)?;
+        let tensors = tensor::load_tensors(path).map_err(|e| bad(e.to_string()))?;
+        match &meta.checksums {
+            Some(sums) => verify(&tensors, sums).map_err(bad)?,
+            None if format >= FIRST_CHECKSUMMED_FORMAT => {
+                return Err(bad(format!(
+                    "format {format} record without tensor checksums; the header is damaged"
+                )))
+            }
+            None => eprintln!(
+                "warning: {} was written before checkpoints carried checksums (format {format}); \
+                 its tensors cannot be verified",
+                path.display()
+            ),
         }
         let mut params = Vec::new();
         let mut optim = Vec::new();
-        for (name, t) in tensor::load_tensors(path).map_err(|e| bad(e.to_string()))? {
+        for (name, t) in tensors {
             if let Some(n) = name.strip_prefix("model/") {
                 params.push((n.to_string(), t));
             } else if let Some(n) = name.strip_prefix("optim/") {
@@ -163,6 +306,11 @@ impl Checkpoint {
             params,
             optim,
         })
+    }
+
+    /// The run configuration stored in a checkpoint (its header verified, its tensors not read).
+    pub fn read_config(path: &Path) -> Result<TrainConfig> {
+        Ok(read_meta(path)?.0.config)
     }
 
     /// Builds the model the checkpoint was made from, with its weights, on `device`.
@@ -280,6 +428,111 @@ mod tests {
         assert!(err.contains("not a convrnn training checkpoint"), "{err}");
         let err = resolve(&dir.path().join("nope")).unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
+    }
+
+    /// The byte range of tensor `name`'s data in a safetensors file.
+    fn data_range(bytes: &[u8], name: &str) -> std::ops::Range<usize> {
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        let off = &header[name]["data_offsets"];
+        let (a, b) = (off[0].as_u64().unwrap(), off[1].as_u64().unwrap());
+        8 + n + a as usize..8 + n + b as usize
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_tensor_is_an_error_naming_the_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, model, opt) = setup();
+        let path = dir.path().join(LATEST);
+        save(&path, &config, &Progress::default(), &model, &opt).unwrap();
+        let clean = std::fs::read(&path).unwrap();
+        let (name, _) = model.params.iter().nth(1).unwrap();
+        let range = data_range(&clean, &format!("model/{name}"));
+        let mut bytes = clean.clone();
+        // A low mantissa bit: the weight changes by one part in millions, still finite.
+        bytes[range.start + 4] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Checkpoint::read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "tensor `model/{name}` does not match its checksum"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_changed_configuration_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut config, model, opt) = setup();
+        config.seed = 7;
+        let path = dir.path().join(LATEST);
+        save(&path, &config, &Progress::default(), &model, &opt).unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let at = text
+            .windows(8)
+            .position(|w| w == br#"seed\":7"#)
+            .expect("the seed is in the header");
+        let mut bytes = text.clone();
+        bytes[at + 7] = b'8';
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Checkpoint::read(&path).unwrap_err().to_string();
+        assert!(err.contains("does not match its checksum"), "{err}");
+    }
+
+    #[test]
+    fn format_1_checkpoints_without_checksums_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, model, opt) = setup();
+        let path = dir.path().join(LATEST);
+        #[derive(Serialize)]
+        struct OldMeta<'a> {
+            format: u32,
+            config: &'a TrainConfig,
+            progress: Progress,
+        }
+        let mut header = BTreeMap::new();
+        let old = OldMeta {
+            format: 1,
+            config: &config,
+            progress: Progress::default(),
+        };
+        header.insert(META_KEY.to_string(), serde_json::to_string(&old).unwrap());
+        let named: Vec<(String, Tensor)> = model
+            .params
+            .iter()
+            .map(|(n, t)| (format!("model/{n}"), t.clone()))
+            .collect();
+        let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        tensor::save_tensors_with_metadata(&path, &refs, &header).unwrap();
+        let ck = Checkpoint::read(&path).unwrap();
+        assert_eq!(ck.config, config);
+        let _ = opt;
+        // A newer format is refused with a clear message.
+        header.insert(
+            META_KEY.to_string(),
+            serde_json::to_string(&OldMeta { format: 9, ..old }).unwrap(),
+        );
+        tensor::save_tensors_with_metadata(&path, &refs, &header).unwrap();
+        let err = Checkpoint::read(&path).unwrap_err().to_string();
+        assert!(err.contains("format 9"), "{err}");
+    }
+
+    #[test]
+    fn files_that_are_not_checkpoints_say_what_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("config.json");
+        std::fs::write(&json, b"{\n  \"epochs\": 1\n}\n").unwrap();
+        let err = Checkpoint::read(&json).unwrap_err().to_string();
+        assert!(err.contains("is a JSON file, not a checkpoint"), "{err}");
+        let short = dir.path().join("short.safetensors");
+        std::fs::write(&short, b"abc").unwrap();
+        let err = Checkpoint::read(&short).unwrap_err().to_string();
+        assert!(err.contains("too short"), "{err}");
+        let text = dir.path().join("notes.safetensors");
+        std::fs::write(&text, b"hello, this is some text").unwrap();
+        let err = Checkpoint::read(&text).unwrap_err().to_string();
+        assert!(err.contains("not a safetensors checkpoint"), "{err}");
     }
 
     #[test]
