@@ -68,6 +68,13 @@ pub trait Dataset: Send + Sync {
     /// `rng` drives random augmentation; datasets without augmentation ignore it.
     fn get_into(&self, index: usize, rng: &mut Rng, out: &mut [f32]) -> Result<usize>;
 
+    /// The label of image `index` without decoding it, when the dataset knows it up front (`None`
+    /// otherwise, or out of range). Lets a trainer check the classes a split holds.
+    fn label(&self, index: usize) -> Option<usize> {
+        let _ = index;
+        None
+    }
+
     /// Image `index` as a fresh CHW vector and its label.
     fn get(&self, index: usize, rng: &mut Rng) -> Result<(Vec<f32>, usize)> {
         let mut out = vec![0.0; self.dims().elem_count()];
@@ -91,6 +98,9 @@ impl<D: Dataset + ?Sized> Dataset for Arc<D> {
     }
     fn get_into(&self, index: usize, rng: &mut Rng, out: &mut [f32]) -> Result<usize> {
         (**self).get_into(index, rng, out)
+    }
+    fn label(&self, index: usize) -> Option<usize> {
+        (**self).label(index)
     }
 }
 

@@ -141,6 +141,9 @@ impl Dataset for Clutter {
     fn get_into(&self, index: usize, rng: &mut Rng, out: &mut [f32]) -> Result<usize> {
         self.images.get_into(index, rng, out)
     }
+    fn label(&self, index: usize) -> Option<usize> {
+        self.images.label(index)
+    }
 }
 
 /// The identity of the source images, part of the cache key.

@@ -390,6 +390,10 @@ impl Dataset for ImageFolder {
         self.classes.clone()
     }
 
+    fn label(&self, index: usize) -> Option<usize> {
+        self.samples.get(index).map(|(_, l)| *l)
+    }
+
     fn get_into(&self, index: usize, rng: &mut Rng, out: &mut [f32]) -> Result<usize> {
         check_index("image folder", index, self.len())?;
         check_out_len("image folder", out, self.dims())?;

@@ -230,6 +230,10 @@ impl Dataset for U8Images {
         self.class_names.clone()
     }
 
+    fn label(&self, index: usize) -> Option<usize> {
+        self.labels.get(index).copied()
+    }
+
     fn get_into(&self, index: usize, _rng: &mut Rng, out: &mut [f32]) -> Result<usize> {
         check_index("images", index, self.len())?;
         check_out_len("images", out, self.dims)?;

@@ -50,7 +50,7 @@ pub enum LossSteps {
     /// Cross-entropy on the last step's logits (the reference).
     #[default]
     Last,
-    /// Mean cross-entropy over steps `from..to` (`to` exclusive, clamped to the unroll).
+    /// Mean cross-entropy over steps `from..to` (`to` exclusive, at most the unroll's length).
     Window { from: usize, to: usize },
 }
 
@@ -133,8 +133,7 @@ impl TrainConfig {
     /// least one step), so that short runs such as smoke tests and search trials are not spent
     /// almost entirely at a small learning rate.
     pub fn finalise(&mut self, batches_per_epoch: u64) {
-        let run = batches_per_epoch * self.epochs;
-        let run = self.max_steps.map_or(run, |m| m.min(run)).max(1);
+        let run = self.run_length(batches_per_epoch);
         if let crate::lr::Decay::Cosine { total_steps, .. } = &mut self.lr.decay {
             if *total_steps == 0 {
                 *total_steps = run;
@@ -143,6 +142,12 @@ impl TrainConfig {
         if self.lr.warmup_steps > 0 {
             self.lr.warmup_steps = self.lr.warmup_steps.min((run / 10).max(1));
         }
+    }
+
+    /// Optimiser steps the whole run takes: every epoch, cut at `max_steps` (at least 1).
+    pub fn run_length(&self, batches_per_epoch: u64) -> u64 {
+        let run = batches_per_epoch.saturating_mul(self.epochs);
+        self.max_steps.map_or(run, |m| m.min(run)).max(1)
     }
 
     pub fn steps(&self) -> usize {
@@ -177,7 +182,14 @@ impl TrainConfig {
             return bad("the unroll needs at least 1 step".into());
         }
         if let LossSteps::Window { from, to } = self.loss {
-            if from >= to.min(steps) {
+            if to > steps {
+                return bad(format!(
+                    "loss window {from}..{to} reaches past the unroll: there are {steps} steps \
+                     (0..{steps}); use a window within them, e.g. {}..{steps}",
+                    from.min(steps.saturating_sub(1))
+                ));
+            }
+            if from >= to {
                 return bad(format!(
                     "loss window {from}..{to} is empty over {steps} steps"
                 ));
@@ -263,6 +275,18 @@ mod tests {
         let mut c = base.clone();
         c.loss = LossSteps::Window { from: 9, to: 12 };
         assert!(c.validate().unwrap_err().to_string().contains("window"));
+        // A window reaching past the unroll used to be cut silently.
+        let steps = base.steps();
+        c.loss = LossSteps::Window {
+            from: 1,
+            to: steps + 5,
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("reaches past the unroll"), "{err}");
+        c.loss = LossSteps::Window { from: 3, to: 3 };
+        assert!(c.validate().unwrap_err().to_string().contains("empty"));
+        c.loss = LossSteps::Window { from: 1, to: steps };
+        c.validate().unwrap();
         let mut c = base.clone();
         c.label_smoothing = 1.5;
         assert!(c

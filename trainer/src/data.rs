@@ -126,6 +126,11 @@ impl Dataset for Prefix {
     fn class_names(&self) -> Vec<String> {
         self.inner.class_names()
     }
+    fn label(&self, index: usize) -> Option<usize> {
+        (index < self.len)
+            .then(|| self.inner.label(index))
+            .flatten()
+    }
     fn get_into(
         &self,
         index: usize,
@@ -163,6 +168,61 @@ pub fn check_fits(model: &ModelSpec, data: &dyn Dataset) -> Result<()> {
     Ok(())
 }
 
+/// The classes `data` holds, counted from its labels (`None` when the dataset cannot tell without
+/// decoding every image).
+pub fn classes_present(data: &dyn Dataset) -> Option<usize> {
+    let mut seen = vec![false; data.num_classes()];
+    for i in 0..data.len() {
+        let l = data.label(i)?;
+        if let Some(s) = seen.get_mut(l) {
+            *s = true;
+        }
+    }
+    Some(seen.iter().filter(|&&s| s).count())
+}
+
+/// A classifier needs at least two classes to learn from: with one, every prediction is right
+/// and accuracy reads 100 % whatever the model does. An error for the training split; a warning
+/// (returned) for a validation split that holds one class only.
+pub fn check_classes(train: &dyn Dataset, val: &dyn Dataset) -> Result<Vec<String>> {
+    let what = |n: usize| {
+        if n == 1 {
+            "1 class".to_string()
+        } else {
+            format!("{n} classes")
+        }
+    };
+    let declared = train.num_classes();
+    if declared < 2 {
+        return Err(Error::Config(format!(
+            "the data has {} ({:?}); classification needs at least 2, and on one class every \
+             prediction is right (accuracy 100 % whatever the model does)",
+            what(declared),
+            train.class_names()
+        )));
+    }
+    if let Some(n) = classes_present(train) {
+        if n < 2 {
+            return Err(Error::Config(format!(
+                "the training images hold only {} of the {declared} declared; classification \
+                 needs at least 2 (on one class accuracy is 100 % whatever the model does)",
+                what(n)
+            )));
+        }
+    }
+    let mut warnings = Vec::new();
+    if let Some(n) = classes_present(val) {
+        if n < 2 && !val.is_empty() {
+            warnings.push(format!(
+                "the validation images hold only {}; validation accuracy measures nothing useful \
+                 (predicting that class always scores 100 %)",
+                what(n)
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +241,36 @@ mod tests {
         .unwrap();
         let err = check_fits(&model, &images).unwrap_err().to_string();
         assert!(err.contains("1×28×28") && err.contains("1×32×32"), "{err}");
+    }
+
+    fn images(labels: Vec<usize>, classes: usize) -> U8Images {
+        let n = labels.len();
+        U8Images::new(
+            datasets::ImageDims::new(1, 2, 2),
+            vec![0; n * 4],
+            labels,
+            (0..classes).map(|c| c.to_string()).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn one_class_data_is_refused_and_a_one_class_validation_split_warned_about() {
+        let two = images(vec![0, 1, 0], 2);
+        assert_eq!(check_classes(&two, &two).unwrap(), Vec::<String>::new());
+        let one_declared = images(vec![0, 0], 1);
+        let err = check_classes(&one_declared, &two).unwrap_err().to_string();
+        assert!(
+            err.contains("1 class") && err.contains("at least 2"),
+            "{err}"
+        );
+        let one_present = images(vec![3, 3, 3], 10);
+        let err = check_classes(&one_present, &two).unwrap_err().to_string();
+        assert!(err.contains("only 1 class of the 10"), "{err}");
+        let warnings = check_classes(&two, &images(vec![1, 1], 2)).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        // A prefix sees only its own images.
+        let prefix = Prefix::of(Arc::new(images(vec![2, 2, 5], 10)), Some(2));
+        assert_eq!(classes_present(prefix.as_ref()), Some(1));
     }
 }

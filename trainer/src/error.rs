@@ -33,10 +33,45 @@ pub enum Error {
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
     #[error(
-        "the training loss became {loss} at epoch {epoch}, step {step}; the run stopped and the \
-         last good checkpoint was kept (try a lower learning rate or gradient clipping)"
+        "the training loss became {loss} at epoch {epoch}, step {step}; the run stopped and {} \
+         (try a lower learning rate or gradient clipping)",
+        kept_note(*.kept)
     )]
-    NonFiniteLoss { epoch: u64, step: u64, loss: f32 },
+    NonFiniteLoss {
+        epoch: u64,
+        step: u64,
+        loss: f32,
+        /// The step of the checkpoint left in place, if any was written.
+        kept: Option<u64>,
+    },
+    #[error(
+        "parameter `{tensor}` became non-finite at epoch {epoch}, step {step}; the run stopped \
+         and {} (try a lower learning rate or gradient clipping)",
+        kept_note(*.kept)
+    )]
+    NonFiniteWeights {
+        tensor: String,
+        epoch: u64,
+        step: u64,
+        kept: Option<u64>,
+    },
+    #[error(
+        "{} holds a run made with other settings: {}; resume with the run's own settings (leave \
+         those flags out), pass --allow-changes to continue with the new ones, or train into \
+         another --out",
+        .out.display(),
+        .changes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    ResumeConflict {
+        out: PathBuf,
+        changes: Vec<crate::resume::ConfigChange>,
+    },
+    #[error(
+        "--resume: {} holds no run to resume (no {}); start it without --resume",
+        .out.display(),
+        crate::checkpoint::LATEST
+    )]
+    NothingToResume { out: PathBuf },
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -45,6 +80,14 @@ pub enum Error {
     },
     #[error("cannot draw {path}: {msg}")]
     Plot { path: PathBuf, msg: String },
+}
+
+/// What a diverged run left behind, for its error message.
+fn kept_note(kept: Option<u64>) -> String {
+    match kept {
+        Some(step) => format!("the last good checkpoint (step {step}) was kept"),
+        None => "no checkpoint had been written yet, so none was kept".into(),
+    }
 }
 
 impl Error {

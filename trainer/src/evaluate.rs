@@ -45,17 +45,37 @@ pub struct EvalReport {
     pub top5: f64,
 }
 
-/// Counts, per row of `[N, K]` logits, whether the target ranks within the top 1 and top 5.
-fn topk_hits(logits: &Tensor, labels: &[usize]) -> Result<(usize, usize)> {
+/// Where class `target` ranks in one row of logits: how many classes come before it, with ties
+/// going to the lower class index (the convention of `argmax` and `torch.topk`). `None` when the
+/// row holds a NaN (or `target` is out of range): such a prediction has no rank and is a miss at
+/// every k. Without this rule a NaN row would be a hit, since every comparison with NaN is false.
+pub fn target_rank(row: &[f32], target: usize) -> Option<usize> {
+    let t = *row.get(target)?;
+    if row.iter().any(|x| x.is_nan()) {
+        return None;
+    }
+    let above = row.iter().filter(|&&x| x > t).count();
+    let tied_before = row[..target].iter().filter(|&&x| x == t).count();
+    Some(above + tied_before)
+}
+
+/// Counts, per row of `[N, K]` logits, whether the target ranks within the top 1 and top 5
+/// (see [`target_rank`]).
+pub(crate) fn topk_hits(logits: &Tensor, labels: &[usize]) -> Result<(usize, usize)> {
     let (n, k) = logits.shape().dims2("evaluate")?;
+    if labels.len() != n {
+        return Err(Error::Config(format!(
+            "{n} rows of logits for {} labels",
+            labels.len()
+        )));
+    }
     let v = logits.to_vec()?;
     let (mut h1, mut h5) = (0, 0);
-    for (row, &y) in v.chunks_exact(k).zip(labels).take(n) {
-        let target = row[y];
-        // Rank = how many classes score strictly higher than the target.
-        let rank = row.iter().filter(|&&x| x > target).count();
-        h1 += usize::from(rank < 1);
-        h5 += usize::from(rank < 5);
+    for (row, &y) in v.chunks_exact(k).zip(labels) {
+        if let Some(rank) = target_rank(row, y) {
+            h1 += usize::from(rank < 1);
+            h5 += usize::from(rank < 5);
+        }
     }
     Ok((h1, h5))
 }
@@ -148,5 +168,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(topk_hits(&l, &[1, 4, 5]).unwrap(), (1, 2));
+    }
+
+    #[test]
+    fn nan_rows_are_misses_at_every_k() {
+        let nan = f32::NAN;
+        let l = Tensor::from_vec(
+            vec![
+                nan, nan, nan, nan, nan, nan, // a diverged model: no prediction
+                0.1, nan, 0.9, 0.0, 0.0, 0.0, // one NaN poisons the row
+                0.0, 0.0, nan, 0.0, 0.0, 0.0, // a NaN target
+            ],
+            [3, 6],
+            Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(topk_hits(&l, &[0, 2, 2]).unwrap(), (0, 0));
+        assert_eq!(target_rank(&[1.0, f32::NAN], 0), None);
+        assert_eq!(target_rank(&[1.0, 2.0], 5), None, "out of range");
+    }
+
+    #[test]
+    fn ties_go_to_the_lower_class_index() {
+        // Constant logits (a dead network) score chance, not 100 %.
+        let l = Tensor::from_vec(vec![0.0; 4 * 10], [4, 10], Device::Cpu).unwrap();
+        assert_eq!(topk_hits(&l, &[0, 3, 4, 9]).unwrap(), (1, 3));
+        assert_eq!(target_rank(&[2.0, 1.0, 2.0], 2), Some(1));
+        assert_eq!(target_rank(&[f32::INFINITY, 1.0], 0), Some(0));
     }
 }

@@ -15,6 +15,7 @@ use crate::evaluate::{evaluate, EvalOptions, EvalReport};
 use crate::metrics::{self, EpochMetrics};
 use crate::optim::Optimizer;
 use crate::plot;
+use crate::resume;
 use datasets::{Batcher, BatcherConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -50,8 +51,11 @@ pub enum Outcome {
 /// Settings of one invocation that are not part of the run's identity.
 pub struct FitOptions<'a> {
     pub out: PathBuf,
-    /// Continue the run in `out` from its latest checkpoint (a fresh start when there is none).
+    /// Continue the run in `out` from its latest checkpoint (an error when there is none); the
+    /// configuration given must match the stored run except for its budget (see [`crate::resume`]).
     pub resume: bool,
+    /// On resume, take the given configuration even where it differs from the stored run.
+    pub allow_changes: bool,
     /// Draw a progress bar and print a line per epoch.
     pub verbose: bool,
     /// Raised by a signal handler: checkpoint, then return [`Outcome::Interrupted`].
@@ -65,6 +69,7 @@ impl<'a> FitOptions<'a> {
         FitOptions {
             out: out.into(),
             resume: false,
+            allow_changes: false,
             verbose: false,
             stop: None,
             on_epoch: None,
@@ -93,6 +98,9 @@ pub struct FitReport {
     pub best_val_top1: Option<f64>,
     /// Optimiser steps taken in the whole run.
     pub steps: u64,
+    /// What the run found questionable but not wrong (also printed on stderr).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl FitReport {
@@ -108,16 +116,6 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
-/// Number of `labels` whose logits row has the label as its (strict) maximum.
-fn top1_hits(logits: &Tensor, labels: &[usize]) -> Result<u64> {
-    let (_, k) = logits.shape().dims2("fit")?;
-    let v = logits.to_vec()?;
-    Ok(v.chunks_exact(k)
-        .zip(labels)
-        .filter(|(row, &y)| row.iter().all(|&x| x <= row[y]))
-        .count() as u64)
-}
-
 /// The state a run carries between batches.
 struct Run<'m> {
     config: TrainConfig,
@@ -125,17 +123,48 @@ struct Run<'m> {
     optimizer: Optimizer,
     progress: Progress,
     out: PathBuf,
+    /// The step of the latest checkpoint on disk (`None` until one is written).
+    kept: Option<u64>,
+    warnings: Vec<String>,
 }
 
 impl Run<'_> {
-    fn save_latest(&self) -> Result<()> {
+    /// Every parameter must be finite: a diverged update must not reach a checkpoint or an
+    /// evaluation (whose NaN logits would otherwise look like a result).
+    fn check_weights(&self) -> Result<()> {
+        for (name, p) in self.model.params.iter() {
+            if p.to_vec()?.iter().any(|x| !x.is_finite()) {
+                return Err(Error::NonFiniteWeights {
+                    tensor: name.to_string(),
+                    epoch: self.progress.epoch,
+                    step: self.progress.global_step,
+                    kept: self.kept,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether nothing is left to train under the current budget.
+    fn reached_budget(&self) -> bool {
+        self.progress.epoch >= self.config.epochs
+            || self
+                .config
+                .max_steps
+                .is_some_and(|m| self.progress.global_step >= m)
+    }
+
+    fn save_latest(&mut self) -> Result<()> {
+        self.check_weights()?;
         checkpoint::save(
             &self.out.join(checkpoint::LATEST),
             &self.config,
             &self.progress,
             self.model,
             &self.optimizer,
-        )
+        )?;
+        self.kept = Some(self.progress.global_step);
+        Ok(())
     }
 
     /// One optimiser step on one batch; returns (loss, top-1 hits of the last step).
@@ -164,7 +193,8 @@ impl Run<'_> {
             LossSteps::Last => last.cross_entropy(labels, cfg.label_smoothing)?,
             LossSteps::Window { from, to } => {
                 let logits = unrolled.all_logits()?;
-                let to = to.min(steps);
+                // Validation keeps the window inside the unroll; this only guards the slice.
+                let to = to.min(logits.len());
                 let mut acc = logits[from].cross_entropy(labels, cfg.label_smoothing)?;
                 for l in &logits[from + 1..to] {
                     acc = acc.add(&l.cross_entropy(labels, cfg.label_smoothing)?)?;
@@ -178,9 +208,10 @@ impl Run<'_> {
                 epoch: self.progress.epoch,
                 step: self.progress.global_step,
                 loss: value,
+                kept: self.kept,
             });
         }
-        let hits = top1_hits(&last, labels)?;
+        let hits = crate::evaluate::topk_hits(&last, labels)?.0 as u64;
         let mut grads = loss.backward()?;
         drop(unrolled);
         cfg.clip.apply(&self.model.params, &mut grads)?;
@@ -190,52 +221,79 @@ impl Run<'_> {
     }
 }
 
-/// Trains `config.model` on `config.data`; see the module documentation.
-pub fn fit(config: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport> {
+/// Trains `config.model` on `config.data`; see the module documentation. With `opts.resume`
+/// the run in `opts.out` continues under the policy of [`crate::resume`].
+pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport> {
     let out = opts.out.clone();
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Config(format!(
+            "the output {} is a file, not a directory; choose a directory for the run (--out)",
+            out.display()
+        )));
+    }
     let latest = out.join(checkpoint::LATEST);
-    let resumed = if latest.is_file() {
-        if !opts.resume {
+    let resumed = match (latest.is_file(), opts.resume) {
+        (true, true) => Some(Checkpoint::read(&latest)?),
+        (true, false) => {
             return Err(Error::Config(format!(
                 "{} already holds a training run ({}); pass --resume to continue it, or choose \
                  another output directory",
                 out.display(),
                 checkpoint::LATEST
-            )));
+            )))
         }
-        Some(Checkpoint::read(&latest)?)
-    } else {
-        None
+        (false, true) => return Err(Error::NothingToResume { out: out.clone() }),
+        (false, false) => None,
     };
-    let mut config = match &resumed {
-        Some(ck) => ck.config.clone(),
-        None => config,
+    requested.validate()?;
+    remove_stale_temporaries(&out);
+    // The settings that decide the data: the stored run's unless changes are allowed (when they
+    // differ and are not allowed, the check below stops before any data is loaded).
+    let basis = match &resumed {
+        Some(ck) if !opts.allow_changes => {
+            resume::precheck(&out, &ck.config, &requested)?;
+            ck.config.clone()
+        }
+        _ => requested.clone(),
     };
-    config.validate()?;
-    let side = config.model.input.height;
-    let splits = data::load(&config.data, side)?;
-    data::check_fits(&config.model, splits.train.as_ref())?;
-    data::check_fits(&config.model, splits.val.as_ref())?;
-    let train_set = data::Prefix::of(Arc::clone(&splits.train), config.train_limit);
+    let side = basis.model.input.height;
+    let splits = data::load(&basis.data, side)?;
+    let train_set = data::Prefix::of(Arc::clone(&splits.train), basis.train_limit);
     let train_batcher = Batcher::new(
         Arc::new(Arc::clone(&train_set)),
-        BatcherConfig::train(config.batch_size, config.seed),
+        BatcherConfig::train(basis.batch_size, basis.seed),
     )?;
     let batches_per_epoch = train_batcher.num_batches();
     if batches_per_epoch == 0 {
         return Err(Error::Config(format!(
             "the training set has {} images, fewer than one batch of {}",
             train_set.len(),
-            config.batch_size
+            basis.batch_size
         )));
     }
-    if resumed.is_none() {
-        config.finalise(batches_per_epoch as u64);
+    let config = match &resumed {
+        Some(ck) => resume::reconcile(
+            &out,
+            &ck.config,
+            &requested,
+            batches_per_epoch as u64,
+            opts.allow_changes,
+        )?,
+        None => {
+            let mut c = requested;
+            c.finalise(batches_per_epoch as u64);
+            c
+        }
+    };
+    data::check_fits(&config.model, splits.train.as_ref())?;
+    data::check_fits(&config.model, splits.val.as_ref())?;
+    let warnings = data::check_classes(train_set.as_ref(), splits.val.as_ref())?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
     }
-    write_json(&out.join("spec.json"), &config.model)?;
-    write_json(&out.join("config.json"), &config)?;
 
+    // The model is built before anything is written, so a spec that cannot be built leaves no
+    // run directory behind.
     let model = Model::new(&config.model, config.device, config.seed)?;
     let mut optimizer = Optimizer::new(config.optimizer.clone())?;
     let progress = match &resumed {
@@ -246,17 +304,32 @@ pub fn fit(config: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport> {
         }
         None => Progress::default(),
     };
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    write_json(&out.join("spec.json"), &config.model)?;
+    write_json(&out.join("config.json"), &config)?;
     let mut history = metrics::read(&out)?;
     history.retain(|m| m.epoch < progress.epoch);
     let mut run = Run {
         config,
         model: &model,
         optimizer,
+        kept: resumed.as_ref().map(|ck| ck.progress.global_step),
         progress,
         out: out.clone(),
+        warnings,
     };
     if opts.verbose {
         match &resumed {
+            Some(_) if run.reached_budget() => eprintln!(
+                "{} already reached its budget ({} epochs{}, at step {}); nothing to train \
+                 (raise --epochs or --max-steps to extend it)",
+                out.display(),
+                run.config.epochs,
+                run.config
+                    .max_steps
+                    .map_or(String::new(), |m| format!(", {m} steps")),
+                run.progress.global_step
+            ),
             Some(_) => eprintln!(
                 "resuming {} at epoch {}, batch {} (step {})",
                 out.display(),
@@ -356,6 +429,7 @@ pub fn fit(config: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport> {
             }
         }
         bar.finish_and_clear();
+        run.check_weights()?;
         let eval_t0 = Instant::now();
         let val: EvalReport = evaluate(&model, &splits.val, &eval_opts)?;
         let acc = run.progress.accum.clone();
@@ -377,9 +451,13 @@ pub fn fit(config: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport> {
         };
         history = metrics::record(&out, &m)?;
         let improved = run.progress.best_val_top1.is_none_or(|b| m.val_top1 > b);
-        run.progress.epoch += 1;
-        run.progress.position = 0;
-        run.progress.accum = EpochAccum::default();
+        if !stopped_inside {
+            run.progress.epoch += 1;
+            run.progress.position = 0;
+            run.progress.accum = EpochAccum::default();
+        }
+        // A run cut inside an epoch by max_steps keeps its place, so that raising the budget
+        // continues that epoch where it stopped.
         if improved {
             run.progress.best_val_top1 = Some(m.val_top1);
         }
@@ -423,6 +501,33 @@ pub fn fit(config: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport> {
     Ok(report(outcome, &run, &model, history))
 }
 
+/// The files of a run directory that are written atomically (temporary file + rename).
+const RUN_FILES: [&str; 5] = [
+    checkpoint::LATEST,
+    checkpoint::BEST,
+    metrics::METRICS_FILE,
+    "spec.json",
+    "config.json",
+];
+
+/// Removes what a process killed in the middle of an atomic write left behind: its temporary
+/// file (`.<name>.tmp-<pid>-<n>`), never read, but piling up with every crash.
+fn remove_stale_temporaries(out: &Path) {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if RUN_FILES
+            .iter()
+            .any(|f| name.starts_with(&format!(".{f}.tmp-")))
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn report(outcome: Outcome, run: &Run<'_>, model: &Model, metrics: Vec<EpochMetrics>) -> FitReport {
     FitReport {
         outcome,
@@ -432,6 +537,7 @@ fn report(outcome: Outcome, run: &Run<'_>, model: &Model, metrics: Vec<EpochMetr
         metrics,
         best_val_top1: run.progress.best_val_top1,
         steps: run.progress.global_step,
+        warnings: run.warnings.clone(),
     }
 }
 

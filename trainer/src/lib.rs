@@ -5,6 +5,7 @@
 //! - [`fit`]: the training loop with checkpoints, resume and the metrics log;
 //! - [`evaluate`]: top-1/top-5 per time step and per decoder;
 //! - [`checkpoint`], [`metrics`], [`plot`]: what a run writes;
+//! - [`resume`]: what a resumed run may change (the budget) and what it refuses;
 //! - [`search`]: architecture search (TPE, pruning, SQLite/PostgreSQL study store, median model).
 
 pub mod checkpoint;
@@ -18,6 +19,7 @@ pub mod lr;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
+pub mod resume;
 pub mod search;
 
 pub use clip::GradClip;

@@ -1,76 +1,18 @@
 #![allow(clippy::unwrap_used)]
 //! End-to-end training runs on tiny data: learning, exact resume, checkpoints, faults.
 
+mod common;
+
+use common::{assert_metrics_equal, config, write_squares};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use tensor::{Device, Rng};
+use tensor::Device;
 use trainer::checkpoint::{self, Checkpoint};
 use trainer::{
-    fit, Control, DataSpec, Error, FitOptions, LrSchedule, OptimizerSpec, Outcome, TrainConfig,
+    fit, Control, DataSpec, Error, FitOptions, FitReport, LrSchedule, OptimizerSpec, Outcome,
+    TrainConfig,
 };
-
-/// A Fashion-MNIST-shaped set where class `c` is a bright 7×7 square at one of ten positions, on
-/// noise: learnable in a few dozen steps.
-fn write_squares(dir: &Path, train: usize, test: usize, seed: u64) {
-    let mut rng = Rng::new(seed);
-    let mut make = |n: usize| {
-        let mut pixels = Vec::with_capacity(n * 784);
-        let mut labels = Vec::with_capacity(n);
-        for i in 0..n {
-            let c = i % 10;
-            let (r0, c0) = ((c / 5) * 12 + 3, (c % 5) * 5 + 1);
-            for y in 0..28 {
-                for x in 0..28 {
-                    let inside = (r0..r0 + 7).contains(&y) && (c0..c0 + 7).contains(&x);
-                    let base = if inside { 200.0 } else { 30.0 };
-                    let v = base + 25.0 * rng.normal();
-                    pixels.push(v.clamp(0.0, 255.0) as u8);
-                }
-            }
-            labels.push(c as u8);
-        }
-        (pixels, labels)
-    };
-    let (tr, trl) = make(train);
-    let (te, tel) = make(test);
-    datasets::idx::write_fashion_mnist_like(dir, (&tr, &trl), (&te, &tel)).unwrap();
-}
-
-fn config(data_dir: &Path) -> TrainConfig {
-    let mut model = topology::zoo::get("compact_timedecay").unwrap();
-    model.default_steps = 4;
-    model.image_off = 4;
-    let mut c = TrainConfig::for_model(
-        model,
-        DataSpec::FashionMnist {
-            dir: Some(data_dir.to_path_buf()),
-        },
-    );
-    c.epochs = 2;
-    c.batch_size = 16;
-    c.eval_batch_size = 32;
-    c.lr = LrSchedule::cosine(3e-3, 4, 0);
-    c.checkpoint_every = 3;
-    c.seed = 7;
-    c
-}
-
-fn assert_metrics_equal(a: &[trainer::EpochMetrics], b: &[trainer::EpochMetrics]) {
-    assert_eq!(a.len(), b.len());
-    for (x, y) in a.iter().zip(b) {
-        assert_eq!((x.epoch, x.step), (y.epoch, y.step));
-        assert!(
-            (x.train_loss - y.train_loss).abs() < 1e-5,
-            "{} vs {}",
-            x.train_loss,
-            y.train_loss
-        );
-        assert_eq!(x.train_top1, y.train_top1);
-        assert!((x.val_loss - y.val_loss).abs() < 1e-5);
-        assert_eq!(x.val_top1_per_step, y.val_top1_per_step);
-    }
-}
 
 #[test]
 fn learns_and_resumes_exactly_after_interruptions() {
@@ -145,11 +87,8 @@ fn learns_and_resumes_exactly_after_interruptions() {
     assert!((ev.loss - last.val_loss).abs() < 1e-6);
 }
 
-#[test]
-fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
-    let data = tempfile::tempdir().unwrap();
-    write_squares(data.path(), 96, 20, 2);
-    let mut cfg = config(data.path());
+fn diverging(data: &Path, checkpoint_every: u64) -> TrainConfig {
+    let mut cfg = config(data);
     cfg.optimizer = OptimizerSpec::Sgd {
         momentum: 0.0,
         nesterov: false,
@@ -157,15 +96,84 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     };
     cfg.clip = trainer::GradClip::None;
     cfg.lr = LrSchedule::constant(1e12);
-    cfg.checkpoint_every = 1;
-    let out = tempfile::tempdir().unwrap();
-    let err = fit(cfg, FitOptions::new(out.path())).unwrap_err();
-    let Error::NonFiniteLoss { step, .. } = err else {
-        panic!("expected a non-finite loss, got {err}");
+    cfg.checkpoint_every = checkpoint_every;
+    cfg
+}
+
+/// The step of the checkpoint a diverged run says it kept, checking that the message is true.
+fn kept_by(err: &Error, out: &Path) -> Option<u64> {
+    let kept = match err {
+        Error::NonFiniteLoss { kept, .. } | Error::NonFiniteWeights { kept, .. } => *kept,
+        other => panic!("expected a divergence error, got {other}"),
     };
-    assert!(step >= 1, "the first step's loss is finite");
+    let msg = err.to_string();
+    let latest = out.join(checkpoint::LATEST);
+    match kept {
+        Some(step) => {
+            assert!(
+                msg.contains(&format!("last good checkpoint (step {step}) was kept")),
+                "{msg}"
+            );
+            assert_eq!(
+                Checkpoint::read(&latest).unwrap().progress.global_step,
+                step
+            );
+        }
+        None => {
+            assert!(msg.contains("none was kept"), "{msg}");
+            assert!(!latest.exists(), "{msg}");
+        }
+    }
+    kept
+}
+
+#[test]
+fn a_diverged_run_keeps_only_a_finite_checkpoint_and_says_so_truly() {
+    let data = tempfile::tempdir().unwrap();
+    write_squares(data.path(), 96, 20, 2);
+    let out = tempfile::tempdir().unwrap();
+    let err = fit(diverging(data.path(), 1), FitOptions::new(out.path())).unwrap_err();
+    if kept_by(&err, out.path()).is_some() {
+        let ck = Checkpoint::read(&out.path().join(checkpoint::LATEST)).unwrap();
+        let model = ck.model(Device::Cpu).unwrap();
+        for (name, p) in model.params.iter() {
+            assert!(
+                p.to_vec().unwrap().iter().all(|x| x.is_finite()),
+                "{name} is not finite"
+            );
+        }
+        let ev = trainer::evaluate_checkpoint(out.path(), None, None, Device::Cpu).unwrap();
+        assert!(ev.top1 < 0.9, "a diverged model cannot score {}", ev.top1);
+    }
+
+    // Diverging before the first checkpoint: nothing was kept, and the message says so.
+    let out = tempfile::tempdir().unwrap();
+    let err = fit(diverging(data.path(), 1000), FitOptions::new(out.path())).unwrap_err();
+    assert_eq!(kept_by(&err, out.path()), None);
+}
+
+#[test]
+fn a_checkpoint_whose_model_outputs_nan_scores_zero_not_one_hundred_percent() {
+    let data = tempfile::tempdir().unwrap();
+    write_squares(data.path(), 32, 20, 2);
+    let mut cfg = config(data.path());
+    cfg.epochs = 1;
+    let out = tempfile::tempdir().unwrap();
+    fit(cfg.clone(), FitOptions::new(out.path())).unwrap();
+    // What an older build could leave behind: weights that overflowed.
     let ck = Checkpoint::read(&out.path().join(checkpoint::LATEST)).unwrap();
-    assert_eq!(ck.progress.global_step, step);
+    let model = ck.model(Device::Cpu).unwrap();
+    for (_, p) in model.params.iter() {
+        let nan = tensor::Tensor::from_vec(vec![f32::NAN; p.elem_count()], p.dims(), Device::Cpu)
+            .unwrap();
+        p.assign(&nan).unwrap();
+    }
+    let opt = trainer::Optimizer::new(cfg.optimizer.clone()).unwrap();
+    let bad = out.path().join("diverged.safetensors");
+    checkpoint::save(&bad, &ck.config, &ck.progress, &model, &opt).unwrap();
+    let ev = trainer::evaluate_checkpoint(&bad, None, None, Device::Cpu).unwrap();
+    assert_eq!((ev.top1, ev.top5), (0.0, 0.0));
+    assert!(ev.top1_per_step.iter().all(|&a| a == 0.0), "{ev:?}");
 }
 
 #[test]
@@ -289,4 +297,133 @@ fn learns_real_fashion_mnist_when_installed() {
     let m = r.last().unwrap();
     assert_eq!(r.steps, 40);
     assert!(m.val_top1 > 0.45, "10 classes, chance 0.1: {m:?}");
+}
+
+/// The parameters of a run's latest checkpoint, flattened.
+fn latest_weights(out: &Path) -> Vec<f32> {
+    let ck = Checkpoint::read(&out.join(checkpoint::LATEST)).unwrap();
+    let model = ck.model(Device::Cpu).unwrap();
+    model
+        .params
+        .iter()
+        .flat_map(|(_, p)| p.to_vec().unwrap())
+        .collect()
+}
+
+fn resume(cfg: &TrainConfig, out: &Path, allow_changes: bool) -> trainer::Result<FitReport> {
+    let mut opts = FitOptions::new(out);
+    opts.resume = true;
+    opts.allow_changes = allow_changes;
+    fit(cfg.clone(), opts)
+}
+
+#[test]
+fn a_raised_budget_extends_a_run_and_contradicting_settings_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    write_squares(data.path(), 96, 20, 6);
+    let mut cfg = config(data.path());
+    cfg.epochs = 1;
+    cfg.max_steps = Some(4); // 6 batches an epoch: stops inside epoch 0
+    let out = tempfile::tempdir().unwrap();
+    let first = fit(cfg.clone(), FitOptions::new(out.path())).unwrap();
+    assert_eq!((first.outcome, first.steps), (Outcome::MaxSteps, 4));
+    let at_4 = latest_weights(out.path());
+
+    // The same request again: nothing left to do.
+    let again = resume(&cfg, out.path(), false).unwrap();
+    assert_eq!((again.outcome, again.steps), (Outcome::MaxSteps, 4));
+
+    // Raising the budget trains more: the cut epoch is finished, then the next one.
+    let mut more = cfg.clone();
+    more.epochs = 2;
+    more.max_steps = Some(9);
+    let extended = resume(&more, out.path(), false).unwrap();
+    assert_eq!((extended.outcome, extended.steps), (Outcome::MaxSteps, 9));
+    assert_eq!(extended.metrics.len(), 2);
+    assert!(extended.metrics[0].complete && extended.metrics[0].step == 6);
+    assert_ne!(latest_weights(out.path()), at_4, "the extension trained");
+    let stored: TrainConfig =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!((stored.epochs, stored.max_steps), (2, Some(9)));
+
+    // Budget aside, the request must match the run; each contradiction is named.
+    let mut other = more.clone();
+    other.batch_size = 8;
+    other.lr.base = 0.05;
+    other.seed = 99;
+    let err = resume(&other, out.path(), false).unwrap_err();
+    let Error::ResumeConflict { changes, .. } = &err else {
+        panic!("expected a conflict, got {err}");
+    };
+    let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, vec!["batch_size", "lr.base", "seed"], "{err}");
+    assert!(err.to_string().contains("--allow-changes"), "{err}");
+    assert_eq!(latest_weights(out.path()).len(), at_4.len());
+
+    // Deliberately allowed, the new settings are taken.
+    let mut changed = more.clone();
+    changed.max_steps = Some(11);
+    changed.lr.base = 1e-3;
+    let r = resume(&changed, out.path(), true).unwrap();
+    assert_eq!(r.steps, 11);
+    let stored: TrainConfig =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(stored.lr.base, 1e-3);
+
+    // --resume where there is no run is an error, and creates nothing.
+    let empty = tempfile::tempdir().unwrap();
+    let target = empty.path().join("never");
+    let err = resume(&cfg, &target, false).unwrap_err();
+    assert!(matches!(err, Error::NothingToResume { .. }), "{err}");
+    assert!(err.to_string().contains("holds no run to resume"), "{err}");
+    assert!(!target.exists());
+}
+
+#[test]
+fn failures_before_training_leave_no_run_behind() {
+    let data = tempfile::tempdir().unwrap();
+    write_squares(data.path(), 32, 10, 7);
+    // A spec that validates but cannot be built (a pooling window larger than its map).
+    let mut cfg = config(data.path());
+    let pool = cfg
+        .model
+        .areas
+        .iter_mut()
+        .find_map(|a| a.pool.as_mut())
+        .expect("the compact model pools");
+    pool.kernel = 1000;
+    cfg.validate().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("run");
+    let err = fit(cfg, FitOptions::new(&out)).unwrap_err().to_string();
+    assert!(err.contains("pooling"), "{err}");
+    assert!(
+        !out.exists(),
+        "no spec.json/config.json for a model that never built"
+    );
+
+    // --out naming a file.
+    let file = root.path().join("notes.txt");
+    std::fs::write(&file, "x").unwrap();
+    let err = fit(config(data.path()), FitOptions::new(&file))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is a file, not a directory"), "{err}");
+}
+
+#[test]
+fn one_class_data_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let n = 32;
+    let pixels: Vec<u8> = (0..n * 784).map(|i| (i % 251) as u8).collect();
+    let labels = vec![4u8; n];
+    datasets::idx::write_fashion_mnist_like(data.path(), (&pixels, &labels), (&pixels, &labels))
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let err = fit(config(data.path()), FitOptions::new(out.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("only 1 class"), "{err}");
 }

@@ -40,9 +40,9 @@ pub enum ScheduleArg {
 /// Settings shared by `train`, `demo` and `search` (model and data come separately).
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// A zoo preset (see `cargo xtask models`).
-    #[arg(long, default_value = "compact_rgc", conflicts_with = "spec")]
-    pub model: String,
+    /// A zoo preset (see `cargo xtask models`) [default: compact_rgc].
+    #[arg(long, conflicts_with = "spec")]
+    pub model: Option<String>,
     /// A model spec JSON file instead of a preset.
     #[arg(long)]
     pub spec: Option<PathBuf>,
@@ -50,14 +50,15 @@ pub struct TrainArgs {
     /// flags given explicitly override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "fashion-mnist")]
-    pub dataset: DatasetArg,
+    /// [default: fashion-mnist]
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetArg>,
     /// Where the data is (Fashion-MNIST IDX files, or the folder root).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Clutter difficulty, 0 (mild) to 1 (hard).
-    #[arg(long, default_value_t = 0.5)]
-    pub difficulty: f32,
+    /// Clutter difficulty, 0 (mild) to 1 (hard) [default: 0.5].
+    #[arg(long)]
+    pub difficulty: Option<f32>,
     #[arg(long)]
     pub epochs: Option<u64>,
     /// Stop after this many optimiser steps in total.
@@ -117,9 +118,17 @@ pub struct TrainArgs {
     pub device: Option<String>,
 }
 
+/// The preset `--model` names when it is not given.
+pub const DEFAULT_MODEL: &str = "compact_rgc";
+
 impl TrainArgs {
+    /// The preset named by `--model`, or the default.
+    pub fn model_name(&self) -> &str {
+        self.model.as_deref().unwrap_or(DEFAULT_MODEL)
+    }
+
     fn data_spec(&self) -> Result<DataSpec> {
-        Ok(match self.dataset {
+        Ok(match self.dataset.unwrap_or(DatasetArg::FashionMnist) {
             DatasetArg::FashionMnist => DataSpec::FashionMnist {
                 dir: self.data_dir.clone(),
             },
@@ -127,7 +136,7 @@ impl TrainArgs {
                 dir: self.data_dir.clone(),
                 train_count: 60_000,
                 test_count: 10_000,
-                difficulty: self.difficulty,
+                difficulty: self.difficulty.unwrap_or(0.5),
                 seed: 1,
             },
             DatasetArg::Folder => DataSpec::Folder {
@@ -141,23 +150,46 @@ impl TrainArgs {
 
     /// The run configuration these flags describe.
     pub fn to_config(&self) -> Result<TrainConfig> {
-        let mut c = match &self.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                serde_json::from_str::<TrainConfig>(&text)
-                    .with_context(|| format!("parsing {} as a training config", p.display()))?
-            }
+        let base = match self.config_file()? {
+            Some(c) => c,
             None => {
                 let model = match &self.spec {
                     Some(p) => crate::models::load_spec(&p.to_string_lossy())?,
-                    None => crate::models::load_spec(&self.model)?,
+                    None => crate::models::load_spec(self.model_name())?,
                 };
                 TrainConfig::for_model(model, self.data_spec()?)
             }
         };
-        if let (Some(_), Some(spec)) = (&self.config, &self.spec) {
+        self.apply(base)
+    }
+
+    /// The configuration a resume asks for: the stored run's (or `--config`'s), with only the
+    /// flags given on this command line applied, so that whatever is not said stays as it was.
+    pub fn to_resume_config(&self, stored: TrainConfig) -> Result<TrainConfig> {
+        let base = self.config_file()?.unwrap_or(stored);
+        self.apply(base)
+    }
+
+    fn config_file(&self) -> Result<Option<TrainConfig>> {
+        let Some(p) = &self.config else {
+            return Ok(None);
+        };
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let c = serde_json::from_str::<TrainConfig>(&text)
+            .with_context(|| format!("parsing {} as a training config", p.display()))?;
+        Ok(Some(c))
+    }
+
+    /// `c` with every flag given explicitly applied.
+    fn apply(&self, mut c: TrainConfig) -> Result<TrainConfig> {
+        if let Some(spec) = &self.spec {
             c.model = crate::models::load_spec(&spec.to_string_lossy())?;
+        } else if let Some(m) = &self.model {
+            c.model = crate::models::load_spec(m)?;
+        }
+        if self.dataset.is_some() || self.data_dir.is_some() || self.difficulty.is_some() {
+            c.data = self.data_spec()?;
         }
         if let Some(v) = self.epochs {
             c.epochs = v;
@@ -168,7 +200,9 @@ impl TrainArgs {
         if let Some(v) = self.batch_size {
             c.batch_size = v;
         }
-        let wd = self.weight_decay.unwrap_or(c.optimizer.weight_decay());
+        let wd = self
+            .weight_decay
+            .unwrap_or_else(|| c.optimizer.weight_decay());
         if let Some(o) = self.optimizer {
             c.optimizer = match o {
                 OptimArg::Sgd => OptimizerSpec::Sgd {
@@ -270,9 +304,14 @@ pub struct TrainCmd {
     /// Output directory (default: runs/MODEL-DATASET).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in --out from its latest checkpoint.
+    /// Continue the run in --out from its latest checkpoint. Flags that contradict the stored run
+    /// are an error (each named); --epochs and --max-steps may be raised to extend it.
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: continue with the flags given even where they differ from the stored run
+    /// (learning rate, batch size, …); the model must still fit the checkpoint's weights.
+    #[arg(long, requires = "resume")]
+    pub allow_changes: bool,
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
@@ -305,11 +344,27 @@ fn default_out(config: &TrainConfig) -> PathBuf {
 }
 
 pub fn train(cmd: &TrainCmd) -> Result<()> {
-    let config = cmd.args.to_config()?;
+    let fresh = cmd.args.to_config();
+    let out = match (&cmd.out, &fresh) {
+        (Some(o), _) => o.clone(),
+        (None, Ok(c)) => default_out(c),
+        (None, Err(_)) if cmd.resume => bail!("--resume needs --out DIR, the run to continue"),
+        (None, Err(e)) => bail!("{e:#}"),
+    };
+    let config = if cmd.resume {
+        let latest = out.join(trainer::checkpoint::LATEST);
+        if !latest.is_file() {
+            return Err(explain(trainer::Error::NothingToResume { out }));
+        }
+        let stored = trainer::checkpoint::Checkpoint::read_config(&latest)?;
+        cmd.args.to_resume_config(stored)?
+    } else {
+        fresh?
+    };
     crate::doctor::install_missing_if_root();
-    let out = cmd.out.clone().unwrap_or_else(|| default_out(&config));
     let mut opts = FitOptions::new(&out);
     opts.resume = cmd.resume;
+    opts.allow_changes = cmd.allow_changes;
     opts.verbose = !cmd.quiet;
     opts.stop = Some(stop_flag()?);
     let report = trainer::fit(config, opts).map_err(explain)?;
@@ -498,7 +553,8 @@ pub fn demo(cmd: &DemoCmd) -> Result<()> {
         let dir = out.join(name);
         let mut opts = FitOptions::new(&dir);
         opts.verbose = true;
-        opts.resume = cmd.resume;
+        // A demo interrupted during its first model has not started the second.
+        opts.resume = cmd.resume && dir.join(trainer::checkpoint::LATEST).is_file();
         opts.stop = Some(Arc::clone(&stop));
         let r = trainer::fit(c, opts).map_err(explain)?;
         if r.outcome == Outcome::Interrupted {
