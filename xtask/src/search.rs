@@ -5,7 +5,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::Command;
-use trainer::search::{storage_from_url, SearchSpace, Study, StudyConfig, TrialFailure};
+use trainer::search::{
+    redact_url, storage_from_url, SearchSpace, Study, StudyConfig, TrialFailure,
+};
 use trainer::{Control, FitOptions};
 
 #[derive(Args, Debug)]
@@ -123,7 +125,7 @@ fn search(a: &RunArgs) -> Result<()> {
     crate::doctor::install_missing_if_root();
     let url = storage_url(&a.study)?;
     let storage = storage_from_url(&url)?;
-    let base_name = a.train.model.clone();
+    let base_name = a.train.model_name().to_string();
     let seed = a.train.seed.unwrap_or(0);
     let mut config = StudyConfig::default_for(&base_name, seed)?;
     if let Some(space) = &a.space {
@@ -140,8 +142,9 @@ fn search(a: &RunArgs) -> Result<()> {
     let dir = study_dir(&a.study, &a.out);
     let template = a.train.to_config()?;
     eprintln!(
-        "study `{}` in {url}: {} trials in total, base {}, runs under {}",
+        "study `{}` in {}: {} trials in total, base {}, runs under {}",
         a.study.study,
+        redact_url(&url),
         a.trials,
         study.config().base.name,
         dir.display()
@@ -220,7 +223,10 @@ fn spawn_workers(a: &RunArgs) -> Result<()> {
     // Create the study once, so concurrent workers only ever join it.
     let storage = storage_from_url(&storage_url(&a.study)?)?;
     let seed = a.train.seed.unwrap_or(0);
-    let base = a.space.clone().unwrap_or_else(|| a.train.model.clone());
+    let base = a
+        .space
+        .clone()
+        .unwrap_or_else(|| a.train.model_name().to_string());
     if !PathBuf::from(&base).is_file() {
         Study::open(
             storage,

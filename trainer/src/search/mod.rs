@@ -25,8 +25,8 @@ pub use pruner::Pruner;
 pub use report::SearchReport;
 pub use space::{CellKnob, KnobDomain, ParamSampler, SearchSpace, TrainHparams};
 pub use store::{
-    storage_from_url, Direction, PostgresStorage, SqliteStorage, StalePolicy, Storage, TrialRecord,
-    TrialState,
+    redact_url, storage_from_url, Direction, PostgresStorage, SqliteStorage, StalePolicy, Storage,
+    TrialRecord, TrialState,
 };
 pub use study::{ShouldPrune, Study, StudyConfig, TrialFailure, TrialHandle, WorkerSummary};
 pub use tpe::{Observation, RandomSampler, TpeConfig, TpeSampler};

@@ -24,6 +24,11 @@ pub struct TrialSummary {
     pub params_count: Option<u64>,
     pub reason: Option<String>,
     pub attempts: u32,
+    /// Set on a trial stored as running whose worker is gone (its process died on this host, or
+    /// it sent no heartbeat within the timeout): why it is presumed dead. Such a trial is counted
+    /// as `orphaned`, not `running`; the next worker to claim re-queues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_dead: Option<String>,
 }
 
 /// A trial on the accuracy-vs-size Pareto front.
@@ -74,8 +79,12 @@ fn summary(t: &TrialRecord) -> TrialSummary {
         params_count: t.user_attrs.get("params_count").and_then(|v| v.as_u64()),
         reason: t.reason.clone(),
         attempts: t.attempts,
+        worker_dead: None,
     }
 }
+
+/// The state name a report counts orphaned trials under.
+pub const ORPHANED: &str = "orphaned";
 
 impl SearchReport {
     pub fn build(
@@ -102,6 +111,26 @@ impl SearchReport {
             pareto_front: pareto_front(&summaries, dir),
             importance: importance(trials, dir),
             trials: summaries,
+        }
+    }
+
+    /// Marks the running trials whose worker is presumed dead (trial number → why), so that a
+    /// report never shows a dead worker's trial as running.
+    pub fn mark_dead_workers(&mut self, dead: &BTreeMap<u64, String>) {
+        for t in &mut self.trials {
+            if t.state != TrialState::Running {
+                continue;
+            }
+            if let Some(why) = dead.get(&t.number) {
+                t.worker_dead = Some(why.clone());
+                if let Some(n) = self.states.get_mut(TrialState::Running.as_str()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.states.remove(TrialState::Running.as_str());
+                    }
+                }
+                *self.states.entry(ORPHANED.to_string()).or_insert(0) += 1;
+            }
         }
     }
 

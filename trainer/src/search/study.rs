@@ -281,14 +281,27 @@ impl Study {
         )
     }
 
-    /// Summary of the study: see [`super::report::SearchReport`].
+    /// Summary of the study: see [`super::report::SearchReport`]. Running trials whose worker
+    /// is presumed dead (by this worker's [`StalePolicy`]) are reported as orphaned.
     pub fn report(&self, top_k: usize) -> Result<super::report::SearchReport, SearchError> {
-        Ok(super::report::SearchReport::build(
-            &self.info.name,
-            &self.config,
-            &self.trials()?,
-            top_k,
-        ))
+        let trials = self.trials()?;
+        let now = super::store::now_s();
+        let dead: std::collections::BTreeMap<u64, String> = trials
+            .iter()
+            .filter(|t| t.state == TrialState::Running)
+            .filter_map(|t| {
+                let lease = t.lease.as_ref()?;
+                match super::store::stale_verdict(lease, &self.worker, now, &self.policy) {
+                    super::store::StaleVerdict::Alive => None,
+                    super::store::StaleVerdict::Requeue(why)
+                    | super::store::StaleVerdict::Fail(why) => Some((t.number, why)),
+                }
+            })
+            .collect();
+        let mut r =
+            super::report::SearchReport::build(&self.info.name, &self.config, &trials, top_k);
+        r.mark_dead_workers(&dead);
+        Ok(r)
     }
 }
 
@@ -487,6 +500,7 @@ mod tests {
         assert_eq!(claimed.number, 0);
         assert!(s.storage.report(claimed.id, "ghost", 1, 0.3).unwrap());
         // With the default timeout the trial is left alone: only trial 1 runs here.
+        assert_eq!(s.report(1).unwrap().states["running"], 1);
         let done = s.run_worker(2, &mut |_| Ok(1.0)).unwrap();
         assert_eq!(done.complete, 1);
         assert_eq!(s.trials().unwrap()[0].state, TrialState::Running);
@@ -516,6 +530,40 @@ mod tests {
             .finish(claimed.id, "ghost", TrialState::Complete, Some(0.9), None)
             .unwrap());
         assert_eq!(s.median(1).unwrap().trials, vec![0]);
+    }
+
+    #[test]
+    fn a_dead_local_workers_trial_is_reported_orphaned_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = study(dir.path(), "o", 1);
+        let me = WorkerInfo::current();
+        // A worker on this host whose process is gone (a pid that cannot exist).
+        let dead = WorkerInfo {
+            id: "dead".into(),
+            host: me.host.clone(),
+            pid: u32::MAX - 7,
+            start_ticks: 1,
+        };
+        // This worker first: a claim re-queues dead workers' trials before it samples.
+        for w in [&me, &dead] {
+            s.storage
+                .claim(s.info.id, 2, w, &s.policy, &mut |h, n| {
+                    Ok(s.sample_params(h, n))
+                })
+                .unwrap()
+                .unwrap();
+        }
+        let r = s.report(1).unwrap();
+        assert_eq!(r.states.get("running"), Some(&1), "{:?}", r.states);
+        assert_eq!(r.states.get("orphaned"), Some(&1), "{:?}", r.states);
+        let t1 = &r.trials[1];
+        assert!(
+            t1.worker_dead.as_deref().unwrap_or("").contains("died"),
+            "{t1:?}"
+        );
+        assert_eq!(r.trials[0].worker_dead, None, "this live worker's trial");
+        // Nothing was written: the trial stays as stored until a worker claims.
+        assert_eq!(s.trials().unwrap()[1].state, TrialState::Running);
     }
 
     #[test]

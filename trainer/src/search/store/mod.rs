@@ -130,6 +130,10 @@ pub struct TrialRecord {
     /// Unix seconds.
     pub started_at: Option<f64>,
     pub finished_at: Option<f64>,
+    /// A running trial's worker (host, pid, start time) and last heartbeat: what tells a live
+    /// worker from a dead one ([`stale_verdict`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<OwnerRow>,
 }
 
 /// Identity of a worker process, precise enough to tell whether it is still alive on this host.
@@ -217,7 +221,7 @@ impl Default for StalePolicy {
 }
 
 /// The owner columns of a running trial.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OwnerRow {
     pub host: Option<String>,
     pub pid: Option<i64>,
@@ -362,17 +366,64 @@ pub fn storage_from_url(url: &str) -> Result<Arc<dyn Storage>, SearchError> {
         p
     } else if url.contains("://") {
         return Err(SearchError::Storage(format!(
-            "unknown storage URL `{url}`; expected sqlite:///path/to/study.db or postgresql://user@host/db"
+            "unknown storage URL `{}`; expected sqlite:///path/to/study.db or postgresql://user@host/db",
+            redact_url(url)
         )));
     } else {
         url
     };
     if path.is_empty() {
         return Err(SearchError::Storage(format!(
-            "storage URL `{url}` names no file; expected sqlite:///path/to/study.db"
+            "storage URL `{}` names no file; expected sqlite:///path/to/study.db",
+            redact_url(url)
         )));
     }
     Ok(Arc::new(SqliteStorage::open(path)?))
+}
+
+/// `url` with its password replaced by `***`, for every message and log line that names a
+/// storage: the `user:password@` of a URL (up to the last `@`, so an unescaped `/` or `@` in the
+/// password cannot leak its tail) and any `password=` option (URL query or key=value form).
+pub fn redact_url(url: &str) -> String {
+    let mut out = match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rfind('@') {
+            Some(at) => {
+                let (userinfo, host) = rest.split_at(at);
+                match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:***{host}"),
+                    None => url.to_string(),
+                }
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    };
+    let mut from = 0;
+    while let Some(i) = out[from..].to_ascii_lowercase().find("password=") {
+        let start = from + i + "password=".len();
+        let end = out[start..]
+            .find(|c: char| c == '&' || c.is_whitespace())
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+        from = start + 3;
+    }
+    out
+}
+
+/// An error and every cause under it, `outer: inner: …` (drivers keep the real reason, such as
+/// "Connection refused", in `source()`, not in their own message).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
 }
 
 pub(crate) fn params_from_json(text: &str) -> Result<Params, SearchError> {
@@ -468,6 +519,55 @@ mod tests {
         assert_eq!(
             stale_verdict(&remote, &w, 1010.0, &pol),
             StaleVerdict::Alive
+        );
+    }
+
+    #[test]
+    fn passwords_never_reach_a_message() {
+        for (url, want) in [
+            (
+                "postgresql://ann:s3cret@db.example:5432/studies",
+                "postgresql://ann:***@db.example:5432/studies",
+            ),
+            (
+                "postgres://ann:p/a@ss@host/db",
+                "postgres://ann:***@host/db",
+            ),
+            ("postgresql://ann@host/db", "postgresql://ann@host/db"),
+            (
+                "postgresql://host/db?user=ann&password=s3cret&sslmode=off",
+                "postgresql://host/db?user=ann&password=***&sslmode=off",
+            ),
+            (
+                "host=db user=ann PASSWORD=s3cret dbname=x",
+                "host=db user=ann PASSWORD=*** dbname=x",
+            ),
+            ("sqlite:///tmp/s.db", "sqlite:///tmp/s.db"),
+        ] {
+            assert_eq!(redact_url(url), want);
+        }
+        let e = storage_from_url("mysql://ann:s3cret@host/db")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!e.contains("s3cret") && e.contains("ann:***@host"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_connection_names_the_cause_and_hides_the_password() {
+        // A port on the loopback that nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("postgresql://ann:s3cret@127.0.0.1:{port}/studies?connect_timeout=5");
+        let e = storage_from_url(&url).err().unwrap().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("ann:***@127.0.0.1"), "{e}");
+        assert!(
+            e.to_lowercase().contains("refused"),
+            "the cause is lost: {e}"
         );
     }
 

@@ -68,7 +68,7 @@ impl std::fmt::Debug for PostgresStorage {
 }
 
 fn pg(e: postgres::Error) -> SearchError {
-    SearchError::Storage(format!("PostgreSQL: {e}"))
+    SearchError::Storage(format!("PostgreSQL: {}", super::error_chain(&e)))
 }
 
 impl PostgresStorage {
@@ -76,7 +76,11 @@ impl PostgresStorage {
     /// and creates the schema if it is missing.
     pub fn connect(url: &str) -> Result<PostgresStorage, SearchError> {
         let mut client = Client::connect(url, NoTls).map_err(|e| {
-            SearchError::Storage(format!("connecting to PostgreSQL at `{url}`: {e}"))
+            SearchError::Storage(format!(
+                "connecting to PostgreSQL at `{}`: {}",
+                super::redact_url(url),
+                super::error_chain(&e)
+            ))
         })?;
         let mut tx = client.transaction().map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
@@ -116,7 +120,8 @@ fn study_row<C: GenericClient>(c: &mut C, name: &str) -> Result<Option<StudyInfo
 fn load_trials<C: GenericClient>(c: &mut C, study: i64) -> Result<Vec<TrialRecord>, SearchError> {
     let rows = c
         .query(
-            "SELECT id, number, state, params, value, reason, attempts, owner, started_at, finished_at
+            "SELECT id, number, state, params, value, reason, attempts, owner, started_at, finished_at,
+                    owner_host, owner_pid, owner_start, heartbeat
              FROM trials WHERE study_id = $1 ORDER BY number",
             &[&study],
         )
@@ -126,17 +131,26 @@ fn load_trials<C: GenericClient>(c: &mut C, study: i64) -> Result<Vec<TrialRecor
     for r in rows {
         let id: i64 = r.get(0);
         index.insert(id, out.len());
+        let state = TrialState::parse(r.get::<_, &str>(2))?;
+        let attempts = r.get::<_, i64>(6).clamp(0, u32::MAX as i64) as u32;
         out.push(TrialRecord {
             id,
             number: r.get::<_, i64>(1).max(0) as u64,
-            state: TrialState::parse(r.get::<_, &str>(2))?,
+            state,
             params: params_from_json(r.get::<_, &str>(3))?,
             value: r.get(4),
             reason: r.get(5),
-            attempts: r.get::<_, i64>(6).clamp(0, u32::MAX as i64) as u32,
+            attempts,
             owner: r.get(7),
             started_at: r.get(8),
             finished_at: r.get(9),
+            lease: (state == TrialState::Running).then(|| OwnerRow {
+                host: r.get(10),
+                pid: r.get(11),
+                start_ticks: r.get(12),
+                heartbeat: r.get(13),
+                attempts,
+            }),
             ..TrialRecord::default()
         });
     }

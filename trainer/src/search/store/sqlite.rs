@@ -128,7 +128,8 @@ fn load_trials(
 ) -> Result<Vec<TrialRecord>, SearchError> {
     let mut stmt = conn
         .prepare(
-            "SELECT id, number, state, params, value, reason, attempts, owner, started_at, finished_at
+            "SELECT id, number, state, params, value, reason, attempts, owner, started_at, finished_at,
+                    owner_host, owner_pid, owner_start, heartbeat
              FROM trials WHERE study_id = ?1 ORDER BY number",
         )
         .map_err(err)?;
@@ -145,19 +146,27 @@ fn load_trials(
                 r.get::<_, Option<String>>(7)?,
                 r.get::<_, Option<f64>>(8)?,
                 r.get::<_, Option<f64>>(9)?,
+                OwnerRow {
+                    host: r.get(10)?,
+                    pid: r.get(11)?,
+                    start_ticks: r.get(12)?,
+                    heartbeat: r.get(13)?,
+                    attempts: r.get::<_, i64>(6)?.clamp(0, u32::MAX as i64) as u32,
+                },
             ))
         })
         .map_err(err)?;
     let mut out = Vec::new();
     let mut index = std::collections::HashMap::new();
     for row in rows {
-        let (id, number, state, params, value, reason, attempts, owner, started, finished) =
+        let (id, number, state, params, value, reason, attempts, owner, started, finished, lease) =
             row.map_err(err)?;
         index.insert(id, out.len());
+        let state = TrialState::parse(&state)?;
         out.push(TrialRecord {
             id,
             number: number.max(0) as u64,
-            state: TrialState::parse(&state)?,
+            state,
             params: params_from_json(&params)?,
             value,
             reason,
@@ -165,6 +174,7 @@ fn load_trials(
             owner,
             started_at: started,
             finished_at: finished,
+            lease: (state == TrialState::Running).then_some(lease),
             ..TrialRecord::default()
         });
     }
