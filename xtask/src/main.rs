@@ -64,11 +64,15 @@ enum Cmd {
     Search(Box<search::SearchCmd>),
     /// Neural predictivity over time (V4/IT, PLS on HDF5 / netCDF-4 recordings; default: the
     /// in-silico set) and object solution times. Flags: `cargo xtask neurofit --help`.
+    // Its flags belong to the neurofit binary: `--help` too is passed on to it.
+    #[command(disable_help_flag = true)]
     Neurofit {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Writes a model's activations over time as a Brain-Score netCDF-4 assembly.
+    /// Writes a model's activations over time as a Brain-Score netCDF-4 assembly. Flags:
+    /// `cargo xtask export-activations --help`.
+    #[command(disable_help_flag = true)]
     ExportActivations {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -91,6 +95,7 @@ enum BenchCmd {
     /// Seconds for the whole neural-fitting protocol (PLS, every bin and split) on synthetic data
     /// (default 2,560 stimuli × 10,000 features × 256 neuroids × 20 bins × 10 splits). Flags:
     /// `cargo xtask bench fit --help`.
+    #[command(disable_help_flag = true)]
     Fit {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -182,4 +187,37 @@ fn test(args: &[String]) -> Result<()> {
         .with_context(|| format!("could not run `{cargo} test`"))?;
     anyhow::ensure!(status.success(), "cargo test --workspace failed ({status})");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--help` after a subcommand that runs another binary reaches that binary, whose flags
+    /// are the ones the user asks about.
+    #[test]
+    fn help_of_forwarding_subcommands_is_forwarded() {
+        for (argv, want) in [
+            (vec!["cargo xtask", "neurofit", "--help"], vec!["--help"]),
+            (vec!["cargo xtask", "neurofit", "-h"], vec!["-h"]),
+            (
+                vec!["cargo xtask", "export-activations", "--help"],
+                vec!["--help"],
+            ),
+            (
+                vec!["cargo xtask", "bench", "fit", "--help"],
+                vec!["--help"],
+            ),
+        ] {
+            let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            let args = match cli.command {
+                Cmd::Neurofit { args } | Cmd::ExportActivations { args } => args,
+                Cmd::Bench {
+                    what: BenchCmd::Fit { args },
+                } => args,
+                _ => panic!("{argv:?} parsed to another command"),
+            };
+            assert_eq!(args, want, "{argv:?}");
+        }
+    }
 }
