@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::assembly::Assembly;
 use crate::ceiling::split_half_ceiling;
-use crate::cv::{stratified_splits, Split};
+use crate::cv::{stratification_warnings, stratified_splits, Split};
 use crate::error::{NeurofitError, Result};
 use crate::features::ModelFeatures;
 use crate::regression::kernel_pls::{centred_gram, split_kernels};
@@ -194,6 +194,7 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
             .collect(),
         per_neuroid: BTreeMap::new(),
         dropped: cleaned.dropped.clone(),
+        warnings: stratification_warnings(&stim.object_name, cfg.test_fraction),
     };
 
     for track in &tracks {

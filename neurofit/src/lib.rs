@@ -2,7 +2,7 @@
 //!
 //! Entry point: [`score`] (features × recordings × [`FitConfig`] → [`Report`]). Recordings come from
 //! [`netcdf`] (Brain-Score / xarray netCDF-4) or [`h5plain`] (our documented plain HDF5 layout),
-//! stimuli from [`stimulus_set`].
+//! stimuli from [`stimulus_set`] (brought to the model's input size by [`stimulus_images`]).
 //!
 //! - [`insilico`]: synthetic V4/IT recordings with a known ceiling over the HvM-like stimuli;
 //! - [`extract`]: model features per area per step, optionally PCA-compressed;
@@ -26,6 +26,7 @@ pub mod ost;
 pub mod regression;
 pub mod report;
 pub mod stats;
+pub mod stimulus_images;
 pub mod stimulus_set;
 pub mod temporal;
 pub mod validate;

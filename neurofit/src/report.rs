@@ -40,6 +40,10 @@ pub struct Report {
     pub per_neuroid: BTreeMap<String, NeuroidScores>,
     /// Neuroids removed before fitting (non-finite responses).
     pub dropped: Vec<DroppedNeuroid>,
+    /// What makes these numbers less than a clean application of the protocol (e.g. splits that
+    /// cannot be exactly stratified); printed by the binary too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

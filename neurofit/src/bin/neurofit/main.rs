@@ -7,6 +7,8 @@ mod bench_fit;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ndarray::{Array3, Array4, Axis};
+use neurofit::stimulus_images::{load_images, StimulusFit, StimulusGeometry};
+use neurofit::stimulus_set::StimulusSet;
 use neurofit::{
     extract_features, object_solution_times, Assembly, ExtractOptions, FitConfig, InsilicoConfig,
     ModelFeatures, Neuroids, OstOptions, Presentations, Reduction, Regression, Report, StepToBin,
@@ -40,6 +42,14 @@ enum Cmd {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StimulusFitArg {
+    /// Resize the short side to the model's input and centre-crop (torchvision's evaluation way).
+    Crop,
+    /// Stop with an error on a stimulus whose aspect ratio differs from the model's input.
+    Refuse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum RegressionArg {
     Pls,
     Ridge,
@@ -64,6 +74,19 @@ struct ModelArgs {
     pca: usize,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Stimuli whose aspect ratio differs from the model's input: crop (resize the short side,
+    /// centre-crop) or refuse. Same-aspect stimuli are resized; what was done is reported.
+    #[arg(long, value_enum, default_value = "crop")]
+    stimulus_fit: StimulusFitArg,
+}
+
+impl ModelArgs {
+    fn stimulus_fit(&self) -> StimulusFit {
+        match self.stimulus_fit {
+            StimulusFitArg::Crop => StimulusFit::Crop,
+            StimulusFitArg::Refuse => StimulusFit::Refuse,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,7 +97,8 @@ struct ScoreArgs {
     /// recordings, generated (and written under --out).
     #[arg(long, requires = "stimuli")]
     recordings: Option<PathBuf>,
-    /// The stimulus folder (stimulus_set.csv with stimulus_id, filename, … next to the images).
+    /// The stimulus set: its CSV (stimulus_id, filename, …; images beside it or in the zip of
+    /// the same name, as Brain-Score publishes them) or a folder holding that one CSV.
     #[arg(long)]
     stimuli: Option<PathBuf>,
     /// Output directory (default: runs/neurofit/MODEL).
@@ -106,7 +130,8 @@ struct ScoreArgs {
 struct ExportArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// The stimulus folder (stimulus_set.csv next to the images).
+    /// The stimulus set: its CSV (images beside it or in the zip of the same name) or a folder
+    /// holding that one CSV.
     #[arg(long)]
     stimuli: PathBuf,
     /// The .nc file to write.
@@ -188,33 +213,17 @@ fn normalise(mut images: Array4<f32>) -> Array4<f32> {
     images
 }
 
-/// Reads the stimulus folder's images at the model's input size, `[N, C, H, W]` in [0, 1].
+/// The stimulus set's images at the model's input size, `[N, C, H, W]` in [0, 1], under the
+/// `--stimulus-fit` policy (see `neurofit::stimulus_images`), which is reported on stderr.
 fn read_stimuli(
-    set: &neurofit::stimulus_set::StimulusSet,
+    set: &StimulusSet,
     spec: &ModelSpec,
-) -> Result<Array4<f32>> {
+    args: &ModelArgs,
+) -> Result<(Array4<f32>, StimulusGeometry)> {
     let (c, h, w) = (spec.input.channels, spec.input.height, spec.input.width);
-    let mut out = Array4::<f32>::zeros((set.len(), c, h, w));
-    for i in 0..set.len() {
-        let path = set.path_of(i).context("stimulus index out of range")?;
-        let img =
-            image::open(&path).with_context(|| format!("reading stimulus {}", path.display()))?;
-        let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
-        if c == 1 {
-            let g = img.to_luma8();
-            for (y, x, p) in g.enumerate_pixels().map(|(x, y, p)| (y, x, p)) {
-                out[[i, 0, y as usize, x as usize]] = p[0] as f32 / 255.0;
-            }
-        } else {
-            let rgb = img.to_rgb8();
-            for (x, y, p) in rgb.enumerate_pixels() {
-                for ch in 0..c.min(3) {
-                    out[[i, ch, y as usize, x as usize]] = p[ch] as f32 / 255.0;
-                }
-            }
-        }
-    }
-    Ok(out)
+    let (images, geometry) = load_images(set, c, h, w, args.stimulus_fit())?;
+    eprintln!("{}", geometry.summary());
+    Ok((images, geometry))
 }
 
 fn extract(
@@ -265,6 +274,8 @@ struct Output<'a> {
     perfect: Option<&'a Report>,
     /// The recordings scored against.
     recordings: String,
+    /// How the stimuli were brought to the model's input size (recorded stimuli only).
+    stimuli: Option<StimulusGeometry>,
 }
 
 fn score(a: &ScoreArgs) -> Result<()> {
@@ -278,18 +289,26 @@ fn score(a: &ScoreArgs) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
 
     // Recordings, stimulus ids and images in [0, 1].
-    let (assembly, ids, images, recordings_path, insilico) = match (&a.recordings, &a.stimuli) {
+    let (assembly, ids, images, recordings_path, insilico, geometry) = match (
+        &a.recordings,
+        &a.stimuli,
+    ) {
         (Some(rec), Some(stim)) => {
             let assembly = match rec.extension().and_then(|e| e.to_str()) {
                 Some("h5") | Some("hdf5") => neurofit::h5plain::read(rec)?,
                 _ => neurofit::netcdf::read(rec)?,
             };
-            let set =
-                neurofit::stimulus_set::StimulusSet::read_csv(&stim.join("stimulus_set.csv"))?;
+            let set = StimulusSet::open(stim)?;
             set.check_covers(&assembly)?;
-            set.check_files_exist()?;
-            let images = read_stimuli(&set, &spec)?;
-            (assembly, set.stimulus_id.clone(), images, rec.clone(), None)
+            let (images, geometry) = read_stimuli(&set, &spec, &a.model)?;
+            (
+                assembly,
+                set.stimulus_id.clone(),
+                images,
+                rec.clone(),
+                None,
+                Some(geometry),
+            )
         }
         (None, None) => {
             let [v0, v3, v6] = <[usize; 3]>::try_from(a.insilico_images.clone())
@@ -345,7 +364,7 @@ fn score(a: &ScoreArgs) -> Result<()> {
                 rgb
             };
             let ids = rec.stimulus_id.clone();
-            (rec.assembly.clone(), ids, images, path, Some(rec))
+            (rec.assembly.clone(), ids, images, path, Some(rec), None)
         }
         _ => {
             bail!("--recordings and --stimuli go together (or give neither for the in-silico set)")
@@ -382,6 +401,9 @@ fn score(a: &ScoreArgs) -> Result<()> {
     )?;
     eprintln!("fitting…");
     let report = neurofit::score(&features, &assembly, &fit)?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
 
     let base_name = match a.base.as_deref() {
         Some("none") => None,
@@ -494,6 +516,7 @@ fn score(a: &ScoreArgs) -> Result<()> {
         behaviour,
         perfect: perfect_report.as_ref(),
         recordings: recordings_path.display().to_string(),
+        stimuli: geometry,
     };
     let json = serde_json::to_string_pretty(&output)?;
     tensor::io::write_file_atomically(out.join("neurofit.json"), json.as_bytes())?;
@@ -604,9 +627,8 @@ fn plot_predictivity(out: &Path, r: &Report, base: Option<&Report>) -> Result<()
 fn export(a: &ExportArgs) -> Result<()> {
     let device: Device = a.model.device.parse().map_err(anyhow::Error::msg)?;
     let m = load_model(&a.model.model, device)?;
-    let set = neurofit::stimulus_set::StimulusSet::read_csv(&a.stimuli.join("stimulus_set.csv"))?;
-    set.check_files_exist()?;
-    let images = normalise(read_stimuli(&set, &m.model.spec)?);
+    let set = StimulusSet::open(&a.stimuli)?;
+    let images = normalise(read_stimuli(&set, &m.model.spec, &a.model)?.0);
     let mut args = a.model.clone();
     args.pca = 0;
     let f = extract(
