@@ -1,0 +1,423 @@
+//! Fault injection (docs/RELIABILITY.md): processes killed with SIGKILL at random points of
+//! training, of a search and of a cache write, then resumed and compared with the uninterrupted
+//! result; truncated and bit-flipped checkpoints and caches; a file-size limit (a full disk)
+//! during a checkpoint write. Several seeds each, tiny models and data: about a minute on 2 cores.
+//!
+//! The processes killed are this test binary itself, re-run on `fault_child` with
+//! `CONVRNN_FAULT_CHILD` naming what to do; without that variable `fault_child` does nothing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{assert_metrics_equal, config, write_squares};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tensor::Rng;
+use trainer::checkpoint::{self, Checkpoint};
+use trainer::search::{
+    Pruner, SqliteStorage, Storage, Study, StudyConfig, TrialFailure, TrialRecord,
+};
+use trainer::{fit, FitOptions, Outcome, TrainConfig};
+
+const ROLE: &str = "CONVRNN_FAULT_CHILD";
+
+/// The run every training fault is injected into: a checkpoint after every step, so that kills
+/// land inside checkpoint writes as well as between them.
+fn run_config(data: &Path) -> TrainConfig {
+    let mut c = config(data);
+    c.checkpoint_every = 1;
+    c
+}
+
+fn search_config() -> StudyConfig {
+    let mut c = StudyConfig::default_for("compact_rgc", 11).unwrap();
+    c.sampler.n_startup = 2;
+    c.pruner = Pruner::None;
+    c
+}
+
+/// A deterministic stand-in for training: three "epochs" whose value depends on the sampled
+/// learning rate, slow enough for kills to land inside trials.
+fn objective(
+    t: &mut trainer::search::TrialHandle<'_>,
+    pause: Duration,
+) -> Result<f64, TrialFailure> {
+    let (_, hp) = t.model()?;
+    let mut v = 0.0;
+    for epoch in 1..=3u64 {
+        std::thread::sleep(pause);
+        v = epoch as f64 / (3.0 * (1.0 + (hp.lr.ln() - 0.003f64.ln()).powi(2)));
+        let _ = t.report(epoch, v)?;
+    }
+    Ok(v)
+}
+
+const SEARCH_TRIALS: usize = 5;
+
+fn clutter_config() -> datasets::ClutterConfig {
+    datasets::ClutterConfig::new(400, 5)
+}
+
+/// The child side: `train DATA OUT`, `search DB`, or `cache DATA CACHE`.
+#[test]
+fn fault_child() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let arg = |k: &str| PathBuf::from(std::env::var(k).unwrap());
+    match role.as_str() {
+        "train" => {
+            let mut opts = FitOptions::new(arg("FAULT_OUT"));
+            opts.resume = std::env::var("FAULT_RESUME").is_ok();
+            let r = fit(run_config(&arg("FAULT_DATA")), opts);
+            // The exit code tells the parent how the run ended (a full disk must be an error).
+            std::process::exit(if r.is_ok() { 0 } else { 3 });
+        }
+        "search" => {
+            let storage = std::sync::Arc::new(SqliteStorage::open(arg("FAULT_DB")).unwrap());
+            let study = Study::open(storage, "faults", search_config()).unwrap();
+            study
+                .run_worker(SEARCH_TRIALS, &mut |t| {
+                    objective(t, Duration::from_millis(15))
+                })
+                .unwrap();
+        }
+        "cache" => {
+            let fm = datasets::FashionMnist::load_any_count(&arg("FAULT_DATA")).unwrap();
+            datasets::Clutter::load_or_generate(
+                &fm.train,
+                &clutter_config(),
+                Some(&arg("FAULT_CACHE")),
+            )
+            .unwrap();
+        }
+        other => panic!("unknown fault child role {other}"),
+    }
+}
+
+fn child(role: &str, env: &[(&str, &Path)]) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--exact", "fault_child", "--nocapture", "--test-threads=1"])
+        .env(ROLE, role)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Starts `cmd`, sends SIGKILL after `delay` (if it is still running) and reaps it; returns
+/// whether the kill came before the child finished.
+fn kill_after(mut cmd: Command, delay: Duration) -> bool {
+    let mut c: Child = cmd.spawn().unwrap();
+    let t0 = Instant::now();
+    while t0.elapsed() < delay {
+        if c.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let killed = c.try_wait().unwrap().is_none();
+    let _ = c.kill(); // SIGKILL
+    c.wait().unwrap();
+    killed
+}
+
+/// How long `cmd` takes to run to the end, start-up included.
+fn duration_of(mut cmd: Command) -> Duration {
+    let t0 = Instant::now();
+    assert!(cmd.status().unwrap().success());
+    t0.elapsed()
+}
+
+fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".tmp-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn training_killed_at_random_points_resumes_to_the_uninterrupted_result() {
+    let data = tempfile::tempdir().unwrap();
+    write_squares(data.path(), 160, 40, 21);
+    let reference_dir = tempfile::tempdir().unwrap();
+    let reference = fit(
+        run_config(data.path()),
+        FitOptions::new(reference_dir.path()),
+    )
+    .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let full = duration_of(child(
+        "train",
+        &[
+            ("FAULT_DATA", data.path()),
+            ("FAULT_OUT", &scratch.path().join("timing")),
+        ],
+    ));
+    let mut killed_mid_run = 0;
+    for seed in 0..5u64 {
+        let out = scratch.path().join(format!("run-{seed}"));
+        let mut rng = Rng::new(seed);
+        let delay = full.mul_f64(0.1 + 0.85 * rng.uniform());
+        let killed = kill_after(
+            child("train", &[("FAULT_DATA", data.path()), ("FAULT_OUT", &out)]),
+            delay,
+        );
+        killed_mid_run += usize::from(killed);
+        // Resume whatever the kill left: a checkpoint to continue from, or nothing at all.
+        let mut opts = FitOptions::new(&out);
+        opts.resume = out.join(checkpoint::LATEST).is_file();
+        let resumed = fit(run_config(data.path()), opts).unwrap();
+        assert_eq!(resumed.outcome, Outcome::Finished, "seed {seed}");
+        assert_eq!(resumed.steps, reference.steps, "seed {seed}");
+        assert_metrics_equal(&resumed.metrics, &reference.metrics);
+        assert_metrics_equal(&trainer::metrics::read(&out).unwrap(), &reference.metrics);
+        assert_eq!(temporaries(&out), Vec::<String>::new(), "seed {seed}");
+    }
+    assert!(
+        killed_mid_run >= 3,
+        "only {killed_mid_run} kills landed mid-run"
+    );
+}
+
+/// The trials as a study would report them, without the bookkeeping a kill changes (attempts,
+/// owners, times).
+fn outcome_of(trials: &[TrialRecord]) -> Vec<(u64, String, String, Option<f64>)> {
+    trials
+        .iter()
+        .map(|t| {
+            (
+                t.number,
+                t.state.as_str().to_string(),
+                serde_json::to_string(&t.params).unwrap(),
+                t.value,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_search_worker_killed_at_random_points_leaves_a_study_that_ends_as_the_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = {
+        let storage = std::sync::Arc::new(SqliteStorage::open(dir.path().join("ref.db")).unwrap());
+        let study = Study::open(storage, "faults", search_config()).unwrap();
+        study
+            .run_worker(SEARCH_TRIALS, &mut |t| objective(t, Duration::ZERO))
+            .unwrap();
+        outcome_of(&study.trials().unwrap())
+    };
+    assert_eq!(reference.len(), SEARCH_TRIALS);
+    let full = duration_of(child(
+        "search",
+        &[("FAULT_DB", &dir.path().join("timing.db"))],
+    ));
+    for seed in 0..3u64 {
+        let db = dir.path().join(format!("s{seed}.db"));
+        let delay = full.mul_f64(0.1 + 0.8 * Rng::new(100 + seed).uniform());
+        kill_after(child("search", &[("FAULT_DB", &db)]), delay);
+        // A new worker on the same host sees the dead one's trial, re-queues and re-runs it.
+        let storage: std::sync::Arc<dyn Storage> =
+            std::sync::Arc::new(SqliteStorage::open(&db).unwrap());
+        let study = Study::open(storage, "faults", search_config()).unwrap();
+        study
+            .run_worker(SEARCH_TRIALS, &mut |t| objective(t, Duration::ZERO))
+            .unwrap();
+        assert_eq!(
+            outcome_of(&study.trials().unwrap()),
+            reference,
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn a_cache_write_killed_at_random_points_never_yields_a_bad_set() {
+    let data = tempfile::tempdir().unwrap();
+    write_squares(data.path(), 60, 10, 31);
+    let fm = datasets::FashionMnist::load_any_count(data.path()).unwrap();
+    let (good, _) =
+        datasets::Clutter::load_or_generate(&fm.train, &clutter_config(), None).unwrap();
+    let caches = tempfile::tempdir().unwrap();
+    let full = duration_of(child(
+        "cache",
+        &[
+            ("FAULT_DATA", data.path()),
+            ("FAULT_CACHE", &caches.path().join("timing")),
+        ],
+    ));
+    for seed in 0..4u64 {
+        let cache = caches.path().join(format!("c{seed}"));
+        let delay = full.mul_f64(0.2 + 0.8 * Rng::new(200 + seed).uniform());
+        kill_after(
+            child(
+                "cache",
+                &[("FAULT_DATA", data.path()), ("FAULT_CACHE", &cache)],
+            ),
+            delay,
+        );
+        let (set, _) =
+            datasets::Clutter::load_or_generate(&fm.train, &clutter_config(), Some(&cache))
+                .unwrap();
+        assert_eq!(set.images, good.images, "seed {seed}");
+        // Whatever the cache holds now is the good set.
+        let (again, status) =
+            datasets::Clutter::load_or_generate(&fm.train, &clutter_config(), Some(&cache))
+                .unwrap();
+        assert!(
+            matches!(status, datasets::CacheStatus::Hit(_)),
+            "{status:?}"
+        );
+        assert_eq!(again.images, good.images);
+    }
+}
+
+#[test]
+fn truncated_and_bit_flipped_caches_are_regenerated_never_used() {
+    let data = tempfile::tempdir().unwrap();
+    write_squares(data.path(), 30, 10, 41);
+    let fm = datasets::FashionMnist::load_any_count(data.path()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = datasets::ClutterConfig::new(40, 9);
+    let (good, _) =
+        datasets::Clutter::load_or_generate(&fm.train, &cfg, Some(cache.path())).unwrap();
+    let path = datasets::clutter::cache_path(cache.path(), &cfg, &fm.train);
+    let clean = std::fs::read(&path).unwrap();
+    let mut rng = Rng::new(5);
+    for i in 0..40 {
+        let mut bytes = clean.clone();
+        if i % 4 == 0 {
+            bytes.truncate(rng.below(clean.len()));
+        } else {
+            let at = rng.below(bytes.len());
+            bytes[at] ^= 1 << rng.below(8);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let (set, status) =
+            datasets::Clutter::load_or_generate(&fm.train, &cfg, Some(cache.path())).unwrap();
+        assert!(
+            matches!(status, datasets::CacheStatus::Regenerated { .. }),
+            "damage {i} was not noticed: {status:?}"
+        );
+        assert_eq!(set.images, good.images);
+    }
+}
+
+/// A checkpoint of the test run, its bytes, and what it holds.
+fn a_checkpoint(dir: &Path) -> (PathBuf, Vec<u8>, Checkpoint) {
+    let data = dir.join("data");
+    write_squares(&data, 48, 10, 51);
+    let mut cfg = run_config(&data);
+    cfg.epochs = 1;
+    let out = dir.join("run");
+    fit(cfg, FitOptions::new(&out)).unwrap();
+    let path = out.join(checkpoint::LATEST);
+    let bytes = std::fs::read(&path).unwrap();
+    let ck = Checkpoint::read(&path).unwrap();
+    (path, bytes, ck)
+}
+
+fn same_checkpoint(a: &Checkpoint, b: &Checkpoint) -> bool {
+    let weights = |c: &Checkpoint| {
+        let m = c.model(tensor::Device::Cpu).unwrap();
+        m.params
+            .iter()
+            .flat_map(|(_, p)| p.to_vec().unwrap())
+            .map(f32::to_bits)
+            .collect::<Vec<_>>()
+    };
+    a.config == b.config && a.progress == b.progress && weights(a) == weights(b)
+}
+
+#[test]
+fn truncated_and_bit_flipped_checkpoints_are_errors_never_other_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, clean, good) = a_checkpoint(dir.path());
+    let mut rng = Rng::new(61);
+    let mut harmless = 0;
+    for i in 0..300 {
+        let mut bytes = clean.clone();
+        if i % 5 == 0 {
+            bytes.truncate(rng.below(clean.len()));
+        } else {
+            let at = rng.below(bytes.len());
+            bytes[at] ^= 1 << rng.below(8);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        match Checkpoint::read(&path) {
+            Err(e) => assert!(e.to_string().contains(checkpoint::LATEST), "{e}"),
+            // A flip that changes nothing read (the spec's duplicate for other tools, JSON
+            // padding) may load, but only as the very same checkpoint.
+            Ok(ck) => {
+                assert!(
+                    same_checkpoint(&ck, &good),
+                    "damage {i} loaded as other weights"
+                );
+                harmless += 1;
+            }
+        }
+    }
+    assert!(harmless < 60, "{harmless} of 300 damages went unnoticed");
+}
+
+#[test]
+fn a_full_disk_during_a_checkpoint_write_leaves_the_previous_checkpoint_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_squares(&data, 160, 40, 71);
+    let out = dir.path().join("run");
+    // A first run that stops after one step, leaving a checkpoint.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut opts = FitOptions::new(&out);
+    opts.stop = Some(stop);
+    fit(run_config(&data), opts).unwrap();
+    let latest = out.join(checkpoint::LATEST);
+    let before = std::fs::read(&latest).unwrap();
+    // Resumed under a file-size limit below the checkpoint's size: the next write cannot finish.
+    // With SIGXFSZ ignored the write fails with EFBIG and fit reports it; with the default
+    // action the process dies inside the write, as on a disk that fills up and a kill.
+    let limit_kib = (before.len() / 1024 / 2).max(1);
+    for ignore in [true, false] {
+        let script = format!(
+            "{}ulimit -f {limit_kib}; exec \"$0\" \"$@\"",
+            if ignore { "trap '' XFSZ; " } else { "" }
+        );
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(script)
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "fault_child", "--nocapture", "--test-threads=1"])
+            .env(ROLE, "train")
+            .env("FAULT_DATA", &data)
+            .env("FAULT_OUT", &out)
+            .env("FAULT_RESUME", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let status = cmd.status().unwrap();
+        assert!(
+            !status.success(),
+            "the write under the limit cannot succeed"
+        );
+        if ignore {
+            assert_eq!(status.code(), Some(3), "fit returns the error");
+        }
+        assert_eq!(
+            std::fs::read(&latest).unwrap(),
+            before,
+            "ignore SIGXFSZ: {ignore}"
+        );
+    }
+    // The run goes on from there once there is room, and leaves no temporary files.
+    let mut opts = FitOptions::new(&out);
+    opts.resume = true;
+    let r = fit(run_config(&data), opts).unwrap();
+    assert_eq!(r.outcome, Outcome::Finished);
+    assert_eq!(temporaries(&out), Vec::<String>::new());
+}
