@@ -217,3 +217,57 @@ fn missing_coordinates_and_mismatched_lengths_are_named() {
     );
     assert!(netcdf::read(&dir.path().join("absent.nc")).is_err());
 }
+
+fn write_nc(path: &Path, a: &Assembly) -> neurofit::Result<()> {
+    netcdf::write(path, a, "rates")
+}
+
+/// Fault injection (docs/RELIABILITY.md): damaged recordings. A truncated file is an error; a
+/// flipped bit is an error or reads back as some assembly (no checksum covers a recording's
+/// data), never a crash or a panic.
+///
+/// Ignored because it fails today: damage 26 of `rec.nc` (a flipped bit) ends the process with
+/// SIGSEGV inside the netCDF-4 read, a crash a panic guard cannot catch. Run it with
+/// `cargo test -p neurofit --test recordings_io truncated -- --ignored --nocapture` (the last
+/// `damage …` line names the damage that crashed).
+#[test]
+#[ignore = "finds a SIGSEGV in the netCDF-4 reader on a bit-flipped file (see the doc comment)"]
+fn truncated_and_bit_flipped_recordings_are_errors_or_assemblies_never_crashes() {
+    type Write = fn(&Path, &Assembly) -> neurofit::Result<()>;
+    type Read = fn(&Path) -> neurofit::Result<Assembly>;
+    let dir = tempfile::tempdir().unwrap();
+    let formats: [(&str, Write, Read); 2] = [
+        ("rec.nc", write_nc, netcdf::read),
+        ("rec.h5", h5plain::write, h5plain::read),
+    ];
+    for (name, write, read) in formats {
+        let path = dir.path().join(name);
+        write(&path, &sample()).unwrap();
+        let clean = std::fs::read(&path).unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for i in 0..80 {
+            let mut bytes = clean.clone();
+            let truncated = i % 8 == 0;
+            if truncated {
+                bytes.truncate(next(clean.len()));
+            } else {
+                let at = next(bytes.len());
+                bytes[at] ^= 1 << next(8);
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            eprintln!("damage {name} {i} truncated={truncated}");
+            let got = std::panic::catch_unwind(|| read(&path));
+            match got {
+                Err(_) => panic!("{name}: damage {i} panicked the reader"),
+                Ok(Ok(_)) if truncated => panic!("{name}: a truncated file read without error"),
+                Ok(_) => {}
+            }
+        }
+    }
+}
