@@ -7,12 +7,17 @@
 //!
 //! [`Batcher::epoch`] starts a worker thread that assembles batches ahead of the consumer and hands
 //! them over a bounded channel (`prefetch` batches deep); inside a batch, samples are decoded in
-//! parallel with rayon. Dropping the iterator stops the worker.
+//! parallel with rayon. Dropping the iterator stops the worker. An image that cannot be read or
+//! decoded ([`Error::Image`]) is left out of its batch, counted and reported
+//! ([`crate::pipeline::Skipped`]); its place is not refilled, so every other sample stays in the
+//! batch the uninterrupted run puts it in (a batch may end up empty; see [`crate::pipeline`] for
+//! when that becomes an error).
 
+use crate::pipeline::{keep_readable, EmptyWatch, Loader, Skipped};
 use crate::{derive_seed, Error, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tensor::{Device, Rng, Tensor};
@@ -215,6 +220,7 @@ impl Batch {
 pub struct Batcher<D: Dataset + 'static> {
     dataset: Arc<D>,
     config: BatcherConfig,
+    skipped: Arc<Skipped>,
 }
 
 impl<D: Dataset + 'static> Clone for Batcher<D> {
@@ -222,6 +228,7 @@ impl<D: Dataset + 'static> Clone for Batcher<D> {
         Batcher {
             dataset: Arc::clone(&self.dataset),
             config: self.config.clone(),
+            skipped: Arc::clone(&self.skipped),
         }
     }
 }
@@ -250,7 +257,11 @@ impl<D: Dataset + 'static> Batcher<D> {
                 format!("the dataset's images are empty ({})", dataset.dims()),
             ));
         }
-        Ok(Batcher { dataset, config })
+        Ok(Batcher {
+            dataset,
+            config,
+            skipped: Arc::default(),
+        })
     }
 
     pub fn dataset(&self) -> &Arc<D> {
@@ -309,14 +320,16 @@ impl<D: Dataset + 'static> Batcher<D> {
         let mut images = vec![0.0f32; indices.len() * per];
         let seed = self.config.seed;
         let dataset = &*self.dataset;
-        let labels = images
+        let results: Vec<Result<usize>> = images
             .par_chunks_mut(per)
             .zip(indices.par_iter())
             .map(|(out, &index)| {
                 let mut rng = Rng::new(derive_seed(&[seed, epoch, index as u64]));
                 dataset.get_into(index, &mut rng, out)
             })
-            .collect::<Result<Vec<usize>>>()?;
+            .collect();
+        let (images, labels, indices) =
+            keep_readable(images, per, results, indices, &self.skipped)?;
         Ok(Batch {
             images,
             labels,
@@ -335,35 +348,65 @@ impl<D: Dataset + 'static> Batcher<D> {
     /// uninterrupted run would have seen next).
     pub fn epoch_from(&self, epoch: u64, first: usize) -> EpochIter {
         let total = self.num_batches();
-        let (tx, rx) = sync_channel::<Result<Batch>>(self.config.prefetch - 1);
         let this = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("datasets-prefetch".into())
-            .spawn(move || {
+        EpochIter::spawn(
+            self.config.prefetch,
+            total.saturating_sub(first),
+            move |tx| {
                 let order = this.order(epoch);
+                let mut watch = EmptyWatch::default();
                 for position in first..total {
                     let batch = this.assemble(&order, epoch, position);
-                    let failed = batch.is_err();
+                    let stop = watch.after(&batch, &this.skipped);
+                    let failed = batch.is_err() || stop.is_some();
                     // A closed channel means the consumer dropped the iterator: stop quietly.
-                    if tx.send(batch).is_err() || failed {
-                        break;
+                    if tx.send(batch).is_err() {
+                        return;
+                    }
+                    if let Some(e) = stop {
+                        let _ = tx.send(Err(e));
+                    }
+                    if failed {
+                        return;
                     }
                 }
-            });
-        match spawned {
-            Ok(handle) => EpochIter {
-                rx: Some(rx),
-                handle: Some(handle),
-                remaining: total.saturating_sub(first),
-                spawn_error: None,
+                if let Some(e) = watch.at_end(total.saturating_sub(first), &this.skipped) {
+                    let _ = tx.send(Err(e));
+                }
             },
-            Err(e) => EpochIter {
-                rx: None,
-                handle: None,
-                remaining: 0,
-                spawn_error: Some(Error::Worker(format!("cannot start a thread: {e}"))),
-            },
-        }
+        )
+    }
+
+    /// Images skipped so far because they could not be read or decoded.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.count()
+    }
+}
+
+impl<D: Dataset + 'static> Loader for Batcher<D> {
+    fn len(&self) -> usize {
+        self.dataset.len()
+    }
+    fn dims(&self) -> ImageDims {
+        self.dataset.dims()
+    }
+    fn num_classes(&self) -> usize {
+        self.dataset.num_classes()
+    }
+    fn class_names(&self) -> Vec<String> {
+        self.dataset.class_names()
+    }
+    fn batch_size(&self) -> usize {
+        self.config.batch_size
+    }
+    fn num_batches(&self) -> usize {
+        Batcher::num_batches(self)
+    }
+    fn epoch_from(&self, epoch: u64, first: usize) -> EpochIter {
+        Batcher::epoch_from(self, epoch, first)
+    }
+    fn skipped(&self) -> u64 {
+        self.skipped.count()
     }
 }
 
@@ -374,6 +417,36 @@ pub struct EpochIter {
     handle: Option<JoinHandle<()>>,
     remaining: usize,
     spawn_error: Option<Error>,
+}
+
+impl EpochIter {
+    /// Runs `work` on a new thread; it sends the batches (at most `prefetch - 1` wait in the
+    /// channel while one is being made) and must stop when a send fails. `remaining` is how many
+    /// batches it will send when nothing goes wrong.
+    pub(crate) fn spawn(
+        prefetch: usize,
+        remaining: usize,
+        work: impl FnOnce(SyncSender<Result<Batch>>) + Send + 'static,
+    ) -> EpochIter {
+        let (tx, rx) = sync_channel::<Result<Batch>>(prefetch.saturating_sub(1));
+        let spawned = std::thread::Builder::new()
+            .name("datasets-prefetch".into())
+            .spawn(move || work(tx));
+        match spawned {
+            Ok(handle) => EpochIter {
+                rx: Some(rx),
+                handle: Some(handle),
+                remaining,
+                spawn_error: None,
+            },
+            Err(e) => EpochIter {
+                rx: None,
+                handle: None,
+                remaining: 0,
+                spawn_error: Some(Error::Worker(format!("cannot start a thread: {e}"))),
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for EpochIter {

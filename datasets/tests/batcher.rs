@@ -14,6 +14,7 @@ struct Counting {
     n: usize,
     calls: AtomicUsize,
     fail_at: Option<usize>,
+    fatal_at: Option<usize>,
     panic_at: Option<usize>,
 }
 
@@ -23,6 +24,7 @@ impl Counting {
             n,
             calls: AtomicUsize::new(0),
             fail_at: None,
+            fatal_at: None,
             panic_at: None,
         }
     }
@@ -45,6 +47,9 @@ impl Dataset for Counting {
                 path: format!("img{index}.png").into(),
                 reason: "broken".into(),
             });
+        }
+        if self.fatal_at == Some(index) {
+            return Err(Error::Worker(format!("storage gone at {index}")));
         }
         if self.panic_at == Some(index) {
             panic!("loader bug at {index}");
@@ -176,15 +181,32 @@ fn prefetches_ahead_but_stays_bounded() {
 }
 
 #[test]
-fn a_failing_sample_ends_the_epoch_with_its_error() {
+fn an_unreadable_image_is_left_out_and_counted() {
     let mut ds = Counting::new(20);
     ds.fail_at = Some(13);
+    let b = Batcher::new(Arc::new(ds), BatcherConfig::eval(4)).unwrap();
+    let batches: Vec<_> = b.epoch(0).collect::<Result<_>>().unwrap();
+    assert_eq!(batches.len(), 5, "the epoch goes on");
+    assert_eq!(batches[3].indices, [12, 14, 15]);
+    assert_eq!(batches[3].shape(), [3, 2, 2, 3]);
+    assert_eq!(
+        batches[3].images[2 * 12],
+        15.0,
+        "the images stay with their ids"
+    );
+    assert_eq!(b.skipped(), 1);
+}
+
+#[test]
+fn other_failures_end_the_epoch_with_their_error() {
+    let mut ds = Counting::new(20);
+    ds.fatal_at = Some(13);
     let b = Batcher::new(Arc::new(ds), BatcherConfig::eval(4)).unwrap();
     let items: Vec<_> = b.epoch(0).collect();
     assert_eq!(items.len(), 4, "three good batches, then the error");
     assert!(items[..3].iter().all(|r| r.is_ok()));
     let msg = items[3].as_ref().unwrap_err().to_string();
-    assert!(msg.contains("img13.png"), "{msg}");
+    assert!(msg.contains("storage gone at 13"), "{msg}");
 }
 
 #[test]
