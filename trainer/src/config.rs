@@ -31,6 +31,18 @@ pub enum DataSpec {
     },
     /// ImageNet-style class folders: `root/train/<class>/*.jpg` and `root/val/<class>/*.jpg`.
     Folder { root: PathBuf },
+    /// WebDataset shards: `root/train/*.tar` and `root/val/*.tar` (as `cargo xtask shards`
+    /// writes them from a folder root), read sequentially with shard shuffling and a shuffle
+    /// buffer of `shuffle_buffer` samples.
+    Shards {
+        root: PathBuf,
+        #[serde(default = "default_shuffle_buffer")]
+        shuffle_buffer: usize,
+    },
+}
+
+fn default_shuffle_buffer() -> usize {
+    datasets::ShardLoaderConfig::train(1, 0).shuffle_buffer
 }
 
 impl DataSpec {
@@ -39,6 +51,7 @@ impl DataSpec {
             DataSpec::FashionMnist { .. } => "fashion-mnist",
             DataSpec::Clutter { .. } => "clutter",
             DataSpec::Folder { .. } => "folder",
+            DataSpec::Shards { .. } => "shards",
         }
     }
 }

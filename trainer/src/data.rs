@@ -1,32 +1,131 @@
-//! Turns a [`DataSpec`] into training and validation datasets, and checks they fit the model.
+//! Turns a [`DataSpec`] into training and validation sources, and checks they fit the model.
+//!
+//! A [`Source`] is either a random-access dataset (Fashion-MNIST, clutter, ImageFolder), read
+//! through a [`Batcher`], or a directory of WebDataset shards, read sequentially through a
+//! [`ShardLoader`]; either way the loop pulls batches from a [`Loader`].
 
 use crate::config::DataSpec;
 use crate::error::{Error, Result};
 use datasets::{
-    Clutter, ClutterConfig, Dataset, EvalTransform, FashionMnist, ImageFolder, Normalize,
+    Batcher, BatcherConfig, Clutter, ClutterConfig, Dataset, EvalTransform, FashionMnist,
+    ImageDims, ImageFolder, Loader, Normalize, ShardLoader, ShardLoaderConfig, ShardSet,
     TrainTransform, Transform,
 };
+use std::path::Path;
 use std::sync::Arc;
 use topology::ModelSpec;
 
 pub type DynDataset = Arc<dyn Dataset>;
 
-/// The two splits of a run.
-pub struct Splits {
-    pub train: DynDataset,
-    pub val: DynDataset,
+/// Where one split's images come from.
+#[derive(Clone)]
+pub enum Source {
+    Images(DynDataset),
+    Shards {
+        set: Arc<ShardSet>,
+        transform: Transform,
+        /// Used when the loader shuffles (training); evaluation reads in order.
+        shuffle_buffer: usize,
+    },
 }
 
-impl std::fmt::Debug for Splits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Splits(train {} × {}, val {})",
-            self.train.len(),
-            self.train.dims(),
-            self.val.len()
-        )
+impl Source {
+    pub fn len(&self) -> usize {
+        match self {
+            Source::Images(d) => d.len(),
+            Source::Shards { set, .. } => set.len(),
+        }
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dims(&self) -> ImageDims {
+        match self {
+            Source::Images(d) => d.dims(),
+            Source::Shards { transform, .. } => {
+                let s = transform.output_side();
+                ImageDims::new(3, s, s)
+            }
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            Source::Images(d) => d.num_classes(),
+            Source::Shards { set, .. } => set.classes().len(),
+        }
+    }
+
+    pub fn class_names(&self) -> Vec<String> {
+        match self {
+            Source::Images(d) => d.class_names(),
+            Source::Shards { set, .. } => set.classes().to_vec(),
+        }
+    }
+
+    /// The first `limit` images of a random-access source (shards are cut by their loader).
+    pub fn limited(&self, limit: Option<usize>) -> Source {
+        match self {
+            Source::Images(d) => Source::Images(Prefix::of(Arc::clone(d), limit)),
+            shards => shards.clone(),
+        }
+    }
+
+    /// How many classes the images hold, where that is known without reading them (not for
+    /// shards).
+    pub fn classes_present(&self) -> Option<usize> {
+        match self {
+            Source::Images(d) => classes_present(d.as_ref()),
+            Source::Shards { .. } => None,
+        }
+    }
+
+    /// A loader over at most `limit` images (the first ones; for shards, the first of each
+    /// epoch's stream).
+    pub fn loader(&self, batch: BatcherConfig, limit: Option<usize>) -> Result<Box<dyn Loader>> {
+        Ok(match self {
+            Source::Images(d) => Box::new(Batcher::new(
+                Arc::new(Prefix::of(Arc::clone(d), limit)),
+                batch,
+            )?),
+            Source::Shards {
+                set,
+                transform,
+                shuffle_buffer,
+            } => {
+                let shuffle_buffer = if batch.shuffle { *shuffle_buffer } else { 1 };
+                let config = ShardLoaderConfig {
+                    batch,
+                    shuffle_buffer,
+                    limit,
+                    ..ShardLoaderConfig::eval(1)
+                };
+                Box::new(ShardLoader::new(
+                    Arc::clone(set),
+                    transform.clone(),
+                    config,
+                )?)
+            }
+        })
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Images(d) => write!(f, "Images({} × {})", d.len(), d.dims()),
+            Source::Shards { set, .. } => write!(f, "Shards({:?}, {})", set.dir(), set.len()),
+        }
+    }
+}
+
+/// The two splits of a run.
+#[derive(Debug)]
+pub struct Splits {
+    pub train: Source,
+    pub val: Source,
 }
 
 /// Loads (or generates, for clutter) the data. `image_side` is the model's input size, used by
@@ -36,8 +135,8 @@ pub fn load(spec: &DataSpec, image_side: usize) -> Result<Splits> {
         DataSpec::FashionMnist { dir } => {
             let fm = fashion_mnist(dir.as_deref())?.with_normalize(Normalize::fashion_mnist())?;
             Ok(Splits {
-                train: Arc::new(fm.train),
-                val: Arc::new(fm.test),
+                train: Source::Images(Arc::new(fm.train)),
+                val: Source::Images(Arc::new(fm.test)),
             })
         }
         DataSpec::Clutter {
@@ -56,8 +155,8 @@ pub fn load(spec: &DataSpec, image_side: usize) -> Result<Splits> {
             let (train, val) =
                 Clutter::fashion_mnist_pair(&fm, &config, *test_count, Some(&cache))?;
             Ok(Splits {
-                train: Arc::new(train.with_normalize(Normalize::fashion_mnist())?),
-                val: Arc::new(val.with_normalize(Normalize::fashion_mnist())?),
+                train: Source::Images(Arc::new(train.with_normalize(Normalize::fashion_mnist())?)),
+                val: Source::Images(Arc::new(val.with_normalize(Normalize::fashion_mnist())?)),
             })
         }
         DataSpec::Folder { root } => {
@@ -69,20 +168,43 @@ pub fn load(spec: &DataSpec, image_side: usize) -> Result<Splits> {
                 &root.join("val"),
                 Transform::Eval(EvalTransform::imagenet(image_side)),
             )?;
-            if train.classes() != val.classes() {
-                return Err(Error::Config(format!(
-                    "{}: train has classes {:?} but val has {:?}; both need the same class folders",
-                    root.display(),
-                    train.classes(),
-                    val.classes()
-                )));
-            }
+            same_classes(root, train.classes(), val.classes())?;
             Ok(Splits {
-                train: Arc::new(train),
-                val: Arc::new(val),
+                train: Source::Images(Arc::new(train)),
+                val: Source::Images(Arc::new(val)),
+            })
+        }
+        DataSpec::Shards {
+            root,
+            shuffle_buffer,
+        } => {
+            let train = Arc::new(ShardSet::open(&root.join("train"))?);
+            let val = Arc::new(ShardSet::open(&root.join("val"))?);
+            same_classes(root, train.classes(), val.classes())?;
+            Ok(Splits {
+                train: Source::Shards {
+                    set: train,
+                    transform: Transform::Train(TrainTransform::imagenet(image_side)),
+                    shuffle_buffer: *shuffle_buffer,
+                },
+                val: Source::Shards {
+                    set: val,
+                    transform: Transform::Eval(EvalTransform::imagenet(image_side)),
+                    shuffle_buffer: 1,
+                },
             })
         }
     }
+}
+
+fn same_classes(root: &Path, train: &[String], val: &[String]) -> Result<()> {
+    if train != val {
+        return Err(Error::Config(format!(
+            "{}: train has classes {train:?} but val has {val:?}; both need the same classes",
+            root.display(),
+        )));
+    }
+    Ok(())
 }
 
 /// Fashion-MNIST from the standard places (all 70,000 images checked), or from a directory the
@@ -148,7 +270,7 @@ impl Dataset for Prefix {
 }
 
 /// The image size and class count of `data` must be what `model` takes.
-pub fn check_fits(model: &ModelSpec, data: &dyn Dataset) -> Result<()> {
+pub fn check_fits(model: &ModelSpec, data: &Source) -> Result<()> {
     let d = data.dims();
     let i = &model.input;
     if (d.channels, d.height, d.width) != (i.channels, i.height, i.width) {
@@ -184,7 +306,7 @@ pub fn classes_present(data: &dyn Dataset) -> Option<usize> {
 /// A classifier needs at least two classes to learn from: with one, every prediction is right
 /// and accuracy reads 100 % whatever the model does. An error for the training split; a warning
 /// (returned) for a validation split that holds one class only.
-pub fn check_classes(train: &dyn Dataset, val: &dyn Dataset) -> Result<Vec<String>> {
+pub fn check_classes(train: &Source, val: &Source) -> Result<Vec<String>> {
     let what = |n: usize| {
         if n == 1 {
             "1 class".to_string()
@@ -201,7 +323,7 @@ pub fn check_classes(train: &dyn Dataset, val: &dyn Dataset) -> Result<Vec<Strin
             train.class_names()
         )));
     }
-    if let Some(n) = classes_present(train) {
+    if let Some(n) = train.classes_present() {
         if n < 2 {
             return Err(Error::Config(format!(
                 "the training images hold only {} of the {declared} declared; classification \
@@ -211,7 +333,7 @@ pub fn check_classes(train: &dyn Dataset, val: &dyn Dataset) -> Result<Vec<Strin
         }
     }
     let mut warnings = Vec::new();
-    if let Some(n) = classes_present(val) {
+    if let Some(n) = val.classes_present() {
         if n < 2 && !val.is_empty() {
             warnings.push(format!(
                 "the validation images hold only {}; validation accuracy measures nothing useful \
@@ -239,7 +361,9 @@ mod tests {
             classes,
         )
         .unwrap();
-        let err = check_fits(&model, &images).unwrap_err().to_string();
+        let err = check_fits(&model, &Source::Images(Arc::new(images)))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("1×28×28") && err.contains("1×32×32"), "{err}");
     }
 
@@ -256,18 +380,19 @@ mod tests {
 
     #[test]
     fn one_class_data_is_refused_and_a_one_class_validation_split_warned_about() {
-        let two = images(vec![0, 1, 0], 2);
+        let source = |labels, classes| Source::Images(Arc::new(images(labels, classes)));
+        let two = source(vec![0, 1, 0], 2);
         assert_eq!(check_classes(&two, &two).unwrap(), Vec::<String>::new());
-        let one_declared = images(vec![0, 0], 1);
+        let one_declared = source(vec![0, 0], 1);
         let err = check_classes(&one_declared, &two).unwrap_err().to_string();
         assert!(
             err.contains("1 class") && err.contains("at least 2"),
             "{err}"
         );
-        let one_present = images(vec![3, 3, 3], 10);
+        let one_present = source(vec![3, 3, 3], 10);
         let err = check_classes(&one_present, &two).unwrap_err().to_string();
         assert!(err.contains("only 1 class of the 10"), "{err}");
-        let warnings = check_classes(&two, &images(vec![1, 1], 2)).unwrap();
+        let warnings = check_classes(&two, &source(vec![1, 1], 2)).unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         // A prefix sees only its own images.
         let prefix = Prefix::of(Arc::new(images(vec![2, 2, 5], 10)), Some(2));

@@ -1,10 +1,9 @@
 //! Evaluation: top-1/top-5 at every time step and for every decoder.
 
-use crate::data::DynDataset;
+use crate::data::Source;
 use crate::error::{Error, Result};
-use datasets::{Batcher, BatcherConfig};
+use datasets::BatcherConfig;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use tensor::Tensor;
 use topology::{Decoder, Frames, Model, Needed, Presentation, UnrollOptions, DEFAULT_BLANK};
 
@@ -80,11 +79,10 @@ pub(crate) fn topk_hits(logits: &Tensor, labels: &[usize]) -> Result<(usize, usi
     Ok((h1, h5))
 }
 
-/// Evaluates `model` on `data`.
-pub fn evaluate(model: &Model, data: &DynDataset, opts: &EvalOptions) -> Result<EvalReport> {
+/// Evaluates `model` on `data` (images that cannot be read are left out and not counted).
+pub fn evaluate(model: &Model, data: &Source, opts: &EvalOptions) -> Result<EvalReport> {
     let _guard = tensor::no_grad();
-    let len = opts.limit.map_or(data.len(), |l| l.min(data.len()));
-    if len == 0 {
+    if opts.limit.map_or(data.len(), |l| l.min(data.len())) == 0 {
         return Err(Error::Config("the evaluation set is empty".into()));
     }
     if opts.decoders.is_empty() {
@@ -92,8 +90,8 @@ pub fn evaluate(model: &Model, data: &DynDataset, opts: &EvalOptions) -> Result<
             "evaluation needs at least one decoder".into(),
         ));
     }
-    let prefix = crate::data::Prefix::of(Arc::clone(data), Some(len));
-    let batcher = Batcher::new(Arc::new(prefix), BatcherConfig::eval(opts.batch_size))?;
+    let loader = data.loader(BatcherConfig::eval(opts.batch_size), opts.limit)?;
+    let mut len = 0usize;
     let steps = opts.steps;
     let mut hits1 = vec![0usize; steps];
     let mut hits5 = vec![0usize; steps];
@@ -104,8 +102,13 @@ pub fn evaluate(model: &Model, data: &DynDataset, opts: &EvalOptions) -> Result<
         needed: Needed::AllLogits,
         ..Default::default()
     };
-    for batch in batcher.epoch(0) {
-        let (images, labels) = batch?.into_tensor(model.device)?;
+    for batch in loader.epoch(0) {
+        let batch = batch?;
+        if batch.is_empty() {
+            continue;
+        }
+        len += batch.len();
+        let (images, labels) = batch.into_tensor(model.device)?;
         let frames = Frames::Image {
             image: images,
             presentation: opts.presentation,
@@ -125,6 +128,11 @@ pub fn evaluate(model: &Model, data: &DynDataset, opts: &EvalOptions) -> Result<
         if let Some(last) = logits.last() {
             loss_sum += last.cross_entropy(&labels, 0.0)?.to_scalar()? as f64 * labels.len() as f64;
         }
+    }
+    if len == 0 {
+        return Err(Error::Config(
+            "no image of the evaluation set could be read".into(),
+        ));
     }
     let frac = |h: usize| h as f64 / len as f64;
     let decoders: Vec<DecoderScore> = opts

@@ -9,14 +9,14 @@
 
 use crate::checkpoint::{self, Checkpoint, EpochAccum, Progress};
 use crate::config::{LossSteps, TrainConfig};
-use crate::data::{self, DynDataset};
+use crate::data;
 use crate::error::{Error, Result};
 use crate::evaluate::{evaluate, EvalOptions, EvalReport};
 use crate::metrics::{self, EpochMetrics};
 use crate::optim::Optimizer;
 use crate::plot;
 use crate::resume;
-use datasets::{Batcher, BatcherConfig};
+use datasets::BatcherConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -258,16 +258,15 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
     };
     let side = basis.model.input.height;
     let splits = data::load(&basis.data, side)?;
-    let train_set = data::Prefix::of(Arc::clone(&splits.train), basis.train_limit);
-    let train_batcher = Batcher::new(
-        Arc::new(Arc::clone(&train_set)),
+    let train_loader = splits.train.loader(
         BatcherConfig::train(basis.batch_size, basis.seed),
+        basis.train_limit,
     )?;
-    let batches_per_epoch = train_batcher.num_batches();
+    let batches_per_epoch = train_loader.num_batches();
     if batches_per_epoch == 0 {
         return Err(Error::Config(format!(
             "the training set has {} images, fewer than one batch of {}",
-            train_set.len(),
+            train_loader.len(),
             basis.batch_size
         )));
     }
@@ -285,9 +284,9 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
             c
         }
     };
-    data::check_fits(&config.model, splits.train.as_ref())?;
-    data::check_fits(&config.model, splits.val.as_ref())?;
-    let warnings = data::check_classes(train_set.as_ref(), splits.val.as_ref())?;
+    data::check_fits(&config.model, &splits.train)?;
+    data::check_fits(&config.model, &splits.val)?;
+    let warnings = data::check_classes(&splits.train.limited(config.train_limit), &splits.val)?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -342,7 +341,7 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
                 run.config.model.name,
                 model.num_params(),
                 run.config.data.name(),
-                train_set.len(),
+                train_loader.len(),
                 batches_per_epoch,
                 run.config.batch_size,
                 out.display()
@@ -382,9 +381,14 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
         };
         let mut stopped_inside = false;
         let mut t0 = Instant::now();
-        for batch in train_batcher.epoch_from(epoch, run.progress.position) {
+        for batch in train_loader.epoch_from(epoch, run.progress.position) {
             let batch = batch?;
             let n = batch.len() as u64;
+            if n == 0 {
+                // Nothing in it could be read (the loader counted and reported why).
+                run.progress.position += 1;
+                continue;
+            }
             let (images, labels) = batch.into_tensor(run.config.device)?;
             let (loss, hits) = run.train_step(images, &labels)?;
             let acc = &mut run.progress.accum;
@@ -554,11 +558,10 @@ pub fn evaluate_checkpoint(
     let model = ck.model(device)?;
     let cfg = &ck.config;
     let splits = data::load(&cfg.data, cfg.model.input.height)?;
-    data::check_fits(&cfg.model, splits.val.as_ref())?;
-    let val: DynDataset = splits.val;
+    data::check_fits(&cfg.model, &splits.val)?;
     evaluate(
         &model,
-        &val,
+        &splits.val,
         &EvalOptions {
             batch_size: cfg.eval_batch_size,
             steps: cfg.steps(),

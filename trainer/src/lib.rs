@@ -4,7 +4,7 @@
 //! - [`optim`], [`lr`], [`clip`]: optimisers, learning-rate schedules, gradient clipping;
 //! - [`fit`]: the training loop with checkpoints, resume and the metrics log;
 //! - [`evaluate`]: top-1/top-5 per time step and per decoder;
-//! - [`checkpoint`], [`metrics`], [`plot`]: what a run writes;
+//! - [`checkpoint`], [`metrics`], [`plot`]: what a run writes; [`progress`]: a bar or plain lines;
 //! - [`resume`]: what a resumed run may change (the budget) and what it refuses;
 //! - [`search`]: architecture search (TPE, pruning, SQLite/PostgreSQL study store, median model).
 
@@ -19,6 +19,7 @@ pub mod lr;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
+pub mod progress;
 pub mod resume;
 pub mod search;
 
@@ -30,3 +31,4 @@ pub use fit::{evaluate_checkpoint, fit, Control, FitOptions, FitReport, Outcome}
 pub use lr::{Decay, LrSchedule};
 pub use metrics::EpochMetrics;
 pub use optim::{Optimizer, OptimizerSpec};
+pub use progress::{Progress, ProgressMode};

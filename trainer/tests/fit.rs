@@ -427,3 +427,82 @@ fn one_class_data_is_refused() {
         .to_string();
     assert!(err.contains("only 1 class"), "{err}");
 }
+
+/// Trains on a tiny generated JPEG tree, once read as an ImageFolder and once as shards made from
+/// it: both runs finish, and a shard run stopped after each of its first two batches and resumed
+/// ends with the uninterrupted run's metrics (the shard loader replays its order exactly).
+#[test]
+fn trains_on_jpeg_folders_and_shards_and_resumes_a_shard_run_exactly() {
+    let data = tempfile::tempdir().unwrap();
+    let synthetic = datasets::synthetic::SyntheticConfig {
+        classes: 3,
+        per_class: 8,
+        sizes: vec![(24, 18), (18, 24)],
+        quality: 85,
+        seed: 4,
+    };
+    for split in ["train", "val"] {
+        datasets::synthetic::write_tree(&data.path().join("folder").join(split), &synthetic)
+            .unwrap();
+    }
+    for split in ["train", "val"] {
+        datasets::folder_to_shards::write_shards(
+            &data.path().join("folder").join(split),
+            &data.path().join("shards").join(split),
+            &datasets::folder_to_shards::ShardOptions {
+                samples_per_shard: 5,
+                ..Default::default()
+            },
+            &mut |_, _| {},
+        )
+        .unwrap();
+    }
+    let mut model = topology::zoo::get("compact_timedecay").unwrap();
+    model.default_steps = 3;
+    model.image_off = 3;
+    model.input.channels = 3;
+    model.input.height = 16;
+    model.input.width = 16;
+    model.num_classes = 3;
+    let mut cfg = TrainConfig::for_model(
+        model,
+        DataSpec::Folder {
+            root: data.path().join("folder"),
+        },
+    );
+    cfg.epochs = 2;
+    cfg.batch_size = 6;
+    cfg.eval_batch_size = 8;
+    cfg.seed = 3;
+    let folder_run = tempfile::tempdir().unwrap();
+    let r = fit(cfg.clone(), FitOptions::new(folder_run.path())).unwrap();
+    assert_eq!((r.outcome, r.steps), (Outcome::Finished, 8));
+
+    cfg.data = DataSpec::Shards {
+        root: data.path().join("shards"),
+        shuffle_buffer: 7,
+    };
+    let full = tempfile::tempdir().unwrap();
+    let uninterrupted = fit(cfg.clone(), FitOptions::new(full.path())).unwrap();
+    assert_eq!(
+        (uninterrupted.outcome, uninterrupted.steps),
+        (Outcome::Finished, 8)
+    );
+    assert!(uninterrupted
+        .metrics
+        .iter()
+        .all(|m| m.train_loss.is_finite()));
+    let parts = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(true));
+    for expected in [1, 2] {
+        let mut opts = FitOptions::new(parts.path());
+        opts.stop = Some(Arc::clone(&stop));
+        opts.resume = expected > 1;
+        let r = fit(cfg.clone(), opts).unwrap();
+        assert_eq!((r.outcome, r.steps), (Outcome::Interrupted, expected));
+    }
+    let mut opts = FitOptions::new(parts.path());
+    opts.resume = true;
+    let resumed = fit(cfg, opts).unwrap();
+    assert_metrics_equal(&resumed.metrics, &uninterrupted.metrics);
+}

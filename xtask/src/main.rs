@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's command-line entry point (the cargo-xtask convention). Each
 //! subcommand lives in its own module; set-up checks live in `doctor`.
 
+mod bench_loader;
 mod bench_ops;
 mod bench_unroll;
 mod benchmarks_md;
@@ -8,6 +9,7 @@ mod doctor;
 mod machine;
 mod models;
 mod search;
+mod shards;
 mod train;
 
 use anyhow::{Context, Result};
@@ -52,6 +54,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Writes an ImageFolder tree (or a train/ + val/ root) as WebDataset tar shards, images
+    /// shrunk to a shorter side and re-encoded where needed.
+    Shards(shards::ShardsCmd),
     /// Trains a model (default: compact_rgc on Fashion-MNIST) and reports accuracy per time step.
     Train(Box<train::TrainCmd>),
     /// Evaluates a checkpoint (or a run directory): accuracy per time step and per decoder.
@@ -92,6 +97,9 @@ enum BenchCmd {
     Ops(bench_ops::OpsArgs),
     /// Forward and training images/s and peak memory of whole models unrolled in time.
     Unroll(bench_unroll::UnrollArgs),
+    /// Decoded-and-augmented images/s of the input pipeline (ImageFolder or shards) on a generated
+    /// ImageNet-like JPEG set; benches/torchvision_loader.py is its torchvision peer.
+    Loader(bench_loader::LoaderArgs),
     /// Seconds for the whole neural-fitting protocol (PLS, every bin and split) on synthetic data
     /// (default 2,560 stimuli × 10,000 features × 256 neuroids × 20 bins × 10 splits). Flags:
     /// `cargo xtask bench fit --help`.
@@ -117,10 +125,14 @@ fn main() -> Result<()> {
             what: BenchCmd::Unroll(args),
         } => bench_unroll::run(&args),
         Cmd::Bench {
+            what: BenchCmd::Loader(args),
+        } => bench_loader::run(&args),
+        Cmd::Bench {
             what: BenchCmd::Fit { args },
         } => neurofit_bin("bench-fit", &args),
         Cmd::Doctor { install } => doctor::run(install),
         Cmd::Test { args } => test(&args),
+        Cmd::Shards(cmd) => shards::run(&cmd),
         Cmd::Train(cmd) => train::train(&cmd),
         Cmd::Eval(cmd) => train::eval(&cmd),
         Cmd::Demo(cmd) => train::demo(&cmd),

@@ -21,6 +21,9 @@ pub enum DatasetArg {
     Clutter,
     /// ImageNet-style folders: --data-dir/train/<class>/*.jpg and --data-dir/val/<class>/*.jpg.
     Folder,
+    /// WebDataset shards: --data-dir/train/*.tar and --data-dir/val/*.tar (`cargo xtask shards`
+    /// writes them from a folder root).
+    Shards,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -53,9 +56,12 @@ pub struct TrainArgs {
     /// [default: fashion-mnist]
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetArg>,
-    /// Where the data is (Fashion-MNIST IDX files, or the folder root).
+    /// Where the data is (Fashion-MNIST IDX files, or the folder or shard root).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Shards: samples held by the shuffle buffer (default 5000).
+    #[arg(long)]
+    pub shuffle_buffer: Option<usize>,
     /// Clutter difficulty, 0 (mild) to 1 (hard) [default: 0.5].
     #[arg(long)]
     pub difficulty: Option<f32>,
@@ -145,6 +151,15 @@ impl TrainArgs {
                     .clone()
                     .context("--dataset folder needs --data-dir ROOT (with train/ and val/)")?,
             },
+            DatasetArg::Shards => DataSpec::Shards {
+                root: self
+                    .data_dir
+                    .clone()
+                    .context("--dataset shards needs --data-dir ROOT (with train/ and val/)")?,
+                shuffle_buffer: self
+                    .shuffle_buffer
+                    .unwrap_or(datasets::ShardLoaderConfig::train(1, 0).shuffle_buffer),
+            },
         })
     }
 
@@ -188,7 +203,11 @@ impl TrainArgs {
         } else if let Some(m) = &self.model {
             c.model = crate::models::load_spec(m)?;
         }
-        if self.dataset.is_some() || self.data_dir.is_some() || self.difficulty.is_some() {
+        if self.dataset.is_some()
+            || self.data_dir.is_some()
+            || self.difficulty.is_some()
+            || self.shuffle_buffer.is_some()
+        {
             c.data = self.data_spec()?;
         }
         if let Some(v) = self.epochs {
