@@ -9,10 +9,16 @@
 //! # Ok::<(), tensor::Error>(())
 //! ```
 
+pub mod backend;
 pub mod backprop;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+// Without the feature, a CUDA backend whose buffer type has no values, so that the op layer
+// needs no `cfg` (see `backend`).
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_stub.rs"]
+mod cuda;
 mod device;
 mod error;
 pub mod flops;

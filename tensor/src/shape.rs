@@ -35,6 +35,16 @@ impl Shape {
         s
     }
     /// `(n, c, h, w)` of a rank-4 shape; `op` names the caller in the error.
+    /// `(outer, d, inner)`: the product of the dimensions before `dim`, its length and the
+    /// product of those after it (`dim` < rank).
+    pub fn around(&self, dim: usize) -> (usize, usize, usize) {
+        let d = self.dims();
+        (
+            d[..dim].iter().product(),
+            d[dim],
+            d[dim + 1..].iter().product(),
+        )
+    }
     pub fn dims4(&self, op: &'static str) -> Result<(usize, usize, usize, usize)> {
         match self.0.as_slice() {
             &[n, c, h, w] => Ok((n, c, h, w)),
@@ -101,6 +111,14 @@ impl From<()> for Shape {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn around_splits_the_dimensions_at_one() {
+        let s = Shape::from([2, 3, 4, 5]);
+        assert_eq!(s.around(0), (1, 2, 60));
+        assert_eq!(s.around(2), (6, 4, 5));
+        assert_eq!(s.around(3), (24, 5, 1));
+    }
 
     #[test]
     fn strides_are_row_major() {

@@ -1,8 +1,9 @@
 //! The tensor handle: shape, layout, device, storage and (when recorded) the op that made it.
 
+use crate::backend::BackendStorage;
 use crate::backprop::{self, Node};
-use crate::layout::{self, Layout, BLOCK};
-use crate::storage::{CpuBuf, Storage};
+use crate::layout::{Layout, BLOCK};
+use crate::storage::{dispatch, Storage};
 use crate::{Device, Error, Result, Shape};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -157,26 +158,8 @@ impl Tensor {
                 shape,
             });
         }
-        let storage = match device {
-            Device::Cpu => Storage::cpu(data),
-            Device::Cuda(_) => Self::host_to_device(&data, device)?,
-        };
+        let storage = Storage::from_host(device, data)?;
         Ok(Self::from_storage(storage, shape, Layout::Plain, device))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn host_to_device(data: &[f32], device: Device) -> Result<Storage> {
-        let Device::Cuda(ordinal) = device else {
-            unreachable!("host_to_device is only called for CUDA devices")
-        };
-        Ok(Storage::Cuda(crate::cuda::CudaBuf::from_host(
-            ordinal, data,
-        )?))
-    }
-
-    #[cfg(not(feature = "cuda"))]
-    fn host_to_device(_data: &[f32], device: Device) -> Result<Storage> {
-        Err(Error::CudaNotCompiled(device))
     }
 
     pub fn full(value: f32, shape: impl Into<Shape>, device: Device) -> Result<Tensor> {
@@ -270,25 +253,14 @@ impl Tensor {
 
     /// Runs `f` on the host data (in this tensor's layout). Errors for non-CPU tensors.
     pub fn with_cpu<R>(&self, op: &'static str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-        match &*self.storage() {
-            Storage::Cpu(b) => Ok(f(b.as_slice())),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(_) => Err(Error::invalid(op, "expected a CPU tensor")),
-            #[cfg(not(feature = "cuda"))]
-            #[allow(unreachable_patterns)]
-            _ => unreachable!("{op}: only CPU storage exists without the cuda feature"),
-        }
+        Ok(f(self.storage().host(op)?))
     }
 
     /// The values in plain row-major order, copied to the host.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         let t = self.to_layout_untracked(Layout::Plain)?;
         let s = t.storage();
-        match &*s {
-            Storage::Cpu(b) => Ok(b.to_vec()),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(b) => b.to_host(),
-        }
+        s.to_host()
     }
 
     /// The single value of a one-element tensor.
@@ -321,26 +293,13 @@ impl Tensor {
         }
         let s = src.storage();
         let mut d = self.storage_mut();
-        match (&mut *d, &*s) {
-            (Storage::Cpu(d), Storage::Cpu(s)) => d.copy_from_slice(s),
-            #[cfg(feature = "cuda")]
-            (Storage::Cuda(d), Storage::Cuda(s)) => d.copy_from(s)?,
-            #[cfg(feature = "cuda")]
-            _ => unreachable!("assign: devices were matched above"),
-        }
-        Ok(())
+        dispatch!("assign", (db = &mut *d, sb = &*s) => db.copy_from(sb))
     }
 
     /// Applies `f` to the host data in place (CPU tensors only). Not recorded on the tape.
     pub fn update_cpu(&self, f: impl FnOnce(&mut [f32])) -> Result<()> {
-        match &mut *self.storage_mut() {
-            Storage::Cpu(b) => {
-                f(b.as_mut_slice());
-                Ok(())
-            }
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(_) => Err(Error::invalid("update_cpu", "expected a CPU tensor")),
-        }
+        f(self.storage_mut().host_mut("update_cpu")?);
+        Ok(())
     }
 
     // ----- graph handling ------------------------------------------------------------------
@@ -428,24 +387,10 @@ impl Tensor {
                 format!("the blocked layout needs a channel count divisible by {BLOCK}, got {c}"),
             ));
         }
-        let s = self.storage();
-        let storage = match &*s {
-            Storage::Cpu(src) => {
-                let mut dst = CpuBuf::zeros(src.len());
-                match layout {
-                    Layout::Blocked16 => layout::plain_to_blocked16(src, n, c, h * w, &mut dst),
-                    Layout::Plain => layout::blocked16_to_plain(src, n, c, h * w, &mut dst),
-                }
-                Storage::Cpu(dst)
-            }
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(_) => {
-                return Err(Error::invalid(
-                    "to_layout",
-                    "CUDA tensors always use the plain layout",
-                ))
-            }
-        };
+        let (s, from) = (self.storage(), self.layout());
+        let storage = dispatch!("to_layout", (b = &*s) => {
+            b.relayout([n, c, h, w], from, layout).map(Storage::from)
+        })?;
         Ok(Tensor::from_storage(
             storage,
             self.shape().clone(),

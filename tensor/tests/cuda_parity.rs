@@ -1207,7 +1207,8 @@ fn the_caching_allocator_reports_live_and_cached_bytes() {
 
 // ----- every op through the Tensor API: CPU engine vs CUDA, forward and gradients -------------
 //
-// These go through the op modules' dispatch (`Storage::Cuda` arms), so they check the wiring as
+// These go through the op modules' dispatch to the CUDA backend (`BackendStorage for CudaBuf`),
+// so they check the wiring as
 // well as the kernels: shapes, saved state, the recorded backward and the layout bookkeeping (the
 // CPU convolution may return a blocked result, the CUDA one never does).
 

@@ -1,7 +1,10 @@
-//! CPU kernels: plain functions over host slices, parallel with rayon. These are the reference
-//! every other backend is tested against.
+//! The CPU backend: kernels as plain functions over host slices, parallel with rayon, and their
+//! implementation of the backend contract (`backend.rs`, [`crate::backend::BackendStorage`]).
+//! These are the reference every other backend is tested against.
 
+mod backend;
 pub mod conv;
+mod conv_choice;
 pub mod depthwise;
 pub mod elementwise;
 pub mod fastmath;

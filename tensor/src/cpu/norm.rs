@@ -19,12 +19,10 @@ pub struct LayerNormForward {
 /// Statistics saved per sample by [`layer_norm`].
 pub const STATS: usize = 3;
 
-/// Forward layer norm. `x.len() == n * c * s`, `c * s > 0`; `gamma`/`beta` have length `c`.
+/// Forward layer norm of samples `[n][c][s]`. `x.len() == n * c * s`, `c * s > 0`; `gamma`/`beta` have length `c`.
 pub fn layer_norm(
     x: &[f32],
-    n: usize,
-    c: usize,
-    s: usize,
+    (n, c, s): (usize, usize, usize),
     gamma: Option<&[f32]>,
     beta: Option<&[f32]>,
     eps: f32,
@@ -84,19 +82,16 @@ pub struct LayerNormBackward {
 /// Backward layer norm with the statistics `stats` saved by [`layer_norm`]. With `x̂ = (x − mean)·rstd`
 /// and `d = g·gamma`: `dx = rstd·(d − mean(d) − x̂·mean(d·x̂))` over the sample,
 /// `dgamma_c = Σ g·x̂` and `dbeta_c = Σ g` over batch and space.
-#[allow(clippy::too_many_arguments)]
+/// `need` flags which of `[dx, dgamma, dbeta]` to compute.
 pub fn layer_norm_backward(
     x: &[f32],
     g: &[f32],
     stats: &[f32],
-    n: usize,
-    c: usize,
-    s: usize,
+    (n, c, s): (usize, usize, usize),
     gamma: Option<&[f32]>,
-    need_dx: bool,
-    need_dgamma: bool,
-    need_dbeta: bool,
+    need: [bool; 3],
 ) -> LayerNormBackward {
+    let [need_dx, need_dgamma, need_dbeta] = need;
     let m = c * s;
     // Per-sample, per-channel partials of Σ g·x̂ and Σ g, summed over samples afterwards in order.
     let mut parts = vec![0f64; n * 2 * c];

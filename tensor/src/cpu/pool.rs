@@ -2,26 +2,11 @@
 //! split over planes.
 
 use super::PAR_THRESHOLD;
+use crate::ops::pool::PoolGeom;
 use crate::storage::CpuBuf;
 use rayon::prelude::*;
 
-/// The geometry of one 2-D pooling: `planes` = N·C planes of `h × w` into `oh × ow`, windows of
-/// `kh × kw` moved by `(sh, sw)`, offset by the top/left padding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolGeom {
-    pub planes: usize,
-    pub h: usize,
-    pub w: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-}
-
+// The window helpers the kernels use; the geometry itself belongs to the op layer.
 impl PoolGeom {
     /// The input range `[lo, hi)` covered by each output position of one dimension, clipped to the
     /// input (padded cells are simply not visited).
@@ -53,7 +38,7 @@ impl PoolGeom {
 pub fn max_pool2d(x: &[f32], g: &PoolGeom, argmax: Option<&mut [u32]>) -> CpuBuf {
     let (rows, cols) = (g.rows(), g.cols());
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut out = CpuBuf::zeros(g.planes * ohw);
+    let mut out = CpuBuf::zeros(g.planes() * ohw);
     if out.is_empty() {
         return out;
     }
@@ -101,7 +86,7 @@ pub fn max_pool2d(x: &[f32], g: &PoolGeom, argmax: Option<&mut [u32]>) -> CpuBuf
 /// The input gradient of max pooling: each output gradient goes to its recorded argmax.
 pub fn max_pool2d_backward(grad: &[f32], argmax: &[u32], g: &PoolGeom) -> CpuBuf {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut dx = CpuBuf::zeros(g.planes * hw);
+    let mut dx = CpuBuf::zeros(g.planes() * hw);
     if dx.is_empty() || ohw == 0 {
         return dx;
     }
@@ -123,7 +108,7 @@ pub fn max_pool2d_backward(grad: &[f32], argmax: &[u32], g: &PoolGeom) -> CpuBuf
 pub fn avg_pool2d(x: &[f32], g: &PoolGeom) -> CpuBuf {
     let (rows, cols) = (g.rows(), g.cols());
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut out = CpuBuf::zeros(g.planes * ohw);
+    let mut out = CpuBuf::zeros(g.planes() * ohw);
     if out.is_empty() {
         return out;
     }
@@ -151,7 +136,7 @@ pub fn avg_pool2d(x: &[f32], g: &PoolGeom) -> CpuBuf {
 pub fn avg_pool2d_backward(grad: &[f32], g: &PoolGeom) -> CpuBuf {
     let (rows, cols) = (g.rows(), g.cols());
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut dx = CpuBuf::zeros(g.planes * hw);
+    let mut dx = CpuBuf::zeros(g.planes() * hw);
     if dx.is_empty() || ohw == 0 {
         return dx;
     }
@@ -212,7 +197,8 @@ mod tests {
 
     fn geom(h: usize, w: usize, k: usize, s: usize, pad: usize, oh: usize, ow: usize) -> PoolGeom {
         PoolGeom {
-            planes: 1,
+            n: 1,
+            c: 1,
             h,
             w,
             oh,

@@ -7,16 +7,9 @@
 //! `outer = N`, `inner = H·W`.
 
 use super::PAR_THRESHOLD;
+use crate::backend::Rows;
 use crate::storage::CpuBuf;
 use rayon::prelude::*;
-
-/// One side of a [`copy_rows`]: a buffer viewed as rows of `row` values, with the chunk starting
-/// `off` values into each row.
-#[derive(Clone, Copy, Debug)]
-pub struct Rows {
-    pub row: usize,
-    pub off: usize,
-}
 
 /// Copies a `chunk` from every row of `src` into the matching row of `dst`.
 /// `dst.len()` must be a whole number of `dst_rows.row` rows, and `src` must hold as many rows.

@@ -4,7 +4,7 @@
 
 use crate::cpu::elementwise as cpu;
 use crate::storage::Storage;
-use crate::{Error, Result, Tensor};
+use crate::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// The squashing function of a gate.
@@ -35,23 +35,16 @@ impl Tensor {
             };
         }
         let tanh = f == Squash::Tanh;
-        let storage = match &*self.storage() {
-            Storage::Cpu(x) => Storage::Cpu(cpu::squash(x, tanh, shift, mul, add)),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(_) => return Err(not_cpu("squash")),
-        };
+        let x = self.storage();
+        let storage = Storage::Cpu(cpu::squash(x.host("squash")?, tanh, shift, mul, add));
         let out = Tensor::from_storage(storage, self.shape().clone(), self.layout(), self.device());
         Ok(out.with_history("squash", &[self], move |ctx| {
+            const OP: &str = "squash backward";
             let x = &ctx.inputs[0];
             let g = ctx.grad.to_layout(x.layout())?;
             let (sx, sg) = (x.storage(), g.storage());
-            let storage = match (&*sx, &*sg) {
-                (Storage::Cpu(x), Storage::Cpu(g)) => {
-                    Storage::Cpu(cpu::squash_backward(x, g, tanh, shift, mul))
-                }
-                #[cfg(feature = "cuda")]
-                _ => return Err(not_cpu("squash backward")),
-            };
+            let (xv, gv) = (sx.host(OP)?, sg.host(OP)?);
+            let storage = Storage::Cpu(cpu::squash_backward(xv, gv, tanh, shift, mul));
             Ok(vec![Some(Tensor::from_storage(
                 storage,
                 x.shape().clone(),
@@ -78,21 +71,18 @@ impl Tensor {
             d.to_layout(layout)?,
         );
         let storage = {
+            const OP: &str = "mul_add_mul";
             let (sa, sb, sc, sd) = (self.storage(), b.storage(), c.storage(), d.storage());
-            match (&*sa, &*sb, &*sc, &*sd) {
-                (Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(c), Storage::Cpu(d)) => {
-                    Storage::Cpu(cpu::mul_add_mul(a, b, c, d))
-                }
-                #[cfg(feature = "cuda")]
-                _ => return Err(not_cpu("mul_add_mul")),
-            }
+            let (av, bv) = (sa.host(OP)?, sb.host(OP)?);
+            Storage::Cpu(cpu::mul_add_mul(av, bv, sc.host(OP)?, sd.host(OP)?))
         };
         let out = Tensor::from_storage(storage, self.shape().clone(), layout, self.device());
         Ok(
             out.with_history("mul_add_mul", &[self, &b, &c, &d], move |ctx| {
+                const OP: &str = "mul_add_mul backward";
                 let g = ctx.grad.to_layout(layout)?;
                 let sg = g.storage();
-                let gv = cpu_values(&sg, "mul_add_mul backward")?;
+                let gv = sg.host(OP)?;
                 // d/da = g·b, d/db = g·a, d/dc = g·d, d/dd = g·c.
                 let partner = [1, 0, 3, 2];
                 (0..4)
@@ -102,7 +92,7 @@ impl Tensor {
                         }
                         let other = &ctx.inputs[partner[i]];
                         let so = other.storage();
-                        let ov = cpu_values(&so, "mul_add_mul backward")?;
+                        let ov = so.host(OP)?;
                         Ok(Some(Tensor::from_storage(
                             Storage::Cpu(cpu::mul_same(gv, ov)),
                             other.shape().clone(),
@@ -113,23 +103,6 @@ impl Tensor {
                     .collect()
             }),
         )
-    }
-}
-
-#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
-fn cpu_values<'a>(s: &'a Storage, op: &'static str) -> Result<&'a [f32]> {
-    match s {
-        Storage::Cpu(v) => Ok(v),
-        #[cfg(feature = "cuda")]
-        Storage::Cuda(_) => Err(not_cpu(op)),
-    }
-}
-
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-fn not_cpu(op: &'static str) -> Error {
-    Error::InvalidArgument {
-        op,
-        msg: "the fused kernel runs on the CPU; other devices compose the plain ops".into(),
     }
 }
 

@@ -1,91 +1,46 @@
 //! Matrix products: `matmul` (plain and batched) and `linear` (`x·Wᵀ + b`). Every product, forward
 //! and backward, is one call per matrix to the GEMM with transposed operands read in place.
 
-use crate::cpu::linear::{self as cpu, Operand};
-use crate::cpu::reduce::{self as cpu_reduce, ReducePlan};
+use crate::backend::{BackendStorage, BatchDims, MatLayout};
 use crate::layout::Layout;
-use crate::storage::Storage;
-use crate::{Device, Error, Result, Shape, Tensor};
+use crate::storage::{dispatch, same_backend, Storage};
+use crate::{Error, Result, Shape, Tensor};
 
-/// `batch` products `[m, k]·[k, n]` laid out contiguously.
-#[derive(Clone, Copy, Debug)]
-struct Dims {
-    batch: usize,
-    m: usize,
-    k: usize,
-    n: usize,
-}
-
-fn op(data: &[f32], stride: usize, cols: usize, trans: bool) -> Operand<'_> {
-    Operand {
-        data,
-        stride,
-        cols,
-        trans,
-    }
-}
-
-/// `c[b] = op(a[b])·op(b[b])`, `c: [batch, m, n]`, as a tensor of `shape`.
-#[allow(clippy::too_many_arguments)]
+/// `c[b] = op(a[b])·op(b[b])`, `c: [batch, m, n]`, as a plain tensor of `shape` on `a`'s
+/// device; `a` and `b` are `batch` contiguous matrices with `cols` columns as stored, read
+/// transposed when flagged.
 fn product(
     a: &Tensor,
     (a_cols, a_trans): (usize, bool),
     b: &Tensor,
     (b_cols, b_trans): (usize, bool),
-    batch: usize,
-    (m, n, k): (usize, usize, usize),
+    dims: BatchDims,
     shape: Shape,
-    device: Device,
 ) -> Result<Tensor> {
-    let (a_stride, b_stride) = (a.elem_count() / batch.max(1), b.elem_count() / batch.max(1));
-    let storage = match (&*a.storage(), &*b.storage()) {
-        (Storage::Cpu(av), Storage::Cpu(bv)) => Storage::Cpu(cpu::matmul(
-            batch,
-            m,
-            n,
-            k,
-            op(av, a_stride, a_cols, a_trans),
-            op(bv, b_stride, b_cols, b_trans),
-        )),
-        #[cfg(feature = "cuda")]
-        (Storage::Cuda(av), Storage::Cuda(bv)) => {
-            let mat = |buf, cols, trans| crate::cuda::DevMat {
-                buf,
-                offset: 0,
-                ld: cols,
-                trans,
-            };
-            Storage::Cuda(crate::cuda::matmul_strided(
-                batch,
-                m,
-                n,
-                k,
-                mat(av, a_cols, a_trans),
-                a_stride,
-                mat(bv, b_cols, b_trans),
-                b_stride,
-            )?)
-        }
-        #[cfg(feature = "cuda")]
-        _ => {
-            return Err(Error::DeviceMismatch {
-                op: "matmul",
-                lhs: a.device(),
-                rhs: b.device(),
-            })
-        }
+    let per = |t: &Tensor| t.elem_count() / dims.batch.max(1);
+    let la = MatLayout {
+        stride: per(a),
+        cols: a_cols,
+        trans: a_trans,
     };
-    Ok(Tensor::from_storage(storage, shape, Layout::Plain, device))
+    let lb = MatLayout {
+        stride: per(b),
+        cols: b_cols,
+        trans: b_trans,
+    };
+    let storage = dispatch!("matmul", (av = &*a.storage(), bv = &*b.storage()) => {
+        av.matmul(la, bv, lb, dims).map(Storage::from)
+    })?;
+    Ok(Tensor::from_storage(
+        storage,
+        shape,
+        Layout::Plain,
+        a.device(),
+    ))
 }
 
-/// Devices are checked before dispatch, so storages of different kinds are a backend bug.
-#[cfg(feature = "cuda")]
-fn mixed(x: &Tensor, other: Option<&Tensor>) -> Error {
-    Error::DeviceMismatch {
-        op: "linear",
-        lhs: x.device(),
-        rhs: other.map_or(x.device(), Tensor::device),
-    }
+fn dims(batch: usize, (m, n, k): (usize, usize, usize)) -> BatchDims {
+    BatchDims { batch, m, n, k }
 }
 
 impl Tensor {
@@ -108,7 +63,7 @@ impl Tensor {
                         a.shape()
                     )));
                 }
-                (Dims { batch: 1, m, k, n }, vec![m, n])
+                (dims(1, (m, n, k)), vec![m, n])
             }
             (&[bt, m, k], &[k2, n]) => {
                 if k != k2 {
@@ -118,15 +73,7 @@ impl Tensor {
                     )));
                 }
                 // The shared right-hand side makes this one product of [B·M, K] by [K, N].
-                (
-                    Dims {
-                        batch: 1,
-                        m: bt * m,
-                        k,
-                        n,
-                    },
-                    vec![bt, m, n],
-                )
+                (dims(1, (bt * m, n, k)), vec![bt, m, n])
             }
             (&[bt, m, k], &[bt2, k2, n]) => {
                 if bt != bt2 || k != k2 {
@@ -135,7 +82,7 @@ impl Tensor {
                         a.shape()
                     )));
                 }
-                (Dims { batch: bt, m, k, n }, vec![bt, m, n])
+                (dims(bt, (m, n, k)), vec![bt, m, n])
             }
             _ => {
                 return Err(Error::invalid(
@@ -148,47 +95,21 @@ impl Tensor {
                 ))
             }
         };
-        let Dims { batch, m, k, n } = d;
+        let BatchDims { batch, m, n, k } = d;
         crate::flops::add(2 * (batch * m * n * k) as u64);
-        let out = product(
-            &a,
-            (k, false),
-            &b,
-            (n, false),
-            batch,
-            (m, n, k),
-            Shape::new(out_shape),
-            a.device(),
-        )?;
+        let out = product(&a, (k, false), &b, (n, false), d, Shape::new(out_shape))?;
         Ok(out.with_history(OP, &[&a, &b], move |ctx| {
             let (a, b) = (&ctx.inputs[0], &ctx.inputs[1]);
             let g = ctx.grad.plain()?;
-            let dev = a.device();
             // dA = G·Bᵀ and dB = Aᵀ·G, per batch (or over the flattened batch for a shared B).
             let da = ctx.needs_grad(0).then(|| {
-                product(
-                    &g,
-                    (n, false),
-                    b,
-                    (n, true),
-                    batch,
-                    (m, k, n),
-                    a.shape().clone(),
-                    dev,
-                )
+                let shape = a.shape().clone();
+                product(&g, (n, false), b, (n, true), dims(batch, (m, k, n)), shape)
             });
             let da = da.transpose()?;
             let db = ctx.needs_grad(1).then(|| {
-                product(
-                    a,
-                    (k, true),
-                    &g,
-                    (n, false),
-                    batch,
-                    (k, n, m),
-                    b.shape().clone(),
-                    dev,
-                )
+                let shape = b.shape().clone();
+                product(a, (k, true), &g, (n, false), dims(batch, (k, n, m)), shape)
             });
             Ok(vec![da, db.transpose()?])
         }))
@@ -227,32 +148,10 @@ impl Tensor {
         crate::flops::add(2 * (n * i * o) as u64);
         let storage = {
             let sb = bias.as_ref().map(|b| b.storage());
-            match (&*x.storage(), &*w.storage()) {
-                (Storage::Cpu(xv), Storage::Cpu(wv)) => {
-                    let bv = sb
-                        .as_deref()
-                        .map(|st| match st {
-                            Storage::Cpu(v) => Ok(v.as_slice()),
-                            #[cfg(feature = "cuda")]
-                            Storage::Cuda(_) => Err(mixed(&x, bias.as_ref())),
-                        })
-                        .transpose()?;
-                    Storage::Cpu(cpu::linear(xv, wv, bv, n, i, o))
-                }
-                #[cfg(feature = "cuda")]
-                (Storage::Cuda(xv), Storage::Cuda(wv)) => {
-                    let bv = sb
-                        .as_deref()
-                        .map(|st| match st {
-                            Storage::Cuda(v) => Ok(v),
-                            Storage::Cpu(_) => Err(mixed(&x, bias.as_ref())),
-                        })
-                        .transpose()?;
-                    Storage::Cuda(crate::cuda::linear_forward(xv, wv, bv, n, i, o)?)
-                }
-                #[cfg(feature = "cuda")]
-                _ => return Err(mixed(&x, Some(&w))),
-            }
+            dispatch!(OP, (xv = &*x.storage(), wv = &*w.storage()) => {
+                let bv = same_backend(OP, sb.as_deref())?;
+                xv.linear(wv, bv, (n, i, o)).map(Storage::from)
+            })?
         };
         let out = Tensor::from_storage(storage, Shape::from([n, o]), Layout::Plain, x.device());
         let mut inputs = vec![&x, &w];
@@ -264,28 +163,12 @@ impl Tensor {
             let grads = [
                 // dx = G·W, dW = Gᵀ·x.
                 ctx.needs_grad(0).then(|| {
-                    product(
-                        &g,
-                        (o, false),
-                        w,
-                        (i, false),
-                        1,
-                        (n, i, o),
-                        x.shape().clone(),
-                        dev,
-                    )
+                    let shape = x.shape().clone();
+                    product(&g, (o, false), w, (i, false), dims(1, (n, i, o)), shape)
                 }),
                 ctx.needs_grad(1).then(|| {
-                    product(
-                        &g,
-                        (o, true),
-                        x,
-                        (i, false),
-                        1,
-                        (o, i, n),
-                        w.shape().clone(),
-                        dev,
-                    )
+                    let shape = w.shape().clone();
+                    product(&g, (o, true), x, (i, false), dims(1, (o, i, n)), shape)
                 }),
             ];
             let mut grads = grads
@@ -294,14 +177,9 @@ impl Tensor {
                 .collect::<Result<Vec<_>>>()?;
             if ctx.inputs.len() == 3 {
                 grads.push(if ctx.needs_grad(2) {
-                    let plan = ReducePlan::new(&[n, o], &[true, false]);
-                    let storage = match &*g.storage() {
-                        Storage::Cpu(gv) => Storage::Cpu(cpu_reduce::sum(gv, &plan, 1.0)),
-                        #[cfg(feature = "cuda")]
-                        Storage::Cuda(gv) => {
-                            Storage::Cuda(crate::cuda::sum_over(gv, &[n, o], &[true, false], 1.0)?)
-                        }
-                    };
+                    let storage = dispatch!(OP, (gv = &*g.storage()) => {
+                        gv.sum_over(&[n, o], &[true, false], 1.0).map(Storage::from)
+                    })?;
                     Some(Tensor::from_storage(
                         storage,
                         Shape::from([o]),

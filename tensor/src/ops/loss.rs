@@ -1,8 +1,8 @@
 //! Softmax, log-softmax (over the last dimension) and softmax cross-entropy with label smoothing.
 
-use crate::cpu::loss as cpu;
+use crate::backend::BackendStorage;
 use crate::layout::Layout;
-use crate::storage::Storage;
+use crate::storage::{dispatch, Storage};
 use crate::{Error, Result, Shape, Tensor};
 
 impl Tensor {
@@ -28,46 +28,14 @@ impl Tensor {
         if x.elem_count() == 0 {
             return Tensor::zeros(x.shape().clone(), x.device());
         }
-        let storage = match &*x.storage() {
-            Storage::Cpu(v) => Storage::Cpu(cpu::softmax(v, k, log)),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(v) => {
-                let rows = v.len() / k;
-                Storage::Cuda(if log {
-                    crate::cuda::log_softmax_forward(v, rows, k)?
-                } else {
-                    crate::cuda::softmax_forward(v, rows, k)?
-                })
-            }
-        };
+        let storage = dispatch!(op, (v = &*x.storage()) => v.softmax(k, log).map(Storage::from))?;
         let out = Tensor::from_storage(storage, x.shape().clone(), Layout::Plain, x.device());
         Ok(out.with_history(op, &[&x], move |ctx| {
             let g = ctx.grad.plain()?;
             let y = ctx.output;
-            let storage = match (&*y.storage(), &*g.storage()) {
-                (Storage::Cpu(y), Storage::Cpu(g)) => Storage::Cpu(if log {
-                    cpu::log_softmax_backward(y, g, k)
-                } else {
-                    cpu::softmax_backward(y, g, k)
-                }),
-                #[cfg(feature = "cuda")]
-                (Storage::Cuda(y), Storage::Cuda(g)) => {
-                    let rows = y.len() / k;
-                    Storage::Cuda(if log {
-                        crate::cuda::log_softmax_backward(y, g, rows, k)?
-                    } else {
-                        crate::cuda::softmax_backward(y, g, rows, k)?
-                    })
-                }
-                #[cfg(feature = "cuda")]
-                _ => {
-                    return Err(Error::DeviceMismatch {
-                        op,
-                        lhs: y.device(),
-                        rhs: g.device(),
-                    })
-                }
-            };
+            let storage = dispatch!(op, (yv = &*y.storage(), gv = &*g.storage()) => {
+                yv.softmax_backward(gv, k, log).map(Storage::from)
+            })?;
             Ok(vec![Some(Tensor::from_storage(
                 storage,
                 y.shape().clone(),
@@ -114,45 +82,18 @@ impl Tensor {
                 format!("label_smoothing must lie in [0, 1], got {label_smoothing}"),
             ));
         }
-        let loss = match &*x.storage() {
-            Storage::Cpu(v) => Storage::cpu(vec![
-                cpu::cross_entropy(v, k, targets, label_smoothing) as f32,
-            ]),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(v) => Storage::Cuda(crate::cuda::cross_entropy_forward(
-                v,
-                n,
-                k,
-                targets,
-                label_smoothing,
-            )?),
-        };
+        let loss = dispatch!(OP, (v = &*x.storage()) => {
+            v.cross_entropy(k, targets, label_smoothing).map(Storage::from)
+        })?;
         let out = Tensor::from_storage(loss, Shape::scalar(), Layout::Plain, x.device());
         let targets = targets.to_vec();
         Ok(out.with_history(OP, &[&x], move |ctx| {
             let x = &ctx.inputs[0];
             let g = ctx.grad;
-            let storage = match (&*x.storage(), &*g.storage()) {
-                (Storage::Cpu(xv), Storage::Cpu(gv)) => Storage::Cpu(cpu::cross_entropy_backward(
-                    xv,
-                    k,
-                    &targets,
-                    label_smoothing,
-                    gv[0],
-                )),
-                #[cfg(feature = "cuda")]
-                (Storage::Cuda(xv), Storage::Cuda(gv)) => Storage::Cuda(
-                    crate::cuda::cross_entropy_backward(xv, n, k, &targets, label_smoothing, gv)?,
-                ),
-                #[cfg(feature = "cuda")]
-                _ => {
-                    return Err(Error::DeviceMismatch {
-                        op: OP,
-                        lhs: x.device(),
-                        rhs: g.device(),
-                    })
-                }
-            };
+            let storage = dispatch!(OP, (xv = &*x.storage(), gv = &*g.storage()) => {
+                xv.cross_entropy_backward(k, &targets, label_smoothing, gv)
+                    .map(Storage::from)
+            })?;
             Ok(vec![Some(Tensor::from_storage(
                 storage,
                 Shape::from([n, k]),

@@ -1,5 +1,7 @@
-//! The op set. Each module owns one family: its forward, its backward and the dispatch to the
-//! CPU kernels (`crate::cpu`) and CUDA kernels (`crate::cuda`, feature `cuda`).
+//! The op set. Each module owns one family: shape checks, its forward, its recorded backward,
+//! and the hand-off of each computation to the backend that holds the operands
+//! ([`crate::storage::dispatch`] onto [`crate::backend::BackendStorage`]), without knowing which
+//! backends exist.
 
 pub mod conv;
 pub mod elementwise;

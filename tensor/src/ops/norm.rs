@@ -1,8 +1,9 @@
 //! Layer normalisation over every non-batch dimension with a per-channel affine.
 
-use crate::cpu::norm as cpu;
+use crate::backend::BackendStorage;
+use crate::cpu::norm::STATS;
 use crate::layout::Layout;
-use crate::storage::Storage;
+use crate::storage::{dispatch, same_backend, Storage};
 use crate::{Error, Result, Shape, Tensor};
 
 fn check_affine(
@@ -25,35 +26,6 @@ fn check_affine(
         });
     }
     Ok(())
-}
-
-/// The host data of an optional affine parameter of a CPU input (devices were checked to match).
-fn host(st: Option<&Storage>) -> Result<Option<&[f32]>> {
-    st.map(|st| match st {
-        Storage::Cpu(v) => Ok(v.as_slice()),
-        #[cfg(feature = "cuda")]
-        Storage::Cuda(_) => Err(mixed()),
-    })
-    .transpose()
-}
-
-/// The device buffer of an optional affine parameter of a CUDA input.
-#[cfg(feature = "cuda")]
-fn device_buf(st: Option<&Storage>) -> Result<Option<&crate::cuda::CudaBuf>> {
-    st.map(|st| match st {
-        Storage::Cuda(v) => Ok(v),
-        Storage::Cpu(_) => Err(mixed()),
-    })
-    .transpose()
-}
-
-/// Devices are checked before dispatch, so storages of different kinds are a backend bug.
-#[cfg(feature = "cuda")]
-fn mixed() -> Error {
-    Error::invalid(
-        "layer_norm",
-        "the input and its parameters live on different devices",
-    )
 }
 
 impl Tensor {
@@ -95,29 +67,20 @@ impl Tensor {
         }
 
         let (y, stats) = {
-            let (sx, sg, sb) = (
-                x.storage(),
+            let (sg, sb) = (
                 gamma.as_ref().map(|t| t.storage()),
                 beta.as_ref().map(|t| t.storage()),
             );
-            match &*sx {
-                Storage::Cpu(xv) => {
-                    let (g, b) = (host(sg.as_deref())?, host(sb.as_deref())?);
-                    let f = cpu::layer_norm(xv, n, c, s, g, b, eps);
-                    (Storage::Cpu(f.y), Storage::Cpu(f.stats))
-                }
-                #[cfg(feature = "cuda")]
-                Storage::Cuda(xv) => {
-                    let (g, b) = (device_buf(sg.as_deref())?, device_buf(sb.as_deref())?);
-                    let (y, stats) = crate::cuda::layer_norm_forward(xv, n, c, s, g, b, eps)?;
-                    (Storage::Cuda(y), Storage::Cuda(stats))
-                }
-            }
+            dispatch!(OP, (xv = &*x.storage()) => {
+                let (g, b) = (same_backend(OP, sg.as_deref())?, same_backend(OP, sb.as_deref())?);
+                let (y, stats) = xv.layer_norm((n, c, s), g, b, eps)?;
+                Ok((Storage::from(y), Storage::from(stats)))
+            })?
         };
         let dev = x.device();
         let out = Tensor::from_storage(y, x.shape().clone(), Layout::Plain, dev);
         // Saved for the backward: per sample [mean, mean_lo, rstd] (see `cpu::norm`).
-        let stats = Tensor::from_storage(stats, Shape::from([n, cpu::STATS]), Layout::Plain, dev);
+        let stats = Tensor::from_storage(stats, Shape::from([n, STATS]), Layout::Plain, dev);
 
         // Inputs recorded: x, then gamma and beta when present.
         let mut inputs = vec![&x];
@@ -136,51 +99,14 @@ impl Tensor {
             let grads = {
                 let (sx, sg, ss) = (x.storage(), g.storage(), stats.storage());
                 let sgm = gamma_t.map(|t| t.storage());
-                match (&*sx, &*sg, &*ss) {
-                    (Storage::Cpu(xv), Storage::Cpu(gv), Storage::Cpu(sv)) => {
-                        let b = cpu::layer_norm_backward(
-                            xv,
-                            gv,
-                            sv,
-                            n,
-                            c,
-                            s,
-                            host(sgm.as_deref())?,
-                            need_dx,
-                            need_dg,
-                            need_db,
-                        );
-                        (
-                            b.dx.map(Storage::Cpu),
-                            b.dgamma.map(Storage::Cpu),
-                            b.dbeta.map(Storage::Cpu),
-                        )
-                    }
-                    #[cfg(feature = "cuda")]
-                    (Storage::Cuda(xv), Storage::Cuda(gv), Storage::Cuda(sv)) => {
-                        let (dx, dg, db) = crate::cuda::layer_norm_backward(
-                            xv,
-                            gv,
-                            sv,
-                            n,
-                            c,
-                            s,
-                            device_buf(sgm.as_deref())?,
-                            need_dx,
-                            need_dg,
-                            need_db,
-                        )?;
-                        (
-                            dx.map(Storage::Cuda),
-                            dg.map(Storage::Cuda),
-                            db.map(Storage::Cuda),
-                        )
-                    }
-                    #[cfg(feature = "cuda")]
-                    _ => return Err(mixed()),
-                }
+                let need = [need_dx, need_dg, need_db];
+                dispatch!(OP, (xv = &*sx, gv = &*sg, sv = &*ss) => {
+                    let gamma = same_backend(OP, sgm.as_deref())?;
+                    let grads = xv.layer_norm_backward(gv, sv, (n, c, s), gamma, need)?;
+                    Ok(grads.map(|t| t.map(Storage::from)))
+                })?
             };
-            let (dx, dg, db) = grads;
+            let [dx, dg, db] = grads;
             let mut out =
                 vec![dx.map(|st| {
                     Tensor::from_storage(st, x.shape().clone(), Layout::Plain, x.device())

@@ -8,10 +8,10 @@
 //! average.
 
 use super::padding::Padding;
+use crate::backend::BackendStorage;
 use crate::backprop::is_grad_enabled;
-use crate::cpu::pool::{self as cpu, PoolGeom};
 use crate::layout::Layout;
-use crate::storage::Storage;
+use crate::storage::{dispatch, Storage};
 use crate::{Error, Result, Shape, Tensor};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -154,11 +154,46 @@ pub fn pool2d_output_size(in_hw: (usize, usize), opts: &Pool2dOpts) -> Result<(u
     resolve("pool2d_output_size", in_hw, opts).map(|(o, _)| o)
 }
 
+/// The geometry of one 2-D pooling: `n·c` planes of `h × w` into `oh × ow`, windows of
+/// `kh × kw` moved by `(sh, sw)`, offset by the top/left padding (the bottom/right padding only
+/// decides the output size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl PoolGeom {
+    /// The number of independent planes, `n·c`.
+    pub fn planes(&self) -> usize {
+        self.n * self.c
+    }
+    /// The input's shape `[n, c, h, w]`.
+    pub fn in_shape(&self) -> [usize; 4] {
+        [self.n, self.c, self.h, self.w]
+    }
+    /// The output's shape `[n, c, oh, ow]`.
+    pub fn out_shape(&self) -> [usize; 4] {
+        [self.n, self.c, self.oh, self.ow]
+    }
+}
+
 fn geometry(op: &'static str, shape: &Shape, opts: &Pool2dOpts) -> Result<PoolGeom> {
     let (n, c, h, w) = shape.dims4(op)?;
     let ((oh, ow), (pad_top, pad_left)) = resolve(op, (h, w), opts)?;
     Ok(PoolGeom {
-        planes: n * c,
+        n,
+        c,
         h,
         w,
         oh,
@@ -172,26 +207,9 @@ fn geometry(op: &'static str, shape: &Shape, opts: &Pool2dOpts) -> Result<PoolGe
     })
 }
 
-/// The input as `[n, c, h, w]` for the CUDA functions (`shape` is the validated 4-D input).
-#[cfg(feature = "cuda")]
-fn cuda_shape(g: &PoolGeom, shape: &Shape) -> [usize; 4] {
-    [shape.dim(0), shape.dim(1), g.h, g.w]
-}
-
-/// The same window geometry in the CUDA backend's terms.
-#[cfg(feature = "cuda")]
-fn cuda_geometry(g: &PoolGeom) -> crate::cuda::Pool2dGeometry {
-    crate::cuda::Pool2dGeometry {
-        kernel: (g.kh, g.kw),
-        stride: (g.sh, g.sw),
-        pad_top: g.pad_top,
-        pad_left: g.pad_left,
-        out: (g.oh, g.ow),
-    }
-}
-
-fn out_shape(shape: &Shape, g: &PoolGeom) -> Shape {
-    Shape::from([shape.dim(0), shape.dim(1), g.oh, g.ow])
+/// A plain tensor of `shape` on `like`'s device.
+fn plain_tensor(s: Storage, shape: impl Into<Shape>, like: &Tensor) -> Tensor {
+    Tensor::from_storage(s, shape.into(), Layout::Plain, like.device())
 }
 
 impl Tensor {
@@ -207,65 +225,23 @@ impl Tensor {
                 format!("planes of {}×{} are too large to index", g.h, g.w),
             ));
         }
-        // The argmax is only needed, and only kept, when a backward pass can happen.
+        // The argmax is only needed, and only kept, when a backward pass can happen. A backend
+        // that keeps none (CUDA) recomputes the winners from the input and the output
+        // (`ctx.inputs[0]`, `ctx.output`), which the tape keeps anyway.
         let track = is_grad_enabled() && x.tracks_grad();
-        let mut argmax = if track {
-            vec![0u32; g.planes * g.oh * g.ow]
-        } else {
-            Vec::new()
-        };
-        let storage = match &*x.storage() {
-            Storage::Cpu(b) => Storage::Cpu(cpu::max_pool2d(
-                b,
-                &g,
-                track.then_some(argmax.as_mut_slice()),
-            )),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(b) => Storage::Cuda(crate::cuda::max_pool2d_forward(
-                b,
-                cuda_shape(&g, x.shape()),
-                &cuda_geometry(&g),
-            )?),
-        };
-        let out =
-            Tensor::from_storage(storage, out_shape(x.shape(), &g), Layout::Plain, x.device());
-        // On CUDA the argmax stays empty: the backward pass recomputes the winners from the
-        // input and the output (`ctx.inputs[0]`, `ctx.output`), which the tape keeps anyway.
+        let (storage, argmax) = dispatch!(OP, (b = &*x.storage()) => {
+            let (y, argmax) = b.max_pool2d(&g, track)?;
+            Ok((Storage::from(y), argmax))
+        })?;
+        let out = plain_tensor(storage, g.out_shape(), &x);
         let argmax = Arc::new(argmax);
-        let in_shape = x.shape().clone();
         Ok(out.with_history(OP, &[&x], move |ctx| {
             let gy = ctx.grad.plain()?;
-            let storage = match &*gy.storage() {
-                Storage::Cpu(b) => Storage::Cpu(cpu::max_pool2d_backward(b, &argmax, &g)),
-                #[cfg(feature = "cuda")]
-                Storage::Cuda(b) => {
-                    let (xs, ys) = (ctx.inputs[0].storage(), ctx.output.storage());
-                    match (&*xs, &*ys) {
-                        (Storage::Cuda(xb), Storage::Cuda(yb)) => {
-                            Storage::Cuda(crate::cuda::max_pool2d_backward(
-                                xb,
-                                cuda_shape(&g, &in_shape),
-                                yb,
-                                b,
-                                &cuda_geometry(&g),
-                            )?)
-                        }
-                        _ => {
-                            return Err(Error::DeviceMismatch {
-                                op: OP,
-                                lhs: ctx.inputs[0].device(),
-                                rhs: gy.device(),
-                            })
-                        }
-                    }
-                }
-            };
-            Ok(vec![Some(Tensor::from_storage(
-                storage,
-                in_shape.clone(),
-                Layout::Plain,
-                gy.device(),
-            ))])
+            let (gs, xs, ys) = (gy.storage(), ctx.inputs[0].storage(), ctx.output.storage());
+            let storage = dispatch!(OP, (b = &*gs, xb = &*xs, yb = &*ys) => {
+                b.max_pool2d_backward(xb, yb, &argmax, &g).map(Storage::from)
+            })?;
+            Ok(vec![Some(plain_tensor(storage, g.in_shape(), &gy))])
         }))
     }
 
@@ -275,35 +251,14 @@ impl Tensor {
         const OP: &str = "avg_pool2d";
         let x = self.plain()?;
         let g = geometry(OP, x.shape(), opts)?;
-        let storage = match &*x.storage() {
-            Storage::Cpu(b) => Storage::Cpu(cpu::avg_pool2d(b, &g)),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(b) => Storage::Cuda(crate::cuda::avg_pool2d_forward(
-                b,
-                cuda_shape(&g, x.shape()),
-                &cuda_geometry(&g),
-            )?),
-        };
-        let out =
-            Tensor::from_storage(storage, out_shape(x.shape(), &g), Layout::Plain, x.device());
-        let in_shape = x.shape().clone();
+        let storage = dispatch!(OP, (b = &*x.storage()) => b.avg_pool2d(&g).map(Storage::from))?;
+        let out = plain_tensor(storage, g.out_shape(), &x);
         Ok(out.with_history(OP, &[&x], move |ctx| {
             let gy = ctx.grad.plain()?;
-            let storage = match &*gy.storage() {
-                Storage::Cpu(b) => Storage::Cpu(cpu::avg_pool2d_backward(b, &g)),
-                #[cfg(feature = "cuda")]
-                Storage::Cuda(b) => Storage::Cuda(crate::cuda::avg_pool2d_backward(
-                    b,
-                    cuda_shape(&g, &in_shape),
-                    &cuda_geometry(&g),
-                )?),
-            };
-            Ok(vec![Some(Tensor::from_storage(
-                storage,
-                in_shape.clone(),
-                Layout::Plain,
-                gy.device(),
-            ))])
+            let storage = dispatch!(OP, (b = &*gy.storage()) => {
+                b.avg_pool2d_backward(&g).map(Storage::from)
+            })?;
+            Ok(vec![Some(plain_tensor(storage, g.in_shape(), &gy))])
         }))
     }
 
@@ -319,36 +274,18 @@ impl Tensor {
                 got: x.shape().clone(),
             });
         }
-        let storage = match &*x.storage() {
-            Storage::Cpu(b) => Storage::Cpu(cpu::global_avg_pool(b, n * c, h * w)),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(b) => Storage::Cuda(crate::cuda::sum_over(
-                b,
-                &[n * c, h * w],
-                &[false, true],
-                1.0 / (h * w) as f32,
-            )?),
-        };
-        let out = Tensor::from_storage(storage, Shape::from([n, c]), Layout::Plain, x.device());
+        let (planes, hw) = (n * c, h * w);
+        let storage = dispatch!(OP, (b = &*x.storage()) => {
+            b.global_avg_pool(planes, hw).map(Storage::from)
+        })?;
+        let out = plain_tensor(storage, [n, c], &x);
         let in_shape = x.shape().clone();
         Ok(out.with_history(OP, &[&x], move |ctx| {
             let gy = ctx.grad.plain()?;
-            let storage = match &*gy.storage() {
-                Storage::Cpu(b) => Storage::Cpu(cpu::global_avg_pool_backward(b, n * c, h * w)),
-                #[cfg(feature = "cuda")]
-                Storage::Cuda(b) => Storage::Cuda(crate::cuda::broadcast_back(
-                    b,
-                    &[n * c, h * w],
-                    &[false, true],
-                    1.0 / (h * w) as f32,
-                )?),
-            };
-            Ok(vec![Some(Tensor::from_storage(
-                storage,
-                in_shape.clone(),
-                Layout::Plain,
-                gy.device(),
-            ))])
+            let storage = dispatch!(OP, (b = &*gy.storage()) => {
+                b.global_avg_pool_backward(planes, hw).map(Storage::from)
+            })?;
+            Ok(vec![Some(plain_tensor(storage, in_shape.clone(), &gy))])
         }))
     }
 }

@@ -3,9 +3,9 @@
 //! Sums accumulate in f64 (see `crate::cpu::reduce`), so a mean over millions of elements is as
 //! accurate as the f32 result can hold.
 
-use crate::cpu::reduce::{self as cpu, ReducePlan};
+use crate::backend::BackendStorage;
 use crate::layout::Layout;
-use crate::storage::Storage;
+use crate::storage::{dispatch, Storage};
 use crate::{Error, Result, Shape, Tensor};
 
 /// The validated form of a `dims` argument: which dimensions are reduced, the output shape, and
@@ -98,17 +98,9 @@ impl Tensor {
             let fill = if mean { f32::NAN } else { 0.0 };
             Tensor::full(fill, red.out.clone(), x.device())?
         } else {
-            let plan = ReducePlan::new(x.dims(), &red.reduce);
-            let storage = match &*x.storage() {
-                Storage::Cpu(v) => Storage::Cpu(cpu::sum(v, &plan, scale)),
-                #[cfg(feature = "cuda")]
-                Storage::Cuda(v) => Storage::Cuda(crate::cuda::sum_over(
-                    v,
-                    x.dims(),
-                    &red.reduce,
-                    scale as f32,
-                )?),
-            };
+            let storage = dispatch!(op, (v = &*x.storage()) => {
+                v.sum_over(x.dims(), &red.reduce, scale).map(Storage::from)
+            })?;
             Tensor::from_storage(storage, red.out.clone(), Layout::Plain, x.device())
         };
         let in_shape = x.shape().clone();
@@ -119,17 +111,10 @@ impl Tensor {
             if n == 0 {
                 return Ok(vec![Some(Tensor::zeros(in_shape.clone(), g.device())?)]);
             }
-            let plan = ReducePlan::new(in_shape.dims(), &reduce);
-            let storage = match &*g.storage() {
-                Storage::Cpu(gv) => Storage::Cpu(cpu::broadcast_back(gv, &plan, scale as f32, n)),
-                #[cfg(feature = "cuda")]
-                Storage::Cuda(gv) => Storage::Cuda(crate::cuda::broadcast_back(
-                    gv,
-                    in_shape.dims(),
-                    &reduce,
-                    scale as f32,
-                )?),
-            };
+            let storage = dispatch!(op, (gv = &*g.storage()) => {
+                gv.broadcast_back(in_shape.dims(), &reduce, scale as f32)
+                    .map(Storage::from)
+            })?;
             Ok(vec![Some(Tensor::from_storage(
                 storage,
                 in_shape.clone(),
@@ -165,39 +150,24 @@ impl Tensor {
                 ),
             ));
         }
-        let outer: usize = dims[..dim].iter().product();
-        let inner: usize = dims[dim + 1..].iter().product();
         let out_shape: Vec<usize> = dims
             .iter()
             .enumerate()
             .filter(|&(i, _)| i != dim)
             .map(|(_, &s)| s)
             .collect();
-        let (storage, idx) = match &*x.storage() {
-            Storage::Cpu(v) => {
-                let (vals, idx) = cpu::max_dim(v, outer, d, inner);
-                (Storage::Cpu(vals), idx)
-            }
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(v) => {
-                let (vals, idx) = crate::cuda::max_dim(v, x.shape(), dim)?;
-                (Storage::Cuda(vals), idx)
-            }
-        };
+        let (storage, idx) = dispatch!("max_dim", (v = &*x.storage()) => {
+            let (vals, idx) = v.max_dim(x.shape(), dim)?;
+            Ok((Storage::from(vals), idx))
+        })?;
         let out = Tensor::from_storage(storage, Shape::new(out_shape), Layout::Plain, x.device());
         let in_shape = x.shape().clone();
         let saved = idx.clone();
         let out = out.with_history("max_dim", &[&x], move |ctx| {
             let g = ctx.grad.plain()?;
-            let storage = match &*g.storage() {
-                Storage::Cpu(gv) => {
-                    Storage::Cpu(cpu::max_dim_backward(gv, &saved, outer, d, inner))
-                }
-                #[cfg(feature = "cuda")]
-                Storage::Cuda(gv) => {
-                    Storage::Cuda(crate::cuda::max_dim_backward(gv, &saved, &in_shape, dim)?)
-                }
-            };
+            let storage = dispatch!("max_dim", (gv = &*g.storage()) => {
+                gv.max_dim_backward(&saved, &in_shape, dim).map(Storage::from)
+            })?;
             Ok(vec![Some(Tensor::from_storage(
                 storage,
                 in_shape.clone(),

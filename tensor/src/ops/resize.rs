@@ -1,9 +1,9 @@
 //! Bilinear resizing of NCHW tensors, with the semantics of
 //! `torch.nn.functional.interpolate(mode="bilinear", align_corners=...)` (no antialiasing).
 
-use crate::cpu::resize as cpu;
+use crate::backend::BackendStorage;
 use crate::layout::Layout;
-use crate::storage::Storage;
+use crate::storage::{dispatch, Storage};
 use crate::{Error, Result, Shape, Tensor};
 
 impl Tensor {
@@ -39,24 +39,11 @@ impl Tensor {
             // Both mappings are the identity at equal sizes.
             return Ok(x);
         }
-        let planes = n * c;
-        let storage = match &*x.storage() {
-            Storage::Cpu(b) => Storage::Cpu(cpu::resize_bilinear(
-                b,
-                planes,
-                (h, w),
-                (out_h, out_w),
-                align_corners,
-            )),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(b) => Storage::Cuda(crate::cuda::resize_bilinear_forward(
-                b,
-                [n, c, h, w],
-                out_h,
-                out_w,
-                align_corners,
-            )?),
-        };
+        let (x_shape, out_hw) = ([n, c, h, w], (out_h, out_w));
+        let storage = dispatch!(OP, (b = &*x.storage()) => {
+            b.resize_bilinear(x_shape, out_hw, align_corners)
+                .map(Storage::from)
+        })?;
         let out = Tensor::from_storage(
             storage,
             Shape::from([n, c, out_h, out_w]),
@@ -66,23 +53,10 @@ impl Tensor {
         let in_shape = x.shape().clone();
         Ok(out.with_history(OP, &[&x], move |ctx| {
             let gy = ctx.grad.plain()?;
-            let storage = match &*gy.storage() {
-                Storage::Cpu(b) => Storage::Cpu(cpu::resize_bilinear_backward(
-                    b,
-                    planes,
-                    (h, w),
-                    (out_h, out_w),
-                    align_corners,
-                )),
-                #[cfg(feature = "cuda")]
-                Storage::Cuda(b) => Storage::Cuda(crate::cuda::resize_bilinear_backward(
-                    b,
-                    [n, c, h, w],
-                    out_h,
-                    out_w,
-                    align_corners,
-                )?),
-            };
+            let storage = dispatch!(OP, (b = &*gy.storage()) => {
+                b.resize_bilinear_backward(x_shape, out_hw, align_corners)
+                    .map(Storage::from)
+            })?;
             Ok(vec![Some(Tensor::from_storage(
                 storage,
                 in_shape.clone(),

@@ -5,9 +5,9 @@
 //! is a per-image range of contiguous blocks, so the copy is as cheap as in the plain layout and
 //! the blocked convolution pipeline is not interrupted by layout conversions.
 
-use crate::cpu::shape::{self as cpu, Rows};
+use crate::backend::{BackendStorage, Rows};
 use crate::layout::{Layout, BLOCK};
-use crate::storage::{CpuBuf, Storage};
+use crate::storage::{dispatch, Storage};
 use crate::{Error, Result, Shape, Tensor};
 
 /// `(outer, inner)` of a cut along `dim`: the number of rows, and the values per index of `dim`
@@ -33,34 +33,16 @@ fn check_dim(op: &'static str, shape: &Shape, dim: usize) -> Result<()> {
     Ok(())
 }
 
-/// `cpu::copy_rows` on whichever device the two storages live on.
+/// [`BackendStorage::copy_rows`] between two storages of one backend.
 fn copy_rows(
-    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))] op: &'static str,
+    op: &'static str,
     src: &Storage,
     src_rows: Rows,
     dst: &mut Storage,
     dst_rows: Rows,
     chunk: usize,
 ) -> Result<()> {
-    match (src, dst) {
-        (Storage::Cpu(s), Storage::Cpu(d)) => {
-            cpu::copy_rows(s, src_rows, d, dst_rows, chunk);
-            Ok(())
-        }
-        #[cfg(feature = "cuda")]
-        (Storage::Cuda(s), Storage::Cuda(d)) => crate::cuda::copy_rows(
-            s,
-            (src_rows.row, src_rows.off),
-            d,
-            (dst_rows.row, dst_rows.off),
-            chunk,
-        ),
-        #[cfg(feature = "cuda")]
-        _ => Err(Error::invalid(
-            op,
-            "source and destination live on different devices (a backend bug)",
-        )),
-    }
+    dispatch!(op, (s = src, d = dst) => s.copy_rows(src_rows, d, dst_rows, chunk))
 }
 
 /// A tensor of `shape` in `layout`, zero except for `grad` placed at `start..start+len` along
@@ -296,11 +278,7 @@ impl Tensor {
         if &shape == x.shape() {
             return Ok(x);
         }
-        let storage = match &*x.storage() {
-            Storage::Cpu(b) => Storage::Cpu(CpuBuf::new(b.to_vec())),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(b) => Storage::Cuda(b.try_clone()?),
-        };
+        let storage = dispatch!(OP, (b = &*x.storage()) => b.duplicate().map(Storage::from))?;
         let out = Tensor::from_storage(storage, shape, Layout::Plain, x.device());
         let in_shape = x.shape().clone();
         Ok(out.with_history(OP, &[&x], move |ctx| {
@@ -322,11 +300,7 @@ impl Tensor {
         const OP: &str = "transpose2d";
         let (r, c) = self.shape().dims2(OP)?;
         let x = self.plain()?;
-        let storage = match &*x.storage() {
-            Storage::Cpu(b) => Storage::Cpu(cpu::transpose2d(b, r, c)),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(b) => Storage::Cuda(crate::cuda::transpose2d(b, r, c)?),
-        };
+        let storage = dispatch!(OP, (b = &*x.storage()) => b.transpose2d(r, c).map(Storage::from))?;
         let out = Tensor::from_storage(storage, Shape::from([c, r]), Layout::Plain, x.device());
         Ok(out.with_history(OP, &[&x], |ctx| Ok(vec![Some(ctx.grad.transpose2d()?)])))
     }

@@ -1,4 +1,6 @@
 use super::*;
+use crate::cpu::onednn;
+use crate::layout::BLOCK;
 use crate::testing::{check_grad, rand_tensor};
 use crate::{Device, Rng};
 
