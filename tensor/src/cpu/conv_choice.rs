@@ -15,10 +15,10 @@
 
 use super::conv as kernels;
 use super::depthwise;
-use super::onednn::gemm_conv::{self, Job};
+use super::onednn::gemm_conv::Checked;
 use super::onednn::small_map::{self, SmallMap};
 use super::onednn::winograd::{self, Winograd};
-use super::onednn::{self, OneDnn};
+use super::onednn::{self, OneDnn, WeightProduct};
 use crate::backend::ParamGrads;
 use crate::layout::{Layout, BLOCK};
 use crate::ops::conv::{Activation, ConvGeom, CpuConvBackend, Stage, Weights};
@@ -141,9 +141,9 @@ pub(crate) fn forward(
     run(backend, (g, Stage::Forward), sel, |path| {
         let out = onednn_out_layout(x.layout, g.o);
         let y = match path {
-            Path::OneDnn(d) => d.conv_forward(g, x, w, bias, out)?,
-            Path::SmallMap(d) => gemm_conv::forward::<SmallMap>(Job { d, g }, x, w, bias, out)?,
-            Path::Winograd(d) => gemm_conv::forward::<Winograd>(Job { d, g }, x, w, bias, out)?,
+            Path::OneDnn(d) => d.conv_product(g, WeightProduct::Forward(bias), x, w, out)?,
+            Path::SmallMap(d) => Checked::<SmallMap>::new(d, g)?.forward(x, w, bias, out)?,
+            Path::Winograd(d) => Checked::<Winograd>::new(d, g)?.forward(x, w, bias, out)?,
             Path::Rust if x.layout == Layout::Blocked16 && depthwise::blocked_supported(g) => {
                 return Ok((
                     depthwise::forward_blocked(x.data, w.data, bias, g),
@@ -175,12 +175,15 @@ pub(crate) fn backward_data(
         (dy.layout, has_bias),
         |path| {
             let dx = match path {
-                Path::OneDnn(d) => d.conv_backward_data(g, has_bias, dy, w, x_layout)?,
+                Path::OneDnn(d) => {
+                    let which = WeightProduct::BackwardData { has_bias };
+                    d.conv_product(g, which, dy, w, x_layout)?
+                }
                 Path::SmallMap(d) => {
-                    gemm_conv::backward_data::<SmallMap>(Job { d, g }, dy, w, x_layout)?
+                    Checked::<SmallMap>::new(d, g)?.backward_data(dy, w, x_layout)?
                 }
                 Path::Winograd(d) => {
-                    gemm_conv::backward_data::<Winograd>(Job { d, g }, dy, w, x_layout)?
+                    Checked::<Winograd>::new(d, g)?.backward_data(dy, w, x_layout)?
                 }
                 Path::Rust if dy.layout == Layout::Blocked16 && depthwise::blocked_supported(g) => {
                     let dx = depthwise::backward_data_blocked(dy.data, w.data, g);
@@ -226,10 +229,10 @@ pub(crate) fn backward_params(
                 (dw, db.filter(|_| want.bias))
             }
             Path::SmallMap(d) => {
-                gemm_conv::backward_weights::<SmallMap>(Job { d, g }, x, dy, want.bias)?
+                Checked::<SmallMap>::new(d, g)?.backward_weights(x, dy, want.bias)?
             }
             Path::Winograd(d) => {
-                gemm_conv::backward_weights::<Winograd>(Job { d, g }, x, dy, want.bias)?
+                Checked::<Winograd>::new(d, g)?.backward_weights(x, dy, want.bias)?
             }
             Path::Rust => {
                 let blocked = x.layout == Layout::Blocked16 && dy.layout == Layout::Blocked16;

@@ -51,6 +51,16 @@ impl Stage {
     }
 }
 
+/// Which product of an activation with the weights [`OneDnn::conv_product`] computes.
+#[derive(Clone, Copy, Debug)]
+pub enum WeightProduct<'a> {
+    /// The forward convolution of x, plus the bias when there is one.
+    Forward(Option<&'a [f32]>),
+    /// The input gradient from dy, for a convolution with or without a bias (one primitive
+    /// serves the three computations of a convolution, and the bias is part of its key).
+    BackwardData { has_bias: bool },
+}
+
 /// An output argument of one call: the caller's buffer, the memory oneDNN writes (the buffer
 /// itself or a temporary in oneDNN's layout), and what reorders the temporary back.
 struct Output<'a> {
@@ -195,58 +205,52 @@ impl OneDnn {
         Ok(unsafe { o.buf.written() })
     }
 
-    /// Forward convolution of `x` with `w` (+ `bias`); the result is in `out_layout`.
-    pub fn conv_forward(
+    /// One of the two products of an activation `a` with the weights `w`: the forward
+    /// convolution of x or the input gradient from dy (see [`WeightProduct`]). The result is in
+    /// `layout`.
+    pub fn conv_product(
         &self,
         g: &ConvGeom,
-        x: Activation<'_>,
+        which: WeightProduct<'_>,
+        a: Activation<'_>,
         w: Weights<'_>,
-        bias: Option<&[f32]>,
-        out_layout: Layout,
+        layout: Layout,
     ) -> Result<CpuBuf> {
-        let e = self.prepare(g, bias.is_some())?;
-        let (st, p) = (Stage::Forward, &e.fwd);
-        let xs = self.bind_activation(&e, p, (st, k::Q_SRC), g.in_shape(), x)?;
-        let ws = self.bind_conv_weights(&e, p, st, g, w)?;
-        let b_md = self.md(&[g.o], k::TAG_A)?;
-        let bs = bias
-            .map(|b| self.memory(&*b_md, b.as_ptr() as *mut c_void))
-            .transpose()?;
-        let y_md = self.activation_md(g.out_shape(), out_layout)?;
-        let y = self.bind_out(p, (st, k::Q_DST), y_md, out_layout, g.out_len())?;
+        let (stage, has_bias, bias) = match which {
+            WeightProduct::Forward(bias) => (Stage::Forward, bias.is_some(), bias),
+            WeightProduct::BackwardData { has_bias } => (Stage::BackwardData, has_bias, None),
+        };
+        let e = self.prepare(g, has_bias)?;
+        // The primitive, and (query, argument, shape) of the activation it reads and of its result.
+        let (p, input, output) = if stage == Stage::Forward {
+            let input = (k::Q_SRC, k::ARG_SRC, g.in_shape());
+            (&e.fwd, input, (k::Q_DST, k::ARG_DST, g.out_shape()))
+        } else {
+            let p = self.backward(&e, g, stage, has_bias)?;
+            let input = (k::Q_DIFF_DST, k::ARG_DIFF_DST, g.out_shape());
+            (p, input, (k::Q_DIFF_SRC, k::ARG_DIFF_SRC, g.in_shape()))
+        };
+        let xs = self.bind_activation(&e, p, (stage, input.0), input.2, a)?;
+        let ws = self.bind_conv_weights(&e, p, stage, g, w)?;
+        let out_md = self.activation_md(output.2, layout)?;
+        let len = output.2.iter().product();
+        let out = self.bind_out(p, (stage, output.0), out_md, layout, len)?;
+        let b_md;
+        let bs = match bias {
+            Some(b) => {
+                b_md = self.md(&[g.o], k::TAG_A)?;
+                Some(self.memory(&*b_md, b.as_ptr() as *mut c_void)?)
+            }
+            None => None,
+        };
         let mut args = vec![
-            (k::ARG_SRC, &xs.mem),
+            (input.1, &xs.mem),
             (k::ARG_WEIGHTS, &ws.mem),
-            (k::ARG_DST, &y.bound.mem),
+            (output.1, &out.bound.mem),
         ];
         args.extend(bs.as_ref().map(|b| (k::ARG_BIAS, b)));
         self.execute(p, &args)?;
-        self.finish(&e, y)
-    }
-
-    /// Gradient of the input, returned in `dx_layout`, from the output gradient `dy`.
-    pub fn conv_backward_data(
-        &self,
-        g: &ConvGeom,
-        has_bias: bool,
-        dy: Activation<'_>,
-        w: Weights<'_>,
-        dx_layout: Layout,
-    ) -> Result<CpuBuf> {
-        let e = self.prepare(g, has_bias)?;
-        let st = Stage::BackwardData;
-        let p = self.backward(&e, g, st, has_bias)?;
-        let dys = self.bind_activation(&e, p, (st, k::Q_DIFF_DST), g.out_shape(), dy)?;
-        let ws = self.bind_conv_weights(&e, p, st, g, w)?;
-        let dx_md = self.activation_md(g.in_shape(), dx_layout)?;
-        let dx = self.bind_out(p, (st, k::Q_DIFF_SRC), dx_md, dx_layout, g.in_len())?;
-        let args = [
-            (k::ARG_DIFF_DST, &dys.mem),
-            (k::ARG_WEIGHTS, &ws.mem),
-            (k::ARG_DIFF_SRC, &dx.bound.mem),
-        ];
-        self.execute(p, &args)?;
-        self.finish(&e, dx)
+        self.finish(&e, out)
     }
 
     /// Gradients of the weights (plain `[O, C/g, kh, kw]`) and, for a convolution with bias, of

@@ -4,8 +4,8 @@
 //! Activations are converted to rows `[N·H·W, C]` (one row per image position, channels along
 //! the row) from the tensors' own layout ([`Layout::Plain`] or [`Layout::Blocked16`]) and back,
 //! so that every product reads and writes contiguous row-major matrices. An implementation
-//! ([`GemmConv`]) provides the three computations on rows; [`forward`], [`backward_data`] and
-//! [`backward_weights`] check the geometry and do the conversions and the bias around them.
+//! ([`GemmConv`]) provides the three computations on rows; [`Checked`] checks the geometry once
+//! and does the conversions and the bias around them.
 
 use super::{OneDnn, Scratch};
 use crate::error::Result;
@@ -35,44 +35,54 @@ pub trait GemmConv {
     fn weight_gradient(j: Job<'_>, x: Activation<'_>, dyr: &[f32]) -> Result<Vec<f32>>;
 }
 
-/// Forward convolution of `x` with plain weights `[O, C, kh, kw]` (+ `bias`); the result
-/// `[N, O, Ho, Wo]` is in `out_layout`.
-pub fn forward<C: GemmConv>(
-    j: Job<'_>,
-    x: Activation<'_>,
-    w: Weights<'_>,
-    bias: Option<&[f32]>,
-    out_layout: Layout,
-) -> Result<CpuBuf> {
-    C::check(j.g)?;
-    let yr = C::forward(j, x, w)?;
-    Ok(from_rows(&yr, bias, out_layout, j.g.out_shape()))
+/// The convolution `g` on `d` by the implementation `C`, after checking that `C` computes it:
+/// the three computations on tensors in their own layouts.
+pub struct Checked<'d, C> {
+    j: Job<'d>,
+    conv: std::marker::PhantomData<C>,
 }
 
-/// Gradient of the input, in `dx_layout`, from the output gradient `dy`.
-pub fn backward_data<C: GemmConv>(
-    j: Job<'_>,
-    dy: Activation<'_>,
-    w: Weights<'_>,
-    dx_layout: Layout,
-) -> Result<CpuBuf> {
-    C::check(j.g)?;
-    let dxr = C::backward_data(j, dy, w)?;
-    Ok(from_rows(&dxr, None, dx_layout, j.g.in_shape()))
-}
+impl<'d, C: GemmConv> Checked<'d, C> {
+    pub fn new(d: &'d OneDnn, g: &'d ConvGeom) -> Result<Self> {
+        C::check(g)?;
+        let conv = std::marker::PhantomData;
+        Ok(Checked {
+            j: Job { d, g },
+            conv,
+        })
+    }
 
-/// Gradients of the plain weights `[O, C, kh, kw]` and, when `want_bias`, of the bias.
-pub fn backward_weights<C: GemmConv>(
-    j: Job<'_>,
-    x: Activation<'_>,
-    dy: Activation<'_>,
-    want_bias: bool,
-) -> Result<(CpuBuf, Option<CpuBuf>)> {
-    C::check(j.g)?;
-    let dyr = rows(j.d, dy, j.g.out_shape());
-    let dw = C::weight_gradient(j, x, &dyr)?;
-    let db = want_bias.then(|| bias_gradient(&dyr, j.g.o));
-    Ok((CpuBuf::new(dw), db))
+    /// Forward convolution of `x` with plain weights `[O, C, kh, kw]` (+ `bias`): `[N, O, Ho,
+    /// Wo]` in `layout`.
+    pub fn forward(
+        &self,
+        x: Activation,
+        w: Weights,
+        bias: Option<&[f32]>,
+        layout: Layout,
+    ) -> Result<CpuBuf> {
+        let yr = C::forward(self.j, x, w)?;
+        Ok(from_rows(&yr, bias, layout, self.j.g.out_shape()))
+    }
+
+    /// Gradient of the input, in `layout`, from the output gradient `dy`.
+    pub fn backward_data(&self, dy: Activation, w: Weights, layout: Layout) -> Result<CpuBuf> {
+        let dxr = C::backward_data(self.j, dy, w)?;
+        Ok(from_rows(&dxr, None, layout, self.j.g.in_shape()))
+    }
+
+    /// Gradients of the plain weights `[O, C, kh, kw]` and, when `want_bias`, of the bias.
+    pub fn backward_weights(
+        &self,
+        x: Activation,
+        dy: Activation,
+        want_bias: bool,
+    ) -> Result<(CpuBuf, Option<CpuBuf>)> {
+        let dyr = rows(self.j.d, dy, self.j.g.out_shape());
+        let dw = C::weight_gradient(self.j, x, &dyr)?;
+        let db = want_bias.then(|| bias_gradient(&dyr, self.j.g.o));
+        Ok((CpuBuf::new(dw), db))
+    }
 }
 
 /// `t` of `shape` `[n, c, h, w]` as rows `[n·h·w, c]` in a pooled buffer.

@@ -28,8 +28,8 @@
 //!
 //! The module is split by job: `ffi` declares the C API, `pool` recycles buffers, `primitives`
 //! builds and runs oneDNN objects, `cache` keeps compiled convolutions and reordered or
-//! transformed weights, `conv` holds the convolution entry points ([`OneDnn::conv_forward`] and
-//! the two backward passes) and `gemm` the sgemm ([`OneDnn::sgemm`]). [`small_map`] and
+//! transformed weights, `conv` holds the convolution entry points ([`OneDnn::conv_product`],
+//! [`OneDnn::conv_backward_weights`]) and `gemm` the sgemm ([`OneDnn::sgemm`]). [`small_map`] and
 //! [`winograd`] are convolutions of our own built on that sgemm and on the pool, around the row
 //! layout of [`gemm_conv`].
 
@@ -44,6 +44,7 @@ pub mod small_map;
 pub mod winograd;
 
 pub use cache::DerivedKey;
+pub use conv::WeightProduct;
 pub use pool::Scratch;
 
 use ffi::{check, k, Api, Handle};
