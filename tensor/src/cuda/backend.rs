@@ -177,18 +177,18 @@ impl BackendStorage for CudaBuf {
     fn resize_bilinear(
         &self,
         x_shape: [usize; 4],
-        (oh, ow): (usize, usize),
+        out: (usize, usize),
         align: bool,
     ) -> Result<Self> {
-        super::resize_bilinear_forward(self, x_shape, oh, ow, align)
+        super::resize_bilinear_forward(self, x_shape, out.0, out.1, align)
     }
     fn resize_bilinear_backward(
         &self,
         x_shape: [usize; 4],
-        (oh, ow): (usize, usize),
+        out: (usize, usize),
         align: bool,
     ) -> Result<Self> {
-        super::resize_bilinear_backward(self, x_shape, oh, ow, align)
+        super::resize_bilinear_backward(self, x_shape, out.0, out.1, align)
     }
     fn max_pool2d(&self, g: &PoolGeom, _keep_argmax: bool) -> Result<(Self, Vec<u32>)> {
         // No argmax: the backward pass recomputes the winners from the input and the output.

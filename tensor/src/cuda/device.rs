@@ -60,7 +60,7 @@ pub(crate) struct Dev {
     blas: Lazy<Mutex<cudarc::cublas::CudaBlas>>,
     dnn: Lazy<Mutex<DnnHandle>>,
     /// cuDNN algorithm choices, keyed by problem (see `conv.rs`).
-    pub(crate) conv_algos: Mutex<HashMap<super::conv::AlgoKey, super::conv::AlgoChoice>>,
+    pub(crate) conv_algos: Mutex<HashMap<super::conv_algo::AlgoKey, super::conv_algo::AlgoChoice>>,
 }
 
 fn devices() -> &'static Mutex<HashMap<usize, Arc<Dev>>> {

@@ -29,7 +29,9 @@
 mod backend;
 mod buffer;
 mod conv;
+mod conv_algo;
 mod device;
+mod dnn;
 mod elementwise;
 mod gemm;
 pub mod kernels;
@@ -43,8 +45,9 @@ pub use buffer::{
 };
 pub use conv::{
     conv2d_backward_bias, conv2d_backward_data, conv2d_backward_filter, conv2d_forward,
-    conv2d_output_hw, set_allow_tf32, Conv2dGeometry, WORKSPACE_LIMIT,
+    conv2d_output_hw, Conv2dGeometry,
 };
+pub use conv_algo::{set_allow_tf32, WORKSPACE_LIMIT};
 pub use device::{device_count, probe, stream, synchronize};
 pub use elementwise::{
     binary, broadcast_back, expand, full, max_dim, max_dim_backward, mean_all, mean_dims, sum_all,

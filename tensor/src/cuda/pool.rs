@@ -18,8 +18,8 @@
 //!   applies the same factor to the output gradient before cuDNN's backward.
 
 use super::buffer::{alloc, CudaBuf};
-use super::conv::TensorDesc;
 use super::device::{cuda_err, guarded, Dev};
+use super::dnn::{PoolDesc, TensorDesc};
 use super::elementwise::{check_len, same_device};
 use super::kernels::{cfg_1d, i, launch, Arg};
 use crate::{Error, Result};
@@ -76,43 +76,6 @@ fn is_identity(x_shape: [usize; 4], g: &Pool2dGeometry, hw: (usize, usize)) -> b
     g.pad_top == 0 && g.pad_left == 0 && hw == (x_shape[2], x_shape[3])
 }
 
-struct PoolDesc(sys::cudnnPoolingDescriptor_t);
-impl PoolDesc {
-    fn new(mode: sys::cudnnPoolingMode_t, g: &Pool2dGeometry) -> Result<Self> {
-        super::loader::ensure_cudnn()?;
-        let d = PoolDesc(
-            dnn::create_pooling_descriptor()
-                .map_err(|e| cuda_err("cuDNN pooling descriptor", e))?,
-        );
-        let c = |v: usize| {
-            i32::try_from(v)
-                .map_err(|_| Error::invalid("pool2d", format!("size {v} exceeds cuDNN's limit")))
-        };
-        let window = [c(g.kernel.0)?, c(g.kernel.1)?];
-        let strides = [c(g.stride.0)?, c(g.stride.1)?];
-        // SAFETY: `d.0` was just created; the arrays hold two entries as `nb_dims` says.
-        unsafe {
-            dnn::set_pooling_descriptor(
-                d.0,
-                mode,
-                sys::cudnnNanPropagation_t::CUDNN_NOT_PROPAGATE_NAN,
-                2,
-                &window,
-                &[0, 0],
-                &strides,
-            )
-        }
-        .map_err(|e| cuda_err("cuDNN pooling descriptor", e))?;
-        Ok(d)
-    }
-}
-impl Drop for PoolDesc {
-    fn drop(&mut self) {
-        // SAFETY: created by `create_pooling_descriptor`, destroyed once.
-        let _ = unsafe { sys::cudnnDestroyPoolingDescriptor(self.0) };
-    }
-}
-
 fn max_mode() -> sys::cudnnPoolingMode_t {
     sys::cudnnPoolingMode_t::CUDNN_POOLING_MAX_DETERMINISTIC
 }
@@ -139,7 +102,7 @@ fn pool_forward(
     let (xd, yd, pd) = (
         TensorDesc::nchw(xp_shape)?,
         TensorDesc::nchw(y_shape)?,
-        PoolDesc::new(mode, g)?,
+        PoolDesc::new_2d(mode, g.kernel, g.stride)?,
     );
     let (alpha, beta) = (1.0f32, 0.0f32);
     guarded("cuDNN pooling forward", || {
@@ -186,7 +149,7 @@ fn pool_backward(
     let (xd, yd, pd) = (
         TensorDesc::nchw(xp_shape)?,
         TensorDesc::nchw(y_shape)?,
-        PoolDesc::new(mode, g)?,
+        PoolDesc::new_2d(mode, g.kernel, g.stride)?,
     );
     let (alpha, beta) = (1.0f32, 0.0f32);
     guarded("cuDNN pooling backward", || {
