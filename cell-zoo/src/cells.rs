@@ -5,17 +5,25 @@ use crate::cell::{mix, zeros_with_channels, Cell, CellInput, PairState};
 use crate::layers::{BuildCtx, Conv, ConvInit, LayerNorm};
 use tensor::{Result, Tensor};
 
+/// The [`Cell`] items of a cell that splits no input-only work out of its step: its drive is `()`
+/// and [`Cell::step_driven`] does the whole step.
+macro_rules! no_drive {
+    () => {
+        type Drive = ();
+        fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
+            Ok(())
+        }
+    };
+}
+
 /// No recurrence: `h = x`.
 #[derive(Clone, Debug)]
 pub struct IdentityCell;
 
 impl Cell for IdentityCell {
     type State = ();
-    type Drive = ();
+    no_drive!();
     fn zero_state(&self, _x: &Tensor) -> Result<()> {
-        Ok(())
-    }
-    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
         Ok(())
     }
     fn step_driven(&self, input: &CellInput<'_>, _drive: &(), _state: &()) -> Result<(Tensor, ())> {
@@ -42,12 +50,9 @@ impl TimeDecayCell {
 
 impl Cell for TimeDecayCell {
     type State = Tensor;
-    type Drive = ();
+    no_drive!();
     fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
         x.zeros_like()
-    }
-    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
-        Ok(())
     }
     fn step_driven(
         &self,
@@ -90,12 +95,9 @@ impl SimpleRnnCell {
 
 impl Cell for SimpleRnnCell {
     type State = Tensor;
-    type Drive = ();
+    no_drive!();
     fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
         zeros_with_channels(x, self.out)
-    }
-    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
-        Ok(())
     }
     fn step_driven(
         &self,
@@ -146,12 +148,9 @@ impl GruCell {
 
 impl Cell for GruCell {
     type State = Tensor;
-    type Drive = ();
+    no_drive!();
     fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
         zeros_with_channels(x, self.out)
-    }
-    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
-        Ok(())
     }
     fn step_driven(
         &self,
@@ -243,13 +242,10 @@ impl LstmCell {
 
 impl Cell for LstmCell {
     type State = PairState;
-    type Drive = ();
+    no_drive!();
     fn zero_state(&self, x: &Tensor) -> Result<PairState> {
         let z = zeros_with_channels(x, self.out)?;
         Ok(PairState { c: z.clone(), h: z })
-    }
-    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
-        Ok(())
     }
     fn step_driven(
         &self,
@@ -310,12 +306,9 @@ impl UgrnnCell {
 
 impl Cell for UgrnnCell {
     type State = Tensor;
-    type Drive = ();
+    no_drive!();
     fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
         zeros_with_channels(x, self.out)
-    }
-    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
-        Ok(())
     }
     fn step_driven(
         &self,
@@ -361,12 +354,9 @@ impl IntersectionRnnCell {
 
 impl Cell for IntersectionRnnCell {
     type State = Tensor;
-    type Drive = ();
+    no_drive!();
     fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
         zeros_with_channels(x, self.out)
-    }
-    fn drive(&self, _input: &CellInput<'_>) -> Result<()> {
-        Ok(())
     }
     fn step_driven(
         &self,

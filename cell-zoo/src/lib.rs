@@ -11,6 +11,7 @@ pub mod cells;
 pub mod layers;
 pub mod rgc;
 pub mod spec;
+pub mod typed;
 
 pub use any::{AnyCell, AnyDrive, AnyState};
 pub use cell::{Cell, CellDims, CellInput, PairState, StateTensors};

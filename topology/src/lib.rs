@@ -7,6 +7,7 @@ pub mod model;
 pub mod schedule;
 pub mod shapes;
 pub mod spec;
+pub mod typed;
 pub mod unroll;
 pub mod zoo;
 
