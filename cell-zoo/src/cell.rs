@@ -107,7 +107,9 @@ impl<C: Cell> Cell for Box<C> {
 /// States of an LSTM (and any two-state cell).
 #[derive(Clone, Debug)]
 pub struct PairState {
+    /// The cell state (the LSTM's `c`, the RGC's `c`).
     pub c: Tensor,
+    /// The output state, which is also the cell's output.
     pub h: Tensor,
 }
 

@@ -37,10 +37,12 @@ impl Cell for IdentityCell {
 /// `s' = m·s + x`, one trainable scalar `m` initialised at 0.
 #[derive(Clone, Debug)]
 pub struct TimeDecayCell {
+    /// The decay `m`, shape `[1]`.
     pub decay: Tensor,
 }
 
 impl TimeDecayCell {
+    /// Registers the decay `m` (initialised at 0) under `ctx.prefix`.
     pub fn new(ctx: &mut BuildCtx<'_>) -> Result<Self> {
         Ok(TimeDecayCell {
             decay: ctx.constant("decay", &[1], 0.0)?,
@@ -68,12 +70,16 @@ impl Cell for TimeDecayCell {
 /// `h' = ELU(LN(W*[x, h] + b))`.
 #[derive(Clone, Debug)]
 pub struct SimpleRnnCell {
+    /// `W`, from the `x_ch + out` channels of `[x, h]` to `out`.
     pub conv: Conv,
+    /// The layer norm `LN`, when the cell has one.
     pub norm: Option<LayerNorm>,
+    /// Output (and state) channels.
     pub out: usize,
 }
 
 impl SimpleRnnCell {
+    /// A `k`×`k` SimpleRNN from `x_ch` to `out` channels, with layer norm when `ln`.
     pub fn new(
         ctx: &mut BuildCtx<'_>,
         x_ch: usize,
@@ -118,12 +124,16 @@ impl Cell for SimpleRnnCell {
 /// 1), `ĥ = tanh(W*[x, r∘h] + b)`, `h' = z∘h + (1−z)∘ĥ`.
 #[derive(Clone, Debug)]
 pub struct GruCell {
+    /// `W_r` and `W_z` as one conv from `[x, h]` to `2·out` channels.
     pub gates: Conv,
+    /// `W`, from `[x, r∘h]` to `out` channels.
     pub candidate: Conv,
+    /// Output (and state) channels.
     pub out: usize,
 }
 
 impl GruCell {
+    /// A `k`×`k` ConvGRU from `x_ch` to `out` channels.
     pub fn new(ctx: &mut BuildCtx<'_>, x_ch: usize, out: usize, k: usize) -> Result<Self> {
         let gate_init = ConvInit {
             scale: 1.0,
@@ -174,11 +184,17 @@ impl Cell for GruCell {
 /// Settings of an [`LstmCell`].
 #[derive(Clone, Copy, Debug)]
 pub struct LstmOptions {
+    /// Kernel size of the gate conv.
     pub kernel: usize,
+    /// Constant added to the forget gate's pre-activation.
     pub forget_bias: f32,
+    /// Per-position peephole weights from the cell state into the gates.
     pub peepholes: bool,
+    /// Layer norm on each gate and on the cell state.
     pub layer_norm: bool,
+    /// Variance-scaling scale of the gate conv (1 = LeCun).
     pub init_scale: f32,
+    /// Constant initial value of the gate biases.
     pub bias_init: f32,
 }
 
@@ -187,16 +203,20 @@ pub struct LstmOptions {
 /// weights (C×H×W) on c for i and f and on c' for o; layer norm normalises each gate and c'.
 #[derive(Clone, Debug)]
 pub struct LstmCell {
+    /// The gate conv, from `[x, h]` to `4·out` channels (i, j, f, o).
     pub conv: Conv,
+    /// Constant added to the forget gate's pre-activation.
     pub forget_bias: f32,
     /// `(w_ci, w_cf, w_co)`, each `[1, C, H, W]`.
     pub peepholes: Option<[Tensor; 3]>,
     /// `(i, j, f, o, c)` norms.
     pub norms: Option<[LayerNorm; 5]>,
+    /// Output (and state) channels.
     pub out: usize,
 }
 
 impl LstmCell {
+    /// A ConvLSTM from `x_ch` to `out` channels on `hw` maps (the peepholes' size).
     pub fn new(
         ctx: &mut BuildCtx<'_>,
         x_ch: usize,
@@ -282,11 +302,14 @@ impl Cell for LstmCell {
 /// UGRNN: `g = σ(W_g*[x,h] + b + 1)`, `ĉ = tanh(W_c*[x,h] + b)`, `h' = g∘h + (1−g)∘ĉ`.
 #[derive(Clone, Debug)]
 pub struct UgrnnCell {
+    /// `W_g` and `W_c` as one conv from `[x, h]` to `2·out` channels.
     pub conv: Conv,
+    /// Output (and state) channels.
     pub out: usize,
 }
 
 impl UgrnnCell {
+    /// A `k`×`k` UGRNN from `x_ch` to `out` channels.
     pub fn new(ctx: &mut BuildCtx<'_>, x_ch: usize, out: usize, k: usize) -> Result<Self> {
         Ok(UgrnnCell {
             conv: Conv::new(
@@ -330,11 +353,14 @@ impl Cell for UgrnnCell {
 /// state `h' = σ(gh+1)∘h + (1−σ(gh+1))∘tanh(h̃)`, output `y = σ(gy+1)∘x + (1−σ(gy+1))∘ReLU(ỹ)`.
 #[derive(Clone, Debug)]
 pub struct IntersectionRnnCell {
+    /// One conv from `[x, h]` to the four `x_ch`-channel maps gh, h̃, gy, ỹ.
     pub conv: Conv,
+    /// Output (and state) channels, equal to the drive's.
     pub out: usize,
 }
 
 impl IntersectionRnnCell {
+    /// A `k`×`k` IntersectionRNN on `x_ch`-channel maps.
     pub fn new(ctx: &mut BuildCtx<'_>, x_ch: usize, k: usize) -> Result<Self> {
         Ok(IntersectionRnnCell {
             conv: Conv::new(

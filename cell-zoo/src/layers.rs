@@ -11,9 +11,14 @@ const TRUNC_STD: f64 = 0.879_625_661_034_239_8;
 
 /// Where new parameters go: a store, a name prefix, a generator and a device.
 pub struct BuildCtx<'a> {
+    /// The store new parameters are registered in.
     pub params: &'a mut ParamStore,
+    /// The name prefix (`conv2/cell`); empty at the root.
     pub prefix: String,
+    /// The generator of initial values: building in the same order from the same seed gives the
+    /// same parameters.
     pub rng: &'a mut Rng,
+    /// Where the parameters live.
     pub device: Device,
 }
 
@@ -80,6 +85,7 @@ impl BuildCtx<'_> {
         Tensor::from_vec(data, dims.to_vec(), self.device)
     }
 
+    /// A variable filled with `value`, registered under `prefix/leaf`.
     pub fn constant(&mut self, leaf: &str, dims: &[usize], value: f32) -> Result<Tensor> {
         self.param(leaf, dims, |_| value)
     }
@@ -88,19 +94,25 @@ impl BuildCtx<'_> {
 /// A "SAME"-padded 2-D convolution with optional bias.
 #[derive(Clone, Debug)]
 pub struct Conv {
+    /// `[C_out, C_in / groups, k, k]`.
     pub weight: Tensor,
+    /// `[C_out]`, when the conv has one.
     pub bias: Option<Tensor>,
+    /// Stride, groups and "SAME" padding.
     pub opts: Conv2dOpts,
 }
 
 /// How a [`Conv`] is initialised.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvInit {
+    /// Variance-scaling scale of the weight (1 = LeCun).
     pub scale: f32,
+    /// The bias's constant initial value; `None` for a conv without bias.
     pub bias: Option<f32>,
 }
 
 impl ConvInit {
+    /// LeCun initialisation (scale 1), with a zero bias when `bias`.
     pub fn lecun(bias: bool) -> Self {
         ConvInit {
             scale: 1.0,
@@ -110,6 +122,8 @@ impl ConvInit {
 }
 
 impl Conv {
+    /// A `kernel`×`kernel` conv from `c_in` to `c_out` channels with `stride` and `groups`,
+    /// registered under `ctx.prefix/leaf` (`weight`, and `bias` when `init` has one).
     pub fn new(
         ctx: &mut BuildCtx<'_>,
         leaf: &str,
@@ -144,10 +158,12 @@ impl Conv {
         })
     }
 
+    /// The convolution of `x` (`[N, C_in, H, W]`).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.conv2d(&self.weight, self.bias.as_ref(), &self.opts)
     }
 
+    /// `C_out`.
     pub fn out_channels(&self) -> usize {
         self.weight.dims()[0]
     }
@@ -168,8 +184,15 @@ impl Conv {
 /// with bias. Depthwise kernels are capped at the feature-map size, as the reference does.
 #[derive(Clone, Debug)]
 pub enum TemporalConv {
+    /// One dense conv.
     Dense(Conv),
-    Separable { depthwise: Conv, pointwise: Conv },
+    /// Depthwise then pointwise.
+    Separable {
+        /// The depthwise k×k conv (`groups = C_in`, no bias).
+        depthwise: Conv,
+        /// The pointwise 1×1 conv, with bias.
+        pointwise: Conv,
+    },
 }
 
 impl TemporalConv {
@@ -182,6 +205,8 @@ impl TemporalConv {
         }
     }
 
+    /// The conv `knob` describes from `c_in` to `c_out` channels on `hw` maps, registered under
+    /// `ctx.prefix/leaf` (a separable one as `leaf/depthwise` and `leaf/pointwise`).
     pub fn new(
         ctx: &mut BuildCtx<'_>,
         leaf: &str,
@@ -219,6 +244,7 @@ impl TemporalConv {
         }
     }
 
+    /// The convolution of `x`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             TemporalConv::Dense(c) => c.forward(x),
@@ -229,6 +255,7 @@ impl TemporalConv {
         }
     }
 
+    /// Parameters of the conv `knob` describes (0 when it is off).
     pub fn param_count(
         knob: ConvKnob,
         c_in: usize,
@@ -266,7 +293,9 @@ impl TemporalConv {
 /// Layer norm over (C, H, W) with per-channel affine.
 #[derive(Clone, Debug)]
 pub struct LayerNorm {
+    /// Per-channel scale `[C]`, initialised at 1.
     pub gamma: Tensor,
+    /// Per-channel shift `[C]`, initialised at 0.
     pub beta: Tensor,
 }
 
@@ -275,6 +304,7 @@ pub struct LayerNorm {
 pub const LN_EPS: f32 = 1e-5;
 
 impl LayerNorm {
+    /// A layer norm of `channels` channels under `ctx.prefix/leaf` (`gamma`, `beta`).
     pub fn new(ctx: &mut BuildCtx<'_>, leaf: &str, channels: usize) -> Result<LayerNorm> {
         let mut ctx = ctx.sub(leaf);
         Ok(LayerNorm {
@@ -282,6 +312,8 @@ impl LayerNorm {
             beta: ctx.constant("beta", &[channels], 0.0)?,
         })
     }
+
+    /// `x` normalised over (C, H, W), then scaled and shifted per channel.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.layer_norm(Some(&self.gamma), Some(&self.beta), LN_EPS)
     }

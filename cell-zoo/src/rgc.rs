@@ -206,6 +206,8 @@ struct CellPath {
 }
 
 impl RgcCell {
+    /// The general RGC with the knobs of `spec` for an area of `dims`, parameters under
+    /// `ctx.prefix`.
     pub fn new(ctx: &mut BuildCtx<'_>, spec: &GeneralRgcSpec, dims: &CellDims) -> Result<RgcCell> {
         let out = dims.x_channels;
         let cd = spec.cell_depth;

@@ -7,11 +7,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
+    /// `f(x) = x`.
     #[default]
     Identity,
+    /// `x` for `x > 0`, `eˣ − 1` otherwise.
     Elu,
+    /// `max(x, 0)`.
     Relu,
+    /// `1 / (1 + e⁻ˣ)`.
     Sigmoid,
+    /// `tanh(x)`.
     Tanh,
 }
 
@@ -19,7 +24,9 @@ pub enum Activation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateNonlinearity {
+    /// `σ(z)`, in (0, 1).
     Sigmoid,
+    /// `tanh(z)`, in (−1, 1).
     Tanh,
 }
 
@@ -36,28 +43,37 @@ pub enum CellSpec {
         /// Output channels (default: the conv's channels).
         #[serde(default)]
         out_channels: Option<usize>,
+        /// Kernel size of the cell's convs (default 3).
         #[serde(default = "three")]
         kernel: usize,
+        /// Layer norm on the pre-activation (default off).
         #[serde(default)]
         layer_norm: bool,
     },
     /// ConvGRU with gate biases initialised at 1 and an extra +1 on the reset gate.
     Gru {
+        /// Output channels (default: the conv's channels).
         #[serde(default)]
         out_channels: Option<usize>,
+        /// Kernel size of the cell's convs (default 3).
         #[serde(default = "three")]
         kernel: usize,
     },
     /// ConvLSTM: one conv over `[x, h]` gives i, j, f, o (TF order).
     Lstm {
+        /// Output channels (default: the conv's channels).
         #[serde(default)]
         out_channels: Option<usize>,
+        /// Kernel size of the cell's convs (default 3).
         #[serde(default = "three")]
         kernel: usize,
+        /// Constant added to the forget gate's pre-activation (default 1).
         #[serde(default = "one")]
         forget_bias: f32,
+        /// Peephole connections from the cell state into the gates (default off).
         #[serde(default)]
         peepholes: bool,
+        /// Layer norm on the gates and the cell state (default off).
         #[serde(default)]
         layer_norm: bool,
         /// Variance-scaling scale of the gate conv (1 = LeCun).
@@ -69,13 +85,16 @@ pub enum CellSpec {
     },
     /// `g = σ(W_g*[x,h] + b + 1)`, `ĉ = tanh(W_c*[x,h] + b)`, `h' = g∘h + (1−g)∘ĉ`.
     Ugrnn {
+        /// Output channels (default: the conv's channels).
         #[serde(default)]
         out_channels: Option<usize>,
+        /// Kernel size of the cell's convs (default 3).
         #[serde(default = "three")]
         kernel: usize,
     },
     /// IntersectionRNN; its output mixes `x` in, so `x` channels must equal the output channels.
     IntersectionRnn {
+        /// Kernel size of the cell's conv (default 3).
         #[serde(default = "three")]
         kernel: usize,
     },
@@ -96,6 +115,7 @@ fn one() -> f32 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RgcSpec {
+    /// Kernel size of the gate and input convs (default 3).
     #[serde(default = "three")]
     pub kernel: usize,
     /// Reference quirk: the reference's non-separable gate convs carry no bias. Default: with bias.
@@ -116,6 +136,7 @@ impl Default for RgcSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConvKnob {
+    /// Kernel size (`size`×`size`); 0 means no conv.
     pub size: usize,
     /// Depthwise k×k (multiplier 1) then pointwise 1×1 with one bias.
     #[serde(default)]
@@ -123,22 +144,26 @@ pub struct ConvKnob {
 }
 
 impl ConvKnob {
+    /// The path switched off.
     pub const OFF: ConvKnob = ConvKnob {
         size: 0,
         depth_separable: false,
     };
+    /// A dense `size`×`size` conv.
     pub fn dense(size: usize) -> Self {
         ConvKnob {
             size,
             depth_separable: false,
         }
     }
+    /// A depthwise-separable `size`×`size` conv.
     pub fn separable(size: usize) -> Self {
         ConvKnob {
             size,
             depth_separable: true,
         }
     }
+    /// Whether the path exists (`size > 0`).
     pub fn is_on(&self) -> bool {
         self.size > 0
     }
@@ -148,9 +173,13 @@ impl ConvKnob {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateSpec {
+    /// The conv `W` over the state the gate reads.
     pub conv: ConvKnob,
+    /// The squashing function `f`.
     pub nonlinearity: GateNonlinearity,
+    /// Constant added to the squashed value.
     pub offset: f32,
+    /// Factor on the squashed value (−1 with offset 1 gives the `1 − σ` gates of the shallow RGC).
     pub multiplier: f32,
     /// Constant added inside `f`.
     #[serde(default)]
@@ -186,10 +215,15 @@ pub struct GeneralRgcSpec {
     pub input_to_out: ConvKnob,
     /// Conv applied to the (resized, concatenated) feedback before it enters.
     pub feedback: ConvKnob,
+    /// Where the (convolved) feedback is added.
     pub feedback_entry: FeedbackEntry,
+    /// Applied to the feedback after its conv.
     pub feedback_activation: Activation,
+    /// Applied to the drive `x` before it enters the cell.
     pub input_activation: Activation,
+    /// Applied to the new cell state `c'`.
     pub cell_activation: Activation,
+    /// Applied to the new output state `h'`.
     pub out_activation: Activation,
     /// Adds a conv of `c` to the output-state input.
     pub cell_to_out: bool,
@@ -197,11 +231,18 @@ pub struct GeneralRgcSpec {
     pub cell_residual: bool,
     /// Adds the area input `u` (projected/resized as needed) to the output-state input.
     pub out_residual: bool,
+    /// Adds a conv of the resized area input `u` inside the cell state's decay gate.
     pub residual_to_cell_tau: bool,
+    /// Adds a conv of the resized area input `u` inside the cell state's input gate.
     pub residual_to_cell_gate: bool,
+    /// Adds a conv of the resized area input `u` inside the output state's decay gate.
     pub residual_to_out_tau: bool,
+    /// Adds a conv of the resized area input `u` inside the output state's input gate.
     pub residual_to_out_gate: bool,
+    /// Layer norm on `c'` and `h'` before their activations.
     pub layer_norm: bool,
+    /// L2 weight decay recorded with the cell (the search writes its sampled value here); the
+    /// cell's computation does not read it.
     pub weight_decay: f32,
     /// Variance-scaling scale of the cell's convs.
     pub init_scale: f32,

@@ -8,8 +8,10 @@ use cell_zoo::Cell;
 use serde::{Deserialize, Serialize};
 use tensor::{no_grad, Device, Tensor};
 
+/// What a model costs: its size and the work of one step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelCost {
+    /// Trainable scalars.
     pub params: usize,
     /// FLOPs (2 × multiply-adds of convs and linear layers) of one step, all areas active, one image.
     pub flops_per_step: u64,

@@ -3,21 +3,36 @@
 use serde::{Deserialize, Serialize};
 use tensor::{Device, Error, Result, Tensor};
 
+/// How the logits of every step become one answer per example.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Decoder {
     /// The logits of the last step.
     Last,
     /// The mean logits over steps `from..to` (`to` exclusive, clamped to the unroll).
-    Avg { from: usize, to: usize },
+    Avg {
+        /// First step averaged.
+        from: usize,
+        /// One past the last step averaged.
+        to: usize,
+    },
     /// Per example, the step (from `from` on) with the highest top-class softmax probability.
-    MaxConf { from: usize },
+    MaxConf {
+        /// First step considered.
+        from: usize,
+    },
     /// Per example, the first step (from `from` on) whose top-class probability reaches
     /// `threshold`, else the most confident step.
-    Thresh { from: usize, threshold: f32 },
+    Thresh {
+        /// First step considered.
+        from: usize,
+        /// Top-class softmax probability that stops the search.
+        threshold: f32,
+    },
 }
 
 impl Decoder {
+    /// The decoder's name in specs and reports (`last`, `avg`, `max_conf`, `thresh`).
     pub fn name(&self) -> &'static str {
         match self {
             Decoder::Last => "last",

@@ -13,8 +13,10 @@ use tensor::{Device, ParamStore, Result, Rng, Tensor};
 /// Errors building a model.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The spec is invalid (names the area, edge or field).
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// Allocating or initialising a parameter failed.
     #[error(transparent)]
     Tensor(#[from] tensor::Error),
 }
@@ -37,6 +39,7 @@ pub(crate) struct AreaDrive {
 /// One built area.
 #[derive(Clone, Debug)]
 pub struct Area {
+    /// The area's name in the spec.
     pub name: String,
     pub(crate) conv: Conv,
     pub(crate) activation: Activation,
@@ -60,11 +63,15 @@ pub(crate) enum Readout {
 
 /// A ConvRNN ready to unroll.
 pub struct Model {
+    /// The spec it was built from.
     pub spec: ModelSpec,
+    /// The inferred shapes of every area and the readout.
     pub shapes: ModelShapes,
+    /// Every parameter, named `area/conv/weight`, `area/cell/...`, `readout/...`.
     pub params: ParamStore,
     pub(crate) areas: Vec<Area>,
     pub(crate) readout: Readout,
+    /// Where the parameters live and the unroll runs.
     pub device: Device,
 }
 
@@ -221,6 +228,7 @@ impl Model {
         self.params.num_elements()
     }
 
+    /// The built areas, in feedforward order.
     pub fn areas(&self) -> &[Area] {
         &self.areas
     }

@@ -14,7 +14,10 @@ pub enum Presentation {
     /// The image at every step.
     Constant,
     /// The image for steps `0..image_off`, then blank.
-    OnOff { image_off: usize },
+    OnOff {
+        /// First blank step.
+        image_off: usize,
+    },
 }
 
 /// The blank frame: the constant 0.5 in normalised input space, as the reference does.
@@ -45,8 +48,11 @@ impl Presentation {
 pub enum Frames {
     /// `[N, C, H, W]` shown on `presentation`, `blank` filling the off steps.
     Image {
+        /// `[N, C, H, W]`.
         image: Tensor,
+        /// When the image is on.
         presentation: Presentation,
+        /// The value of every pixel of a blank frame.
         blank: f32,
     },
     /// One `[N, C, H, W]` frame per step (a 5-D movie, step-major).

@@ -10,6 +10,7 @@ pub type Chw = [usize; 3];
 /// Shapes of one area.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AreaShapes {
+    /// The area's name.
     pub name: String,
     /// The feedforward input `u` (image or previous area's output).
     pub input: Chw,
@@ -32,14 +33,18 @@ pub struct AreaShapes {
 /// Shapes of a whole model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelShapes {
+    /// Every area, in feedforward order.
     pub areas: Vec<AreaShapes>,
     /// Maps entering the readout.
     pub readout_input: Chw,
+    /// First step whose logits depend on the image (biological timing).
     pub readout_first_step: usize,
+    /// Classes of the logits.
     pub num_classes: usize,
 }
 
 impl ModelShapes {
+    /// The shapes of the area called `name`.
     pub fn area(&self, name: &str) -> Option<&AreaShapes> {
         self.areas.iter().find(|a| a.name == name)
     }

@@ -9,8 +9,11 @@ use std::collections::HashSet;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
+    /// Channels (1 grey, 3 colour).
     pub channels: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// Width in pixels.
     pub width: usize,
 }
 
@@ -18,12 +21,17 @@ pub struct InputSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConvSpec {
+    /// Output channels (the cell's drive `x`).
     pub channels: usize,
+    /// Kernel size (`kernel`×`kernel`).
     pub kernel: usize,
+    /// Stride (default 1).
     #[serde(default = "one")]
     pub stride: usize,
+    /// Applied to the conv output (default identity).
     #[serde(default)]
     pub activation: Activation,
+    /// Whether the conv has a bias (default yes).
     #[serde(default = "yes")]
     pub bias: bool,
 }
@@ -32,11 +40,14 @@ pub struct ConvSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSpec {
+    /// Window size (`kernel`×`kernel`).
     pub kernel: usize,
+    /// Stride.
     pub stride: usize,
 }
 
 impl PoolSpec {
+    /// 2×2 windows with stride 2, the pooling of the zoo.
     pub const TWO_BY_TWO: PoolSpec = PoolSpec {
         kernel: 2,
         stride: 2,
@@ -48,19 +59,25 @@ impl PoolSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResidualSpec {
+    /// Kernel size of the tail's conv.
     pub kernel: usize,
 }
 
-/// One area: harbor → conv → cell → [residual tail] → [pool].
+/// One area: harbor → conv → cell → (residual tail) → (pool), the parenthesised steps optional.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AreaSpec {
+    /// Unique name; edges and parameter names use it.
     pub name: String,
+    /// The feedforward convolution.
     pub conv: ConvSpec,
+    /// The recurrent cell (default identity: a feedforward area).
     #[serde(default = "identity_cell")]
     pub cell: CellSpec,
+    /// The ResNet-style tail after the cell, if any.
     #[serde(default)]
     pub residual: Option<ResidualSpec>,
+    /// Pooling after the cell (and tail), if any.
     #[serde(default)]
     pub pool: Option<PoolSpec>,
 }
@@ -69,7 +86,9 @@ pub struct AreaSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeSpec {
+    /// The area whose output the edge carries.
     pub from: String,
+    /// The area that receives it.
     pub to: String,
 }
 
@@ -80,15 +99,20 @@ pub enum ReadoutKind {
     /// Global average pool, then a fully connected layer.
     GapFc,
     /// A `kernel×kernel` VALID conv to the classes, then a global average (shallow zoo).
-    ConvGap { kernel: usize },
+    ConvGap {
+        /// Kernel size of the VALID conv.
+        kernel: usize,
+    },
 }
 
+/// The readout: its node name and how it computes logits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadoutSpec {
     /// Name of the readout node (the reference calls it `imnetds`).
     #[serde(default = "imnetds")]
     pub name: String,
+    /// How the logits are computed.
     pub kind: ReadoutKind,
 }
 
@@ -96,13 +120,18 @@ pub struct ReadoutSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
+    /// The model's name (zoo presets are looked up by it).
     pub name: String,
+    /// The images it reads.
     pub input: InputSpec,
+    /// Classes of the logits.
     pub num_classes: usize,
     /// The feedforward chain, first area first; area i reads area i−1 (the first reads the image).
     pub areas: Vec<AreaSpec>,
+    /// Feedback and skip edges beyond the chain (default none).
     #[serde(default)]
     pub edges: Vec<EdgeSpec>,
+    /// How the last area's maps become logits.
     pub readout: ReadoutSpec,
     /// Default unroll length (SPEC §3: 16 shallow, 17 intermediate).
     pub default_steps: usize,
@@ -130,40 +159,74 @@ fn imnetds() -> String {
 /// What is wrong with a spec, naming the area, edge or field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SpecError {
+    /// The chain is empty.
     #[error("model `{model}` has no areas; expected at least one")]
-    NoAreas { model: String },
+    NoAreas {
+        /// The model's name.
+        model: String,
+    },
     #[error(
         "area name `{0}` is used twice; area names must be unique (and differ from the readout)"
     )]
+    /// Two areas (or an area and the readout) share the name.
     DuplicateArea(String),
+    /// An edge names an area that does not exist.
     #[error("edge {from} -> {to}: {which} area `{name}` does not exist (areas: {known})")]
     UnknownArea {
+        /// The edge's source, as written.
         from: String,
+        /// The edge's target, as written.
         to: String,
+        /// Which end is unknown (`source` or `target`).
         which: &'static str,
+        /// The unknown name.
         name: String,
+        /// The names that exist, comma-separated.
         known: String,
     },
+    /// An edge that is not allowed: a self-edge, the chain's own feedforward edge, an edge into
+    /// the first area, a duplicate.
     #[error("edge {from} -> {to}: {msg}")]
     BadEdge {
+        /// The edge's source.
         from: String,
+        /// The edge's target.
         to: String,
+        /// What is wrong with it.
         msg: String,
     },
+    /// An area whose settings do not fit together or its input.
     #[error("area `{area}`: {msg}")]
-    BadArea { area: String, msg: String },
+    BadArea {
+        /// The area's name.
+        area: String,
+        /// What is wrong with it.
+        msg: String,
+    },
     #[error(
         "area `{area}`: input of {got}×{got_w} is too small for {what} (needs at least {need})"
     )]
+    /// Maps too small for a pooling window or the VALID readout conv.
     TooSmall {
+        /// The area (or readout) name.
         area: String,
+        /// The layer that does not fit.
         what: String,
+        /// Height of its input.
         got: usize,
+        /// Width of its input.
         got_w: usize,
+        /// The least height and width it needs.
         need: usize,
     },
+    /// A model-level field with an invalid value.
     #[error("field `{field}`: {msg}")]
-    BadField { field: &'static str, msg: String },
+    BadField {
+        /// The field's name.
+        field: &'static str,
+        /// What is wrong with it.
+        msg: String,
+    },
 }
 
 impl ModelSpec {

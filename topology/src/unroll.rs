@@ -55,11 +55,14 @@ pub enum Needed {
     AllLogits,
 }
 
+/// How to unroll: for how long, with which timing, and which logits are wanted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct UnrollOptions {
     /// Number of steps (default: what the frames imply, else the model's `default_steps`).
     pub steps: Option<usize>,
+    /// Biological (every edge one step) or full-sweep timing.
     pub mode: TimingMode,
+    /// Which logits the caller reads, so that work reaching none of them is skipped.
     pub needed: Needed,
 }
 
@@ -73,6 +76,7 @@ pub struct Unrolled {
 }
 
 impl Unrolled {
+    /// Steps unrolled.
     pub fn steps(&self) -> usize {
         self.logits.len()
     }
