@@ -6,6 +6,7 @@ mod bench_ops;
 mod bench_unroll;
 mod benchmarks_md;
 mod doctor;
+mod figures;
 mod machine;
 mod models;
 mod search;
@@ -67,6 +68,10 @@ enum Cmd {
     /// Architecture search over cells and feedback (TPE, pruning, a shared SQLite/PostgreSQL
     /// study); `search report` and `search median` summarise a study.
     Search(Box<search::SearchCmd>),
+    /// The paper's figures regenerated in one command: trains what they need (cached under
+    /// --out, so a rerun computes only what is missing) and writes REPORT.md. See
+    /// docs/FIGURES.md.
+    Figures(figures::FiguresCmd),
     /// Neural predictivity over time (V4/IT, PLS on HDF5 / netCDF-4 recordings; default: the
     /// in-silico set) and object solution times. Flags: `cargo xtask neurofit --help`.
     // Its flags belong to the neurofit binary: `--help` too is passed on to it.
@@ -137,6 +142,7 @@ fn main() -> Result<()> {
         Cmd::Eval(cmd) => train::eval(&cmd),
         Cmd::Demo(cmd) => train::demo(&cmd),
         Cmd::Search(cmd) => search::run(&cmd),
+        Cmd::Figures(cmd) => figures::run(&cmd),
         Cmd::Neurofit { args } => neurofit_bin("score", &args),
         Cmd::ExportActivations { args } => neurofit_bin("export-activations", &args),
         Cmd::Models { json } => models::models(json),

@@ -340,7 +340,7 @@ pub struct TrainCmd {
 }
 
 /// A flag raised by Ctrl-C (a second Ctrl-C exits at once).
-fn stop_flag() -> Result<Arc<AtomicBool>> {
+pub(crate) fn stop_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = Arc::clone(&flag);
     ctrlc::set_handler(move || {

@@ -1,0 +1,210 @@
+//! `cargo xtask figures` (issue 17): the paper's figures regenerated in one command, with a
+//! `REPORT.md` that states each claim beside our numbers.
+//!
+//! - [`cache`]: the stage cache (every trained model and table is a stage keyed by a hash of its
+//!   configuration and inputs; reruns reuse it, interrupted stages continue);
+//! - [`models`]: the models compared (every cell on the compact backbone, feedforward nets made
+//!   wider and deeper);
+//! - [`training`]: the scales and the training stages;
+//! - [`report`]: writes `REPORT.md`.
+//!
+//! docs/FIGURES.md describes what each figure uses and what is not built yet.
+
+mod cache;
+mod models;
+mod report;
+mod training;
+
+use anyhow::{Context, Result};
+use cache::{Cache, StageKey, Status};
+use clap::Args;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tensor::Device;
+use trainer::{Progress, ProgressMode};
+pub use training::Scale;
+
+#[derive(Args, Debug)]
+pub struct FiguresCmd {
+    /// micro (a smoke test), quick (about half an hour on 2 cores) or full (to publish).
+    #[arg(long, value_enum, default_value = "quick")]
+    pub scale: Scale,
+    /// Output folder: figures, tables, REPORT.md and the stage cache [default:
+    /// runs/figures-SCALE].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// cpu, cuda or cuda:N (not part of the cache keys: a model trained on a GPU is reused on
+    /// the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Where Fashion-MNIST is (default: the standard places, see `cargo xtask doctor`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Train with seeds 0..N instead of the scale's.
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// Clutter images to train on instead of the scale's.
+    #[arg(long)]
+    pub train_images: Option<usize>,
+    /// Clutter images to validate on instead of the scale's.
+    #[arg(long)]
+    pub eval_images: Option<usize>,
+}
+
+impl FiguresCmd {
+    /// The scale's settings with the overrides given.
+    fn scale_config(&self) -> anyhow::Result<training::ScaleConfig> {
+        let mut c = self.scale.config();
+        if let Some(n) = self.seeds {
+            anyhow::ensure!(n >= 1, "--seeds must be at least 1");
+            c.seeds = (0..n).collect();
+        }
+        if let Some(n) = self.train_images {
+            c.train_images = n;
+        }
+        if let Some(n) = self.eval_images {
+            c.eval_images = n;
+        }
+        anyhow::ensure!(
+            c.train_images >= 1 && c.eval_images >= 1,
+            "--train-images and --eval-images must be at least 1"
+        );
+        Ok(c)
+    }
+}
+
+/// One stage as the report lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageLine {
+    pub label: String,
+    pub id: String,
+    pub status: Status,
+}
+
+/// Runs stages through the cache and shows progress per stage (a bar on a terminal, a line per
+/// stage otherwise).
+struct Runner<'c> {
+    cache: &'c Cache,
+    progress: Progress,
+    done: u64,
+    lines: Vec<StageLine>,
+}
+
+impl<'c> Runner<'c> {
+    fn new(cache: &'c Cache, total: u64, mode: ProgressMode) -> Self {
+        Runner {
+            cache,
+            progress: Progress::new("figures", total, mode).with_interval(Default::default()),
+            done: 0,
+            lines: Vec::new(),
+        }
+    }
+
+    fn run<T: Serialize + DeserializeOwned>(
+        &mut self,
+        key: &StageKey,
+        label: &str,
+        compute: impl FnOnce(&Path) -> Result<T>,
+    ) -> Result<T> {
+        if self.cache.get::<T>(key)?.is_none() {
+            self.progress.set(self.done, format!("{label}: running"));
+        }
+        let (value, status) = self.cache.run(key, compute)?;
+        self.done += 1;
+        let how = match status {
+            Status::Cached => "cached",
+            Status::Computed => "done",
+        };
+        self.progress.set(self.done, format!("{label}: {how}"));
+        self.lines.push(StageLine {
+            label: label.to_string(),
+            id: key.id(),
+            status,
+        });
+        Ok(value)
+    }
+
+    fn finish(self) -> Vec<StageLine> {
+        self.progress.finish();
+        self.lines
+    }
+}
+
+pub fn run(cmd: &FiguresCmd) -> Result<()> {
+    let device: Device = cmd.device.parse().map_err(anyhow::Error::msg)?;
+    let scale = cmd.scale_config()?;
+    let out = cmd.out.clone().unwrap_or_else(|| {
+        crate::workspace_root()
+            .join("runs")
+            .join(format!("figures-{}", scale_name(cmd.scale)))
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    crate::doctor::install_missing_if_root();
+    let fingerprint = training::data_fingerprint(cmd.data_dir.as_deref())?;
+    let data = training::data_spec(&scale, cmd.data_dir.as_deref());
+    let models = models::matched_size_set()?;
+    let mut plan = Vec::new();
+    for m in &models {
+        for &seed in &scale.seeds {
+            let config = training::train_config(m, seed, &scale, &data, device)?;
+            let key = StageKey::new("train", &training::stage_config(&config, &fingerprint), &[])?;
+            plan.push((m, seed, config, key));
+        }
+    }
+    let cache = Cache::new(&out);
+    let stop = crate::train::stop_flag()?;
+    let mut runner = Runner::new(&cache, plan.len() as u64, ProgressMode::Auto);
+    let mut trained = Vec::new();
+    for (m, seed, config, key) in plan {
+        let label = format!("train {} (seed {seed})", m.id);
+        let t = runner.run(&key, &label, |work| {
+            training::train(m, config, work, &out, Some(stop.clone()))
+        })?;
+        trained.push(t);
+    }
+    let stages = runner.finish();
+    let path = report::write(
+        &out,
+        &report::Context {
+            scale: cmd.scale,
+            scale_config: &scale,
+            data: &data,
+            data_fingerprint: &fingerprint,
+            device,
+        },
+        &trained,
+        &stages,
+    )?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+pub fn scale_name(s: Scale) -> &'static str {
+    match s {
+        Scale::Micro => "micro",
+        Scale::Quick => "quick",
+        Scale::Full => "full",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runner_counts_and_labels_stages() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let key = StageKey::new("table", &1, &[]).unwrap();
+        let mut r = Runner::new(&cache, 2, ProgressMode::Hidden);
+        assert_eq!(r.run(&key, "t", |_| Ok(5u8)).unwrap(), 5);
+        assert_eq!(r.run(&key, "t again", |_| Ok(6u8)).unwrap(), 5);
+        let lines = r.finish();
+        assert_eq!(
+            lines.iter().map(|l| l.status).collect::<Vec<_>>(),
+            [Status::Computed, Status::Cached]
+        );
+        assert_eq!(lines[1].label, "t again");
+    }
+}

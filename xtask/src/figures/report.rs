@@ -1,0 +1,176 @@
+//! `REPORT.md`: how the run was made (scale, data, device, machine), every stage and whether it
+//! was computed now or read from the cache, and the trained models. Every number in it comes
+//! from the run's results.
+
+use super::cache::Status;
+use super::training::{ScaleConfig, Trained};
+use super::{scale_name, Scale, StageLine};
+use anyhow::{Context as _, Result};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use tensor::Device;
+use trainer::DataSpec;
+
+pub const REPORT_FILE: &str = "REPORT.md";
+
+/// How the run was made.
+pub struct Context<'a> {
+    pub scale: Scale,
+    pub scale_config: &'a ScaleConfig,
+    pub data: &'a DataSpec,
+    pub data_fingerprint: &'a str,
+    pub device: Device,
+}
+
+/// Writes `out/REPORT.md` atomically and returns its path.
+pub fn write(
+    out: &Path,
+    cx: &Context<'_>,
+    trained: &[Trained],
+    stages: &[StageLine],
+) -> Result<PathBuf> {
+    let text = render(cx, trained, stages);
+    let path = out.join(REPORT_FILE);
+    tensor::io::write_file_atomically(&path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}", 100.0 * v)
+}
+
+/// The report's text.
+pub fn render(cx: &Context<'_>, trained: &[Trained], stages: &[StageLine]) -> String {
+    let mut s = String::new();
+    let sc = cx.scale_config;
+    let machine = crate::machine::Machine::detect();
+    let _ = writeln!(s, "# Figures of the paper, regenerated\n");
+    let _ = writeln!(
+        s,
+        "`cargo xtask figures --scale {} --device {}` on {} ({} logical CPUs, {} engine \
+         threads).\n",
+        scale_name(cx.scale),
+        cx.device,
+        machine.cpu,
+        machine.cores,
+        machine.threads
+    );
+    let _ = writeln!(
+        s,
+        "**Data**: the clutter variant of Fashion-MNIST (`{}`), {} training and {} validation \
+         images at difficulty {}; source {}.\n",
+        cx.data.name(),
+        sc.train_images,
+        sc.eval_images,
+        sc.difficulty,
+        cx.data_fingerprint
+    );
+    let _ = writeln!(
+        s,
+        "**Training**: {} epoch(s), batch {}, AdamW with a cosine schedule peaking at {} after \
+         {} warm-up steps, loss on the last step; seeds {:?}.\n",
+        sc.epochs, sc.batch_size, sc.lr, sc.warmup_steps, sc.seeds
+    );
+    let computed = stages
+        .iter()
+        .filter(|l| l.status == Status::Computed)
+        .count();
+    let _ = writeln!(
+        s,
+        "**Stages**: {} in all, {} computed by this run, {} read from the cache \
+         (`stages/`).\n",
+        stages.len(),
+        computed,
+        stages.len() - computed
+    );
+    let _ = writeln!(s, "## Trained models\n");
+    let _ = writeln!(
+        s,
+        "| model | seed | parameters | top-1 % (last step) | optimiser steps | CPU s | wall s | \
+         device |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for t in trained {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+            t.id,
+            t.seed,
+            t.params,
+            t.top1_per_step.last().map_or("-".into(), |v| pct(*v)),
+            t.optimiser_steps,
+            t.cpu_seconds.map_or("-".into(), |c| format!("{c:.1}")),
+            t.wall_seconds,
+            t.device
+        );
+    }
+    let _ = writeln!(s, "\n## Stages\n");
+    let _ = writeln!(s, "| stage | folder | this run |");
+    let _ = writeln!(s, "|---|---|---|");
+    for l in stages {
+        let how = match l.status {
+            Status::Cached => "cached",
+            Status::Computed => "computed",
+        };
+        let _ = writeln!(s, "| {} | `stages/{}` | {how} |", l.label, l.id);
+    }
+    let _ = writeln!(
+        s,
+        "\n## Not built yet\n\nThe figures themselves (issue 17: cells at matched size, size \
+         against performance, search, neural predictivity over time, object solution times, \
+         accuracy over time) are not drawn by this version; the stages above are the models \
+         they will read."
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::figures::models::Family;
+    use crate::figures::training::DecoderTop1;
+
+    #[test]
+    fn lists_every_model_and_stage_with_numbers_from_the_results() {
+        let sc = Scale::Micro.config();
+        let data = super::super::training::data_spec(&sc, None);
+        let cx = Context {
+            scale: Scale::Micro,
+            scale_config: &sc,
+            data: &data,
+            data_fingerprint: "fp",
+            device: Device::Cpu,
+        };
+        let t = Trained {
+            id: "rgc".into(),
+            family: Family::Recurrent,
+            seed: 2,
+            params: 287_850,
+            first_readout_step: 3,
+            top1_per_step: vec![0.1, 0.4321],
+            decoders: vec![DecoderTop1 {
+                name: "last".into(),
+                top1: 0.4321,
+            }],
+            optimiser_steps: 4,
+            wall_seconds: 1.0,
+            cpu_seconds: Some(1.5),
+            device: "cpu".into(),
+            run_dir: "stages/x/work/run".into(),
+        };
+        let stages = [StageLine {
+            label: "train rgc (seed 2)".into(),
+            id: "train-00".into(),
+            status: Status::Cached,
+        }];
+        let text = render(&cx, &[t], &stages);
+        assert!(
+            text.contains("| rgc | 2 | 287850 | 43.2 | 4 | 1.5 |"),
+            "{text}"
+        );
+        assert!(text.contains("1 in all, 0 computed by this run, 1 read from the cache"));
+        assert!(text.contains("`stages/train-00` | cached"));
+        assert!(text.contains("--scale micro"));
+    }
+}
