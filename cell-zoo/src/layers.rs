@@ -124,6 +124,8 @@ impl ConvInit {
 impl Conv {
     /// A `kernel`×`kernel` conv from `c_in` to `c_out` channels with `stride` and `groups`,
     /// registered under `ctx.prefix/leaf` (`weight`, and `bias` when `init` has one).
+    // The hyper-parameters as the specs list them; a struct for them would repeat the spec types.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &mut BuildCtx<'_>,
         leaf: &str,

@@ -71,6 +71,8 @@ struct Gate {
 }
 
 impl Gate {
+    // A gate conv's hyper-parameters as the RGC spec lists them (see `Conv::new`).
+    #[allow(clippy::too_many_arguments)]
     fn new(
         ctx: &mut BuildCtx<'_>,
         leaf: &str,

@@ -49,6 +49,39 @@ pub struct BatchDims {
     pub k: usize,
 }
 
+/// The shape and scalars of one product `C = alpha·op(A)·op(B) + beta·C`: `op(A)` is `m × k`,
+/// `op(B)` is `k × n` and `C` is `m × n`. Every backend's GEMM takes it (the host ones in
+/// [`crate::cpu::gemm`] and oneDNN's, cuBLAS's in the CUDA backend).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+impl Gemm {
+    /// `C = op(A)·op(B)`: alpha 1, beta 0.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Gemm {
+            m,
+            n,
+            k,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+    /// The same product scaled by `alpha`.
+    pub fn alpha(self, alpha: f32) -> Self {
+        Gemm { alpha, ..self }
+    }
+    /// The same product added to `beta·C`.
+    pub fn beta(self, beta: f32) -> Self {
+        Gemm { beta, ..self }
+    }
+}
+
 /// What a convolution's parameter pass computes: the weight gradient (`weights`) and the bias
 /// gradient (`bias`), for a convolution that has a bias (`has_bias`) or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

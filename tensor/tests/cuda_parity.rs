@@ -6,7 +6,9 @@
 //!
 //! Built only with `--features cuda` (see `required-features` in Cargo.toml).
 
-use tensor::cuda::{self, Conv2dGeometry, CudaBuf, DevMat, Pool2dGeometry};
+use tensor::backend::BatchDims;
+use tensor::cpu::gemm::Gemm;
+use tensor::cuda::{self, Conv2dGeometry, CudaBuf, DevMat, DevMatMut, Pool2dGeometry};
 use tensor::ops::{BinaryOp, UnaryOp};
 use tensor::{Device, Rng, Shape, Tensor};
 
@@ -253,7 +255,7 @@ fn tensors_move_between_devices_and_keep_their_values() {
 #[test]
 fn sgemm_matches_the_cpu_for_all_transposes() {
     require_gpu!();
-    use tensor::cpu::gemm::{sgemm as cpu_sgemm, Gemm, MatMut, MatRef};
+    use tensor::cpu::gemm::{sgemm as cpu_sgemm, MatMut, MatRef};
     let mut rng = Rng::new(6);
     let (m, n, k) = (37, 29, 71);
     let a = randn(&mut rng, m * k + 5);
@@ -278,16 +280,10 @@ fn sgemm_matches_the_cpu_for_all_transposes() {
         let da = DevMat::new(&ga, lda).at(oa);
         let db = DevMat::new(&gb, ldb).at(ob);
         cuda::sgemm(
-            m,
-            n,
-            k,
-            1.5,
+            Gemm::new(m, n, k).alpha(1.5).beta(0.5),
             if ta { da.t() } else { da },
             if tb { db.t() } else { db },
-            0.5,
-            &mut gc,
-            0,
-            ldc,
+            DevMatMut::new(&mut gc, ldc),
         )
         .expect("sgemm");
         assert_close(&down(&gc), &f64s(&want), 1e-5, &format!("sgemm {ta} {tb}"));
@@ -314,8 +310,8 @@ fn batched_matmul_matches_a_loop_of_products() {
         c
     };
     for shared in [false, true] {
-        let c =
-            cuda::matmul(&up(&a), &up(&b), batch, m, k, n, false, false, !shared).expect("matmul");
+        let dims = BatchDims { batch, m, n, k };
+        let c = cuda::matmul(&up(&a), &up(&b), dims, (false, false), !shared).expect("matmul");
         let want: Vec<f64> = (0..batch).flat_map(|bi| naive(bi, shared)).collect();
         assert_close(
             &down(&c),
@@ -331,7 +327,8 @@ fn batched_matmul_matches_a_loop_of_products() {
             (0..k).flat_map(move |p| (0..m).map(move |i| a[bi * m * k + i * k + p]))
         })
         .collect();
-    let c = cuda::matmul(&up(&at), &up(&b), batch, m, k, n, true, false, true).expect("matmul");
+    let dims = BatchDims { batch, m, n, k };
+    let c = cuda::matmul(&up(&at), &up(&b), dims, (true, false), true).expect("matmul");
     let want: Vec<f64> = (0..batch).flat_map(|bi| naive(bi, false)).collect();
     assert_close(&down(&c), &want, 1e-5, "batched matmul with a transposed");
 }
@@ -795,13 +792,9 @@ fn layer_norm_forward_and_backward_match_reference_loops() {
             &gx,
             &up(&dy),
             &stats,
-            n,
-            c,
-            s,
+            (n, c, s),
             affine.then_some(&gg),
-            true,
-            affine,
-            affine,
+            [true, affine, affine],
         )
         .expect("layer norm backward");
         assert_close(&down(&gdx.expect("dx")), &dx, 1e-4, &format!("{what} dx"));
@@ -823,7 +816,7 @@ fn layer_norm_forward_and_backward_match_reference_loops() {
         }
         // Only the affine gradients.
         let (none, only_g, none_b) =
-            cuda::layer_norm_backward(&gx, &up(&dy), &stats, n, c, s, None, false, true, false)
+            cuda::layer_norm_backward(&gx, &up(&dy), &stats, (n, c, s), None, [false, true, false])
                 .expect("dgamma only");
         assert!(none.is_none() && none_b.is_none());
         assert_close(
@@ -1131,16 +1124,17 @@ fn sum_over_broadcast_back_linear_strided_matmul_copy_rows_and_transpose() {
     assert_close(&down(&y), &want, 1e-5, "linear");
     // matmul_strided with a shared right-hand side read transposed: [2, n, i] · wᵀ
     let xb = randn(&mut rng, 2 * n * i);
-    let gw = up(&wv);
+    let dims = BatchDims {
+        batch: 2,
+        m: n,
+        n: o,
+        k: i,
+    };
+    let (gx, gw) = (up(&xb), up(&wv));
     let y = cuda::matmul_strided(
-        2,
-        n,
-        o,
-        i,
-        DevMat::new(&up(&xb), i),
-        n * i,
-        DevMat::new(&gw, i).t(),
-        0,
+        dims,
+        (DevMat::new(&gx, i), n * i),
+        (DevMat::new(&gw, i).t(), 0),
     )
     .expect("matmul_strided");
     let mut want = vec![0.0f64; 2 * n * o];

@@ -129,15 +129,7 @@ impl BackendStorage for CpuBuf {
     }
 
     fn matmul(&self, a: MatLayout, b: &Self, bl: MatLayout, dims: BatchDims) -> Result<Self> {
-        let BatchDims { batch, m, n, k } = dims;
-        Ok(linear::matmul(
-            batch,
-            m,
-            n,
-            k,
-            operand(self, a),
-            operand(b, bl),
-        ))
+        Ok(linear::matmul(dims, operand(self, a), operand(b, bl)))
     }
     fn linear(
         &self,

@@ -4,6 +4,8 @@
 //! (always available). oneDNN's sgemm ([`super::onednn::OneDnn::sgemm`]) takes the same
 //! [`Gemm`], [`MatRef`] and [`MatMut`] arguments.
 
+pub use crate::backend::Gemm;
+
 /// A row-major matrix operand: `data[r * ld + c]`, optionally read transposed.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a> {
@@ -53,37 +55,7 @@ impl<'a> MatMut<'a> {
     }
 }
 
-/// The shape and scalars of one product `C = alpha·op(A)·op(B) + beta·C`: `op(A)` is `m × k`,
-/// `op(B)` is `k × n` and `C` is `m × n`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Gemm {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub alpha: f32,
-    pub beta: f32,
-}
-
 impl Gemm {
-    /// `C = op(A)·op(B)`: alpha 1, beta 0.
-    pub fn new(m: usize, n: usize, k: usize) -> Self {
-        Gemm {
-            m,
-            n,
-            k,
-            alpha: 1.0,
-            beta: 0.0,
-        }
-    }
-    /// The same product scaled by `alpha`.
-    pub fn alpha(self, alpha: f32) -> Self {
-        Gemm { alpha, ..self }
-    }
-    /// The same product added to `beta·C`.
-    pub fn beta(self, beta: f32) -> Self {
-        Gemm { beta, ..self }
-    }
-
     /// Handles the products without work: none when `C` is empty, `C = beta·C` when the
     /// reduction is empty (zeros for beta 0, whatever `C` held). Returns whether anything is
     /// left for a GEMM kernel, after checking that the operands hold their matrices (a wrong

@@ -1,6 +1,7 @@
 //! Batched matrix products on [`super::gemm::sgemm`], with operands read transposed in place.
 
 use super::gemm::{sgemm, Gemm, MatMut, MatRef};
+use crate::backend::BatchDims;
 use crate::storage::CpuBuf;
 use rayon::prelude::*;
 
@@ -26,22 +27,13 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// `out[b] = op(a[b]) · op(b[b])` (`m × n`, reduction length `k`) for `b < batch`, plus `beta`
-/// times what `out` held.
-pub fn batched_matmul(
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Operand<'_>,
-    b: Operand<'_>,
-    beta: f32,
-    out: &mut [f32],
-) {
+/// `out[i] = op(a[i]) · op(b[i])` (the product `g` of `m × n`, reduction length `k`, with its
+/// alpha and beta) for `i < batch`.
+pub fn batched_matmul(batch: usize, g: Gemm, a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
+    let (m, n, k) = (g.m, g.n, g.k);
     if m * n == 0 {
         return;
     }
-    let g = Gemm::new(m, n, k).beta(beta);
     let one = |(i, c): (usize, &mut [f32])| sgemm(g, a.mat(i), b.mat(i), MatMut::new(c, n));
     // Small products are single-threaded inside sgemm: spread them over the batch instead.
     if batch > 1 && m * n * k < 64 * 64 * 64 {
@@ -52,16 +44,10 @@ pub fn batched_matmul(
 }
 
 /// A fresh `batch × m × n` product, see [`batched_matmul`].
-pub fn matmul(
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: Operand<'_>,
-    b: Operand<'_>,
-) -> CpuBuf {
+pub fn matmul(dims: BatchDims, a: Operand<'_>, b: Operand<'_>) -> CpuBuf {
+    let BatchDims { batch, m, n, k } = dims;
     let mut out = CpuBuf::zeros(batch * m * n);
-    batched_matmul(batch, m, n, k, a, b, 0.0, &mut out);
+    batched_matmul(batch, Gemm::new(m, n, k), a, b, &mut out);
     out
 }
 

@@ -102,17 +102,7 @@ impl BackendStorage for CudaBuf {
     }
 
     fn matmul(&self, a: MatLayout, b: &Self, bl: MatLayout, dims: BatchDims) -> Result<Self> {
-        let BatchDims { batch, m, n, k } = dims;
-        super::matmul_strided(
-            batch,
-            m,
-            n,
-            k,
-            mat(self, a),
-            a.stride,
-            mat(b, bl),
-            bl.stride,
-        )
+        super::matmul_strided(dims, (mat(self, a), a.stride), (mat(b, bl), bl.stride))
     }
     fn linear(
         &self,
@@ -167,10 +157,9 @@ impl BackendStorage for CudaBuf {
         stats: &Self,
         (n, c, s): (usize, usize, usize),
         gamma: Option<&Self>,
-        [dx, dgamma, dbeta]: [bool; 3],
+        need: [bool; 3],
     ) -> Result<[Option<Self>; 3]> {
-        let (dx, dg, db) =
-            super::layer_norm_backward(self, g, stats, n, c, s, gamma, dx, dgamma, dbeta)?;
+        let (dx, dg, db) = super::layer_norm_backward(self, g, stats, (n, c, s), gamma, need)?;
         Ok([dx, dg, db])
     }
 

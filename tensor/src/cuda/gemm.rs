@@ -9,6 +9,7 @@
 use super::buffer::{alloc, CudaBuf};
 use super::device::{cuda_err, guarded};
 use super::elementwise::same_device;
+use crate::backend::{BatchDims, Gemm};
 use crate::{Error, Result};
 use cudarc::cublas::sys::cublasOperation_t;
 
@@ -83,6 +84,24 @@ impl<'a> DevMat<'a> {
     }
 }
 
+/// A row-major output matrix on the device: element `(r, c)` is `buf[offset + r * ld + c]`.
+#[derive(Debug)]
+pub struct DevMatMut<'a> {
+    pub buf: &'a mut CudaBuf,
+    pub offset: usize,
+    pub ld: usize,
+}
+
+impl<'a> DevMatMut<'a> {
+    pub fn new(buf: &'a mut CudaBuf, ld: usize) -> Self {
+        DevMatMut { buf, offset: 0, ld }
+    }
+    /// The same matrix starting `offset` elements into the buffer.
+    pub fn at(self, offset: usize) -> Self {
+        DevMatMut { offset, ..self }
+    }
+}
+
 fn to_int(v: usize, what: &str) -> Result<i32> {
     i32::try_from(v).map_err(|_| {
         Error::invalid(
@@ -92,42 +111,30 @@ fn to_int(v: usize, what: &str) -> Result<i32> {
     })
 }
 
-/// `c[m×n] (row-major, ldc, from c_offset) = alpha·op(a)[m×k]·op(b)[k×n] + beta·c`.
-/// With `beta == 0`, `c` is not read (NaNs in it do not propagate).
-pub fn sgemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: DevMat<'_>,
-    b: DevMat<'_>,
-    beta: f32,
-    c: &mut CudaBuf,
-    c_offset: usize,
-    ldc: usize,
-) -> Result<()> {
-    sgemm_strided_batched(1, m, n, k, alpha, a, 0, b, 0, beta, c, c_offset, ldc, 0)
+/// `c = alpha·op(a)·op(b) + beta·c` (see [`Gemm`]), row-major. With `beta == 0`, `c` is not read
+/// (NaNs in it do not propagate).
+pub fn sgemm(g: Gemm, a: DevMat<'_>, b: DevMat<'_>, c: DevMatMut<'_>) -> Result<()> {
+    sgemm_strided_batched(1, g, (a, 0), (b, 0), (c, 0))
 }
 
 /// `batch` independent products; matrix `i` of each operand starts `i·stride` elements after
-/// the first (a stride of 0 reuses one matrix for every batch).
+/// the first (a stride of 0 reuses one matrix for every batch). Each operand comes with its
+/// stride.
 pub fn sgemm_strided_batched(
     batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: DevMat<'_>,
-    stride_a: usize,
-    b: DevMat<'_>,
-    stride_b: usize,
-    beta: f32,
-    c: &mut CudaBuf,
-    c_offset: usize,
-    ldc: usize,
-    stride_c: usize,
+    g: Gemm,
+    (a, stride_a): (DevMat<'_>, usize),
+    (b, stride_b): (DevMat<'_>, usize),
+    (c, stride_c): (DevMatMut<'_>, usize),
 ) -> Result<()> {
-    let dev = same_device("sgemm", &[a.buf, b.buf, &*c])?;
+    let Gemm {
+        m,
+        n,
+        k,
+        alpha,
+        beta,
+    } = g;
+    let dev = same_device("sgemm", &[a.buf, b.buf, &*c.buf])?;
     if batch == 0 || m == 0 || n == 0 {
         return Ok(());
     }
@@ -135,21 +142,21 @@ pub fn sgemm_strided_batched(
     a.check("A", m, k, last * stride_a)?;
     b.check("B", k, n, last * stride_b)?;
     DevMat {
-        buf: &*c,
-        offset: c_offset,
-        ld: ldc,
+        buf: &*c.buf,
+        offset: c.offset,
+        ld: c.ld,
         trans: false,
     }
     .check("C", m, n, last * stride_c)?;
     // Leading dimensions must be >= 1 and >= the stored row length, even for degenerate shapes.
     let lda = to_int(a.ld.max(if a.trans { m } else { k }).max(1), "lda")?;
     let ldb = to_int(b.ld.max(if b.trans { k } else { n }).max(1), "ldb")?;
-    let ldc_i = to_int(ldc.max(n).max(1), "ldc")?;
+    let ldc_i = to_int(c.ld.max(n).max(1), "ldc")?;
     let (mi, ni, ki) = (to_int(m, "m")?, to_int(n, "n")?, to_int(k, "k")?);
     let bi = to_int(batch, "batch")?;
     let pa = a.buf.ptr_at(a.offset) as *const f32;
     let pb = b.buf.ptr_at(b.offset) as *const f32;
-    let pc = c.ptr_at(c_offset) as *mut f32;
+    let pc = c.buf.ptr_at(c.offset) as *mut f32;
     let blas = dev.blas()?;
     dev.bind()?;
     guarded("cuBLAS sgemm", || {
@@ -202,83 +209,41 @@ pub fn sgemm_strided_batched(
 }
 
 /// `op(a)·op(b)` for row-major `a` (`[m,k]`, or `[k,m]` when `trans_a`) and `b` (`[k,n]`, or
-/// `[n,k]` when `trans_b`), repeated over `batch` contiguous matrices (`batch_b = false` shares
-/// one `b` across the batch). Returns `[batch, m, n]`.
+/// `[n,k]` when `trans_b`), repeated over `dims.batch` contiguous matrices (`batch_b = false`
+/// shares one `b` across the batch). Returns `[batch, m, n]`.
 pub fn matmul(
     a: &CudaBuf,
     b: &CudaBuf,
-    batch: usize,
-    m: usize,
-    k: usize,
-    n: usize,
-    trans_a: bool,
-    trans_b: bool,
+    dims: BatchDims,
+    (trans_a, trans_b): (bool, bool),
     batch_b: bool,
 ) -> Result<CudaBuf> {
-    let dev = same_device("matmul", &[a, b])?;
-    let mut c = alloc(&dev, batch * m * n)?;
+    let BatchDims { m, n, k, .. } = dims;
     let am = DevMat::new(a, if trans_a { m } else { k });
     let bm = DevMat::new(b, if trans_b { k } else { n });
     let am = if trans_a { am.t() } else { am };
     let bm = if trans_b { bm.t() } else { bm };
-    if k == 0 {
-        c.fill_zero()?;
-        return Ok(c);
-    }
-    sgemm_strided_batched(
-        batch,
-        m,
-        n,
-        k,
-        1.0,
-        am,
-        m * k,
-        bm,
-        if batch_b { k * n } else { 0 },
-        0.0,
-        &mut c,
-        0,
-        n,
-        m * n,
-    )?;
-    Ok(c)
+    let stride_b = if batch_b { k * n } else { 0 };
+    matmul_strided(dims, (am, m * k), (bm, stride_b))
 }
 
-/// `batch` products `op(a[i])·op(b[i])` into a new `[batch, m, n]` buffer; matrix `i` of an
+/// `dims.batch` products `op(a[i])·op(b[i])` into a new `[batch, m, n]` buffer; matrix `i` of an
 /// operand starts `i·stride` elements after its first (stride 0 shares one matrix), as
-/// `cpu::linear::matmul` with its `Operand`s.
+/// `cpu::linear::matmul` with its `Operand`s. Each operand comes with its stride.
 pub fn matmul_strided(
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: DevMat<'_>,
-    stride_a: usize,
-    b: DevMat<'_>,
-    stride_b: usize,
+    dims: BatchDims,
+    a: (DevMat<'_>, usize),
+    b: (DevMat<'_>, usize),
 ) -> Result<CudaBuf> {
-    let dev = same_device("matmul", &[a.buf, b.buf])?;
+    let BatchDims { batch, m, n, k } = dims;
+    let dev = same_device("matmul", &[a.0.buf, b.0.buf])?;
     let mut c = alloc(&dev, batch * m * n)?;
     if k == 0 {
         c.fill_zero()?;
         return Ok(c);
     }
-    sgemm_strided_batched(
-        batch,
-        m,
-        n,
-        k,
-        1.0,
-        a,
-        stride_a,
-        b,
-        stride_b,
-        0.0,
-        &mut c,
-        0,
-        n,
-        m * n,
-    )?;
+    let out = (DevMatMut::new(&mut c, n), m * n);
+    sgemm_strided_batched(batch, Gemm::new(m, n, k), a, b, out)?;
     Ok(c)
 }
 
@@ -294,7 +259,13 @@ pub fn linear_forward(
     let dev = same_device("linear", &[x, w])?;
     super::elementwise::check_len("linear", "the input", x, n * i)?;
     super::elementwise::check_len("linear", "the weight", w, o * i)?;
-    let y = matmul_strided(1, n, o, i, DevMat::new(x, i), 0, DevMat::new(w, i).t(), 0)?;
+    let dims = BatchDims {
+        batch: 1,
+        m: n,
+        n: o,
+        k: i,
+    };
+    let y = matmul_strided(dims, (DevMat::new(x, i), 0), (DevMat::new(w, i).t(), 0))?;
     if let Some(b) = bias {
         same_device("linear", &[x, b])?;
         super::elementwise::check_len("linear", "the bias", b, o)?;

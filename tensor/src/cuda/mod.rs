@@ -53,7 +53,9 @@ pub use elementwise::{
     binary, broadcast_back, expand, full, max_dim, max_dim_backward, mean_all, mean_dims, sum_all,
     sum_dims, sum_over, sum_to, unary, unary_backward,
 };
-pub use gemm::{linear_forward, matmul, matmul_strided, sgemm, sgemm_strided_batched, DevMat};
+pub use gemm::{
+    linear_forward, matmul, matmul_strided, sgemm, sgemm_strided_batched, DevMat, DevMatMut,
+};
 pub use loader::{CudaLib, LibSearch, LIB_DIRS_VAR};
 pub use nn::{
     cross_entropy_backward, cross_entropy_forward, layer_norm_backward, layer_norm_forward,

@@ -153,20 +153,18 @@ pub fn layer_norm_forward(
 }
 
 /// Gradients of [`layer_norm_forward`] from the output gradient `dy` and the saved statistics:
-/// `(dx, dgamma, dbeta)`, each computed only when asked for (`dgamma`/`dbeta` are `[c]`).
+/// `(dx, dgamma, dbeta)`, each computed only when `need` asks for it (`dgamma`/`dbeta` are
+/// `[c]`). The samples are `(n, c, s)`, as for the forward.
 pub fn layer_norm_backward(
     x: &CudaBuf,
     dy: &CudaBuf,
     stats: &CudaBuf,
-    n: usize,
-    c: usize,
-    s: usize,
+    (n, c, s): (usize, usize, usize),
     gamma: Option<&CudaBuf>,
-    need_dx: bool,
-    need_dgamma: bool,
-    need_dbeta: bool,
+    need: [bool; 3],
 ) -> Result<(Option<CudaBuf>, Option<CudaBuf>, Option<CudaBuf>)> {
     const OP: &str = "layer_norm backward";
+    let [need_dx, need_dgamma, need_dbeta] = need;
     let dev = same_device(OP, &[x, dy, stats])?;
     let m = c * s;
     check_len(OP, "the input", x, n * m)?;

@@ -16,18 +16,13 @@ fn outer_inner(shape: &Shape, dim: usize) -> (usize, usize) {
     )
 }
 
-/// Copies a `rows × cols` block from `src` (row stride `src_stride`, starting at element
-/// `src_off`) to `dst` (row stride `dst_stride`, starting at `dst_off`).
+/// Copies a `rows × cols` block from `src` (starting at element `src_off`, rows `src_stride`
+/// apart) to `dst` (starting at `dst_off`, rows `dst_stride` apart).
 pub(crate) fn copy_block(
     dev: &Arc<Dev>,
-    src: &CudaBuf,
-    src_off: usize,
-    src_stride: usize,
-    dst: &mut CudaBuf,
-    dst_off: usize,
-    dst_stride: usize,
-    rows: usize,
-    cols: usize,
+    (src, src_off, src_stride): (&CudaBuf, usize, usize),
+    (dst, dst_off, dst_stride): (&mut CudaBuf, usize, usize),
+    (rows, cols): (usize, usize),
 ) -> Result<()> {
     if rows == 0 || cols == 0 {
         return Ok(());
@@ -82,7 +77,10 @@ pub fn copy_rows(
     }
     let rows = dst.len() / dst_rows.0;
     copy_block(
-        &dev, src, src_rows.1, src_rows.0, dst, dst_rows.1, dst_rows.0, rows, chunk,
+        &dev,
+        (src, src_rows.1, src_rows.0),
+        (dst, dst_rows.1, dst_rows.0),
+        (rows, chunk),
     )
 }
 
@@ -139,14 +137,9 @@ pub fn cat(parts: &[(&CudaBuf, &Shape)], dim: usize) -> Result<(CudaBuf, Shape)>
         let d = s.dim(dim);
         copy_block(
             &dev,
-            b,
-            0,
-            d * inner,
-            &mut out,
-            off * inner,
-            total * inner,
-            outer,
-            d * inner,
+            (b, 0, d * inner),
+            (&mut out, off * inner, total * inner),
+            (outer, d * inner),
         )?;
         off += d;
     }
@@ -199,14 +192,9 @@ pub fn narrow(x: &CudaBuf, shape: &Shape, dim: usize, start: usize, len: usize) 
     let mut out = alloc(&dev, outer * len * inner)?;
     copy_block(
         &dev,
-        x,
-        start * inner,
-        d * inner,
-        &mut out,
-        0,
-        len * inner,
-        outer,
-        len * inner,
+        (x, start * inner, d * inner),
+        (&mut out, 0, len * inner),
+        (outer, len * inner),
     )?;
     Ok(out)
 }
