@@ -216,11 +216,30 @@ impl Batch {
     }
 }
 
+/// One rank's part of a data-parallel epoch: of every global batch of `batch_size × count`
+/// consecutive images of the epoch's order, shard `index` takes the `index`-th `batch_size`.
+/// The shards of an epoch are disjoint, and together their batch `g` holds exactly the images
+/// (and augmentation draws) of batch `g` of one unsharded batcher with batch `batch_size ×
+/// count`, so the global order of a seed does not depend on how many ranks share it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole epoch (one process).
+    pub fn whole() -> Shard {
+        Shard { index: 0, count: 1 }
+    }
+}
+
 /// Turns a dataset into batches; see the module documentation.
 pub struct Batcher<D: Dataset + 'static> {
     dataset: Arc<D>,
     config: BatcherConfig,
     skipped: Arc<Skipped>,
+    shard: Shard,
 }
 
 impl<D: Dataset + 'static> Clone for Batcher<D> {
@@ -229,6 +248,7 @@ impl<D: Dataset + 'static> Clone for Batcher<D> {
             dataset: Arc::clone(&self.dataset),
             config: self.config.clone(),
             skipped: Arc::clone(&self.skipped),
+            shard: self.shard,
         }
     }
 }
@@ -239,6 +259,7 @@ impl<D: Dataset + 'static> std::fmt::Debug for Batcher<D> {
             .field("len", &self.dataset.len())
             .field("dims", &self.dataset.dims())
             .field("config", &self.config)
+            .field("shard", &self.shard)
             .finish()
     }
 }
@@ -261,7 +282,32 @@ impl<D: Dataset + 'static> Batcher<D> {
             dataset,
             config,
             skipped: Arc::default(),
+            shard: Shard::whole(),
         })
+    }
+
+    /// This batcher restricted to `shard` (see [`Shard`]). Sharding needs `drop_last`: every
+    /// rank must take the same number of steps.
+    pub fn sharded(mut self, shard: Shard) -> Result<Self> {
+        if shard.count == 0 || shard.index >= shard.count {
+            return Err(Error::invalid(
+                "batcher",
+                format!("shard {} of {} does not exist", shard.index, shard.count),
+            ));
+        }
+        if shard.count > 1 && !self.config.drop_last {
+            return Err(Error::invalid(
+                "batcher",
+                "a sharded batcher drops the last partial global batch (drop_last), so that \
+                 every rank takes the same number of steps",
+            ));
+        }
+        self.shard = shard;
+        Ok(self)
+    }
+
+    pub fn shard(&self) -> Shard {
+        self.shard
     }
 
     pub fn dataset(&self) -> &Arc<D> {
@@ -272,18 +318,19 @@ impl<D: Dataset + 'static> Batcher<D> {
         &self.config
     }
 
-    /// Batches per epoch (the partial last batch counts unless `drop_last`).
+    /// Batches per epoch (the partial last batch counts unless `drop_last`); of a shard, the
+    /// number of full global batches.
     pub fn num_batches(&self) -> usize {
         let (n, b) = (self.dataset.len(), self.config.batch_size);
         if self.config.drop_last {
-            n / b
+            n / (b * self.shard.count)
         } else {
             n.div_ceil(b)
         }
     }
 
     /// The order in which `epoch` visits the dataset: a permutation that depends only on
-    /// `(seed, epoch)`, or `0..len` when not shuffling.
+    /// `(seed, epoch)`, or `0..len` when not shuffling; of a shard, its part of that order.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
         if self.config.shuffle {
@@ -293,7 +340,15 @@ impl<D: Dataset + 'static> Batcher<D> {
                 order.swap(i, j);
             }
         }
-        order
+        if self.shard.count == 1 {
+            return order;
+        }
+        let b = self.config.batch_size;
+        let global = b * self.shard.count;
+        (0..self.num_batches())
+            .flat_map(|g| &order[g * global + self.shard.index * b..][..b])
+            .copied()
+            .collect()
     }
 
     /// Assembles batch `position` of `epoch` on the calling thread (samples in parallel).

@@ -46,7 +46,7 @@ pub mod stimuli;
 pub mod synthetic;
 pub mod transforms;
 
-pub use batcher::{Batch, Batcher, BatcherConfig, Dataset, EpochIter, ImageDims};
+pub use batcher::{Batch, Batcher, BatcherConfig, Dataset, EpochIter, ImageDims, Shard};
 pub use clutter::{CacheStatus, Clutter, ClutterConfig, ClutterInfo};
 pub use decode::{DecoderKind, Rgb8};
 pub use error::{Error, Result};

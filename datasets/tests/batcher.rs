@@ -108,6 +108,55 @@ fn batches_cover_the_epoch_with_the_right_shapes() {
 }
 
 #[test]
+fn shards_split_every_global_batch_between_ranks() {
+    let ds = Arc::new(Counting::new(50));
+    // One process at batch 12 against three ranks at batch 4: 4 global batches, 2 images dropped.
+    let whole = Batcher::new(ds.clone(), BatcherConfig::train(12, 9)).unwrap();
+    let shards: Vec<Batcher<Counting>> = (0..3)
+        .map(|index| {
+            Batcher::new(ds.clone(), BatcherConfig::train(4, 9))
+                .unwrap()
+                .sharded(datasets::Shard { index, count: 3 })
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(whole.num_batches(), 4);
+    for epoch in [0, 7] {
+        let global = collect(&whole, epoch);
+        let parts: Vec<Vec<datasets::Batch>> = shards.iter().map(|s| collect(s, epoch)).collect();
+        for (g, batch) in global.iter().enumerate() {
+            let mut indices: Vec<usize> = Vec::new();
+            let mut images: Vec<f32> = Vec::new();
+            for part in &parts {
+                assert_eq!(part.len(), 4, "every rank takes the same number of steps");
+                indices.extend(&part[g].indices);
+                images.extend(&part[g].images);
+            }
+            assert_eq!(indices, batch.indices, "epoch {epoch} batch {g}");
+            // Same images with the same augmentation draws.
+            assert_eq!(images, batch.images);
+        }
+        let mut all: Vec<usize> = parts
+            .iter()
+            .flatten()
+            .flat_map(|b| b.indices.clone())
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 48, "the shards are disjoint");
+    }
+    let err = Batcher::new(ds.clone(), BatcherConfig::eval(4))
+        .unwrap()
+        .sharded(datasets::Shard { index: 0, count: 2 })
+        .unwrap_err();
+    assert!(err.to_string().contains("drop_last"), "{err}");
+    assert!(Batcher::new(ds, BatcherConfig::train(4, 0))
+        .unwrap()
+        .sharded(datasets::Shard { index: 2, count: 2 })
+        .is_err());
+}
+
+#[test]
 fn order_is_a_function_of_seed_and_epoch() {
     let ds = Arc::new(Counting::new(50));
     let b = Batcher::new(ds.clone(), BatcherConfig::train(8, 42)).unwrap();
