@@ -174,6 +174,13 @@ impl NcclComm {
             return Ok(None);
         }
         let _g = self.guard()?;
+        // NCCL works on the calling thread's current device (any thread may run a step).
+        self.stream.context().bind_to_thread().map_err(|e| {
+            Error::Nccl(format!(
+                "{what}: making cuda:{} current: {e:?}",
+                self.ordinal
+            ))
+        })?;
         let mut storage = t.storage_mut();
         let Storage::Cuda(buf) = &mut *storage else {
             return Ok(None);

@@ -81,16 +81,32 @@ impl Header {
     }
 
     fn describe(&self) -> String {
-        let kind = match self.kind {
-            1 => "all-reduce",
-            2 => "broadcast",
-            3 => "barrier",
-            _ => "an unknown collective",
+        let elem = match self.elem {
+            1 => "f32",
+            2 => "f64",
+            3 => "u64",
+            4 => "bytes",
+            _ => "values of an unknown type",
         };
-        format!(
-            "{kind} #{} (op {}, element type {}, {} elements, root {})",
-            self.seq, self.op, self.elem, self.count, self.root
-        )
+        let n = self.count;
+        match self.kind {
+            1 => {
+                let op = match self.op {
+                    1 => "sum",
+                    2 => "average",
+                    3 => "max",
+                    4 => "min",
+                    _ => "an unknown reduction",
+                };
+                format!("all-reduce #{} ({op} of {n} {elem})", self.seq)
+            }
+            2 => format!(
+                "broadcast #{} ({n} {elem} from rank {})",
+                self.seq, self.root
+            ),
+            3 => format!("barrier #{}", self.seq),
+            _ => format!("an unknown collective #{}", self.seq),
+        }
     }
 }
 
@@ -489,6 +505,12 @@ impl TcpComm {
                 rank: self.rank,
                 op: format!("{what} with rank {peer}"),
                 seconds: self.timeout.as_secs_f64(),
+            },
+            ErrorKind::UnexpectedEof => Error::PeerLost {
+                rank: self.rank,
+                peer,
+                op: what.to_string(),
+                detail: "its connection closed".into(),
             },
             _ => Error::PeerLost {
                 rank: self.rank,
