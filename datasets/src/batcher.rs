@@ -232,6 +232,26 @@ impl Shard {
     pub fn whole() -> Shard {
         Shard { index: 0, count: 1 }
     }
+
+    /// Whether a loader with this `drop_last` can take this shard: it must exist, and a split
+    /// epoch drops its last partial global batch, so that every rank takes the same number of
+    /// steps.
+    pub(crate) fn check(&self, drop_last: bool) -> Result<()> {
+        if self.count == 0 || self.index >= self.count {
+            return Err(Error::invalid(
+                "loader",
+                format!("shard {} of {} does not exist", self.index, self.count),
+            ));
+        }
+        if self.count > 1 && !drop_last {
+            return Err(Error::invalid(
+                "loader",
+                "a sharded loader drops the last partial global batch (drop_last), so that \
+                 every rank takes the same number of steps",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Turns a dataset into batches; see the module documentation.
@@ -289,19 +309,7 @@ impl<D: Dataset + 'static> Batcher<D> {
     /// This batcher restricted to `shard` (see [`Shard`]). Sharding needs `drop_last`: every
     /// rank must take the same number of steps.
     pub fn sharded(mut self, shard: Shard) -> Result<Self> {
-        if shard.count == 0 || shard.index >= shard.count {
-            return Err(Error::invalid(
-                "batcher",
-                format!("shard {} of {} does not exist", shard.index, shard.count),
-            ));
-        }
-        if shard.count > 1 && !self.config.drop_last {
-            return Err(Error::invalid(
-                "batcher",
-                "a sharded batcher drops the last partial global batch (drop_last), so that \
-                 every rank takes the same number of steps",
-            ));
-        }
+        shard.check(self.config.drop_last)?;
         self.shard = shard;
         Ok(self)
     }

@@ -25,7 +25,7 @@
 //! row, or an epoch without a single readable image, end the epoch with an error: that is a
 //! vanished data directory, not a few bad files, and a run should stop rather than spin.
 
-use crate::batcher::{BatcherConfig, EpochIter, ImageDims};
+use crate::batcher::{BatcherConfig, EpochIter, ImageDims, Shard};
 use crate::decode::DecoderKind;
 use crate::shards::{Record, ShardSet};
 use crate::transforms::Transform;
@@ -246,6 +246,8 @@ pub struct ShardLoader {
     first_id: Arc<Vec<usize>>,
     pool: Option<Arc<rayon::ThreadPool>>,
     skipped: Arc<Skipped>,
+    /// This rank's part of every global batch (data-parallel training).
+    shard: Shard,
 }
 
 impl std::fmt::Debug for ShardLoader {
@@ -254,6 +256,7 @@ impl std::fmt::Debug for ShardLoader {
             .field("dir", &self.set.dir())
             .field("samples", &self.set.len())
             .field("config", &self.config)
+            .field("shard", &self.shard)
             .finish()
     }
 }
@@ -304,7 +307,18 @@ impl ShardLoader {
             first_id: Arc::new(first_id),
             pool,
             skipped: Arc::default(),
+            shard: Shard::whole(),
         })
+    }
+
+    /// This loader restricted to `shard` (see [`Shard`]): of the epoch's stream, every global
+    /// batch of `batch_size × count` samples gives shard `index` its `index`-th slice. Each rank
+    /// still reads the shards in the same order, passing over the other ranks' samples by
+    /// seeking; it decodes only its own. Needs `drop_last`.
+    pub fn sharded(mut self, shard: Shard) -> Result<Self> {
+        shard.check(self.config.batch.drop_last)?;
+        self.shard = shard;
+        Ok(self)
     }
 
     pub fn shard_set(&self) -> &Arc<ShardSet> {
@@ -371,6 +385,22 @@ impl ShardLoader {
                 buffer.remove(0)
             };
             emit(pos, &mut slot_of);
+        }
+        if self.shard.count > 1 {
+            // Global slots → this rank's slots: slot j of global batch g goes to rank
+            // (j / b) as its slot g·b + j mod b; samples past the last full global batch, and
+            // the other ranks' samples, are not read here.
+            let b = self.config.batch.batch_size;
+            let global = b * self.shard.count;
+            let full = self.num_batches();
+            for s in slot_of.iter_mut().filter(|s| **s != NOT_USED) {
+                let (g, j) = (*s as usize / global, *s as usize % global);
+                *s = if g < full && j / b == self.shard.index {
+                    (g * b + j % b) as u32
+                } else {
+                    NOT_USED
+                };
+            }
         }
         EpochPlan {
             shards,
@@ -564,7 +594,7 @@ impl Loader for ShardLoader {
     fn num_batches(&self) -> usize {
         let (n, b) = (self.samples(), self.config.batch.batch_size);
         if self.config.batch.drop_last {
-            n / b
+            n / (b * self.shard.count)
         } else {
             n.div_ceil(b)
         }

@@ -215,3 +215,53 @@ fn bad_configurations_are_rejected() {
     let err = ShardSet::open(&dir.path().join("missing")).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+#[test]
+fn sharded_loaders_split_every_global_batch_between_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = shards(dir.path());
+    let cfg = |batch| ShardLoaderConfig {
+        batch: BatcherConfig::train(batch, 3),
+        shuffle_buffer: 5,
+        ..ShardLoaderConfig::train(batch, 3)
+    };
+    // One process at batch 6 against two ranks at batch 3: 3 global batches of the 21 samples.
+    let whole = ShardLoader::new(Arc::clone(&set), train(), cfg(6)).unwrap();
+    let ranks: Vec<ShardLoader> = (0..2)
+        .map(|index| {
+            ShardLoader::new(Arc::clone(&set), train(), cfg(3))
+                .unwrap()
+                .sharded(datasets::Shard { index, count: 2 })
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(whole.num_batches(), 3);
+    for epoch in [0, 4] {
+        let global = all(&whole, epoch);
+        let parts: Vec<Vec<Batch>> = ranks.iter().map(|r| all(r, epoch)).collect();
+        for (g, batch) in global.iter().enumerate() {
+            let mut indices: Vec<usize> = Vec::new();
+            let mut images: Vec<f32> = Vec::new();
+            for part in &parts {
+                assert_eq!(part.len(), 3, "every rank takes the same number of steps");
+                indices.extend(&part[g].indices);
+                images.extend(&part[g].images);
+            }
+            assert_eq!(indices, batch.indices, "epoch {epoch} batch {g}");
+            assert_eq!(images, batch.images, "same pixels, same augmentation");
+        }
+        // Resuming a rank mid-epoch gives its remaining batches.
+        let rest: Vec<Batch> = ranks[1]
+            .epoch_from(epoch, 1)
+            .collect::<datasets::Result<_>>()
+            .unwrap();
+        assert_eq!(ids(&rest), ids(&parts[1][1..]));
+    }
+    let mut eval_cfg = cfg(3);
+    eval_cfg.batch.drop_last = false;
+    let err = ShardLoader::new(set, train(), eval_cfg)
+        .unwrap()
+        .sharded(datasets::Shard { index: 0, count: 2 })
+        .unwrap_err();
+    assert!(err.to_string().contains("drop_last"), "{err}");
+}
