@@ -90,6 +90,9 @@ fn tensor_crc(t: &Tensor) -> Result<u32> {
     Ok(h.finalize())
 }
 
+/// Tensors with their names in the file.
+pub(crate) type NamedTensors = [(String, Tensor)];
+
 /// A checkpoint read back: configuration, progress, and the tensors to load.
 #[derive(Debug)]
 pub struct Checkpoint {
@@ -311,6 +314,29 @@ impl Checkpoint {
     /// The run configuration stored in a checkpoint (its header verified, its tensors not read).
     pub fn read_config(path: &Path) -> Result<TrainConfig> {
         Ok(read_meta(path)?.0.config)
+    }
+
+    /// Parameters and optimiser state as read (for sending a checkpoint to the other ranks of a
+    /// data-parallel job).
+    pub(crate) fn tensors(&self) -> (&NamedTensors, &NamedTensors) {
+        (&self.params, &self.optim)
+    }
+
+    /// A checkpoint received from another rank instead of read from a file.
+    pub(crate) fn from_parts(
+        path: PathBuf,
+        config: TrainConfig,
+        progress: Progress,
+        params: Vec<(String, Tensor)>,
+        optim: Vec<(String, Tensor)>,
+    ) -> Checkpoint {
+        Checkpoint {
+            path,
+            config,
+            progress,
+            params,
+            optim,
+        }
     }
 
     /// Builds the model the checkpoint was made from, with its weights, on `device`.

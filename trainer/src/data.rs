@@ -8,7 +8,7 @@ use crate::config::DataSpec;
 use crate::error::{Error, Result};
 use datasets::{
     Batcher, BatcherConfig, Clutter, ClutterConfig, Dataset, EvalTransform, FashionMnist,
-    ImageDims, ImageFolder, Loader, Normalize, ShardLoader, ShardLoaderConfig, ShardSet,
+    ImageDims, ImageFolder, Loader, Normalize, Shard, ShardLoader, ShardLoaderConfig, ShardSet,
     TrainTransform, Transform,
 };
 use std::path::Path;
@@ -68,8 +68,25 @@ impl Source {
     /// The first `limit` images of a random-access source (shards are cut by their loader).
     pub fn limited(&self, limit: Option<usize>) -> Source {
         match self {
-            Source::Images(d) => Source::Images(Prefix::of(Arc::clone(d), limit)),
+            Source::Images(d) => Source::Images(Slice::of(Arc::clone(d), limit)),
             shards => shards.clone(),
+        }
+    }
+
+    /// Part `index` of `count` contiguous parts of the first `limit` images, for an evaluation
+    /// split between ranks; `None` for shards, which are read as one stream.
+    pub fn part(&self, limit: Option<usize>, index: usize, count: usize) -> Option<Source> {
+        match self {
+            Source::Images(d) => {
+                let len = limit.map_or(d.len(), |l| l.min(d.len()));
+                let (start, end) = (index * len / count, (index + 1) * len / count);
+                Some(Source::Images(Slice::range(
+                    Arc::clone(d),
+                    start,
+                    end - start,
+                )))
+            }
+            Source::Shards { .. } => None,
         }
     }
 
@@ -85,11 +102,21 @@ impl Source {
     /// A loader over at most `limit` images (the first ones; for shards, the first of each
     /// epoch's stream).
     pub fn loader(&self, batch: BatcherConfig, limit: Option<usize>) -> Result<Box<dyn Loader>> {
+        self.sharded_loader(batch, limit, Shard::whole())
+    }
+
+    /// [`Source::loader`] for one rank of a data-parallel job: its `shard` of every global batch
+    /// (`batch.batch_size` is the rank's part of it).
+    pub fn sharded_loader(
+        &self,
+        batch: BatcherConfig,
+        limit: Option<usize>,
+        shard: Shard,
+    ) -> Result<Box<dyn Loader>> {
         Ok(match self {
-            Source::Images(d) => Box::new(Batcher::new(
-                Arc::new(Prefix::of(Arc::clone(d), limit)),
-                batch,
-            )?),
+            Source::Images(d) => Box::new(
+                Batcher::new(Arc::new(Slice::of(Arc::clone(d), limit)), batch)?.sharded(shard)?,
+            ),
             Source::Shards {
                 set,
                 transform,
@@ -102,11 +129,9 @@ impl Source {
                     limit,
                     ..ShardLoaderConfig::eval(1)
                 };
-                Box::new(ShardLoader::new(
-                    Arc::clone(set),
-                    transform.clone(),
-                    config,
-                )?)
+                Box::new(
+                    ShardLoader::new(Arc::clone(set), transform.clone(), config)?.sharded(shard)?,
+                )
             }
         })
     }
@@ -216,26 +241,39 @@ fn fashion_mnist(dir: Option<&std::path::Path>) -> Result<FashionMnist> {
     })
 }
 
-/// The first `len` images of a dataset (a training budget, an evaluation limit).
-pub struct Prefix {
+/// A contiguous part of a dataset: a training budget, an evaluation limit, one rank's share of
+/// an evaluation.
+pub struct Slice {
     pub inner: DynDataset,
+    pub start: usize,
     pub len: usize,
 }
 
-impl Prefix {
-    /// `data` cut to at most `limit` images (unchanged when `limit` is `None`).
+impl Slice {
+    /// The first `limit` images of `data` (all of them when `limit` is `None`).
     pub fn of(data: DynDataset, limit: Option<usize>) -> DynDataset {
         match limit {
-            Some(l) if l < data.len() => Arc::new(Prefix {
-                inner: data,
-                len: l,
-            }),
+            Some(l) if l < data.len() => Self::range(data, 0, l),
             _ => data,
         }
     }
+
+    /// Images `start..start + len` of `data` (clamped to its end).
+    pub fn range(data: DynDataset, start: usize, len: usize) -> DynDataset {
+        let start = start.min(data.len());
+        let len = len.min(data.len() - start);
+        if start == 0 && len == data.len() {
+            return data;
+        }
+        Arc::new(Slice {
+            inner: data,
+            start,
+            len,
+        })
+    }
 }
 
-impl Dataset for Prefix {
+impl Dataset for Slice {
     fn len(&self) -> usize {
         self.len
     }
@@ -261,11 +299,11 @@ impl Dataset for Prefix {
     ) -> datasets::Result<usize> {
         if index >= self.len {
             return Err(datasets::Error::InvalidArgument {
-                what: "prefix",
+                what: "slice",
                 msg: format!("index {index} out of range for {} images", self.len),
             });
         }
-        self.inner.get_into(index, rng, out)
+        self.inner.get_into(self.start + index, rng, out)
     }
 }
 
@@ -351,6 +389,33 @@ mod tests {
     use datasets::U8Images;
 
     #[test]
+    fn slices_read_the_right_images() {
+        let classes: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+        let images = U8Images::new(
+            datasets::ImageDims::new(1, 1, 1),
+            (0..6).collect(),
+            vec![0, 1, 2, 3, 4, 5],
+            classes,
+        )
+        .unwrap();
+        let all: DynDataset = Arc::new(images);
+        let mut rng = tensor::Rng::new(0);
+        let part = Slice::range(Arc::clone(&all), 2, 3);
+        assert_eq!(part.len(), 3);
+        assert_eq!(part.get(0, &mut rng).unwrap().1, 2);
+        assert_eq!(part.get(2, &mut rng).unwrap().1, 4);
+        assert!(part.get(3, &mut rng).is_err());
+        assert_eq!(
+            Slice::range(Arc::clone(&all), 5, 9).len(),
+            1,
+            "clamped to the end"
+        );
+        assert_eq!(Slice::range(Arc::clone(&all), 9, 9).len(), 0);
+        assert_eq!(Slice::of(Arc::clone(&all), Some(4)).len(), 4);
+        assert_eq!(Slice::of(all, None).len(), 6);
+    }
+
+    #[test]
     fn wrong_image_size_names_the_expected_size() {
         let model = topology::zoo::get("compact_rgc").unwrap();
         let classes = (0..10).map(|c| c.to_string()).collect();
@@ -395,7 +460,7 @@ mod tests {
         let warnings = check_classes(&two, &source(vec![1, 1], 2)).unwrap();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         // A prefix sees only its own images.
-        let prefix = Prefix::of(Arc::new(images(vec![2, 2, 5], 10)), Some(2));
+        let prefix = Slice::of(Arc::new(images(vec![2, 2, 5], 10)), Some(2));
         assert_eq!(classes_present(prefix.as_ref()), Some(1));
     }
 }

@@ -10,6 +10,9 @@ pub enum Error {
     Data(#[from] datasets::Error),
     #[error(transparent)]
     Build(#[from] topology::BuildError),
+    /// Communication between the ranks of a data-parallel job failed.
+    #[error(transparent)]
+    Collective(#[from] collective::Error),
     #[error("invalid training configuration: {0}")]
     Config(String),
     #[error(

@@ -1,7 +1,9 @@
-//! Evaluation: top-1/top-5 at every time step and for every decoder.
+//! Evaluation: top-1/top-5 at every time step and for every decoder, on one process or shared
+//! between the ranks of a data-parallel job.
 
 use crate::data::Source;
 use crate::error::{Error, Result};
+use collective::{Collective, CollectiveExt, ReduceOp, Single};
 use datasets::BatcherConfig;
 use serde::{Deserialize, Serialize};
 use tensor::Tensor;
@@ -79,9 +81,100 @@ pub(crate) fn topk_hits(logits: &Tensor, labels: &[usize]) -> Result<(usize, usi
     Ok((h1, h5))
 }
 
+/// What an evaluation counts before dividing: what the ranks of a data-parallel job add up.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EvalCounts {
+    /// Images read (unreadable ones are left out).
+    pub images: u64,
+    /// Per step: hits within the top 1 and the top 5.
+    pub hits1: Vec<u64>,
+    pub hits5: Vec<u64>,
+    /// Per decoder: hits within the top 1 and the top 5.
+    pub decoder_hits1: Vec<u64>,
+    pub decoder_hits5: Vec<u64>,
+    /// Sum over images of the last step's cross-entropy.
+    pub loss_sum: f64,
+}
+
+impl EvalCounts {
+    fn new(steps: usize, decoders: usize) -> Self {
+        EvalCounts {
+            images: 0,
+            hits1: vec![0; steps],
+            hits5: vec![0; steps],
+            decoder_hits1: vec![0; decoders],
+            decoder_hits5: vec![0; decoders],
+            loss_sum: 0.0,
+        }
+    }
+
+    /// Replaces the counts by their sums over every rank.
+    pub fn all_reduce(&mut self, comm: &dyn Collective) -> Result<()> {
+        let mut ints: Vec<u64> = std::iter::once(self.images)
+            .chain(self.hits1.iter().copied())
+            .chain(self.hits5.iter().copied())
+            .chain(self.decoder_hits1.iter().copied())
+            .chain(self.decoder_hits5.iter().copied())
+            .collect();
+        comm.all_reduce_u64(&mut ints, ReduceOp::Sum)?;
+        let mut loss = [self.loss_sum];
+        comm.all_reduce_f64(&mut loss, ReduceOp::Sum)?;
+        self.loss_sum = loss[0];
+        let mut it = ints.into_iter();
+        self.images = it.next().unwrap_or(0);
+        for v in [
+            &mut self.hits1,
+            &mut self.hits5,
+            &mut self.decoder_hits1,
+            &mut self.decoder_hits5,
+        ] {
+            for x in v.iter_mut() {
+                *x = it.next().unwrap_or(0);
+            }
+        }
+        Ok(())
+    }
+
+    /// The fractions these counts make.
+    pub fn report(&self, decoders: &[Decoder]) -> EvalReport {
+        let frac = |h: u64| h as f64 / self.images.max(1) as f64;
+        let decoders: Vec<DecoderScore> = decoders
+            .iter()
+            .zip(self.decoder_hits1.iter().zip(&self.decoder_hits5))
+            .map(|(d, (&a, &b))| DecoderScore {
+                name: d.name().to_string(),
+                decoder: *d,
+                top1: frac(a),
+                top5: frac(b),
+            })
+            .collect();
+        EvalReport {
+            images: self.images as usize,
+            steps: self.hits1.len(),
+            loss: self.loss_sum / self.images.max(1) as f64,
+            top1_per_step: self.hits1.iter().map(|&h| frac(h)).collect(),
+            top5_per_step: self.hits5.iter().map(|&h| frac(h)).collect(),
+            top1: decoders.first().map_or(0.0, |d| d.top1),
+            top5: decoders.first().map_or(0.0, |d| d.top5),
+            decoders,
+        }
+    }
+}
+
 /// Evaluates `model` on `data` (images that cannot be read are left out and not counted).
 pub fn evaluate(model: &Model, data: &Source, opts: &EvalOptions) -> Result<EvalReport> {
-    let _guard = tensor::no_grad();
+    evaluate_on(model, data, opts, &Single)
+}
+
+/// Evaluates `model` on `data` with the ranks of `comm` sharing the work: each rank counts a
+/// contiguous part of the images and the counts are summed, so every rank gets the report of
+/// the whole set. Shards are read as one stream, so there every rank evaluates all of them.
+pub fn evaluate_on(
+    model: &Model,
+    data: &Source,
+    opts: &EvalOptions,
+    comm: &dyn Collective,
+) -> Result<EvalReport> {
     if opts.limit.map_or(data.len(), |l| l.min(data.len())) == 0 {
         return Err(Error::Config("the evaluation set is empty".into()));
     }
@@ -90,13 +183,42 @@ pub fn evaluate(model: &Model, data: &Source, opts: &EvalOptions) -> Result<Eval
             "evaluation needs at least one decoder".into(),
         ));
     }
-    let loader = data.loader(BatcherConfig::eval(opts.batch_size), opts.limit)?;
-    let mut len = 0usize;
+    let (rank, world) = (comm.rank(), comm.world_size());
+    let part = if world > 1 {
+        data.part(opts.limit, rank, world)
+    } else {
+        None
+    };
+    let counts = match part {
+        Some(part) => {
+            let mut c = count(model, &part, None, opts)?;
+            c.all_reduce(comm)?;
+            c
+        }
+        None => count(model, data, opts.limit, opts)?,
+    };
+    if counts.images == 0 {
+        return Err(Error::Config(
+            "no image of the evaluation set could be read".into(),
+        ));
+    }
+    Ok(counts.report(&opts.decoders))
+}
+
+/// The counts of one pass over the first `limit` images of `data`.
+fn count(
+    model: &Model,
+    data: &Source,
+    limit: Option<usize>,
+    opts: &EvalOptions,
+) -> Result<EvalCounts> {
+    let _guard = tensor::no_grad();
     let steps = opts.steps;
-    let mut hits1 = vec![0usize; steps];
-    let mut hits5 = vec![0usize; steps];
-    let mut dec_hits = vec![(0usize, 0usize); opts.decoders.len()];
-    let mut loss_sum = 0f64;
+    let mut counts = EvalCounts::new(steps, opts.decoders.len());
+    if data.is_empty() {
+        return Ok(counts);
+    }
+    let loader = data.loader(BatcherConfig::eval(opts.batch_size), limit)?;
     let unroll = UnrollOptions {
         steps: Some(steps),
         needed: Needed::AllLogits,
@@ -107,7 +229,7 @@ pub fn evaluate(model: &Model, data: &Source, opts: &EvalOptions) -> Result<Eval
         if batch.is_empty() {
             continue;
         }
-        len += batch.len();
+        counts.images += batch.len() as u64;
         let (images, labels) = batch.into_tensor(model.device)?;
         let frames = Frames::Image {
             image: images,
@@ -117,45 +239,20 @@ pub fn evaluate(model: &Model, data: &Source, opts: &EvalOptions) -> Result<Eval
         let logits = model.unroll(&frames, &unroll)?.all_logits()?;
         for (t, l) in logits.iter().enumerate() {
             let (a, b) = topk_hits(l, &labels)?;
-            hits1[t] += a;
-            hits5[t] += b;
+            counts.hits1[t] += a as u64;
+            counts.hits5[t] += b as u64;
         }
-        for (d, acc) in opts.decoders.iter().zip(&mut dec_hits) {
+        for (i, d) in opts.decoders.iter().enumerate() {
             let (a, b) = topk_hits(&d.decode(&logits)?, &labels)?;
-            acc.0 += a;
-            acc.1 += b;
+            counts.decoder_hits1[i] += a as u64;
+            counts.decoder_hits5[i] += b as u64;
         }
         if let Some(last) = logits.last() {
-            loss_sum += last.cross_entropy(&labels, 0.0)?.to_scalar()? as f64 * labels.len() as f64;
+            counts.loss_sum +=
+                last.cross_entropy(&labels, 0.0)?.to_scalar()? as f64 * labels.len() as f64;
         }
     }
-    if len == 0 {
-        return Err(Error::Config(
-            "no image of the evaluation set could be read".into(),
-        ));
-    }
-    let frac = |h: usize| h as f64 / len as f64;
-    let decoders: Vec<DecoderScore> = opts
-        .decoders
-        .iter()
-        .zip(&dec_hits)
-        .map(|(d, &(a, b))| DecoderScore {
-            name: d.name().to_string(),
-            decoder: *d,
-            top1: frac(a),
-            top5: frac(b),
-        })
-        .collect();
-    Ok(EvalReport {
-        images: len,
-        steps,
-        loss: loss_sum / len as f64,
-        top1_per_step: hits1.into_iter().map(frac).collect(),
-        top5_per_step: hits5.into_iter().map(frac).collect(),
-        top1: decoders[0].top1,
-        top5: decoders[0].top5,
-        decoders,
-    })
+    Ok(counts)
 }
 
 #[cfg(test)]

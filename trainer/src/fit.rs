@@ -6,17 +6,23 @@
 //! `plots/`. A non-finite loss stops the run before anything is written, so the last good
 //! checkpoint stays; a stop request (Ctrl-C) writes a checkpoint and returns; `resume` continues
 //! from the latest checkpoint exactly where it stopped.
+//!
+//! With a [`Collective`] of several ranks in [`FitOptions::collective`] the run is data-parallel
+//! (see [`crate::parallel`]): the same loop on every rank, each on its shard of every global
+//! batch, gradients averaged, rank 0 alone reading the run directory and writing files.
 
 use crate::checkpoint::{self, Checkpoint, EpochAccum, Progress};
 use crate::config::{LossSteps, TrainConfig};
 use crate::data;
 use crate::error::{Error, Result};
-use crate::evaluate::{evaluate, EvalOptions, EvalReport};
+use crate::evaluate::{evaluate, evaluate_on, EvalOptions, EvalReport};
 use crate::metrics::{self, EpochMetrics};
 use crate::optim::Optimizer;
+use crate::parallel::{self, StepStats};
 use crate::plot;
 use crate::resume;
-use datasets::BatcherConfig;
+use collective::{Collective, Single};
+use datasets::{BatcherConfig, Shard};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -62,6 +68,9 @@ pub struct FitOptions<'a> {
     pub stop: Option<Arc<AtomicBool>>,
     /// Called after every epoch's evaluation (search reporting and pruning).
     pub on_epoch: Option<&'a mut dyn FnMut(&EpochMetrics) -> Control>,
+    /// The ranks of a data-parallel job (`None`: this process alone). Every rank calls `fit`
+    /// with the same configuration and options.
+    pub collective: Option<&'a dyn Collective>,
 }
 
 impl<'a> FitOptions<'a> {
@@ -73,6 +82,7 @@ impl<'a> FitOptions<'a> {
             verbose: false,
             stop: None,
             on_epoch: None,
+            collective: None,
         }
     }
 }
@@ -82,6 +92,7 @@ impl std::fmt::Debug for FitOptions<'_> {
         f.debug_struct("FitOptions")
             .field("out", &self.out)
             .field("resume", &self.resume)
+            .field("ranks", &self.collective.map_or(1, |c| c.world_size()))
             .finish()
     }
 }
@@ -126,6 +137,8 @@ struct Run<'m> {
     /// The step of the latest checkpoint on disk (`None` until one is written).
     kept: Option<u64>,
     warnings: Vec<String>,
+    /// Writes files (rank 0 of a data-parallel job, or the only process).
+    root: bool,
 }
 
 impl Run<'_> {
@@ -154,8 +167,12 @@ impl Run<'_> {
                 .is_some_and(|m| self.progress.global_step >= m)
     }
 
+    /// Writes the latest checkpoint (on rank 0; the other ranks only check their weights).
     fn save_latest(&mut self) -> Result<()> {
         self.check_weights()?;
+        if !self.root {
+            return Ok(());
+        }
         checkpoint::save(
             &self.out.join(checkpoint::LATEST),
             &self.config,
@@ -167,8 +184,82 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// One optimiser step on one batch; returns (loss, top-1 hits of the last step).
-    fn train_step(&mut self, images: Tensor, labels: &[usize]) -> Result<(f32, u64)> {
+    /// One optimiser step on one batch; returns the step's statistics, summed over the ranks of
+    /// `comm` (whose gradients are averaged before the update). `stop` says whether this rank
+    /// was asked to stop.
+    fn train_step(
+        &mut self,
+        images: Tensor,
+        labels: &[usize],
+        stop: impl Fn() -> bool,
+        comm: &dyn Collective,
+    ) -> Result<StepStats> {
+        let n = labels.len() as u64;
+        // An empty batch (every image unreadable) reaches here only in a data-parallel job,
+        // whose step this rank still joins with nothing to add.
+        let (local, grads) = if n == 0 {
+            (StepStats::default(), None)
+        } else {
+            let (value, hits, loss) = self.forward(images, labels)?;
+            let local = StepStats {
+                loss_sum: value as f64 * n as f64,
+                hits,
+                seen: n,
+                non_finite: !value.is_finite(),
+                stop: false,
+            };
+            // A non-finite loss skips the backward pass; the ranks learn of it together below.
+            let grads = if local.non_finite {
+                None
+            } else {
+                Some(loss.backward()?)
+            };
+            (local, grads)
+        };
+        let local = StepStats {
+            stop: stop(),
+            ..local
+        };
+        let params = &self.model.params;
+        let (step, mut grads) = if comm.world_size() == 1 {
+            (local, grads.unwrap_or_default())
+        } else {
+            let mut present: Vec<f64> = params
+                .iter()
+                .map(|(_, p)| {
+                    f64::from(u8::from(grads.as_ref().is_some_and(|g| g.get(p).is_some())))
+                })
+                .collect();
+            let step = parallel::reduce_step(comm, &local, &mut present)?;
+            let mut grads = grads.unwrap_or_default();
+            if !step.non_finite && step.seen > 0 {
+                // Each rank's mean gradient counts by its share of the step's images (shares
+                // differ only when some images could not be read).
+                let weight = (local.seen * comm.world_size() as u64) as f64 / step.seen as f64;
+                parallel::average_gradients(comm, params, &mut grads, &present, weight)?;
+            }
+            (step, grads)
+        };
+        if step.non_finite {
+            return Err(Error::NonFiniteLoss {
+                epoch: self.progress.epoch,
+                step: self.progress.global_step,
+                loss: (step.loss_sum / step.seen.max(1) as f64) as f32,
+                kept: self.kept,
+            });
+        }
+        if step.seen == 0 {
+            return Ok(step);
+        }
+        let cfg = &self.config;
+        cfg.clip.apply(params, &mut grads)?;
+        let lr = cfg.lr.at(self.progress.global_step);
+        self.optimizer.step(params, &grads, lr)?;
+        Ok(step)
+    }
+
+    /// The unroll and the loss of one batch: (loss value, top-1 hits of the last step, loss).
+    fn forward(&self, images: Tensor, labels: &[usize]) -> Result<(f32, u64, Tensor)> {
         let cfg = &self.config;
         let steps = cfg.steps();
         let frames = Frames::Image {
@@ -203,28 +294,15 @@ impl Run<'_> {
             }
         };
         let value = loss.to_scalar()?;
-        if !value.is_finite() {
-            return Err(Error::NonFiniteLoss {
-                epoch: self.progress.epoch,
-                step: self.progress.global_step,
-                loss: value,
-                kept: self.kept,
-            });
-        }
         let hits = crate::evaluate::topk_hits(&last, labels)?.0 as u64;
-        let mut grads = loss.backward()?;
-        drop(unrolled);
-        cfg.clip.apply(&self.model.params, &mut grads)?;
-        let lr = cfg.lr.at(self.progress.global_step);
-        self.optimizer.step(&self.model.params, &grads, lr)?;
-        Ok((value, hits))
+        Ok((value, hits, loss))
     }
 }
 
-/// Trains `config.model` on `config.data`; see the module documentation. With `opts.resume`
-/// the run in `opts.out` continues under the policy of [`crate::resume`].
-pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport> {
-    let out = opts.out.clone();
+/// What the run directory `out` holds for this invocation: its latest checkpoint when resuming
+/// (an error when there is none, or when there is one and `resume` is not set). Clears the
+/// temporaries of interrupted writes.
+fn open_run_dir(out: &Path, resume: bool) -> Result<Option<Checkpoint>> {
     if out.exists() && !out.is_dir() {
         return Err(Error::Config(format!(
             "the output {} is a file, not a directory; choose a directory for the run (--out)",
@@ -232,7 +310,7 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
         )));
     }
     let latest = out.join(checkpoint::LATEST);
-    let resumed = match (latest.is_file(), opts.resume) {
+    let resumed = match (latest.is_file(), resume) {
         (true, true) => Some(Checkpoint::read(&latest)?),
         (true, false) => {
             return Err(Error::Config(format!(
@@ -242,11 +320,33 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
                 checkpoint::LATEST
             )))
         }
-        (false, true) => return Err(Error::NothingToResume { out: out.clone() }),
+        (false, true) => {
+            return Err(Error::NothingToResume {
+                out: out.to_path_buf(),
+            })
+        }
         (false, false) => None,
     };
+    remove_stale_temporaries(out);
+    Ok(resumed)
+}
+
+/// Trains `config.model` on `config.data`; see the module documentation. With `opts.resume`
+/// the run in `opts.out` continues under the policy of [`crate::resume`].
+pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport> {
+    let single = Single;
+    let comm: &dyn Collective = opts.collective.unwrap_or(&single);
+    let root = comm.rank() == 0;
+    let verbose = opts.verbose && root;
+    let out = opts.out.clone();
+    // Rank 0 reads the run directory; the other ranks receive what it found.
+    let found = if root {
+        open_run_dir(&out, opts.resume).and_then(|r| requested.validate().map(|()| r))
+    } else {
+        Ok(None)
+    };
+    let resumed = parallel::share_checkpoint(comm, found)?;
     requested.validate()?;
-    remove_stale_temporaries(&out);
     // The settings that decide the data: the stored run's unless changes are allowed (when they
     // differ and are not allowed, the check below stops before any data is loaded).
     let basis = match &resumed {
@@ -258,9 +358,16 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
     };
     let side = basis.model.input.height;
     let splits = data::load(&basis.data, side)?;
-    let train_loader = splits.train.loader(
-        BatcherConfig::train(basis.batch_size, basis.seed),
+    let train_loader = splits.train.sharded_loader(
+        BatcherConfig::train(
+            parallel::per_rank_batch(basis.batch_size, comm)?,
+            basis.seed,
+        ),
         basis.train_limit,
+        Shard {
+            index: comm.rank(),
+            count: comm.world_size(),
+        },
     )?;
     let batches_per_epoch = train_loader.num_batches();
     if batches_per_epoch == 0 {
@@ -287,13 +394,16 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
     data::check_fits(&config.model, &splits.train)?;
     data::check_fits(&config.model, &splits.val)?;
     let warnings = data::check_classes(&splits.train.limited(config.train_limit), &splits.val)?;
-    for w in &warnings {
-        eprintln!("warning: {w}");
+    if root {
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
     }
 
     // The model is built before anything is written, so a spec that cannot be built leaves no
     // run directory behind.
-    let model = Model::new(&config.model, config.device, config.seed)?;
+    let device = collective::rank_device(config.device, comm)?;
+    let model = Model::new(&config.model, device, config.seed)?;
     let mut optimizer = Optimizer::new(config.optimizer.clone())?;
     let progress = match &resumed {
         Some(ck) => {
@@ -303,10 +413,18 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
         }
         None => Progress::default(),
     };
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    write_json(&out.join("spec.json"), &config.model)?;
-    write_json(&out.join("config.json"), &config)?;
-    let mut history = metrics::read(&out)?;
+    if comm.world_size() > 1 {
+        let params: Vec<Tensor> = model.params.iter().map(|(_, p)| p.clone()).collect();
+        parallel::broadcast_tensors(comm, &params)?;
+    }
+    let mut history = if root {
+        std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        write_json(&out.join("spec.json"), &config.model)?;
+        write_json(&out.join("config.json"), &config)?;
+        metrics::read(&out)?
+    } else {
+        Vec::new()
+    };
     history.retain(|m| m.epoch < progress.epoch);
     let mut run = Run {
         config,
@@ -316,8 +434,9 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
         progress,
         out: out.clone(),
         warnings,
+        root,
     };
-    if opts.verbose {
+    if verbose {
         match &resumed {
             Some(_) if run.reached_budget() => eprintln!(
                 "{} already reached its budget ({} epochs{}, at step {}); nothing to train \
@@ -364,7 +483,7 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
             break;
         }
         let epoch = run.progress.epoch;
-        let bar = if opts.verbose {
+        let bar = if verbose {
             let b = ProgressBar::new(batches_per_epoch as u64);
             b.set_style(
                 ProgressStyle::with_template(
@@ -383,18 +502,24 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
         let mut t0 = Instant::now();
         for batch in train_loader.epoch_from(epoch, run.progress.position) {
             let batch = batch?;
-            let n = batch.len() as u64;
-            if n == 0 {
-                // Nothing in it could be read (the loader counted and reported why).
+            // Nothing in it could be read (the loader counted and reported why). The ranks of a
+            // job still meet for the step: the others' images count.
+            if batch.is_empty() && comm.world_size() == 1 {
                 run.progress.position += 1;
                 continue;
             }
-            let (images, labels) = batch.into_tensor(run.config.device)?;
-            let (loss, hits) = run.train_step(images, &labels)?;
+            let (images, labels) = batch.into_tensor(device)?;
+            let stop = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+            let step = run.train_step(images, &labels, stop, comm)?;
+            if step.seen == 0 {
+                // Empty on every rank: no step, as on one process.
+                run.progress.position += 1;
+                continue;
+            }
             let acc = &mut run.progress.accum;
-            acc.loss_sum += loss as f64 * n as f64;
-            acc.correct += hits;
-            acc.seen += n;
+            acc.loss_sum += step.loss_sum;
+            acc.correct += step.hits;
+            acc.seen += step.seen;
             acc.seconds += t0.elapsed().as_secs_f64();
             t0 = Instant::now();
             run.progress.position += 1;
@@ -406,11 +531,10 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
                 100.0 * acc.correct as f64 / acc.seen as f64,
                 acc.seen as f64 / acc.seconds.max(1e-9)
             ));
-            let interrupted = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
-            if interrupted {
+            if step.stop {
                 run.save_latest()?;
                 bar.abandon();
-                if opts.verbose {
+                if verbose {
                     eprintln!(
                         "interrupted: checkpoint written at epoch {}, batch {}; continue with --resume",
                         epoch + 1,
@@ -435,7 +559,7 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
         bar.finish_and_clear();
         run.check_weights()?;
         let eval_t0 = Instant::now();
-        let val: EvalReport = evaluate(&model, &splits.val, &eval_opts)?;
+        let val: EvalReport = evaluate_on(&model, &splits.val, &eval_opts, comm)?;
         let acc = run.progress.accum.clone();
         let m = EpochMetrics {
             epoch,
@@ -453,7 +577,11 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
             val_decoders: val.decoders.clone(),
             epoch_seconds: acc.seconds + eval_t0.elapsed().as_secs_f64(),
         };
-        history = metrics::record(&out, &m)?;
+        if root {
+            history = metrics::record(&out, &m)?;
+        } else {
+            history.push(m.clone());
+        }
         let improved = run.progress.best_val_top1.is_none_or(|b| m.val_top1 > b);
         if !stopped_inside {
             run.progress.epoch += 1;
@@ -466,7 +594,7 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
             run.progress.best_val_top1 = Some(m.val_top1);
         }
         run.save_latest()?;
-        if improved {
+        if improved && root {
             checkpoint::save(
                 &out.join(checkpoint::BEST),
                 &run.config,
@@ -475,8 +603,10 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
                 &run.optimizer,
             )?;
         }
-        plot::training_plots(&out.join("plots"), &run.config.model.name, &history)?;
-        if opts.verbose {
+        if root {
+            plot::training_plots(&out.join("plots"), &run.config.model.name, &history)?;
+        }
+        if verbose {
             eprintln!(
                 "epoch {}: train loss {:.4}, top-1 {:.2}% ({:.1} img/s) | val top-1 {:.2}%, \
                  per step [{}]",
@@ -493,7 +623,7 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
             );
         }
         if let Some(cb) = opts.on_epoch.as_mut() {
-            if cb(&m) == Control::Stop {
+            if parallel::any(comm, cb(&m) == Control::Stop)? {
                 outcome = Outcome::Stopped;
                 break;
             }

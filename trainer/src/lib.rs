@@ -4,6 +4,7 @@
 //! - [`optim`], [`lr`], [`clip`]: optimisers, learning-rate schedules, gradient clipping;
 //! - [`fit`]: the training loop with checkpoints, resume and the metrics log;
 //! - [`evaluate`]: top-1/top-5 per time step and per decoder;
+//! - [`parallel`]: data-parallel training over the ranks of a [`collective::Collective`];
 //! - [`checkpoint`], [`metrics`], [`plot`]: what a run writes; [`progress`]: a bar or plain lines;
 //! - [`resume`]: what a resumed run may change (the budget) and what it refuses;
 //! - [`search`]: architecture search (TPE, pruning, SQLite/PostgreSQL study store, median model).
@@ -18,6 +19,7 @@ pub mod fit;
 pub mod lr;
 pub mod metrics;
 pub mod optim;
+pub mod parallel;
 pub mod plot;
 pub mod progress;
 pub mod resume;
@@ -26,7 +28,7 @@ pub mod search;
 pub use clip::GradClip;
 pub use config::{DataSpec, LossSteps, TrainConfig};
 pub use error::{Error, Result};
-pub use evaluate::{evaluate, EvalOptions, EvalReport};
+pub use evaluate::{evaluate, evaluate_on, EvalCounts, EvalOptions, EvalReport};
 pub use fit::{evaluate_checkpoint, fit, Control, FitOptions, FitReport, Outcome};
 pub use lr::{Decay, LrSchedule};
 pub use metrics::EpochMetrics;
