@@ -29,6 +29,8 @@ struct Check {
 
 pub struct Report {
     checks: Vec<Check>,
+    /// The tuned CPU convolution paths, one line each.
+    conv_choices: Vec<String>,
 }
 
 impl Report {
@@ -176,7 +178,12 @@ impl Report {
                 package: Some("dataset-fashion-mnist"),
             }
         });
-        Report { checks }
+        let (check, conv_choices) = conv_tuning_check();
+        checks.push(check);
+        Report {
+            checks,
+            conv_choices,
+        }
     }
 
     pub fn print(&self) {
@@ -188,6 +195,9 @@ impl Report {
                 Status::Missing => "missing",
             };
             println!("  {tag:<8} {:<14} {}", c.name, c.detail);
+        }
+        for line in &self.conv_choices {
+            println!("  {:<23} {line}", "");
         }
         let pkgs = self.missing_packages();
         if !pkgs.is_empty() {
@@ -211,6 +221,41 @@ impl Report {
             .filter(|c| c.status == Status::Missing)
             .filter_map(|c| c.package)
             .collect()
+    }
+}
+
+/// The CPU and its ISA, where the tuned convolution paths are cached, and the choices it holds
+/// (one line each).
+fn conv_tuning_check() -> (Check, Vec<String>) {
+    use tensor::cpu::conv_tune::{Loaded, Machine, Setting, Tuner, CACHE_ENV};
+    let machine = Machine::detect();
+    let cpu = format!("{} ({})", machine.cpu, machine.isa);
+    let file = match Setting::from_env() {
+        Setting::Off => {
+            let detail = format!(
+                "{cpu}; tuning off ({CACHE_ENV}=off): `auto` uses the AVX2-measured thresholds"
+            );
+            return (note("conv paths", detail), Vec::new());
+        }
+        Setting::File(f) => f,
+    };
+    let tuner = Tuner::new(Some(file.clone()), machine);
+    let state = match tuner.loaded() {
+        Loaded::Missing => "none yet: timed on first use of each convolution".to_string(),
+        Loaded::Read(n) => format!("{n} choices"),
+        Loaded::Ignored(why) => format!("ignored and rewritten on next use: {why}"),
+    };
+    let detail = format!("{cpu}; tuned choices in {} ({state})", file.display());
+    let lines = tuner.choices().iter().map(|c| c.to_string()).collect();
+    (note("conv paths", detail), lines)
+}
+
+fn note(name: &'static str, detail: String) -> Check {
+    Check {
+        name,
+        status: Status::Note,
+        detail,
+        package: None,
     }
 }
 

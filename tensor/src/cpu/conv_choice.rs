@@ -5,8 +5,9 @@
 //! sgemm for small maps ([`super::onednn::small_map`]), Winograd F(2×2, 3×3)
 //! ([`super::onednn::winograd`]) and the pure-Rust kernels ([`super::conv`], with the direct
 //! depthwise ones of [`super::depthwise`]). [`CpuConvBackend`] forces one; `Auto` picks per
-//! convolution and per computation from the measurements documented on [`auto_prefers_onednn`]
-//! and on the `suits` functions of the sgemm convolutions.
+//! convolution and per computation: by timing every eligible path on first use and remembering
+//! the fastest per machine ([`super::conv_tune`]), or, with tuning off, from the measurements
+//! documented on [`auto_prefers_onednn`] and on the `suits` functions of the sgemm convolutions.
 //!
 //! Layouts: the oneDNN-based paths read either layout, return the input gradient in the input's
 //! layout and the forward result blocked when `O` is a multiple of 16 ([`onednn_out_layout`]);
@@ -14,6 +15,7 @@
 //! blocked input and stay blocked.
 
 use super::conv as kernels;
+use super::conv_tune::{self, PathKind, TuneKey, Tuner};
 use super::depthwise;
 use super::onednn::gemm_conv::Checked;
 use super::onednn::small_map::{self, SmallMap};
@@ -24,6 +26,7 @@ use crate::layout::{Layout, BLOCK};
 use crate::ops::conv::{Activation, ConvGeom, CpuConvBackend, Stage, Weights};
 use crate::storage::CpuBuf;
 use crate::{Error, Result};
+use std::time::Instant;
 
 /// One CPU implementation of a convolution.
 #[derive(Clone, Copy)]
@@ -86,23 +89,115 @@ fn choose(
     }
 }
 
-/// Runs `stage` on the path [`choose`] picks; under `Auto`, a oneDNN failure (a shape its build
-/// does not implement) falls back to the Rust kernels instead of failing the op. A forced
-/// backend reports the error.
+/// Runs `stage` on the path [`choose`] picks, or under `Auto` with tuning on ([`conv_tune`]) on
+/// the path measured fastest; under `Auto`, a oneDNN failure (a shape its build does not
+/// implement) falls back to the Rust kernels instead of failing the op. A forced backend reports
+/// the error.
 fn run<T>(
+    backend: CpuConvBackend,
+    problem: (&ConvGeom, Stage),
+    sel: (Layout, bool),
+    f: impl Fn(Path) -> Result<T>,
+) -> Result<T> {
+    run_with(conv_tune::global(), backend, problem, sel, f)
+}
+
+/// [`run`] with the tuner (`None`: tuning off) as an argument.
+fn run_with<T>(
+    tuner: Option<&Tuner>,
     backend: CpuConvBackend,
     (g, stage): (&ConvGeom, Stage),
     (input, bias): (Layout, bool),
     f: impl Fn(Path) -> Result<T>,
 ) -> Result<T> {
-    let path = choose(backend, g, stage, input, bias)?;
-    match (f(path), path, backend) {
+    let tuned = match tuner {
+        Some(t) if backend == CpuConvBackend::Auto && g.in_len() > 0 && g.out_len() > 0 => {
+            let key = TuneKey {
+                geom: *g,
+                stage,
+                input,
+                bias,
+                threads: onednn::thread_budget(),
+            };
+            tuned(t, key, &f)
+        }
+        _ => None,
+    };
+    let (path, first) = match tuned {
+        Some((path, r)) => (path, r),
+        None => (choose(backend, g, stage, input, bias)?, None),
+    };
+    let r = match first {
+        Some(r) => Ok(r),
+        None => f(path),
+    };
+    match (r, path, backend) {
         (
             Err(Error::OneDnn(_)),
             Path::OneDnn(_) | Path::SmallMap(_) | Path::Winograd(_),
             CpuConvBackend::Auto,
         ) => f(Path::Rust),
         (r, _, _) => r,
+    }
+}
+
+/// The paths that can compute `g` on this machine: the Rust kernels always, the oneDNN-based ones
+/// where oneDNN loads and they support the convolution.
+fn eligible(d: Option<&'static OneDnn>, g: &ConvGeom) -> Vec<Path> {
+    let mut v = vec![Path::Rust];
+    if let Some(d) = d {
+        v.push(Path::OneDnn(d));
+        if g.groups == 1 {
+            v.push(Path::SmallMap(d));
+        }
+        if winograd::supports(g) {
+            v.push(Path::Winograd(d));
+        }
+    }
+    v
+}
+
+/// The tuned path of `key`, and the result of the fastest run when the paths were timed now
+/// (this call's result: the paths agree to rounding). `None` when no path ran.
+fn tuned<T>(
+    tuner: &Tuner,
+    key: TuneKey,
+    f: &impl Fn(Path) -> Result<T>,
+) -> Option<(Path, Option<T>)> {
+    let paths = eligible(onednn::get().ok(), &key.geom);
+    let kinds: Vec<PathKind> = paths.iter().map(|p| p.kind()).collect();
+    let by_kind = |k: PathKind| paths.iter().copied().find(|p| p.kind() == k);
+    // The fastest run so far: its time, path and result.
+    let mut best: Option<(f64, PathKind, T)> = None;
+    let chosen = tuner.choose(key, &kinds, |kind| {
+        let path = by_kind(kind)?;
+        let mut fastest = f64::INFINITY;
+        for _ in 0..conv_tune::REPS {
+            let start = Instant::now();
+            let r = f(path).ok()?;
+            let secs = start.elapsed().as_secs_f64();
+            fastest = fastest.min(secs);
+            let best_secs = best.as_ref().map_or(f64::INFINITY, |b| b.0);
+            if secs < best_secs {
+                best = Some((secs, kind, r));
+            } else if secs > conv_tune::GIVE_UP_FACTOR * best_secs {
+                break;
+            }
+        }
+        Some(fastest)
+    })?;
+    let result = best.filter(|b| b.1 == chosen).map(|b| b.2);
+    Some((by_kind(chosen)?, result))
+}
+
+impl Path {
+    fn kind(self) -> PathKind {
+        match self {
+            Path::Rust => PathKind::Rust,
+            Path::OneDnn(_) => PathKind::OneDnn,
+            Path::SmallMap(_) => PathKind::SmallMap,
+            Path::Winograd(_) => PathKind::Winograd,
+        }
     }
 }
 
@@ -217,12 +312,13 @@ pub(crate) fn backward_params(
     want: ParamGrads,
     backend: CpuConvBackend,
 ) -> Result<(Option<CpuBuf>, Option<CpuBuf>)> {
+    let bias_only = || want.bias.then(|| bias_gradient(dy, g));
+    if !want.weights {
+        // No path to choose (nor to time): the bias gradient is one sum.
+        return Ok((None, bias_only()));
+    }
     let sel = (dy.layout, want.has_bias);
     run(backend, (g, Stage::BackwardWeights), sel, |path| {
-        let bias_only = || want.bias.then(|| bias_gradient(dy, g));
-        if !want.weights {
-            return Ok((None, bias_only()));
-        }
         let (dw, db) = match path {
             Path::OneDnn(d) => {
                 let (dw, db) = d.conv_backward_weights(g, want.has_bias, x, dy)?;
@@ -249,4 +345,109 @@ pub(crate) fn backward_params(
         };
         Ok((Some(dw), db))
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::Shape;
+    use std::cell::RefCell;
+
+    /// A dense 3×3 "same" convolution of a 1×4×6×6 input to 4 channels.
+    fn geom() -> ConvGeom {
+        let (x, w) = (Shape::new([1, 4, 6, 6]), Shape::new([4, 4, 3, 3]));
+        ConvGeom::resolve(&x, &w, None, &Default::default()).unwrap()
+    }
+
+    fn tuner() -> Tuner {
+        let machine = conv_tune::Machine {
+            cpu: "test CPU".into(),
+            isa: "test".into(),
+        };
+        Tuner::new(None, machine)
+    }
+
+    /// A computation that records the paths it ran on and returns which one it was.
+    fn recorder(calls: &RefCell<Vec<PathKind>>) -> impl Fn(Path) -> Result<PathKind> + '_ {
+        |p| {
+            calls.borrow_mut().push(p.kind());
+            Ok(p.kind())
+        }
+    }
+
+    #[test]
+    fn auto_times_every_eligible_path_once_then_reuses_the_choice() {
+        let (t, g) = (tuner(), geom());
+        let calls = RefCell::new(Vec::new());
+        let sel = (Layout::Plain, false);
+        let auto = || {
+            let problem = (&g, Stage::Forward);
+            run_with(
+                Some(&t),
+                CpuConvBackend::Auto,
+                problem,
+                sel,
+                recorder(&calls),
+            )
+            .unwrap()
+        };
+        let first = auto();
+        let n_paths = eligible(onednn::get().ok(), &g).len();
+        let timed = calls.borrow().len();
+        assert!(
+            timed >= n_paths && timed <= n_paths * conv_tune::REPS,
+            "{calls:?}"
+        );
+        let choice = t.choices();
+        assert_eq!(choice.len(), 1);
+        assert_eq!(choice[0].path, first);
+        // The first call returned the chosen path's own result.
+        calls.borrow_mut().clear();
+        let second = auto();
+        assert_eq!(second, first);
+        assert_eq!(
+            *calls.borrow(),
+            vec![first],
+            "the second call timed paths again"
+        );
+    }
+
+    #[test]
+    fn a_forced_path_wins_over_the_tuned_one() {
+        let (t, g) = (tuner(), geom());
+        let calls = RefCell::new(Vec::new());
+        let sel = (Layout::Plain, false);
+        let key = TuneKey {
+            geom: g,
+            stage: Stage::BackwardData,
+            input: Layout::Plain,
+            bias: false,
+            threads: onednn::thread_budget(),
+        };
+        // Remembered: the oneDNN path (whether or not oneDNN loads here).
+        let remembered = |p| (p == PathKind::OneDnn).then_some(1.0);
+        assert_eq!(
+            t.choose(key, &[PathKind::Rust, PathKind::OneDnn], remembered),
+            Some(PathKind::OneDnn)
+        );
+        let stage = (&g, Stage::BackwardData);
+        let got = run_with(Some(&t), CpuConvBackend::Rust, stage, sel, recorder(&calls)).unwrap();
+        assert_eq!(got, PathKind::Rust);
+        assert_eq!(*calls.borrow(), vec![PathKind::Rust]);
+    }
+
+    #[test]
+    fn tuning_off_keeps_the_threshold_choice() {
+        let g = geom();
+        let calls = RefCell::new(Vec::new());
+        let sel = (Layout::Plain, false);
+        let stage = (&g, Stage::Forward);
+        let want = choose(CpuConvBackend::Auto, &g, Stage::Forward, sel.0, sel.1)
+            .unwrap()
+            .kind();
+        let got = run_with(None, CpuConvBackend::Auto, stage, sel, recorder(&calls)).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(calls.borrow().len(), 1);
+    }
 }

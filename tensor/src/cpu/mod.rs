@@ -5,6 +5,7 @@
 mod backend;
 pub mod conv;
 mod conv_choice;
+pub mod conv_tune;
 pub mod depthwise;
 pub mod elementwise;
 pub mod fastmath;

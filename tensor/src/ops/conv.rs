@@ -29,7 +29,8 @@ const OP: &str = "conv2d";
 /// Which CPU implementation runs a convolution.
 ///
 /// [`Tensor::conv2d`] reads it from the environment variable `CONVRNN_CPU_CONV` once per process:
-/// `auto` (the default: where oneDNN loads, its sgemm over the whole batch for dense convolutions
+/// `auto` (the default: the path measured fastest for each convolution on this machine, see
+/// [`conv_tune`](crate::cpu::conv_tune); with tuning off, where oneDNN loads, its sgemm over the whole batch for dense convolutions
 /// on small output maps ([`small_map`](crate::cpu::onednn::small_map)), its direct convolution where that is measured faster,
 /// else Rust), `rust` (always the pure-Rust kernels), `onednn` (always oneDNN's convolution; an
 /// error naming the library file and the install command when it cannot be loaded) or `gemm` (the

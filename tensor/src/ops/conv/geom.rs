@@ -116,8 +116,8 @@ pub fn conv2d_output_size(
 
 /// Everything a kernel needs to know about one convolution, with the padding already resolved
 /// to explicit (top, bottom, left, right) amounts. Also the cache key of compiled oneDNN
-/// primitives, so it holds nothing but sizes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// primitives (and, serialised, of the tuned CPU paths on disk), so it holds nothing but sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ConvGeom {
     pub n: usize,
     pub c: usize,
@@ -282,7 +282,7 @@ impl ConvGeom {
 
 /// One of the three computations of a convolution. Backends may run each on a different
 /// implementation, and caches of prepared data are kept per computation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Stage {
     Forward,
     BackwardData,
