@@ -6,13 +6,19 @@
 //! - [`models`]: the models compared (every cell on the compact backbone, feedforward nets made
 //!   wider and deeper);
 //! - [`training`]: the scales and the training stages;
+//! - [`fig1`], [`fig6`]: the figures' tables, tests of the paper's claims, charts and report
+//!   sections; [`stats`]: the statistics they use; [`chart`]: SVG and PNG charts;
 //! - [`report`]: writes `REPORT.md`.
 //!
 //! docs/FIGURES.md describes what each figure uses and what is not built yet.
 
 mod cache;
+mod chart;
+mod fig1;
+mod fig6;
 mod models;
 mod report;
+mod stats;
 mod training;
 
 use anyhow::{Context, Result};
@@ -154,19 +160,54 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     }
     let cache = Cache::new(&out);
     let stop = crate::train::stop_flag()?;
-    let mut runner = Runner::new(&cache, plan.len() as u64, ProgressMode::Auto);
+    let mut runner = Runner::new(&cache, plan.len() as u64 + 2, ProgressMode::Auto);
     let mut trained = Vec::new();
+    let mut train_keys = Vec::new();
     for (m, seed, config, key) in plan {
         let label = format!("train {} (seed {seed})", m.id);
         let t = runner.run(&key, &label, |work| {
             training::train(m, config, work, &out, Some(stop.clone()))
         })?;
         trained.push(t);
+        train_keys.push(key);
     }
+    let inputs: Vec<&StageKey> = train_keys.iter().collect();
+    let key = StageKey::new("table-fig1", &TABLES_VERSION, &inputs)?;
+    let t1 = runner.run(&key, "table: figure 1", |_| fig1::table(&trained))?;
+    let key = StageKey::new("table-fig6", &TABLES_VERSION, &inputs)?;
+    let t6 = runner.run(&key, "table: figure 6", |_| fig6::table(&trained))?;
     let stages = runner.finish();
+    let data_words = format!(
+        "clutter variant of Fashion-MNIST (difficulty {}), {} training and {} validation images",
+        scale.difficulty, scale.train_images, scale.eval_images
+    );
+    write_json(&out.join(format!("{}.json", fig1::STEM)), &t1)?;
+    write_text(&out.join(format!("{}.csv", fig1::STEM)), &fig1::csv(&t1))?;
+    let w1 = fig1::draw(&t1, &out, &data_words)?;
+    write_json(&out.join(format!("{}.json", fig6::STEM)), &t6)?;
+    let (steps_csv, decoders_csv) = fig6::csv(&t6);
+    write_text(&out.join(format!("{}.csv", fig6::STEM)), &steps_csv)?;
+    write_text(
+        &out.join(format!("{}_decoders.csv", fig6::STEM)),
+        &decoders_csv,
+    )?;
+    let w6 = fig6::draw(&t6, &out, &data_words)?;
+    for w in [&w1, &w6] {
+        if let Err(why) = &w.png {
+            eprintln!("{}: no PNG: {why}", w.svg.display());
+        }
+    }
+    let sections = [
+        fig1::section(&t1, &w1, &data_words),
+        fig6::section(&t6, &w6, &data_words),
+    ];
     let path = report::write(
         &out,
         &report::Context {
+            command: std::iter::once("cargo xtask".to_string())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" "),
             scale: cmd.scale,
             scale_config: &scale,
             data: &data,
@@ -175,9 +216,22 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
         },
         &trained,
         &stages,
+        &sections,
     )?;
     println!("{}", path.display());
     Ok(())
+}
+
+/// Part of every table stage's key: bumped when a table's computation changes.
+const TABLES_VERSION: u32 = 1;
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    tensor::io::write_file_atomically(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    write_text(path, &serde_json::to_string_pretty(value)?)
 }
 
 pub fn scale_name(s: Scale) -> &'static str {

@@ -19,6 +19,11 @@ pub const CELLS: [&str; 7] = [
     "rgc",
 ];
 
+/// Cells the paper finds to help (gating and a bypass).
+pub const GATED_BYPASS: [&str; 3] = ["rgc", "ugrnn", "intersectionrnn"];
+/// Cells the paper finds not to help.
+pub const VANILLA: [&str; 2] = ["simplernn", "lstm"];
+
 /// Whether a model is a cell on the backbone or a feedforward net.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

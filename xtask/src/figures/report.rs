@@ -1,11 +1,13 @@
-//! `REPORT.md`: how the run was made (scale, data, device, machine), every stage and whether it
-//! was computed now or read from the cache, and the trained models. Every number in it comes
+//! `REPORT.md`: how the run was made (scale, data, device, machine), a section per figure (the
+//! paper's claim, our figure and table, the verdict with its statistics), the trained models and
+//! every stage with whether it was computed now or read from the cache. Every number in it comes
 //! from the run's results.
 
 use super::cache::Status;
 use super::training::{ScaleConfig, Trained};
 use super::{scale_name, Scale, StageLine};
 use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use tensor::Device;
@@ -13,8 +15,48 @@ use trainer::DataSpec;
 
 pub const REPORT_FILE: &str = "REPORT.md";
 
+/// What our run says about one of the paper's claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Supports,
+    Contradicts,
+    /// The test ran but did not resolve the claim either way.
+    Inconclusive,
+    /// The run lacks what the test needs (a model, seeds).
+    CannotTest,
+}
+
+impl Verdict {
+    pub fn words(self) -> &'static str {
+        match self {
+            Verdict::Supports => "supports",
+            Verdict::Contradicts => "contradicts",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::CannotTest => "cannot test",
+        }
+    }
+}
+
+/// The Markdown that shows a figure: the SVG inline, and the PNG or why there is none.
+pub fn image_lines(figure: &super::chart::Written, alt: &str) -> String {
+    let name = |p: &Path| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    let png = match &figure.png {
+        Ok(p) => format!("PNG: [{0}]({0})", name(p)),
+        Err(why) => format!("no PNG: {why}"),
+    };
+    format!("![{alt}]({})\n\n{png}", name(&figure.svg))
+}
+
 /// How the run was made.
 pub struct Context<'a> {
+    /// The command line as given.
+    pub command: String,
     pub scale: Scale,
     pub scale_config: &'a ScaleConfig,
     pub data: &'a DataSpec,
@@ -28,8 +70,9 @@ pub fn write(
     cx: &Context<'_>,
     trained: &[Trained],
     stages: &[StageLine],
+    sections: &[String],
 ) -> Result<PathBuf> {
-    let text = render(cx, trained, stages);
+    let text = render(cx, trained, stages, sections);
     let path = out.join(REPORT_FILE);
     tensor::io::write_file_atomically(&path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
@@ -41,15 +84,20 @@ fn pct(v: f64) -> String {
 }
 
 /// The report's text.
-pub fn render(cx: &Context<'_>, trained: &[Trained], stages: &[StageLine]) -> String {
+pub fn render(
+    cx: &Context<'_>,
+    trained: &[Trained],
+    stages: &[StageLine],
+    sections: &[String],
+) -> String {
     let mut s = String::new();
     let sc = cx.scale_config;
     let machine = crate::machine::Machine::detect();
     let _ = writeln!(s, "# Figures of the paper, regenerated\n");
     let _ = writeln!(
         s,
-        "`cargo xtask figures --scale {} --device {}` on {} ({} logical CPUs, {} engine \
-         threads).\n",
+        "`{}` (scale {}, device {}) on {} ({} logical CPUs, {} engine threads).\n",
+        cx.command,
         scale_name(cx.scale),
         cx.device,
         machine.cpu,
@@ -84,6 +132,9 @@ pub fn render(cx: &Context<'_>, trained: &[Trained], stages: &[StageLine]) -> St
         computed,
         stages.len() - computed
     );
+    for sec in sections {
+        let _ = writeln!(s, "{sec}");
+    }
     let _ = writeln!(s, "## Trained models\n");
     let _ = writeln!(
         s,
@@ -117,10 +168,10 @@ pub fn render(cx: &Context<'_>, trained: &[Trained], stages: &[StageLine]) -> St
     }
     let _ = writeln!(
         s,
-        "\n## Not built yet\n\nThe figures themselves (issue 17: cells at matched size, size \
-         against performance, search, neural predictivity over time, object solution times, \
-         accuracy over time) are not drawn by this version; the stages above are the models \
-         they will read."
+        "\n## Not built yet\n\nOf issue 17: figures 2 (size against performance, the Pareto \
+         front), 3 (search), 4 (neural predictivity over time) and 5 (object solution times); \
+         imported ImageNet checkpoints (`--models`) and Brain-Score recordings. See \
+         docs/FIGURES.md."
     );
     s
 }
@@ -136,6 +187,7 @@ mod tests {
         let sc = Scale::Micro.config();
         let data = super::super::training::data_spec(&sc, None);
         let cx = Context {
+            command: "cargo xtask figures --scale micro".into(),
             scale: Scale::Micro,
             scale_config: &sc,
             data: &data,
@@ -164,13 +216,14 @@ mod tests {
             id: "train-00".into(),
             status: Status::Cached,
         }];
-        let text = render(&cx, &[t], &stages);
+        let text = render(&cx, &[t], &stages, &["## Figure X\n".into()]);
         assert!(
             text.contains("| rgc | 2 | 287850 | 43.2 | 4 | 1.5 |"),
             "{text}"
         );
         assert!(text.contains("1 in all, 0 computed by this run, 1 read from the cache"));
         assert!(text.contains("`stages/train-00` | cached"));
-        assert!(text.contains("--scale micro"));
+        assert!(text.contains("`cargo xtask figures --scale micro` (scale micro, device cpu)"));
+        assert!(text.find("## Figure X") < text.find("## Trained models"));
     }
 }

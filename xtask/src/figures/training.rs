@@ -177,6 +177,16 @@ pub struct Trained {
     pub run_dir: PathBuf,
 }
 
+impl Trained {
+    /// The top-1 of decoder `name`.
+    pub fn decoder(&self, name: &str) -> Option<f64> {
+        self.decoders
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.top1)
+    }
+}
+
 /// Trains and evaluates one model in `work` (continuing a run left there).
 pub fn train(
     model: &Candidate,

@@ -1,0 +1,475 @@
+//! Figure 1, cells at matched size (NeurIPS 2018, Fig. 2): validation top-1 against parameters for
+//! every cell on the same backbone, beside feedforward nets made wider and deeper; mean ± sd over
+//! seeds. Each cell is tested against the smallest feedforward net at least its size (Welch's
+//! t-test over seeds, Holm-corrected over the cells).
+
+use super::chart::{self, Axes, Point, Series};
+use super::models::{Family, CELLS, GATED_BYPASS, VANILLA};
+use super::report::Verdict;
+use super::stats;
+use super::training::Trained;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::Path;
+
+pub const STEM: &str = "fig1_cells_matched_size";
+/// Significance level of the tests.
+pub const ALPHA: f64 = 0.05;
+
+pub const CLAIM: &str = "At matched parameter counts, cells with gating and a bypass (RGC, \
+    UGRNN, IntersectionRNN) raise task accuracy above feedforward nets of the same size (made \
+    wider or deeper), while vanilla RNN and LSTM cells do not (Nayebi et al., NeurIPS 2018, Fig. 2).";
+
+/// One model's accuracy over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub model: String,
+    pub family: Family,
+    pub params: usize,
+    pub seeds: Vec<u64>,
+    /// Validation top-1 of the last step, per seed.
+    pub top1: Vec<f64>,
+    pub top1_mean: f64,
+    pub top1_sd: f64,
+}
+
+/// One cell against its feedforward reference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub cell: String,
+    pub params: usize,
+    pub reference: String,
+    pub reference_params: usize,
+    /// Cell mean minus reference mean (fraction).
+    pub diff: f64,
+    pub t: f64,
+    pub df: f64,
+    pub p: f64,
+    pub p_holm: f64,
+}
+
+impl Comparison {
+    fn above(&self) -> bool {
+        self.p_holm < ALPHA && self.diff > 0.0
+    }
+    fn below(&self) -> bool {
+        self.p_holm < ALPHA && self.diff < 0.0
+    }
+}
+
+/// The figure's data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub rows: Vec<Row>,
+    pub comparisons: Vec<Comparison>,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// Groups the runs by model (in the order first seen) and tests the claim.
+pub fn table(trained: &[Trained]) -> Result<Table> {
+    let mut rows: Vec<Row> = Vec::new();
+    for t in trained {
+        let top1 = *t
+            .top1_per_step
+            .last()
+            .with_context(|| format!("{} (seed {}) has no accuracy", t.id, t.seed))?;
+        match rows.iter_mut().find(|r| r.model == t.id) {
+            Some(r) => {
+                r.seeds.push(t.seed);
+                r.top1.push(top1);
+            }
+            None => rows.push(Row {
+                model: t.id.clone(),
+                family: t.family,
+                params: t.params,
+                seeds: vec![t.seed],
+                top1: vec![top1],
+                top1_mean: 0.0,
+                top1_sd: 0.0,
+            }),
+        }
+    }
+    for r in &mut rows {
+        r.top1_mean = stats::mean(&r.top1);
+        r.top1_sd = stats::sd(&r.top1);
+    }
+    let mut ff: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.family == Family::Feedforward)
+        .collect();
+    ff.sort_by_key(|r| r.params);
+    if ff.is_empty() {
+        bail!("figure 1 needs at least one feedforward model");
+    }
+    let mut comparisons = Vec::new();
+    for r in rows.iter().filter(|r| r.family == Family::Recurrent) {
+        // The smallest feedforward net at least this size, else the largest there is.
+        let reference = ff
+            .iter()
+            .find(|f| f.params >= r.params)
+            .or(ff.last())
+            .copied()
+            .context("no feedforward reference")?;
+        let Some(w) = stats::welch(&r.top1, &reference.top1) else {
+            continue;
+        };
+        comparisons.push(Comparison {
+            cell: r.model.clone(),
+            params: r.params,
+            reference: reference.model.clone(),
+            reference_params: reference.params,
+            diff: w.diff,
+            t: w.t,
+            df: w.df,
+            p: w.p,
+            p_holm: f64::NAN,
+        });
+    }
+    let adjusted = stats::holm(&comparisons.iter().map(|c| c.p).collect::<Vec<_>>());
+    for (c, p) in comparisons.iter_mut().zip(adjusted) {
+        c.p_holm = p;
+    }
+    let (verdict, reason) = judge(&comparisons);
+    Ok(Table {
+        rows,
+        comparisons,
+        verdict,
+        reason,
+    })
+}
+
+/// The claim's verdict from the per-cell tests.
+fn judge(cs: &[Comparison]) -> (Verdict, String) {
+    let find = |names: &[&str]| -> Vec<&Comparison> {
+        cs.iter()
+            .filter(|c| names.contains(&c.cell.as_str()))
+            .collect()
+    };
+    let (gated, vanilla) = (find(&GATED_BYPASS), find(&VANILLA));
+    if gated.len() < GATED_BYPASS.len() || vanilla.len() < VANILLA.len() {
+        return (
+            Verdict::CannotTest,
+            "not every cell of the claim has at least two seeds".into(),
+        );
+    }
+    let names = |v: &[&Comparison], f: fn(&Comparison) -> bool| -> Vec<String> {
+        v.iter().filter(|c| f(c)).map(|c| c.cell.clone()).collect()
+    };
+    let gated_above = names(&gated, Comparison::above);
+    let gated_below = names(&gated, Comparison::below);
+    let vanilla_above = names(&vanilla, Comparison::above);
+    if !gated_below.is_empty() {
+        return (
+            Verdict::Contradicts,
+            format!(
+                "{} scored significantly below the feedforward reference",
+                gated_below.join(", ")
+            ),
+        );
+    }
+    if !vanilla_above.is_empty() && gated_above.is_empty() {
+        return (
+            Verdict::Contradicts,
+            format!(
+                "{} scored significantly above the feedforward reference and no gated cell did",
+                vanilla_above.join(", ")
+            ),
+        );
+    }
+    if gated_above.len() == gated.len() && vanilla_above.is_empty() {
+        return (
+            Verdict::Supports,
+            "every gated cell with a bypass scored significantly above its feedforward \
+             reference and neither vanilla RNN nor LSTM did"
+                .into(),
+        );
+    }
+    (
+        Verdict::Inconclusive,
+        format!(
+            "significantly above the reference: gated {} of {} ({}), vanilla {} of {} ({}); \
+             the other differences are not significant with these seeds",
+            gated_above.len(),
+            gated.len(),
+            list_or_none(&gated_above),
+            vanilla_above.len(),
+            vanilla.len(),
+            list_or_none(&vanilla_above),
+        ),
+    )
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// `STEM.csv`: one row per model and seed.
+pub fn csv(table: &Table) -> String {
+    let mut s = String::from("model,family,params,seed,top1\n");
+    for r in &table.rows {
+        for (seed, v) in r.seeds.iter().zip(&r.top1) {
+            let _ = writeln!(
+                s,
+                "{},{},{},{seed},{v:.6}",
+                r.model,
+                family_name(r.family),
+                r.params
+            );
+        }
+    }
+    s
+}
+
+pub fn family_name(f: Family) -> &'static str {
+    match f {
+        Family::Recurrent => "recurrent",
+        Family::Feedforward => "feedforward",
+    }
+}
+
+/// The chart: each cell a point, the feedforward nets one line in order of size.
+pub fn draw(table: &Table, out: &Path, data: &str) -> Result<chart::Written> {
+    let point = |r: &Row| Point {
+        x: (r.params as f64).log10(),
+        y: r.top1_mean,
+        err: r.top1_sd,
+    };
+    let mut series: Vec<Series> = CELLS
+        .iter()
+        .filter_map(|c| table.rows.iter().find(|r| r.model == *c))
+        .map(|r| Series {
+            name: r.model.clone(),
+            points: vec![point(r)],
+            joined: false,
+            point_labels: vec![],
+        })
+        .collect();
+    let mut ff: Vec<&Row> = table
+        .rows
+        .iter()
+        .filter(|r| r.family == Family::Feedforward)
+        .collect();
+    ff.sort_by_key(|r| r.params);
+    series.push(Series {
+        name: "feedforward (base, wider, deeper)".into(),
+        points: ff.iter().map(|r| point(r)).collect(),
+        joined: true,
+        point_labels: ff.iter().map(|r| r.model.clone()).collect(),
+    });
+    let seeds = table.rows.first().map_or(0, |r| r.seeds.len());
+    chart::write(
+        &out.join(STEM),
+        &Axes {
+            title: format!("Cells at matched size: {data}, mean ± sd over {seeds} seeds"),
+            x_label: "parameters (log scale)".into(),
+            y_label: "validation top-1 (last step)".into(),
+            log10_x: true,
+            y_range: None,
+        },
+        &series,
+    )
+}
+
+/// The report's section.
+pub fn section(table: &Table, figure: &chart::Written, data: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## Figure 1: cells at matched size (NeurIPS 2018, Fig. 2)\n"
+    );
+    let _ = writeln!(s, "**The paper's claim.** {CLAIM}\n");
+    let _ = writeln!(s, "{}\n", super::report::image_lines(figure, "figure 1"));
+    let seeds = table.rows.first().map_or(0, |r| r.seeds.len());
+    let _ = writeln!(
+        s,
+        "**Data and models.** {data}. Every cell of the zoo in conv2 and conv3 of the compact \
+         backbone (the `compact_*` presets), against that backbone without cells (`ff_base`) and \
+         made wider (`ff_wide*`: conv2 and conv3 channels ×k) and deeper (`ff_deep*`: conv2 and \
+         conv3 each followed by a second 3×3 conv). {seeds} seeds per model; accuracy is the \
+         last step's validation top-1; error bars ±1 sd over seeds. Table: `{STEM}.csv` (per \
+         seed), `{STEM}.json` (all of it).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| model | family | parameters | top-1 % (mean) | sd | seeds |\n|---|---|---|---|---|---|"
+    );
+    for r in &table.rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.1} | {:.1} | {} |",
+            r.model,
+            family_name(r.family),
+            r.params,
+            100.0 * r.top1_mean,
+            100.0 * r.top1_sd,
+            r.seeds.len()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n**Test.** Each cell against the smallest feedforward net with at least as many \
+         parameters (the largest where none is): Welch's t-test over seeds, two-sided, p-values \
+         Holm-corrected over the {} cells, α = {ALPHA}.\n",
+        table.comparisons.len()
+    );
+    let _ = writeln!(
+        s,
+        "| cell | parameters | reference | parameters | difference (points) | t | df | p | p (Holm) |\n\
+         |---|---|---|---|---|---|---|---|---|"
+    );
+    for c in &table.comparisons {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:+.1} | {:.2} | {:.1} | {:.3} | {:.3} |",
+            c.cell,
+            c.params,
+            c.reference,
+            c.reference_params,
+            100.0 * c.diff,
+            c.t,
+            c.df,
+            c.p,
+            c.p_holm
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n**Verdict: {}.** {}.\n",
+        table.verdict.words(),
+        table.reason
+    );
+    s
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::figures::training::DecoderTop1;
+
+    /// A run of `id` whose per-step accuracy ends at `last`.
+    pub(crate) fn run(id: &str, family: Family, params: usize, seed: u64, last: f64) -> Trained {
+        Trained {
+            id: id.into(),
+            family,
+            seed,
+            params,
+            first_readout_step: 3,
+            top1_per_step: vec![0.1, 0.1, 0.1, last * 0.8, last * 0.9, last],
+            decoders: ["last", "max_conf", "thresh"]
+                .iter()
+                .map(|n| DecoderTop1 {
+                    name: n.to_string(),
+                    top1: last - 0.01,
+                })
+                .collect(),
+            optimiser_steps: 10,
+            wall_seconds: 1.0,
+            cpu_seconds: None,
+            device: "cpu".into(),
+            run_dir: "x".into(),
+        }
+    }
+
+    /// Every cell and two feedforward nets, three seeds; gated cells score `gated`, the others
+    /// `other`, the feedforward nets 0.5 (± a little noise per seed).
+    pub(crate) fn runs(gated: f64, other: f64) -> Vec<Trained> {
+        let mut v = Vec::new();
+        let noise = [0.0, 0.004, -0.004];
+        for (i, cell) in CELLS.iter().enumerate() {
+            let level = if GATED_BYPASS.contains(cell) {
+                gated
+            } else {
+                other
+            };
+            for seed in 0..3 {
+                v.push(run(
+                    cell,
+                    Family::Recurrent,
+                    50_000 + 10_000 * i,
+                    seed,
+                    level + noise[seed as usize],
+                ));
+            }
+        }
+        for (id, params) in [("ff_base", 30_000), ("ff_wide5", 500_000)] {
+            for seed in 0..3 {
+                v.push(run(
+                    id,
+                    Family::Feedforward,
+                    params,
+                    seed,
+                    0.5 + noise[(seed as usize + 1) % 3],
+                ));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn table_has_a_row_per_model_and_a_test_per_cell() {
+        let t = table(&runs(0.7, 0.5)).unwrap();
+        assert_eq!(t.rows.len(), CELLS.len() + 2);
+        assert!(t
+            .rows
+            .iter()
+            .all(|r| r.seeds.len() == 3 && r.top1_mean.is_finite() && r.top1_sd.is_finite()));
+        assert_eq!(t.comparisons.len(), CELLS.len());
+        for c in &t.comparisons {
+            assert_eq!(c.reference, "ff_wide5", "{c:?}");
+            assert!(c.p.is_finite() && c.p_holm.is_finite() && c.p_holm >= c.p);
+        }
+        assert_eq!(t.verdict, Verdict::Supports, "{}", t.reason);
+        let csv = csv(&t);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "model,family,params,seed,top1");
+        assert_eq!(lines.len(), 1 + 3 * t.rows.len());
+        assert!(lines
+            .iter()
+            .all(|l| l.split(',').count() == 5 && !l.contains("NaN")));
+        assert!(csv.contains("\nrgc,recurrent,110000,0,0.700000\n"), "{csv}");
+    }
+
+    #[test]
+    fn verdicts_follow_the_tests() {
+        assert_eq!(
+            table(&runs(0.3, 0.5)).unwrap().verdict,
+            Verdict::Contradicts
+        );
+        let t = table(&runs(0.5, 0.5)).unwrap();
+        assert_eq!(t.verdict, Verdict::Inconclusive, "{}", t.reason);
+        // Vanilla cells above, gated ones not: contradicts.
+        assert_eq!(
+            table(&runs(0.5, 0.7)).unwrap().verdict,
+            Verdict::Contradicts
+        );
+        let one_seed: Vec<Trained> = runs(0.7, 0.5).into_iter().filter(|t| t.seed == 0).collect();
+        assert_eq!(table(&one_seed).unwrap().verdict, Verdict::CannotTest);
+    }
+
+    #[test]
+    fn the_chart_and_section_name_every_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(&runs(0.7, 0.5)).unwrap();
+        let w = draw(&t, dir.path(), "clutter").unwrap();
+        let svg = std::fs::read_to_string(&w.svg).unwrap();
+        let text = section(&t, &w, "clutter");
+        for r in &t.rows {
+            assert!(text.contains(&format!("| {} |", r.model)));
+        }
+        for c in CELLS {
+            assert!(svg.contains(c), "{c} not in the chart");
+        }
+        assert!(svg.contains("ff_wide5"));
+        assert!(text.contains("**Verdict: supports.**"));
+        assert!(
+            text.contains("| rgc | recurrent | 110000 | 70.0 | 0.4 | 3 |"),
+            "{text}"
+        );
+    }
+}
