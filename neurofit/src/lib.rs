@@ -8,6 +8,9 @@
 //! - [`extract`]: model features per area per step, optionally PCA-compressed;
 //! - [`ost`]: object solution times (Kar et al. 2019).
 //!
+//! The fits' large products run on [`linalg`] (the `gemm` crate, its kernel chosen from the CPU at
+//! run time), not on the system BLAS.
+//!
 //! System packages (Debian names) this crate builds against: `libopenblas-dev` (LAPACK for
 //! `ndarray-linalg`), `libhdf5-dev` (HDF5 1.10+ for `hdf5-metno`), `pkg-config`.
 
@@ -21,6 +24,7 @@ pub mod fit;
 mod h5io;
 pub mod h5plain;
 pub mod insilico;
+pub mod linalg;
 pub mod netcdf;
 pub mod ost;
 pub mod regression;
