@@ -13,7 +13,7 @@ use crate::ceiling::split_half_ceiling;
 use crate::cv::{stratification_warnings, stratified_splits, Split};
 use crate::error::{NeurofitError, Result};
 use crate::features::ModelFeatures;
-use crate::regression::kernel_pls::{centred_gram, split_kernels};
+use crate::regression::kernel_pls::centred_gram;
 use crate::regression::Regression;
 use crate::report::{MapUsed, NeuroidScores, PerBin, Report};
 use crate::stats::{finite, nan_median, pearson_columns};
@@ -269,7 +269,7 @@ fn fit_track(
         .map(|m| {
             let area = &features.areas[m.area];
             let step = area.data.index_axis(Axis(2), m.step);
-            let x: Array2<f64> = step.select(Axis(0), rows).mapv(|v| v as f64);
+            let x = step.select(Axis(0), rows);
             if x.iter().any(|v| !v.is_finite()) {
                 return Err(NeurofitError::Assembly(format!(
                     "features of area `{}` at step {} contain non-finite values",
@@ -279,50 +279,49 @@ fn fit_track(
             let y_all = avg.index_axis(Axis(2), m.bin);
             // Features that do not vary over the stimuli (a generator's rates before their
             // latency, a dead unit set) predict nothing: r is undefined, not an error.
-            if unvarying(x.view()) {
+            if unvarying(x.view(), 0..x.nrows()) {
                 return Ok(vec![f64::NAN; y_all.ncols()]);
             }
+            let n_features = x.ncols();
             let most_train = splits.iter().map(|s| s.train.len()).max().unwrap_or(0);
             // One Gram matrix of all stimuli serves every split and region of this map.
-            let gram = if regression.prefers_gram(most_train, x.ncols()) {
-                Some(centred_gram(x.view())?)
+            let design = if regression.prefers_gram(most_train, n_features) {
+                Design::Gram(centred_gram(x.view())?)
             } else {
-                None
+                Design::Features(x.mapv(f64::from))
             };
+            drop(x);
             let mut r = vec![f64::NAN; y_all.ncols()];
             for idx in regions.values() {
                 let y = y_all.select(Axis(1), idx);
-                let per_split: Vec<Vec<f64>> = splits
-                    .par_iter()
-                    .map(|s| {
-                        let y_train = y.select(Axis(0), &s.train);
-                        // Responses that do not vary over the training stimuli (a bin before any
-                        // site responds) have nothing to fit: r is undefined, not an error.
-                        if unvarying(y_train.view()) {
-                            return Ok(vec![f64::NAN; y.ncols()]);
-                        }
-                        let pred = match &gram {
-                            Some(g) => {
-                                let (k, k_test) = split_kernels(g.view(), &s.train, &s.test)?;
-                                regression.fit_predict_gram(
-                                    k.view(),
-                                    k_test.view(),
-                                    y_train.view(),
-                                    x.ncols(),
-                                )?
-                            }
-                            None => regression.fit_predict(
+                // Responses that do not vary over the training stimuli (a bin before any site
+                // responds) have nothing to fit: r is undefined, not an error.
+                let fitted: Vec<&Split> = splits
+                    .iter()
+                    .filter(|s| !unvarying(y.view(), s.train.iter().copied()))
+                    .collect();
+                let predictions = match &design {
+                    Design::Gram(g) => {
+                        regression.fit_predict_gram(g.view(), y.view(), &fitted, n_features)?
+                    }
+                    Design::Features(x) => fitted
+                        .par_iter()
+                        .map(|s| {
+                            regression.fit_predict(
                                 x.select(Axis(0), &s.train).view(),
-                                y_train.view(),
+                                y.select(Axis(0), &s.train).view(),
                                 x.select(Axis(0), &s.test).view(),
-                            )?,
-                        };
-                        Ok(pearson_columns(
-                            pred.view(),
-                            y.select(Axis(0), &s.test).view(),
-                        ))
+                            )
+                        })
+                        .collect::<Result<_>>()?,
+                };
+                let per_split: Vec<Vec<f64>> = fitted
+                    .iter()
+                    .zip(&predictions)
+                    .map(|(s, pred)| {
+                        pearson_columns(pred.view(), y.select(Axis(0), &s.test).view())
                     })
-                    .collect::<Result<_>>()?;
+                    .collect();
                 for (k, &j) in idx.iter().enumerate() {
                     let vals: Vec<f64> = per_split
                         .iter()
@@ -339,12 +338,19 @@ fn fit_track(
         .collect()
 }
 
-/// Whether every row of `m` equals the first (no column varies over the samples); compared row
-/// by row, so the scan stays contiguous.
-fn unvarying(m: ArrayView2<'_, f64>) -> bool {
-    let mut rows = m.rows().into_iter();
+/// What a map's regressions are fitted from.
+enum Design {
+    /// The centred Gram matrix of all stimuli (PLS with more features than training stimuli).
+    Gram(Array2<f64>),
+    /// The features `[stimulus, feature]`.
+    Features(Array2<f64>),
+}
+
+/// Whether the given rows of `m` all equal the first of them (no column varies over those
+/// samples); compared row by row, so the scan stays contiguous.
+fn unvarying<A: PartialEq>(m: ArrayView2<'_, A>, mut rows: impl Iterator<Item = usize>) -> bool {
     match rows.next() {
-        Some(first) => rows.all(|r| r == first),
+        Some(first) => rows.all(|r| m.row(r) == m.row(first)),
         None => true,
     }
 }

@@ -1,30 +1,42 @@
 //! Column-wise Pearson correlation, Spearman–Brown correction and NaN-aware medians.
 
-use ndarray::{ArrayView2, Axis};
+use ndarray::ArrayView2;
 
 /// Pearson r between matching columns of `a` and `b` (both `[sample, column]`).
 /// A column with zero variance in either input gives NaN: its correlation is undefined.
+///
+/// Accumulated row by row (rows are contiguous in the usual layout), every column at once; each
+/// column's sums run over the samples in order, as a column-by-column loop would.
 pub fn pearson_columns(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Vec<f64> {
     debug_assert_eq!(a.dim(), b.dim());
-    a.axis_iter(Axis(1))
-        .zip(b.axis_iter(Axis(1)))
-        .map(|(x, y)| {
-            let n = x.len() as f64;
-            if n < 2.0 {
-                return f64::NAN;
-            }
-            let mx = x.sum() / n;
-            let my = y.sum() / n;
-            let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-            for (&xi, &yi) in x.iter().zip(y.iter()) {
-                let (dx, dy) = (xi - mx, yi - my);
-                sxy += dx * dy;
-                sxx += dx * dx;
-                syy += dy * dy;
-            }
-            let denom = (sxx * syy).sqrt();
+    let (n, cols) = a.dim();
+    if n < 2 {
+        return vec![f64::NAN; cols];
+    }
+    let (mut mx, mut my) = (vec![0.0; cols], vec![0.0; cols]);
+    for (ra, rb) in a.rows().into_iter().zip(b.rows()) {
+        for (j, (&x, &y)) in ra.iter().zip(rb.iter()).enumerate() {
+            mx[j] += x;
+            my[j] += y;
+        }
+    }
+    for m in mx.iter_mut().chain(my.iter_mut()) {
+        *m /= n as f64;
+    }
+    let (mut sxy, mut sxx, mut syy) = (vec![0.0; cols], vec![0.0; cols], vec![0.0; cols]);
+    for (ra, rb) in a.rows().into_iter().zip(b.rows()) {
+        for (j, (&x, &y)) in ra.iter().zip(rb.iter()).enumerate() {
+            let (dx, dy) = (x - mx[j], y - my[j]);
+            sxy[j] += dx * dy;
+            sxx[j] += dx * dx;
+            syy[j] += dy * dy;
+        }
+    }
+    (0..cols)
+        .map(|j| {
+            let denom = (sxx[j] * syy[j]).sqrt();
             if denom > 0.0 && denom.is_finite() {
-                sxy / denom
+                sxy[j] / denom
             } else {
                 f64::NAN
             }
@@ -79,6 +91,27 @@ mod tests {
         let a = array![[1.0], [2.0], [3.0]];
         let b = array![[1.0], [3.0], [2.0]];
         assert!((pearson_columns(a.view(), b.view())[0] - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pearson_of_many_columns_matches_each_column_alone() {
+        let a = ndarray::Array2::from_shape_fn((7, 5), |(i, j)| ((i * 7 + j * 3) % 11) as f64);
+        let b = ndarray::Array2::from_shape_fn((7, 5), |(i, j)| ((i * i + 2 * j) % 5) as f64);
+        let all = pearson_columns(a.view(), b.view());
+        for j in 0..5 {
+            let one = pearson_columns(
+                a.slice(ndarray::s![.., j..=j]),
+                b.slice(ndarray::s![.., j..=j]),
+            );
+            assert_eq!(all[j].to_bits(), one[0].to_bits(), "column {j}");
+        }
+        // Transposed (column-major) inputs give the same.
+        let (at, bt) = (
+            a.t().as_standard_layout().into_owned(),
+            b.t().as_standard_layout().into_owned(),
+        );
+        let again = pearson_columns(at.t(), bt.t());
+        assert_eq!(all, again);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use ndarray::{Array2, ArrayView2};
 use ndarray_linalg::{JobSvd, SVDDC};
 use serde::{Deserialize, Serialize};
 
+use crate::cv::Split;
 use crate::error::{NeurofitError, Result};
 
 /// Which regression maps features to responses.
@@ -72,19 +73,21 @@ impl Regression {
         matches!(self, Regression::Pls { .. }) && features > train
     }
 
-    /// As [`Regression::fit_predict`], from the training-centred Grams of one split
-    /// ([`kernel_pls::split_kernels`]): `k` `[train, train]`, `k_test` `[test, train]`, with
-    /// `features` the width of the `X` behind them. The same predictions to rounding.
+    /// As [`Regression::fit_predict`] for each of `splits`, from the centred Gram matrix `g`
+    /// `[sample, sample]` of all samples ([`kernel_pls::centred_gram`]) and the targets `y`
+    /// `[sample, target]` of all samples, with `features` the width of the `X` behind `g`: one
+    /// `[test sample, target]` prediction per split, the same as fitting each split from the
+    /// features, to rounding.
     pub fn fit_predict_gram(
         &self,
-        k: ArrayView2<'_, f64>,
-        k_test: ArrayView2<'_, f64>,
-        y_train: ArrayView2<'_, f64>,
+        g: ArrayView2<'_, f64>,
+        y: ArrayView2<'_, f64>,
+        splits: &[&Split],
         features: usize,
-    ) -> Result<Array2<f64>> {
+    ) -> Result<Vec<Array2<f64>>> {
         match self {
             Regression::Pls { components } => {
-                kernel_pls::fit_predict(k, k_test, y_train, features, *components)
+                kernel_pls::fit_predict_splits(g, y, splits, features, *components)
             }
             Regression::Ridge { .. } => Err(NeurofitError::Regression(
                 "ridge is fitted from features, not from a Gram matrix".into(),
