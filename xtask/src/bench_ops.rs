@@ -556,8 +556,9 @@ fn markdown(
     quick: bool,
 ) -> String {
     let mut s = format!(
-        "`{command}` on {date}: {} ({} logical CPUs, {} engine threads), device {device}{}.\n\n",
+        "`{command}` on {date}: {}, {} ({} logical CPUs, {} engine threads), device {device}{}.\n\n",
         machine.cpu,
+        machine.isa,
         machine.cores,
         machine.threads,
         if quick {

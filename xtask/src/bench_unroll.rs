@@ -139,9 +139,10 @@ fn run_set(args: &UnrollArgs) -> Result<()> {
     if args.write_benchmarks {
         let m = Machine::detect();
         let mut body = format!(
-            "Command: `cargo xtask bench unroll{}` — {} ({} threads), {}.\n\n",
+            "Command: `cargo xtask bench unroll{}` — {}, {} ({} threads), {}.\n\n",
             if args.plain { " --plain" } else { "" },
             m.cpu,
+            m.isa,
             m.threads,
             machine::today_utc()
         );

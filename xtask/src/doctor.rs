@@ -5,6 +5,8 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
 
+use crate::machine::{Isa, Machine};
+
 /// Where Debian's `dataset-fashion-mnist` puts the files (SPEC §9).
 const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -140,6 +142,8 @@ impl Report {
                 },
             });
         }
+
+        checks.extend(blas_kernels());
 
         checks.push(if has_postgres_server() {
             Check {
@@ -289,6 +293,73 @@ fn mpi_check() -> Check {
             ),
             package: Some("mpich"),
         },
+    }
+}
+
+/// Which kernels the neural fits' linear algebra runs: the `gemm` crate's (neurofit's Gram matrices
+/// and products), chosen from the CPU at run time, and the core OpenBLAS picked for itself (only
+/// LAPACK's factorisations use it). Debian's OpenBLAS 0.3.21, for one, does not recognise Ice Lake
+/// Xeons and falls back to its generic Prescott kernels there.
+fn blas_kernels() -> Vec<Check> {
+    let machine = Machine::detect();
+    // Mirrors the `gemm` crate's dispatch (neurofit's `linalg::Kernel`, which xtask cannot link:
+    // it must build before HDF5 and OpenBLAS are installed). neurofit enables its AVX-512 kernels.
+    let kernel = match machine.isa {
+        Isa::Avx512 => "AVX-512F",
+        Isa::Avx2Fma => "AVX2+FMA",
+        Isa::Neon => "NEON",
+        Isa::Sse2 | Isa::Scalar => "scalar",
+    };
+    let mut checks = vec![Check {
+        name: "fit GEMM",
+        status: Status::Ok,
+        detail: format!(
+            "neural fits' Gram matrices and products: gemm crate, {kernel} kernels (chosen at run \
+             time; {}, {})",
+            machine.cpu, machine.isa
+        ),
+        package: None,
+    }];
+    if let Some(core) = openblas_core() {
+        checks.push(Check {
+            name: "OpenBLAS core",
+            status: Status::Note,
+            detail: format!(
+                "{core} (OpenBLAS's own choice; neurofit uses it only for LAPACK: the small SVDs of \
+                 PLS and ridge's SVD)"
+            ),
+            package: None,
+        });
+    }
+    checks
+}
+
+/// `openblas_get_corename()` and `openblas_get_config()` of the system OpenBLAS, when it loads.
+fn openblas_core() -> Option<String> {
+    type Text = unsafe extern "C" fn() -> *const std::ffi::c_char;
+    // SAFETY: loading runs OpenBLAS's initialiser (it detects the CPU and starts its threads); the
+    // two functions take no arguments and return pointers to static NUL-terminated strings.
+    // The library is never unloaded: OpenBLAS's threads would outlive an unload.
+    unsafe {
+        let lib = libloading::Library::new("libopenblas.so.0").ok()?;
+        let text = |name: &[u8]| -> Option<String> {
+            let f = lib.get::<Text>(name).ok()?;
+            let p = f();
+            (!p.is_null()).then(|| {
+                std::ffi::CStr::from_ptr(p)
+                    .to_string_lossy()
+                    .trim()
+                    .to_string()
+            })
+        };
+        let core = text(b"openblas_get_corename\0")?;
+        let config = text(b"openblas_get_config\0").unwrap_or_default();
+        std::mem::forget(lib);
+        Some(if config.is_empty() {
+            core
+        } else {
+            format!("{core}, {config}")
+        })
     }
 }
 

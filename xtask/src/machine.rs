@@ -11,6 +11,61 @@ pub struct Machine {
     pub cores: usize,
     /// Threads the engine's rayon pool uses (RAYON_NUM_THREADS, else every core).
     pub threads: usize,
+    /// The widest vector instructions the CPU offers (what run-time dispatch can pick).
+    pub isa: Isa,
+}
+
+/// The vector instruction families run-time dispatch chooses between (the engine's AVX2 loops,
+/// the `gemm` crate's kernels behind the neural fits), widest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Isa {
+    #[serde(rename = "AVX-512F")]
+    Avx512,
+    #[serde(rename = "AVX2+FMA")]
+    Avx2Fma,
+    #[serde(rename = "SSE2")]
+    Sse2,
+    #[serde(rename = "NEON")]
+    Neon,
+    #[serde(rename = "scalar")]
+    Scalar,
+}
+
+impl Isa {
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                Isa::Avx512
+            } else if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                Isa::Avx2Fma
+            } else {
+                Isa::Sse2
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            Isa::Neon
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            Isa::Scalar
+        }
+    }
+}
+
+impl std::fmt::Display for Isa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Isa::Avx512 => "AVX-512F",
+            Isa::Avx2Fma => "AVX2+FMA",
+            Isa::Sse2 => "SSE2",
+            Isa::Neon => "NEON",
+            Isa::Scalar => "scalar",
+        })
+    }
 }
 
 impl Machine {
@@ -26,6 +81,7 @@ impl Machine {
             cpu: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown CPU".into()),
             cores,
             threads,
+            isa: Isa::detect(),
         }
     }
 }
@@ -70,6 +126,14 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(civil_from_days(20_783), (2026, 11, 26));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn isa_names_read_as_serialised() {
+        for isa in [Isa::Avx512, Isa::Avx2Fma, Isa::Sse2, Isa::Neon, Isa::Scalar] {
+            let json = serde_json::to_string(&isa).unwrap();
+            assert_eq!(json, format!("\"{isa}\""));
+        }
     }
 
     #[test]
