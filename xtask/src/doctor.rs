@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
 
-use crate::machine::{Isa, Machine};
+use crate::machine::Machine;
 
 /// Where Debian's `dataset-fashion-mnist` puts the files (SPEC §9).
 const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -302,14 +302,7 @@ fn mpi_check() -> Check {
 /// Xeons and falls back to its generic Prescott kernels there.
 fn blas_kernels() -> Vec<Check> {
     let machine = Machine::detect();
-    // Mirrors the `gemm` crate's dispatch (neurofit's `linalg::Kernel`, which xtask cannot link:
-    // it must build before HDF5 and OpenBLAS are installed). neurofit enables its AVX-512 kernels.
-    let kernel = match machine.isa {
-        Isa::Avx512 => "AVX-512F",
-        Isa::Avx2Fma => "AVX2+FMA",
-        Isa::Neon => "NEON",
-        Isa::Sse2 | Isa::Scalar => "scalar",
-    };
+    let kernel = gemm_kernel();
     let mut checks = vec![Check {
         name: "fit GEMM",
         status: Status::Ok,
@@ -332,6 +325,32 @@ fn blas_kernels() -> Vec<Check> {
         });
     }
     checks
+}
+
+/// The kernel family the `gemm` crate dispatches f64 products to on this CPU: its own rule, mirrored
+/// (neurofit's `linalg::Kernel`, which xtask cannot link: xtask must build before HDF5 and OpenBLAS
+/// are installed). neurofit builds the crate with its AVX-512 kernels. Its 256-bit kernel needs only
+/// FMA, so a CPU with FMA but no AVX2 still runs it: this is not
+/// [`crate::machine::Isa`].
+fn gemm_kernel() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            "AVX-512F"
+        } else if std::arch::is_x86_feature_detected!("fma") {
+            "AVX2+FMA"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "NEON"
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "scalar"
+    }
 }
 
 /// `openblas_get_corename()` and `openblas_get_config()` of the system OpenBLAS, when it loads.

@@ -25,9 +25,13 @@ pub enum Isa {
     Avx2Fma,
     #[serde(rename = "SSE2")]
     Sse2,
+    /// Detected on aarch64 only.
     #[serde(rename = "NEON")]
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     Neon,
+    /// Detected on architectures other than x86-64 and aarch64 only.
     #[serde(rename = "scalar")]
+    #[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), allow(dead_code))]
     Scalar,
 }
 
