@@ -3,8 +3,9 @@
 //! reports at run time.
 //!
 //! Why not the system BLAS: it is only as fast as its knowledge of the processor. Debian's OpenBLAS
-//! 0.3.21 does not recognise Ice Lake Xeons and runs its generic Prescott (SSE3) kernels there, at
-//! about a third of the machine's speed; the remedy, `OPENBLAS_CORETYPE`, is read when the library
+//! 0.3.21 did not recognise the AVX-512 + AMX Xeon of issue #18 (a processor newer than the library)
+//! and ran its generic Prescott (SSE3) kernels there, at about a third of the machine's speed (it
+//! does pick SkylakeX on an Ice Lake Xeon); the remedy, `OPENBLAS_CORETYPE`, is read when the library
 //! loads, before `main`, so a program cannot set it for itself. ndarray's `dot` still goes to the
 //! system BLAS; the products that dominate a fit go through this module instead. LAPACK (the small
 //! SVDs of the PLS pseudo-inverse and of ridge) stays on the system library.

@@ -298,8 +298,8 @@ fn mpi_check() -> Check {
 
 /// Which kernels the neural fits' linear algebra runs: the `gemm` crate's (neurofit's Gram matrices
 /// and products), chosen from the CPU at run time, and the core OpenBLAS picked for itself (only
-/// LAPACK's factorisations use it). Debian's OpenBLAS 0.3.21, for one, does not recognise Ice Lake
-/// Xeons and falls back to its generic Prescott kernels there.
+/// LAPACK's factorisations use it). Debian's OpenBLAS 0.3.21, for one, did not recognise the Xeon
+/// with AVX-512 and AMX of issue #18 and fell back to its generic Prescott kernels there.
 fn blas_kernels() -> Vec<Check> {
     let machine = Machine::detect();
     let kernel = gemm_kernel();
