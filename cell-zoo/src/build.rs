@@ -18,8 +18,17 @@ impl CellSpec {
             CellSpec::Identity => AnyCell::Identity(IdentityCell),
             CellSpec::TimeDecay => AnyCell::TimeDecay(TimeDecayCell::new(ctx)?),
             CellSpec::SimpleRnn {
-                kernel, layer_norm, ..
-            } => AnyCell::SimpleRnn(SimpleRnnCell::new(ctx, x, out, *kernel, *layer_norm)?),
+                kernel,
+                layer_norm,
+                layer_norm_epsilon,
+                ..
+            } => AnyCell::SimpleRnn(SimpleRnnCell::new(
+                ctx,
+                x,
+                out,
+                *kernel,
+                layer_norm.then_some(*layer_norm_epsilon),
+            )?),
             CellSpec::Gru { kernel, .. } => AnyCell::Gru(GruCell::new(ctx, x, out, *kernel)?),
             CellSpec::Lstm {
                 kernel,
@@ -28,6 +37,7 @@ impl CellSpec {
                 layer_norm,
                 init_scale,
                 bias_init,
+                layer_norm_epsilon,
                 ..
             } => AnyCell::Lstm(LstmCell::new(
                 ctx,
@@ -38,7 +48,7 @@ impl CellSpec {
                     kernel: *kernel,
                     forget_bias: *forget_bias,
                     peepholes: *peepholes,
-                    layer_norm: *layer_norm,
+                    layer_norm: layer_norm.then_some(*layer_norm_epsilon),
                     init_scale: *init_scale,
                     bias_init: *bias_init,
                 },

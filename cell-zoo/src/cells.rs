@@ -67,11 +67,14 @@ impl Cell for TimeDecayCell {
     }
 }
 
-/// `h' = ELU(LN(W*[x, h] + b))`.
+/// `h' = ELU(LN(W_x*x + b_x + W_h*h + b_h))`: the reference's `ConvNormBasicCell`, whose input
+/// and state convs each carry a bias.
 #[derive(Clone, Debug)]
 pub struct SimpleRnnCell {
-    /// `W`, from the `x_ch + out` channels of `[x, h]` to `out`.
-    pub conv: Conv,
+    /// `W_x`, from the `x_ch` input channels to `out` (the reference's input conv).
+    pub input: Conv,
+    /// `W_h`, from the `out` state channels to `out`.
+    pub state: Conv,
     /// The layer norm `LN`, when the cell has one.
     pub norm: Option<LayerNorm>,
     /// Output (and state) channels.
@@ -85,14 +88,14 @@ impl SimpleRnnCell {
         x_ch: usize,
         out: usize,
         k: usize,
-        ln: bool,
+        ln: Option<f32>,
     ) -> Result<Self> {
         Ok(SimpleRnnCell {
-            conv: Conv::new(ctx, "conv", x_ch + out, out, k, 1, 1, ConvInit::lecun(true))?,
-            norm: if ln {
-                Some(LayerNorm::new(ctx, "ln", out)?)
-            } else {
-                None
+            input: Conv::new(ctx, "input", x_ch, out, k, 1, 1, ConvInit::lecun(true))?,
+            state: Conv::new(ctx, "state", out, out, k, 1, 1, ConvInit::lecun(true))?,
+            norm: match ln {
+                Some(eps) => Some(LayerNorm::new(ctx, "ln", out, eps)?),
+                None => None,
             },
             out,
         })
@@ -101,17 +104,21 @@ impl SimpleRnnCell {
 
 impl Cell for SimpleRnnCell {
     type State = Tensor;
-    no_drive!();
+    type Drive = Tensor;
     fn zero_state(&self, x: &Tensor) -> Result<Tensor> {
         zeros_with_channels(x, self.out)
     }
+    /// The input conv reads only `x`, so the unroll reuses it while `x` repeats.
+    fn drive(&self, input: &CellInput<'_>) -> Result<Tensor> {
+        self.input.forward(input.x)
+    }
     fn step_driven(
         &self,
-        input: &CellInput<'_>,
-        _drive: &(),
+        _input: &CellInput<'_>,
+        drive: &Tensor,
         h: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
-        let mut z = self.conv.forward(&Tensor::cat(&[input.x, h], 1)?)?;
+        let mut z = drive.add(&self.state.forward(h)?)?;
         if let Some(n) = &self.norm {
             z = n.forward(&z)?;
         }
@@ -190,8 +197,8 @@ pub struct LstmOptions {
     pub forget_bias: f32,
     /// Per-position peephole weights from the cell state into the gates.
     pub peepholes: bool,
-    /// Layer norm on each gate and on the cell state.
-    pub layer_norm: bool,
+    /// Layer norm on each gate and on the cell state with this epsilon, or none.
+    pub layer_norm: Option<f32>,
     /// Variance-scaling scale of the gate conv (1 = LeCun).
     pub init_scale: f32,
     /// Constant initial value of the gate biases.
@@ -199,8 +206,10 @@ pub struct LstmOptions {
 }
 
 /// ConvLSTM: one conv over `[x, h]` gives i, j, f, o (TF order);
-/// `c' = c∘σ(f + forget_bias) + σ(i)∘tanh(j)`, `h' = tanh(c')∘σ(o)`. Peepholes are per-position
-/// weights (C×H×W) on c for i and f and on c' for o; layer norm normalises each gate and c'.
+/// `c' = c∘σ(f + forget_bias) + σ(i)∘tanh(j)`, `h' = tanh(c')∘σ(o)`. Layer norm normalises each
+/// gate's pre-activation and `c'`. Peepholes are per-position weights (C×H×W) added after the
+/// norm, all three reading the previous `c`: `σ(LN(i) + w_i∘c)`, `σ(LN(f) + forget_bias +
+/// w_f∘c)`, `σ(LN(o) + w_o∘c)`, as the reference's `ConvLSTMCell` computes them.
 #[derive(Clone, Debug)]
 pub struct LstmCell {
     /// The gate conv, from `[x, h]` to `4·out` channels (i, j, f, o).
@@ -239,16 +248,15 @@ impl LstmCell {
         } else {
             None
         };
-        let norms = if o.layer_norm {
-            Some([
-                LayerNorm::new(ctx, "ln_i", out)?,
-                LayerNorm::new(ctx, "ln_j", out)?,
-                LayerNorm::new(ctx, "ln_f", out)?,
-                LayerNorm::new(ctx, "ln_o", out)?,
-                LayerNorm::new(ctx, "ln_c", out)?,
-            ])
-        } else {
-            None
+        let norms = match o.layer_norm {
+            Some(eps) => Some([
+                LayerNorm::new(ctx, "ln_i", out, eps)?,
+                LayerNorm::new(ctx, "ln_j", out, eps)?,
+                LayerNorm::new(ctx, "ln_f", out, eps)?,
+                LayerNorm::new(ctx, "ln_o", out, eps)?,
+                LayerNorm::new(ctx, "ln_c", out, eps)?,
+            ]),
+            None => None,
         };
         Ok(LstmCell {
             conv,
@@ -275,14 +283,15 @@ impl Cell for LstmCell {
     ) -> Result<(Tensor, PairState)> {
         let g = self.conv.forward(&Tensor::cat(&[input.x, &s.h], 1)?)?;
         let mut p = g.split(&[self.out; 4], 1)?;
-        if let Some([wi, wf, _]) = &self.peepholes {
-            p[0] = p[0].add(&s.c.mul(wi)?)?;
-            p[2] = p[2].add(&s.c.mul(wf)?)?;
-        }
         if let Some(n) = &self.norms {
             for k in 0..4 {
                 p[k] = n[k].forward(&p[k])?;
             }
+        }
+        if let Some([wi, wf, wo]) = &self.peepholes {
+            p[0] = p[0].add(&s.c.mul(wi)?)?;
+            p[2] = p[2].add(&s.c.mul(wf)?)?;
+            p[3] = p[3].add(&s.c.mul(wo)?)?;
         }
         let keep = p[2].add_scalar(self.forget_bias)?.sigmoid()?;
         let write = p[0].sigmoid()?.mul(&p[1].tanh()?)?;
@@ -290,10 +299,7 @@ impl Cell for LstmCell {
         if let Some(n) = &self.norms {
             c = n[4].forward(&c)?;
         }
-        let mut o = p[3].clone();
-        if let Some([_, _, wo]) = &self.peepholes {
-            o = o.add(&c.mul(wo)?)?;
-        }
+        let o = &p[3];
         let h = c.tanh()?.mul(&o.sigmoid()?)?;
         Ok((h.clone(), PairState { c, h }))
     }

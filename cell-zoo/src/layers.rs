@@ -299,25 +299,25 @@ pub struct LayerNorm {
     pub gamma: Tensor,
     /// Per-channel shift `[C]`, initialised at 0.
     pub beta: Tensor,
+    /// Added to the variance ([`crate::DEFAULT_LN_EPS`], or TF1's [`crate::TF1_LN_EPS`]).
+    pub eps: f32,
 }
 
-/// Layer-norm epsilon. TF1's `contrib.layers.layer_norm` used 1e-12, which in f32 turns the
-/// all-zero maps of step 0 into huge gradients; 1e-5 (PyTorch's default) is used instead.
-pub const LN_EPS: f32 = 1e-5;
-
 impl LayerNorm {
-    /// A layer norm of `channels` channels under `ctx.prefix/leaf` (`gamma`, `beta`).
-    pub fn new(ctx: &mut BuildCtx<'_>, leaf: &str, channels: usize) -> Result<LayerNorm> {
+    /// A layer norm of `channels` channels under `ctx.prefix/leaf` (`gamma`, `beta`), adding
+    /// `eps` to the variance.
+    pub fn new(ctx: &mut BuildCtx<'_>, leaf: &str, channels: usize, eps: f32) -> Result<LayerNorm> {
         let mut ctx = ctx.sub(leaf);
         Ok(LayerNorm {
             gamma: ctx.constant("gamma", &[channels], 1.0)?,
             beta: ctx.constant("beta", &[channels], 0.0)?,
+            eps,
         })
     }
 
     /// `x` normalised over (C, H, W), then scaled and shifted per channel.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.layer_norm(Some(&self.gamma), Some(&self.beta), LN_EPS)
+        x.layer_norm(Some(&self.gamma), Some(&self.beta), self.eps)
     }
 }
 

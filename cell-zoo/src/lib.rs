@@ -69,5 +69,5 @@ pub use layers::{activate, BuildCtx, Conv, ConvInit, LayerNorm, TemporalConv};
 pub use rgc::RgcCell;
 pub use spec::{
     Activation, CellSpec, ConvKnob, FeedbackEntry, GateNonlinearity, GateSpec, GeneralRgcSpec,
-    RgcSpec,
+    RgcSpec, DEFAULT_LN_EPS, TF1_LN_EPS,
 };

@@ -57,6 +57,8 @@ impl RgcSpec {
             init_scale: 1.0,
             compat_ignore_separable_bias: false,
             compat_bias_free_convs: self.bias_free_gates,
+            compat_clip_dense_kernels: self.clip_kernels,
+            layer_norm_epsilon: crate::spec::DEFAULT_LN_EPS,
         }
     }
 }
@@ -207,10 +209,30 @@ struct CellPath {
     input: Option<TemporalConv>,
 }
 
+/// `spec` with its dense temporal kernels clipped to an `hw` map when it asks for that
+/// (separable ones always are, by [`TemporalConv`]).
+fn fitted(spec: &GeneralRgcSpec, hw: (usize, usize)) -> GeneralRgcSpec {
+    let mut s = spec.clone();
+    if s.compat_clip_dense_kernels {
+        let fit = |k: &mut ConvKnob| {
+            if k.is_on() && !k.depth_separable {
+                k.size = k.size.min(hw.0).min(hw.1).max(1);
+            }
+        };
+        fit(&mut s.tau.conv);
+        fit(&mut s.gate.conv);
+        fit(&mut s.input_to_cell);
+        fit(&mut s.input_to_out);
+        fit(&mut s.feedback);
+    }
+    s
+}
+
 impl RgcCell {
     /// The general RGC with the knobs of `spec` for an area of `dims`, parameters under
     /// `ctx.prefix`.
     pub fn new(ctx: &mut BuildCtx<'_>, spec: &GeneralRgcSpec, dims: &CellDims) -> Result<RgcCell> {
+        let spec = &fitted(spec, dims.hw);
         let out = dims.x_channels;
         let cd = spec.cell_depth;
         let hw = dims.hw;
@@ -355,9 +377,10 @@ impl RgcCell {
             None
         };
         let norms = if spec.layer_norm {
+            let eps = spec.layer_norm_epsilon;
             Some((
-                LayerNorm::new(ctx, "ln_c", cd)?,
-                LayerNorm::new(ctx, "ln_h", out)?,
+                LayerNorm::new(ctx, "ln_c", cd, eps)?,
+                LayerNorm::new(ctx, "ln_h", out, eps)?,
             ))
         } else {
             None

@@ -38,7 +38,8 @@ pub enum CellSpec {
     Identity,
     /// `s' = m·s + x`, `m` one trainable scalar initialised at 0.
     TimeDecay,
-    /// `h' = ELU(LN(W_x*x + W_h*h + b))`.
+    /// `h' = ELU(LN(W_x*x + b_x + W_h*h + b_h))`: two convs, each with its bias, as the reference's
+    /// `ConvNormBasicCell`.
     SimpleRnn {
         /// Output channels (default: the conv's channels).
         #[serde(default)]
@@ -49,6 +50,9 @@ pub enum CellSpec {
         /// Layer norm on the pre-activation (default off).
         #[serde(default)]
         layer_norm: bool,
+        /// See [`DEFAULT_LN_EPS`].
+        #[serde(default = "default_ln_eps")]
+        layer_norm_epsilon: f32,
     },
     /// ConvGRU with gate biases initialised at 1 and an extra +1 on the reset gate.
     Gru {
@@ -82,6 +86,9 @@ pub enum CellSpec {
         /// Constant initial value of the gate biases.
         #[serde(default)]
         bias_init: f32,
+        /// See [`DEFAULT_LN_EPS`].
+        #[serde(default = "default_ln_eps")]
+        layer_norm_epsilon: f32,
     },
     /// `g = σ(W_g*[x,h] + b + 1)`, `ĉ = tanh(W_c*[x,h] + b)`, `h' = g∘h + (1−g)∘ĉ`.
     Ugrnn {
@@ -107,6 +114,19 @@ pub enum CellSpec {
 fn three() -> usize {
     3
 }
+
+/// Layer-norm epsilon of specs that do not name one. TensorFlow 1's `contrib.layers.layer_norm`,
+/// which the released models use, has 1e-12 (their presets set it); 1e-5 (PyTorch's default) is
+/// the default for everything else, because in f32 an epsilon of 1e-12 turns the nearly
+/// constant maps of the first steps into huge gradients when training from scratch.
+pub const DEFAULT_LN_EPS: f32 = 1e-5;
+
+/// TensorFlow 1's layer-norm epsilon (the released models').
+pub const TF1_LN_EPS: f32 = 1e-12;
+
+fn default_ln_eps() -> f32 {
+    DEFAULT_LN_EPS
+}
 fn one() -> f32 {
     1.0
 }
@@ -121,6 +141,22 @@ pub struct RgcSpec {
     /// Reference quirk: the reference's non-separable gate convs carry no bias. Default: with bias.
     #[serde(default)]
     pub bias_free_gates: bool,
+    /// Reference quirk: the reference clips every temporal conv's kernel to the map size (a 3×3
+    /// kernel on a 2×2 map becomes 2×2). Default: kernels as given.
+    #[serde(default)]
+    pub clip_kernels: bool,
+}
+
+impl RgcSpec {
+    /// The cell of the released `rgc_shallow`: bias-free temporal convs, kernels clipped to the
+    /// map, as the reference's `cells.ReciprocalGateCell` builds them.
+    pub fn reference() -> Self {
+        RgcSpec {
+            kernel: 3,
+            bias_free_gates: true,
+            clip_kernels: true,
+        }
+    }
 }
 
 impl Default for RgcSpec {
@@ -128,6 +164,7 @@ impl Default for RgcSpec {
         RgcSpec {
             kernel: 3,
             bias_free_gates: false,
+            clip_kernels: false,
         }
     }
 }
@@ -252,25 +289,34 @@ pub struct GeneralRgcSpec {
     /// Reference quirk of the shallow RGC: its non-separable temporal convs carry no bias.
     #[serde(default)]
     pub compat_bias_free_convs: bool,
+    /// Reference quirk of the shallow RGC: its dense temporal convs' kernels are clipped to the
+    /// map size too (separable ones always are).
+    #[serde(default)]
+    pub compat_clip_dense_kernels: bool,
+    /// See [`DEFAULT_LN_EPS`].
+    #[serde(default = "default_ln_eps")]
+    pub layer_norm_epsilon: f32,
 }
 
 impl GeneralRgcSpec {
-    /// The searched "median" cell of rgc_intermediate (conv4–conv10), SPEC §4.8.
+    /// The searched "median" cell of rgc_intermediate (conv4–conv10), SPEC §4.8, with the
+    /// reference's values to f32 precision (`configs/median_rgcell_cfg.py`: the offsets enter every
+    /// gate, so the 5-digit values of the papers would change the outputs at 1e-5).
     pub fn median() -> Self {
         GeneralRgcSpec {
             cell_depth: 64,
             tau: GateSpec {
                 conv: ConvKnob::separable(7),
                 nonlinearity: GateNonlinearity::Sigmoid,
-                offset: 0.92193,
-                multiplier: -0.92193,
+                offset: 0.921_934_8,
+                multiplier: -0.921_934_8,
                 bias: 0.0,
             },
             gate: GateSpec {
                 conv: ConvKnob::separable(7),
                 nonlinearity: GateNonlinearity::Tanh,
-                offset: 0.70066,
-                multiplier: -0.70066,
+                offset: 0.700_656_65,
+                multiplier: -0.700_656_65,
                 bias: 0.0,
             },
             input_to_cell: ConvKnob::dense(2),
@@ -289,10 +335,12 @@ impl GeneralRgcSpec {
             residual_to_out_tau: false,
             residual_to_out_gate: false,
             layer_norm: false,
-            weight_decay: 2.034e-4,
-            init_scale: 0.6393,
+            weight_decay: 2.033_999_2e-4,
+            init_scale: 0.639_337_84,
             compat_ignore_separable_bias: false,
             compat_bias_free_convs: false,
+            compat_clip_dense_kernels: false,
+            layer_norm_epsilon: DEFAULT_LN_EPS,
         }
     }
 
@@ -316,6 +364,24 @@ impl CellSpec {
             | CellSpec::Lstm { out_channels, .. }
             | CellSpec::Ugrnn { out_channels, .. } => out_channels.unwrap_or(x_channels),
         }
+    }
+
+    /// The same cell with its output and state widths mapped by `f` (for narrowed copies of a
+    /// model, `topology::zoo::narrowed`).
+    pub fn map_widths(&self, f: impl Fn(usize) -> usize) -> CellSpec {
+        let mut s = self.clone();
+        match &mut s {
+            CellSpec::SimpleRnn { out_channels, .. }
+            | CellSpec::Gru { out_channels, .. }
+            | CellSpec::Lstm { out_channels, .. }
+            | CellSpec::Ugrnn { out_channels, .. } => *out_channels = out_channels.map(&f),
+            CellSpec::GeneralRgc(g) => g.cell_depth = f(g.cell_depth),
+            CellSpec::Identity
+            | CellSpec::TimeDecay
+            | CellSpec::IntersectionRnn { .. }
+            | CellSpec::Rgc(_) => {}
+        }
+        s
     }
 
     /// A short name for tables and parameter paths.
@@ -357,6 +423,7 @@ mod tests {
                 layer_norm: true,
                 init_scale: 0.701,
                 bias_init: 1.643,
+                layer_norm_epsilon: TF1_LN_EPS,
             },
             CellSpec::Rgc(RgcSpec::default()),
             CellSpec::GeneralRgc(Box::new(GeneralRgcSpec::median())),

@@ -35,6 +35,7 @@ fn every_cell() -> Vec<CellSpec> {
             out_channels: Some(6),
             kernel: 3,
             layer_norm: true,
+            layer_norm_epsilon: DEFAULT_LN_EPS,
         },
         CellSpec::Gru {
             out_channels: None,
@@ -48,6 +49,7 @@ fn every_cell() -> Vec<CellSpec> {
             layer_norm: true,
             init_scale: 0.7,
             bias_init: 0.3,
+            layer_norm_epsilon: DEFAULT_LN_EPS,
         },
         CellSpec::Ugrnn {
             out_channels: Some(3),
@@ -55,10 +57,7 @@ fn every_cell() -> Vec<CellSpec> {
         },
         CellSpec::IntersectionRnn { kernel: 3 },
         CellSpec::Rgc(RgcSpec::default()),
-        CellSpec::Rgc(RgcSpec {
-            kernel: 3,
-            bias_free_gates: true,
-        }),
+        CellSpec::Rgc(RgcSpec::reference()),
         CellSpec::GeneralRgc(Box::new(GeneralRgcSpec::median())),
         CellSpec::GeneralRgc(Box::new(all_switches)),
         CellSpec::GeneralRgc(Box::new(no_cell)),
@@ -217,6 +216,7 @@ fn gate_offsets_match_the_equations() {
             layer_norm: false,
             init_scale: 1.0,
             bias_init: 0.0,
+            layer_norm_epsilon: DEFAULT_LN_EPS,
         },
         s,
     );
@@ -243,7 +243,7 @@ fn median_cell_matches_its_equation_with_zero_weights() {
         panic!("rgc state")
     };
     assert_eq!(st.c.dims(), &[1, 2, 3, 3]);
-    let tau = 0.92193 * (1.0 - 0.5);
+    let tau = 0.921_934_8 * (1.0 - 0.5);
     let dims = CellDims {
         x_channels: 2,
         u_channels: 2,
@@ -300,4 +300,110 @@ fn separable_kernels_are_capped_at_the_map_size() {
         &[4, 1, 4, 4],
         "7×7 depthwise capped to the 4×4 map"
     );
+}
+
+/// The released rgc_shallow's cell (`RgcSpec::reference`) clips its dense kernels to the map,
+/// as the reference's `_conv` does, and has no conv biases.
+#[test]
+fn reference_rgc_clips_dense_kernels_and_has_no_biases() {
+    let dims = CellDims {
+        x_channels: 3,
+        u_channels: 2,
+        feedback_channels: 0,
+        hw: (2, 2),
+        u_hw: (2, 2),
+    };
+    let mut params = ParamStore::new();
+    build(&CellSpec::Rgc(RgcSpec::reference()), &mut params, &dims);
+    for leaf in ["tau_cc", "gate_hc", "input_to_cell", "tau_hh", "gate_ch"] {
+        let w = params.get(&format!("area/cell/{leaf}/weight")).unwrap();
+        assert_eq!(
+            w.dims(),
+            &[3, 3, 2, 2],
+            "{leaf}: 3×3 clipped to the 2×2 map"
+        );
+        assert!(
+            params.get(&format!("area/cell/{leaf}/bias")).is_none(),
+            "{leaf}"
+        );
+    }
+    let r = params.get("area/cell/residual_to_out_gate/weight").unwrap();
+    assert_eq!(r.dims(), &[3, 2, 2, 2]);
+    // The default keeps 3×3 kernels and biases.
+    let mut params = ParamStore::new();
+    build(&CellSpec::Rgc(RgcSpec::default()), &mut params, &dims);
+    assert_eq!(
+        params.get("area/cell/tau_cc/weight").unwrap().dims(),
+        &[3, 3, 3, 3]
+    );
+    assert!(params.get("area/cell/tau_cc/bias").is_some());
+}
+
+/// The reference's ConvLSTM with layer norm and peepholes (`cells.py`): each gate's
+/// pre-activation is normalised first and the peephole term added after, and the output gate's
+/// peephole reads the previous `c`. With zero conv weights and biases the normalised gates are 0,
+/// so on a 1×3 map with `c = [2, −1, 0.5]` and every peephole weight 1:
+/// `c' = c∘σ(fb + c)`, `h = tanh(LN(c'))∘σ(c)`.
+#[test]
+fn lstm_peepholes_come_after_the_norm_and_read_the_previous_cell() {
+    let dims = CellDims {
+        x_channels: 1,
+        u_channels: 1,
+        feedback_channels: 0,
+        hw: (1, 3),
+        u_hw: (1, 3),
+    };
+    let fb = 0.5f64;
+    let spec = CellSpec::Lstm {
+        out_channels: None,
+        kernel: 1,
+        forget_bias: fb as f32,
+        peepholes: true,
+        layer_norm: true,
+        init_scale: 1.0,
+        bias_init: 0.0,
+        layer_norm_epsilon: TF1_LN_EPS,
+    };
+    let mut params = ParamStore::new();
+    let cell = build(&spec, &mut params, &dims);
+    for (name, t) in params.iter() {
+        let v = if name.contains("peephole") || name.ends_with("gamma") {
+            1.0
+        } else {
+            0.0
+        };
+        t.assign(&Tensor::full(v, t.dims().to_vec(), Device::Cpu).unwrap())
+            .unwrap();
+    }
+    let c0 = [2.0f64, -1.0, 0.5];
+    let c = Tensor::from_vec(
+        c0.iter().map(|&v| v as f32).collect(),
+        [1, 1, 1, 3],
+        Device::Cpu,
+    )
+    .unwrap();
+    let z = Tensor::zeros([1, 1, 1, 3], Device::Cpu).unwrap();
+    let (y, _) = cell
+        .step(
+            &CellInput {
+                x: &z,
+                u: &z,
+                feedback: None,
+            },
+            &AnyState::Lstm(PairState { c, h: z.clone() }),
+        )
+        .unwrap();
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let next: Vec<f64> = c0.iter().map(|&c| c * sig(fb + c)).collect();
+    let mean = next.iter().sum::<f64>() / 3.0;
+    let std = (next.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 3.0).sqrt();
+    let want: Vec<f64> = next
+        .iter()
+        .zip(c0)
+        .map(|(n, c)| ((n - mean) / std).tanh() * sig(c))
+        .collect();
+    let got = y.to_vec().unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((*g as f64 - w).abs() < 1e-5, "got {got:?}, want {want:?}");
+    }
 }

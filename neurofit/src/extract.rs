@@ -385,6 +385,7 @@ mod tests {
             },
             default_steps: 4,
             image_off: 3,
+            decoder: Default::default(),
         };
         Model::new(&spec, Device::Cpu, 1).unwrap()
     }

@@ -9,7 +9,7 @@ use cell_zoo::{Activation, CellSpec, GeneralRgcSpec};
 use tensor::testing::rand_tensor;
 use tensor::{no_grad, Device, Rng};
 use topology::{
-    AreaSpec, ConvSpec, EdgeSpec, Frames, InputSpec, Model, ModelSpec, Needed, PoolSpec,
+    AreaSpec, ConvSpec, Decoder, EdgeSpec, Frames, InputSpec, Model, ModelSpec, Needed, PoolSpec,
     ReadoutKind, ReadoutSpec, TimingMode, UnrollOptions,
 };
 
@@ -64,6 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         default_steps: 6,
         image_off: 6,
+        decoder: Decoder::Last,
     };
     // A typo in an edge is caught before anything is built.
     match Model::new(&spec, Device::Cpu, 0) {

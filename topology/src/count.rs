@@ -11,7 +11,9 @@ use tensor::{no_grad, Device, Tensor};
 /// What a model costs: its size and the work of one step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelCost {
-    /// Trainable scalars.
+    /// Trainable scalars: the model's parameters and its decoder's trained scalars (the
+    /// `*_tmaxconf` models' softmax temperature), as the reference's checkpoints count their
+    /// trainable variables.
     pub params: usize,
     /// FLOPs (2 × multiply-adds of convs and linear layers) of one step, all areas active, one image.
     pub flops_per_step: u64,
@@ -22,7 +24,7 @@ pub fn cost(spec: &ModelSpec) -> Result<ModelCost, BuildError> {
     let model = Model::new(spec, Device::Cpu, 0)?;
     let flops = step_flops(&model)?;
     Ok(ModelCost {
-        params: model.num_params(),
+        params: model.num_params() + spec.decoder.trained_scalars(),
         flops_per_step: flops,
     })
 }

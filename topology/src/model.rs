@@ -397,6 +397,7 @@ mod tests {
             },
             default_steps: 3,
             image_off: 3,
+            decoder: Default::default(),
         };
         let m = Model::new(&spec, Device::Cpu, 0).unwrap();
         // v2's conv input: ff (2 ch) | it (5 ch) | v4 (4 ch): "it" < "v4".

@@ -1,6 +1,7 @@
 //! `ModelSpec`: a ConvRNN as data — a feedforward chain of areas, extra (feedback and skip) edges,
 //! and a readout. Validated once; every error names the offending area or edge.
 
+use crate::decoders::Decoder;
 use cell_zoo::{Activation, CellSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -135,9 +136,15 @@ pub struct ModelSpec {
     pub readout: ReadoutSpec,
     /// Default unroll length (SPEC §3: 16 shallow, 17 intermediate).
     pub default_steps: usize,
-    /// Default first blank step of the `default` presentation (12 in the zoo).
+    /// Default first blank step of the `default` presentation (12 in the zoo; equal to
+    /// `default_steps` for the models trained with the image shown at every step).
     #[serde(default = "twelve")]
     pub image_off: usize,
+    /// The decoder the model was trained with (the reference's `decoder_type`, implied by its
+    /// name): `last` for most models; `max_conf` (with its trained temperature) or `thresh` over
+    /// steps `[num_layers, T)` for the `*_tmaxconf` and `*_dthresh` models.
+    #[serde(default)]
+    pub decoder: Decoder,
 }
 
 fn one() -> usize {

@@ -1,8 +1,9 @@
 //! Named presets: the 224-px architectures of the released models (SPEC §5, REFERENCE-NOTES §4)
 //! and compact 28×28 grey presets for the embedded Fashion-MNIST task.
 
+use crate::decoders::Decoder;
 use crate::spec::*;
-use cell_zoo::{Activation, CellSpec, GeneralRgcSpec, RgcSpec};
+use cell_zoo::{Activation, CellSpec, GeneralRgcSpec, RgcSpec, DEFAULT_LN_EPS, TF1_LN_EPS};
 
 /// Every preset name, in display order.
 pub fn names() -> Vec<&'static str> {
@@ -15,6 +16,7 @@ pub fn names() -> Vec<&'static str> {
         v.push(leak(format!("{cell}_intermediate")));
     }
     v.push("rgc_intermediate");
+    v.extend(VARIANTS.iter().map(|v| v.0));
     v.push("feedforward_intermediate");
     v.push("compact_feedforward");
     for cell in CELLS {
@@ -39,8 +41,61 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
+/// The released models that share a base architecture and differ in how long they are unrolled
+/// with the image shown at every step (`t22`, `t30`) and in their decoder (`dthresh`: `thresh`,
+/// `tmaxconf`: `max_conf` with a trained temperature): name, base, steps of constant presentation.
+const VARIANTS: [(&str, &str, Option<usize>); 6] = [
+    ("ugrnn_intermediate_t30", "ugrnn_intermediate", Some(30)),
+    (
+        "ugrnn_intermediate_t30_dthresh",
+        "ugrnn_intermediate",
+        Some(30),
+    ),
+    (
+        "ugrnn_intermediate_t30_tmaxconf",
+        "ugrnn_intermediate",
+        Some(30),
+    ),
+    ("rgc_intermediate_dthresh", "rgc_intermediate", None),
+    ("rgc_intermediate_tmaxconf", "rgc_intermediate", None),
+    (
+        "rgc_intermediate_t22_tmaxconf",
+        "rgc_intermediate",
+        Some(22),
+    ),
+];
+
+fn variant(name: &str) -> Option<ModelSpec> {
+    let &(_, base, constant_steps) = VARIANTS.iter().find(|v| v.0 == name)?;
+    let mut spec = get(base)?;
+    spec.name = name.to_string();
+    if let Some(t) = constant_steps {
+        // The image stays on for the whole default unroll (the reference's `long_unroll`).
+        spec.default_steps = t;
+        spec.image_off = t;
+    }
+    // The decoders read steps [num_layers, T), num_layers counting the readout node.
+    let from = spec.areas.len() + 1;
+    spec.decoder = if name.ends_with("_dthresh") {
+        Decoder::Thresh {
+            from,
+            threshold: 0.9,
+            beta: 1.0,
+        }
+    } else if name.ends_with("_tmaxconf") {
+        // The temperature is trained; a checkpoint import sets it.
+        Decoder::MaxConf { from, beta: 1.0 }
+    } else {
+        Decoder::Last
+    };
+    Some(spec)
+}
+
 /// The preset called `name`, or `None`.
 pub fn get(name: &str) -> Option<ModelSpec> {
+    if let Some(spec) = variant(name) {
+        return Some(spec);
+    }
     if let Some(cell) = name.strip_suffix("_shallow") {
         return shallow(cell);
     }
@@ -63,6 +118,24 @@ pub fn get_or_err(name: &str) -> Result<ModelSpec, String> {
     })
 }
 
+/// `spec` with every channel width divided by `divisor` (at least 1 channel each): conv outputs,
+/// cell output and state depths, and the number of classes. Everything else (kernels, strides,
+/// map sizes, steps, edges, decoder) is unchanged, so a narrowed preset computes the same kind of
+/// function as the preset, far faster: the parity tests against the reference code run the
+/// released architectures narrowed this way (`tf-import/tests/reference/make_reference.py`
+/// narrows the reference's model files by the same rule).
+pub fn narrowed(spec: &ModelSpec, divisor: usize) -> ModelSpec {
+    let d = divisor.max(1);
+    let n = |c: usize| (c / d).max(1);
+    let mut s = spec.clone();
+    s.num_classes = n(s.num_classes);
+    for a in &mut s.areas {
+        a.conv.channels = n(a.conv.channels);
+        a.cell = a.cell.map_widths(n);
+    }
+    s
+}
+
 fn conv(channels: usize, kernel: usize, activation: Activation) -> ConvSpec {
     ConvSpec {
         channels,
@@ -83,11 +156,13 @@ fn area(name: &str, conv: ConvSpec, cell: CellSpec, pool: bool) -> AreaSpec {
     }
 }
 
-fn simple(out: Option<usize>, layer_norm: bool) -> CellSpec {
+/// A SimpleRNN cell; `layer_norm` with its epsilon.
+fn simple(out: Option<usize>, layer_norm: Option<f32>) -> CellSpec {
     CellSpec::SimpleRnn {
         out_channels: out,
         kernel: 3,
-        layer_norm,
+        layer_norm: layer_norm.is_some(),
+        layer_norm_epsilon: layer_norm.unwrap_or(DEFAULT_LN_EPS),
     }
 }
 
@@ -100,6 +175,7 @@ fn plain_lstm(out: Option<usize>) -> CellSpec {
         layer_norm: false,
         init_scale: 1.0,
         bias_init: 0.0,
+        layer_norm_epsilon: TF1_LN_EPS,
     }
 }
 
@@ -109,7 +185,7 @@ fn shallow_cell(kind: &str, idx: usize) -> Option<CellSpec> {
     const LSTM_OUT: [usize; 3] = [128, 256, 256];
     Some(match kind {
         "timedecay" => CellSpec::TimeDecay,
-        "simplernn" => simple(Some(LSTM_OUT[idx]), true),
+        "simplernn" => simple(Some(LSTM_OUT[idx]), Some(TF1_LN_EPS)),
         "gru" => CellSpec::Gru {
             out_channels: None,
             kernel: 3,
@@ -117,11 +193,14 @@ fn shallow_cell(kind: &str, idx: usize) -> Option<CellSpec> {
         "lstm" => CellSpec::Lstm {
             out_channels: Some(LSTM_OUT[idx]),
             kernel: [2, 3, 4][idx],
-            forget_bias: [1.356, 0.978, 0.925][idx],
+            // The tuned values of `configs/lstm_shallow.npz` to f32 precision: the forget bias
+            // enters every step, so three decimals would change the outputs at 1e-4.
+            forget_bias: [1.356_175_5, 0.977_962_9, 0.924_928][idx],
             peepholes: idx == 1,
             layer_norm: true,
-            init_scale: [0.701, 1.831, 0.894][idx],
-            bias_init: [1.643, -1.166, -1.350][idx],
+            init_scale: [0.700_884_3, 1.831_456_1, 0.893_763_66][idx],
+            bias_init: [1.642_768_9, -1.166_019, -1.349_501_6][idx],
+            layer_norm_epsilon: TF1_LN_EPS,
         },
         "ugrnn" => CellSpec::Ugrnn {
             out_channels: None,
@@ -139,6 +218,16 @@ fn shallow_cell(kind: &str, idx: usize) -> Option<CellSpec> {
 fn shallow(kind: &str) -> Option<ModelSpec> {
     let cells: Vec<CellSpec> = (0..3)
         .map(|i| shallow_cell(kind, i))
+        .map(|c| match c {
+            // The released rgc_shallow's temporal convs carry no bias (the reference's `_conv`
+            // never creates one: 23,956,840 parameters, as its checkpoint holds) and clip their
+            // kernels to the map.
+            Some(CellSpec::Rgc(r)) => Some(CellSpec::Rgc(RgcSpec {
+                kernel: r.kernel,
+                ..RgcSpec::reference()
+            })),
+            other => other,
+        })
         .collect::<Option<_>>()?;
     // Non-RGC cells supply the nonlinearity themselves; the RGC and the feedforward base apply
     // ELU after the conv; time-decay has no nonlinearity in conv3–conv5 at all.
@@ -175,13 +264,14 @@ fn shallow(kind: &str) -> Option<ModelSpec> {
         },
         default_steps: 16,
         image_off: 12,
+        decoder: Default::default(),
     })
 }
 
 fn intermediate_cell(kind: &str) -> Option<CellSpec> {
     Some(match kind {
         "timedecay" => CellSpec::TimeDecay,
-        "simplernn" => simple(None, false),
+        "simplernn" => simple(None, None),
         "gru" => CellSpec::Gru {
             out_channels: None,
             kernel: 3,
@@ -246,6 +336,7 @@ fn intermediate(kind: &str) -> Option<ModelSpec> {
         },
         default_steps: 17,
         image_off: 12,
+        decoder: Default::default(),
     })
 }
 
@@ -309,6 +400,7 @@ fn rgc_intermediate() -> ModelSpec {
         },
         default_steps: 17,
         image_off: 12,
+        decoder: Default::default(),
     }
 }
 
@@ -338,8 +430,8 @@ fn compact(kind: &str) -> Option<ModelSpec> {
             )
         }
         "simplernn" => (
-            simple(None, true),
-            simple(None, true),
+            simple(None, Some(DEFAULT_LN_EPS)),
+            simple(None, Some(DEFAULT_LN_EPS)),
             Activation::Identity,
             vec![],
         ),
@@ -383,6 +475,7 @@ fn compact(kind: &str) -> Option<ModelSpec> {
         },
         default_steps: 8,
         image_off: 8,
+        decoder: Default::default(),
     })
 }
 
@@ -415,5 +508,61 @@ mod tests {
         assert_eq!(s.readout.name, "imnetds");
         assert_eq!(s.edges.len(), 5);
         assert!(get("lstm_intermediate").is_some() && get("rgc_shallow").is_some());
+    }
+
+    /// The presentation defaults and decoders of the released variants (the reference's
+    /// `MODEL_TO_KWARGS` and `set_imagepres`).
+    #[test]
+    fn released_variants_keep_their_base_and_change_time_and_decoder() {
+        let base = get("rgc_intermediate").unwrap();
+        let t22 = get("rgc_intermediate_t22_tmaxconf").unwrap();
+        assert_eq!(t22.areas, base.areas);
+        assert_eq!(t22.edges, base.edges);
+        assert_eq!((t22.default_steps, t22.image_off), (22, 22));
+        assert_eq!(
+            t22.decoder,
+            Decoder::MaxConf {
+                from: 11,
+                beta: 1.0
+            }
+        );
+        let dthresh = get("rgc_intermediate_dthresh").unwrap();
+        assert_eq!((dthresh.default_steps, dthresh.image_off), (17, 12));
+        assert!(
+            matches!(dthresh.decoder, Decoder::Thresh { from: 11, threshold, .. } if threshold == 0.9)
+        );
+        let t30 = get("ugrnn_intermediate_t30").unwrap();
+        assert_eq!(
+            (t30.default_steps, t30.image_off, t30.decoder),
+            (30, 30, Decoder::Last)
+        );
+        assert_eq!(base.decoder, Decoder::Last);
+        assert_eq!(get("rgc_shallow").unwrap().default_steps, 16);
+        let released = names()
+            .iter()
+            .filter(|n| !n.starts_with("compact") && !n.starts_with("feedforward"))
+            .count();
+        assert_eq!(released, 20);
+    }
+
+    #[test]
+    fn narrowing_divides_every_width_and_keeps_the_rest() {
+        let full = get("lstm_shallow").unwrap();
+        let n = narrowed(&full, 32);
+        assert_eq!(n.num_classes, 31);
+        let widths: Vec<usize> = n.areas.iter().map(|a| a.conv.channels).collect();
+        assert_eq!(widths, vec![2, 4, 8, 8, 16]);
+        assert!(matches!(
+            n.areas[2].cell,
+            CellSpec::Lstm {
+                out_channels: Some(4),
+                kernel: 2,
+                ..
+            }
+        ));
+        let m = narrowed(&get("rgc_intermediate").unwrap(), 16);
+        assert!(matches!(&m.areas[4].cell, CellSpec::GeneralRgc(g) if g.cell_depth == 4));
+        assert_eq!(m.edges.len(), 5);
+        m.validate().unwrap();
     }
 }

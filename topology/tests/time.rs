@@ -49,6 +49,7 @@ fn tiny(edges: Vec<EdgeSpec>) -> ModelSpec {
         },
         default_steps: 5,
         image_off: 3,
+        decoder: Default::default(),
     }
 }
 
@@ -307,12 +308,16 @@ fn decoders_pick_the_documented_steps() {
     ];
     let v = |dec: Decoder| dec.decode(&l).unwrap().to_vec().unwrap();
     assert_eq!(v(Decoder::Last), vec![1.0, 0.0, 0.0, 9.0]);
-    assert_eq!(v(Decoder::MaxConf { from: 0 }), vec![5.0, 0.0, 0.0, 9.0]);
+    assert_eq!(
+        v(Decoder::MaxConf { from: 0, beta: 1.0 }),
+        vec![5.0, 0.0, 0.0, 9.0]
+    );
     // thresh 0.7: example 0 passes at step 1, example 1 (σ(1) = 0.73) at step 1 as well.
     assert_eq!(
         v(Decoder::Thresh {
             from: 0,
-            threshold: 0.7
+            threshold: 0.7,
+            beta: 1.0,
         }),
         vec![5.0, 0.0, 1.0, 0.0]
     );

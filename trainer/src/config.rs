@@ -132,7 +132,7 @@ impl TrainConfig {
             loss: LossSteps::Last,
             steps: None,
             presentation: Presentation::Default,
-            decoders: vec![Decoder::Last, Decoder::MaxConf { from: 0 }],
+            decoders: vec![Decoder::Last, Decoder::MaxConf { from: 0, beta: 1.0 }],
             train_limit: None,
             eval_limit: None,
             checkpoint_every: 200,

@@ -479,10 +479,11 @@ pub fn eval(cmd: &EvalCmd) -> Result<()> {
                 from: steps / 2,
                 to: steps,
             },
-            Decoder::MaxConf { from: 0 },
+            Decoder::MaxConf { from: 0, beta: 1.0 },
             Decoder::Thresh {
                 from: 0,
                 threshold: 0.9,
+                beta: 1.0,
             },
         ] {
             if !d.iter().any(|x| x.name() == extra.name()) {

@@ -103,7 +103,7 @@ impl<K: Cell, const C_X: usize, const C: usize, const H: usize, const W: usize>
 /// `s' = m·s + x` on `C`×`H`×`W` maps.
 pub type TimeDecay<const C: usize, const H: usize, const W: usize> =
     Recurrent<TimeDecayCell, C, C, H, W>;
-/// `h' = ELU(LN(W*[x, h] + b))` from `C_X` to `C` channels.
+/// `h' = ELU(LN(W_x*x + b_x + W_h*h + b_h))` from `C_X` to `C` channels.
 pub type SimpleRnn<const C_X: usize, const C: usize, const H: usize, const W: usize> =
     Recurrent<SimpleRnnCell, C_X, C, H, W>;
 /// ConvGRU from `C_X` to `C` channels.
@@ -131,8 +131,9 @@ impl<const C: usize, const H: usize, const W: usize> Recurrent<TimeDecayCell, C,
 impl<const C_X: usize, const C: usize, const H: usize, const W: usize>
     Recurrent<SimpleRnnCell, C_X, C, H, W>
 {
-    /// A `kernel×kernel` SimpleRNN, with layer norm when `layer_norm`.
-    pub fn new(ctx: &mut BuildCtx<'_>, kernel: usize, layer_norm: bool) -> Result<Self> {
+    /// A `kernel×kernel` SimpleRNN, with layer norm of epsilon `eps` when `layer_norm` is
+    /// `Some(eps)` ([`crate::DEFAULT_LN_EPS`], or TF1's [`crate::TF1_LN_EPS`]).
+    pub fn new(ctx: &mut BuildCtx<'_>, kernel: usize, layer_norm: Option<f32>) -> Result<Self> {
         Ok(Recurrent {
             cell: SimpleRnnCell::new(ctx, C_X, C, kernel, layer_norm)?,
         })
@@ -326,12 +327,13 @@ mod tests {
             kernel: 3,
             forget_bias: 1.0,
             peepholes: true,
-            layer_norm: true,
+            layer_norm: Some(crate::DEFAULT_LN_EPS),
             init_scale: 1.0,
             bias_init: 0.0,
         };
         let td = TimeDecay::<4, 3, 3>::new(&mut c.sub("td")).unwrap();
-        let sr = SimpleRnn::<4, 5, 3, 3>::new(&mut c.sub("sr"), 3, true).unwrap();
+        let sr =
+            SimpleRnn::<4, 5, 3, 3>::new(&mut c.sub("sr"), 3, Some(crate::DEFAULT_LN_EPS)).unwrap();
         let lstm = Lstm::<4, 2, 3, 3>::new(&mut c.sub("lstm"), options).unwrap();
         let ug = Ugrnn::<4, 6, 3, 3>::new(&mut c.sub("ug"), 3).unwrap();
         let ir = IntersectionRnn::<4, 3, 3>::new(&mut c.sub("ir"), 3).unwrap();

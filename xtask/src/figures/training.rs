@@ -126,10 +126,11 @@ pub fn train_config(
     c.seed = seed;
     c.decoders = vec![
         Decoder::Last,
-        Decoder::MaxConf { from },
+        Decoder::MaxConf { from, beta: 1.0 },
         Decoder::Thresh {
             from,
             threshold: 0.9,
+            beta: 1.0,
         },
     ];
     c.checkpoint_every = 100;
@@ -275,7 +276,7 @@ mod tests {
         assert_ne!(stage_config(&c, "d"), stage_config(&reseeded, "d"));
         assert_ne!(stage_config(&c, "d"), stage_config(&c, "other data"));
         assert_eq!(c.decoders.len(), 3);
-        assert!(matches!(c.decoders[1], Decoder::MaxConf { from: 3 }));
+        assert!(matches!(c.decoders[1], Decoder::MaxConf { from: 3, .. }));
     }
 
     #[test]
