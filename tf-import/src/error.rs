@@ -1,0 +1,82 @@
+//! Why an import failed, naming the variables and parameters involved.
+
+use std::fmt;
+
+/// A TensorFlow variable whose shape disagrees with the parameter it should fill.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShapeMismatch {
+    /// The checkpoint variable(s).
+    pub variable: String,
+    /// Our parameter.
+    pub parameter: String,
+    /// The TensorFlow shape the parameter needs.
+    pub expected: Vec<usize>,
+    /// The shape in the checkpoint.
+    pub found: Vec<usize>,
+}
+
+/// Everything that did not line up between a checkpoint and a model, reported together.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Variables the model needs that the checkpoint lacks (with the parameter each fills).
+    pub missing: Vec<(String, String)>,
+    /// Checkpoint variables nothing reads (training state excluded).
+    pub unexpected: Vec<String>,
+    pub wrong_shape: Vec<ShapeMismatch>,
+}
+
+impl Mismatch {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.wrong_shape.is_empty()
+    }
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (var, param) in &self.missing {
+            writeln!(f, "  missing from the checkpoint: {var} (fills {param})")?;
+        }
+        for var in &self.unexpected {
+            writeln!(f, "  in the checkpoint but not in the model: {var}")?;
+        }
+        for s in &self.wrong_shape {
+            writeln!(
+                f,
+                "  wrong shape: {} is {:?}, but {} needs {:?}",
+                s.variable, s.found, s.parameter, s.expected
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of [`crate::import`].
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Checkpoint(#[from] tf_checkpoint::Error),
+    #[error(transparent)]
+    Build(#[from] topology::BuildError),
+    #[error(transparent)]
+    Tensor(#[from] tensor::Error),
+    /// The checkpoint does not fit the model.
+    #[error("the checkpoint does not match model `{model}`:\n{mismatch}(is it a checkpoint of `{model}`? see `cargo xtask models` for the released names)")]
+    Mismatch { model: String, mismatch: Mismatch },
+    /// A variable the reference never changes holds another value.
+    #[error("checkpoint variable {variable} holds {found}, but the released models keep it at {expected} ({why})")]
+    Constant {
+        variable: String,
+        expected: f32,
+        found: f32,
+        why: &'static str,
+    },
+    /// A spec feature with no counterpart in the released checkpoints.
+    #[error("area `{area}`: {what} has no counterpart in the released checkpoints")]
+    Unsupported { area: String, what: String },
+    /// The plan names a parameter the built model does not have (a bug in the name map).
+    #[error("internal: the name map fills `{0}`, which the built model does not have")]
+    NoSuchParameter(String),
+    /// Parameters of the built model that nothing fills (a bug in the name map).
+    #[error("internal: the name map leaves these parameters unfilled: {0:?}")]
+    Unfilled(Vec<String>),
+}
