@@ -7,6 +7,7 @@ mod bench_unroll;
 mod benchmarks_md;
 mod doctor;
 mod figures;
+mod import;
 mod machine;
 mod models;
 mod search;
@@ -60,6 +61,8 @@ enum Cmd {
     Shards(shards::ShardsCmd),
     /// Trains a model (default: compact_rgc on Fashion-MNIST) and reports accuracy per time step.
     Train(Box<train::TrainCmd>),
+    /// Imports a released neuroailab/convrnns checkpoint (TensorFlow) into a run directory.
+    Import(import::ImportCmd),
     /// Evaluates a checkpoint (or a run directory): accuracy per time step and per decoder.
     Eval(train::EvalCmd),
     /// Trains the compact feedforward and the compact RGC model on the clutter variant and
@@ -139,6 +142,7 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(&args),
         Cmd::Shards(cmd) => shards::run(&cmd),
         Cmd::Train(cmd) => train::train(&cmd),
+        Cmd::Import(cmd) => import::run(&cmd),
         Cmd::Eval(cmd) => train::eval(&cmd),
         Cmd::Demo(cmd) => train::demo(&cmd),
         Cmd::Search(cmd) => search::run(&cmd),

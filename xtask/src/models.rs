@@ -6,12 +6,18 @@ use serde::Serialize;
 use std::path::Path;
 use topology::{count, zoo, ModelSpec};
 
-/// A preset name, or a path to a spec JSON file.
+/// A preset name, a path to a spec JSON file, or a run directory (its `spec.json`).
 pub fn load_spec(name_or_path: &str) -> Result<ModelSpec> {
     if let Some(s) = zoo::get(name_or_path) {
         return Ok(s);
     }
-    let p = Path::new(name_or_path);
+    let dir = Path::new(name_or_path);
+    let spec_file = dir.join("spec.json");
+    let p = if dir.is_dir() && spec_file.is_file() {
+        spec_file.as_path()
+    } else {
+        dir
+    };
     if p.extension().is_some_and(|e| e == "json") || p.exists() {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("reading spec file {}", p.display()))?;
