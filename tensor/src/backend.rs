@@ -4,7 +4,7 @@
 //! backend's buffer implements: [`CpuBuf`](crate::storage::CpuBuf) in `cpu/backend.rs` and the
 //! CUDA buffer in `cuda/backend.rs` (without the `cuda` feature, a stub whose buffer type has no
 //! values). A kernel missing from a backend is therefore a compile error, not a table to keep in
-//! step by hand. The op layer reaches the methods through [`crate::storage::dispatch`], which
+//! step by hand. The op layer reaches the methods through `storage::dispatch`, which
 //! picks the backend that holds the operands, so no op names a backend or a cargo feature.
 //!
 //! The op layer has checked shapes, options and devices before it calls a method; the methods

@@ -1,5 +1,5 @@
 //! Device buffers behind tensors, and the dispatch of a computation to the backend that holds its
-//! operands ([`dispatch`]).
+//! operands (`dispatch`).
 
 use crate::backend::BackendStorage;
 use crate::cuda::CudaBuf;

@@ -1,6 +1,6 @@
 //! The op set. Each module owns one family: shape checks, its forward, its recorded backward,
 //! and the hand-off of each computation to the backend that holds the operands
-//! ([`crate::storage::dispatch`] onto [`crate::backend::BackendStorage`]), without knowing which
+//! (`storage::dispatch` onto [`crate::backend::BackendStorage`]), without knowing which
 //! backends exist.
 
 pub mod conv;

@@ -654,7 +654,7 @@ impl GemmConv for Winograd {
     }
 
     /// The adjoint of the forward. The products are `dU_ξ = dM_ξᵀ · V_ξ`, summed over every
-    /// tile of the batch by 16 sgemms (`dM` from [`GRADIENT`], `V` the forward's input
+    /// tile of the batch by 16 sgemms (`dM` from `GRADIENT`, `V` the forward's input
     /// tiles), and the filters' gradients are `Gᵀ dU G`.
     fn weight_gradient(j: Job<'_>, x: Activation<'_>, dyr: &[f32]) -> Result<Vec<f32>> {
         let Job { d, g } = j;

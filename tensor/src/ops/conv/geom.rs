@@ -8,7 +8,7 @@ use crate::ops::padding::Padding;
 use crate::{Error, Result, Shape, StorageStamp};
 use serde::{Deserialize, Serialize};
 
-/// Options of [`Tensor::conv2d`]. Default: stride 1, [`Padding::Same`], dilation 1, one group.
+/// Options of [`Tensor::conv2d`](crate::Tensor::conv2d). Default: stride 1, [`Padding::Same`], dilation 1, one group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Conv2dOpts {

@@ -1,3 +1,7 @@
+//! Tests of the convolution op: outputs against a direct loop, gradients against finite
+//! differences, every CPU implementation against the others (plain and blocked layouts), and the
+//! shape errors.
+
 use super::*;
 use crate::cpu::onednn;
 use crate::layout::BLOCK;
