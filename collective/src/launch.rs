@@ -46,7 +46,9 @@ impl std::fmt::Display for Launcher {
 /// Where rank 0 of a TCP rendezvous listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rendezvous {
+    /// Rank 0's host name or address.
     pub host: String,
+    /// Rank 0's TCP port.
     pub port: u16,
 }
 
@@ -62,12 +64,16 @@ pub const DEFAULT_PORT: u16 = 29500;
 /// This process's place in its job, as the launcher described it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Launch {
+    /// What started the processes.
     pub launcher: Launcher,
+    /// This process's rank, `0..world_size`.
     pub rank: usize,
+    /// The number of processes in the job.
     pub world_size: usize,
     /// Rank among the processes on this node, when the launcher says (the TCP rendezvous works it
     /// out from host names otherwise, MPI from shared memory).
     pub local_rank: Option<usize>,
+    /// The number of processes on this node, when the launcher says.
     pub local_world_size: Option<usize>,
     /// Where a TCP rendezvous meets, when one can be named.
     pub rendezvous: Option<Rendezvous>,

@@ -16,6 +16,8 @@
 //! [`Options::timeout`]: a dead or stuck rank becomes an error on the others (and, under MPI, an
 //! abort of the whole job) instead of a hang.
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod launch;
 pub mod mpi;
@@ -33,10 +35,13 @@ use tensor::{Device, Tensor};
 /// How the values of all ranks are combined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
+    /// The sum over ranks.
     Sum,
     /// The sum divided by the world size (floating-point buffers only).
     Average,
+    /// The largest value over ranks.
     Max,
+    /// The smallest value over ranks.
     Min,
 }
 
@@ -54,8 +59,11 @@ impl ReduceOp {
 /// A host buffer a collective reads and overwrites in place.
 #[derive(Debug)]
 pub enum Buf<'a> {
+    /// Single-precision values (gradients, parameters).
     F32(&'a mut [f32]),
+    /// Double-precision values (metrics summed over ranks).
     F64(&'a mut [f64]),
+    /// Counts.
     U64(&'a mut [u64]),
     /// Bytes: broadcast only.
     U8(&'a mut [u8]),
@@ -64,13 +72,18 @@ pub enum Buf<'a> {
 /// The element type of a [`Buf`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Elem {
+    /// `f32`.
     F32,
+    /// `f64`.
     F64,
+    /// `u64`.
     U64,
+    /// `u8`.
     U8,
 }
 
 impl Elem {
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             Elem::F32 => 4,
@@ -81,6 +94,7 @@ impl Elem {
 }
 
 impl Buf<'_> {
+    /// The buffer's element type.
     pub fn elem(&self) -> Elem {
         match self {
             Buf::F32(_) => Elem::F32,
@@ -90,6 +104,7 @@ impl Buf<'_> {
         }
     }
 
+    /// The number of elements.
     pub fn len(&self) -> usize {
         match self {
             Buf::F32(b) => b.len(),
@@ -99,6 +114,7 @@ impl Buf<'_> {
         }
     }
 
+    /// Whether the buffer holds no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -131,9 +147,13 @@ impl Buf<'_> {
 /// Which engine carries the collectives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
+    /// One process: every collective is the identity.
     Single,
+    /// MPI through the MPICH ABI.
     Mpi,
+    /// The TCP star.
     Tcp,
+    /// NCCL on the tensors' CUDA stream.
     Nccl,
 }
 
@@ -156,8 +176,11 @@ pub enum BackendChoice {
     Auto,
     /// Ignore launcher variables: this process trains alone.
     Single,
+    /// MPI through the MPICH ABI.
     Mpi,
+    /// The TCP star.
     Tcp,
+    /// NCCL (feature `cuda`).
     Nccl,
 }
 
@@ -190,6 +213,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How to connect.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
+    /// Which engine carries the collectives.
     pub backend: BackendChoice,
     /// The longest any collective may wait for the other ranks.
     pub timeout: Duration,
@@ -233,10 +257,13 @@ impl Options {
 /// same order with buffers of the same length and type; each call returns once every rank's
 /// contribution is in (or with an error after [`Options::timeout`]).
 pub trait Collective: Send + Sync {
+    /// This process's rank, `0..world_size()`.
     fn rank(&self) -> usize;
+    /// The number of processes in the job.
     fn world_size(&self) -> usize;
     /// Rank among the processes on this node (which GPU this rank drives).
     fn local_rank(&self) -> usize;
+    /// The engine behind this handle.
     fn backend(&self) -> Backend;
 
     /// Replaces `buf` on every rank by the element-wise reduction over all ranks.
@@ -290,15 +317,19 @@ pub trait Collective: Send + Sync {
 
 /// Typed conveniences over [`Collective`].
 pub trait CollectiveExt: Collective {
+    /// [`Collective::all_reduce`] of `f32`s.
     fn all_reduce_f32(&self, buf: &mut [f32], op: ReduceOp) -> Result<()> {
         self.all_reduce(Buf::F32(buf), op)
     }
+    /// [`Collective::all_reduce`] of `f64`s.
     fn all_reduce_f64(&self, buf: &mut [f64], op: ReduceOp) -> Result<()> {
         self.all_reduce(Buf::F64(buf), op)
     }
+    /// [`Collective::all_reduce`] of `u64`s.
     fn all_reduce_u64(&self, buf: &mut [u64], op: ReduceOp) -> Result<()> {
         self.all_reduce(Buf::U64(buf), op)
     }
+    /// [`Collective::broadcast`] of `f32`s from `root`.
     fn broadcast_f32(&self, buf: &mut [f32], root: usize) -> Result<()> {
         self.broadcast(Buf::F32(buf), root)
     }

@@ -16,6 +16,8 @@
 //! # Ok::<(), tf_checkpoint::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod crc32c;
 mod dtype;
 mod error;

@@ -2,12 +2,26 @@
 //!
 //! - [`config`]: a run's settings ([`TrainConfig`], [`DataSpec`]), serde;
 //! - [`optim`], [`lr`], [`clip`]: optimisers, learning-rate schedules, gradient clipping;
-//! - [`fit`]: the training loop with checkpoints, resume and the metrics log;
-//! - [`evaluate`]: top-1/top-5 per time step and per decoder;
+//! - [`fit`](mod@fit): the training loop with checkpoints, resume and the metrics log;
+//! - [`evaluate`](mod@evaluate): top-1/top-5 per time step and per decoder;
 //! - [`parallel`]: data-parallel training over the ranks of a [`collective::Collective`];
 //! - [`checkpoint`], [`metrics`], [`plot`]: what a run writes; [`progress`]: a bar or plain lines;
 //! - [`resume`]: what a resumed run may change (the budget) and what it refuses;
 //! - [`search`]: architecture search (TPE, pruning, SQLite/PostgreSQL study store, median model).
+//!
+//! A run's settings are plain data that round-trip through JSON; a learning-rate schedule, for
+//! example, warms up linearly and then decays:
+//!
+//! ```
+//! use trainer::LrSchedule;
+//! let lr = LrSchedule::cosine(0.1, 100, 1000);
+//! lr.validate()?;
+//! assert!(lr.at(49) < lr.at(99)); // warming up
+//! assert!(lr.at(1000) < 1e-6); // decayed to its floor, 0
+//! let json = serde_json::to_string(&lr).expect("a schedule serialises");
+//! assert_eq!(serde_json::from_str::<LrSchedule>(&json).expect("and reads back"), lr);
+//! # Ok::<(), trainer::Error>(())
+//! ```
 
 pub mod checkpoint;
 pub mod clip;

@@ -19,7 +19,7 @@ pub enum DatasetArg {
     FashionMnist,
     /// The generated clutter/occlusion variant of Fashion-MNIST (cached).
     Clutter,
-    /// ImageNet-style folders: --data-dir/train/<class>/*.jpg and --data-dir/val/<class>/*.jpg.
+    /// ImageNet-style folders: `--data-dir/train/<class>/*.jpg` and `--data-dir/val/<class>/*.jpg`.
     Folder,
     /// WebDataset shards: --data-dir/train/*.tar and --data-dir/val/*.tar (`cargo xtask shards`
     /// writes them from a folder root).
