@@ -1,4 +1,4 @@
-//! Data parallelism: what [`crate::fit`] does differently when several ranks train one model.
+//! Data parallelism: what [`crate::fit()`] does differently when several ranks train one model.
 //!
 //! Every rank holds a full copy of the model and the optimiser. Rank 0 decides how the run
 //! starts (fresh, or resumed from its latest checkpoint) and sends the others its start record
