@@ -27,7 +27,6 @@ pub mod layout;
 pub mod memory;
 pub mod ops;
 mod param;
-mod rng;
 mod shape;
 pub mod storage;
 mod tensor;
@@ -39,6 +38,7 @@ pub use error::{Error, Result};
 pub use io::{load_tensors, read_metadata, save_tensors, save_tensors_with_metadata};
 pub use layout::Layout;
 pub use param::ParamStore;
-pub use rng::Rng;
+/// The seeded generator every crate of the workspace draws from (re-exported from `seeded-rng`).
+pub use seeded_rng::Rng;
 pub use shape::Shape;
 pub use tensor::{StorageStamp, Tensor, TensorId};

@@ -81,8 +81,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot draw {path}: {msg}")]
-    Plot { path: PathBuf, msg: String },
+    #[error("cannot draw {path}")]
+    Plot {
+        path: PathBuf,
+        #[source]
+        source: plots::PlotError,
+    },
 }
 
 /// What a diverged run left behind, for its error message.

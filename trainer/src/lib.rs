@@ -6,8 +6,10 @@
 //! - [`evaluate`](mod@evaluate): top-1/top-5 per time step and per decoder;
 //! - [`parallel`]: data-parallel training over the ranks of a [`collective::Collective`];
 //! - [`checkpoint`], [`metrics`], [`plot`]: what a run writes; [`progress`]: a bar or plain lines;
-//! - [`resume`]: what a resumed run may change (the budget) and what it refuses;
-//! - [`search`]: architecture search (TPE, pruning, SQLite/PostgreSQL study store, median model).
+//! - [`resume`]: what a resumed run may change (the budget) and what it refuses.
+//!
+//! Architecture search is the `search` crate; `cargo xtask search` hands it [`fit()`] as the
+//! objective.
 //!
 //! A run's settings are plain data that round-trip through JSON; a learning-rate schedule, for
 //! example, warms up linearly and then decays:
@@ -37,7 +39,6 @@ pub mod parallel;
 pub mod plot;
 pub mod progress;
 pub mod resume;
-pub mod search;
 
 pub use clip::GradClip;
 pub use config::{DataSpec, LossSteps, TrainConfig};

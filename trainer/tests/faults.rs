@@ -1,7 +1,8 @@
 //! Fault injection (docs/RELIABILITY.md): processes killed with SIGKILL at random points of
-//! training, of a search and of a cache write, then resumed and compared with the uninterrupted
-//! result; truncated and bit-flipped checkpoints and caches; a file-size limit (a full disk)
-//! during a checkpoint write. Several seeds each, tiny models and data: about a minute on 2 cores.
+//! training and of a cache write, then resumed and compared with the uninterrupted result (a
+//! search's workers: `search/tests/faults.rs`); truncated and bit-flipped checkpoints and caches;
+//! a file-size limit (a full disk) during a checkpoint write. Several seeds each, tiny models and
+//! data: about a minute on 2 cores.
 //!
 //! The processes killed are this test binary itself, re-run on `fault_child` with
 //! `CONVRNN_FAULT_CHILD` naming what to do; without that variable `fault_child` does nothing.
@@ -15,9 +16,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tensor::Rng;
 use trainer::checkpoint::{self, Checkpoint};
-use trainer::search::{
-    Pruner, SqliteStorage, Storage, Study, StudyConfig, TrialFailure, TrialRecord,
-};
 use trainer::{fit, FitOptions, Outcome, TrainConfig};
 
 const ROLE: &str = "CONVRNN_FAULT_CHILD";
@@ -30,36 +28,11 @@ fn run_config(data: &Path) -> TrainConfig {
     c
 }
 
-fn search_config() -> StudyConfig {
-    let mut c = StudyConfig::default_for("compact_rgc", 11).unwrap();
-    c.sampler.n_startup = 2;
-    c.pruner = Pruner::None;
-    c
-}
-
-/// A deterministic stand-in for training: three "epochs" whose value depends on the sampled
-/// learning rate, slow enough for kills to land inside trials.
-fn objective(
-    t: &mut trainer::search::TrialHandle<'_>,
-    pause: Duration,
-) -> Result<f64, TrialFailure> {
-    let (_, hp) = t.model()?;
-    let mut v = 0.0;
-    for epoch in 1..=3u64 {
-        std::thread::sleep(pause);
-        v = epoch as f64 / (3.0 * (1.0 + (hp.lr.ln() - 0.003f64.ln()).powi(2)));
-        let _ = t.report(epoch, v)?;
-    }
-    Ok(v)
-}
-
-const SEARCH_TRIALS: usize = 5;
-
 fn clutter_config() -> datasets::ClutterConfig {
     datasets::ClutterConfig::new(400, 5)
 }
 
-/// The child side: `train DATA OUT`, `search DB`, or `cache DATA CACHE`.
+/// The child side: `train DATA OUT` or `cache DATA CACHE`.
 #[test]
 fn fault_child() {
     let Ok(role) = std::env::var(ROLE) else {
@@ -73,15 +46,6 @@ fn fault_child() {
             let r = fit(run_config(&arg("FAULT_DATA")), opts);
             // The exit code tells the parent how the run ended (a full disk must be an error).
             std::process::exit(if r.is_ok() { 0 } else { 3 });
-        }
-        "search" => {
-            let storage = std::sync::Arc::new(SqliteStorage::open(arg("FAULT_DB")).unwrap());
-            let study = Study::open(storage, "faults", search_config()).unwrap();
-            study
-                .run_worker(SEARCH_TRIALS, &mut |t| {
-                    objective(t, Duration::from_millis(15))
-                })
-                .unwrap();
         }
         "cache" => {
             let fm = datasets::FashionMnist::load_any_count(&arg("FAULT_DATA")).unwrap();
@@ -197,57 +161,6 @@ fn training_killed_at_random_points_resumes_to_the_uninterrupted_result() {
         killed_mid_run >= 3,
         "only {killed_mid_run} kills landed mid-run"
     );
-}
-
-/// The trials as a study would report them, without the bookkeeping a kill changes (attempts,
-/// owners, times).
-fn outcome_of(trials: &[TrialRecord]) -> Vec<(u64, String, String, Option<f64>)> {
-    trials
-        .iter()
-        .map(|t| {
-            (
-                t.number,
-                t.state.as_str().to_string(),
-                serde_json::to_string(&t.params).unwrap(),
-                t.value,
-            )
-        })
-        .collect()
-}
-
-#[test]
-fn a_search_worker_killed_at_random_points_leaves_a_study_that_ends_as_the_uninterrupted_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let reference = {
-        let storage = std::sync::Arc::new(SqliteStorage::open(dir.path().join("ref.db")).unwrap());
-        let study = Study::open(storage, "faults", search_config()).unwrap();
-        study
-            .run_worker(SEARCH_TRIALS, &mut |t| objective(t, Duration::ZERO))
-            .unwrap();
-        outcome_of(&study.trials().unwrap())
-    };
-    assert_eq!(reference.len(), SEARCH_TRIALS);
-    let full = duration_of(child(
-        "search",
-        &[("FAULT_DB", &dir.path().join("timing.db"))],
-    ));
-    for seed in 0..3u64 {
-        let db = dir.path().join(format!("s{seed}.db"));
-        let delay = full.mul_f64(0.1 + 0.8 * Rng::new(100 + seed).uniform());
-        kill_after(child("search", &[("FAULT_DB", &db)]), delay);
-        // A new worker on the same host sees the dead one's trial, re-queues and re-runs it.
-        let storage: std::sync::Arc<dyn Storage> =
-            std::sync::Arc::new(SqliteStorage::open(&db).unwrap());
-        let study = Study::open(storage, "faults", search_config()).unwrap();
-        study
-            .run_worker(SEARCH_TRIALS, &mut |t| objective(t, Duration::ZERO))
-            .unwrap();
-        assert_eq!(
-            outcome_of(&study.trials().unwrap()),
-            reference,
-            "seed {seed}"
-        );
-    }
 }
 
 #[test]

@@ -3,11 +3,10 @@
 use crate::train::TrainArgs;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use search::convrnn::{ModelStudy, ModelStudyConfig, RgcSpace};
+use search::{redact_url, storage_from_url, TrialFailure};
 use std::path::PathBuf;
 use std::process::Command;
-use trainer::search::{
-    redact_url, storage_from_url, SearchSpace, Study, StudyConfig, TrialFailure,
-};
 use trainer::{Control, FitOptions};
 
 #[derive(Args, Debug)]
@@ -82,6 +81,9 @@ pub struct MedianArgs {
     pub out: Option<PathBuf>,
 }
 
+/// What a trial's value is: the plots' value axis.
+const OBJECTIVE: &str = "objective (validation top-1)";
+
 /// Relative SQLite paths are taken from the workspace root, like every other default path.
 fn storage_url(s: &StudyArgs) -> Result<String> {
     if let Some(path) = s.storage.strip_prefix("sqlite://") {
@@ -127,18 +129,18 @@ fn search(a: &RunArgs) -> Result<()> {
     let storage = storage_from_url(&url)?;
     let base_name = a.train.model_name().to_string();
     let seed = a.train.seed.unwrap_or(0);
-    let mut config = StudyConfig::default_for(&base_name, seed)?;
+    let mut config = ModelStudyConfig::default_for(&base_name, seed)?;
     if let Some(space) = &a.space {
         let path = PathBuf::from(space);
         if path.is_file() {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            config.space = SearchSpace::from_json(&text)?;
+            config.space.rgc = RgcSpace::from_json(&text)?;
         } else {
-            config = StudyConfig::default_for(space, seed)?;
+            config = ModelStudyConfig::default_for(space, seed)?;
         }
     }
-    let study = Study::open(storage, &a.study.study, config)?;
+    let study = ModelStudy::open(storage, &a.study.study, config)?;
     let dir = study_dir(&a.study, &a.out);
     let template = a.train.to_config()?;
     eprintln!(
@@ -146,7 +148,7 @@ fn search(a: &RunArgs) -> Result<()> {
         a.study.study,
         redact_url(&url),
         a.trials,
-        study.config().base.name,
+        study.config().space.base.name,
         dir.display()
     );
     let summary = study.run_worker(a.trials, &mut |t| {
@@ -228,10 +230,10 @@ fn spawn_workers(a: &RunArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| a.train.model_name().to_string());
     if !PathBuf::from(&base).is_file() {
-        Study::open(
+        ModelStudy::open(
             storage,
             &a.study.study,
-            StudyConfig::default_for(&base, seed)?,
+            ModelStudyConfig::default_for(&base, seed)?,
         )?;
     }
     let children: Vec<_> = (0..a.workers)
@@ -249,11 +251,11 @@ fn spawn_workers(a: &RunArgs) -> Result<()> {
 }
 
 fn report(a: &ReportArgs) -> Result<()> {
-    let study = Study::load(storage_from_url(&storage_url(&a.study)?)?, &a.study.study)?;
+    let study = ModelStudy::load(storage_from_url(&storage_url(&a.study)?)?, &a.study.study)?;
     let r = study.report(a.top_k)?;
     let dir = study_dir(&a.study, &a.out);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let files = r.write(&dir)?;
+    let files = r.write(&dir, OBJECTIVE)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -284,7 +286,7 @@ fn report(a: &ReportArgs) -> Result<()> {
 }
 
 fn median(a: &MedianArgs) -> Result<()> {
-    let study = Study::load(storage_from_url(&storage_url(&a.study)?)?, &a.study.study)?;
+    let study = ModelStudy::load(storage_from_url(&storage_url(&a.study)?)?, &a.study.study)?;
     let m = study.median(a.top_k)?;
     let out = a
         .out

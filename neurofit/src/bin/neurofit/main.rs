@@ -588,38 +588,30 @@ fn print_summary(
 }
 
 fn plot_predictivity(out: &Path, r: &Report, base: Option<&Report>) -> Result<()> {
-    let regions: Vec<String> = r.ceiling.keys().cloned().collect();
-    for region in regions {
-        let mut series = Vec::new();
+    for region in r.ceiling.keys() {
+        let mut chart = plots::Chart::new(
+            format!("{region}: predictivity over time ({})", r.model),
+            "time bin start (ms)",
+            "median r² / ceiling",
+        );
         for (label, rep) in std::iter::once(("", r)).chain(base.map(|b| ("base ", b))) {
             for (track, per_region) in &rep.scores {
-                if let Some(v) = per_region.get(&region) {
-                    let points: Vec<(f64, f64)> = rep
+                if let Some(v) = per_region.get(region) {
+                    // An unscored bin (None) is left out like a non-finite one.
+                    let points = rep
                         .bins
                         .iter()
                         .zip(v)
-                        .filter_map(|(b, s)| s.filter(|x| x.is_finite()).map(|s| (b[0], s)))
-                        .collect();
-                    if !points.is_empty() {
-                        series.push(trainer::plot::Series {
-                            name: format!("{label}{track}"),
-                            points,
-                        });
-                    }
+                        .map(|(b, s)| (b[0], s.unwrap_or(f64::NAN)));
+                    chart = chart.with(plots::Series::line(format!("{label}{track}"), points));
                 }
             }
         }
-        if series.is_empty() {
+        if chart.is_empty() {
             continue;
         }
-        trainer::plot::line_chart(
-            &out.join(format!("predictivity_{region}.svg")),
-            &format!("{region}: predictivity over time ({})", r.model),
-            "time bin start (ms)",
-            "median r² / ceiling",
-            None,
-            &series,
-        )?;
+        let path = out.join(format!("predictivity_{region}.svg"));
+        tensor::io::write_file_atomically(&path, chart.to_svg()?.as_bytes())?;
     }
     Ok(())
 }

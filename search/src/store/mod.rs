@@ -19,8 +19,8 @@
 pub mod postgres;
 pub mod sqlite;
 
-use super::params::Params;
-use super::SearchError;
+use crate::params::Params;
+use crate::SearchError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;

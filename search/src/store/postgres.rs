@@ -8,7 +8,7 @@ use super::{
     OwnerRow, SampleFn, StalePolicy, StaleVerdict, Storage, StudyInfo, TrialRecord, TrialState,
     WorkerInfo,
 };
-use crate::search::SearchError;
+use crate::SearchError;
 use postgres::{Client, GenericClient, NoTls};
 use std::sync::{Mutex, MutexGuard};
 

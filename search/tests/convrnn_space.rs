@@ -4,11 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 use cell_zoo::{CellSpec, FeedbackEntry, GateNonlinearity, GeneralRgcSpec};
-use tensor::Device;
-use trainer::search::{
-    median_spec, Direction, Observation, ParamSampler, ParamValue, Params, RandomSampler,
-    SearchSpace, TpeConfig, TpeSampler, TrialRecord, TrialState,
+use search::convrnn::{median_spec, RgcSpace};
+use search::{
+    Direction, Domain, Observation, ParamSampler, ParamValue, Params, RandomSampler, Space,
+    TpeConfig, TpeSampler, TrialRecord, TrialState,
 };
+use tensor::Device;
 
 fn cell_of(spec: &topology::ModelSpec, area: &str) -> GeneralRgcSpec {
     match &spec.areas.iter().find(|a| a.name == area).unwrap().cell {
@@ -20,7 +21,7 @@ fn cell_of(spec: &topology::ModelSpec, area: &str) -> GeneralRgcSpec {
 #[test]
 fn compact_samples_validate_and_build() {
     let base = topology::zoo::get("compact_rgc").unwrap();
-    let space = SearchSpace::default_for("compact_rgc").unwrap();
+    let space = RgcSpace::default_for("compact_rgc").unwrap();
     let mut s = RandomSampler::new(11);
     for i in 0..40 {
         let p = space.sample(&mut s);
@@ -38,7 +39,7 @@ fn compact_samples_validate_and_build() {
 #[test]
 fn intermediate_samples_validate_and_one_builds() {
     let base = topology::zoo::get("rgc_intermediate").unwrap();
-    let space = SearchSpace::default_for("rgc_intermediate").unwrap();
+    let space = RgcSpace::default_for("rgc_intermediate").unwrap();
     assert_eq!(space.feedback_candidates.len(), 21);
     let mut s = RandomSampler::new(5);
     for i in 0..30 {
@@ -53,7 +54,7 @@ fn intermediate_samples_validate_and_one_builds() {
 
 #[test]
 fn conditional_knobs_never_appear_without_their_parent() {
-    let space = SearchSpace::default_for("compact_rgc").unwrap();
+    let space = RgcSpace::default_for("compact_rgc").unwrap();
     let mut seen_off = false;
     let mut seen_on = false;
     let mut s = RandomSampler::new(3);
@@ -95,7 +96,7 @@ fn conditional_knobs_never_appear_without_their_parent() {
 #[test]
 fn apply_turns_knobs_into_the_cell() {
     let base = topology::zoo::get("compact_rgc").unwrap();
-    let space = SearchSpace::default_for("compact_rgc").unwrap();
+    let space = RgcSpace::default_for("compact_rgc").unwrap();
     let mut p = RandomSampler::new(1);
     let mut params = space.sample(&mut p);
     // Force a known configuration for conv2: cell off, feedback on entering the (absent) cell.
@@ -196,20 +197,20 @@ fn apply_turns_knobs_into_the_cell() {
 
 #[test]
 fn space_round_trips_and_rejects_bad_json() {
-    let space = SearchSpace::default_for("rgc_intermediate").unwrap();
+    let space = RgcSpace::default_for("rgc_intermediate").unwrap();
     let j = serde_json::to_string_pretty(&space).unwrap();
-    assert_eq!(SearchSpace::from_json(&j).unwrap(), space);
+    assert_eq!(RgcSpace::from_json(&j).unwrap(), space);
     let typo = j.replacen("\"shared\"", "\"sharde\"", 1);
-    assert!(SearchSpace::from_json(&typo)
+    assert!(RgcSpace::from_json(&typo)
         .unwrap_err()
         .to_string()
         .contains("sharde"));
     let mut s = space.clone();
-    s.knobs[0].domain = trainer::search::Domain::Bool;
+    s.knobs[0].domain = Domain::Bool;
     assert!(s.check().unwrap_err().to_string().contains("gate_size"));
-    assert!(SearchSpace::default_for("gru_shallow").is_err());
+    assert!(RgcSpace::default_for("gru_shallow").is_err());
     // Shared knobs: one set of names for all areas.
-    let mut shared = SearchSpace::default_for("compact_rgc").unwrap();
+    let mut shared = RgcSpace::default_for("compact_rgc").unwrap();
     shared.shared = true;
     let names: Vec<String> = shared.param_defs().into_iter().map(|d| d.name).collect();
     assert!(names.contains(&"cell.tau_size".to_string()));
@@ -234,7 +235,7 @@ fn synthetic(p: &Params) -> f64 {
 
 #[test]
 fn tpe_beats_random_search_over_many_seeds() {
-    let space = SearchSpace::default_for("compact_rgc").unwrap();
+    let space = RgcSpace::default_for("compact_rgc").unwrap();
     let cfg = TpeConfig {
         n_startup: 10,
         ..TpeConfig::default()
@@ -287,7 +288,7 @@ fn trial(number: u64, value: f64, params: Params) -> TrialRecord {
 #[test]
 fn median_of_hand_made_trials() {
     let base = topology::zoo::get("compact_rgc").unwrap();
-    let space = SearchSpace::default_for("compact_rgc").unwrap();
+    let space = RgcSpace::default_for("compact_rgc").unwrap();
     // Start from one full sample and vary a few knobs across trials.
     let template = space.sample(&mut RandomSampler::new(9));
     let mk = |tau_off: f64, tau_size: i64, gate: i64, nl: &str, lr: f64, edge: bool| {

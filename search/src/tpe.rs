@@ -7,10 +7,10 @@
 //! existed, and it is only drawn when its condition holds. Pruned trials count as worse than every
 //! complete one.
 
-use super::params::{Domain, ParamDef, ParamValue, Params};
-use super::space::ParamSampler;
+use crate::params::{Domain, ParamDef, ParamValue, Params};
+use crate::space::ParamSampler;
+use seeded_rng::Rng;
 use serde::{Deserialize, Serialize};
-use tensor::Rng;
 
 /// A finished trial as the sampler sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -337,7 +337,7 @@ fn erfc(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::params::Condition;
+    use crate::params::Condition;
 
     fn def(name: &str, domain: Domain) -> ParamDef {
         ParamDef {

@@ -8,7 +8,7 @@ use super::{
     OwnerRow, SampleFn, StalePolicy, StaleVerdict, Storage, StudyInfo, TrialRecord, TrialState,
     WorkerInfo,
 };
-use crate::search::SearchError;
+use crate::SearchError;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};

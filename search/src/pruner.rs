@@ -1,7 +1,7 @@
 //! Early stopping of poor trials. Pruners are pure functions of the trial's reported values and the
 //! other trials' records, so several workers sharing a study agree without extra state.
 
-use super::store::{Direction, TrialRecord, TrialState};
+use crate::store::{Direction, TrialRecord, TrialState};
 use serde::{Deserialize, Serialize};
 
 /// Which pruning rule a study uses.

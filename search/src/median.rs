@@ -1,26 +1,13 @@
-//! The "median model" of a study (the paper's way to turn a search into one architecture): over
-//! the top K complete trials, the median of every continuous value and the majority of every
-//! discrete choice. Parameters are decided in sampling order, so a conditional knob is only
+//! The median of a study's best trials (the paper's way to turn a search into one architecture):
+//! over the top K complete trials, the median of every continuous value and the majority of every
+//! discrete choice. Parameters are decided in sampling order, so a conditional parameter is only
 //! decided when its parent's decided value switches it on, and only from the top trials that had
-//! it.
+//! it. (`convrnn::median_spec` turns the result into a model.)
 
-use super::params::{Domain, ParamValue, Params};
-use super::space::{SearchSpace, TrainHparams};
-use super::store::{Direction, TrialRecord, TrialState};
-use super::SearchError;
-use serde::{Deserialize, Serialize};
-use topology::ModelSpec;
-
-/// The median model and where it came from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MedianModel {
-    pub spec: ModelSpec,
-    pub hparams: TrainHparams,
-    pub params: Params,
-    /// Numbers of the trials it summarises, best first.
-    pub trials: Vec<u64>,
-}
+use crate::params::{Domain, ParamValue, Params};
+use crate::space::Space;
+use crate::store::{Direction, TrialRecord, TrialState};
+use crate::SearchError;
 
 /// The best `top_k` complete trials, best first (ties: the earlier trial).
 pub fn top_trials(trials: &[TrialRecord], top_k: usize, direction: Direction) -> Vec<&TrialRecord> {
@@ -40,10 +27,10 @@ pub fn top_trials(trials: &[TrialRecord], top_k: usize, direction: Direction) ->
 }
 
 /// Median/majority parameters over the top `top_k` complete trials.
-pub fn median_params(
+pub fn median_params<S: Space + ?Sized>(
     trials: &[TrialRecord],
     top_k: usize,
-    space: &SearchSpace,
+    space: &S,
     direction: Direction,
 ) -> Result<(Params, Vec<u64>), SearchError> {
     if top_k == 0 {
@@ -85,25 +72,6 @@ pub fn median_params(
         out.insert(def.name, v);
     }
     Ok((out, top.iter().map(|t| t.number).collect()))
-}
-
-/// The median model over `base`.
-pub fn median_spec(
-    trials: &[TrialRecord],
-    top_k: usize,
-    space: &SearchSpace,
-    base: &ModelSpec,
-    direction: Direction,
-) -> Result<MedianModel, SearchError> {
-    let (params, used) = median_params(trials, top_k, space, direction)?;
-    let (mut spec, hparams) = space.apply(&params, base)?;
-    spec.name = format!("{}_median_top{}", base.name, used.len());
-    Ok(MedianModel {
-        spec,
-        hparams,
-        params,
-        trials: used,
-    })
 }
 
 fn median_f64(mut v: Vec<f64>, log: bool) -> f64 {

@@ -1,12 +1,13 @@
 //! `search report`: every trial, the best ones, a cheap parameter importance, the
 //! accuracy-vs-parameters Pareto front, and plots.
 
-use super::median::top_trials;
-use super::params::{ParamValue, Params};
-use super::store::{Direction, TrialRecord, TrialState};
-use super::study::StudyConfig;
-use super::SearchError;
-use crate::plot::{chart, Series};
+use crate::median::top_trials;
+use crate::params::{ParamValue, Params};
+use crate::space::Space;
+use crate::store::{Direction, TrialRecord, TrialState};
+use crate::study::StudyConfig;
+use crate::SearchError;
+use plots::{Chart, Series};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,9 +88,9 @@ fn summary(t: &TrialRecord) -> TrialSummary {
 pub const ORPHANED: &str = "orphaned";
 
 impl SearchReport {
-    pub fn build(
+    pub fn build<S: Space>(
         study: &str,
-        config: &StudyConfig,
+        config: &StudyConfig<S>,
         trials: &[TrialRecord],
         top_k: usize,
     ) -> SearchReport {
@@ -102,7 +103,7 @@ impl SearchReport {
         let summaries: Vec<TrialSummary> = trials.iter().map(summary).collect();
         SearchReport {
             study: study.into(),
-            base: config.base.name.clone(),
+            base: config.space.base_name(),
             direction: dir,
             n_trials: trials.len(),
             states,
@@ -134,17 +135,18 @@ impl SearchReport {
         }
     }
 
-    /// Writes `report.json` and the plots into `dir`; returns the files written.
-    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, SearchError> {
+    /// Writes `report.json` and the plots into `dir`; returns the files written. `objective`
+    /// labels the plots' value axis (what the objective measures).
+    pub fn write(&self, dir: &Path, objective: &str) -> Result<Vec<PathBuf>, SearchError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| SearchError::Io(format!("creating `{}`: {e}", dir.display())))?;
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| SearchError::Io(format!("serialising the report: {e}")))?;
         let path = dir.join("report.json");
-        tensor::io::write_file_atomically(&path, &json)
+        crate::write_atomically(&path, &json)
             .map_err(|e| SearchError::Io(format!("writing `{}`: {e}", path.display())))?;
         let mut out = vec![path];
-        out.extend(write_plots(self, dir)?);
+        out.extend(write_plots(self, dir, objective)?);
         Ok(out)
     }
 }
@@ -246,8 +248,13 @@ pub fn importance(trials: &[TrialRecord], dir: Direction) -> Vec<Importance> {
 
 /// Writes `history.svg` (each complete trial's value by trial number, and the best so far) and
 /// `pareto.svg` (value against parameter count for every complete trial, and the Pareto front)
-/// into `dir`, with axes, labels and legends.
-pub fn write_plots(r: &SearchReport, dir: &Path) -> Result<Vec<PathBuf>, SearchError> {
+/// into `dir`, with axes, labels (`objective` on the value axis) and legends. A plot with nothing
+/// to show is not written.
+pub fn write_plots(
+    r: &SearchReport,
+    dir: &Path,
+    objective: &str,
+) -> Result<Vec<PathBuf>, SearchError> {
     let complete = || {
         r.trials
             .iter()
@@ -267,56 +274,39 @@ pub fn write_plots(r: &SearchReport, dir: &Path) -> Result<Vec<PathBuf>, SearchE
             (x, b)
         })
         .collect();
-    let by_size: Vec<(f64, f64)> = complete()
-        .filter_map(|(t, v)| Some((t.params_count? as f64, v)))
-        .collect();
-    let front: Vec<(f64, f64)> = r
+    let by_size = complete().filter_map(|(t, v)| Some((t.params_count? as f64, v)));
+    let front = r
         .pareto_front
         .iter()
-        .map(|p| (p.params_count as f64, p.value))
-        .collect();
-    let series = |name: &str, points: Vec<(f64, f64)>| Series {
-        name: name.into(),
-        points,
+        .map(|p| (p.params_count as f64, p.value));
+    let chart = |name: &str, x_label: &str| {
+        Chart::new(format!("study `{}`: {name}", r.study), x_label, objective)
     };
     let plots = [
         (
             "history",
-            "trial number",
-            vec![
-                (series("complete trials", by_number), false),
-                (series("best so far", best_so_far), true),
-            ],
+            chart("history", "trial number")
+                .with(Series::points("complete trials", by_number))
+                .with(Series::line("best so far", best_so_far)),
         ),
         (
             "pareto",
-            "parameters",
-            vec![
-                (series("complete trials", by_size), false),
-                (series("Pareto front", front), true),
-            ],
+            chart("pareto", "parameters")
+                .with(Series::points("complete trials", by_size))
+                .with(Series::line("Pareto front", front)),
         ),
     ];
     let mut out = Vec::new();
-    for (name, x_label, all) in plots {
-        let drawn: Vec<(&Series, bool)> = all
-            .iter()
-            .filter(|(s, _)| !s.points.is_empty())
-            .map(|(s, joined)| (s, *joined))
-            .collect();
-        if drawn.is_empty() {
+    for (name, chart) in plots {
+        if chart.is_empty() {
             continue;
         }
         let path = dir.join(format!("{name}.svg"));
-        chart(
-            &path,
-            &format!("study `{}`: {name}", r.study),
-            x_label,
-            "objective (validation top-1)",
-            None,
-            &drawn,
-        )
-        .map_err(|e| SearchError::Plot(e.to_string()))?;
+        let svg = chart
+            .to_svg()
+            .map_err(|e| SearchError::Plot(e.to_string()))?;
+        crate::write_atomically(&path, svg.as_bytes())
+            .map_err(|e| SearchError::Io(format!("writing `{}`: {e}", path.display())))?;
         out.push(path);
     }
     Ok(out)
@@ -350,7 +340,7 @@ mod tests {
 
     #[test]
     fn report_lists_trials_best_and_the_pareto_front() {
-        let cfg = StudyConfig::default_for("compact_rgc", 0).unwrap();
+        let cfg = StudyConfig::new(crate::space::ParamSpace::new());
         let trials = vec![
             t(0, TrialState::Complete, Some(0.70), Some(100), 0.01),
             t(1, TrialState::Complete, Some(0.80), Some(300), 0.02),
@@ -373,7 +363,7 @@ mod tests {
         assert_eq!(first["state"], "complete");
 
         let dir = tempfile::tempdir().unwrap();
-        let files = r.write(dir.path()).unwrap();
+        let files = r.write(dir.path(), "objective (validation top-1)").unwrap();
         assert_eq!(files.len(), 3, "report.json, history.svg and pareto.svg");
         for f in &files {
             assert!(std::fs::metadata(f).unwrap().len() > 100, "{}", f.display());

@@ -1,20 +1,34 @@
-//! A small seeded generator (SplitMix64) so initialisation and tests are reproducible across
-//! platforms and dependency versions.
+//! A small seeded generator (SplitMix64), so that initialisation, data order, synthetic data and
+//! search samplers are reproducible across platforms and dependency versions: the stream of a seed
+//! is fixed by this file alone.
+//!
+//! ```
+//! use seeded_rng::Rng;
+//! let (mut a, mut b) = (Rng::new(7), Rng::new(7));
+//! assert_eq!(a.next_u64(), b.next_u64());
+//! let u = a.uniform();
+//! assert!((0.0..1.0).contains(&u));
+//! assert!(a.below(10) < 10);
+//! ```
+#![warn(missing_docs)]
 
 use serde::{Deserialize, Serialize};
 
+/// A SplitMix64 generator; its whole state is one `u64` (serialisable, so a run can save it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rng {
     state: u64,
 }
 
 impl Rng {
+    /// A generator whose stream is a function of `seed` only.
     pub fn new(seed: u64) -> Self {
         Rng {
             state: seed ^ 0x9E37_79B9_7F4A_7C15,
         }
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
@@ -75,5 +89,20 @@ mod tests {
             "{mean} {var}"
         );
         assert!((0..1000).all(|_| a.truncated_normal().abs() <= 2.0));
+    }
+
+    #[test]
+    fn the_stream_of_a_seed_never_changes() {
+        // Checkpoints, caches and studies depend on these exact numbers: a change here changes
+        // every seeded result in the workspace.
+        let mut r = Rng::new(0);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        let mut r = Rng::new(42);
+        let first: Vec<u64> = (0..2).map(|_| r.next_u64()).collect();
+        let mut again = Rng::new(42);
+        assert_eq!(first, vec![again.next_u64(), again.next_u64()]);
+        let saved = serde_json::to_string(&r).unwrap_or_default();
+        let mut back: Rng = serde_json::from_str(&saved).unwrap_or_else(|_| Rng::new(1));
+        assert_eq!(back.next_u64(), r.next_u64());
     }
 }

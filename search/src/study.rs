@@ -1,28 +1,28 @@
 //! A study: a search configuration bound to a storage, and the worker loop that claims trials,
 //! runs the objective on them and records the outcome.
 
-use super::params::Params;
-use super::pruner::Pruner;
-use super::space::SearchSpace;
-use super::store::{
+use crate::params::Params;
+use crate::pruner::Pruner;
+use crate::space::Space;
+use crate::store::{
     ClaimedTrial, Direction, StalePolicy, Storage, StudyInfo, TrialRecord, TrialState, WorkerInfo,
 };
-use super::tpe::{Observation, TpeConfig, TpeSampler};
-use super::SearchError;
+use crate::tpe::{Observation, TpeConfig, TpeSampler};
+use crate::SearchError;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
-use topology::ModelSpec;
 
-/// Everything that defines a study; stored with it, so that later workers and `report`/`median`
-/// need only the study's name.
+/// Everything that defines a study; stored with it (as JSON), so that later workers and
+/// `report`/`median` need only the study's name. The space's fields sit beside the others in the
+/// JSON (`{"space": …, "base": …, "direction": …}` for a ConvRNN study).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StudyConfig {
-    pub space: SearchSpace,
-    /// The model the space modifies.
-    pub base: ModelSpec,
+pub struct StudyConfig<S> {
+    /// What a trial samples.
+    #[serde(flatten)]
+    pub space: S,
     #[serde(default)]
     pub direction: Direction,
     #[serde(default)]
@@ -35,17 +35,16 @@ pub struct StudyConfig {
     pub seed: u64,
 }
 
-impl StudyConfig {
-    /// The default space for a zoo `base` preset, TPE and the median pruner.
-    pub fn default_for(base: &str, seed: u64) -> Result<StudyConfig, SearchError> {
-        Ok(StudyConfig {
-            space: SearchSpace::default_for(base)?,
-            base: topology::zoo::get_or_err(base).map_err(SearchError::Space)?,
+impl<S> StudyConfig<S> {
+    /// A study of `space` that maximises, with TPE, the median pruner and seed 0.
+    pub fn new(space: S) -> StudyConfig<S> {
+        StudyConfig {
+            space,
             direction: Direction::Maximize,
             sampler: TpeConfig::default(),
             pruner: Pruner::default(),
-            seed,
-        })
+            seed: 0,
+        }
     }
 }
 
@@ -81,15 +80,15 @@ pub struct WorkerSummary {
 }
 
 /// A study opened on a storage.
-pub struct Study {
+pub struct Study<S> {
     storage: Arc<dyn Storage>,
     info: StudyInfo,
-    config: StudyConfig,
+    config: StudyConfig<S>,
     worker: WorkerInfo,
     policy: StalePolicy,
 }
 
-impl std::fmt::Debug for Study {
+impl<S> std::fmt::Debug for Study<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Study({}, id {})", self.info.name, self.info.id)
     }
@@ -103,47 +102,22 @@ fn trial_seed(seed: u64, number: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-impl Study {
-    /// Creates the study `name` with `config`, or joins it if it exists with the same config.
-    pub fn open(
-        storage: Arc<dyn Storage>,
-        name: &str,
-        config: StudyConfig,
-    ) -> Result<Study, SearchError> {
-        config.space.check_against(&config.base)?;
-        let json = serde_json::to_string(&config)
-            .map_err(|e| SearchError::Storage(format!("serialising the study config: {e}")))?;
-        let info = storage.open_study(name, config.direction, &json)?;
-        Ok(Study {
+impl<S> Study<S> {
+    /// The study `info` on `storage`, as this process's worker with the default stale policy.
+    fn bound(storage: Arc<dyn Storage>, info: StudyInfo, config: StudyConfig<S>) -> Study<S> {
+        Study {
             storage,
             info,
             config,
             worker: WorkerInfo::current(),
             policy: StalePolicy::default(),
-        })
-    }
-
-    /// Joins the existing study `name` with the config stored with it.
-    pub fn load(storage: Arc<dyn Storage>, name: &str) -> Result<Study, SearchError> {
-        let info = storage
-            .find_study(name)?
-            .ok_or_else(|| SearchError::Storage(format!("no study called `{name}`")))?;
-        let config: StudyConfig = serde_json::from_str(&info.config).map_err(|e| {
-            SearchError::Storage(format!("study `{name}` has an unreadable config: {e}"))
-        })?;
-        Ok(Study {
-            storage,
-            info,
-            config,
-            worker: WorkerInfo::current(),
-            policy: StalePolicy::default(),
-        })
+        }
     }
 
     pub fn name(&self) -> &str {
         &self.info.name
     }
-    pub fn config(&self) -> &StudyConfig {
+    pub fn config(&self) -> &StudyConfig<S> {
         &self.config
     }
     pub fn stale_policy(&self) -> StalePolicy {
@@ -159,6 +133,32 @@ impl Study {
 
     pub fn trials(&self) -> Result<Vec<TrialRecord>, SearchError> {
         self.storage.trials(self.info.id)
+    }
+}
+
+impl<S: Space + Serialize + DeserializeOwned> Study<S> {
+    /// Creates the study `name` with `config`, or joins it if it exists with the same config.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        name: &str,
+        config: StudyConfig<S>,
+    ) -> Result<Study<S>, SearchError> {
+        config.space.check()?;
+        let json = serde_json::to_string(&config)
+            .map_err(|e| SearchError::Storage(format!("serialising the study config: {e}")))?;
+        let info = storage.open_study(name, config.direction, &json)?;
+        Ok(Study::bound(storage, info, config))
+    }
+
+    /// Joins the existing study `name` with the config stored with it.
+    pub fn load(storage: Arc<dyn Storage>, name: &str) -> Result<Study<S>, SearchError> {
+        let info = storage
+            .find_study(name)?
+            .ok_or_else(|| SearchError::Storage(format!("no study called `{name}`")))?;
+        let config: StudyConfig<S> = serde_json::from_str(&info.config).map_err(|e| {
+            SearchError::Storage(format!("study `{name}` has an unreadable config: {e}"))
+        })?;
+        Ok(Study::bound(storage, info, config))
     }
 
     /// Parameters for trial `number` given the trials so far: TPE over complete and pruned trials.
@@ -191,7 +191,7 @@ impl Study {
     pub fn run_worker(
         &self,
         n_trials_total: usize,
-        objective: &mut dyn FnMut(&mut TrialHandle<'_>) -> Result<f64, TrialFailure>,
+        objective: &mut dyn FnMut(&mut TrialHandle<'_, S>) -> Result<f64, TrialFailure>,
     ) -> Result<WorkerSummary, SearchError> {
         let mut summary = WorkerSummary::default();
         loop {
@@ -221,7 +221,7 @@ impl Study {
     fn run_one(
         &self,
         trial: &ClaimedTrial,
-        objective: &mut dyn FnMut(&mut TrialHandle<'_>) -> Result<f64, TrialFailure>,
+        objective: &mut dyn FnMut(&mut TrialHandle<'_, S>) -> Result<f64, TrialFailure>,
     ) -> (TrialState, Option<f64>, Option<String>) {
         let mut handle = TrialHandle {
             study: self,
@@ -270,55 +270,44 @@ impl Study {
         }
     }
 
-    /// The median model over the study's top `top_k` complete trials (see [`super::median`]).
-    pub fn median(&self, top_k: usize) -> Result<super::median::MedianModel, SearchError> {
-        super::median::median_spec(
-            &self.trials()?,
-            top_k,
-            &self.config.space,
-            &self.config.base,
-            self.config.direction,
-        )
-    }
-
-    /// Summary of the study: see [`super::report::SearchReport`]. Running trials whose worker
+    /// Summary of the study: see [`crate::report::SearchReport`]. Running trials whose worker
     /// is presumed dead (by this worker's [`StalePolicy`]) are reported as orphaned.
-    pub fn report(&self, top_k: usize) -> Result<super::report::SearchReport, SearchError> {
+    pub fn report(&self, top_k: usize) -> Result<crate::report::SearchReport, SearchError> {
         let trials = self.trials()?;
-        let now = super::store::now_s();
+        let now = crate::store::now_s();
         let dead: std::collections::BTreeMap<u64, String> = trials
             .iter()
             .filter(|t| t.state == TrialState::Running)
             .filter_map(|t| {
                 let lease = t.lease.as_ref()?;
-                match super::store::stale_verdict(lease, &self.worker, now, &self.policy) {
-                    super::store::StaleVerdict::Alive => None,
-                    super::store::StaleVerdict::Requeue(why)
-                    | super::store::StaleVerdict::Fail(why) => Some((t.number, why)),
+                match crate::store::stale_verdict(lease, &self.worker, now, &self.policy) {
+                    crate::store::StaleVerdict::Alive => None,
+                    crate::store::StaleVerdict::Requeue(why)
+                    | crate::store::StaleVerdict::Fail(why) => Some((t.number, why)),
                 }
             })
             .collect();
         let mut r =
-            super::report::SearchReport::build(&self.info.name, &self.config, &trials, top_k);
+            crate::report::SearchReport::build(&self.info.name, &self.config, &trials, top_k);
         r.mark_dead_workers(&dead);
         Ok(r)
     }
 }
 
 /// The objective's view of the trial it runs.
-pub struct TrialHandle<'s> {
-    study: &'s Study,
+pub struct TrialHandle<'s, S> {
+    study: &'s Study<S>,
     trial: ClaimedTrial,
     intermediate: std::collections::BTreeMap<u64, f64>,
 }
 
-impl std::fmt::Debug for TrialHandle<'_> {
+impl<S> std::fmt::Debug for TrialHandle<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "TrialHandle(#{})", self.trial.number)
     }
 }
 
-impl TrialHandle<'_> {
+impl<S> TrialHandle<'_, S> {
     pub fn params(&self) -> &Params {
         &self.trial.params
     }
@@ -329,16 +318,8 @@ impl TrialHandle<'_> {
     pub fn attempt(&self) -> u32 {
         self.trial.attempt
     }
-    pub fn config(&self) -> &StudyConfig {
+    pub fn config(&self) -> &StudyConfig<S> {
         &self.study.config
-    }
-
-    /// The model and hyperparameters this trial's parameters select.
-    pub fn model(&self) -> Result<(ModelSpec, super::space::TrainHparams), SearchError> {
-        self.study
-            .config
-            .space
-            .apply(&self.trial.params, &self.study.config.base)
     }
 
     /// Records the validation value after `step` (an epoch, from 1) and asks the pruner. A
@@ -390,11 +371,34 @@ impl TrialHandle<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::store::SqliteStorage;
+    use crate::params::Domain;
+    use crate::space::ParamSpace;
+    use crate::store::SqliteStorage;
 
-    fn study(dir: &std::path::Path, name: &str, seed: u64) -> Study {
+    fn space() -> ParamSpace {
+        ParamSpace::new()
+            .with(
+                "lr",
+                Domain::Float {
+                    low: 1e-4,
+                    high: 1e-1,
+                    log: true,
+                },
+            )
+            .with(
+                "depth",
+                Domain::IntChoice {
+                    choices: vec![8, 16, 32],
+                },
+            )
+    }
+
+    fn study(dir: &std::path::Path, name: &str, seed: u64) -> Study<ParamSpace> {
         let storage = Arc::new(SqliteStorage::open(dir.join("s.db")).unwrap());
-        let mut cfg = StudyConfig::default_for("compact_rgc", seed).unwrap();
+        let mut cfg = StudyConfig {
+            seed,
+            ..StudyConfig::new(space())
+        };
         cfg.sampler.n_startup = 2;
         cfg.pruner = Pruner::Median {
             n_startup_trials: 2,
@@ -467,7 +471,10 @@ mod tests {
         let run = |seed| {
             let dir = tempfile::tempdir().unwrap();
             let s = study(dir.path(), "r", seed);
-            s.run_worker(6, &mut |t| Ok(t.model()?.1.lr.ln())).unwrap();
+            s.run_worker(6, &mut |t| {
+                Ok(t.params()["lr"].as_f64().unwrap_or(1.0).ln())
+            })
+            .unwrap();
             s.trials()
                 .unwrap()
                 .into_iter()
@@ -529,7 +536,11 @@ mod tests {
             .storage
             .finish(claimed.id, "ghost", TrialState::Complete, Some(0.9), None)
             .unwrap());
-        assert_eq!(s.median(1).unwrap().trials, vec![0]);
+        let best = crate::median::top_trials(&s.trials().unwrap(), 1, Direction::Maximize)
+            .iter()
+            .map(|t| t.number)
+            .collect::<Vec<_>>();
+        assert_eq!(best, vec![0]);
     }
 
     #[test]
@@ -572,7 +583,7 @@ mod tests {
         let s = study(dir.path(), "c", 1);
         let storage: Arc<dyn Storage> =
             Arc::new(SqliteStorage::open(dir.path().join("s.db")).unwrap());
-        let loaded = Study::load(storage.clone(), "c").unwrap();
+        let loaded = Study::<ParamSpace>::load(storage.clone(), "c").unwrap();
         assert_eq!(loaded.config(), s.config());
         let mut other = s.config().clone();
         other.seed = 99;
@@ -580,7 +591,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("another search configuration"), "{e}");
-        assert!(Study::load(storage, "nope")
+        assert!(Study::<ParamSpace>::load(storage, "nope")
             .unwrap_err()
             .to_string()
             .contains("no study"));

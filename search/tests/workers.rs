@@ -6,19 +6,18 @@
 //! `CONVRNN_SEARCH_WORKER` set; without that variable `worker_entry` does nothing.
 #![allow(clippy::unwrap_used)]
 
+use search::convrnn::{ModelStudy, ModelStudyConfig};
+use search::{storage_from_url, Pruner, ShouldPrune, Space, TrialFailure, TrialState};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use trainer::search::{
-    storage_from_url, Pruner, ShouldPrune, Study, StudyConfig, TrialFailure, TrialState,
-};
 
 const ROLE: &str = "CONVRNN_SEARCH_WORKER";
 
-fn config() -> StudyConfig {
-    let mut c = StudyConfig::default_for("compact_rgc", 7).unwrap();
+fn config() -> ModelStudyConfig {
+    let mut c = ModelStudyConfig::default_for("compact_rgc", 7).unwrap();
     c.sampler.n_startup = 3;
     c.pruner = Pruner::None;
     c
@@ -35,7 +34,7 @@ fn worker_entry() {
     let log = PathBuf::from(std::env::var("TRIAL_LOG").unwrap());
     let hang_at: Option<u64> = std::env::var("HANG_AT").ok().map(|s| s.parse().unwrap());
     let storage = storage_from_url(&url).unwrap();
-    let study = Study::open(storage, &study_name, config()).unwrap();
+    let study = ModelStudy::open(storage, &study_name, config()).unwrap();
     study
         .run_worker(n, &mut |trial| {
             let (_spec, hp) = trial.model()?;
@@ -106,7 +105,7 @@ fn two_workers_share(url: &str, dir: &Path) {
     assert_eq!(numbers, (0..n as u64).collect());
     let pids: BTreeSet<u32> = runs.iter().map(|r| r.1).collect();
     assert_eq!(pids.len(), 2, "both workers took trials: {runs:?}");
-    let study = Study::load(storage_from_url(url).unwrap(), "two").unwrap();
+    let study = ModelStudy::load(storage_from_url(url).unwrap(), "two").unwrap();
     let trials = study.trials().unwrap();
     assert_eq!(trials.len(), n);
     for t in &trials {
@@ -137,7 +136,7 @@ fn killed_worker_recovers(url: &str, dir: &Path) {
     std::thread::sleep(Duration::from_millis(300));
     w.kill().unwrap();
     w.wait().unwrap();
-    let study = Study::load(storage_from_url(url).unwrap(), "kill").unwrap();
+    let study = ModelStudy::load(storage_from_url(url).unwrap(), "kill").unwrap();
     let before = study.trials().unwrap();
     assert_eq!(before.len(), 3);
     assert_eq!(before[2].state, TrialState::Running);

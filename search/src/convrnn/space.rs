@@ -1,13 +1,14 @@
 //! The architecture search space as data: which areas get a searched general-RGC cell, which of
 //! its knobs are searched (and over what), which feedback edges are candidates, and the training
-//! hyperparameters. [`SearchSpace::param_defs`] flattens it into named parameters with conditions;
-//! [`SearchSpace::apply`] turns sampled parameters into a [`ModelSpec`].
+//! hyperparameters. [`Space::param_defs`] flattens it into named parameters with conditions;
+//! [`RgcSpace::apply`] turns sampled parameters into a [`ModelSpec`].
 //!
 //! Parameter names: `cell.<knob>` when knobs are shared by all cell areas, `<area>.<knob>` when
 //! each area has its own; `edge:<from>-><to>` for a candidate edge (on/off); `lr`, `weight_decay`.
 
-use super::params::{Condition, Domain, ParamDef, ParamValue, Params};
-use super::SearchError;
+use crate::params::{Condition, Domain, ParamDef, ParamValue, Params};
+use crate::space::Space;
+use crate::SearchError;
 use cell_zoo::{Activation, CellSpec, FeedbackEntry, GateNonlinearity, GeneralRgcSpec};
 use serde::{Deserialize, Serialize};
 use topology::{EdgeSpec, ModelSpec};
@@ -131,7 +132,7 @@ pub struct TrainHparams {
 /// The whole search space.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SearchSpace {
+pub struct RgcSpace {
     /// Areas whose cell is replaced by a searched general RGC (their conv loses its activation, the
     /// cell's `input_activation` takes its place, as in rgc_intermediate).
     pub cell_areas: Vec<String>,
@@ -168,12 +169,12 @@ fn edge_param(e: &EdgeSpec) -> String {
     format!("edge:{}->{}", e.from, e.to)
 }
 
-impl SearchSpace {
+impl RgcSpace {
     /// The paper's space over `base`: every general-RGC knob of SPEC §4.8 searched per area,
     /// every later→earlier edge among the cell areas a candidate, learning rate and weight decay
     /// log-uniform. `base` is `rgc_intermediate` (cells in conv4–conv10) or a compact preset
     /// (`compact_rgc`, `compact_rgc_median`, any `compact_*`: cells in conv2–conv3).
-    pub fn default_for(base: &str) -> Result<SearchSpace, SearchError> {
+    pub fn default_for(base: &str) -> Result<RgcSpace, SearchError> {
         let spec = topology::zoo::get_or_err(base).map_err(SearchError::Space)?;
         let cell_areas: Vec<String> = match base {
             "rgc_intermediate" => (4..=10).map(|i| format!("conv{i}")).collect(),
@@ -248,7 +249,7 @@ impl SearchSpace {
         .into_iter()
         .map(|(knob, domain)| KnobDomain { knob, domain })
         .collect();
-        let space = SearchSpace {
+        let space = RgcSpace {
             cell_areas,
             shared: false,
             template: GeneralRgcSpec::median(),
@@ -272,8 +273,8 @@ impl SearchSpace {
     }
 
     /// Reads a space from JSON and checks it.
-    pub fn from_json(text: &str) -> Result<SearchSpace, SearchError> {
-        let s: SearchSpace = serde_json::from_str(text)
+    pub fn from_json(text: &str) -> Result<RgcSpace, SearchError> {
+        let s: RgcSpace = serde_json::from_str(text)
             .map_err(|e| SearchError::Space(format!("search space JSON: {e}")))?;
         s.check()?;
         Ok(s)
@@ -375,8 +376,67 @@ impl SearchSpace {
         }
     }
 
+    /// The model and training hyperparameters that `params` select on `base`. The result has been
+    /// validated and shape-checked.
+    pub fn apply(
+        &self,
+        params: &Params,
+        base: &ModelSpec,
+    ) -> Result<(ModelSpec, TrainHparams), SearchError> {
+        self.check_against(base)?;
+        self.check_params(params)?;
+        let mut spec = base.clone();
+        spec.name = format!("{}_searched", base.name);
+        let hp = TrainHparams {
+            lr: float(params, "lr")?,
+            weight_decay: float(params, "weight_decay")?,
+        };
+        spec.edges.retain(|e| {
+            !self
+                .feedback_candidates
+                .iter()
+                .any(|c| c.from == e.from && c.to == e.to)
+        });
+        for c in &self.feedback_candidates {
+            if params.get(&edge_param(c)).and_then(ParamValue::as_bool) == Some(true) {
+                spec.edges.push(c.clone());
+            }
+        }
+        for area_name in &self.cell_areas {
+            let area = spec
+                .areas
+                .iter_mut()
+                .find(|a| &a.name == area_name)
+                .ok_or_else(|| SearchError::Space(format!("cell area `{area_name}` is missing")))?;
+            let prefix = self.prefix(area_name);
+            let mut cell = self.template.clone();
+            for k in &self.knobs {
+                if let Some(v) = params.get(&format!("{prefix}.{}", k.knob.name())) {
+                    set_knob(&mut cell, k.knob, v)?;
+                }
+            }
+            if !cell.uses_cell() || !cell.input_to_cell.is_on() {
+                cell.cell_depth = area.conv.channels;
+            }
+            if !cell.uses_cell() && cell.feedback_entry == FeedbackEntry::Cell {
+                // Without a cell state the cell entry does not exist; the output state is where
+                // the paper's median cell takes its feedback.
+                cell.feedback_entry = FeedbackEntry::Out;
+            }
+            cell.weight_decay = hp.weight_decay as f32;
+            area.conv.activation = Activation::Identity;
+            area.cell = CellSpec::GeneralRgc(Box::new(cell));
+        }
+        spec.validate()
+            .map_err(|e| SearchError::Invalid(e.to_string()))?;
+        topology::infer(&spec).map_err(|e| SearchError::Invalid(e.to_string()))?;
+        Ok((spec, hp))
+    }
+}
+
+impl Space for RgcSpace {
     /// The flattened parameters in sampling order (parents first).
-    pub fn param_defs(&self) -> Vec<ParamDef> {
+    fn param_defs(&self) -> Vec<ParamDef> {
         let mut defs: Vec<ParamDef> = self
             .feedback_candidates
             .iter()
@@ -458,110 +518,8 @@ impl SearchSpace {
         defs
     }
 
-    /// Draws one configuration: every parameter whose condition holds, in order.
-    pub fn sample(&self, sampler: &mut dyn ParamSampler) -> Params {
-        let mut params = Params::new();
-        for def in self.param_defs() {
-            if def.condition.holds(&params) {
-                let v = sampler.sample(&def, &params);
-                params.insert(def.name, v);
-            }
-        }
-        params
-    }
-
-    /// Checks `params` against the space: every present parameter is defined, in its domain and
-    /// with its condition true; every parameter whose condition holds is present.
-    pub fn check_params(&self, params: &Params) -> Result<(), SearchError> {
-        let defs = self.param_defs();
-        for name in params.keys() {
-            if defs.iter().all(|d| &d.name != name) {
-                return Err(SearchError::Params(format!(
-                    "parameter `{name}` is not part of the search space"
-                )));
-            }
-        }
-        for d in &defs {
-            match (d.condition.holds(params), params.get(&d.name)) {
-                (true, None) => {
-                    return Err(SearchError::Params(format!(
-                        "parameter `{}` is missing (its condition holds)",
-                        d.name
-                    )))
-                }
-                (false, Some(_)) => {
-                    return Err(SearchError::Params(format!(
-                        "parameter `{}` is present although its condition {:?} does not hold",
-                        d.name, d.condition
-                    )))
-                }
-                (true, Some(v)) if !d.domain.contains(v) => {
-                    return Err(SearchError::Params(format!(
-                        "parameter `{}` = {v:?} is outside its domain {:?}",
-                        d.name, d.domain
-                    )))
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// The model and training hyperparameters that `params` select on `base`. The result has been
-    /// validated and shape-checked.
-    pub fn apply(
-        &self,
-        params: &Params,
-        base: &ModelSpec,
-    ) -> Result<(ModelSpec, TrainHparams), SearchError> {
-        self.check_against(base)?;
-        self.check_params(params)?;
-        let mut spec = base.clone();
-        spec.name = format!("{}_searched", base.name);
-        let hp = TrainHparams {
-            lr: float(params, "lr")?,
-            weight_decay: float(params, "weight_decay")?,
-        };
-        spec.edges.retain(|e| {
-            !self
-                .feedback_candidates
-                .iter()
-                .any(|c| c.from == e.from && c.to == e.to)
-        });
-        for c in &self.feedback_candidates {
-            if params.get(&edge_param(c)).and_then(ParamValue::as_bool) == Some(true) {
-                spec.edges.push(c.clone());
-            }
-        }
-        for area_name in &self.cell_areas {
-            let area = spec
-                .areas
-                .iter_mut()
-                .find(|a| &a.name == area_name)
-                .ok_or_else(|| SearchError::Space(format!("cell area `{area_name}` is missing")))?;
-            let prefix = self.prefix(area_name);
-            let mut cell = self.template.clone();
-            for k in &self.knobs {
-                if let Some(v) = params.get(&format!("{prefix}.{}", k.knob.name())) {
-                    set_knob(&mut cell, k.knob, v)?;
-                }
-            }
-            if !cell.uses_cell() || !cell.input_to_cell.is_on() {
-                cell.cell_depth = area.conv.channels;
-            }
-            if !cell.uses_cell() && cell.feedback_entry == FeedbackEntry::Cell {
-                // Without a cell state the cell entry does not exist; the output state is where
-                // the paper's median cell takes its feedback.
-                cell.feedback_entry = FeedbackEntry::Out;
-            }
-            cell.weight_decay = hp.weight_decay as f32;
-            area.conv.activation = Activation::Identity;
-            area.cell = CellSpec::GeneralRgc(Box::new(cell));
-        }
-        spec.validate()
-            .map_err(|e| SearchError::Invalid(e.to_string()))?;
-        topology::infer(&spec).map_err(|e| SearchError::Invalid(e.to_string()))?;
-        Ok((spec, hp))
+    fn check(&self) -> Result<(), SearchError> {
+        RgcSpace::check(self)
     }
 }
 
@@ -640,11 +598,6 @@ fn set_knob(c: &mut GeneralRgcSpec, knob: CellKnob, v: &ParamValue) -> Result<()
     Ok(())
 }
 
-/// Draws one parameter value given those drawn so far for the same trial.
-pub trait ParamSampler {
-    fn sample(&mut self, def: &ParamDef, so_far: &Params) -> ParamValue;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,7 +605,7 @@ mod tests {
     #[test]
     fn parents_are_sampled_before_their_children() {
         for base in ["compact_rgc", "compact_rgc_median", "rgc_intermediate"] {
-            let mut space = SearchSpace::default_for(base).unwrap();
+            let mut space = RgcSpace::default_for(base).unwrap();
             for shared in [false, true] {
                 space.shared = shared;
                 let defs = space.param_defs();
@@ -672,7 +625,7 @@ mod tests {
 
     #[test]
     fn a_template_path_that_is_off_removes_its_children() {
-        let mut space = SearchSpace::default_for("compact_rgc").unwrap();
+        let mut space = RgcSpace::default_for("compact_rgc").unwrap();
         space.knobs.retain(|k| k.knob != CellKnob::GateSize);
         space.template.gate.conv.size = 0;
         let names: Vec<String> = space.param_defs().into_iter().map(|d| d.name).collect();
