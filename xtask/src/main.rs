@@ -5,6 +5,7 @@ mod bench_loader;
 mod bench_ops;
 mod bench_unroll;
 mod benchmarks_md;
+mod dist;
 mod doctor;
 mod figures;
 mod import;
