@@ -10,9 +10,12 @@
 #        (`cargo test -p tensor --features cuda --no-run`),
 #      * topology's end-to-end `cuda_unroll` test
 #        (`cargo test -p topology --features cuda --test cuda_unroll --no-run`),
+#      * the data-parallel tests: collective's `nccl` and trainer's `distributed`
+#        (`cargo test -p collective --features cuda --test nccl --no-run`,
+#        `cargo test -p trainer --features cuda --test distributed --no-run`),
 #      * the xtask binary (`cargo build -p xtask --release --features cuda`),
 #    strips their debug info and copies them to target/gpu-check/bin/ as
-#    tensor-lib, cuda_parity, cuda_unroll and xtask (a few MB each). A first build from scratch
+#    tensor-lib, cuda_parity, cuda_unroll, nccl, distributed and xtask (a few MB each). A first build from scratch
 #    takes several minutes on 2 cores (the release build of xtask dominates); later ones reuse
 #    target/. target/gpu-check is what has to travel to the GPU machine; it is ignored by git,
 #    so name it explicitly when copying: the device runner's `carry: ["target/gpu-check"]`.
@@ -35,6 +38,14 @@
 #        functions, CPU vs CUDA, forward and gradients),
 #      * cuda_unroll (compact_rgc_median built from one seed on CPU and cuda:0: last logits and
 #        every parameter gradient),
+#      * nccl: NCCL with a world of one on cuda:0 (libnccl found, id over the TCP bootstrap,
+#        communicator, all-reduce and broadcast of device memory, the time of an all-reduce of
+#        rgc_shallow's 24 M gradients); it needs the nvidia-nccl-cu13 wheel (libnccl.so.2),
+#      * distributed (when Fashion-MNIST travelled): two ranks at batch 8 on the GPU against one
+#        rank at batch 16, 8 steps of compact_rgc_median, parameters compared (the largest
+#        difference goes to the summary); with one GPU both ranks share cuda:0 and exchange
+#        gradients over TCP, with two or more each rank has its own GPU and NCCL; with two or
+#        more GPUs also `xtask train --nproc 2 --device cuda` (NCCL) for TRAIN_STEPS/4 steps,
 #      * `xtask bench unroll` beside benches/torch_unroll.py (PyTorch on the same card) for
 #        rgc_shallow (96 px, batch 16) and compact_rgc (batch 256),
 #      * a short `xtask train` of compact_rgc on Fashion-MNIST on cuda:0 (TRAIN_STEPS steps of
@@ -43,8 +54,8 @@
 #      * `xtask bench ops --device cuda:0 --json` on benches/ops_shapes.json.
 #    Output goes to $OUT (default ./gpu-check-out): summary.txt (every step's result),
 #    environment.txt, one log per test executable, unroll-{ours,torch}-MODEL.json,
-#    bench-unroll.log, train-cuda.log, train-cuda-metrics.jsonl, bench-ops-cuda.json and
-#    bench-ops-cuda.log. The device runner returns at most 8 files: tar $OUT into one.
+#    bench-unroll.log, train-cuda.log, train-cuda-metrics.jsonl, bench-ops-cuda.json,
+#    bench-ops-cuda.log, nccl.log, distributed.log and (two or more GPUs) train-nccl.log. The device runner returns at most 8 files: tar $OUT into one.
 #
 #    GPU time: the whole run stays within GPU_CHECK_BUDGET_S seconds (default 480); each step
 #    also has its own cap (60 s for the unit tests, cuda_unroll and each model benchmark, 100 s
@@ -71,6 +82,10 @@ build() {
     cargo test -p tensor --features cuda --no-run --message-format=json >>"$json" &&
         cargo test -p topology --features cuda --test cuda_unroll --no-run \
             --message-format=json >>"$json" &&
+        cargo test -p collective --features cuda --test nccl --no-run \
+            --message-format=json >>"$json" &&
+        cargo test -p trainer --features cuda --test distributed --no-run \
+            --message-format=json >>"$json" &&
         cargo build -p xtask --release --features cuda --message-format=json >>"$json" || {
         echo "gpu-check: cargo build failed" >&2
         exit 1
@@ -91,7 +106,7 @@ for line in open(messages):
     target, kind = m["target"]["name"], m["target"]["kind"]
     if target == "tensor" and "lib" in kind:
         name = "tensor-lib"
-    elif target in ("cuda_parity", "cuda_unroll") and "test" in kind:
+    elif target in ("cuda_parity", "cuda_unroll", "nccl", "distributed") and "test" in kind:
         name = target
     elif target == "xtask" and "bin" in kind:
         name = "xtask"
@@ -99,7 +114,7 @@ for line in open(messages):
         continue
     shutil.copy(exe, f"{dest}/{name}")
     found[name] = exe
-for name in ("tensor-lib", "cuda_parity", "cuda_unroll", "xtask"):
+for name in ("tensor-lib", "cuda_parity", "cuda_unroll", "nccl", "distributed", "xtask"):
     if name not in found:
         sys.exit(f"gpu-check: cargo did not report the {name} executable")
     print(f"{name}: {found[name]}")
@@ -153,7 +168,7 @@ run() {
     local summary="$out/summary.txt"
     : >"$summary"
     local exe
-    for exe in tensor-lib cuda_parity cuda_unroll xtask; do
+    for exe in tensor-lib cuda_parity cuda_unroll nccl distributed xtask; do
         if [ ! -x "$BIN_DIR/$exe" ]; then
             echo "gpu-check: no $exe executable in $BIN_DIR; run 'scripts/gpu-check.sh build' on the build machine and carry target/gpu-check" | tee -a "$summary"
             exit 2
@@ -169,7 +184,7 @@ run() {
     local links=/tmp/gpu-check-cuda-links
     rm -rf "$links" && mkdir -p "$links"
     local stem d f
-    for stem in libcudnn libcublas libcublasLt libnvrtc libnvJitLink; do
+    for stem in libcudnn libcublas libcublasLt libnvrtc libnvJitLink libnccl; do
         for d in $(echo "$CONVRNN_CUDA_LIB_DIRS" | tr ':' ' '); do
             f="$(ls "$d/$stem".so.[0-9]* 2>/dev/null | sort -V | tail -n 1)"
             if [ -n "$f" ]; then
@@ -187,7 +202,7 @@ run() {
         echo "== CONVRNN_CUDA_LIB_DIRS"; echo "$CONVRNN_CUDA_LIB_DIRS" | tr ':' '\n'
         echo "== CUDA libraries there"
         echo "$CONVRNN_CUDA_LIB_DIRS" | tr ':' '\n' | while read -r d; do
-            [ -d "$d" ] && ls "$d" | grep -E '^lib(cuda|nvrtc|cublas|cudnn|nvJitLink)' | sed "s|^|$d/|"
+            [ -d "$d" ] && ls "$d" | grep -E '^lib(cuda|nvrtc|cublas|cudnn|nvJitLink|nccl)' | sed "s|^|$d/|"
         done
         echo "== libcuda from the system"; ldconfig -p 2>/dev/null | grep -E 'libcuda\.so' || echo "(not in the ldconfig cache)"
         echo "== other CUDA libraries in the ldconfig cache"
@@ -224,7 +239,9 @@ run() {
         [ "$rc" -eq 124 ] && echo "TIMED OUT" | tee -a "$summary"
         grep -E '^test result:' "$log" | tee -a "$summary"
         grep -E '^test .* FAILED$|panicked at' "$log" | head -40 | tee -a "$summary"
-        grep -E 'worst relative error' "$log" | tee -a "$summary"
+        grep -E 'worst relative error|largest parameter difference|NCCL all-reduce of' "$log" |
+            tee -a "$summary"
+        grep -E 'skipped: (Fashion-MNIST|MPICH)' "$log" | tee -a "$summary"
         if grep -q 'skipped: no CUDA device' "$log"; then
             echo "GPU NOT USED: tests skipped because no CUDA device was usable:" | tee -a "$summary"
             grep -m1 -o 'skipped: no CUDA device.*' "$log" | tee -a "$summary"
@@ -238,6 +255,23 @@ run() {
     run_one 100 cuda_parity --nocapture --test-threads 4
     # ... a whole model, unrolled and backpropagated on both devices ...
     run_one 60 cuda_unroll --nocapture
+    # ... NCCL with a world of one ...
+    run_one 60 nccl --nocapture
+    # ... and data-parallel training on the GPU: 2 ranks × batch 8 against 1 × batch 16.
+    local fmnist="${FMNIST_DIR:-$ROOT/.fmnist}"
+    local gpus
+    gpus="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')"
+    if [ -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
+        local via_backend=tcp
+        [ "${gpus:-0}" -ge 2 ] && via_backend=nccl
+        export CONVRNN_DATA_DIR="$fmnist" CONVRNN_TEST_DEVICE=cuda:0 CONVRNN_TEST_VIA=tcp
+        export CONVRNN_TEST_BACKEND="$via_backend"
+        echo "== data parallel on $gpus GPU(s), gradients over $via_backend" | tee -a "$summary"
+        run_one 120 distributed --exact two_mpi_ranks_at_batch_b_match_one_rank_at_2b --nocapture
+        unset CONVRNN_TEST_DEVICE CONVRNN_TEST_VIA CONVRNN_TEST_BACKEND
+    else
+        echo "== distributed: NOT RUN (no Fashion-MNIST in $fmnist)" | tee -a "$summary"
+    fi
 
     # Whole models on the GPU: ours (`xtask bench unroll`) beside plain PyTorch on the same card
     # (benches/torch_unroll.py, with the machine's own python3), the issue-#3 configuration
@@ -267,7 +301,6 @@ run() {
     done
 
     # A short real training run on the GPU (Fashion-MNIST from FMNIST_DIR, when it travelled).
-    local fmnist="${FMNIST_DIR:-$ROOT/.fmnist}"
     if [ -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
         limit="$(allowance 120)"
         echo "== xtask train on cuda:0 (limit ${limit} s)" | tee -a "$summary"
@@ -286,6 +319,20 @@ run() {
         tr '\r' '\n' <"$out/train-cuda.log" | grep -v '^\s*$' | tail -n 25 | tee -a "$summary"
         cp /tmp/gpu-check-train/metrics.jsonl "$out/train-cuda-metrics.jsonl" 2>/dev/null
         [ "$rc" -eq 0 ] || status=1
+        if [ "${gpus:-0}" -ge 2 ]; then
+            # Two ranks, one GPU each, gradients over NCCL (a TCP rendezvous starts them).
+            limit="$(allowance 120)"
+            echo "== xtask train --nproc 2 --device cuda (NCCL; limit ${limit} s)" | tee -a "$summary"
+            start=$SECONDS
+            PATH="/tmp/gpu-check-noapt:$PATH" timeout "$limit" "$BIN_DIR/xtask" train \
+                --model compact_rgc --dataset fashion-mnist --data-dir "$fmnist" --device cuda \
+                --nproc 2 --batch-size 128 --max-steps "$(( ${TRAIN_STEPS:-400} / 4 ))" \
+                --out /tmp/gpu-check-train-nccl >"$out/train-nccl.log" 2>&1
+            rc=$?
+            echo "exit status $rc after $((SECONDS - start)) s" | tee -a "$summary"
+            tr '\r' '\n' <"$out/train-nccl.log" | grep -v '^\s*$' | tail -n 12 | tee -a "$summary"
+            [ "$rc" -eq 0 ] || status=1
+        fi
     else
         echo "== xtask train on cuda:0: NOT RUN (no Fashion-MNIST in $fmnist)" | tee -a "$summary"
     fi
