@@ -461,7 +461,8 @@ pub fn rank_device(requested: Device, comm: &dyn Collective) -> Result<Device> {
     }
 }
 
-/// Connects this process to the other ranks of its launch with the backend `opts` asks for.
+/// Connects this process to the other ranks of its launch with the backend `opts` asks for:
+/// [`connect_host`], then [`for_device`].
 ///
 /// Under [`BackendChoice::Auto`]: a world of one is [`Single`]; a CUDA run uses NCCL, bootstrapped
 /// over MPI when an MPI process manager launched the job and over TCP otherwise; a CPU run uses
@@ -469,47 +470,65 @@ pub fn rank_device(requested: Device, comm: &dyn Collective) -> Result<Device> {
 /// torchrun-style variables, plain `srun` and Open MPI's `mpirun` (whose MPI library has another
 /// ABI).
 pub fn connect(launch: &Launch, opts: &Options) -> Result<Box<dyn Collective>> {
-    let cuda = matches!(opts.device, Device::Cuda(_));
-    let choice = match opts.backend {
-        BackendChoice::Single => return Ok(Box::new(Single)),
-        BackendChoice::Auto if launch.world_size == 1 => return Ok(Box::new(Single)),
-        BackendChoice::Auto if cuda => BackendChoice::Nccl,
-        BackendChoice::Auto if launch.mpi_job && launch.launcher != Launcher::OpenMpi => {
-            BackendChoice::Mpi
-        }
-        BackendChoice::Auto => BackendChoice::Tcp,
-        other => other,
-    };
+    let host = connect_host(launch, opts.backend, opts.timeout)?;
+    for_device(host, opts)
+}
+
+/// The host-side communicator of a launch: [`Single`] for one rank (or `Single` asked for), MPI
+/// or TCP as [`connect`] describes (NCCL's bootstrap under [`BackendChoice::Nccl`]). It is all a
+/// job needs before it knows which device it trains on.
+pub fn connect_host(
+    launch: &Launch,
+    choice: BackendChoice,
+    timeout: Duration,
+) -> Result<Box<dyn Collective>> {
+    let mpi_job = launch.mpi_job && launch.launcher != Launcher::OpenMpi;
     match choice {
-        BackendChoice::Mpi => Ok(Box::new(mpi::MpiComm::init(launch, opts.timeout)?)),
-        BackendChoice::Tcp => Ok(Box::new(tcp::TcpComm::connect(launch, opts.timeout)?)),
-        BackendChoice::Nccl => connect_nccl(launch, opts),
-        BackendChoice::Auto | BackendChoice::Single => {
-            unreachable!("resolved to a concrete backend above")
+        BackendChoice::Single => Ok(Box::new(Single)),
+        // NCCL's own world of one still needs a (trivial) bootstrap.
+        BackendChoice::Auto if launch.world_size == 1 => Ok(Box::new(Single)),
+        BackendChoice::Mpi => Ok(Box::new(mpi::MpiComm::init(launch, timeout)?)),
+        BackendChoice::Auto | BackendChoice::Nccl if mpi_job => {
+            Ok(Box::new(mpi::MpiComm::init(launch, timeout)?))
+        }
+        BackendChoice::Auto | BackendChoice::Nccl | BackendChoice::Tcp => {
+            Ok(Box::new(tcp::TcpComm::connect(launch, timeout)?))
         }
     }
 }
 
-#[cfg(feature = "cuda")]
-fn connect_nccl(launch: &Launch, opts: &Options) -> Result<Box<dyn Collective>> {
-    let host: Box<dyn Collective> = if launch.mpi_job && launch.launcher != Launcher::OpenMpi {
-        Box::new(mpi::MpiComm::init(launch, opts.timeout)?)
-    } else {
-        Box::new(tcp::TcpComm::connect(launch, opts.timeout)?)
+/// `host` with NCCL in front for the tensors of a CUDA run, when `opts` asks for NCCL or leaves
+/// the choice to [`BackendChoice::Auto`] with several ranks on CUDA; `host` itself otherwise.
+pub fn for_device(host: Box<dyn Collective>, opts: &Options) -> Result<Box<dyn Collective>> {
+    let cuda = matches!(opts.device, Device::Cuda(_));
+    let nccl = match opts.backend {
+        BackendChoice::Nccl => true,
+        BackendChoice::Auto => cuda && host.world_size() > 1,
+        BackendChoice::Single | BackendChoice::Mpi | BackendChoice::Tcp => false,
     };
-    let device = rank_device(opts.device, host.as_ref())?;
-    let Device::Cuda(ordinal) = device else {
+    if !nccl {
+        return Ok(host);
+    }
+    if !cuda {
         return Err(Error::Invalid {
             op: "nccl",
             msg: "NCCL reduces CUDA tensors; this run is on the CPU (use --backend mpi or tcp)"
                 .into(),
         });
+    }
+    with_nccl(host, opts)
+}
+
+#[cfg(feature = "cuda")]
+fn with_nccl(host: Box<dyn Collective>, opts: &Options) -> Result<Box<dyn Collective>> {
+    let Device::Cuda(ordinal) = rank_device(opts.device, host.as_ref())? else {
+        unreachable!("for_device checked that the run is on CUDA")
     };
     Ok(Box::new(nccl::NcclComm::new(host, ordinal, opts.timeout)?))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn connect_nccl(_launch: &Launch, _opts: &Options) -> Result<Box<dyn Collective>> {
+fn with_nccl(_host: Box<dyn Collective>, _opts: &Options) -> Result<Box<dyn Collective>> {
     Err(Error::Library {
         what: "NCCL".into(),
         detail: "this build has no CUDA backend".into(),
@@ -551,15 +570,24 @@ mod tests {
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn nccl_without_the_cuda_feature_says_how_to_get_it() {
-        let launch = Launch {
-            world_size: 2,
-            ..Launch::single()
-        };
         let opts = Options {
+            backend: BackendChoice::Nccl,
+            device: Device::Cuda(0),
+            ..Options::default()
+        };
+        let err = for_device(Box::new(Single), &opts)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("--features cuda"), "{err}");
+        let cpu = Options {
             backend: BackendChoice::Nccl,
             ..Options::default()
         };
-        let err = connect(&launch, &opts).err().unwrap().to_string();
-        assert!(err.contains("--features cuda"), "{err}");
+        let err = for_device(Box::new(Single), &cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("on the CPU"), "{err}");
     }
 }

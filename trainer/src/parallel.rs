@@ -297,6 +297,126 @@ mod tests {
         assert_eq!(out[1].to_vec().unwrap(), [7.0]);
     }
 
+    /// Two ranks as threads of this process over TCP; `f(rank, comm)` runs on each.
+    fn two_ranks<T: Send + 'static>(
+        f: impl Fn(usize, &dyn Collective) -> T + Send + Sync + 'static,
+    ) -> Vec<T> {
+        use collective::{tcp::TcpComm, Launch, Launcher, Rendezvous};
+        use std::time::{Duration, Instant};
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let launch = move |rank| Launch {
+            launcher: Launcher::Torchrun,
+            rank,
+            world_size: 2,
+            local_rank: Some(rank),
+            local_world_size: Some(2),
+            rendezvous: Some(Rendezvous {
+                host: "127.0.0.1".into(),
+                port,
+            }),
+            mpi_job: false,
+        };
+        let timeout = Duration::from_secs(60);
+        let f = std::sync::Arc::new(f);
+        let g = std::sync::Arc::clone(&f);
+        let other = std::thread::spawn(move || {
+            let comm = TcpComm::connect(&launch(1), timeout).unwrap();
+            g(1, &comm)
+        });
+        let deadline = Instant::now() + timeout;
+        let comm = TcpComm::serve(listener, &launch(0), "", deadline, timeout, "test").unwrap();
+        let first = f(0, &comm);
+        vec![first, other.join().unwrap()]
+    }
+
+    #[test]
+    fn gradients_average_by_each_ranks_share_of_the_images() {
+        // Rank 0 read 1 image, rank 1 read 2: the mean over the 3 is (1·g₀ + 2·g₁) / 3.
+        let out = two_ranks(|rank, comm| {
+            let mut params = ParamStore::new();
+            let w = params
+                .insert("w", Tensor::zeros([2], Device::Cpu).unwrap())
+                .unwrap();
+            let c = if rank == 0 { [3.0, 0.0] } else { [0.0, 6.0] };
+            let c = Tensor::from_vec(c.to_vec(), [2], Device::Cpu).unwrap();
+            let mut grads = w.mul(&c).unwrap().sum_all().unwrap().backward().unwrap();
+            let seen = rank as u64 + 1;
+            let mut present = [1.0];
+            let step = reduce_step(
+                comm,
+                &StepStats {
+                    seen,
+                    ..Default::default()
+                },
+                &mut present,
+            )
+            .unwrap();
+            assert_eq!((step.seen, present), (3, [2.0]));
+            let weight = (seen * 2) as f64 / step.seen as f64;
+            average_gradients(comm, &params, &mut grads, &present, weight).unwrap();
+            grads.get(&w).unwrap().to_vec().unwrap()
+        });
+        for g in out {
+            assert!(
+                (g[0] - 1.0).abs() < 1e-6 && (g[1] - 4.0).abs() < 1e-6,
+                "{g:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_reaches_every_rank_and_an_error_names_rank_0() {
+        use crate::config::DataSpec;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::checkpoint::LATEST);
+        let spec = topology::zoo::get("compact_timedecay").unwrap();
+        let config = TrainConfig::for_model(spec.clone(), DataSpec::FashionMnist { dir: None });
+        let model = topology::Model::new(&spec, Device::Cpu, 4).unwrap();
+        let opt = crate::optim::Optimizer::new(config.optimizer.clone()).unwrap();
+        let progress = Progress {
+            global_step: 9,
+            ..Progress::default()
+        };
+        crate::checkpoint::save(&path, &config, &progress, &model, &opt).unwrap();
+        let expected: Vec<Vec<f32>> = model
+            .params
+            .iter()
+            .map(|(_, t)| t.to_vec().unwrap())
+            .collect();
+        let out = two_ranks(move |rank, comm| {
+            let local = if rank == 0 {
+                Checkpoint::read(&path).map(Some)
+            } else {
+                Ok(None)
+            };
+            let ck = share_checkpoint(comm, local).unwrap().unwrap();
+            let other = topology::Model::new(&ck.config.model, Device::Cpu, 99).unwrap();
+            ck.load_params_into(&other.params).unwrap();
+            let got: Vec<Vec<f32>> = other
+                .params
+                .iter()
+                .map(|(_, t)| t.to_vec().unwrap())
+                .collect();
+            let failed = share_checkpoint(
+                comm,
+                if rank == 0 {
+                    Err(Error::Config("disk on fire".into()))
+                } else {
+                    Ok(None)
+                },
+            )
+            .unwrap_err()
+            .to_string();
+            (ck.progress.global_step, got, failed)
+        });
+        for (rank, (step, got, failed)) in out.into_iter().enumerate() {
+            assert_eq!(step, 9);
+            assert_eq!(got, expected, "rank {rank}");
+            assert!(failed.contains("disk on fire"), "{failed}");
+        }
+    }
+
     #[test]
     fn one_rank_keeps_its_gradients_and_drops_none() {
         let mut params = ParamStore::new();

@@ -3,7 +3,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use collective::{BackendChoice, Collective, Launch, Options};
+use collective::{BackendChoice, Collective, CollectiveExt, Launch, Options};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use tensor::Device;
@@ -62,8 +64,7 @@ impl DistArgs {
         self.nproc.filter(|&n| n > 1 && launch.world_size == 1)
     }
 
-    /// Joins the other ranks of `launch` (training on `device`).
-    pub fn connect(&self, launch: &Launch, device: Device) -> Result<Box<dyn Collective>> {
+    fn options(&self, device: Device) -> Result<Options> {
         let mut opts = Options::from_env()?;
         opts.backend = self.choice();
         opts.device = device;
@@ -71,12 +72,58 @@ impl DistArgs {
             anyhow::ensure!(s > 0.0, "--dist-timeout must be positive, got {s}");
             opts.timeout = Duration::from_secs_f64(s);
         }
-        collective::connect(launch, &opts).with_context(|| {
+        Ok(opts)
+    }
+
+    /// Joins the other ranks of `launch` on the host (MPI or TCP; nothing for one rank).
+    pub fn connect_host(&self, launch: &Launch) -> Result<Box<dyn Collective>> {
+        let opts = self.options(Device::Cpu)?;
+        collective::connect_host(launch, opts.backend, opts.timeout).with_context(|| {
             format!(
-                "joining rank {} of {} ({})",
+                "joining as rank {} of {} ({})",
                 launch.rank, launch.world_size, launch.launcher
             )
         })
+    }
+
+    /// `host`, with NCCL in front when the run is on CUDA (see `collective::for_device`).
+    pub fn for_device(
+        &self,
+        host: Box<dyn Collective>,
+        device: Device,
+    ) -> Result<Box<dyn Collective>> {
+        Ok(collective::for_device(host, &self.options(device)?)?)
+    }
+}
+
+/// Rank 0's `planned` value on every rank (`planned` is only read on rank 0). An error on rank
+/// 0 reaches the others too, so that no rank waits for a run that will not start.
+pub fn share<T: Serialize + DeserializeOwned>(
+    comm: &dyn Collective,
+    planned: Result<T>,
+) -> Result<T> {
+    if comm.world_size() == 1 {
+        return planned;
+    }
+    let record: std::result::Result<&T, String> = match &planned {
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let root = comm.rank() == 0;
+    let bytes = if root {
+        serde_json::to_vec(&record).context("encoding the run's plan")?
+    } else {
+        Vec::new()
+    };
+    let bytes = comm.broadcast_bytes(&bytes, 0)?;
+    if root {
+        return planned;
+    }
+    match serde_json::from_slice::<std::result::Result<T, String>>(&bytes)
+        .context("reading rank 0's plan")?
+    {
+        Ok(v) => Ok(v),
+        Err(msg) => bail!("rank 0 cannot start the run: {msg}"),
     }
 }
 

@@ -337,6 +337,8 @@ pub struct TrainCmd {
     /// Print the final report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub dist: crate::dist::DistArgs,
 }
 
 /// A flag raised by Ctrl-C (a second Ctrl-C exits at once).
@@ -363,6 +365,67 @@ fn default_out(config: &TrainConfig) -> PathBuf {
 }
 
 pub fn train(cmd: &TrainCmd) -> Result<()> {
+    let launch = cmd.dist.launch()?;
+    if launch.world_size == 1 {
+        // The ranks of a job install nothing: they would race for apt's lock.
+        crate::doctor::install_missing_if_root();
+    }
+    if let Some(n) = cmd.dist.ranks_to_start(&launch) {
+        return crate::dist::start_local_ranks(n);
+    }
+    let host = cmd.dist.connect_host(&launch)?;
+    let (rank, world) = (host.rank(), host.world_size());
+    // Rank 0 works out the run (it alone reads --out to resume); the other ranks receive it.
+    let planned = if rank == 0 {
+        plan(cmd, world)
+    } else {
+        Err(anyhow::anyhow!("planned on rank 0"))
+    };
+    let (out, config) = crate::dist::share(host.as_ref(), planned)?;
+    let comm = cmd.dist.for_device(host, config.device)?;
+    if rank == 0 && world > 1 {
+        eprintln!(
+            "{world} ranks ({} backend): global batch {} = {} per rank × {world}",
+            comm.backend(),
+            config.batch_size,
+            config.batch_size / world
+        );
+    }
+    let mut opts = FitOptions::new(&out);
+    opts.resume = cmd.resume;
+    opts.allow_changes = cmd.allow_changes;
+    opts.verbose = !cmd.quiet;
+    opts.stop = Some(stop_flag()?);
+    opts.collective = Some(comm.as_ref());
+    let report = match trainer::fit(config, opts) {
+        Ok(r) => r,
+        Err(e) if world > 1 => {
+            // The other ranks would wait for this one until their timeout: end the job now.
+            eprintln!("error on rank {rank}: {:#}", explain(e));
+            comm.abort(1);
+        }
+        Err(e) => return Err(explain(e)),
+    };
+    if rank != 0 {
+        if report.outcome == Outcome::Interrupted {
+            std::process::exit(130);
+        }
+        return Ok(());
+    }
+    if cmd.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    if report.outcome == Outcome::Interrupted {
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+/// The run directory and configuration this command asks for, for a job of `world` ranks
+/// (`--batch-size` is per rank; the configuration holds the global batch).
+fn plan(cmd: &TrainCmd, world: usize) -> Result<(PathBuf, TrainConfig)> {
     let fresh = cmd.args.to_config();
     let out = match (&cmd.out, &fresh) {
         (Some(o), _) => o.clone(),
@@ -380,22 +443,14 @@ pub fn train(cmd: &TrainCmd) -> Result<()> {
     } else {
         fresh?
     };
-    crate::doctor::install_missing_if_root();
-    let mut opts = FitOptions::new(&out);
-    opts.resume = cmd.resume;
-    opts.allow_changes = cmd.allow_changes;
-    opts.verbose = !cmd.quiet;
-    opts.stop = Some(stop_flag()?);
-    let report = trainer::fit(config, opts).map_err(explain)?;
-    if cmd.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_summary(&report);
-    }
-    if report.outcome == Outcome::Interrupted {
-        std::process::exit(130);
-    }
-    Ok(())
+    let mut config = config;
+    config.batch_size = crate::dist::global_batch(
+        cmd.args.batch_size,
+        config.batch_size,
+        cmd.args.config.is_none() && !cmd.resume,
+        world,
+    );
+    Ok((out, config))
 }
 
 /// Library errors carry their own explanation; this only adds the next step to take.
