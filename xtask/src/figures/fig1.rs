@@ -154,6 +154,23 @@ fn judge(cs: &[Comparison]) -> (Verdict, String) {
             "not every cell of the claim has at least two seeds".into(),
         );
     }
+    // A NaN p-value is a test that could not be computed, not a non-significant one.
+    let untested: Vec<String> = gated
+        .iter()
+        .chain(&vanilla)
+        .filter(|c| c.p_holm.is_nan() || c.diff.is_nan())
+        .map(|c| format!("{} against {}", c.cell, c.reference))
+        .collect();
+    if !untested.is_empty() {
+        return (
+            Verdict::CannotTest,
+            format!(
+                "the test of {} could not be computed (its p-value is NaN: an accuracy of the \
+                 cell or of its feedforward reference is not a finite number)",
+                untested.join(", ")
+            ),
+        );
+    }
     let names = |v: &[&Comparison], f: fn(&Comparison) -> bool| -> Vec<String> {
         v.iter().filter(|c| f(c)).map(|c| c.cell.clone()).collect()
     };
@@ -233,8 +250,10 @@ pub fn family_name(f: Family) -> &'static str {
     }
 }
 
-/// The chart: each cell a point, the feedforward nets one line in order of size.
+/// The chart: each cell a point, the feedforward nets one line in order of size. A model whose
+/// accuracy is not a finite number is left out of the chart (the table and verdict say so).
 pub fn draw(table: &Table, out: &Path, data: &str) -> Result<chart::Written> {
+    let drawable = |r: &&Row| r.top1_mean.is_finite() && r.top1_sd.is_finite();
     let point = |r: &Row| Point {
         x: (r.params as f64).log10(),
         y: r.top1_mean,
@@ -243,6 +262,7 @@ pub fn draw(table: &Table, out: &Path, data: &str) -> Result<chart::Written> {
     let mut series: Vec<Series> = CELLS
         .iter()
         .filter_map(|c| table.rows.iter().find(|r| r.model == *c))
+        .filter(drawable)
         .map(|r| Series {
             name: r.model.clone(),
             points: vec![point(r)],
@@ -254,6 +274,7 @@ pub fn draw(table: &Table, out: &Path, data: &str) -> Result<chart::Written> {
         .rows
         .iter()
         .filter(|r| r.family == Family::Feedforward)
+        .filter(drawable)
         .collect();
     ff.sort_by_key(|r| r.params);
     series.push(Series {
@@ -450,6 +471,30 @@ pub(crate) mod tests {
         );
         let one_seed: Vec<Trained> = runs(0.7, 0.5).into_iter().filter(|t| t.seed == 0).collect();
         assert_eq!(table(&one_seed).unwrap().verdict, Verdict::CannotTest);
+    }
+
+    #[test]
+    fn a_test_that_could_not_be_computed_cannot_decide_the_claim() {
+        // rgc diverged in one seed; its Holm-corrected p-value must not read as "not significant".
+        let mut v = runs(0.7, 0.5);
+        let rgc = v.iter_mut().find(|t| t.id == "rgc").unwrap();
+        *rgc.top1_per_step.last_mut().unwrap() = f64::NAN;
+        let t = table(&v).unwrap();
+        let c = t.comparisons.iter().find(|c| c.cell == "rgc").unwrap();
+        assert!(c.p.is_nan() && c.p_holm.is_nan(), "{c:?}");
+        // The other cells are still adjusted over all the tests.
+        assert!(t
+            .comparisons
+            .iter()
+            .filter(|c| c.cell != "rgc")
+            .all(|c| c.p_holm.is_finite()));
+        assert_eq!(t.verdict, Verdict::CannotTest, "{}", t.reason);
+        assert!(t.reason.contains("rgc against ff_wide5"), "{}", t.reason);
+        let dir = tempfile::tempdir().unwrap();
+        let w = draw(&t, dir.path(), "clutter").unwrap();
+        let text = section(&t, &w, "clutter");
+        assert!(text.contains("**Verdict: cannot test.**"), "{text}");
+        assert!(text.contains("could not be computed"), "{text}");
     }
 
     #[test]

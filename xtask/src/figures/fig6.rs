@@ -173,6 +173,16 @@ fn judge(rises: &[Rise], decoders: &[DecoderRow], trained: &[Trained]) -> (Verdi
             format!("{CLAIM_MODEL} has fewer than two seeds"),
         );
     };
+    // A NaN p-value is a test that could not be computed, not a non-significant one.
+    if p.is_nan() {
+        return (
+            Verdict::CannotTest,
+            format!(
+                "the rise of {CLAIM_MODEL}'s accuracy could not be tested (p-value NaN: an \
+                 accuracy per step is not a finite number)"
+            ),
+        );
+    }
     let rise_words = format!(
         "{CLAIM_MODEL}'s top-1 goes from {:.1} % at step {} to {:.1} % at the last step \
          (paired t-test over seeds, p = {p:.3})",
@@ -196,7 +206,17 @@ fn judge(rises: &[Rise], decoders: &[DecoderRow], trained: &[Trained]) -> (Verdi
         let runs: Vec<&Trained> = trained.iter().filter(|t| t.id == CLAIM_MODEL).collect();
         let last: Vec<f64> = runs.iter().filter_map(|t| t.decoder("last")).collect();
         let this: Vec<f64> = runs.iter().filter_map(|t| t.decoder(name)).collect();
-        let significant = stats::paired(&last, &this).is_some_and(|x| x.p < ALPHA);
+        let test = stats::paired(&last, &this);
+        if row.cost_vs_last.is_nan() || test.is_some_and(|x| x.p.is_nan()) {
+            return (
+                Verdict::CannotTest,
+                format!(
+                    "the cost of {name} on {CLAIM_MODEL} could not be tested (p-value NaN: a \
+                     decoder's accuracy is not a finite number)"
+                ),
+            );
+        }
+        let significant = test.is_some_and(|x| x.p < ALPHA);
         cost_words.push(format!(
             "{name} costs {:+.1} points",
             100.0 * row.cost_vs_last
@@ -263,6 +283,8 @@ pub fn draw(table: &Table, out: &Path, data: &str) -> Result<chart::Written> {
                 .steps
                 .iter()
                 .filter(|r| r.model == *m)
+                // A step whose accuracy is not finite is left out (the verdict says why).
+                .filter(|r| r.top1_mean.is_finite() && r.top1_sd.is_finite())
                 .map(|r| Point {
                     x: r.step as f64,
                     y: r.top1_mean,
@@ -402,6 +424,25 @@ mod tests {
             .filter(|r| r.id != "rgc")
             .collect();
         assert_eq!(table(&none).unwrap().verdict, Verdict::CannotTest);
+    }
+
+    #[test]
+    fn a_test_that_could_not_be_computed_cannot_decide_the_claim() {
+        let mut nan_step = runs(0.7, 0.5);
+        let rgc = nan_step.iter_mut().find(|r| r.id == "rgc").unwrap();
+        *rgc.top1_per_step.last_mut().unwrap() = f64::NAN;
+        let t = table(&nan_step).unwrap();
+        assert_eq!(t.verdict, Verdict::CannotTest, "{}", t.reason);
+        assert!(t.reason.contains("could not be tested"), "{}", t.reason);
+        let dir = tempfile::tempdir().unwrap();
+        let w = draw(&t, dir.path(), "clutter").unwrap();
+        assert!(section(&t, &w, "clutter").contains("**Verdict: cannot test.**"));
+        let mut nan_decoder = runs(0.7, 0.5);
+        let rgc = nan_decoder.iter_mut().find(|r| r.id == "rgc").unwrap();
+        rgc.decoders[2].top1 = f64::NAN;
+        let t = table(&nan_decoder).unwrap();
+        assert_eq!(t.verdict, Verdict::CannotTest, "{}", t.reason);
+        assert!(t.reason.contains("thresh"), "{}", t.reason);
     }
 
     #[test]

@@ -1,15 +1,24 @@
 //! The statistics the report states: mean and sample standard deviation over seeds, Welch's and
 //! the paired t-test (two-sided), and Holm's correction for testing several claims at once.
+//!
+//! A value that could not be computed stays NaN through every helper here (a NaN accuracy gives a
+//! NaN p-value, a NaN p-value a NaN adjusted one), so a verdict can see that a test is missing
+//! instead of reading it as "not significant".
 
 /// Mean of `xs` (NaN when empty).
 pub fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
 }
 
-/// Sample standard deviation (n − 1); 0 for fewer than two values.
+/// Sample standard deviation (n − 1); 0 for fewer than two values (NaN when that value is not
+/// finite).
 pub fn sd(xs: &[f64]) -> f64 {
     if xs.len() < 2 {
-        return 0.0;
+        return if xs.iter().all(|x| x.is_finite()) {
+            0.0
+        } else {
+            f64::NAN
+        };
     }
     let m = mean(xs);
     (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
@@ -71,7 +80,9 @@ pub fn paired(a: &[f64], b: &[f64]) -> Option<TTest> {
 }
 
 fn degenerate(diff: f64, df: f64) -> TTest {
-    let (t, p) = if diff == 0.0 {
+    let (t, p) = if diff.is_nan() {
+        (f64::NAN, f64::NAN)
+    } else if diff == 0.0 {
         (0.0, 1.0)
     } else {
         (diff.signum() * f64::INFINITY, 0.0)
@@ -79,12 +90,15 @@ fn degenerate(diff: f64, df: f64) -> TTest {
     TTest { diff, t, df, p }
 }
 
-/// Holm's step-down adjustment of p-values (same order as given; each at most 1).
+/// Holm's step-down adjustment of p-values (same order as given; each at most 1). A NaN p-value
+/// (a test that could not be computed) stays NaN and still counts in the number of tests, so the
+/// others are adjusted as if it had been made (`f64::min(NaN, 1.0)` is 1.0, which would have
+/// turned it into "not significant").
 pub fn holm(ps: &[f64]) -> Vec<f64> {
     let m = ps.len();
-    let mut order: Vec<usize> = (0..m).collect();
+    let mut order: Vec<usize> = (0..m).filter(|&i| !ps[i].is_nan()).collect();
     order.sort_by(|&i, &j| ps[i].total_cmp(&ps[j]));
-    let mut out = vec![0.0; m];
+    let mut out = vec![f64::NAN; m];
     let mut running: f64 = 0.0;
     for (rank, &i) in order.iter().enumerate() {
         running = running.max(((m - rank) as f64 * ps[i]).min(1.0));
@@ -235,5 +249,26 @@ mod tests {
         assert!(holm(&[0.9, 0.8]).iter().all(|&p| p <= 1.0));
         assert_eq!(sd(&[2.0]), 0.0);
         assert!(close(sd(&[1.0, 2.0, 3.0]), 1.0, 1e-12));
+    }
+
+    #[test]
+    fn a_test_that_could_not_be_computed_stays_nan() {
+        let adj = holm(&[f64::NAN, 0.01, 0.02]);
+        assert!(adj[0].is_nan(), "{adj:?}");
+        // The NaN still counts as one of the three tests.
+        assert!(
+            close(adj[1], 0.03, 1e-12) && close(adj[2], 0.04, 1e-12),
+            "{adj:?}"
+        );
+        assert!(holm(&[f64::NAN]).iter().all(|p| p.is_nan()));
+        let w = welch(&[0.5, f64::NAN, 0.6], &[0.4, 0.5]).unwrap();
+        assert!(w.p.is_nan() && w.t.is_nan(), "{w:?}");
+        assert!(paired(&[f64::NAN, 1.0], &[0.0, 0.0]).unwrap().p.is_nan());
+        assert!(paired(&[f64::INFINITY, 1.0], &[0.0, 0.0])
+            .unwrap()
+            .p
+            .is_nan());
+        assert!(sd(&[f64::NAN]).is_nan() && sd(&[]) == 0.0);
+        assert!(degenerate(f64::NAN, 2.0).p.is_nan());
     }
 }
