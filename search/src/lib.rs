@@ -37,25 +37,102 @@ pub use store::{
 pub use study::{ShouldPrune, Study, StudyConfig, TrialFailure, TrialHandle, WorkerSummary};
 pub use tpe::{Observation, RandomSampler, TpeConfig, TpeSampler};
 
-/// What went wrong in a search.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// What went wrong in a search. Failures of the database, the file system, JSON or plotting keep
+/// the underlying error as their [`source`](std::error::Error::source) (print the chain with
+/// [`store::error_chain`] or anyhow's `{:#}`); the message says what was being done.
+#[derive(Debug, thiserror::Error)]
 pub enum SearchError {
+    /// The search space is malformed (an empty space, a repeated name, a bad domain…).
     #[error("search space: {0}")]
     Space(String),
+    /// Trial parameters do not fit the space, or a request about them cannot be met.
     #[error("trial parameters: {0}")]
     Params(String),
+    /// The parameters select a model that cannot be built.
     #[error("invalid architecture: {0}")]
     Invalid(String),
+    /// The study store holds or was asked for something inconsistent (no such study, another
+    /// configuration under the same name, an unknown URL…).
     #[error("study storage: {0}")]
     Storage(String),
+    /// The SQLite database failed.
+    #[error("SQLite `{path}`")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// rusqlite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The PostgreSQL server or client failed.
+    #[error("PostgreSQL: {what}")]
+    Postgres {
+        /// What was being done (the URL is given without its password).
+        what: String,
+        /// The client's error (its own source says why: "Connection refused", …).
+        #[source]
+        source: postgres::Error,
+    },
+    /// A trial was re-queued while this worker ran it.
     #[error("trial {number} was taken over by another worker (this one was presumed dead)")]
-    Lost { number: u64 },
+    Lost {
+        /// The trial's number.
+        number: u64,
+    },
+    /// The objective reported NaN or an infinity.
     #[error("non-finite value {value} reported at step {step}")]
-    NonFinite { step: u64, value: f64 },
-    #[error("{0}")]
-    Io(String),
-    #[error("plotting: {0}")]
-    Plot(String),
+    NonFinite {
+        /// The step (epoch) reported.
+        step: u64,
+        /// The value reported.
+        value: f64,
+    },
+    /// Reading or writing a file failed.
+    #[error("{what} `{path}`")]
+    Io {
+        /// What was being done ("writing", "creating the folder of"…).
+        what: &'static str,
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A value could not be turned into JSON or read back from it.
+    #[error("{what}")]
+    Json {
+        /// What was being (de)serialised.
+        what: String,
+        /// serde_json's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A chart could not be drawn.
+    #[error("drawing `{path}`")]
+    Plot {
+        /// The SVG file it was meant for.
+        path: std::path::PathBuf,
+        /// The plotting error.
+        #[source]
+        source: plots::PlotError,
+    },
+}
+
+impl SearchError {
+    /// An [`SearchError::Io`] error, as a `map_err` argument.
+    pub(crate) fn io(
+        what: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> SearchError {
+        let path = path.to_path_buf();
+        move |source| SearchError::Io { what, path, source }
+    }
+
+    /// A [`SearchError::Json`] error, as a `map_err` argument.
+    pub(crate) fn json(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> SearchError {
+        let what = what.into();
+        move |source| SearchError::Json { what, source }
+    }
 }
 
 /// Replaces `path` with `contents` atomically (a synced temporary file in the same folder,

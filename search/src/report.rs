@@ -138,13 +138,11 @@ impl SearchReport {
     /// Writes `report.json` and the plots into `dir`; returns the files written. `objective`
     /// labels the plots' value axis (what the objective measures).
     pub fn write(&self, dir: &Path, objective: &str) -> Result<Vec<PathBuf>, SearchError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| SearchError::Io(format!("creating `{}`: {e}", dir.display())))?;
-        let json = serde_json::to_vec_pretty(self)
-            .map_err(|e| SearchError::Io(format!("serialising the report: {e}")))?;
+        std::fs::create_dir_all(dir).map_err(SearchError::io("creating", dir))?;
+        let json =
+            serde_json::to_vec_pretty(self).map_err(SearchError::json("serialising the report"))?;
         let path = dir.join("report.json");
-        crate::write_atomically(&path, &json)
-            .map_err(|e| SearchError::Io(format!("writing `{}`: {e}", path.display())))?;
+        crate::write_atomically(&path, &json).map_err(SearchError::io("writing", &path))?;
         let mut out = vec![path];
         out.extend(write_plots(self, dir, objective)?);
         Ok(out)
@@ -302,11 +300,12 @@ pub fn write_plots(
             continue;
         }
         let path = dir.join(format!("{name}.svg"));
-        let svg = chart
-            .to_svg()
-            .map_err(|e| SearchError::Plot(e.to_string()))?;
+        let svg = chart.to_svg().map_err(|source| SearchError::Plot {
+            path: path.clone(),
+            source,
+        })?;
         crate::write_atomically(&path, svg.as_bytes())
-            .map_err(|e| SearchError::Io(format!("writing `{}`: {e}", path.display())))?;
+            .map_err(SearchError::io("writing", &path))?;
         out.push(path);
     }
     Ok(out)

@@ -59,7 +59,8 @@ pub enum TrialFailure {
 
 impl From<SearchError> for TrialFailure {
     fn from(e: SearchError) -> Self {
-        TrialFailure::Failed(e.to_string())
+        // The whole chain: the study records the reason as text.
+        TrialFailure::Failed(crate::store::error_chain(&e))
     }
 }
 
@@ -145,7 +146,7 @@ impl<S: Space + Serialize + DeserializeOwned> Study<S> {
     ) -> Result<Study<S>, SearchError> {
         config.space.check()?;
         let json = serde_json::to_string(&config)
-            .map_err(|e| SearchError::Storage(format!("serialising the study config: {e}")))?;
+            .map_err(SearchError::json("serialising the study config"))?;
         let info = storage.open_study(name, config.direction, &json)?;
         Ok(Study::bound(storage, info, config))
     }
@@ -155,9 +156,9 @@ impl<S: Space + Serialize + DeserializeOwned> Study<S> {
         let info = storage
             .find_study(name)?
             .ok_or_else(|| SearchError::Storage(format!("no study called `{name}`")))?;
-        let config: StudyConfig<S> = serde_json::from_str(&info.config).map_err(|e| {
-            SearchError::Storage(format!("study `{name}` has an unreadable config: {e}"))
-        })?;
+        let config: StudyConfig<S> = serde_json::from_str(&info.config).map_err(
+            SearchError::json(format!("study `{name}` has an unreadable config")),
+        )?;
         Ok(Study::bound(storage, info, config))
     }
 

@@ -26,11 +26,22 @@ pub enum SearchAction {
     Median(MedianArgs),
 }
 
+/// The variable that names the storage when `--storage` is not given. `--workers` hands the
+/// storage to its worker processes this way: a command line is readable by every user of the
+/// machine (`ps`), a process's environment only by its owner, and a PostgreSQL URL may carry a
+/// password.
+const STORAGE_ENV: &str = "CONVRNN_SEARCH_STORAGE";
+
+/// The storage when neither `--storage` nor the variable names one.
+const DEFAULT_STORAGE: &str = "sqlite://runs/search/study.db";
+
 #[derive(Args, Debug, Clone)]
 pub struct StudyArgs {
-    /// `sqlite:///abs/path/study.db`, a file path, or `postgresql://user@host/db`.
-    #[arg(long, default_value = "sqlite://runs/search/study.db")]
-    pub storage: String,
+    /// `sqlite:///abs/path/study.db`, a file path, or `postgresql://user@host/db` [default:
+    /// $CONVRNN_SEARCH_STORAGE, else sqlite://runs/search/study.db]. A password is better given
+    /// in the variable than on the command line, which other users can read.
+    #[arg(long)]
+    pub storage: Option<String>,
     #[arg(long, default_value = "compact_rgc-clutter")]
     pub study: String,
 }
@@ -84,9 +95,18 @@ pub struct MedianArgs {
 /// What a trial's value is: the plots' value axis.
 const OBJECTIVE: &str = "objective (validation top-1)";
 
-/// Relative SQLite paths are taken from the workspace root, like every other default path.
+/// The storage asked for: `--storage`, else the variable's value, else the default.
+fn storage_given(flag: Option<&str>, env: Option<String>) -> String {
+    flag.map(str::to_string)
+        .or(env.filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| DEFAULT_STORAGE.to_string())
+}
+
+/// The storage URL to open. Relative SQLite paths are taken from the workspace root, like every
+/// other default path.
 fn storage_url(s: &StudyArgs) -> Result<String> {
-    if let Some(path) = s.storage.strip_prefix("sqlite://") {
+    let given = storage_given(s.storage.as_deref(), std::env::var(STORAGE_ENV).ok());
+    if let Some(path) = given.strip_prefix("sqlite://") {
         let p = PathBuf::from(path);
         let abs = if p.is_absolute() {
             p
@@ -98,7 +118,7 @@ fn storage_url(s: &StudyArgs) -> Result<String> {
         }
         return Ok(format!("sqlite://{}", abs.display()));
     }
-    Ok(s.storage.clone())
+    Ok(given)
 }
 
 fn study_dir(s: &StudyArgs, out: &Option<PathBuf>) -> PathBuf {
@@ -206,24 +226,40 @@ fn search(a: &RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// The arguments of one worker process: this command's, with `--workers K` replaced by
+/// `--workers 1` and without `--storage` (the workers get the storage in [`STORAGE_ENV`], so no
+/// password appears on a command line).
+fn worker_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--workers" | "--storage" => {
+                it.next();
+            }
+            a if a.starts_with("--workers=") || a.starts_with("--storage=") => {}
+            _ => out.push(arg.clone()),
+        }
+    }
+    out.extend(["--workers".into(), "1".into()]);
+    out
+}
+
+/// The command that starts one worker: `exe` with `args` (already through [`worker_args`]) and
+/// the storage URL in [`STORAGE_ENV`], never on the command line.
+fn worker_command(exe: &std::path::Path, args: &[String], url: &str) -> Command {
+    let mut c = Command::new(exe);
+    c.args(args).env(STORAGE_ENV, url);
+    c
+}
+
 /// Runs `workers` copies of this command, each a single worker on the shared study.
 fn spawn_workers(a: &RunArgs) -> Result<()> {
     let exe = std::env::current_exe().context("finding the xtask executable")?;
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    // Replace --workers K (either form) with --workers 1.
-    let mut i = 0;
-    while i < args.len() {
-        if args[i] == "--workers" {
-            args.drain(i..(i + 2).min(args.len()));
-        } else if args[i].starts_with("--workers=") {
-            args.remove(i);
-        } else {
-            i += 1;
-        }
-    }
-    args.extend(["--workers".into(), "1".into()]);
+    let args = worker_args(&std::env::args().skip(1).collect::<Vec<_>>());
+    let url = storage_url(&a.study)?;
     // Create the study once, so concurrent workers only ever join it.
-    let storage = storage_from_url(&storage_url(&a.study)?)?;
+    let storage = storage_from_url(&url)?;
     let seed = a.train.seed.unwrap_or(0);
     let base = a
         .space
@@ -237,7 +273,7 @@ fn spawn_workers(a: &RunArgs) -> Result<()> {
         )?;
     }
     let children: Vec<_> = (0..a.workers)
-        .map(|_| Command::new(&exe).args(&args).spawn())
+        .map(|_| worker_command(&exe, &args, &url).spawn())
         .collect::<std::io::Result<_>>()
         .context("starting the worker processes")?;
     let mut failed = 0;
@@ -307,4 +343,94 @@ fn median(a: &MedianArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Issue 20: the workers' command lines (readable by every user through `ps`) carried the
+    /// storage URL with its password.
+    #[test]
+    fn worker_command_lines_carry_no_storage_url() {
+        let argv = strings(&[
+            "search",
+            "--storage",
+            "postgresql://ann:s3cret@db/studies",
+            "--workers",
+            "3",
+            "--trials",
+            "5",
+            "--storage=postgresql://ann:s3cret@db/other",
+            "--workers=2",
+            "--model",
+            "compact_rgc",
+        ]);
+        let w = worker_args(&argv);
+        assert!(!w.join(" ").contains("s3cret"), "{w:?}");
+        assert_eq!(
+            w,
+            strings(&[
+                "search",
+                "--trials",
+                "5",
+                "--model",
+                "compact_rgc",
+                "--workers",
+                "1"
+            ])
+        );
+        // What the worker parses: one worker, the storage left to the environment.
+        let cli = crate::Cli::try_parse_from(std::iter::once("cargo xtask".to_string()).chain(w))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let crate::Cmd::Search(cmd) = cli.command else {
+            panic!("the worker's arguments parse to another command");
+        };
+        assert_eq!(cmd.run.workers, 1);
+        assert_eq!(cmd.run.study.storage, None);
+    }
+
+    /// The command a worker is started with: the URL (password included) only in its
+    /// environment, which only its owner can read; nothing of it among the arguments.
+    #[test]
+    fn the_worker_command_passes_the_storage_in_the_environment() {
+        let url = "postgresql://ann:s3cret@db/studies";
+        let argv = strings(&["search", "--storage", url, "--workers", "2"]);
+        let c = worker_command(std::path::Path::new("/bin/xtask"), &worker_args(&argv), url);
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args, strings(&["search", "--workers", "1"]));
+        assert!(
+            args.iter()
+                .all(|a| !a.contains("s3cret") && !a.contains("postgresql")),
+            "{args:?}"
+        );
+        let envs: Vec<_> = c.get_envs().collect();
+        assert_eq!(
+            envs,
+            [(
+                std::ffi::OsStr::new(STORAGE_ENV),
+                Some(std::ffi::OsStr::new(url))
+            )]
+        );
+    }
+
+    #[test]
+    fn the_storage_is_the_flag_else_the_environment_else_the_default() {
+        let pg = "postgresql://ann:s3cret@db/studies";
+        assert_eq!(storage_given(None, Some(pg.into())), pg);
+        assert_eq!(
+            storage_given(Some("sqlite://a.db"), Some(pg.into())),
+            "sqlite://a.db"
+        );
+        assert_eq!(storage_given(None, Some(String::new())), DEFAULT_STORAGE);
+        assert_eq!(storage_given(None, None), DEFAULT_STORAGE);
+    }
 }

@@ -427,12 +427,11 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 pub(crate) fn params_from_json(text: &str) -> Result<Params, SearchError> {
-    serde_json::from_str(text)
-        .map_err(|e| SearchError::Storage(format!("stored parameters are not valid JSON: {e}")))
+    serde_json::from_str(text).map_err(SearchError::json("reading stored trial parameters"))
 }
 
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String, SearchError> {
-    serde_json::to_string(v).map_err(|e| SearchError::Storage(format!("serialising: {e}")))
+    serde_json::to_string(v).map_err(SearchError::json("serialising for the study store"))
 }
 
 /// Checks an existing study against what the caller asked for.
@@ -562,13 +561,30 @@ mod tests {
             .unwrap()
             .port();
         let url = format!("postgresql://ann:s3cret@127.0.0.1:{port}/studies?connect_timeout=5");
-        let e = storage_from_url(&url).err().unwrap().to_string();
+        let err = storage_from_url(&url).err().unwrap();
+        assert!(
+            matches!(err, SearchError::Postgres { .. })
+                && std::error::Error::source(&err).is_some(),
+            "the client's error is not kept as the source: {err:?}"
+        );
+        let e = error_chain(&err);
         assert!(!e.contains("s3cret"), "{e}");
         assert!(e.contains("ann:***@127.0.0.1"), "{e}");
         assert!(
             e.to_lowercase().contains("refused"),
             "the cause is lost: {e}"
         );
+    }
+
+    #[test]
+    fn a_database_failure_keeps_its_cause_as_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        // A folder where the database file should be.
+        let err = SqliteStorage::open(dir.path()).err().unwrap();
+        assert!(matches!(err, SearchError::Sqlite { .. }), "{err:?}");
+        let cause = std::error::Error::source(&err).map(|c| c.to_string());
+        assert!(cause.is_some_and(|c| !c.is_empty()), "{err:?}");
+        assert!(error_chain(&err).contains(&dir.path().display().to_string()));
     }
 
     #[test]

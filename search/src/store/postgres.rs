@@ -67,20 +67,20 @@ impl std::fmt::Debug for PostgresStorage {
     }
 }
 
-fn pg(e: postgres::Error) -> SearchError {
-    SearchError::Storage(format!("PostgreSQL: {}", super::error_chain(&e)))
+fn pg(source: postgres::Error) -> SearchError {
+    SearchError::Postgres {
+        what: "a query failed".into(),
+        source,
+    }
 }
 
 impl PostgresStorage {
     /// Connects to `url` (`postgresql://user[:password]@host[:port]/db`, or the key=value form)
     /// and creates the schema if it is missing.
     pub fn connect(url: &str) -> Result<PostgresStorage, SearchError> {
-        let mut client = Client::connect(url, NoTls).map_err(|e| {
-            SearchError::Storage(format!(
-                "connecting to PostgreSQL at `{}`: {}",
-                super::redact_url(url),
-                super::error_chain(&e)
-            ))
+        let mut client = Client::connect(url, NoTls).map_err(|source| SearchError::Postgres {
+            what: format!("connecting to `{}`", super::redact_url(url)),
+            source,
         })?;
         let mut tx = client.transaction().map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
@@ -177,9 +177,8 @@ fn load_trials<C: GenericClient>(c: &mut C, study: i64) -> Result<Vec<TrialRecor
         .map_err(pg)?
     {
         let key: String = r.get(1);
-        let v: serde_json::Value = serde_json::from_str(r.get::<_, &str>(2)).map_err(|e| {
-            SearchError::Storage(format!("user attribute `{key}` is not valid JSON: {e}"))
-        })?;
+        let v: serde_json::Value = serde_json::from_str(r.get::<_, &str>(2))
+            .map_err(SearchError::json(format!("reading user attribute `{key}`")))?;
         if let Some(&i) = index.get(&r.get::<_, i64>(0)) {
             out[i].user_attrs.insert(key, v);
         }

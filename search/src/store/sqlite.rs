@@ -63,7 +63,10 @@ pub struct SqliteStorage {
 }
 
 fn db(path: &str) -> impl Fn(rusqlite::Error) -> SearchError + '_ {
-    move |e| SearchError::Storage(format!("SQLite `{path}`: {e}"))
+    move |source| SearchError::Sqlite {
+        path: path.to_string(),
+        source,
+    }
 }
 
 impl SqliteStorage {
@@ -72,9 +75,7 @@ impl SqliteStorage {
         let p = path.as_ref();
         let name = p.display().to_string();
         if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                SearchError::Storage(format!("creating the folder of `{name}`: {e}"))
-            })?;
+            std::fs::create_dir_all(dir).map_err(SearchError::io("creating the folder", dir))?;
         }
         let conn = Connection::open(p).map_err(db(&name))?;
         conn.busy_timeout(Duration::from_secs(120))
@@ -216,9 +217,8 @@ fn load_trials(
         .map_err(err)?;
     for row in rows {
         let (tid, key, v) = row.map_err(err)?;
-        let v: serde_json::Value = serde_json::from_str(&v).map_err(|e| {
-            SearchError::Storage(format!("user attribute `{key}` is not valid JSON: {e}"))
-        })?;
+        let v: serde_json::Value = serde_json::from_str(&v)
+            .map_err(SearchError::json(format!("reading user attribute `{key}`")))?;
         if let Some(&i) = index.get(&tid) {
             out[i].user_attrs.insert(key, v);
         }
