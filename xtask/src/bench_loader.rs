@@ -90,22 +90,6 @@ struct LoaderResult {
     date: String,
 }
 
-/// CPU seconds (user + system) this process has used, all threads, living or not.
-fn cpu_seconds() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
-    // Fields after the command name (which may hold spaces) start at the state, field 3;
-    // utime and stime are fields 14 and 15, in clock ticks of 1/100 s on Linux.
-    let after = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64> {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .context("parsing /proc/self/stat")
-    };
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
-}
-
 /// The generated set, written once.
 fn ensure_folder(dir: &Path, images: usize) -> Result<PathBuf> {
     let folder = dir.join("folder");
@@ -193,7 +177,7 @@ pub fn run(args: &LoaderArgs) -> Result<()> {
             Box::new(ShardLoader::new(set, transform, config)?)
         }
     };
-    let (cpu0, t0) = (cpu_seconds()?, Instant::now());
+    let (cpu0, t0) = (machine::process_cpu_seconds()?, Instant::now());
     let mut images = 0u64;
     for epoch in 0..args.epochs {
         for b in loader.epoch(epoch) {
@@ -201,7 +185,7 @@ pub fn run(args: &LoaderArgs) -> Result<()> {
         }
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds()? - cpu0;
+    let cpu = machine::process_cpu_seconds()? - cpu0;
     let r = LoaderResult {
         source: args.source,
         transform: args.transform,

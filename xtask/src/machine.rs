@@ -1,5 +1,6 @@
 //! What a benchmark ran on, and when.
 
+use anyhow::{Context, Result};
 use serde::Serialize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -120,6 +121,23 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// CPU seconds (user + system) this process has used, all threads, living or not: comparable
+/// between runs on a shared machine, where wall-clock time is not.
+pub fn process_cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3;
+    // utime and stime are fields 14 and 15, in clock ticks of 1/100 s on Linux.
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .context("parsing /proc/self/stat")
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +163,20 @@ mod tests {
         let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n";
         assert_eq!(cpu_model(info).as_deref(), Some("AMD EPYC 7B13"));
         assert_eq!(cpu_model("processor : 0\n"), None);
+    }
+
+    #[test]
+    fn process_cpu_time_counts_work() {
+        let before = process_cpu_seconds().expect("reads /proc/self/stat");
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed().as_millis() < 50 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(std::hint::black_box(1));
+        }
+        std::hint::black_box(x);
+        let after = process_cpu_seconds().expect("reads");
+        assert!(before >= 0.0 && after >= before, "{before} then {after}");
     }
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's command-line entry point (the cargo-xtask convention). Each
 //! subcommand lives in its own module; set-up checks live in `doctor`.
 
+mod bench_extract;
 mod bench_loader;
 mod bench_ops;
 mod bench_unroll;
@@ -106,6 +107,9 @@ enum BenchCmd {
     Ops(bench_ops::OpsArgs),
     /// Forward and training images/s and peak memory of whole models unrolled in time.
     Unroll(bench_unroll::UnrollArgs),
+    /// Feature extraction (every area at every step of the 26-step neural presentation, no
+    /// gradients) in stimuli/s; `benches/tf_reference_extract.py` times the reference code.
+    Extract(bench_extract::ExtractArgs),
     /// Decoded-and-augmented images/s of the input pipeline (ImageFolder or shards) on a generated
     /// ImageNet-like JPEG set; benches/torchvision_loader.py is its torchvision peer.
     Loader(bench_loader::LoaderArgs),
@@ -133,6 +137,9 @@ fn main() -> Result<()> {
         Cmd::Bench {
             what: BenchCmd::Unroll(args),
         } => bench_unroll::run(&args),
+        Cmd::Bench {
+            what: BenchCmd::Extract(args),
+        } => bench_extract::run(&args),
         Cmd::Bench {
             what: BenchCmd::Loader(args),
         } => bench_loader::run(&args),
