@@ -10,16 +10,19 @@
 #        (`cargo test -p tensor --features cuda --no-run`),
 #      * topology's end-to-end `cuda_unroll` test
 #        (`cargo test -p topology --features cuda --test cuda_unroll --no-run`),
+#      * tf-import's parity suite, whose `cuda::` tests run the imported released models on the GPU
+#        (`cargo test -p tf-import --features cuda --test parity --no-run`),
 #      * the data-parallel tests: collective's `nccl` and trainer's `distributed`
 #        (`cargo test -p collective --features cuda --test nccl --no-run`,
 #        `cargo test -p trainer --features cuda --test distributed --no-run`),
 #      * the xtask binary (`cargo build -p xtask --release --features cuda`),
 #    strips their debug info and copies them to target/gpu-check/bin/ as
-#    tensor-lib, cuda_parity, cuda_unroll, nccl, distributed and xtask (a few MB each). A first build from scratch
+#    tensor-lib, cuda_parity, cuda_unroll, tf_parity, nccl, distributed and xtask (a few MB each). A first build from scratch
 #    takes several minutes on 2 cores (the release build of xtask dominates); later ones reuse
 #    target/. target/gpu-check is what has to travel to the GPU machine; it is ignored by git,
 #    so name it explicitly when copying: the device runner's `carry: ["target/gpu-check"]`.
-#    Nothing else needs carrying: `run` reads benches/ops_shapes.json from the (tracked) tree.
+#    Nothing else needs carrying: `run` reads benches/ops_shapes.json and the parity fixtures
+#    (tf-import/tests/reference) from the (tracked) tree.
 #
 # 2. On the GPU machine (no Rust there; NVIDIA driver installed, CUDA 13 user-space libraries
 #    from a Python environment: nvidia-cublas, nvidia-cuda-nvrtc, nvidia-cudnn-cu13 wheels),
@@ -38,6 +41,11 @@
 #        functions, CPU vs CUDA, forward and gradients),
 #      * cuda_unroll (compact_rgc_median built from one seed on CPU and cuda:0: last logits and
 #        every parameter gradient),
+#      * tf_parity `cuda::` (the 20 released architectures, imported from the checkpoints the
+#        reference TensorFlow code wrote, unrolled on cuda:0 for the default and the neural
+#        presentation: every area at every step, every step's logits and the decoder output
+#        against the reference's outputs within 1e-4 · (|reference| + rms of the map), the CPU
+#        path's tolerance; one "values within tolerance (worst …)" line per model),
 #      * nccl: NCCL with a world of one on cuda:0 (libnccl found, id over the TCP bootstrap,
 #        communicator, all-reduce and broadcast of device memory, the time of an all-reduce of
 #        rgc_shallow's 24 M gradients); it needs the nvidia-nccl-cu13 wheel (libnccl.so.2),
@@ -82,6 +90,8 @@ build() {
     cargo test -p tensor --features cuda --no-run --message-format=json >>"$json" &&
         cargo test -p topology --features cuda --test cuda_unroll --no-run \
             --message-format=json >>"$json" &&
+        cargo test -p tf-import --features cuda --test parity --no-run \
+            --message-format=json >>"$json" &&
         cargo test -p collective --features cuda --test nccl --no-run \
             --message-format=json >>"$json" &&
         cargo test -p trainer --features cuda --test distributed --no-run \
@@ -108,13 +118,16 @@ for line in open(messages):
         name = "tensor-lib"
     elif target in ("cuda_parity", "cuda_unroll", "nccl", "distributed") and "test" in kind:
         name = target
+    elif target == "parity" and "test" in kind and "/tf-import/" in m["target"]["src_path"]:
+        name = "tf_parity"
     elif target == "xtask" and "bin" in kind:
         name = "xtask"
     else:
         continue
     shutil.copy(exe, f"{dest}/{name}")
     found[name] = exe
-for name in ("tensor-lib", "cuda_parity", "cuda_unroll", "nccl", "distributed", "xtask"):
+for name in ("tensor-lib", "cuda_parity", "cuda_unroll", "tf_parity", "nccl", "distributed",
+             "xtask"):
     if name not in found:
         sys.exit(f"gpu-check: cargo did not report the {name} executable")
     print(f"{name}: {found[name]}")
@@ -168,7 +181,7 @@ run() {
     local summary="$out/summary.txt"
     : >"$summary"
     local exe
-    for exe in tensor-lib cuda_parity cuda_unroll nccl distributed xtask; do
+    for exe in tensor-lib cuda_parity cuda_unroll tf_parity nccl distributed xtask; do
         if [ ! -x "$BIN_DIR/$exe" ]; then
             echo "gpu-check: no $exe executable in $BIN_DIR; run 'scripts/gpu-check.sh build' on the build machine and carry target/gpu-check" | tee -a "$summary"
             exit 2
@@ -239,7 +252,7 @@ run() {
         [ "$rc" -eq 124 ] && echo "TIMED OUT" | tee -a "$summary"
         grep -E '^test result:' "$log" | tee -a "$summary"
         grep -E '^test .* FAILED$|panicked at' "$log" | head -40 | tee -a "$summary"
-        grep -E 'worst relative error|largest parameter difference|NCCL all-reduce of' "$log" |
+        grep -E 'worst relative error|largest parameter difference|NCCL all-reduce of|values within tolerance' "$log" |
             tee -a "$summary"
         grep -E 'skipped: (Fashion-MNIST|MPICH)' "$log" | tee -a "$summary"
         if grep -q 'skipped: no CUDA device' "$log"; then
@@ -255,6 +268,9 @@ run() {
     run_one 100 cuda_parity --nocapture --test-threads 4
     # ... a whole model, unrolled and backpropagated on both devices ...
     run_one 60 cuda_unroll --nocapture
+    # ... the released models, imported from the reference's checkpoints, against its outputs ...
+    CONVRNN_PARITY_FIXTURES="$ROOT/tf-import/tests/reference" \
+        run_one 120 tf_parity cuda:: --nocapture --test-threads 4
     # ... NCCL with a world of one ...
     run_one 60 nccl --nocapture
     # ... and data-parallel training on the GPU: 2 ranks × batch 8 against 1 × batch 16.

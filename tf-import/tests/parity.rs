@@ -24,6 +24,9 @@
 //! steps of recurrence and 11 areas; the `rms` part keeps values that happen to lie near zero
 //! (cancellation in a sum of larger terms) from demanding more than f32 offers. A wrong weight
 //! layout, gate order, padding side or step offset changes outputs by far more.
+//!
+//! With `--features cuda`, `cuda::*` runs every comparison again with the model on `cuda:0`
+//! (skipped, with a message, where no GPU is usable; `scripts/gpu-check.sh` runs them).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -227,7 +230,7 @@ fn compare_full(r: &mut Report, what: &str, ours: &Tensor, reference: &[f64]) {
     }
 }
 
-fn parity(name: &str) {
+fn parity(name: &str, device: Device) {
     let manifest = manifest();
     let entry = &manifest["models"][name];
     let divisor = entry["divisor"].as_u64().expect("divisor") as usize;
@@ -237,8 +240,8 @@ fn parity(name: &str) {
         divisor,
     );
     let prefix = reference_dir().join(ckpt_model).join("model.ckpt");
-    let imported = tf_import::import_path(&prefix, &spec, Device::Cpu)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let imported =
+        tf_import::import_path(&prefix, &spec, device).unwrap_or_else(|e| panic!("{name}: {e}"));
     let model = imported.model;
     assert_eq!(
         model.num_params() + model.spec.decoder.trained_scalars(),
@@ -246,7 +249,9 @@ fn parity(name: &str) {
         "{name}: narrowed parameter count"
     );
     let batch = manifest["batch"].as_u64().expect("batch") as usize;
-    let image = images(batch);
+    let image = images(batch)
+        .to_device(device)
+        .expect("images to the device");
     let areas: Vec<String> = model.spec.areas.iter().map(|a| a.name.clone()).collect();
     let mut report = Report::default();
     for (presentation, file) in [
@@ -308,7 +313,7 @@ fn parity(name: &str) {
         report.failures.join("\n")
     );
     eprintln!(
-        "{name}: {} values within tolerance (worst {:.2e} of the 1e-4 allowed)",
+        "{name} on {device}: {} values within tolerance (worst {:.2e} of the 1e-4 allowed)",
         report.compared, report.worst
     );
 }
@@ -318,9 +323,30 @@ macro_rules! parity_tests {
         $(
             #[test]
             fn $name() {
-                parity(stringify!($name));
+                parity(stringify!($name), Device::Cpu);
             }
         )*
+
+        /// The same checkpoints imported onto `cuda:0`, against the same reference outputs and
+        /// within the same tolerance: cuDNN's convolutions (TF32 off, the default) and our CUDA
+        /// kernels differ from Eigen's summation order no more than our CPU kernels do. Built
+        /// with `--features cuda` (`scripts/gpu-check.sh build`), run by `scripts/gpu-check.sh
+        /// run` (`CONVRNN_PARITY_FIXTURES` points at the fixtures there); where no GPU is
+        /// usable each test prints `skipped: no CUDA device (…)` and passes.
+        #[cfg(feature = "cuda")]
+        mod cuda {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    if let Err(e) = tensor::cuda::probe(0) {
+                        println!("skipped: no CUDA device ({e})");
+                        return;
+                    }
+                    parity(stringify!($name), Device::Cuda(0));
+                }
+            )*
+        }
     };
 }
 
