@@ -132,7 +132,8 @@ pub fn info(name: &str, json: bool) -> Result<()> {
             .iter()
             .map(|e| [e.from.clone(), e.to.clone()])
             .collect(),
-        params: model.num_params(),
+        // Counted as `models` counts them: the trained max_conf temperature is a parameter.
+        params: model.num_params() + spec.decoder.trained_scalars(),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&info)?);

@@ -1,5 +1,6 @@
 //! `cargo xtask models --json` reports, for each of the 20 released names, the trainable parameter
-//! count of its checkpoint, and the README's parameter table says what `models` reports.
+//! count of its checkpoint (and `info` counts the same way), and the README's parameter table says
+//! what `models` reports.
 //!
 //! The checkpoints' counts are the ones the fixture script recorded by building each reference
 //! graph at full width (`full_width_trainable_parameters` in
@@ -13,19 +14,26 @@ fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-/// `models --json` as name → params.
-fn reported() -> BTreeMap<String, u64> {
+/// `cargo xtask ARGS`'s JSON output.
+fn xtask_json(args: &[&str]) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["models", "--json"])
+        .args(args)
         .output()
         .expect("runs xtask");
     assert!(
         out.status.success(),
-        "{}",
+        "xtask {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON array");
-    rows.iter()
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// `models --json` as name → params.
+fn reported() -> BTreeMap<String, u64> {
+    let rows = xtask_json(&["models", "--json"]);
+    rows.as_array()
+        .expect("a JSON array")
+        .iter()
         .map(|r| {
             (
                 r["name"].as_str().expect("name").to_string(),
@@ -33,6 +41,13 @@ fn reported() -> BTreeMap<String, u64> {
             )
         })
         .collect()
+}
+
+/// `info NAME --json`'s params.
+fn info_params(name: &str) -> u64 {
+    xtask_json(&["info", name, "--json"])["params"]
+        .as_u64()
+        .expect("params")
 }
 
 /// The README's parameter table (`| model | parameters | | model | parameters |`): each
@@ -87,6 +102,15 @@ fn models_reports_the_released_checkpoints_parameter_counts_and_the_readme_agree
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // info counts as models does, the trained max_conf temperature included.
+    let name = "rgc_intermediate_tmaxconf";
+    assert_eq!(
+        info_params(name),
+        released[name]["full_width_trainable_parameters"]
+            .as_u64()
+            .expect("count"),
+        "info {name}"
+    );
 
     let table = readme_table();
     assert!(
