@@ -29,7 +29,13 @@ use crate::validate::check_shape;
 
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Read the assembly in `path` (the layout above). The file is tried in a child process first, so a
+/// damaged file that crashes libhdf5 is an error here (`crash_probe`).
 pub fn read(path: &Path) -> Result<Assembly> {
+    crate::crash_probe::read_guarded(path, || read_here(path))
+}
+
+fn read_here(path: &Path) -> Result<Assembly> {
     let file = File::open(path).map_err(h5err(path, "opening as HDF5"))?;
     if let Ok(attr) = file.attr("format_version") {
         let v = attr

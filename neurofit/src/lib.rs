@@ -16,6 +16,7 @@
 
 pub mod assembly;
 pub mod ceiling;
+mod crash_probe;
 pub mod cv;
 pub mod error;
 pub mod extract;

@@ -51,8 +51,14 @@ pub fn read(path: &Path) -> Result<Assembly> {
     read_variable(path, None)
 }
 
-/// Read the assembly whose data variable is `variable` (or the one found, when `None`).
+/// Read the assembly whose data variable is `variable` (or the one found, when `None`). The file is
+/// tried in a child process first, so a damaged file that crashes libhdf5 is an error here
+/// (`crash_probe`).
 pub fn read_variable(path: &Path, variable: Option<&str>) -> Result<Assembly> {
+    crate::crash_probe::read_guarded(path, || read_variable_here(path, variable))
+}
+
+fn read_variable_here(path: &Path, variable: Option<&str>) -> Result<Assembly> {
     let file = File::open(path).map_err(h5err(path, "opening as HDF5/netCDF-4"))?;
     let name = match variable {
         Some(v) => v.to_string(),
