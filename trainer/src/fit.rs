@@ -1,7 +1,8 @@
 //! The training loop: `fit(config, options) -> FitReport`.
 //!
 //! A run directory holds `spec.json` and `config.json` (how the run was made), `metrics.jsonl`
-//! (one record per epoch), `checkpoint-latest.safetensors` (written every `checkpoint_every`
+//! (one record per epoch), `steps.jsonl` (a record every `log_every` steps: [`crate::steps`]),
+//! `checkpoint-latest.safetensors` (written every `checkpoint_every`
 //! steps and at every epoch end), `checkpoint-best.safetensors` (best validation top-1) and
 //! `plots/`. A non-finite loss stops the run before anything is written, so the last good
 //! checkpoint stays; a stop request (Ctrl-C) writes a checkpoint and returns; `resume` continues
@@ -20,10 +21,11 @@ use crate::metrics::{self, EpochMetrics};
 use crate::optim::Optimizer;
 use crate::parallel::{self, StepStats};
 use crate::plot;
+use crate::progress::{Progress as ProgressBar, ProgressMode};
 use crate::resume;
+use crate::steps;
 use collective::{Collective, Single};
 use datasets::{BatcherConfig, Shard};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,8 +64,10 @@ pub struct FitOptions<'a> {
     pub resume: bool,
     /// On resume, take the given configuration even where it differs from the stored run.
     pub allow_changes: bool,
-    /// Draw a progress bar and print a line per epoch.
+    /// Show progress (a bar on a terminal, plain lines in a log) and print a line per epoch.
     pub verbose: bool,
+    /// Append a record to `steps.jsonl` every this many optimiser steps (0: none).
+    pub log_every: u64,
     /// Raised by a signal handler: checkpoint, then return [`Outcome::Interrupted`].
     pub stop: Option<Arc<AtomicBool>>,
     /// Called after every epoch's evaluation (search reporting and pruning).
@@ -80,6 +84,7 @@ impl<'a> FitOptions<'a> {
             resume: false,
             allow_changes: false,
             verbose: false,
+            log_every: 50,
             stop: None,
             on_epoch: None,
             collective: None,
@@ -185,7 +190,8 @@ impl Run<'_> {
     }
 
     /// One optimiser step on one batch; returns the step's statistics, summed over the ranks of
-    /// `comm` (whose gradients are averaged before the update). `stop` says whether this rank
+    /// `comm` (whose gradients are averaged before the update), and the norm of the (averaged)
+    /// gradients before clipping (0 when no rank had an image). `stop` says whether this rank
     /// was asked to stop.
     fn train_step(
         &mut self,
@@ -193,7 +199,7 @@ impl Run<'_> {
         labels: &[usize],
         stop: impl Fn() -> bool,
         comm: &dyn Collective,
-    ) -> Result<StepStats> {
+    ) -> Result<(StepStats, f32)> {
         let n = labels.len() as u64;
         // An empty batch (every image unreadable) reaches here only in a data-parallel job,
         // whose step this rank still joins with nothing to add.
@@ -249,13 +255,13 @@ impl Run<'_> {
             });
         }
         if step.seen == 0 {
-            return Ok(step);
+            return Ok((step, 0.0));
         }
         let cfg = &self.config;
-        cfg.clip.apply(params, &mut grads)?;
+        let grad_norm = cfg.clip.apply(params, &mut grads)?;
         let lr = cfg.lr.at(self.progress.global_step);
         self.optimizer.step(params, &grads, lr)?;
-        Ok(step)
+        Ok((step, grad_norm))
     }
 
     /// The unroll and the loss of one batch: (loss value, top-1 hits of the last step, loss).
@@ -426,6 +432,12 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
         Vec::new()
     };
     history.retain(|m| m.epoch < progress.epoch);
+    // Records written after the checkpoint the run resumes from are replayed, so they go.
+    let mut step_log = if root {
+        steps::truncate_after(&out, progress.global_step)?
+    } else {
+        Vec::new()
+    };
     let mut run = Run {
         config,
         model: &model,
@@ -483,24 +495,27 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
             break;
         }
         let epoch = run.progress.epoch;
-        let bar = if verbose {
-            let b = ProgressBar::new(batches_per_epoch as u64);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:28}] {pos}/{len} {msg} ({elapsed}<{eta})",
-                )
-                .map_err(|e| Error::Config(e.to_string()))?
-                .progress_chars("=> "),
-            );
-            b.set_prefix(format!("epoch {}/{}", epoch + 1, run.config.epochs));
-            b.set_position(run.progress.position as u64);
-            b
+        let mode = if verbose {
+            ProgressMode::Auto
         } else {
-            ProgressBar::hidden()
+            ProgressMode::Hidden
         };
+        let mut bar = ProgressBar::new(
+            format!("epoch {}/{}", epoch + 1, run.config.epochs),
+            batches_per_epoch as u64,
+            mode,
+        )
+        .starting_at(run.progress.position as u64);
+        let mut window = steps::Window::default();
         let mut stopped_inside = false;
         let mut t0 = Instant::now();
-        for batch in train_loader.epoch_from(epoch, run.progress.position) {
+        let mut batches = train_loader.epoch_from(epoch, run.progress.position);
+        loop {
+            let waiting = Instant::now();
+            let Some(batch) = batches.next() else {
+                break;
+            };
+            window.waited(waiting.elapsed().as_secs_f64());
             let batch = batch?;
             // Nothing in it could be read (the loader counted and reported why). The ranks of a
             // job still meet for the step: the others' images count.
@@ -510,12 +525,14 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
             }
             let (images, labels) = batch.into_tensor(device)?;
             let stop = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
-            let step = run.train_step(images, &labels, stop, comm)?;
+            let lr = run.config.lr.at(run.progress.global_step);
+            let (step, grad_norm) = run.train_step(images, &labels, stop, comm)?;
             if step.seen == 0 {
                 // Empty on every rank: no step, as on one process.
                 run.progress.position += 1;
                 continue;
             }
+            window.batch(step.seen, step.loss_sum, step.hits);
             let acc = &mut run.progress.accum;
             acc.loss_sum += step.loss_sum;
             acc.correct += step.hits;
@@ -524,13 +541,30 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
             t0 = Instant::now();
             run.progress.position += 1;
             run.progress.global_step += 1;
-            bar.set_position(run.progress.position as u64);
-            bar.set_message(format!(
-                "loss {:.4} acc {:.1}% {:.0} img/s",
-                acc.loss_sum / acc.seen as f64,
-                100.0 * acc.correct as f64 / acc.seen as f64,
-                acc.seen as f64 / acc.seconds.max(1e-9)
-            ));
+            bar.set(
+                run.progress.position as u64,
+                format!(
+                    "loss {:.4} acc {:.1}% {:.0} img/s",
+                    acc.loss_sum / acc.seen as f64,
+                    100.0 * acc.correct as f64 / acc.seen as f64,
+                    acc.seen as f64 / acc.seconds.max(1e-9)
+                ),
+            );
+            if opts.log_every > 0 && run.progress.global_step.is_multiple_of(opts.log_every) {
+                // Every rank reaches this step together; the count covers all their shards.
+                let skipped = parallel::sum(comm, train_loader.skipped())?;
+                let record = window.close(epoch, run.progress.global_step, lr, grad_norm, skipped);
+                if root {
+                    steps::append(&out, &record)?;
+                    step_log.push(record);
+                    plot::training_plots(
+                        &out.join("plots"),
+                        &run.config.model.name,
+                        &history,
+                        &step_log,
+                    )?;
+                }
+            }
             if step.stop {
                 run.save_latest()?;
                 bar.abandon();
@@ -556,7 +590,8 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
                 run.save_latest()?;
             }
         }
-        bar.finish_and_clear();
+        drop(batches);
+        bar.finish();
         run.check_weights()?;
         let eval_t0 = Instant::now();
         let val: EvalReport = evaluate_on(&model, &splits.val, &eval_opts, comm)?;
@@ -604,7 +639,12 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
             )?;
         }
         if root {
-            plot::training_plots(&out.join("plots"), &run.config.model.name, &history)?;
+            plot::training_plots(
+                &out.join("plots"),
+                &run.config.model.name,
+                &history,
+                &step_log,
+            )?;
         }
         if verbose {
             eprintln!(

@@ -5,8 +5,10 @@
 //! - [`fit`](mod@fit): the training loop with checkpoints, resume and the metrics log;
 //! - [`evaluate`](mod@evaluate): top-1/top-5 per time step and per decoder;
 //! - [`parallel`]: data-parallel training over the ranks of a [`collective::Collective`];
-//! - [`checkpoint`], [`metrics`], [`plot`]: what a run writes; [`progress`]: a bar or plain lines;
-//! - [`resume`]: what a resumed run may change (the budget) and what it refuses.
+//! - [`checkpoint`], [`metrics`], [`steps`], [`plot`]: what a run writes; [`progress`]: a bar or
+//!   plain lines;
+//! - [`resume`]: what a resumed run may change (the budget) and what it refuses;
+//! - [`recipe`]: named recipes (the paper's ImageNet training).
 //!
 //! Architecture search is the `search` crate; `cargo xtask search` hands it [`fit()`] as the
 //! objective.
@@ -38,7 +40,9 @@ pub mod optim;
 pub mod parallel;
 pub mod plot;
 pub mod progress;
+pub mod recipe;
 pub mod resume;
+pub mod steps;
 
 pub use clip::GradClip;
 pub use config::{DataSpec, LossSteps, TrainConfig};
@@ -49,3 +53,4 @@ pub use lr::{Decay, LrSchedule};
 pub use metrics::EpochMetrics;
 pub use optim::{Optimizer, OptimizerSpec};
 pub use progress::{Progress, ProgressMode};
+pub use recipe::Recipe;

@@ -187,6 +187,17 @@ pub fn any(comm: &dyn Collective, flag: bool) -> Result<bool> {
     Ok(v[0] > 0)
 }
 
+/// The sum of `value` over the ranks (every rank calls it at the same point; one rank alone
+/// gets its own value without a message).
+pub fn sum(comm: &dyn Collective, value: u64) -> Result<u64> {
+    if comm.world_size() == 1 {
+        return Ok(value);
+    }
+    let mut v = [value];
+    comm.all_reduce_u64(&mut v, ReduceOp::Sum)?;
+    Ok(v[0])
+}
+
 /// What rank 0 sends about the checkpoint it read.
 #[derive(Serialize, Deserialize)]
 struct SharedCheckpoint {

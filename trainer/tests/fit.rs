@@ -506,3 +506,46 @@ fn trains_on_jpeg_folders_and_shards_and_resumes_a_shard_run_exactly() {
     let resumed = fit(cfg, opts).unwrap();
     assert_metrics_equal(&resumed.metrics, &uninterrupted.metrics);
 }
+
+/// `steps.jsonl` gets a record every `log_every` steps, with finite values; an interrupted and
+/// resumed run ends with the same steps logged once each.
+#[test]
+fn step_records_are_written_every_n_steps_and_not_duplicated_by_a_resume() {
+    let data = tempfile::tempdir().unwrap();
+    write_squares(data.path(), 64, 16, 2);
+    let mut cfg = config(data.path());
+    cfg.epochs = 1;
+    let out = tempfile::tempdir().unwrap();
+    let mut opts = FitOptions::new(out.path());
+    opts.log_every = 2;
+    let r = fit(cfg.clone(), opts).unwrap();
+    assert_eq!(r.steps, 4);
+    let records = trainer::steps::read(out.path()).unwrap();
+    assert_eq!(records.iter().map(|r| r.step).collect::<Vec<_>>(), [2, 4]);
+    for rec in &records {
+        assert!(rec.loss.is_finite() && rec.grad_norm > 0.0 && rec.img_per_s > 0.0);
+        assert!((0.0..=1.0).contains(&rec.data_wait) && (0.0..=1.0).contains(&rec.top1));
+        assert!(rec.lr > 0.0);
+    }
+    let svg = std::fs::read_to_string(out.path().join("plots/training.svg")).unwrap();
+    assert!(svg.contains("optimiser step"));
+
+    // Stopped after step 1 and again after step 3 (checkpoint_every 3 in `config`): the record
+    // of step 2 written after the first resume's checkpoint is replayed, not duplicated.
+    let parts = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(true));
+    let mut opts = FitOptions::new(parts.path());
+    opts.log_every = 2;
+    opts.stop = Some(Arc::clone(&stop));
+    fit(cfg.clone(), opts).unwrap();
+    let mut opts = FitOptions::new(parts.path());
+    opts.log_every = 2;
+    opts.resume = true;
+    fit(cfg, opts).unwrap();
+    let steps: Vec<u64> = trainer::steps::read(parts.path())
+        .unwrap()
+        .iter()
+        .map(|r| r.step)
+        .collect();
+    assert_eq!(steps, [2, 4]);
+}

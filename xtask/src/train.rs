@@ -27,6 +27,13 @@ pub enum DatasetArg {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RecipeArg {
+    /// SGD Nesterov 0.9, weight decay 1e-4, value clipping 0.32, lr 0.01 × batch/256 decayed
+    /// ×0.1 after epochs 30, 60, 80 of 90, batch 256, loss on the last step.
+    Imagenet,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OptimArg {
     Sgd,
     Adam,
@@ -49,6 +56,10 @@ pub struct TrainArgs {
     /// A model spec JSON file instead of a preset.
     #[arg(long)]
     pub spec: Option<PathBuf>,
+    /// A named recipe (imagenet: the paper's ImageNet training, docs/IMAGENET.md); flags given
+    /// explicitly override its settings.
+    #[arg(long, value_enum)]
+    pub recipe: Option<RecipeArg>,
     /// A complete run configuration (TrainConfig JSON, as written to OUT/config.json); other
     /// flags given explicitly override it.
     #[arg(long)]
@@ -163,8 +174,14 @@ impl TrainArgs {
         })
     }
 
-    /// The run configuration these flags describe.
+    /// The run configuration these flags describe (for one process).
     pub fn to_config(&self) -> Result<TrainConfig> {
+        self.to_config_for(1)
+    }
+
+    /// The run configuration these flags describe for a job of `world` ranks: a recipe's
+    /// schedule follows the global batch (`--batch-size` × `world`, or the recipe's own).
+    pub fn to_config_for(&self, world: usize) -> Result<TrainConfig> {
         let base = match self.config_file()? {
             Some(c) => c,
             None => {
@@ -175,7 +192,35 @@ impl TrainArgs {
                 TrainConfig::for_model(model, self.data_spec()?)
             }
         };
+        let base = match self.recipe {
+            Some(r) => self.with_recipe(base, r, world)?,
+            None => base,
+        };
         self.apply(base)
+    }
+
+    /// `base` with a recipe's settings, at the global batch of `world` ranks of --batch-size or
+    /// at the recipe's (global) batch; the training set is opened to count its batches (the
+    /// schedule's epochs become steps).
+    fn with_recipe(
+        &self,
+        mut base: TrainConfig,
+        recipe: RecipeArg,
+        world: usize,
+    ) -> Result<TrainConfig> {
+        let recipe = match recipe {
+            RecipeArg::Imagenet => trainer::Recipe::Imagenet,
+        };
+        base.batch_size = self
+            .batch_size
+            .map_or(recipe.batch_size(), |b| b * world.max(1));
+        let splits = trainer::data::load(&base.data, base.model.input.height)
+            .context("opening the training data to size the recipe's schedule")?;
+        let images = splits.train.len();
+        let images = self.train_limit.map_or(images, |l| l.min(images));
+        let batches = (images / base.batch_size.max(1)) as u64;
+        recipe.apply(&mut base, batches);
+        Ok(base)
     }
 
     /// The configuration a resume asks for: the stored run's (or `--config`'s), with only the
@@ -334,6 +379,10 @@ pub struct TrainCmd {
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Append a record (loss, lr, gradient norm, img/s, data-wait fraction) to OUT/steps.jsonl
+    /// every N optimiser steps; 0 turns it off.
+    #[arg(long, default_value_t = 50)]
+    pub log_every: u64,
     /// Print the final report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -395,6 +444,7 @@ pub fn train(cmd: &TrainCmd) -> Result<()> {
     opts.resume = cmd.resume;
     opts.allow_changes = cmd.allow_changes;
     opts.verbose = !cmd.quiet;
+    opts.log_every = cmd.log_every;
     opts.stop = Some(stop_flag()?);
     opts.collective = Some(comm.as_ref());
     let report = match trainer::fit(config, opts) {
@@ -426,7 +476,7 @@ pub fn train(cmd: &TrainCmd) -> Result<()> {
 /// The run directory and configuration this command asks for, for a job of `world` ranks
 /// (`--batch-size` is per rank; the configuration holds the global batch).
 fn plan(cmd: &TrainCmd, world: usize) -> Result<(PathBuf, TrainConfig)> {
-    let fresh = cmd.args.to_config();
+    let fresh = cmd.args.to_config_for(world);
     let out = match (&cmd.out, &fresh) {
         (Some(o), _) => o.clone(),
         (None, Ok(c)) => default_out(c),
@@ -447,7 +497,8 @@ fn plan(cmd: &TrainCmd, world: usize) -> Result<(PathBuf, TrainConfig)> {
     config.batch_size = crate::dist::global_batch(
         cmd.args.batch_size,
         config.batch_size,
-        cmd.args.config.is_none() && !cmd.resume,
+        // A recipe's batch is already global.
+        cmd.args.config.is_none() && cmd.args.recipe.is_none() && !cmd.resume,
         world,
     );
     Ok((out, config))
