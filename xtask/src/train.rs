@@ -720,3 +720,126 @@ fn demo_table(out: &Path, reports: &[FitReport]) -> Result<()> {
     println!("plots: {} and each model's plots/", plot.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    /// The configuration `cargo xtask train` would run with these flags (after the model and
+    /// data options every case shares).
+    fn resolve(data: &Path, flags: &[&str]) -> TrainConfig {
+        let data = data.to_string_lossy();
+        let mut argv = vec!["train", "--model", "rgc_shallow", "--dataset", "folder"];
+        argv.extend(["--data-dir", &data]);
+        argv.extend(flags);
+        Flags::try_parse_from(&argv)
+            .unwrap()
+            .args
+            .to_config()
+            .unwrap()
+    }
+
+    /// `--recipe imagenet` gives the values docs/IMAGENET.md lists, its step decay counted in the
+    /// batches of the data at hand; flags given with it override it.
+    #[test]
+    fn the_imagenet_recipe_resolves_to_its_documented_values_and_flags_override_it() {
+        let data = tempfile::tempdir().unwrap();
+        let tree = datasets::synthetic::SyntheticConfig {
+            classes: 2,
+            per_class: 6,
+            sizes: vec![(12, 10)],
+            quality: 80,
+            seed: 1,
+        };
+        for split in ["train", "val"] {
+            datasets::synthetic::write_tree(&data.path().join(split), &tree).unwrap();
+        }
+
+        let c = resolve(data.path(), &["--recipe", "imagenet"]);
+        assert_eq!((c.batch_size, c.epochs), (256, 90));
+        assert_eq!(
+            c.optimizer,
+            OptimizerSpec::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 1e-4
+            }
+        );
+        assert_eq!(c.clip, GradClip::Value { max: 0.32 });
+        assert_eq!(c.loss, LossSteps::Last);
+        assert_eq!((c.steps(), c.label_smoothing), (16, 0.0));
+        assert_eq!(c.lr.base, 0.01);
+        assert_eq!(c.lr.warmup_steps, 0);
+        // 12 images are less than one batch of 256: the milestones still count one per epoch.
+        assert_eq!(
+            c.lr.decay,
+            Decay::Step {
+                milestones: vec![30, 60, 80],
+                gamma: 0.1
+            }
+        );
+
+        // Batch 4: 3 batches per epoch, the rate scaled linearly with the batch.
+        let c = resolve(data.path(), &["--recipe", "imagenet", "--batch-size", "4"]);
+        assert_eq!(c.batch_size, 4);
+        assert_eq!(c.lr.base, 0.01 * 4.0 / 256.0);
+        assert_eq!(
+            c.lr.decay,
+            Decay::Step {
+                milestones: vec![90, 180, 240],
+                gamma: 0.1
+            }
+        );
+
+        let c = resolve(
+            data.path(),
+            &[
+                "--recipe",
+                "imagenet",
+                "--batch-size",
+                "4",
+                "--lr",
+                "0.2",
+                "--epochs",
+                "3",
+                "--weight-decay",
+                "5e-5",
+                "--no-nesterov",
+                "--clip-norm",
+                "1.5",
+                "--loss-window",
+                "8:16",
+                "--steps",
+                "16",
+                "--schedule",
+                "constant",
+            ],
+        );
+        assert_eq!((c.batch_size, c.epochs, c.lr.base), (4, 3, 0.2));
+        assert_eq!(c.lr.decay, Decay::Constant);
+        assert_eq!(
+            c.optimizer,
+            OptimizerSpec::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 5e-5
+            }
+        );
+        assert_eq!(c.clip, GradClip::Norm { max: 1.5 });
+        assert_eq!(c.loss, LossSteps::Window { from: 8, to: 16 });
+
+        // Without the recipe the same model keeps the project's default recipe.
+        let plain = resolve(data.path(), &[]);
+        assert_eq!(
+            (plain.optimizer, plain.batch_size, plain.clip),
+            (OptimizerSpec::adamw(1e-4), 64, GradClip::Norm { max: 5.0 })
+        );
+    }
+}

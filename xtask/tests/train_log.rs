@@ -1,0 +1,85 @@
+//! `cargo xtask train` as a batch job runs it: stderr redirected to a log. Progress must come as
+//! plain lines (no bar redrawn with carriage returns), and `--log-every` must reach `steps.jsonl`.
+
+use std::process::Command;
+
+#[test]
+fn a_run_on_jpeg_folders_logs_plain_progress_lines_and_step_records_when_not_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tree = datasets::synthetic::SyntheticConfig {
+        classes: 3,
+        per_class: 8,
+        sizes: vec![(24, 18), (18, 24)],
+        quality: 85,
+        seed: 7,
+    };
+    for split in ["train", "val"] {
+        datasets::synthetic::write_tree(&data.join(split), &tree).unwrap();
+    }
+    // A tiny model for 16 px colour images and 3 classes.
+    let mut model = topology::zoo::get("compact_timedecay").unwrap();
+    model.default_steps = 3;
+    model.image_off = 3;
+    model.input.channels = 3;
+    model.input.height = 16;
+    model.input.width = 16;
+    model.num_classes = 3;
+    let spec = dir.path().join("tiny.json");
+    std::fs::write(&spec, serde_json::to_string(&model).unwrap()).unwrap();
+    let out = dir.path().join("run");
+
+    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--dataset", "folder", "--epochs", "1"])
+        .args(["--batch-size", "4", "--log-every", "2", "--seed", "3"])
+        .arg("--spec")
+        .arg(&spec)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "xtask train failed:\n{log}");
+
+    // 24 images in batches of 4: the first batch and the epoch's end each get a line (the
+    // 30 s between lines is never reached here).
+    assert!(
+        !log.contains('\r'),
+        "a bar was drawn into the log:\n{log:?}"
+    );
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("epoch 1/1 "))
+        .collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.starts_with("epoch 1/1 1/6 (16.7%) loss ")),
+        "{log}"
+    );
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("epoch 1/1 6/6 (100.0%) loss ") && last.contains(" img/s ["),
+        "{log}"
+    );
+    assert!(last.contains(" elapsed, ~0:00 left]"), "{last}");
+
+    let steps = std::fs::read_to_string(out.join("steps.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = steps
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at: Vec<u64> = records
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(at, [2, 4, 6]);
+    for r in &records {
+        for field in ["loss", "lr", "grad_norm", "img_per_s", "data_wait"] {
+            let v = r[field].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v >= 0.0, "{field} = {v} in {r}");
+        }
+    }
+}
