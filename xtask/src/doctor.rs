@@ -434,12 +434,26 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Installs every missing package when running as root; otherwise the caller's own error (e.g.
-/// data not found) names the command. Everything the doctor checks is optional for building, so a
-/// failed install (no network) is a warning, not an error.
+/// The environment variable that keeps commands from installing packages on their own (set to
+/// anything but empty or `0`): tests that run `xtask` as root, and machines without a network,
+/// set it. `cargo xtask doctor --install` still installs when asked.
+pub const NO_INSTALL_VAR: &str = "CONVRNN_NO_INSTALL";
+
+/// Whether a value of [`NO_INSTALL_VAR`] turns the automatic installs off.
+fn installs_disabled(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Installs every missing package when running as root (unless [`NO_INSTALL_VAR`] is set);
+/// otherwise the caller's own error (e.g. data not found) names the command. Everything the
+/// doctor checks is optional for building, so a failed install (no network) is a warning, not an
+/// error.
 pub fn install_missing_if_root() {
+    if installs_disabled(std::env::var_os(NO_INSTALL_VAR).as_deref()) || !is_root() {
+        return;
+    }
     let missing = Report::gather().missing_packages();
-    if missing.is_empty() || !is_root() {
+    if missing.is_empty() {
         return;
     }
     if let Err(e) = install(&missing) {
@@ -482,4 +496,19 @@ pub fn run(do_install: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn the_no_install_variable_turns_installs_off_unless_empty_or_zero() {
+        assert!(!installs_disabled(None));
+        assert!(!installs_disabled(Some(OsStr::new(""))));
+        assert!(!installs_disabled(Some(OsStr::new("0"))));
+        assert!(installs_disabled(Some(OsStr::new("1"))));
+        assert!(installs_disabled(Some(OsStr::new("yes"))));
+    }
 }

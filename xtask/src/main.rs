@@ -221,6 +221,8 @@ fn test(args: &[String]) -> Result<()> {
             "CONVRNN_CONV_CACHE",
             std::env::var("CONVRNN_CONV_CACHE").unwrap_or_else(|_| "off".into()),
         )
+        // The packages were installed above; tests that run `xtask` never install anything.
+        .env(doctor::NO_INSTALL_VAR, "1")
         .status()
         .with_context(|| format!("could not run `{cargo} test`"))?;
     anyhow::ensure!(status.success(), "cargo test --workspace failed ({status})");

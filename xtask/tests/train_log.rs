@@ -30,6 +30,9 @@ fn a_run_on_jpeg_folders_logs_plain_progress_lines_and_step_records_when_not_on_
     let out = dir.path().join("run");
 
     let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        // As root, `xtask train` would otherwise install missing packages (apt-get, network)
+        // before training; a test must never do that.
+        .env("CONVRNN_NO_INSTALL", "1")
         .args(["train", "--dataset", "folder", "--epochs", "1"])
         .args(["--batch-size", "4", "--log-every", "2", "--seed", "3"])
         .arg("--spec")
@@ -42,6 +45,11 @@ fn a_run_on_jpeg_folders_logs_plain_progress_lines_and_step_records_when_not_on_
         .unwrap();
     let log = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "xtask train failed:\n{log}");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        !log.contains("apt-get") && !stdout.contains("apt-get"),
+        "the run tried to install packages:\n{stdout}\n{log}"
+    );
 
     // 24 images in batches of 4: the first batch and the epoch's end each get a line (the
     // 30 s between lines is never reached here).
