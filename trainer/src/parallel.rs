@@ -428,6 +428,73 @@ mod tests {
         }
     }
 
+    /// A two-rank run logs like one process: rank 0 writes `steps.jsonl` (every step here) and
+    /// the plots, counting the unreadable images of both ranks' shards; rank 1 writes nothing.
+    #[test]
+    fn rank_0_alone_writes_the_step_log_and_it_counts_every_ranks_skipped_images() {
+        use crate::config::DataSpec;
+        use crate::fit::{fit, FitOptions};
+        let data = tempfile::tempdir().unwrap();
+        let tree = datasets::synthetic::SyntheticConfig {
+            classes: 2,
+            per_class: 6,
+            sizes: vec![(20, 16)],
+            quality: 80,
+            seed: 5,
+        };
+        for split in ["train", "val"] {
+            datasets::synthetic::write_tree(&data.path().join(split), &tree).unwrap();
+        }
+        // 12 training images in 3 global batches of 4: every one is read once, one of them is
+        // not a JPEG.
+        std::fs::write(
+            data.path().join("train/class_001/img_00002.jpg"),
+            b"not a jpeg",
+        )
+        .unwrap();
+        let mut model = topology::zoo::get("compact_timedecay").unwrap();
+        model.default_steps = 2;
+        model.image_off = 2;
+        model.input.channels = 3;
+        model.input.height = 16;
+        model.input.width = 16;
+        model.num_classes = 2;
+        let mut config = TrainConfig::for_model(
+            model,
+            DataSpec::Folder {
+                root: data.path().to_path_buf(),
+            },
+        );
+        config.epochs = 1;
+        config.batch_size = 4;
+        config.eval_batch_size = 6;
+        config.seed = 2;
+        let runs = tempfile::tempdir().unwrap();
+        let outs = [runs.path().join("rank0"), runs.path().join("rank1")];
+        let reports = two_ranks({
+            let outs = outs.clone();
+            move |rank, comm| {
+                let mut opts = FitOptions::new(&outs[rank]);
+                opts.log_every = 1;
+                opts.collective = Some(comm);
+                fit(config.clone(), opts).unwrap()
+            }
+        });
+        assert!(reports.iter().all(|r| r.steps == 3));
+        let records = crate::steps::read(&outs[0]).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.step).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(records
+            .iter()
+            .all(|r| r.loss.is_finite() && r.grad_norm > 0.0));
+        // Skipped images are counted as they are read, so only the last record has them all.
+        assert_eq!(records.last().map(|r| r.skipped_images), Some(1));
+        assert!(outs[0].join("plots/training.svg").is_file());
+        assert!(!outs[1].exists(), "rank 1 wrote files");
+    }
+
     #[test]
     fn one_rank_keeps_its_gradients_and_drops_none() {
         let mut params = ParamStore::new();

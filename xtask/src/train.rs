@@ -746,10 +746,8 @@ mod tests {
             .unwrap()
     }
 
-    /// `--recipe imagenet` gives the values docs/IMAGENET.md lists, its step decay counted in the
-    /// batches of the data at hand; flags given with it override it.
-    #[test]
-    fn the_imagenet_recipe_resolves_to_its_documented_values_and_flags_override_it() {
+    /// train/ and val/ of 2 classes × 6 small JPEGs.
+    fn two_class_folder() -> tempfile::TempDir {
         let data = tempfile::tempdir().unwrap();
         let tree = datasets::synthetic::SyntheticConfig {
             classes: 2,
@@ -761,6 +759,48 @@ mod tests {
         for split in ["train", "val"] {
             datasets::synthetic::write_tree(&data.path().join(split), &tree).unwrap();
         }
+        data
+    }
+
+    #[derive(Parser)]
+    struct Job {
+        #[command(flatten)]
+        cmd: TrainCmd,
+    }
+
+    /// On two ranks `--batch-size` is per rank and the recipe's batch is global: the learning
+    /// rate and the step milestones follow the global batch, and the plan does not multiply a
+    /// recipe's batch again.
+    #[test]
+    fn a_data_parallel_recipe_scales_with_the_global_batch() {
+        let data = two_class_folder();
+        let out = data.path().join("run");
+        let (d, o) = (data.path().to_string_lossy(), out.to_string_lossy());
+        let plan_for = |extra: &[&str]| {
+            let mut argv = vec!["train", "--model", "rgc_shallow", "--dataset", "folder"];
+            argv.extend(["--data-dir", &d, "--out", &o, "--recipe", "imagenet"]);
+            argv.extend(extra);
+            plan(&Job::try_parse_from(&argv).unwrap().cmd, 2).unwrap().1
+        };
+        // 2 per rank × 2 ranks = 4: 3 batches of the 12 images per epoch.
+        let c = plan_for(&["--batch-size", "2"]);
+        assert_eq!(c.batch_size, 4);
+        assert_eq!(c.lr.base, 0.01 * 4.0 / 256.0);
+        assert_eq!(
+            c.lr.decay,
+            Decay::Step {
+                milestones: vec![90, 180, 240],
+                gamma: 0.1
+            }
+        );
+        assert_eq!(plan_for(&[]).batch_size, 256);
+    }
+
+    /// `--recipe imagenet` gives the values docs/IMAGENET.md lists, its step decay counted in the
+    /// batches of the data at hand; flags given with it override it.
+    #[test]
+    fn the_imagenet_recipe_resolves_to_its_documented_values_and_flags_override_it() {
+        let data = two_class_folder();
 
         let c = resolve(data.path(), &["--recipe", "imagenet"]);
         assert_eq!((c.batch_size, c.epochs), (256, 90));
