@@ -1,51 +1,24 @@
 //! Crash-safe file writes and the checksum that lets a reader reject a half-written file.
 
 use crate::{Error, Result};
-use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `bytes` to `path` so that a reader sees either the old file, no file, or the whole new
 /// one: the data goes to a temporary file in the same directory, is flushed to disk, and is then
 /// renamed over `path` (atomic on POSIX file systems).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| {
-            Error::invalid(
-                "atomic write",
-                format!("{} has no file name", path.display()),
-            )
-        })?;
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
+    if path.file_name().is_none() {
+        return Err(Error::invalid(
+            "atomic write",
+            format!("{} has no file name", path.display()),
+        ));
     }
-    // Persist the rename itself; not every file system supports syncing a directory, and the data
-    // is already safe, so a failure here is not an error.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    atomic_file::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
 /// 64-bit FNV-1a: not cryptographic, but any truncation or bit flip in a cache payload changes it.

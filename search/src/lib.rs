@@ -138,18 +138,5 @@ impl SearchError {
 /// Replaces `path` with `contents` atomically (a synced temporary file in the same folder,
 /// renamed over it), so a reader never sees half a report.
 pub(crate) fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(contents)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    // Makes the rename durable; a filesystem that cannot sync a folder loses nothing written.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    atomic_file::write(path, contents)
 }

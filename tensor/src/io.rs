@@ -14,10 +14,9 @@ use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::{Dtype, View};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The header key safetensors reserves for the free-form string map.
 pub(crate) const RESERVED_KEY: &str = "__metadata__";
@@ -293,41 +292,7 @@ fn write_atomically_with(
     path: &Path,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let file_name = path.file_name().ok_or_else(|| {
-        io_error(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a path to a file"),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        write(&mut f)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        // The temporary file may not exist (the open failed); either way nothing else is left.
-        let _ = fs::remove_file(&tmp);
-        return Err(io_error(path, e));
-    }
-    // Makes the rename itself durable. Some filesystems refuse to sync a directory; the file's
-    // contents are already synced, so that is not worth failing a finished save over.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    atomic_file::write_with(path, write).map_err(|e| io_error(path, e))
 }
 
 #[cfg(test)]
@@ -336,6 +301,7 @@ mod tests {
     use crate::testing::rand_tensor;
     use crate::Rng;
     use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     /// A fresh directory under the system temp dir, removed on drop.
     struct TempDir(PathBuf);

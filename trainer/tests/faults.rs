@@ -12,13 +12,12 @@ mod common;
 
 use common::{assert_metrics_equal, config, write_squares};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 use tensor::Rng;
 use trainer::checkpoint::{self, Checkpoint};
 use trainer::{fit, FitOptions, Outcome, TrainConfig};
 
-const ROLE: &str = "CONVRNN_FAULT_CHILD";
+use fault_inject::{duration_of, kill_after, ROLE_VAR as ROLE};
 
 /// The run every training fault is injected into: a checkpoint after every step, so that kills
 /// land inside checkpoint writes as well as between them.
@@ -60,40 +59,9 @@ fn fault_child() {
     }
 }
 
+/// This binary re-run on `fault_child` in `role`.
 fn child(role: &str, env: &[(&str, &Path)]) -> Command {
-    let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "fault_child", "--nocapture", "--test-threads=1"])
-        .env(ROLE, role)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c
-}
-
-/// Starts `cmd`, sends SIGKILL after `delay` (if it is still running) and reaps it; returns
-/// whether the kill came before the child finished.
-fn kill_after(mut cmd: Command, delay: Duration) -> bool {
-    let mut c: Child = cmd.spawn().unwrap();
-    let t0 = Instant::now();
-    while t0.elapsed() < delay {
-        if c.try_wait().unwrap().is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let killed = c.try_wait().unwrap().is_none();
-    let _ = c.kill(); // SIGKILL
-    c.wait().unwrap();
-    killed
-}
-
-/// How long `cmd` takes to run to the end, start-up included.
-fn duration_of(mut cmd: Command) -> Duration {
-    let t0 = Instant::now();
-    assert!(cmd.status().unwrap().success());
-    t0.elapsed()
+    fault_inject::self_child("fault_child", role, env)
 }
 
 fn temporaries(dir: &Path) -> Vec<String> {
