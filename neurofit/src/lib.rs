@@ -2,11 +2,17 @@
 //!
 //! Entry point: [`score`] (features × recordings × [`FitConfig`] → [`Report`]). Recordings come from
 //! [`netcdf`] (Brain-Score / xarray netCDF-4) or [`h5plain`] (our documented plain HDF5 layout),
-//! stimuli from [`stimulus_set`] (brought to the model's input size by [`stimulus_images`]).
+//! stimuli from [`stimulus_set`] (brought to the model's input size by `stimulus_images`).
 //!
-//! - [`insilico`]: synthetic V4/IT recordings with a known ceiling over the HvM-like stimuli;
-//! - [`extract`]: model features per area per step, optionally PCA-compressed;
-//! - [`ost`]: object solution times (Kar et al. 2019).
+//! - [`ost`]: object solution times (Kar et al. 2019);
+//! - with the default feature `models`: `insilico` (synthetic V4/IT recordings with a known ceiling
+//!   over the HvM-like stimuli), `extract` (the workspace's models' features per area per step,
+//!   optionally PCA-compressed), `stimulus_images` and the `neurofit` binary.
+//!
+//! Without default features (`neurofit = { default-features = false }`) the crate is the scoring
+//! library alone: it scores any features — a `[stimulus, feature, step]` array per area from any
+//! model in any framework ([`ModelFeatures`]) — against recordings, with no tensor engine, model or
+//! training code in its dependency tree.
 //!
 //! The fits' large products run on [`linalg`] (the `gemm` crate, its kernel chosen from the CPU at
 //! run time), not on the system BLAS.
@@ -19,11 +25,13 @@ pub mod ceiling;
 mod crash_probe;
 pub mod cv;
 pub mod error;
+#[cfg(feature = "models")]
 pub mod extract;
 pub mod features;
 pub mod fit;
 mod h5io;
 pub mod h5plain;
+#[cfg(feature = "models")]
 pub mod insilico;
 pub mod linalg;
 pub mod netcdf;
@@ -31,6 +39,7 @@ pub mod ost;
 pub mod regression;
 pub mod report;
 pub mod stats;
+#[cfg(feature = "models")]
 pub mod stimulus_images;
 pub mod stimulus_set;
 pub mod temporal;
@@ -38,9 +47,11 @@ pub mod validate;
 
 pub use assembly::{Assembly, Neuroids, Presentations, TimeBin};
 pub use error::{NeurofitError, Result};
+#[cfg(feature = "models")]
 pub use extract::{extract_features, ExtractError, ExtractOptions, Reduction};
 pub use features::{AreaFeatures, ModelFeatures};
 pub use fit::{score, FitConfig};
+#[cfg(feature = "models")]
 pub use insilico::{InsilicoConfig, InsilicoError, InsilicoRecording, Region};
 pub use ost::{object_solution_times, OstError, OstOptions, OstReport};
 pub use regression::Regression;

@@ -80,7 +80,7 @@ impl Report {
     /// Write as pretty JSON, atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = self.to_json()?;
-        tensor::io::write_file_atomically(path, text.as_bytes()).map_err(|e| NeurofitError::File {
+        atomic_file::write(path, text.as_bytes()).map_err(|e| NeurofitError::File {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })

@@ -1,7 +1,9 @@
 //! Tidy checks over the workspace's own sources: every Rust file under a crate's `src/`,
 //! `tests/`, `examples/` and `benches/` opens with a module doc (`//!`), and no
 //! `too_many_arguments` allowance hides an argument list that wants grouping unless it is listed
-//! below with its reason. Each failure names the file so whoever added it can fix it.
+//! below with its reason; and crates separated from the engine stay separated (`cargo tree`:
+//! neurofit's scoring core without tensor/topology/trainer, trainer without database clients).
+//! Each failure names the file or crate so whoever added it can fix it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -210,4 +212,63 @@ fn the_checks_tell_a_module_doc_from_other_openings() {
         ),
     ];
     assert_eq!(too_many_arguments_files(&sources), ["a.rs"]);
+}
+
+/// The normal (non-dev) dependencies of `package` built with `args`, as `cargo tree` lists them,
+/// one crate name per line.
+fn dependency_names(package: &str, args: &[&str]) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            package,
+        ])
+        .args(args)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo tree -p {package} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Crates promised to stand alone (issue #19) must not pull in what they were separated from.
+#[test]
+fn separated_crates_do_not_pull_in_what_they_were_separated_from() {
+    let engine = ["tensor", "topology", "cell-zoo", "datasets", "trainer"];
+    let scoring = dependency_names("neurofit", &["--no-default-features"]);
+    let pulled: Vec<_> = engine
+        .iter()
+        .filter(|e| scoring.iter().any(|d| d == *e))
+        .collect();
+    assert!(
+        pulled.is_empty(),
+        "neurofit without default features depends on {pulled:?}; its scoring core must build \
+         without the engine (move the code that needs it behind the `models` feature)"
+    );
+    // The check can fail: with its default features neurofit does use the engine.
+    let full = dependency_names("neurofit", &[]);
+    assert!(full.iter().any(|d| d == "tensor"), "{full:?}");
+
+    let training = dependency_names("trainer", &[]);
+    let clients: Vec<_> = ["rusqlite", "postgres", "tokio"]
+        .iter()
+        .filter(|c| training.iter().any(|d| d == *c))
+        .collect();
+    assert!(
+        clients.is_empty(),
+        "trainer depends on {clients:?}; database clients belong to the search crate"
+    );
 }

@@ -5,7 +5,7 @@
 //! symmetric eigenproblem; the big products go through ndarray's `dot`.
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
-use tensor::Rng;
+use seeded_rng::Rng;
 
 /// Oversampling and power iterations of the range finder (Halko et al.'s usual choices).
 const OVERSAMPLE: usize = 10;

@@ -6,12 +6,57 @@ pub mod kernel_pls;
 pub mod pls;
 pub mod ridge;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2};
 use ndarray_linalg::{JobSvd, SVDDC};
 use serde::{Deserialize, Serialize};
 
 use crate::cv::Split;
 use crate::error::{NeurofitError, Result};
+
+/// A fitted affine map from features to responses, whatever fitted it (PLS, ridge):
+/// `predict(X) = (X − x_mean) · coef + y_mean`.
+#[derive(Debug, Clone)]
+pub struct LinearMap {
+    x_mean: Array1<f64>,
+    y_mean: Array1<f64>,
+    /// `[feature, target]`.
+    coef: Array2<f64>,
+}
+
+impl LinearMap {
+    /// A map from its parts; `coef` is `[feature, target]`, one mean per feature and per target.
+    pub fn new(x_mean: Array1<f64>, y_mean: Array1<f64>, coef: Array2<f64>) -> Result<LinearMap> {
+        if coef.dim() != (x_mean.len(), y_mean.len()) {
+            return Err(NeurofitError::shape(
+                "linear map coefficients",
+                format!("{:?}", coef.dim()),
+                format!("[{} features, {} targets]", x_mean.len(), y_mean.len()),
+            ));
+        }
+        Ok(LinearMap {
+            x_mean,
+            y_mean,
+            coef,
+        })
+    }
+
+    /// The coefficients, `[feature, target]`.
+    pub fn coef(&self) -> ArrayView2<'_, f64> {
+        self.coef.view()
+    }
+
+    /// Predictions `[sample, target]` for `x` `[sample, feature]`.
+    pub fn predict(&self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
+        if x.ncols() != self.x_mean.len() {
+            return Err(NeurofitError::shape(
+                "prediction input",
+                format!("{} features", x.ncols()),
+                format!("{} features, as fitted", self.x_mean.len()),
+            ));
+        }
+        Ok((&x - &self.x_mean).dot(&self.coef) + &self.y_mean)
+    }
+}
 
 /// Which regression maps features to responses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +169,27 @@ pub(crate) fn pinv(a: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn a_linear_map_predicts_around_the_means_and_checks_shapes() {
+        let m = LinearMap::new(array![1.0, 2.0], array![10.0], array![[3.0], [-1.0]]).unwrap();
+        let p = m.predict(array![[1.0, 2.0], [2.0, 2.0]].view()).unwrap();
+        assert_eq!(p, array![[10.0], [13.0]]);
+        let err = m
+            .predict(array![[1.0, 2.0, 3.0]].view())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("3 features") && err.contains("2 features"),
+            "{err}"
+        );
+        assert!(LinearMap::new(
+            array![0.0],
+            array![0.0, 0.0],
+            array![[1.0, 2.0], [3.0, 4.0]]
+        )
+        .is_err());
+    }
 
     #[test]
     fn pinv_of_invertible_matrix_is_its_inverse() {

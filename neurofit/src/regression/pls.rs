@@ -4,20 +4,18 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
-use super::pinv;
+use super::{pinv, LinearMap};
 use crate::error::{NeurofitError, Result};
 
 /// scikit-learn's defaults for the inner power iteration.
 const MAX_ITER: usize = 500;
 const TOL: f64 = 1e-6;
 
-/// A fitted PLS map: `predict(X) = (X - x_mean) · coef + y_mean`.
+/// A fitted PLS map.
 #[derive(Debug, Clone)]
 pub struct PlsModel {
-    x_mean: Array1<f64>,
-    y_mean: Array1<f64>,
-    /// `[feature, target]`.
-    coef: Array2<f64>,
+    /// The affine map the components amount to.
+    pub map: LinearMap,
     /// Components actually extracted (fewer than asked when the residual of `Y` vanishes first).
     pub components: usize,
 }
@@ -95,9 +93,7 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, components: usize) ->
     let rot = w.dot(&pinv(pl.t().dot(&w).view())?);
     let coef = rot.dot(&q.t());
     Ok(PlsModel {
-        x_mean,
-        y_mean,
-        coef,
+        map: LinearMap::new(x_mean, y_mean, coef)?,
         components: k,
     })
 }
@@ -105,14 +101,7 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, components: usize) ->
 impl PlsModel {
     /// Predictions `[sample, target]` for `x` `[sample, feature]`.
     pub fn predict(&self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
-        if x.ncols() != self.x_mean.len() {
-            return Err(NeurofitError::shape(
-                "PLS prediction input",
-                format!("{} features", x.ncols()),
-                format!("{} features, as fitted", self.x_mean.len()),
-            ));
-        }
-        Ok((&x - &self.x_mean).dot(&self.coef) + &self.y_mean)
+        self.map.predict(x)
     }
 }
 

@@ -9,15 +9,14 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use ndarray_linalg::{JobSvd, SVDDC};
 
+use super::LinearMap;
 use crate::error::{NeurofitError, Result};
 
-/// A fitted ridge map: `predict(X) = (X - x_mean) · coef + y_mean`.
+/// A fitted ridge map.
 #[derive(Debug, Clone)]
 pub struct RidgeModel {
-    x_mean: Array1<f64>,
-    y_mean: Array1<f64>,
-    /// `[feature, target]`.
-    coef: Array2<f64>,
+    /// The affine map.
+    pub map: LinearMap,
     /// The penalty each target chose.
     pub alpha: Vec<f64>,
 }
@@ -103,9 +102,7 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, alphas: &[f64]) -> Re
     }
     let coef = vt.t().dot(&b);
     Ok(RidgeModel {
-        x_mean,
-        y_mean,
-        coef,
+        map: LinearMap::new(x_mean, y_mean, coef)?,
         alpha: best_alpha,
     })
 }
@@ -113,13 +110,6 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, alphas: &[f64]) -> Re
 impl RidgeModel {
     /// Predictions `[sample, target]` for `x` `[sample, feature]`.
     pub fn predict(&self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
-        if x.ncols() != self.x_mean.len() {
-            return Err(NeurofitError::shape(
-                "ridge prediction input",
-                format!("{} features", x.ncols()),
-                format!("{} features, as fitted", self.x_mean.len()),
-            ));
-        }
-        Ok((&x - &self.x_mean).dot(&self.coef) + &self.y_mean)
+        self.map.predict(x)
     }
 }
