@@ -29,9 +29,10 @@ def same_pool(x):
 class RGC(nn.Module):
     """c' = ELU((1-σ(Wcc*c))∘c + (1-σ(Whc*h))∘(Wxc*x)); h' = ELU((1-σ(Whh*h))∘h + (1-σ(Wch*c + Wuh*u))∘x)."""
 
-    def __init__(self, c, u):
+    def __init__(self, c, u, bias):
         super().__init__()
-        conv = lambda i, o: nn.Conv2d(i, o, 3, padding=1)
+        # rgc_shallow's cell convs carry no bias, as the reference's (compact_rgc's do).
+        conv = lambda i, o: nn.Conv2d(i, o, 3, padding=1, bias=bias)
         self.cc, self.hc, self.xc = conv(c, c), conv(c, c), conv(c, c)
         self.hh, self.ch, self.uh = conv(c, c), conv(c, c), conv(u, c)
 
@@ -43,10 +44,10 @@ class RGC(nn.Module):
 
 
 class Area(nn.Module):
-    def __init__(self, cin, cout, k, stride, cell):
+    def __init__(self, cin, cout, k, stride, cell, cell_bias=True):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, k, stride, padding=k // 2)
-        self.cell = RGC(cout, cin) if cell else None
+        self.cell = RGC(cout, cin, cell_bias) if cell else None
 
     def forward(self, u, state):
         x = F.elu(self.conv(u))
@@ -60,8 +61,8 @@ class Area(nn.Module):
 
 def build(model, size):
     if model == "rgc_shallow":
-        areas = [Area(3, 64, 7, 2, False), Area(64, 128, 3, 1, False), Area(128, 256, 3, 1, True),
-                 Area(256, 256, 3, 1, True), Area(256, 512, 3, 1, True)]
+        areas = [Area(3, 64, 7, 2, False), Area(64, 128, 3, 1, False), Area(128, 256, 3, 1, True, False),
+                 Area(256, 256, 3, 1, True, False), Area(256, 512, 3, 1, True, False)]
         readout = nn.Conv2d(512, 1000, 2)
         return nn.ModuleList(areas), readout, 3, 1000, "conv"
     cell = model == "compact_rgc"

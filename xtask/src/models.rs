@@ -58,13 +58,15 @@ pub fn models(json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
+    // The released names run to 33 characters; size the column to the longest so rows stay aligned.
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(5);
     println!(
-        "{:<28} {:>13} {:>5} {:>12} {:>12}",
+        "{:<w$} {:>13} {:>5} {:>12} {:>12}",
         "model", "input", "areas", "params", "GFLOPs/step"
     );
     for r in &rows {
         println!(
-            "{:<28} {:>13} {:>5} {:>12} {:>12.3}",
+            "{:<w$} {:>13} {:>5} {:>12} {:>12.3}",
             r.name,
             format!("{}x{}x{}", r.input[0], r.input[1], r.input[2]),
             r.areas,
