@@ -179,30 +179,37 @@ fn require_build_packages(what: &str) -> Result<()> {
 /// Runs the `neurofit` binary. It links HDF5 and OpenBLAS, so it is built only after the doctor
 /// has installed them (xtask itself must build on a bare machine).
 fn neurofit_bin(sub: &str, args: &[String]) -> Result<()> {
-    require_build_packages("neurofit")?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "--package",
-            "neurofit",
-            "--bin",
-            "neurofit",
-            "--",
-        ])
-        .arg(sub)
+    let status = neurofit_command(sub)?
         .args(args)
-        .current_dir(workspace_root())
-        .env(
-            "OPENBLAS_NUM_THREADS",
-            std::env::var("OPENBLAS_NUM_THREADS").unwrap_or_else(|_| "1".into()),
-        )
         .status()
-        .with_context(|| format!("could not run `{cargo} run -p neurofit`"))?;
+        .context("could not run `cargo run -p neurofit`")?;
     anyhow::ensure!(status.success(), "neurofit {sub} failed ({status})");
     Ok(())
+}
+
+/// The command that runs `neurofit SUB` (release build, one BLAS thread unless set), after
+/// checking the system packages it links; the caller adds the arguments.
+pub fn neurofit_command(sub: &str) -> Result<Command> {
+    require_build_packages("neurofit")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "neurofit",
+        "--bin",
+        "neurofit",
+        "--",
+    ])
+    .arg(sub)
+    .current_dir(workspace_root())
+    .env(
+        "OPENBLAS_NUM_THREADS",
+        std::env::var("OPENBLAS_NUM_THREADS").unwrap_or_else(|_| "1".into()),
+    );
+    Ok(cmd)
 }
 
 fn test(args: &[String]) -> Result<()> {

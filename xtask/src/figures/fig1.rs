@@ -127,10 +127,7 @@ pub fn table(trained: &[Trained]) -> Result<Table> {
             p_holm: f64::NAN,
         });
     }
-    let adjusted = stats::holm(&comparisons.iter().map(|c| c.p).collect::<Vec<_>>());
-    for (c, p) in comparisons.iter_mut().zip(adjusted) {
-        c.p_holm = p;
-    }
+    stats::holm_in_place(&mut comparisons, |c| c.p, |c, p| c.p_holm = p);
     let (verdict, reason) = judge(&comparisons);
     Ok(Table {
         rows,

@@ -6,8 +6,11 @@
 //! - [`models`]: the models compared (every cell on the compact backbone, feedforward nets made
 //!   wider and deeper);
 //! - [`training`]: the scales and the training stages;
-//! - [`fig1`], [`fig6`]: the figures' tables, tests of the paper's claims, charts and report
-//!   sections; [`stats`]: the statistics they use; [`chart`]: SVG and PNG charts;
+//! - [`neural`]: the neural stages (a trained model scored by the `neurofit` binary: predictivity
+//!   over time and object solution times);
+//! - [`fig1`], [`fig4`], [`fig5`], [`fig6`]: the figures' tables, tests of the paper's claims,
+//!   charts and report sections; [`stats`]: the statistics they use; [`chart`]: SVG and PNG
+//!   charts;
 //! - [`report`]: writes `REPORT.md`.
 //!
 //! docs/FIGURES.md describes what each figure uses and what is not built yet.
@@ -15,8 +18,11 @@
 mod cache;
 mod chart;
 mod fig1;
+mod fig4;
+mod fig5;
 mod fig6;
 mod models;
+mod neural;
 mod report;
 mod stats;
 mod training;
@@ -56,6 +62,16 @@ pub struct FiguresCmd {
     /// Clutter images to validate on instead of the scale's.
     #[arg(long)]
     pub eval_images: Option<usize>,
+    /// Figures 4 and 5 against this Brain-Score assembly (.nc, or neurofit's plain .h5) instead
+    /// of the in-silico recordings.
+    #[arg(long, requires = "stimuli")]
+    pub recordings: Option<PathBuf>,
+    /// The assembly's stimulus set (its CSV, or the folder holding it).
+    #[arg(long, requires = "recordings")]
+    pub stimuli: Option<PathBuf>,
+    /// Leave out figures 4 and 5 (they run the neurofit binary, which needs HDF5 and OpenBLAS).
+    #[arg(long)]
+    pub no_neural: bool,
 }
 
 impl FiguresCmd {
@@ -160,8 +176,23 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     }
     let cache = Cache::new(&out);
     let stop = crate::train::stop_flag()?;
-    let mut runner = Runner::new(&cache, plan.len() as u64 + 2, ProgressMode::Auto);
+    let neural_stages: u64 = if cmd.no_neural {
+        0
+    } else {
+        let ns = neural::NeuralScale::of(cmd.scale);
+        plan.iter()
+            .filter(|(m, ..)| ns.models.contains(&m.id))
+            .map(|(m, ..)| neural::Mapping::for_family(m.family).len() as u64)
+            .sum::<u64>()
+            + 2
+    };
+    let mut runner = Runner::new(
+        &cache,
+        plan.len() as u64 + 2 + neural_stages,
+        ProgressMode::Auto,
+    );
     let mut trained = Vec::new();
+    let mut trained_models = Vec::new();
     let mut train_keys = Vec::new();
     for (m, seed, config, key) in plan {
         let label = format!("train {} (seed {seed})", m.id);
@@ -169,13 +200,65 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
             training::train(m, config, work, &out, Some(stop.clone()))
         })?;
         trained.push(t);
+        trained_models.push(m);
         train_keys.push(key);
+    }
+    let recordings = match (&cmd.recordings, &cmd.stimuli) {
+        (Some(r), Some(s)) => neural::Recordings::Given {
+            recordings: r.clone(),
+            stimuli: s.clone(),
+        },
+        _ => neural::Recordings::InSilico,
+    };
+    let neural_scale = neural::NeuralScale::of(cmd.scale);
+    let mut scored = Vec::new();
+    let mut neural_keys = Vec::new();
+    if !cmd.no_neural {
+        for ((t, key), m) in trained.iter().zip(&train_keys).zip(trained_models.iter()) {
+            if !neural_scale.models.contains(&t.id) {
+                continue;
+            }
+            for &mapping in neural::Mapping::for_family(t.family) {
+                let config = neural::stage_config(&neural_scale, mapping, &recordings)?;
+                let nkey = StageKey::new("neural", &config, &[key])?;
+                let label = format!("neural {} (seed {}, {})", t.id, t.seed, mapping.words());
+                let subject = neural::Subject {
+                    id: &t.id,
+                    family: t.family,
+                    seed: t.seed,
+                    params: t.params,
+                    areas: m.spec.areas.iter().map(|a| a.name.clone()).collect(),
+                };
+                let run_dir = out.join(&t.run_dir);
+                scored.push(runner.run(&nkey, &label, |work| {
+                    neural::score(
+                        &subject,
+                        &run_dir,
+                        work,
+                        &neural_scale,
+                        mapping,
+                        &recordings,
+                    )
+                })?);
+                neural_keys.push(nkey);
+            }
+        }
     }
     let inputs: Vec<&StageKey> = train_keys.iter().collect();
     let key = StageKey::new("table-fig1", &TABLES_VERSION, &inputs)?;
     let t1 = runner.run(&key, "table: figure 1", |_| fig1::table(&trained))?;
     let key = StageKey::new("table-fig6", &TABLES_VERSION, &inputs)?;
     let t6 = runner.run(&key, "table: figure 6", |_| fig6::table(&trained))?;
+    let neural_tables = if cmd.no_neural {
+        None
+    } else {
+        let ninputs: Vec<&StageKey> = neural_keys.iter().collect();
+        let key = StageKey::new("table-fig4", &TABLES_VERSION, &ninputs)?;
+        let t4 = runner.run(&key, "table: figure 4", |_| fig4::table(&scored))?;
+        let key = StageKey::new("table-fig5", &TABLES_VERSION, &ninputs)?;
+        let t5 = runner.run(&key, "table: figure 5", |_| fig5::table(&scored))?;
+        Some((t4, t5))
+    };
     let stages = runner.finish();
     let data_words = format!(
         "clutter variant of Fashion-MNIST (difficulty {}), {} training and {} validation images",
@@ -197,10 +280,23 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
             eprintln!("{}: no PNG: {why}", w.svg.display());
         }
     }
-    let sections = [
-        fig1::section(&t1, &w1, &data_words),
-        fig6::section(&t6, &w6, &data_words),
-    ];
+    let mut sections = vec![fig1::section(&t1, &w1, &data_words)];
+    if let Some((t4, t5)) = &neural_tables {
+        let neural_words = format!("{}; models trained on the {data_words}", recordings.words());
+        write_json(&out.join(format!("{}.json", fig4::STEM)), t4)?;
+        write_text(&out.join(format!("{}.csv", fig4::STEM)), &fig4::csv(t4))?;
+        let w4 = fig4::draw(t4, &out, &recordings.words())?;
+        sections.push(fig4::section(t4, &w4, &neural_words));
+        write_json(&out.join(format!("{}.json", fig5::STEM)), t5)?;
+        write_text(&out.join(format!("{}.csv", fig5::STEM)), &fig5::csv(t5))?;
+        let w5 = if t5.rows.iter().any(|r| r.spearman_mean.is_finite()) {
+            Some(fig5::draw(t5, &out, &recordings.words())?)
+        } else {
+            None
+        };
+        sections.push(fig5::section(t5, w5.as_ref(), &neural_words));
+    }
+    sections.push(fig6::section(&t6, &w6, &data_words));
     let path = report::write(
         &out,
         &report::Context {

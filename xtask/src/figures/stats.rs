@@ -10,6 +10,21 @@ pub fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
 }
 
+/// Median of `xs` (NaN when empty or when a value is NaN).
+pub fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() || xs.iter().any(|x| x.is_nan()) {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
 /// Sample standard deviation (n − 1); 0 for fewer than two values (NaN when that value is not
 /// finite).
 pub fn sd(xs: &[f64]) -> f64 {
@@ -105,6 +120,14 @@ pub fn holm(ps: &[f64]) -> Vec<f64> {
         out[i] = running;
     }
     out
+}
+
+/// Replaces each item's p-value, read by `p`, with its Holm-adjusted one, written by `set`.
+pub fn holm_in_place<T>(items: &mut [T], p: impl Fn(&T) -> f64, set: impl Fn(&mut T, f64)) {
+    let adjusted = holm(&items.iter().map(p).collect::<Vec<_>>());
+    for (item, a) in items.iter_mut().zip(adjusted) {
+        set(item, a);
+    }
 }
 
 /// P(|T| ≥ |t|) for Student's t with `df` degrees of freedom: I_x(df/2, 1/2), x = df/(df+t²).
@@ -269,6 +292,8 @@ mod tests {
             .p
             .is_nan());
         assert!(sd(&[f64::NAN]).is_nan() && sd(&[]) == 0.0);
+        assert!(median(&[1.0, f64::NAN]).is_nan() && median(&[]).is_nan());
+        assert_eq!((median(&[3.0, 1.0, 2.0]), median(&[4.0, 1.0])), (2.0, 2.5));
         assert!(degenerate(f64::NAN, 2.0).p.is_nan());
     }
 }

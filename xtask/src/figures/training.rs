@@ -240,9 +240,32 @@ pub fn train(
 pub fn cpu_seconds() -> Option<f64> {
     #[cfg(unix)]
     {
+        rusage_seconds(libc::RUSAGE_SELF)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// User + system CPU time of the child processes waited for so far (and theirs).
+pub fn children_cpu_seconds() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        rusage_seconds(libc::RUSAGE_CHILDREN)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+#[cfg(unix)]
+fn rusage_seconds(who: libc::c_int) -> Option<f64> {
+    {
         let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
         // SAFETY: getrusage writes a complete rusage into the pointer it is given.
-        let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) };
+        let rc = unsafe { libc::getrusage(who, u.as_mut_ptr()) };
         if rc != 0 {
             return None;
         }
@@ -250,10 +273,6 @@ pub fn cpu_seconds() -> Option<f64> {
         let u = unsafe { u.assume_init() };
         let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
         Some(secs(u.ru_utime) + secs(u.ru_stime))
-    }
-    #[cfg(not(unix))]
-    {
-        None
     }
 }
 

@@ -55,6 +55,15 @@ enum RegressionArg {
     Ridge,
 }
 
+/// How a feedforward net's features are mapped to the recording's time bins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FeedforwardMapArg {
+    /// Each area's last step predicts every bin.
+    Uniform,
+    /// One track: successively deeper areas predict successively later bins.
+    Graded,
+}
+
 #[derive(clap::Args, Debug, Clone)]
 struct ModelArgs {
     /// A zoo preset (random weights), a spec JSON file, a training run directory or a checkpoint.
@@ -110,6 +119,11 @@ struct ScoreArgs {
     /// The feedforward model to compare with (default: the base of the model's family; `none` to skip).
     #[arg(long)]
     base: Option<String>,
+    /// Score --model itself as a feedforward net: the image stays on for every step and the
+    /// features map to the bins uniformly or graded (default: a ConvRNN, the image on for the
+    /// first 100 ms and step k predicting the bin at 70 + 10·k ms).
+    #[arg(long, value_enum)]
+    feedforward_map: Option<FeedforwardMapArg>,
     #[arg(long, value_enum, default_value = "pls")]
     regression: RegressionArg,
     #[arg(long, default_value_t = 25)]
@@ -383,7 +397,16 @@ fn score(a: &ScoreArgs) -> Result<()> {
         },
         splits: a.splits,
         seed: a.seed,
+        time_map: match a.feedforward_map {
+            None => FitConfig::default().time_map,
+            Some(FeedforwardMapArg::Uniform) => StepToBin::Uniform,
+            Some(FeedforwardMapArg::Graded) => StepToBin::Graded,
+        },
         ..FitConfig::default()
+    };
+    let presentation = match a.feedforward_map {
+        None => Presentation::Neural,
+        Some(_) => Presentation::Constant,
     };
     eprintln!(
         "extracting {} over {} steps for {} stimuli…",
@@ -391,14 +414,7 @@ fn score(a: &ScoreArgs) -> Result<()> {
         a.model.steps,
         ids.len()
     );
-    let features = extract(
-        &m,
-        &images,
-        &ids,
-        &a.model,
-        Presentation::Neural,
-        a.model.steps,
-    )?;
+    let features = extract(&m, &images, &ids, &a.model, presentation, a.model.steps)?;
     eprintln!("fitting…");
     let report = neurofit::score(&features, &assembly, &fit)?;
     for w in &report.warnings {
