@@ -36,7 +36,7 @@ pub fn write(path: impl AsRef<Path>, contents: &[u8]) -> io::Result<()> {
 /// streamed in pieces rather than held in one buffer.
 ///
 /// # Errors
-/// As [`write`], and any error `fill` returns (the old file is then untouched).
+/// As [`write()`], and any error `fill` returns (the old file is then untouched).
 pub fn write_with(
     path: impl AsRef<Path>,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
