@@ -4,6 +4,7 @@
 //! nothing unless [`ROLE_VAR`] is set), times an uninterrupted child, then SIGKILLs children at
 //! chosen moments and checks what they left behind. Killing a real process (not a thread, not a
 //! simulated error) is the point: it is the only way to test what a crash leaves on disk.
+#![warn(missing_docs)]
 
 use std::io;
 use std::path::Path;
