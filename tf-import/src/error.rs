@@ -22,10 +22,12 @@ pub struct Mismatch {
     pub missing: Vec<(String, String)>,
     /// Checkpoint variables nothing reads (training state excluded).
     pub unexpected: Vec<String>,
+    /// Variables present under the expected name but with a shape the parameter cannot take.
     pub wrong_shape: Vec<ShapeMismatch>,
 }
 
 impl Mismatch {
+    /// Whether everything lined up (nothing missing, left over or misshapen).
     pub fn is_empty(&self) -> bool {
         self.missing.is_empty() && self.unexpected.is_empty() && self.wrong_shape.is_empty()
     }
@@ -53,26 +55,43 @@ impl fmt::Display for Mismatch {
 /// Errors of [`crate::import`].
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The checkpoint files could not be read or failed their checksums.
     #[error(transparent)]
     Checkpoint(#[from] tf_checkpoint::Error),
+    /// The spec does not build into a model.
     #[error(transparent)]
     Build(#[from] topology::BuildError),
+    /// A tensor operation failed while converting or loading a variable.
     #[error(transparent)]
     Tensor(#[from] tensor::Error),
     /// The checkpoint does not fit the model.
     #[error("the checkpoint does not match model `{model}`:\n{mismatch}(is it a checkpoint of `{model}`? see `cargo xtask models` for the released names)")]
-    Mismatch { model: String, mismatch: Mismatch },
+    Mismatch {
+        /// The name of the model (spec) the checkpoint was loaded into.
+        model: String,
+        /// Every variable that did not line up.
+        mismatch: Mismatch,
+    },
     /// A variable the reference never changes holds another value.
     #[error("checkpoint variable {variable} holds {found}, but the released models keep it at {expected} ({why})")]
     Constant {
+        /// The checkpoint variable.
         variable: String,
+        /// The value the released models keep it at.
         expected: f32,
+        /// The value in the checkpoint.
         found: f32,
+        /// Why our model relies on that value.
         why: &'static str,
     },
     /// A spec feature with no counterpart in the released checkpoints.
     #[error("area `{area}`: {what} has no counterpart in the released checkpoints")]
-    Unsupported { area: String, what: String },
+    Unsupported {
+        /// The area of the spec.
+        area: String,
+        /// The setting that has no counterpart.
+        what: String,
+    },
     /// The plan names a parameter the built model does not have (a bug in the name map).
     #[error("internal: the name map fills `{0}`, which the built model does not have")]
     NoSuchParameter(String),

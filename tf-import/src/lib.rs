@@ -11,6 +11,7 @@
 //!
 //! `tests/parity.rs` runs imported models against what the reference code computes
 //! (`tests/reference/`, made by running the official code under TensorFlow 2).
+#![warn(missing_docs)]
 
 mod error;
 pub mod layout;
@@ -30,6 +31,7 @@ use topology::{Decoder, Model, ModelSpec};
 pub struct Imported {
     /// The model; its spec's decoder carries the checkpoint's temperature and threshold.
     pub model: Model,
+    /// What the import read, checked and skipped.
     pub report: Report,
 }
 

@@ -25,6 +25,7 @@ pub struct Binding {
     /// TensorFlow variable names; several are concatenated along the kernel's input-channel
     /// axis (a harbor conv whose inputs each have their own kernel block).
     pub tf: Vec<String>,
+    /// How the TensorFlow array's axes map onto our parameter's.
     pub layout: Layout,
 }
 
@@ -40,9 +41,11 @@ pub enum DecoderField {
 /// Everything an import of one spec reads.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
+    /// Every parameter of the model with the variable(s) that fill it.
     pub bindings: Vec<Binding>,
     /// Variables the reference stores but never changes: they must hold these values.
     pub constants: Vec<(String, f32)>,
+    /// Variables read into the spec's decoder settings.
     pub decoder: Vec<(String, DecoderField)>,
 }
 
