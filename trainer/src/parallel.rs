@@ -445,13 +445,25 @@ mod tests {
         for split in ["train", "val"] {
             datasets::synthetic::write_tree(&data.path().join(split), &tree).unwrap();
         }
-        // 12 training images in 3 global batches of 4: every one is read once, one of them is
-        // not a JPEG.
-        std::fs::write(
-            data.path().join("train/class_001/img_00002.jpg"),
-            b"not a jpeg",
+        // 12 training images in 3 global batches of 4 (2 per rank): every one is read once, and
+        // one that rank 1 reads is not a JPEG, so the count is only right if rank 0 adds rank
+        // 1's skips to its own. Rank 1's part of the epoch is found as the fit below finds it.
+        let train = datasets::ImageFolder::open(
+            &data.path().join("train"),
+            datasets::Transform::Train(datasets::TrainTransform::imagenet(16)),
         )
         .unwrap();
+        let samples = train.samples().to_vec();
+        let rank_1_reads = datasets::Batcher::new(
+            std::sync::Arc::new(train),
+            datasets::BatcherConfig::train(2, 2),
+        )
+        .unwrap()
+        .sharded(datasets::Shard { index: 1, count: 2 })
+        .unwrap()
+        .order(0);
+        assert_eq!(rank_1_reads.len(), 6);
+        std::fs::write(&samples[rank_1_reads[0]].0, b"not a jpeg").unwrap();
         let mut model = topology::zoo::get("compact_timedecay").unwrap();
         model.default_steps = 2;
         model.image_off = 2;
