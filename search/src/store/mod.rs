@@ -17,6 +17,7 @@
 //! wrongly presumed dead cannot overwrite the new owner's results.
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use crate::params::Params;

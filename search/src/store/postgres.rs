@@ -3,6 +3,7 @@
 //! schema is created under a transaction-scoped advisory lock so that workers starting together
 //! do not race on `CREATE TABLE`.
 
+use super::rows::{self, TrialRow};
 use super::{
     check_existing, now_s, params_from_json, stale_verdict, to_json, ClaimedTrial, Direction,
     OwnerRow, SampleFn, StalePolicy, StaleVerdict, Storage, StudyInfo, TrialRecord, TrialState,
@@ -118,72 +119,40 @@ fn study_row<C: GenericClient>(c: &mut C, name: &str) -> Result<Option<StudyInfo
 }
 
 fn load_trials<C: GenericClient>(c: &mut C, study: i64) -> Result<Vec<TrialRecord>, SearchError> {
-    let rows = c
-        .query(
-            "SELECT id, number, state, params, value, reason, attempts, owner, started_at, finished_at,
-                    owner_host, owner_pid, owner_start, heartbeat
-             FROM trials WHERE study_id = $1 ORDER BY number",
-            &[&study],
-        )
-        .map_err(pg)?;
-    let mut out = Vec::with_capacity(rows.len());
-    let mut index = std::collections::HashMap::new();
-    for r in rows {
-        let id: i64 = r.get(0);
-        index.insert(id, out.len());
-        let state = TrialState::parse(r.get::<_, &str>(2))?;
-        let attempts = r.get::<_, i64>(6).clamp(0, u32::MAX as i64) as u32;
-        out.push(TrialRecord {
-            id,
-            number: r.get::<_, i64>(1).max(0) as u64,
-            state,
-            params: params_from_json(r.get::<_, &str>(3))?,
+    let trials = c
+        .query(&rows::trials_query("$1"), &[&study])
+        .map_err(pg)?
+        .iter()
+        .map(|r| TrialRow {
+            id: r.get(0),
+            number: r.get(1),
+            state: r.get(2),
+            params: r.get(3),
             value: r.get(4),
             reason: r.get(5),
-            attempts,
+            attempts: r.get(6),
             owner: r.get(7),
             started_at: r.get(8),
             finished_at: r.get(9),
-            lease: (state == TrialState::Running).then(|| OwnerRow {
-                host: r.get(10),
-                pid: r.get(11),
-                start_ticks: r.get(12),
-                heartbeat: r.get(13),
-                attempts,
-            }),
-            ..TrialRecord::default()
-        });
-    }
-    for r in c
-        .query(
-            "SELECT v.trial_id, v.step, v.value FROM intermediate_values v
-             JOIN trials t ON t.id = v.trial_id WHERE t.study_id = $1",
-            &[&study],
-        )
+            owner_host: r.get(10),
+            owner_pid: r.get(11),
+            owner_start: r.get(12),
+            heartbeat: r.get(13),
+        })
+        .collect();
+    let intermediate: Vec<(i64, i64, f64)> = c
+        .query(&rows::intermediate_query("$1"), &[&study])
         .map_err(pg)?
-    {
-        if let Some(&i) = index.get(&r.get::<_, i64>(0)) {
-            out[i]
-                .intermediate
-                .insert(r.get::<_, i64>(1).max(0) as u64, r.get(2));
-        }
-    }
-    for r in c
-        .query(
-            "SELECT a.trial_id, a.key, a.value FROM trial_user_attrs a
-             JOIN trials t ON t.id = a.trial_id WHERE t.study_id = $1",
-            &[&study],
-        )
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let user_attrs: Vec<(i64, String, String)> = c
+        .query(&rows::user_attrs_query("$1"), &[&study])
         .map_err(pg)?
-    {
-        let key: String = r.get(1);
-        let v: serde_json::Value = serde_json::from_str(r.get::<_, &str>(2))
-            .map_err(SearchError::json(format!("reading user attribute `{key}`")))?;
-        if let Some(&i) = index.get(&r.get::<_, i64>(0)) {
-            out[i].user_attrs.insert(key, v);
-        }
-    }
-    Ok(out)
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    rows::assemble(trials, intermediate, user_attrs)
 }
 
 impl Storage for PostgresStorage {

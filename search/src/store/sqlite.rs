@@ -3,6 +3,7 @@
 //! two claims never interleave, and a busy timeout makes workers wait for each other instead of
 //! failing. A killed process loses nothing committed.
 
+use super::rows::{self, TrialRow};
 use super::{
     check_existing, now_s, params_from_json, stale_verdict, to_json, ClaimedTrial, Direction,
     OwnerRow, SampleFn, StalePolicy, StaleVerdict, Storage, StudyInfo, TrialRecord, TrialState,
@@ -127,103 +128,42 @@ fn load_trials(
     study: i64,
     err: &dyn Fn(rusqlite::Error) -> SearchError,
 ) -> Result<Vec<TrialRecord>, SearchError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, number, state, params, value, reason, attempts, owner, started_at, finished_at,
-                    owner_host, owner_pid, owner_start, heartbeat
-             FROM trials WHERE study_id = ?1 ORDER BY number",
-        )
-        .map_err(err)?;
-    let rows = stmt
+    let mut stmt = conn.prepare(&rows::trials_query("?1")).map_err(err)?;
+    let trials = stmt
         .query_map(params![study], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<f64>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, Option<String>>(7)?,
-                r.get::<_, Option<f64>>(8)?,
-                r.get::<_, Option<f64>>(9)?,
-                OwnerRow {
-                    host: r.get(10)?,
-                    pid: r.get(11)?,
-                    start_ticks: r.get(12)?,
-                    heartbeat: r.get(13)?,
-                    attempts: r.get::<_, i64>(6)?.clamp(0, u32::MAX as i64) as u32,
-                },
-            ))
+            Ok(TrialRow {
+                id: r.get(0)?,
+                number: r.get(1)?,
+                state: r.get(2)?,
+                params: r.get(3)?,
+                value: r.get(4)?,
+                reason: r.get(5)?,
+                attempts: r.get(6)?,
+                owner: r.get(7)?,
+                started_at: r.get(8)?,
+                finished_at: r.get(9)?,
+                owner_host: r.get(10)?,
+                owner_pid: r.get(11)?,
+                owner_start: r.get(12)?,
+                heartbeat: r.get(13)?,
+            })
         })
+        .map_err(err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(err)?;
-    let mut out = Vec::new();
-    let mut index = std::collections::HashMap::new();
-    for row in rows {
-        let (id, number, state, params, value, reason, attempts, owner, started, finished, lease) =
-            row.map_err(err)?;
-        index.insert(id, out.len());
-        let state = TrialState::parse(&state)?;
-        out.push(TrialRecord {
-            id,
-            number: number.max(0) as u64,
-            state,
-            params: params_from_json(&params)?,
-            value,
-            reason,
-            attempts: attempts.clamp(0, u32::MAX as i64) as u32,
-            owner,
-            started_at: started,
-            finished_at: finished,
-            lease: (state == TrialState::Running).then_some(lease),
-            ..TrialRecord::default()
-        });
-    }
-    let mut stmt = conn
-        .prepare(
-            "SELECT v.trial_id, v.step, v.value FROM intermediate_values v
-             JOIN trials t ON t.id = v.trial_id WHERE t.study_id = ?1",
-        )
+    let mut stmt = conn.prepare(&rows::intermediate_query("?1")).map_err(err)?;
+    let intermediate = stmt
+        .query_map(params![study], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(err)?;
-    let rows = stmt
-        .query_map(params![study], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, f64>(2)?,
-            ))
-        })
+    let mut stmt = conn.prepare(&rows::user_attrs_query("?1")).map_err(err)?;
+    let user_attrs = stmt
+        .query_map(params![study], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(err)?;
-    for row in rows {
-        let (tid, step, v) = row.map_err(err)?;
-        if let Some(&i) = index.get(&tid) {
-            out[i].intermediate.insert(step.max(0) as u64, v);
-        }
-    }
-    let mut stmt = conn
-        .prepare(
-            "SELECT a.trial_id, a.key, a.value FROM trial_user_attrs a
-             JOIN trials t ON t.id = a.trial_id WHERE t.study_id = ?1",
-        )
-        .map_err(err)?;
-    let rows = stmt
-        .query_map(params![study], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })
-        .map_err(err)?;
-    for row in rows {
-        let (tid, key, v) = row.map_err(err)?;
-        let v: serde_json::Value = serde_json::from_str(&v)
-            .map_err(SearchError::json(format!("reading user attribute `{key}`")))?;
-        if let Some(&i) = index.get(&tid) {
-            out[i].user_attrs.insert(key, v);
-        }
-    }
-    Ok(out)
+    rows::assemble(trials, intermediate, user_attrs)
 }
 
 impl Storage for SqliteStorage {
