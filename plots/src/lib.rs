@@ -1,16 +1,21 @@
 //! Small SVG charts: a title, axis labels and named series, each drawn as a line with markers or
-//! as a scatter, with a legend. Rendering uses plotters' SVG backend, which needs no font files,
-//! so plots work on a bare machine. The crate only renders: writing the SVG (atomically) is the
-//! caller's job, with its own I/O.
+//! as a scatter, with a legend; points may carry error bars (mean ± a half-width) and a text label,
+//! and the x axis may be logarithmic. Rendering uses plotters' SVG backend, which needs no font
+//! files, so plots work on a bare machine.
 //!
-//! Non-finite points are left out and a series with no point left gets no legend entry, so callers
-//! can hand over raw curves (a diverged run, an unscored bin) without filtering them first.
+//! With the `png` feature the SVG is also rasterised to PNG (resvg, with the system's fonts: a
+//! machine without a font gets no PNG and is told why) and [`Chart::write`] writes both files
+//! atomically. Without it the crate only renders: writing the SVG is the caller's job.
+//!
+//! Non-finite points are left out (on a log axis, non-positive x as well) and a series with no
+//! point left gets no legend entry, so callers can hand over raw curves (a diverged run, an
+//! unscored bin) without filtering them first. A non-finite or zero error draws no bar.
 //!
 //! ```
 //! use plots::{Chart, Series};
 //! let svg = Chart::new("training", "epoch", "loss / accuracy")
 //!     .with(Series::line("train loss", [(1.0, 0.9), (2.0, 0.5), (3.0, f64::NAN)]))
-//!     .with(Series::points("trials", [(1.0, 0.2), (2.0, 0.4)]))
+//!     .with(Series::points("trials", [(1.0, 0.2), (2.0, 0.4)]).with_errors([0.05, 0.1]))
 //!     .to_svg()?;
 //! assert!(svg.starts_with("<svg") && svg.contains("train loss"));
 //! # Ok::<(), plots::PlotError>(())
@@ -37,6 +42,16 @@ pub enum PlotError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A chart's file could not be written.
+    #[cfg(feature = "png")]
+    #[error("writing {}", path.display())]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How a series is drawn.
@@ -55,8 +70,21 @@ pub struct Series {
     pub name: String,
     /// `(x, y)` in drawing order; non-finite points are skipped.
     pub points: Vec<(f64, f64)>,
+    /// Half the error bar of each point (the bar spans y ± this), in the order of `points`;
+    /// empty, or a zero or non-finite entry, draws no bar.
+    pub errors: Vec<f64>,
+    /// Text written beside each point, in the order of `points`; empty writes none.
+    pub labels: Vec<String>,
     /// Line or scatter.
     pub style: Style,
+}
+
+/// One drawable point of a series.
+struct Drawn<'a> {
+    x: f64,
+    y: f64,
+    err: f64,
+    label: Option<&'a str>,
 }
 
 impl Series {
@@ -65,6 +93,8 @@ impl Series {
         Series {
             name: name.into(),
             points: points.into_iter().collect(),
+            errors: Vec::new(),
+            labels: Vec::new(),
             style: Style::Line,
         }
     }
@@ -82,12 +112,55 @@ impl Series {
         Series::line(name, values.iter().enumerate().map(|(i, &v)| (i as f64, v)))
     }
 
-    fn finite(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+    /// Error bars: point i spans `y ± errors[i]` (a standard deviation over seeds, say).
+    pub fn with_errors(mut self, errors: impl IntoIterator<Item = f64>) -> Series {
+        self.errors = errors.into_iter().collect();
+        self
+    }
+
+    /// A text beside each point (a model's name, say).
+    pub fn with_labels<S: Into<String>>(mut self, labels: impl IntoIterator<Item = S>) -> Series {
+        self.labels = labels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The points that can be drawn, with x mapped to the axis (log10 on a log axis).
+    fn drawn(&self, log_x: bool) -> impl Iterator<Item = Drawn<'_>> + '_ {
         self.points
             .iter()
-            .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .enumerate()
+            .filter_map(move |(i, &(x, y))| {
+                let x = if log_x {
+                    if x > 0.0 {
+                        x.log10()
+                    } else {
+                        f64::NAN
+                    }
+                } else {
+                    x
+                };
+                (x.is_finite() && y.is_finite()).then(|| Drawn {
+                    x,
+                    y,
+                    err: self
+                        .errors
+                        .get(i)
+                        .copied()
+                        .filter(|e| e.is_finite() && *e > 0.0)
+                        .unwrap_or(0.0),
+                    label: self.labels.get(i).map(String::as_str),
+                })
+            })
     }
+}
+
+/// How the x axis maps values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// Evenly.
+    Linear,
+    /// By log10 (parameters, say); ticks show the values (`32k`, `1.2M`).
+    Log10,
 }
 
 /// A chart: title, axis labels, an optional fixed y range, and its series (colours in order).
@@ -99,23 +172,34 @@ pub struct Chart {
     pub x_label: String,
     /// Beside the y axis.
     pub y_label: String,
-    /// The y axis' range; `None` fits the data with a 5 % margin.
+    /// The y axis' range; `None` fits the data (error bars included) with a margin.
     pub y_range: Option<(f64, f64)>,
+    /// How the x axis maps values.
+    pub x_scale: Scale,
+    /// Width and height in pixels of the SVG (the PNG is twice that).
+    pub size: (u32, u32),
     /// The series, drawn in order.
     pub series: Vec<Series>,
 }
 
-const COLORS: [RGBColor; 6] = [
+// Matplotlib's tab10 and two more, so a dozen series stay distinguishable.
+const COLORS: [RGBColor; 12] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(0, 0, 0),
+    RGBColor(0, 0, 128),
 ];
 
 impl Chart {
-    /// An empty chart with these labels.
+    /// An empty 720×440 chart with these labels and a linear x axis.
     pub fn new(
         title: impl Into<String>,
         x_label: impl Into<String>,
@@ -126,6 +210,8 @@ impl Chart {
             x_label: x_label.into(),
             y_label: y_label.into(),
             y_range: None,
+            x_scale: Scale::Linear,
+            size: (720, 440),
             series: Vec::new(),
         }
     }
@@ -136,45 +222,84 @@ impl Chart {
         self
     }
 
+    /// A logarithmic x axis: points are given as values, drawn at their log10.
+    pub fn log_x(mut self) -> Chart {
+        self.x_scale = Scale::Log10;
+        self
+    }
+
+    /// The SVG's size in pixels.
+    pub fn size(mut self, width: u32, height: u32) -> Chart {
+        self.size = (width, height);
+        self
+    }
+
     /// Adds a series.
     pub fn with(mut self, series: Series) -> Chart {
         self.series.push(series);
         self
     }
 
-    /// Whether no series has a finite point (then [`Chart::to_svg`] fails with
-    /// [`PlotError::Empty`]; callers that may have nothing to show check this first).
-    pub fn is_empty(&self) -> bool {
-        self.series.iter().all(|s| s.finite().next().is_none())
+    fn log(&self) -> bool {
+        self.x_scale == Scale::Log10
     }
 
-    /// The chart as an SVG document, 720×440.
+    /// Whether no series has a drawable point (then [`Chart::to_svg`] fails with
+    /// [`PlotError::Empty`]; callers that may have nothing to show check this first).
+    pub fn is_empty(&self) -> bool {
+        self.series
+            .iter()
+            .all(|s| s.drawn(self.log()).next().is_none())
+    }
+
+    /// The chart as an SVG document.
     pub fn to_svg(&self) -> Result<String, PlotError> {
+        let log = self.log();
         let drawn: Vec<&Series> = self
             .series
             .iter()
-            .filter(|s| s.finite().next().is_some())
+            .filter(|s| s.drawn(log).next().is_some())
             .collect();
-        let pts = || drawn.iter().flat_map(|s| s.finite());
+        let pts = || drawn.iter().flat_map(|s| s.drawn(log));
         if drawn.is_empty() {
             return Err(PlotError::Empty {
                 title: self.title.clone(),
             });
         }
-        let (x0, x1) = pts().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(x), b.max(x)));
+        let (x0, x1) = pts().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.x), b.max(p.x)));
+        let (x0, x1) = if x1 > x0 {
+            (x0, x1)
+        } else {
+            (x0 - 0.5, x0 + 0.5)
+        };
+        // Points at the very edge would be cut in half (and their bars' caps lost): pad.
+        let xpad = (x1 - x0) * 0.03;
+        let (x0, x1) = (x0 - xpad, x1 + xpad);
         let (y0, y1) = self.y_range.unwrap_or_else(|| {
-            let (a, b) = pts().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(y), b.max(y)));
+            let (a, b) = pts().fold((f64::MAX, f64::MIN), |(a, b), p| {
+                (a.min(p.y - p.err), b.max(p.y + p.err))
+            });
             let pad = ((b - a) * 0.05).max(1e-3);
             (a - pad, b + pad)
         });
-        let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
         let err = |e: DrawingAreaErrorKind<std::io::Error>| PlotError::Draw {
             title: self.title.clone(),
             source: Box::new(e),
         };
+        let x_fmt = move |v: &f64| {
+            if log {
+                human(10f64.powf(*v))
+            } else if v.fract().abs() < 1e-9 {
+                format!("{v:.0}")
+            } else {
+                // 0.30000000000000004 → "0.3".
+                let t = format!("{v:.3}");
+                t.trim_end_matches('0').trim_end_matches('.').to_string()
+            }
+        };
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+            let root = SVGBackend::with_string(&mut svg, self.size).into_drawing_area();
             root.fill(&WHITE).map_err(err)?;
             let mut chart = ChartBuilder::on(&root)
                 .caption(&self.title, ("sans-serif", 20))
@@ -187,17 +312,31 @@ impl Chart {
                 .configure_mesh()
                 .x_desc(&self.x_label)
                 .y_desc(&self.y_label)
+                .x_label_formatter(&x_fmt)
                 .draw()
                 .map_err(err)?;
+            let cap = (x1 - x0) * 0.006;
             for (i, s) in drawn.iter().enumerate() {
                 let c = COLORS[i % COLORS.len()];
+                let bars = s.drawn(log).filter(|p| p.err > 0.0).flat_map(|p| {
+                    let (lo, hi) = (p.y - p.err, p.y + p.err);
+                    [
+                        PathElement::new(vec![(p.x, lo), (p.x, hi)], c.stroke_width(1)),
+                        PathElement::new(vec![(p.x - cap, lo), (p.x + cap, lo)], c.stroke_width(1)),
+                        PathElement::new(vec![(p.x - cap, hi), (p.x + cap, hi)], c.stroke_width(1)),
+                    ]
+                });
+                chart.draw_series(bars).map_err(err)?;
                 let markers = chart
-                    .draw_series(s.finite().map(|(x, y)| Circle::new((x, y), 3, c.filled())))
+                    .draw_series(s.drawn(log).map(|p| Circle::new((p.x, p.y), 3, c.filled())))
                     .map_err(err)?;
                 match s.style {
                     Style::Line => {
                         chart
-                            .draw_series(LineSeries::new(s.finite(), c.stroke_width(2)))
+                            .draw_series(LineSeries::new(
+                                s.drawn(log).map(|p| (p.x, p.y)),
+                                c.stroke_width(2),
+                            ))
                             .map_err(err)?
                             .label(s.name.as_str())
                             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c));
@@ -208,6 +347,16 @@ impl Chart {
                             .legend(move |(x, y)| Circle::new((x + 9, y), 3, c.filled()));
                     }
                 }
+                let labels = s.drawn(log).filter_map(|p| {
+                    p.label.map(|l| {
+                        Text::new(
+                            l.to_string(),
+                            (p.x + cap * 1.5, p.y),
+                            ("sans-serif", 11).into_font(),
+                        )
+                    })
+                });
+                chart.draw_series(labels).map_err(err)?;
             }
             chart
                 .configure_series_labels()
@@ -221,6 +370,24 @@ impl Chart {
         Ok(svg)
     }
 }
+
+/// 12,345 → "12k", 1,234,567 → "1.2M".
+fn human(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.0}k", v / 1e3)
+    } else if v >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+#[cfg(feature = "png")]
+mod png;
+#[cfg(feature = "png")]
+pub use png::{svg_to_png, Written};
 
 #[cfg(test)]
 mod tests {
@@ -269,5 +436,83 @@ mod tests {
             "{e:?}"
         );
         assert!(Chart::new("none", "x", "y").to_svg().is_err());
+    }
+
+    fn figure_series(name: &str, style: Style) -> Series {
+        Series {
+            style,
+            ..Series::line(name, [(30_000.0, 0.4), (150_000.0, 0.5)])
+                .with_errors([0.02, 0.0])
+                .with_labels(["p1", "p2"])
+        }
+    }
+
+    #[test]
+    fn log_axis_labels_and_every_series() {
+        let svg = Chart::new("t", "parameters", "top-1")
+            .log_x()
+            .size(860, 520)
+            .with(figure_series("alpha", Style::Line))
+            .with(figure_series("beta", Style::Points))
+            .to_svg()
+            .unwrap_or_default();
+        for s in ["alpha", "beta", "p1", "p2", "parameters", "100k", "860"] {
+            assert!(svg.contains(s), "{s} missing");
+        }
+        // Log ticks show values, not their logarithms.
+        assert!(!svg.contains(">4.5<") && !svg.contains(">5<"), "{svg}");
+    }
+
+    #[test]
+    fn an_error_bar_is_a_vertical_line_and_two_caps() {
+        let lines = |errors: &[f64]| {
+            Chart::new("t", "x", "y")
+                .with(Series::points("a", [(1.0, 0.5), (2.0, 0.6)]).with_errors(errors.to_vec()))
+                .to_svg()
+                .unwrap_or_default()
+                // The first series' colour, 1 px wide: bars and caps (its line is 2 px).
+                .matches(r##"stroke="#1F77B4" stroke-width="1""##)
+                .count()
+        };
+        assert_eq!(lines(&[]), 0);
+        assert_eq!(lines(&[0.1]), 3);
+        assert_eq!(lines(&[0.1, 0.2]), 6);
+        // Zero and non-finite errors draw nothing.
+        assert_eq!(lines(&[0.0, f64::NAN]), 0);
+    }
+
+    #[test]
+    fn error_bars_widen_the_fitted_y_range() {
+        let top = |err: f64| {
+            let svg = Chart::new("t", "x", "y")
+                .with(Series::points("a", [(0.1, 50.0), (0.2, 60.0)]).with_errors([err, err]))
+                .to_svg()
+                .unwrap_or_default();
+            // The highest y tick label drawn.
+            svg.split('>')
+                .filter_map(|t| t.split('<').next())
+                .filter_map(|t| t.trim().parse::<f64>().ok())
+                .fold(f64::MIN, f64::max)
+        };
+        // x ticks stay below 1, so the largest number is a y tick.
+        assert!(
+            top(0.0) < 65.0 && top(40.0) > 90.0,
+            "{} vs {}",
+            top(40.0),
+            top(0.0)
+        );
+    }
+
+    #[test]
+    fn a_log_axis_leaves_out_non_positive_x() {
+        let chart = Chart::new("t", "x", "y")
+            .log_x()
+            .with(Series::line("zero", [(0.0, 1.0), (-1.0, 2.0)]));
+        assert!(chart.is_empty());
+        assert!(!Chart::new("t", "x", "y")
+            .with(Series::line("zero", [(0.0, 1.0)]))
+            .is_empty());
+        assert_eq!(human(12_345.0), "12k");
+        assert_eq!(human(1_234_567.0), "1.2M");
     }
 }

@@ -3,12 +3,12 @@
 //! seeds. Each cell is tested against the smallest feedforward net at least its size (Welch's
 //! t-test over seeds, Holm-corrected over the cells).
 
-use super::chart::{self, Axes, Point, Series};
 use super::models::{Family, CELLS, GATED_BYPASS, VANILLA};
 use super::report::Verdict;
 use super::stats;
 use super::training::Trained;
 use anyhow::{bail, Context, Result};
+use plots::{Chart, Series, Written};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -249,24 +249,25 @@ pub fn family_name(f: Family) -> &'static str {
 
 /// The chart: each cell a point, the feedforward nets one line in order of size. A model whose
 /// accuracy is not a finite number is left out of the chart (the table and verdict say so).
-pub fn draw(table: &Table, out: &Path, data: &str) -> Result<chart::Written> {
+pub fn draw(table: &Table, out: &Path, data: &str) -> Result<Written> {
     let drawable = |r: &&Row| r.top1_mean.is_finite() && r.top1_sd.is_finite();
-    let point = |r: &Row| Point {
-        x: (r.params as f64).log10(),
-        y: r.top1_mean,
-        err: r.top1_sd,
-    };
-    let mut series: Vec<Series> = CELLS
+    let seeds = table.rows.first().map_or(0, |r| r.seeds.len());
+    let mut chart = Chart::new(
+        format!("Cells at matched size: {data}, mean ± sd over {seeds} seeds"),
+        "parameters (log scale)",
+        "validation top-1 (last step)",
+    )
+    .log_x()
+    .size(super::CHART_SIZE.0, super::CHART_SIZE.1);
+    for r in CELLS
         .iter()
         .filter_map(|c| table.rows.iter().find(|r| r.model == *c))
         .filter(drawable)
-        .map(|r| Series {
-            name: r.model.clone(),
-            points: vec![point(r)],
-            joined: false,
-            point_labels: vec![],
-        })
-        .collect();
+    {
+        chart = chart.with(
+            Series::points(&r.model, [(r.params as f64, r.top1_mean)]).with_errors([r.top1_sd]),
+        );
+    }
     let mut ff: Vec<&Row> = table
         .rows
         .iter()
@@ -274,28 +275,19 @@ pub fn draw(table: &Table, out: &Path, data: &str) -> Result<chart::Written> {
         .filter(drawable)
         .collect();
     ff.sort_by_key(|r| r.params);
-    series.push(Series {
-        name: "feedforward (base, wider, deeper)".into(),
-        points: ff.iter().map(|r| point(r)).collect(),
-        joined: true,
-        point_labels: ff.iter().map(|r| r.model.clone()).collect(),
-    });
-    let seeds = table.rows.first().map_or(0, |r| r.seeds.len());
-    chart::write(
-        &out.join(STEM),
-        &Axes {
-            title: format!("Cells at matched size: {data}, mean ± sd over {seeds} seeds"),
-            x_label: "parameters (log scale)".into(),
-            y_label: "validation top-1 (last step)".into(),
-            log10_x: true,
-            y_range: None,
-        },
-        &series,
-    )
+    chart = chart.with(
+        Series::line(
+            "feedforward (base, wider, deeper)",
+            ff.iter().map(|r| (r.params as f64, r.top1_mean)),
+        )
+        .with_errors(ff.iter().map(|r| r.top1_sd))
+        .with_labels(ff.iter().map(|r| r.model.as_str())),
+    );
+    Ok(chart.write(&out.join(STEM))?)
 }
 
 /// The report's section.
-pub fn section(table: &Table, figure: &chart::Written, data: &str) -> String {
+pub fn section(table: &Table, figure: &Written, data: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

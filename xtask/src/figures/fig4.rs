@@ -4,13 +4,13 @@
 //! The claim is tested per region on each model-seed's median over bins: the ConvRNNs against
 //! the uniform and against the graded feedforward fits (Welch's t-test, Holm over the four).
 
-use super::chart::{self, Axes, Point, Series};
 use super::fig1::family_name;
 use super::models::Family;
 use super::neural::{Mapping, Scored};
 use super::report::Verdict;
 use super::stats;
 use anyhow::Result;
+use plots::{Chart, Series, Written};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -240,7 +240,7 @@ pub fn csv(table: &Table) -> String {
 }
 
 /// One chart per region: predictivity per bin, a line per model and mapping.
-pub fn draw(table: &Table, out: &Path, data: &str) -> Result<Vec<(String, chart::Written)>> {
+pub fn draw(table: &Table, out: &Path, data: &str) -> Result<Vec<(String, Written)>> {
     let mut regions: Vec<&str> = Vec::new();
     for r in &table.bins {
         if !regions.contains(&r.region.as_str()) {
@@ -258,41 +258,35 @@ pub fn draw(table: &Table, out: &Path, data: &str) -> Result<Vec<(String, chart:
                 Mapping::Recurrent => r.model.clone(),
                 m => format!("{} {}", r.model, m.words()),
             };
-            let p = Point {
-                x: r.bin_ms,
-                y: r.mean,
-                err: r.sd,
-            };
             match series.iter_mut().find(|s| s.name == name) {
-                Some(s) => s.points.push(p),
-                None => series.push(Series {
-                    name,
-                    points: vec![p],
-                    joined: true,
-                    point_labels: vec![],
-                }),
+                Some(s) => {
+                    s.points.push((r.bin_ms, r.mean));
+                    s.errors.push(r.sd);
+                }
+                None => series.push(Series::line(name, [(r.bin_ms, r.mean)]).with_errors([r.sd])),
             }
         }
         if series.is_empty() {
             continue;
         }
-        let w = chart::write(
-            &out.join(format!("{STEM}_{region}")),
-            &Axes {
-                title: format!("{region} predictivity over time: {data}"),
-                x_label: "bin start (ms)".into(),
-                y_label: "median r² / ceiling".into(),
-                log10_x: false,
-                y_range: None,
-            },
-            &series,
-        )?;
-        written.push((region.to_string(), w));
+        let chart = Chart {
+            series,
+            ..Chart::new(
+                format!("{region} predictivity over time: {data}"),
+                "bin start (ms)",
+                "median r² / ceiling",
+            )
+            .size(super::CHART_SIZE.0, super::CHART_SIZE.1)
+        };
+        written.push((
+            region.to_string(),
+            chart.write(&out.join(format!("{STEM}_{region}")))?,
+        ));
     }
     Ok(written)
 }
 
-pub fn section(table: &Table, figures: &[(String, chart::Written)], data: &str) -> String {
+pub fn section(table: &Table, figures: &[(String, Written)], data: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "## Figure 4: neural predictivity over time\n");
     let _ = writeln!(s, "**The paper's claim.** {CLAIM}\n");

@@ -3,13 +3,13 @@
 //! image) and the reference's (IT's in the in-silico set), mean ± sd over seeds. The claim is
 //! tested by Welch's t-test of the ConvRNNs' correlations against the feedforward nets'.
 
-use super::chart::{self, Axes, Point, Series};
 use super::fig1::family_name;
 use super::models::Family;
 use super::neural::{Mapping, Scored};
 use super::report::Verdict;
 use super::stats;
 use anyhow::Result;
+use plots::{Chart, Series, Written};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -186,36 +186,32 @@ pub fn csv(table: &Table) -> String {
 }
 
 /// The chart: each model's consistency against its parameters.
-pub fn draw(table: &Table, out: &Path, data: &str) -> Result<chart::Written> {
-    let series: Vec<Series> = table
+pub fn draw(table: &Table, out: &Path, data: &str) -> Result<Written> {
+    let mut chart = Chart::new(
+        format!("Object solution times vs the reference: {data}"),
+        "parameters (log scale)",
+        "Spearman, model OST vs reference OST",
+    )
+    .log_x()
+    .size(super::CHART_SIZE.0, super::CHART_SIZE.1);
+    for r in table
         .rows
         .iter()
         .filter(|r| r.spearman_mean.is_finite() && r.spearman_sd.is_finite())
-        .map(|r| Series {
-            name: format!("{} ({})", r.model, family_name(r.family)),
-            points: vec![Point {
-                x: (r.params as f64).log10(),
-                y: r.spearman_mean,
-                err: r.spearman_sd,
-            }],
-            joined: false,
-            point_labels: vec![r.model.clone()],
-        })
-        .collect();
-    chart::write(
-        &out.join(STEM),
-        &Axes {
-            title: format!("Object solution times vs the reference: {data}"),
-            x_label: "parameters (log scale)".into(),
-            y_label: "Spearman, model OST vs reference OST".into(),
-            log10_x: true,
-            y_range: None,
-        },
-        &series,
-    )
+    {
+        chart = chart.with(
+            Series::points(
+                format!("{} ({})", r.model, family_name(r.family)),
+                [(r.params as f64, r.spearman_mean)],
+            )
+            .with_errors([r.spearman_sd])
+            .with_labels([r.model.as_str()]),
+        );
+    }
+    Ok(chart.write(&out.join(STEM))?)
 }
 
-pub fn section(table: &Table, figure: Option<&chart::Written>, data: &str) -> String {
+pub fn section(table: &Table, figure: Option<&Written>, data: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "## Figure 5: object solution times\n");
     let _ = writeln!(s, "**The paper's claim.** {CLAIM}\n");

@@ -4,13 +4,13 @@
 //! (paired t-test over seeds of the last step against that first step), and the confidence-based
 //! decoders should cost at most [`DECODER_TOLERANCE`] of top-1 against the last step.
 
-use super::chart::{self, Axes, Point, Series};
 use super::fig1::family_name;
 use super::models::{Family, CELLS};
 use super::report::Verdict;
 use super::stats;
 use super::training::Trained;
 use anyhow::{Context, Result};
+use plots::{Chart, Series, Written};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -274,46 +274,34 @@ pub fn csv(table: &Table) -> (String, String) {
 }
 
 /// The chart: top-1 per time step, one line per cell and two feedforward nets.
-pub fn draw(table: &Table, out: &Path, data: &str) -> Result<chart::Written> {
-    let drawn: Vec<&str> = CELLS.iter().chain(&FEEDFORWARD_DRAWN).copied().collect();
-    let series: Vec<Series> = drawn
-        .iter()
-        .filter_map(|m| {
-            let points: Vec<Point> = table
-                .steps
-                .iter()
-                .filter(|r| r.model == *m)
-                // A step whose accuracy is not finite is left out (the verdict says why).
-                .filter(|r| r.top1_mean.is_finite() && r.top1_sd.is_finite())
-                .map(|r| Point {
-                    x: r.step as f64,
-                    y: r.top1_mean,
-                    err: r.top1_sd,
-                })
-                .collect();
-            (!points.is_empty()).then(|| Series {
-                name: m.to_string(),
-                points,
-                joined: true,
-                point_labels: vec![],
-            })
-        })
-        .collect();
+pub fn draw(table: &Table, out: &Path, data: &str) -> Result<Written> {
     let seeds = table.steps.first().map_or(0, |r| r.seeds);
-    chart::write(
-        &out.join(STEM),
-        &Axes {
-            title: format!("Accuracy over time: {data}, mean ± sd over {seeds} seeds"),
-            x_label: "time step (10 ms)".into(),
-            y_label: "validation top-1".into(),
-            log10_x: false,
-            y_range: Some((0.0, 1.0)),
-        },
-        &series,
+    let mut chart = Chart::new(
+        format!("Accuracy over time: {data}, mean ± sd over {seeds} seeds"),
+        "time step (10 ms)",
+        "validation top-1",
     )
+    .y_range(0.0, 1.0)
+    .size(super::CHART_SIZE.0, super::CHART_SIZE.1);
+    for m in CELLS.iter().chain(&FEEDFORWARD_DRAWN) {
+        // A step whose accuracy is not finite is left out (the verdict says why).
+        let rows: Vec<&StepRow> = table
+            .steps
+            .iter()
+            .filter(|r| r.model == *m)
+            .filter(|r| r.top1_mean.is_finite() && r.top1_sd.is_finite())
+            .collect();
+        if !rows.is_empty() {
+            chart = chart.with(
+                Series::line(*m, rows.iter().map(|r| (r.step as f64, r.top1_mean)))
+                    .with_errors(rows.iter().map(|r| r.top1_sd)),
+            );
+        }
+    }
+    Ok(chart.write(&out.join(STEM))?)
 }
 
-pub fn section(table: &Table, figure: &chart::Written, data: &str) -> String {
+pub fn section(table: &Table, figure: &Written, data: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "## Figure 6: accuracy over time and decoders\n");
     let _ = writeln!(s, "**The paper's claim.** {CLAIM}\n");

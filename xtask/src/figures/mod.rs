@@ -9,14 +9,13 @@
 //! - [`neural`]: the neural stages (a trained model scored by the `neurofit` binary: predictivity
 //!   over time and object solution times);
 //! - [`fig1`], [`fig4`], [`fig5`], [`fig6`]: the figures' tables, tests of the paper's claims,
-//!   charts and report sections; [`stats`]: the statistics they use; [`chart`]: SVG and PNG
-//!   charts;
+//!   charts (drawn by the `plots` crate) and report sections; [`stats`]: the statistics they
+//!   use;
 //! - [`report`]: writes `REPORT.md`.
 //!
 //! docs/FIGURES.md describes what each figure uses and what is not built yet.
 
 mod cache;
-mod chart;
 mod fig1;
 mod fig4;
 mod fig5;
@@ -317,6 +316,9 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     println!("{}", path.display());
     Ok(())
 }
+
+/// Width and height of the figures' SVGs (the PNGs are twice that).
+const CHART_SIZE: (u32, u32) = (860, 520);
 
 /// Part of every table stage's key: bumped when a table's computation changes.
 const TABLES_VERSION: u32 = 1;

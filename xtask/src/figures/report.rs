@@ -39,7 +39,7 @@ impl Verdict {
 }
 
 /// The Markdown that shows a figure: the SVG inline, and the PNG or why there is none.
-pub fn image_lines(figure: &super::chart::Written, alt: &str) -> String {
+pub fn image_lines(figure: &plots::Written, alt: &str) -> String {
     let name = |p: &Path| {
         p.file_name().map_or_else(
             || p.display().to_string(),
