@@ -41,20 +41,17 @@ pub struct Comparison {
     pub params: usize,
     pub reference: String,
     pub reference_params: usize,
-    /// Cell mean minus reference mean (fraction).
-    pub diff: f64,
-    pub t: f64,
-    pub df: f64,
-    pub p: f64,
-    pub p_holm: f64,
+    /// Cell against reference (the difference: cell mean minus reference mean, a fraction).
+    #[serde(flatten)]
+    pub test: stats::Tested,
 }
 
 impl Comparison {
     fn above(&self) -> bool {
-        self.p_holm < ALPHA && self.diff > 0.0
+        self.test.above(ALPHA)
     }
     fn below(&self) -> bool {
-        self.p_holm < ALPHA && self.diff < 0.0
+        self.test.below(ALPHA)
     }
 }
 
@@ -112,7 +109,7 @@ pub fn table(trained: &[Trained]) -> Result<Table> {
             .or(ff.last())
             .copied()
             .context("no feedforward reference")?;
-        let Some(w) = stats::welch(&r.top1, &reference.top1) else {
+        let Some(test) = stats::Tested::welch(&r.top1, &reference.top1) else {
             continue;
         };
         comparisons.push(Comparison {
@@ -120,14 +117,10 @@ pub fn table(trained: &[Trained]) -> Result<Table> {
             params: r.params,
             reference: reference.model.clone(),
             reference_params: reference.params,
-            diff: w.diff,
-            t: w.t,
-            df: w.df,
-            p: w.p,
-            p_holm: f64::NAN,
+            test,
         });
     }
-    stats::holm_in_place(&mut comparisons, |c| c.p, |c, p| c.p_holm = p);
+    stats::holm_tested(&mut comparisons, |c| &mut c.test);
     let (verdict, reason) = judge(&comparisons);
     Ok(Table {
         rows,
@@ -155,7 +148,7 @@ fn judge(cs: &[Comparison]) -> (Verdict, String) {
     let untested: Vec<String> = gated
         .iter()
         .chain(&vanilla)
-        .filter(|c| c.p_holm.is_nan() || c.diff.is_nan())
+        .filter(|c| c.test.untested())
         .map(|c| format!("{} against {}", c.cell, c.reference))
         .collect();
     if !untested.is_empty() {
@@ -330,29 +323,25 @@ pub fn section(table: &Table, figure: &Written, data: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "| cell | parameters | reference | parameters | difference (points) | t | df | p | p (Holm) |\n\
-         |---|---|---|---|---|---|---|---|---|"
+        "| cell | parameters | reference | parameters | difference (points) | {}\n\
+         |---|---|---|---|---|---|---|---|---|",
+        stats::TESTED_HEADER
     );
     for c in &table.comparisons {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:+.1} | {:.2} | {:.1} | {:.3} | {:.3} |",
+            "| {} | {} | {} | {} | {}",
             c.cell,
             c.params,
             c.reference,
             c.reference_params,
-            100.0 * c.diff,
-            c.t,
-            c.df,
-            c.p,
-            c.p_holm
+            c.test.cells(100.0, 1)
         );
     }
     let _ = writeln!(
         s,
-        "\n**Verdict: {}.** {}.\n",
-        table.verdict.words(),
-        table.reason
+        "{}",
+        super::report::verdict_line(table.verdict, &table.reason)
     );
     s
 }
@@ -432,7 +421,7 @@ pub(crate) mod tests {
         assert_eq!(t.comparisons.len(), CELLS.len());
         for c in &t.comparisons {
             assert_eq!(c.reference, "ff_wide5", "{c:?}");
-            assert!(c.p.is_finite() && c.p_holm.is_finite() && c.p_holm >= c.p);
+            assert!(c.test.p.is_finite() && c.test.p_holm.is_finite() && c.test.p_holm >= c.test.p);
         }
         assert_eq!(t.verdict, Verdict::Supports, "{}", t.reason);
         let csv = csv(&t);
@@ -470,13 +459,13 @@ pub(crate) mod tests {
         *rgc.top1_per_step.last_mut().unwrap() = f64::NAN;
         let t = table(&v).unwrap();
         let c = t.comparisons.iter().find(|c| c.cell == "rgc").unwrap();
-        assert!(c.p.is_nan() && c.p_holm.is_nan(), "{c:?}");
+        assert!(c.test.p.is_nan() && c.test.p_holm.is_nan(), "{c:?}");
         // The other cells are still adjusted over all the tests.
         assert!(t
             .comparisons
             .iter()
             .filter(|c| c.cell != "rgc")
-            .all(|c| c.p_holm.is_finite()));
+            .all(|c| c.test.p_holm.is_finite()));
         assert_eq!(t.verdict, Verdict::CannotTest, "{}", t.reason);
         assert!(t.reason.contains("rgc against ff_wide5"), "{}", t.reason);
         let dir = tempfile::tempdir().unwrap();

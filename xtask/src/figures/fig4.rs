@@ -59,11 +59,9 @@ pub struct Summary {
 pub struct Comparison {
     pub region: String,
     pub against: Mapping,
-    pub diff: f64,
-    pub t: f64,
-    pub df: f64,
-    pub p: f64,
-    pub p_holm: f64,
+    /// ConvRNNs against that mapping (the difference: their mean minus its mean).
+    #[serde(flatten)]
+    pub test: stats::Tested,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -148,20 +146,16 @@ pub fn table(scored: &[Scored]) -> Result<Table> {
         };
         let rec = of(Mapping::Recurrent);
         for against in [Mapping::Uniform, Mapping::Graded] {
-            if let Some(w) = stats::welch(&rec, &of(against)) {
+            if let Some(test) = stats::Tested::welch(&rec, &of(against)) {
                 comparisons.push(Comparison {
                     region: region.to_string(),
                     against,
-                    diff: w.diff,
-                    t: w.t,
-                    df: w.df,
-                    p: w.p,
-                    p_holm: f64::NAN,
+                    test,
                 });
             }
         }
     }
-    stats::holm_in_place(&mut comparisons, |c| c.p, |c, p| c.p_holm = p);
+    stats::holm_tested(&mut comparisons, |c| &mut c.test);
     let (verdict, reason) = judge(&comparisons);
     Ok(Table {
         bins,
@@ -183,7 +177,7 @@ fn judge(cs: &[Comparison]) -> (Verdict, String) {
     }
     let untested: Vec<String> = cs
         .iter()
-        .filter(|c| c.p_holm.is_nan() || c.diff.is_nan())
+        .filter(|c| c.test.untested())
         .map(|c| format!("{} against {}", c.region, c.against.words()))
         .collect();
     if !untested.is_empty() {
@@ -203,15 +197,15 @@ fn judge(cs: &[Comparison]) -> (Verdict, String) {
                 "{} vs {}: {:+.3} (p Holm {:.3})",
                 c.region,
                 c.against.words(),
-                c.diff,
-                c.p_holm
+                c.test.diff,
+                c.test.p_holm
             )
         })
         .collect();
     let words = words.join("; ");
-    if cs.iter().any(|c| c.p_holm < ALPHA && c.diff < 0.0) {
+    if cs.iter().any(|c| c.test.below(ALPHA)) {
         (Verdict::Contradicts, words)
-    } else if cs.iter().all(|c| c.p_holm < ALPHA && c.diff > 0.0) {
+    } else if cs.iter().all(|c| c.test.above(ALPHA)) {
         (Verdict::Supports, words)
     } else {
         (Verdict::Inconclusive, words)
@@ -286,7 +280,13 @@ pub fn draw(table: &Table, out: &Path, data: &str) -> Result<Vec<(String, Writte
     Ok(written)
 }
 
-pub fn section(table: &Table, figures: &[(String, Written)], data: &str) -> String {
+/// The report's section; `who` names the models (default: those of figure 1).
+pub fn section(
+    table: &Table,
+    figures: &[(String, Written)],
+    data: &str,
+    who: Option<&str>,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "## Figure 4: neural predictivity over time\n");
     let _ = writeln!(s, "**The paper's claim.** {CLAIM}\n");
@@ -299,13 +299,15 @@ pub fn section(table: &Table, figures: &[(String, Written)], data: &str) -> Stri
     }
     let _ = writeln!(
         s,
-        "**Data and models.** {data}. The models of figure 1 listed below (trained as there), \
-         every seed, scored by `neurofit score` (PLS regression, noise-corrected by the \
+        "**Data and models.** {data}. {}, scored by `neurofit score` (PLS regression, \
+         noise-corrected by the \
          split-half ceiling): V4 from the model's second-to-last area, IT from its last; a \
          ConvRNN sees the image for 100 ms and its step k predicts the bin at 70 + 10·k ms; a \
          feedforward net sees it throughout and is fitted uniformly (each area's last step for \
-         every bin) and graded (deeper areas for later bins, one track). Error bars ±1 sd over \
-         seeds. Table: `{STEM}.csv` (per bin), `{STEM}.json` (with each model-seed's median).\n"
+         every bin) and graded (deeper areas for later bins, one track). {} Table: \
+         `{STEM}.csv` (per bin), `{STEM}.json` (with each model-seed's median).\n",
+        who.unwrap_or("The models of figure 1 listed below (trained as there), every seed"),
+        super::report::spread_words(table.bins.iter().map(|b| b.seeds).max().unwrap_or(0))
     );
     let _ = writeln!(
         s,
@@ -352,26 +354,22 @@ pub fn section(table: &Table, figures: &[(String, Written)], data: &str) -> Stri
     );
     let _ = writeln!(
         s,
-        "| region | against | difference | t | df | p | p (Holm) |\n|---|---|---|---|---|---|---|"
+        "| region | against | difference | {}\n|---|---|---|---|---|---|---|",
+        stats::TESTED_HEADER
     );
     for c in &table.comparisons {
         let _ = writeln!(
             s,
-            "| {} | {} | {:+.3} | {:.2} | {:.1} | {:.3} | {:.3} |",
+            "| {} | {} | {}",
             c.region,
             c.against.words(),
-            c.diff,
-            c.t,
-            c.df,
-            c.p,
-            c.p_holm
+            c.test.cells(1.0, 3)
         );
     }
     let _ = writeln!(
         s,
-        "\n**Verdict: {}.** {}.\n",
-        table.verdict.words(),
-        table.reason
+        "{}",
+        super::report::verdict_line(table.verdict, &table.reason)
     );
     s
 }
@@ -436,7 +434,8 @@ mod tests {
         assert_eq!(w.len(), 2);
         let svg = std::fs::read_to_string(&w[0].1.svg).unwrap();
         assert!(svg.contains("ff_base graded") && svg.contains("rgc"));
-        let text = section(&t, &w, "in-silico");
+        let text = section(&t, &w, "in-silico", None);
+        assert!(text.contains("Error bars ±1 sd over seeds"), "{text}");
         assert!(text.contains("| rgc | recurrent | IT | conv3 |"), "{text}");
         assert!(text.contains("**Verdict: supports.**"));
     }

@@ -211,7 +211,8 @@ pub fn draw(table: &Table, out: &Path, data: &str) -> Result<Written> {
     Ok(chart.write(&out.join(STEM))?)
 }
 
-pub fn section(table: &Table, figure: Option<&Written>, data: &str) -> String {
+/// The report's section; `who` names the models (default: those of figure 1).
+pub fn section(table: &Table, figure: Option<&Written>, data: &str, who: Option<&str>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "## Figure 5: object solution times\n");
     let _ = writeln!(s, "**The paper's claim.** {CLAIM}\n");
@@ -225,12 +226,14 @@ pub fn section(table: &Table, figure: Option<&Written>, data: &str) -> String {
     }
     let _ = writeln!(
         s,
-        "**Data and models.** {data}. The models of figure 1 listed below (trained as there), \
-         each scored by `neurofit score` with every seed: per image, the first 10 ms bin where \
+        "**Data and models.** {data}. {}, each scored by `neurofit score`: per image, the first \
+         10 ms bin where \
          a cross-validated linear readout of the model's last area reaches the reference's d′ \
          (Kar et al. 2019), correlated with the reference's solution times (Spearman, images \
          both solve). ConvRNNs see the image for 100 ms; feedforward nets see it throughout. \
-         Error bars ±1 sd over seeds. Table: `{STEM}.csv`, `{STEM}.json`.\n"
+         {} Table: `{STEM}.csv`, `{STEM}.json`.\n",
+        who.unwrap_or("The models of figure 1 listed below (trained as there), every seed"),
+        super::report::spread_words(table.rows.iter().map(|r| r.seeds.len()).max().unwrap_or(0))
     );
     let _ = writeln!(
         s,
@@ -259,9 +262,8 @@ pub fn section(table: &Table, figure: Option<&Written>, data: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "**Verdict: {}.** {}.\n",
-        table.verdict.words(),
-        table.reason
+        "{}",
+        super::report::verdict_line(table.verdict, &table.reason)
     );
     s
 }
@@ -345,7 +347,7 @@ pub(crate) mod tests {
         let t = table(&scored(0.6, 0.2, 0.4)).unwrap();
         let w = draw(&t, dir.path(), "in-silico").unwrap();
         let svg = std::fs::read_to_string(&w.svg).unwrap();
-        let text = section(&t, Some(&w), "in-silico");
+        let text = section(&t, Some(&w), "in-silico", None);
         for m in ["rgc", "ugrnn", "ff_base"] {
             assert!(svg.contains(m) && text.contains(&format!("| {m} |")), "{m}");
         }

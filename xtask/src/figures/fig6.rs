@@ -5,7 +5,7 @@
 //! decoders should cost at most [`DECODER_TOLERANCE`] of top-1 against the last step.
 
 use super::fig1::family_name;
-use super::models::{Family, CELLS};
+use super::models::Family;
 use super::report::Verdict;
 use super::stats;
 use super::training::Trained;
@@ -24,8 +24,10 @@ pub const DECODERS: [&str; 3] = ["last", "max_conf", "thresh"];
 pub const DECODER_TOLERANCE: f64 = 0.02;
 /// The model the claim is tested on.
 pub const CLAIM_MODEL: &str = "rgc";
-/// Feedforward nets drawn beside the cells (the figure stays readable).
+/// Feedforward nets of figure 1 drawn beside the cells, and those left out so the figure stays
+/// readable (every other model, a given one too, is drawn).
 const FEEDFORWARD_DRAWN: [&str; 2] = ["ff_base", "ff_wide5"];
+const FEEDFORWARD_LEFT_OUT: [&str; 3] = ["ff_wide2", "ff_deep", "ff_deep_wide2"];
 
 pub const CLAIM: &str = "A ConvRNN's accuracy keeps rising over the time steps after its first \
     feedforward pass reaches the readout, and decoders that answer as soon as the model is \
@@ -73,6 +75,8 @@ pub struct Rise {
 /// The figure's data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Table {
+    /// The model the claim is tested on.
+    pub claim_model: String,
     pub steps: Vec<StepRow>,
     pub decoders: Vec<DecoderRow>,
     pub rises: Vec<Rise>,
@@ -92,7 +96,13 @@ fn by_model(trained: &[Trained]) -> Vec<Vec<&Trained>> {
     groups
 }
 
+/// The table with the claim tested on [`CLAIM_MODEL`].
 pub fn table(trained: &[Trained]) -> Result<Table> {
+    table_on(trained, CLAIM_MODEL)
+}
+
+/// The table with the claim tested on `claim_model`.
+pub fn table_on(trained: &[Trained], claim_model: &str) -> Result<Table> {
     let (mut steps, mut decoders, mut rises) = (Vec::new(), Vec::new(), Vec::new());
     for g in by_model(trained) {
         let (id, family) = (g[0].id.clone(), g[0].family);
@@ -150,8 +160,9 @@ pub fn table(trained: &[Trained]) -> Result<Table> {
             });
         }
     }
-    let (verdict, reason) = judge(&rises, &decoders, trained);
+    let (verdict, reason) = judge(claim_model, &rises, &decoders, trained);
     Ok(Table {
+        claim_model: claim_model.to_string(),
         steps,
         decoders,
         rises,
@@ -160,17 +171,22 @@ pub fn table(trained: &[Trained]) -> Result<Table> {
     })
 }
 
-fn judge(rises: &[Rise], decoders: &[DecoderRow], trained: &[Trained]) -> (Verdict, String) {
-    let Some(rise) = rises.iter().find(|r| r.model == CLAIM_MODEL) else {
-        return (
-            Verdict::CannotTest,
-            format!("no {CLAIM_MODEL} model was trained"),
-        );
+fn judge(
+    claim: &str,
+    rises: &[Rise],
+    decoders: &[DecoderRow],
+    trained: &[Trained],
+) -> (Verdict, String) {
+    let Some(rise) = rises.iter().find(|r| r.model == claim) else {
+        return (Verdict::CannotTest, format!("no {claim} model was trained"));
     };
     let Some(p) = rise.p else {
         return (
             Verdict::CannotTest,
-            format!("{CLAIM_MODEL} has fewer than two seeds"),
+            format!(
+                "{claim} has one seed: the rise and the decoders' costs are tested over seeds \
+                 (paired t-test), which needs at least two"
+            ),
         );
     };
     // A NaN p-value is a test that could not be computed, not a non-significant one.
@@ -178,13 +194,13 @@ fn judge(rises: &[Rise], decoders: &[DecoderRow], trained: &[Trained]) -> (Verdi
         return (
             Verdict::CannotTest,
             format!(
-                "the rise of {CLAIM_MODEL}'s accuracy could not be tested (p-value NaN: an \
+                "the rise of {claim}'s accuracy could not be tested (p-value NaN: an \
                  accuracy per step is not a finite number)"
             ),
         );
     }
     let rise_words = format!(
-        "{CLAIM_MODEL}'s top-1 goes from {:.1} % at step {} to {:.1} % at the last step \
+        "{claim}'s top-1 goes from {:.1} % at step {} to {:.1} % at the last step \
          (paired t-test over seeds, p = {p:.3})",
         100.0 * rise.first_mean,
         rise.first_step,
@@ -196,14 +212,14 @@ fn judge(rises: &[Rise], decoders: &[DecoderRow], trained: &[Trained]) -> (Verdi
     for name in ["max_conf", "thresh"] {
         let Some(row) = decoders
             .iter()
-            .find(|d| d.model == CLAIM_MODEL && d.decoder == name)
+            .find(|d| d.model == claim && d.decoder == name)
         else {
             return (
                 Verdict::CannotTest,
-                format!("no {name} decoder for {CLAIM_MODEL}"),
+                format!("no {name} decoder for {claim}"),
             );
         };
-        let runs: Vec<&Trained> = trained.iter().filter(|t| t.id == CLAIM_MODEL).collect();
+        let runs: Vec<&Trained> = trained.iter().filter(|t| t.id == claim).collect();
         let last: Vec<f64> = runs.iter().filter_map(|t| t.decoder("last")).collect();
         let this: Vec<f64> = runs.iter().filter_map(|t| t.decoder(name)).collect();
         let test = stats::paired(&last, &this);
@@ -211,7 +227,7 @@ fn judge(rises: &[Rise], decoders: &[DecoderRow], trained: &[Trained]) -> (Verdi
             return (
                 Verdict::CannotTest,
                 format!(
-                    "the cost of {name} on {CLAIM_MODEL} could not be tested (p-value NaN: a \
+                    "the cost of {name} on {claim} could not be tested (p-value NaN: a \
                      decoder's accuracy is not a finite number)"
                 ),
             );
@@ -230,7 +246,7 @@ fn judge(rises: &[Rise], decoders: &[DecoderRow], trained: &[Trained]) -> (Verdi
     let fell = p < ALPHA && rise.last_mean < rise.first_mean;
     let cheap = decoders
         .iter()
-        .filter(|d| d.model == CLAIM_MODEL && d.decoder != "last")
+        .filter(|d| d.model == claim && d.decoder != "last")
         .all(|d| d.cost_vs_last <= DECODER_TOLERANCE);
     if fell || !costly.is_empty() {
         (Verdict::Contradicts, words)
@@ -283,7 +299,13 @@ pub fn draw(table: &Table, out: &Path, data: &str) -> Result<Written> {
     )
     .y_range(0.0, 1.0)
     .size(super::CHART_SIZE.0, super::CHART_SIZE.1);
-    for m in CELLS.iter().chain(&FEEDFORWARD_DRAWN) {
+    let mut drawn: Vec<&str> = Vec::new();
+    for r in &table.steps {
+        if !drawn.contains(&r.model.as_str()) && !FEEDFORWARD_LEFT_OUT.contains(&r.model.as_str()) {
+            drawn.push(&r.model);
+        }
+    }
+    for m in drawn {
         // A step whose accuracy is not finite is left out (the verdict says why).
         let rows: Vec<&StepRow> = table
             .steps
@@ -293,7 +315,7 @@ pub fn draw(table: &Table, out: &Path, data: &str) -> Result<Written> {
             .collect();
         if !rows.is_empty() {
             chart = chart.with(
-                Series::line(*m, rows.iter().map(|r| (r.step as f64, r.top1_mean)))
+                Series::line(m, rows.iter().map(|r| (r.step as f64, r.top1_mean)))
                     .with_errors(rows.iter().map(|r| r.top1_sd)),
             );
         }
@@ -301,20 +323,28 @@ pub fn draw(table: &Table, out: &Path, data: &str) -> Result<Written> {
     Ok(chart.write(&out.join(STEM))?)
 }
 
-pub fn section(table: &Table, figure: &Written, data: &str) -> String {
+/// The report's section; `who` names the models (default: those of figure 1).
+pub fn section(table: &Table, figure: &Written, data: &str, who: Option<&str>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "## Figure 6: accuracy over time and decoders\n");
     let _ = writeln!(s, "**The paper's claim.** {CLAIM}\n");
     let _ = writeln!(s, "{}\n", super::report::image_lines(figure, "figure 6"));
     let _ = writeln!(
         s,
-        "**Data and models.** {data}; the models of figure 1 (the chart draws the cells and {}; \
-         the tables hold every model). Each step's logits are decoded alone; `last` is the last \
+        "**Data and models.** {data}; {}. Each step's logits are decoded alone; `last` is the last \
          step, `max_conf` per image the step of highest top-class probability and `thresh` the \
          first step whose top-class probability reaches 0.9 (else the most confident), both \
-         from the first step the image reaches the readout. Error bars ±1 sd over seeds. \
+         from the first step the image reaches the readout. {} \
          Tables: `{STEM}.csv`, `{STEM}_decoders.csv`, `{STEM}.json`.\n",
-        FEEDFORWARD_DRAWN.join(" and ")
+        who.map_or_else(
+            || format!(
+                "the models of figure 1 (the chart draws the cells and {}; the tables hold every \
+                 model)",
+                FEEDFORWARD_DRAWN.join(" and ")
+            ),
+            str::to_string
+        ),
+        super::report::spread_words(table.steps.iter().map(|r| r.seeds).max().unwrap_or(0))
     );
     let _ = writeln!(
         s,
@@ -346,18 +376,18 @@ pub fn section(table: &Table, figure: &Written, data: &str) -> String {
     }
     let _ = writeln!(
         s,
-        "\n**Test.** On {CLAIM_MODEL}: a paired t-test over seeds of the last step's top-1 against \
+        "\n**Test.** On {}: a paired t-test over seeds of the last step's top-1 against \
          the first step the image reaches the readout (α = {ALPHA}), and the confidence \
          decoders' cost against `last`, allowed up to {:.0} points (the paper's largest is \
          1.19). Contradicted when accuracy falls significantly or a decoder costs more than that \
          significantly (paired t-test).\n",
+        table.claim_model,
         100.0 * DECODER_TOLERANCE
     );
     let _ = writeln!(
         s,
-        "**Verdict: {}.** {}.\n",
-        table.verdict.words(),
-        table.reason
+        "{}",
+        super::report::verdict_line(table.verdict, &table.reason)
     );
     s
 }
@@ -366,6 +396,7 @@ pub fn section(table: &Table, figure: &Written, data: &str) -> String {
 mod tests {
     use super::*;
     use crate::figures::fig1::tests::runs;
+    use crate::figures::models::CELLS;
 
     #[test]
     fn one_row_per_model_and_step_and_per_model_and_decoder() {
@@ -424,7 +455,7 @@ mod tests {
         assert!(t.reason.contains("could not be tested"), "{}", t.reason);
         let dir = tempfile::tempdir().unwrap();
         let w = draw(&t, dir.path(), "clutter").unwrap();
-        assert!(section(&t, &w, "clutter").contains("**Verdict: cannot test.**"));
+        assert!(section(&t, &w, "clutter", None).contains("**Verdict: cannot test.**"));
         let mut nan_decoder = runs(0.7, 0.5);
         let rgc = nan_decoder.iter_mut().find(|r| r.id == "rgc").unwrap();
         rgc.decoders[2].top1 = f64::NAN;
@@ -442,7 +473,7 @@ mod tests {
         for m in CELLS.iter().chain(&FEEDFORWARD_DRAWN) {
             assert!(svg.contains(m), "{m}");
         }
-        let text = section(&t, &w, "clutter");
+        let text = section(&t, &w, "clutter", None);
         assert!(text.contains("| rgc | 3 | 56.0 | 70.0 |"), "{text}");
         assert!(text.contains("**Verdict: supports.**"));
     }

@@ -11,7 +11,8 @@
 //! - [`fig1`], [`fig4`], [`fig5`], [`fig6`]: the figures' tables, tests of the paper's claims,
 //!   charts (drawn by the `plots` crate) and report sections; [`stats`]: the statistics they
 //!   use;
-//! - [`report`]: writes `REPORT.md`.
+//! - [`report`]: writes `REPORT.md`;
+//! - [`given`]: `--models DIR`, figures 4 to 6 on models the user already has.
 //!
 //! docs/FIGURES.md describes what each figure uses and what is not built yet.
 
@@ -20,6 +21,7 @@ mod fig1;
 mod fig4;
 mod fig5;
 mod fig6;
+mod given;
 mod models;
 mod neural;
 mod report;
@@ -71,6 +73,16 @@ pub struct FiguresCmd {
     /// Leave out figures 4 and 5 (they run the neurofit binary, which needs HDF5 and OpenBLAS).
     #[arg(long)]
     pub no_neural: bool,
+    /// Figures 4 to 6 on the models in this folder instead of training any: each subfolder that
+    /// is a run folder (config.json and a checkpoint, as `cargo xtask import --out` and `cargo
+    /// xtask train --out` write them) is one model, named by its folder [default output:
+    /// runs/figures-models].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// With --models: ImageNet-style class folders (train/ and val/) to evaluate imported
+    /// ImageNet models on for figure 6 (default: the folder their config.json names).
+    #[arg(long, requires = "models")]
+    pub models_data: Option<PathBuf>,
 }
 
 impl FiguresCmd {
@@ -156,12 +168,23 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     let device: Device = cmd.device.parse().map_err(anyhow::Error::msg)?;
     let scale = cmd.scale_config()?;
     let out = cmd.out.clone().unwrap_or_else(|| {
-        crate::workspace_root()
-            .join("runs")
-            .join(format!("figures-{}", scale_name(cmd.scale)))
+        let name = match cmd.models {
+            Some(_) => "figures-models".to_string(),
+            None => format!("figures-{}", scale_name(cmd.scale)),
+        };
+        crate::workspace_root().join("runs").join(name)
     });
+    if let Some(dir) = &cmd.models {
+        // Fails on a bad folder before anything is created.
+        given::discover(dir)?;
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     crate::doctor::install_missing_if_root();
+    if let Some(dir) = &cmd.models {
+        let path = given::run(cmd, dir, &out, device, &scale)?;
+        println!("{}", path.display());
+        return Ok(());
+    }
     let fingerprint = training::data_fingerprint(cmd.data_dir.as_deref())?;
     let data = training::data_spec(&scale, cmd.data_dir.as_deref());
     let models = models::matched_size_set()?;
@@ -202,13 +225,7 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
         trained_models.push(m);
         train_keys.push(key);
     }
-    let recordings = match (&cmd.recordings, &cmd.stimuli) {
-        (Some(r), Some(s)) => neural::Recordings::Given {
-            recordings: r.clone(),
-            stimuli: s.clone(),
-        },
-        _ => neural::Recordings::InSilico,
-    };
+    let recordings = recordings_of(cmd);
     let neural_scale = neural::NeuralScale::of(cmd.scale);
     let mut scored = Vec::new();
     let mut neural_keys = Vec::new();
@@ -248,16 +265,7 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     let t1 = runner.run(&key, "table: figure 1", |_| fig1::table(&trained))?;
     let key = StageKey::new("table-fig6", &TABLES_VERSION, &inputs)?;
     let t6 = runner.run(&key, "table: figure 6", |_| fig6::table(&trained))?;
-    let neural_tables = if cmd.no_neural {
-        None
-    } else {
-        let ninputs: Vec<&StageKey> = neural_keys.iter().collect();
-        let key = StageKey::new("table-fig4", &TABLES_VERSION, &ninputs)?;
-        let t4 = runner.run(&key, "table: figure 4", |_| fig4::table(&scored))?;
-        let key = StageKey::new("table-fig5", &TABLES_VERSION, &ninputs)?;
-        let t5 = runner.run(&key, "table: figure 5", |_| fig5::table(&scored))?;
-        Some((t4, t5))
-    };
+    let neural_tables = neural_tables(&mut runner, &scored, &neural_keys, cmd.no_neural)?;
     let stages = runner.finish();
     let data_words = format!(
         "clutter variant of Fashion-MNIST (difficulty {}), {} training and {} validation images",
@@ -266,43 +274,24 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     write_json(&out.join(format!("{}.json", fig1::STEM)), &t1)?;
     write_text(&out.join(format!("{}.csv", fig1::STEM)), &fig1::csv(&t1))?;
     let w1 = fig1::draw(&t1, &out, &data_words)?;
-    write_json(&out.join(format!("{}.json", fig6::STEM)), &t6)?;
-    let (steps_csv, decoders_csv) = fig6::csv(&t6);
-    write_text(&out.join(format!("{}.csv", fig6::STEM)), &steps_csv)?;
-    write_text(
-        &out.join(format!("{}_decoders.csv", fig6::STEM)),
-        &decoders_csv,
-    )?;
-    let w6 = fig6::draw(&t6, &out, &data_words)?;
-    for w in [&w1, &w6] {
-        if let Err(why) = &w.png {
-            eprintln!("{}: no PNG: {why}", w.svg.display());
-        }
-    }
+    no_png_note(&w1);
     let mut sections = vec![fig1::section(&t1, &w1, &data_words)];
     if let Some((t4, t5)) = &neural_tables {
         let neural_words = format!("{}; models trained on the {data_words}", recordings.words());
-        write_json(&out.join(format!("{}.json", fig4::STEM)), t4)?;
-        write_text(&out.join(format!("{}.csv", fig4::STEM)), &fig4::csv(t4))?;
-        let w4 = fig4::draw(t4, &out, &recordings.words())?;
-        sections.push(fig4::section(t4, &w4, &neural_words));
-        write_json(&out.join(format!("{}.json", fig5::STEM)), t5)?;
-        write_text(&out.join(format!("{}.csv", fig5::STEM)), &fig5::csv(t5))?;
-        let w5 = if t5.rows.iter().any(|r| r.spearman_mean.is_finite()) {
-            Some(fig5::draw(t5, &out, &recordings.words())?)
-        } else {
-            None
-        };
-        sections.push(fig5::section(t5, w5.as_ref(), &neural_words));
+        sections.extend(neural_sections(
+            &out,
+            t4,
+            t5,
+            &recordings,
+            &neural_words,
+            None,
+        )?);
     }
-    sections.push(fig6::section(&t6, &w6, &data_words));
+    sections.push(fig6_section(&out, &t6, &data_words, None)?);
     let path = report::write(
         &out,
         &report::Context {
-            command: std::iter::once("cargo xtask".to_string())
-                .chain(std::env::args().skip(1))
-                .collect::<Vec<_>>()
-                .join(" "),
+            command: report::command_line(),
             scale: cmd.scale,
             scale_config: &scale,
             data: &data,
@@ -319,6 +308,83 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
 
 /// Width and height of the figures' SVGs (the PNGs are twice that).
 const CHART_SIZE: (u32, u32) = (860, 520);
+
+/// The recordings figures 4 and 5 score against.
+fn recordings_of(cmd: &FiguresCmd) -> neural::Recordings {
+    match (&cmd.recordings, &cmd.stimuli) {
+        (Some(r), Some(s)) => neural::Recordings::Given {
+            recordings: r.clone(),
+            stimuli: s.clone(),
+        },
+        _ => neural::Recordings::InSilico,
+    }
+}
+
+/// The table stages of figures 4 and 5 over the neural stages `keys` (none with --no-neural).
+fn neural_tables(
+    runner: &mut Runner<'_>,
+    scored: &[neural::Scored],
+    keys: &[StageKey],
+    no_neural: bool,
+) -> Result<Option<(fig4::Table, fig5::Table)>> {
+    if no_neural {
+        return Ok(None);
+    }
+    let inputs: Vec<&StageKey> = keys.iter().collect();
+    let key = StageKey::new("table-fig4", &TABLES_VERSION, &inputs)?;
+    let t4 = runner.run(&key, "table: figure 4", |_| fig4::table(scored))?;
+    let key = StageKey::new("table-fig5", &TABLES_VERSION, &inputs)?;
+    let t5 = runner.run(&key, "table: figure 5", |_| fig5::table(scored))?;
+    Ok(Some((t4, t5)))
+}
+
+fn no_png_note(w: &plots::Written) {
+    if let Err(why) = &w.png {
+        eprintln!("{}: no PNG: {why}", w.svg.display());
+    }
+}
+
+/// Writes figures 4 and 5 (JSON, CSV, charts) and returns their report sections; `who` names
+/// the models (default: those of figure 1).
+fn neural_sections(
+    out: &Path,
+    t4: &fig4::Table,
+    t5: &fig5::Table,
+    recordings: &neural::Recordings,
+    words: &str,
+    who: Option<&str>,
+) -> Result<Vec<String>> {
+    write_json(&out.join(format!("{}.json", fig4::STEM)), t4)?;
+    write_text(&out.join(format!("{}.csv", fig4::STEM)), &fig4::csv(t4))?;
+    let w4 = fig4::draw(t4, out, &recordings.words())?;
+    w4.iter().for_each(|(_, w)| no_png_note(w));
+    write_json(&out.join(format!("{}.json", fig5::STEM)), t5)?;
+    write_text(&out.join(format!("{}.csv", fig5::STEM)), &fig5::csv(t5))?;
+    let w5 = if t5.rows.iter().any(|r| r.spearman_mean.is_finite()) {
+        Some(fig5::draw(t5, out, &recordings.words())?)
+    } else {
+        None
+    };
+    w5.iter().for_each(no_png_note);
+    Ok(vec![
+        fig4::section(t4, &w4, words, who),
+        fig5::section(t5, w5.as_ref(), words, who),
+    ])
+}
+
+/// Writes figure 6 (JSON, CSVs, chart) and returns its report section.
+fn fig6_section(out: &Path, t6: &fig6::Table, data: &str, who: Option<&str>) -> Result<String> {
+    write_json(&out.join(format!("{}.json", fig6::STEM)), t6)?;
+    let (steps_csv, decoders_csv) = fig6::csv(t6);
+    write_text(&out.join(format!("{}.csv", fig6::STEM)), &steps_csv)?;
+    write_text(
+        &out.join(format!("{}_decoders.csv", fig6::STEM)),
+        &decoders_csv,
+    )?;
+    let w6 = fig6::draw(t6, out, data)?;
+    no_png_note(&w6);
+    Ok(fig6::section(t6, &w6, data, who))
+}
 
 /// Part of every table stage's key: bumped when a table's computation changes.
 const TABLES_VERSION: u32 = 1;

@@ -38,6 +38,11 @@ impl Verdict {
     }
 }
 
+/// The section's closing line: the verdict and why.
+pub fn verdict_line(verdict: Verdict, reason: &str) -> String {
+    format!("\n**Verdict: {}.** {reason}.\n", verdict.words())
+}
+
 /// The Markdown that shows a figure: the SVG inline, and the PNG or why there is none.
 pub fn image_lines(figure: &plots::Written, alt: &str) -> String {
     let name = |p: &Path| {
@@ -51,6 +56,15 @@ pub fn image_lines(figure: &plots::Written, alt: &str) -> String {
         Err(why) => format!("no PNG: {why}"),
     };
     format!("![{alt}]({})\n\n{png}", name(&figure.svg))
+}
+
+/// What a figure's error bars are, from the most seeds any of its models has.
+pub fn spread_words(max_seeds: usize) -> &'static str {
+    if max_seeds >= 2 {
+        "Error bars ±1 sd over seeds."
+    } else {
+        "One seed per model: no error bars (a spread over seeds needs at least two)."
+    }
 }
 
 /// How the run was made.
@@ -83,6 +97,80 @@ fn pct(v: f64) -> String {
     format!("{:.1}", 100.0 * v)
 }
 
+/// The command line as given.
+pub fn command_line() -> String {
+    std::iter::once("cargo xtask".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The report's first line: the command, scale, device and machine.
+pub fn run_line(command: &str, scale: Scale, device: &str) -> String {
+    let machine = crate::machine::Machine::detect();
+    format!(
+        "`{command}` (scale {}, device {device}) on {} ({} logical CPUs, {} engine threads).\n",
+        scale_name(scale),
+        machine.cpu,
+        machine.cores,
+        machine.threads
+    )
+}
+
+/// How many stages there were and how many this run computed.
+pub fn stages_summary(stages: &[StageLine]) -> String {
+    let computed = stages
+        .iter()
+        .filter(|l| l.status == Status::Computed)
+        .count();
+    format!(
+        "**Stages**: {} in all, {} computed by this run, {} read from the cache (`stages/`).\n",
+        stages.len(),
+        computed,
+        stages.len() - computed
+    )
+}
+
+/// The `## Stages` section: every stage, its folder and whether this run computed it.
+pub fn stages_table(stages: &[StageLine]) -> String {
+    let mut s = String::from("## Stages\n\n| stage | folder | this run |\n|---|---|---|\n");
+    for l in stages {
+        let how = match l.status {
+            Status::Cached => "cached",
+            Status::Computed => "computed",
+        };
+        let _ = writeln!(s, "| {} | `stages/{}` | {how} |", l.label, l.id);
+    }
+    s
+}
+
+/// A section listing `runs`: parameters, top-1, optimiser steps (0 for a model only
+/// evaluated), CPU and wall seconds, device.
+pub fn models_table(title: &str, runs: &[Trained]) -> String {
+    let mut s = format!("## {title}\n\n");
+    let _ = writeln!(
+        s,
+        "| model | seed | parameters | top-1 % (last step) | optimiser steps | CPU s | wall s | \
+         device |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for t in runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+            t.id,
+            t.seed,
+            t.params,
+            t.top1_per_step.last().map_or("-".into(), |v| pct(*v)),
+            t.optimiser_steps,
+            t.cpu_seconds.map_or("-".into(), |c| format!("{c:.1}")),
+            t.wall_seconds,
+            t.device
+        );
+    }
+    s
+}
+
 /// The report's text.
 pub fn render(
     cx: &Context<'_>,
@@ -92,17 +180,11 @@ pub fn render(
 ) -> String {
     let mut s = String::new();
     let sc = cx.scale_config;
-    let machine = crate::machine::Machine::detect();
     let _ = writeln!(s, "# Figures of the paper, regenerated\n");
     let _ = writeln!(
         s,
-        "`{}` (scale {}, device {}) on {} ({} logical CPUs, {} engine threads).\n",
-        cx.command,
-        scale_name(cx.scale),
-        cx.device,
-        machine.cpu,
-        machine.cores,
-        machine.threads
+        "{}",
+        run_line(&cx.command, cx.scale, &cx.device.to_string())
     );
     let _ = writeln!(
         s,
@@ -120,58 +202,16 @@ pub fn render(
          {} warm-up steps, loss on the last step; seeds {:?}.\n",
         sc.epochs, sc.batch_size, sc.lr, sc.warmup_steps, sc.seeds
     );
-    let computed = stages
-        .iter()
-        .filter(|l| l.status == Status::Computed)
-        .count();
-    let _ = writeln!(
-        s,
-        "**Stages**: {} in all, {} computed by this run, {} read from the cache \
-         (`stages/`).\n",
-        stages.len(),
-        computed,
-        stages.len() - computed
-    );
+    let _ = writeln!(s, "{}", stages_summary(stages));
     for sec in sections {
         let _ = writeln!(s, "{sec}");
     }
-    let _ = writeln!(s, "## Trained models\n");
-    let _ = writeln!(
-        s,
-        "| model | seed | parameters | top-1 % (last step) | optimiser steps | CPU s | wall s | \
-         device |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for t in trained {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {} |",
-            t.id,
-            t.seed,
-            t.params,
-            t.top1_per_step.last().map_or("-".into(), |v| pct(*v)),
-            t.optimiser_steps,
-            t.cpu_seconds.map_or("-".into(), |c| format!("{c:.1}")),
-            t.wall_seconds,
-            t.device
-        );
-    }
-    let _ = writeln!(s, "\n## Stages\n");
-    let _ = writeln!(s, "| stage | folder | this run |");
-    let _ = writeln!(s, "|---|---|---|");
-    for l in stages {
-        let how = match l.status {
-            Status::Cached => "cached",
-            Status::Computed => "computed",
-        };
-        let _ = writeln!(s, "| {} | `stages/{}` | {how} |", l.label, l.id);
-    }
+    let _ = writeln!(s, "{}", models_table("Trained models", trained));
+    let _ = writeln!(s, "\n{}", stages_table(stages));
     let _ = writeln!(
         s,
         "\n## Not built yet\n\nOf issue 17: figures 2 (size against performance, the Pareto \
-         front), 3 (search), 4 (neural predictivity over time) and 5 (object solution times); \
-         imported ImageNet checkpoints (`--models`) and Brain-Score recordings. See \
-         docs/FIGURES.md."
+         front) and 3 (search). See docs/FIGURES.md."
     );
     s
 }

@@ -39,6 +39,76 @@ pub fn sd(xs: &[f64]) -> f64 {
     (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
 }
 
+use serde::{Deserialize, Serialize};
+
+/// One comparison of a figure's tests: Welch's t-test and its Holm-adjusted p-value (the
+/// columns every test table of the report ends with). Flattened into the figures' comparison
+/// rows, so their JSON keeps the fields `diff`, `t`, `df`, `p`, `p_holm`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tested {
+    /// Mean of the first sample minus mean of the second.
+    pub diff: f64,
+    pub t: f64,
+    pub df: f64,
+    pub p: f64,
+    /// NaN until [`holm_tested`] adjusts the comparisons together.
+    pub p_holm: f64,
+}
+
+/// The header cells of [`Tested::cells`], after the difference's own.
+pub const TESTED_HEADER: &str = "t | df | p | p (Holm) |";
+
+impl Tested {
+    /// Welch's test of `a` against `b`, not yet adjusted; `None` as [`welch`].
+    pub fn welch(a: &[f64], b: &[f64]) -> Option<Tested> {
+        welch(a, b).map(|w| Tested {
+            diff: w.diff,
+            t: w.t,
+            df: w.df,
+            p: w.p,
+            p_holm: f64::NAN,
+        })
+    }
+
+    /// Significantly above at level `alpha` (after Holm).
+    pub fn above(&self, alpha: f64) -> bool {
+        self.p_holm < alpha && self.diff > 0.0
+    }
+
+    /// Significantly below at level `alpha` (after Holm).
+    pub fn below(&self, alpha: f64) -> bool {
+        self.p_holm < alpha && self.diff < 0.0
+    }
+
+    /// Whether the test could not be computed (a NaN difference or p-value), which is not the
+    /// same as a test that is not significant.
+    pub fn untested(&self) -> bool {
+        self.p_holm.is_nan() || self.diff.is_nan()
+    }
+
+    /// The table cells `difference | t | df | p | p (Holm) |`, the difference multiplied by
+    /// `scale` (100 for points) with `decimals` decimals.
+    pub fn cells(&self, scale: f64, decimals: usize) -> String {
+        format!(
+            "{:+.*} | {:.2} | {:.1} | {:.3} | {:.3} |",
+            decimals,
+            scale * self.diff,
+            self.t,
+            self.df,
+            self.p,
+            self.p_holm
+        )
+    }
+}
+
+/// Holm-adjusts the tests of `items` together (see [`holm`]).
+pub fn holm_tested<T>(items: &mut [T], tested: impl Fn(&mut T) -> &mut Tested) {
+    let ps: Vec<f64> = items.iter_mut().map(|i| tested(i).p).collect();
+    for (item, a) in items.iter_mut().zip(holm(&ps)) {
+        tested(item).p_holm = a;
+    }
+}
+
 /// A two-sided t-test's result.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TTest {
@@ -120,14 +190,6 @@ pub fn holm(ps: &[f64]) -> Vec<f64> {
         out[i] = running;
     }
     out
-}
-
-/// Replaces each item's p-value, read by `p`, with its Holm-adjusted one, written by `set`.
-pub fn holm_in_place<T>(items: &mut [T], p: impl Fn(&T) -> f64, set: impl Fn(&mut T, f64)) {
-    let adjusted = holm(&items.iter().map(p).collect::<Vec<_>>());
-    for (item, a) in items.iter_mut().zip(adjusted) {
-        set(item, a);
-    }
 }
 
 /// P(|T| ≥ |t|) for Student's t with `df` degrees of freedom: I_x(df/2, 1/2), x = df/(df+t²).
@@ -261,6 +323,30 @@ mod tests {
         let flat = welch(&[1.0, 1.0], &[2.0, 2.0]).unwrap();
         assert_eq!(flat.p, 0.0);
         assert_eq!(welch(&[1.0, 1.0], &[1.0, 1.0]).unwrap().p, 1.0);
+    }
+
+    #[test]
+    fn tested_rows_adjust_together_and_format_their_cells() {
+        let mut v = vec![
+            Tested::welch(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]).unwrap(),
+            Tested::welch(&[0.5, 0.6], &[0.5, f64::NAN]).unwrap(),
+        ];
+        assert!(v[0].p_holm.is_nan(), "not adjusted before holm_tested");
+        holm_tested(&mut v, |t| t);
+        assert!(close(v[0].p_holm, 2.0 * v[0].p, 1e-12), "{v:?}");
+        assert!(v[1].untested() && !v[0].untested());
+        assert!(v[0].below(0.05) && !v[0].above(0.05));
+        assert_eq!(
+            v[0].cells(100.0, 1),
+            format!(
+                "-300.0 | -3.67 | 4.0 | {:.3} | {:.3} |",
+                v[0].p, v[0].p_holm
+            )
+        );
+        let j = serde_json::to_value(v[0]).unwrap();
+        for k in ["diff", "t", "df", "p", "p_holm"] {
+            assert!(j.get(k).is_some(), "{k} missing from {j}");
+        }
     }
 
     #[test]

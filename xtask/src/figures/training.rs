@@ -124,7 +124,18 @@ pub fn train_config(
     c.batch_size = scale.batch_size;
     c.lr = LrSchedule::cosine(scale.lr, scale.warmup_steps, 0);
     c.seed = seed;
-    c.decoders = vec![
+    c.decoders = decoders(from);
+    c.checkpoint_every = 100;
+    c.device = device;
+    c.validate()?;
+    Ok(c)
+}
+
+/// The decoders the figures report: last, max_conf and thresh (0.9), the latter two reading the
+/// steps from `from`, the first one the image reaches the readout (the reference reads steps
+/// [number of layers, T)).
+pub fn decoders(from: usize) -> Vec<Decoder> {
+    vec![
         Decoder::Last,
         Decoder::MaxConf { from, beta: 1.0 },
         Decoder::Thresh {
@@ -132,11 +143,7 @@ pub fn train_config(
             threshold: 0.9,
             beta: 1.0,
         },
-    ];
-    c.checkpoint_every = 100;
-    c.device = device;
-    c.validate()?;
-    Ok(c)
+    ]
 }
 
 /// What makes a training stage: the configuration without the settings that do not change its
