@@ -362,13 +362,47 @@ impl Chart {
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
-                .position(SeriesLabelPosition::LowerRight)
+                .position(legend_corner(
+                    pts().map(|p| (p.x, p.y)),
+                    (x0, x1),
+                    (y0, y1),
+                    drawn.len(),
+                ))
                 .draw()
                 .map_err(err)?;
             root.present().map_err(err)?;
         }
         Ok(svg)
     }
+}
+
+/// The corner where the legend hides the fewest points: each corner's box is about as large as
+/// a legend of `entries` lines (a third of the width, a line's share of the height per entry),
+/// and ties go to the lower right, then lower left, upper right, upper left.
+fn legend_corner(
+    points: impl Iterator<Item = (f64, f64)>,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    entries: usize,
+) -> SeriesLabelPosition {
+    let w = (x1 - x0) * 0.35;
+    let h = (y1 - y0) * (0.06 * entries as f64 + 0.04).min(0.9);
+    let corners = [
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::UpperLeft, false, true),
+    ];
+    let mut hidden = [0usize; 4];
+    for (x, y) in points {
+        for (i, &(_, right, upper)) in corners.iter().enumerate() {
+            let in_x = if right { x >= x1 - w } else { x <= x0 + w };
+            let in_y = if upper { y >= y1 - h } else { y <= y0 + h };
+            hidden[i] += usize::from(in_x && in_y);
+        }
+    }
+    let best = (0..4).min_by_key(|&i| hidden[i]).unwrap_or(0);
+    corners[best].0.clone()
 }
 
 /// 12,345 → "12k", 1,234,567 → "1.2M".
@@ -392,6 +426,28 @@ pub use png::{svg_to_png, Written};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
+        legend_corner(points.iter().copied(), (0.0, 10.0), (0.0, 1.0), 3)
+    }
+
+    #[test]
+    fn the_legend_goes_where_it_hides_the_fewest_points() {
+        let rising: Vec<(f64, f64)> = (0..=10).map(|i| (i as f64, i as f64 / 10.0)).collect();
+        assert_eq!(corner(&rising), SeriesLabelPosition::LowerRight);
+        // A falling curve ends in the lower right (the old fixed place) and leaves the lower
+        // left empty.
+        let falling: Vec<(f64, f64)> = (0..=10)
+            .map(|i| (i as f64, 1.0 - i as f64 / 10.0))
+            .collect();
+        assert_eq!(corner(&falling), SeriesLabelPosition::LowerLeft);
+        // Points along the whole bottom and the left: the upper right.
+        let mut floor: Vec<(f64, f64)> = (0..=10).map(|i| (i as f64, 0.05)).collect();
+        floor.extend((0..=10).map(|i| (0.5, i as f64 / 10.0)));
+        assert_eq!(corner(&floor), SeriesLabelPosition::UpperRight);
+        // Nothing to hide: the lower right, by convention.
+        assert_eq!(corner(&[]), SeriesLabelPosition::LowerRight);
+    }
 
     #[test]
     fn draws_every_series_with_its_legend() {
