@@ -25,12 +25,16 @@ use tensor::{Device, Rng, Tensor};
 /// Channels, height and width of every image a dataset yields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ImageDims {
+    /// Colour channels (1 for greyscale, 3 for RGB).
     pub channels: usize,
+    /// Rows, in pixels.
     pub height: usize,
+    /// Columns, in pixels.
     pub width: usize,
 }
 
 impl ImageDims {
+    /// Dimensions of `channels` planes of `height × width` pixels.
     pub fn new(channels: usize, height: usize, width: usize) -> Self {
         ImageDims {
             channels,
@@ -53,8 +57,10 @@ impl std::fmt::Display for ImageDims {
 
 /// A labelled image collection with a fixed image size.
 pub trait Dataset: Send + Sync {
+    /// Number of samples; valid indices of [`Dataset::get`] are `0..len()`.
     fn len(&self) -> usize;
 
+    /// Whether the dataset holds no sample.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -62,6 +68,7 @@ pub trait Dataset: Send + Sync {
     /// The size of every image `get` returns.
     fn dims(&self) -> ImageDims;
 
+    /// Number of classes; labels lie in `0..num_classes()`.
     fn num_classes(&self) -> usize;
 
     /// Human-readable class names, `num_classes()` of them when known.
@@ -137,6 +144,7 @@ pub(crate) fn check_out_len(what: &'static str, out: &[f32], dims: ImageDims) ->
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatcherConfig {
+    /// Images per batch; when sharded, per rank (a global batch is `batch_size × count`).
     pub batch_size: usize,
     /// Draw a fresh permutation every epoch (training); `false` keeps index order (evaluation).
     pub shuffle: bool,
@@ -175,20 +183,26 @@ impl BatcherConfig {
 /// One batch: images `[N, C, H, W]` in row-major order and their labels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
+    /// Pixel values, `len() × dims.elem_count()` of them, image after image (CHW each).
     pub images: Vec<f32>,
+    /// Class index of each image.
     pub labels: Vec<usize>,
     /// The dataset indices the images came from, in batch order.
     pub indices: Vec<usize>,
+    /// The size of every image in the batch.
     pub dims: ImageDims,
     /// The batch's position within its epoch.
     pub position: usize,
 }
 
 impl Batch {
+    /// Number of images in the batch (unreadable ones are left out, so it may be below the batch
+    /// size).
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether every image of the batch was unreadable.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -223,7 +237,9 @@ impl Batch {
 /// count`, so the global order of a seed does not depend on how many ranks share it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
+    /// This rank's shard, in `0..count`.
     pub index: usize,
+    /// How many shards (ranks) share each epoch.
     pub count: usize,
 }
 
@@ -285,6 +301,8 @@ impl<D: Dataset + 'static> std::fmt::Debug for Batcher<D> {
 }
 
 impl<D: Dataset + 'static> Batcher<D> {
+    /// A batcher over the whole of `dataset`; errors if the batch size or prefetch depth is 0 or
+    /// the images are empty.
     pub fn new(dataset: Arc<D>, config: BatcherConfig) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(Error::invalid("batcher", "batch_size must be at least 1"));
@@ -314,14 +332,17 @@ impl<D: Dataset + 'static> Batcher<D> {
         Ok(self)
     }
 
+    /// The part of each epoch this batcher yields ([`Shard::whole`] unless [`Batcher::sharded`]).
     pub fn shard(&self) -> Shard {
         self.shard
     }
 
+    /// The dataset the batches are drawn from.
     pub fn dataset(&self) -> &Arc<D> {
         &self.dataset
     }
 
+    /// How batches are drawn.
     pub fn config(&self) -> &BatcherConfig {
         &self.config
     }

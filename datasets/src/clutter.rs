@@ -51,6 +51,7 @@ pub struct ClutterConfig {
     pub output: usize,
     /// 0 (mild) to 1 (hard); see the module documentation.
     pub difficulty: f32,
+    /// Seeds every placement and occluder, so a configuration always yields the same images.
     pub seed: u64,
 }
 
@@ -67,6 +68,8 @@ impl ClutterConfig {
         }
     }
 
+    /// Checks every setting's range (count ≥ 1, canvas and output 8–4096 and 1–4096 px,
+    /// difficulty in 0..=1, the whole set addressable) before anything is generated.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::invalid("clutter config", msg));
         if self.count == 0 {
@@ -98,9 +101,11 @@ pub struct ClutterInfo {
     pub source_index: u32,
     /// Fraction of the target's ink not covered by occluders (0..=1).
     pub visible: f32,
-    /// Left edge, top edge and side of the target's box.
+    /// Left edge of the target's box.
     pub x: f32,
+    /// Top edge of the target's box.
     pub y: f32,
+    /// Side of the target's (square) box.
     pub side: f32,
 }
 
@@ -112,7 +117,12 @@ pub enum CacheStatus {
     /// Generated and written to the cache (there was no file).
     Generated(PathBuf),
     /// A cache file existed but failed validation (the reason says how); regenerated and replaced.
-    Regenerated { path: PathBuf, reason: String },
+    Regenerated {
+        /// The cache file replaced.
+        path: PathBuf,
+        /// Why it failed validation.
+        reason: String,
+    },
     /// Generated in memory; no cache directory was given.
     Uncached,
 }
@@ -120,8 +130,11 @@ pub enum CacheStatus {
 /// A generated clutter set: the images (a [`Dataset`]) and each target's placement.
 #[derive(Clone, Debug)]
 pub struct Clutter {
+    /// The images as 8-bit pixels, with the target's class as label.
     pub images: U8Images,
+    /// Where each image's target was placed, in image order.
     pub info: Vec<ClutterInfo>,
+    /// The configuration the set was generated from.
     pub config: ClutterConfig,
 }
 

@@ -38,18 +38,22 @@ impl Rgb8 {
         })
     }
 
+    /// Columns, in pixels.
     pub fn width(&self) -> usize {
         self.width
     }
 
+    /// Rows, in pixels.
     pub fn height(&self) -> usize {
         self.height
     }
 
+    /// The `3 × width × height` bytes, row after row.
     pub fn data(&self) -> &[u8] {
         &self.data
     }
 
+    /// The pixel bytes, without copying.
     pub fn into_data(self) -> Vec<u8> {
         self.data
     }
@@ -63,13 +67,18 @@ impl Rgb8 {
 /// A rectangle of whole pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Left column.
     pub x: usize,
+    /// Top row.
     pub y: usize,
+    /// Width, in pixels.
     pub w: usize,
+    /// Height, in pixels.
     pub h: usize,
 }
 
 impl Window {
+    /// The whole of a `width × height` image.
     pub fn full(width: usize, height: usize) -> Self {
         Window {
             x: 0,

@@ -138,10 +138,12 @@ impl ImageFolder {
         })
     }
 
+    /// The folder whose subfolders are the classes.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// Class names (the subfolder names, sorted); a label indexes this list.
     pub fn classes(&self) -> &[String] {
         &self.classes
     }
@@ -151,6 +153,7 @@ impl ImageFolder {
         &self.samples
     }
 
+    /// What is done to every image on loading (crop, resize, flip, normalisation).
     pub fn transform(&self) -> &Transform {
         &self.transform
     }

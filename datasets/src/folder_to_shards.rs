@@ -23,6 +23,7 @@ pub struct ShardOptions {
     pub short_side: Option<usize>,
     /// JPEG quality of re-encoded images (1–100).
     pub quality: u8,
+    /// A shard is closed once it holds this many samples.
     pub samples_per_shard: usize,
     /// A shard is closed once it reaches this many bytes, even if not full.
     pub max_shard_bytes: u64,
@@ -48,6 +49,7 @@ impl Default for ShardOptions {
 /// What `write_shards` did.
 #[derive(Clone, Debug)]
 pub struct ShardReport {
+    /// The index written beside the shards (class names, shard files and their sample counts).
     pub index: ShardIndex,
     /// Images copied unchanged.
     pub copied: usize,

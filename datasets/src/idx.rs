@@ -20,7 +20,9 @@ const MAX_ELEMENTS: u64 = 1 << 34;
 /// An IDX array of unsigned bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxArray {
+    /// The array's shape, outermost first (`[count, rows, cols]` for images, `[count]` for labels).
     pub dims: Vec<usize>,
+    /// The elements in row-major order.
     pub data: Vec<u8>,
 }
 
@@ -193,8 +195,11 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = [
 pub const FASHION_MNIST_MEAN: f32 = 0.2860;
 /// Standard deviation of the training pixels scaled to [0, 1] (0.35302).
 pub const FASHION_MNIST_STD: f32 = 0.3530;
+/// Images in the training split.
 pub const FASHION_MNIST_TRAIN_COUNT: usize = 60_000;
+/// Images in the test split.
 pub const FASHION_MNIST_TEST_COUNT: usize = 10_000;
+/// Side of the square images, in pixels.
 pub const FASHION_MNIST_SIDE: usize = 28;
 
 /// The four file stems; each may be present gzipped (`.gz`, as Debian installs them) or plain.
@@ -209,7 +214,9 @@ pub const FASHION_MNIST_FILES: [&str; 4] = [
 /// ([`crate::Normalize::Unit`]); `with_normalize(Normalize::fashion_mnist())` standardises them.
 #[derive(Clone, Debug)]
 pub struct FashionMnist {
+    /// The 60,000 training images and labels.
     pub train: U8Images,
+    /// The 10,000 test images and labels.
     pub test: U8Images,
     /// The directory the files were read from.
     pub dir: PathBuf,

@@ -13,7 +13,12 @@ pub enum Normalize {
     /// `p / 255`, in [0, 1].
     Unit,
     /// `(p / 255 - mean[c]) / std[c]` per channel (one value applies to every channel).
-    MeanStd { mean: Vec<f32>, std: Vec<f32> },
+    MeanStd {
+        /// Per-channel mean of the pixels scaled to [0, 1].
+        mean: Vec<f32>,
+        /// Per-channel standard deviation of the pixels scaled to [0, 1].
+        std: Vec<f32>,
+    },
 }
 
 impl Normalize {
@@ -156,10 +161,12 @@ impl U8Images {
         Ok(self)
     }
 
+    /// How pixels are scaled when handed out.
     pub fn normalize(&self) -> &Normalize {
         &self.normalize
     }
 
+    /// Each image's class index, in image order.
     pub fn labels(&self) -> &[usize] {
         &self.labels
     }

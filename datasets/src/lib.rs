@@ -27,6 +27,7 @@
 //! }
 //! # Ok::<(), datasets::Error>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod batcher;
 pub mod cache;

@@ -25,6 +25,7 @@ use std::sync::OnceLock;
 
 /// The library file to load, unless `CONVRNN_LIBJPEG` names another (it must have the 6.2 ABI).
 const LIBRARY: &str = "libjpeg.so.62";
+/// The environment variable naming the libjpeg library file to load instead of `libjpeg.so.62`.
 pub const LIBRARY_ENV: &str = "CONVRNN_LIBJPEG";
 const JPEG_LIB_VERSION: c_int = 62;
 const JCS_RGB: c_int = 2;
@@ -239,6 +240,7 @@ unsafe extern "C-unwind" fn emit_message(cinfo: *mut Common, level: c_int) {
 unsafe extern "C-unwind" fn output_message(_cinfo: *mut Common) {}
 
 impl LibJpeg {
+    /// The library file that was loaded.
     pub fn path(&self) -> &str {
         &self.path
     }

@@ -15,9 +15,13 @@ use crate::idx::FASHION_MNIST_FILES;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
+/// The environment variable naming a directory that holds Fashion-MNIST's four IDX files.
 pub const ENV_DATA_DIR: &str = "CONVRNN_DATA_DIR";
+/// The environment variable overriding where generated data and caches go ([`cache_dir`]).
 pub const ENV_CACHE_DIR: &str = "CONVRNN_CACHE_DIR";
+/// Where Debian's `dataset-fashion-mnist` package installs the files.
 pub const DEBIAN_FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+/// The Debian package that ships Fashion-MNIST.
 pub const FASHION_MNIST_PACKAGE: &str = "dataset-fashion-mnist";
 /// The command that installs Fashion-MNIST on Debian (as root; prefix `sudo` otherwise).
 pub const FASHION_MNIST_INSTALL: &str = "apt-get install dataset-fashion-mnist";
@@ -52,9 +56,13 @@ pub fn clutter_cache_dir() -> PathBuf {
 /// process environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Locator {
+    /// A directory given on the command line or in a config, tried first.
     pub explicit: Option<PathBuf>,
+    /// `$CONVRNN_DATA_DIR`, tried second.
     pub env_dir: Option<PathBuf>,
+    /// System-wide install locations (the Debian path), tried next.
     pub system_dirs: Vec<PathBuf>,
+    /// This project's cache directory, tried last.
     pub cache_dir: PathBuf,
 }
 

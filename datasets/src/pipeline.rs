@@ -44,23 +44,31 @@ pub trait Loader: Send + Sync {
     /// Images per epoch (before any are skipped as unreadable).
     fn len(&self) -> usize;
 
+    /// Whether an epoch holds no image.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The size of every image in the batches.
     fn dims(&self) -> ImageDims;
 
+    /// Number of classes; labels lie in `0..num_classes()`.
     fn num_classes(&self) -> usize;
 
+    /// Class names, `num_classes()` of them, in label order.
     fn class_names(&self) -> Vec<String>;
 
+    /// Images per batch this loader yields (the last batch of an epoch may be smaller, and
+    /// unreadable images are left out).
     fn batch_size(&self) -> usize;
 
+    /// Batches per epoch, the same for every epoch.
     fn num_batches(&self) -> usize;
 
     /// Batches `first..` of `epoch`, prepared ahead on worker threads.
     fn epoch_from(&self, epoch: u64, first: usize) -> EpochIter;
 
+    /// Every batch of `epoch`, prepared ahead on worker threads.
     fn epoch(&self, epoch: u64) -> EpochIter {
         self.epoch_from(epoch, 0)
     }
@@ -80,6 +88,8 @@ pub struct Skipped {
 const REPORT_FIRST: u64 = 10;
 
 impl Skipped {
+    /// Counts one skipped image, warning on stderr for the first ten and then at every power of
+    /// ten.
     pub fn record(&self, reason: &Error) {
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
         if n <= REPORT_FIRST || is_power_of_ten(n) {
@@ -90,6 +100,7 @@ impl Skipped {
         }
     }
 
+    /// Images skipped so far.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
@@ -190,6 +201,7 @@ pub struct ShardLoaderConfig {
     /// Read only this many samples per epoch (the first of each epoch's stream).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Which JPEG decoder to use.
     #[serde(default)]
     pub decoder: DecoderKind,
     /// Decode on a pool of this many threads of the loader's own (default: rayon's global pool).
@@ -262,6 +274,9 @@ impl std::fmt::Debug for ShardLoader {
 }
 
 impl ShardLoader {
+    /// A loader over the shards of `set`, each sample passed through `transform`; errors on an
+    /// invalid transform or configuration (batch size or prefetch 0, an empty buffer) or a thread
+    /// pool that cannot start.
     pub fn new(
         set: Arc<ShardSet>,
         transform: Transform,
@@ -321,10 +336,12 @@ impl ShardLoader {
         Ok(self)
     }
 
+    /// The shards read.
     pub fn shard_set(&self) -> &Arc<ShardSet> {
         &self.set
     }
 
+    /// How the shards are read and batched.
     pub fn config(&self) -> &ShardLoaderConfig {
         &self.config
     }

@@ -29,6 +29,7 @@ const FORMAT: &str = "webdataset";
 pub struct ShardInfo {
     /// File name relative to the shard directory.
     pub file: String,
+    /// Samples (image + label pairs) in the shard.
     pub samples: usize,
 }
 
@@ -40,6 +41,7 @@ pub struct ShardIndex {
     pub format: String,
     /// Class names by label (for foreign shards without an index: "0", "1", …).
     pub classes: Vec<String>,
+    /// The shard files in reading order.
     pub shards: Vec<ShardInfo>,
     /// The shorter side images were shrunk to when written (none: kept as they were).
     #[serde(default)]
@@ -50,10 +52,12 @@ pub struct ShardIndex {
 }
 
 impl ShardIndex {
+    /// Samples in all shards together.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.samples).sum()
     }
 
+    /// Whether the shards hold no sample.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -62,7 +66,9 @@ impl ShardIndex {
 /// The image format of a sample's image member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageExt {
+    /// A `.jpg` / `.jpeg` member.
     Jpeg,
+    /// A `.png` member.
     Png,
 }
 
@@ -75,6 +81,7 @@ impl ImageExt {
         }
     }
 
+    /// The extension written for this format (`jpg` or `png`).
     pub fn extension(self) -> &'static str {
         match self {
             ImageExt::Jpeg => "jpg",
@@ -86,8 +93,11 @@ impl ImageExt {
 /// One sample as stored: its key, image bytes and label.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
+    /// WebDataset's sample key: the member name up to its first dot.
     pub key: String,
+    /// The encoded image file's bytes.
     pub image: Vec<u8>,
+    /// The class index (the `.cls` member).
     pub label: usize,
 }
 
@@ -236,30 +246,37 @@ impl ShardSet {
         })
     }
 
+    /// The directory holding the shards.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The index read from `index.json`, or built by walking the tar headers.
     pub fn index(&self) -> &ShardIndex {
         &self.index
     }
 
+    /// Samples in all shards together.
     pub fn len(&self) -> usize {
         self.index.len()
     }
 
+    /// Whether the shards hold no sample.
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
 
+    /// Class names by label.
     pub fn classes(&self) -> &[String] {
         &self.index.classes
     }
 
+    /// Number of shard files.
     pub fn num_shards(&self) -> usize {
         self.index.shards.len()
     }
 
+    /// The path of shard number `shard` (panics if `shard >= num_shards()`).
     pub fn shard_path(&self, shard: usize) -> PathBuf {
         self.dir.join(&self.index.shards[shard].file)
     }

@@ -57,12 +57,18 @@ pub const FMNIST_SLUGS: [&str; 10] = [
 /// HvM's variation levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum VariationLevel {
+    /// No variation: the object centred, at base size, upright, full contrast.
     V0,
+    /// Medium variation: offsets up to 0.15 of the side, scale 0.8–1.25, rotation up to 30°,
+    /// contrast 0.7–1.
     V3,
+    /// High variation: offsets up to 0.3 of the side, scale 0.6–1.6, rotation up to 90°, contrast
+    /// 0.4–1.
     V6,
 }
 
 impl VariationLevel {
+    /// The three levels, in image order.
     pub const ALL: [VariationLevel; 3] =
         [VariationLevel::V0, VariationLevel::V3, VariationLevel::V6];
 
@@ -101,11 +107,13 @@ impl VariationLevel {
 pub struct HvmConfig {
     /// Fashion-MNIST labels of the categories, distinct, each below 10.
     pub categories: Vec<usize>,
+    /// Specific objects (source images) per category.
     pub objects_per_category: usize,
     /// Images of each object at V0, V3 and V6.
     pub images_per_object_per_level: [usize; 3],
     /// Side of the square images.
     pub size_px: usize,
+    /// Seeds the choice of objects and every image's variation and background.
     pub seed: u64,
 }
 
@@ -123,12 +131,15 @@ impl Default for HvmConfig {
 }
 
 impl HvmConfig {
+    /// Images in the set: categories × objects × the images per object over the three levels.
     pub fn num_images(&self) -> usize {
         self.categories.len()
             * self.objects_per_category
             * self.images_per_object_per_level.iter().sum::<usize>()
     }
 
+    /// Checks the settings before anything is rendered: known, distinct categories, at least one
+    /// object and one image, `size_px` in 8..=1024, a set that fits in memory.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::invalid("HvM-like stimulus config", msg));
         if self.categories.is_empty() {
@@ -170,6 +181,7 @@ impl HvmConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StimulusMeta {
+    /// A unique id of the image (Brain-Score's `stimulus_id`).
     pub stimulus_id: String,
     /// e.g. `bag_03`: the category slug and the object's number within the category.
     pub object_name: String,
@@ -179,9 +191,13 @@ pub struct StimulusMeta {
     pub category_index: usize,
     /// Index of the object within its category.
     pub object_index: usize,
+    /// The variation level it was rendered at.
     pub variation: VariationLevel,
-    /// Object centre offset from the image centre, as fractions of the side (x right, y down).
+    /// Horizontal offset of the object centre from the image centre, as a fraction of the side
+    /// (right is positive).
     pub tx: f32,
+    /// Vertical offset of the object centre from the image centre, as a fraction of the side (down
+    /// is positive).
     pub ty: f32,
     /// Size relative to the base size (0.55 × side).
     pub scale: f32,
@@ -198,7 +214,9 @@ pub struct StimulusMeta {
 pub struct StimulusSet {
     /// `[N, 1, size_px, size_px]`, labels = category index, class names = category slugs.
     pub images: U8Images,
+    /// What each image shows, in image order.
     pub meta: Vec<StimulusMeta>,
+    /// The configuration the set was generated from.
     pub config: HvmConfig,
 }
 
@@ -356,10 +374,12 @@ impl StimulusSet {
         Ok((set, status))
     }
 
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.meta.len()
     }
 
+    /// Whether the set holds no image.
     pub fn is_empty(&self) -> bool {
         self.meta.is_empty()
     }

@@ -17,11 +17,15 @@ use tensor::Rng;
 /// What to generate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyntheticConfig {
+    /// Number of classes (one folder each).
     pub classes: usize,
+    /// Images written per class.
     pub per_class: usize,
     /// Image sizes, used in turn (ImageNet mixes landscape and portrait shapes).
     pub sizes: Vec<(usize, usize)>,
+    /// JPEG quality (1–100).
     pub quality: u8,
+    /// Seeds every image's content, so a configuration always writes the same files.
     pub seed: u64,
 }
 

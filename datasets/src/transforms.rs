@@ -33,7 +33,9 @@ pub struct TrainTransform {
     pub scale: (f32, f32),
     /// Range of the crop's aspect ratio (width / height), sampled log-uniformly.
     pub ratio: (f32, f32),
+    /// Flip horizontally with probability ½.
     pub hflip: bool,
+    /// How the cropped pixels are scaled (ImageNet's mean and std by default).
     pub normalize: Normalize,
 }
 
@@ -58,6 +60,7 @@ pub struct EvalTransform {
     pub resize: usize,
     /// Output side (at most `resize`).
     pub crop: usize,
+    /// How the cropped pixels are scaled.
     pub normalize: Normalize,
 }
 
@@ -72,10 +75,13 @@ impl EvalTransform {
     }
 }
 
+/// What is done to every image between decoding and the batch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transform {
+    /// Random resized crop and flip, for training.
     Train(TrainTransform),
+    /// Deterministic resize and centre crop, for evaluation.
     Eval(EvalTransform),
 }
 
@@ -83,17 +89,24 @@ pub enum Transform {
 /// rectangle of them that becomes the output (`region`, in image coordinates) and the flip.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Plan {
+    /// The pixels the transform reads (what the decoder must produce).
     pub view: Window,
+    /// The rectangle, in image coordinates, resampled to the output square.
     pub region: Region,
+    /// Whether the output is mirrored left to right.
     pub flip: bool,
 }
 
 /// A rectangle of the source image in pixels (fractional edges allowed).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Region {
+    /// Left edge, in pixels.
     pub x: f64,
+    /// Top edge, in pixels.
     pub y: f64,
+    /// Width, in pixels.
     pub w: f64,
+    /// Height, in pixels.
     pub h: f64,
 }
 
@@ -113,6 +126,8 @@ impl Transform {
         }
     }
 
+    /// Checks the settings: a non-empty output, crop scale in (0, 1] and ratio in (0, ∞) ordered
+    /// min ≤ max, a crop no larger than the resize, three-channel normalisation.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::invalid("image transform", msg));
         match self {
