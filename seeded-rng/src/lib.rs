@@ -9,6 +9,10 @@
 //! let u = a.uniform();
 //! assert!((0.0..1.0).contains(&u));
 //! assert!(a.below(10) < 10);
+//! let mut order = [0, 1, 2, 3];
+//! a.shuffle(&mut order);
+//! order.sort();
+//! assert_eq!(order, [0, 1, 2, 3]);
 //! ```
 #![warn(missing_docs)]
 
@@ -45,6 +49,14 @@ impl Rng {
     /// Uniform integer in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
         (self.uniform() * n as f64) as usize % n.max(1)
+    }
+
+    /// Shuffles `items` in place, every order equally likely (Fisher–Yates, from the last position
+    /// down, each swap partner drawn with [`Rng::below`]).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
     }
 
     /// Standard normal (Box–Muller).
@@ -89,6 +101,41 @@ mod tests {
             "{mean} {var}"
         );
         assert!((0..1000).all(|_| a.truncated_normal().abs() <= 2.0));
+    }
+
+    #[test]
+    fn shuffle_is_the_fisher_yates_walk_and_reaches_every_order_evenly() {
+        // The data order of training runs (datasets' batcher and shard loader) and neurofit's
+        // splits are this walk: it must stay exactly this sequence of draws.
+        let mut by_hand = Rng::new(11);
+        let mut expected: Vec<usize> = (0..10).collect();
+        for i in (1..expected.len()).rev() {
+            let j = by_hand.below(i + 1);
+            expected.swap(i, j);
+        }
+        let mut shuffled: Vec<usize> = (0..10).collect();
+        let mut rng = Rng::new(11);
+        rng.shuffle(&mut shuffled);
+        assert_eq!(shuffled, expected);
+        assert_eq!(rng, by_hand, "the same number of draws");
+
+        let mut counts = std::collections::BTreeMap::new();
+        let mut rng = Rng::new(3);
+        for _ in 0..6000 {
+            let mut v = [0, 1, 2];
+            rng.shuffle(&mut v);
+            *counts.entry(v).or_insert(0usize) += 1;
+        }
+        assert_eq!(counts.len(), 6, "all six orders of three");
+        assert!(
+            counts.values().all(|&c| (850..1150).contains(&c)),
+            "{counts:?}"
+        );
+        let mut empty: [u8; 0] = [];
+        rng.shuffle(&mut empty);
+        let mut one = [5];
+        rng.shuffle(&mut one);
+        assert_eq!(one, [5]);
     }
 
     #[test]
