@@ -3,8 +3,8 @@
 //! (`2r / (1 + r)`), and average over several random halvings.
 
 use ndarray::{Array2, ArrayView2};
+use seeded_rng::Rng;
 
-use crate::cv::SplitMix64;
 use crate::error::{NeurofitError, Result};
 use crate::stats::{pearson_columns, spearman_brown};
 
@@ -45,7 +45,7 @@ pub fn split_half_ceiling(
             ));
         }
     }
-    let mut rng = SplitMix64::new(seed);
+    let mut rng = Rng::new(seed);
     let mut sum = vec![0.0; n_neur];
     let mut count = vec![0usize; n_neur];
     let n_stim = by_stimulus.len();
@@ -100,7 +100,7 @@ mod tests {
         noise_var: &[f64],
         seed: u64,
     ) -> (Array2<f32>, Vec<Vec<usize>>) {
-        let mut rng = SplitMix64::new(seed);
+        let mut rng = Rng::new(seed);
         let n_neur = noise_var.len();
         let mut x = Array2::<f32>::zeros((n_stim * reps, n_neur));
         let mut by = vec![Vec::new(); n_stim];

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use seeded_rng::Rng;
+
 use crate::error::{NeurofitError, Result};
 
 /// Indices (into the stimulus list) used to fit and to score one split; both sorted ascending.
@@ -17,43 +19,6 @@ use crate::error::{NeurofitError, Result};
 pub struct Split {
     pub train: Vec<usize>,
     pub test: Vec<usize>,
-}
-
-/// A small, seeded generator (SplitMix64): the splits depend only on the seed, on every platform.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[0, n)` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
-    }
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Standard normal (Box–Muller), for tests and synthetic data.
-    pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.unit();
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i + 1);
-            v.swap(i, j);
-        }
-    }
 }
 
 /// `n_splits` stratified splits of the stimuli labelled by `labels` (one per stimulus).
@@ -97,7 +62,7 @@ pub fn stratified_splits<L: Ord + Clone + std::fmt::Debug>(
         )));
     }
     let sizes: Vec<usize> = groups.values().map(Vec::len).collect();
-    let mut rng = SplitMix64::new(seed);
+    let mut rng = Rng::new(seed);
     let mut splits = Vec::with_capacity(n_splits);
     for _ in 0..n_splits {
         let quotas = allocate(&sizes, n_test, &mut rng);
@@ -119,7 +84,7 @@ pub fn stratified_splits<L: Ord + Clone + std::fmt::Debug>(
 /// group gets the floor of its share, then the leftovers go by largest remainder, groups with
 /// equal remainders drawn at random (scikit-learn's `_approximate_mode`). Remainders are exact
 /// integers (`total · size mod n`), so equal shares tie exactly.
-fn allocate(sizes: &[usize], total: usize, rng: &mut SplitMix64) -> Vec<usize> {
+fn allocate(sizes: &[usize], total: usize, rng: &mut Rng) -> Vec<usize> {
     let n: usize = sizes.iter().sum();
     if n == 0 {
         return vec![0; sizes.len()];
@@ -327,14 +292,5 @@ mod tests {
             stratified_splits(&labels(2, 5), 2, 0.0, 0).is_err(),
             "fraction 0"
         );
-    }
-
-    #[test]
-    fn rng_normal_has_unit_variance() {
-        let mut r = SplitMix64::new(3);
-        let x: Vec<f64> = (0..20000).map(|_| r.normal()).collect();
-        let m = x.iter().sum::<f64>() / x.len() as f64;
-        let v = x.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / x.len() as f64;
-        assert!(m.abs() < 0.03 && (v - 1.0).abs() < 0.05, "mean {m} var {v}");
     }
 }

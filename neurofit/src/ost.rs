@@ -178,10 +178,7 @@ fn stratified_folds(labels: &[usize], folds: usize, seed: u64) -> Vec<usize> {
     let mut next = 0;
     for c in 0..classes {
         let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
-        for i in (1..idx.len()).rev() {
-            let j = rng.below(i + 1);
-            idx.swap(i, j);
-        }
+        rng.shuffle(&mut idx);
         for i in idx {
             fold[i] = next % folds;
             next += 1;

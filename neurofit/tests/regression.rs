@@ -2,9 +2,9 @@
 //! Regressions against planted answers and against scikit-learn (fixtures/make_fixtures.py).
 
 use ndarray::{Array2, Axis};
-use neurofit::cv::SplitMix64;
 use neurofit::regression::{pls, ridge, Regression};
 use neurofit::stats::pearson_columns;
+use seeded_rng::Rng;
 use serde_json::Value;
 
 fn fixture() -> Value {
@@ -81,7 +81,7 @@ fn ridge_gcv_picks_the_same_alpha_as_the_explicit_hat_matrix() {
 
 /// `Y = X W + tiny noise`: both regressions must recover the map on held-out rows.
 fn planted(n: usize, p: usize, t: usize, noise: f64, seed: u64) -> (Array2<f64>, Array2<f64>) {
-    let mut rng = SplitMix64::new(seed);
+    let mut rng = Rng::new(seed);
     let x = Array2::from_shape_simple_fn((n, p), || rng.normal());
     let w = Array2::from_shape_simple_fn((p, t), || rng.normal());
     let y = x.dot(&w) + Array2::from_shape_simple_fn((n, t), || noise * rng.normal()) + 5.0;
@@ -111,7 +111,7 @@ fn planted_linear_maps_are_recovered_by_both_regressions() {
 #[test]
 fn gcv_prefers_heavy_penalties_for_pure_noise_and_light_ones_for_clean_maps() {
     let (x, y_clean) = planted(120, 10, 3, 1e-3, 9);
-    let mut rng = SplitMix64::new(10);
+    let mut rng = Rng::new(10);
     let y_noise = Array2::from_shape_simple_fn((120, 3), || rng.normal());
     let alphas = [1e-4, 1e4];
     assert!(ridge::fit(x.view(), y_clean.view(), &alphas)

@@ -3,11 +3,11 @@
 //! noise correction; unrelated features score ≈ 0.
 
 use ndarray::{Array3, Axis};
-use neurofit::cv::SplitMix64;
 use neurofit::{
     score, AreaFeatures, Assembly, FitConfig, ModelFeatures, NeurofitError, Neuroids,
     Presentations, Regression, Report, StepToBin, TimeBin,
 };
+use seeded_rng::Rng;
 
 const N_STIM: usize = 60;
 const N_OBJ: usize = 6;
@@ -18,7 +18,7 @@ const NEUR: usize = 6;
 
 /// Area `good` drives every neuroid (step k → bin k); area `noise` is unrelated.
 fn planted() -> (ModelFeatures, Assembly) {
-    let mut rng = SplitMix64::new(123);
+    let mut rng = Rng::new(123);
     let good = Array3::from_shape_simple_fn((N_STIM, FEAT, STEPS), || rng.normal() as f32);
     let noise = Array3::from_shape_simple_fn((N_STIM, FEAT, STEPS), || rng.normal() as f32);
     let w: Vec<f64> = (0..FEAT * NEUR).map(|_| rng.normal()).collect();
@@ -228,7 +228,7 @@ fn fit_config_default_is_the_spec_protocol_and_rejects_unknown_fields() {
 #[ignore]
 fn moderate_size_timing() {
     let (n_stim, feat, steps, neur, reps) = (640, 2000, 2, 40, 2);
-    let mut rng = SplitMix64::new(5);
+    let mut rng = Rng::new(5);
     let x = Array3::from_shape_simple_fn((n_stim, feat, steps), || rng.normal() as f32);
     let mut data = Array3::<f32>::zeros((n_stim * reps, neur, steps));
     let mut pres = Presentations::default();

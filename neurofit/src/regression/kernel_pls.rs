@@ -579,11 +579,11 @@ fn power_iteration(m: ArrayView2<'_, f64>, j0: usize) -> Array1<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cv::SplitMix64;
     use crate::regression::pls;
+    use seeded_rng::Rng;
 
     fn random(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
-        let mut rng = SplitMix64::new(seed);
+        let mut rng = Rng::new(seed);
         Array2::from_shape_simple_fn((rows, cols), || rng.normal())
     }
 

@@ -5,7 +5,7 @@
 
 use anyhow::{ensure, Context, Result};
 use ndarray::{Array2, Array3, Axis};
-use neurofit::cv::{stratified_splits, SplitMix64};
+use neurofit::cv::stratified_splits;
 use neurofit::linalg::Kernel;
 use neurofit::regression::kernel_pls::centred_gram;
 use neurofit::{
@@ -13,6 +13,7 @@ use neurofit::{
     TimeBin,
 };
 use rayon::prelude::*;
+use seeded_rng::Rng;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -85,17 +86,17 @@ fn synthetic(a: &BenchFitArgs) -> Result<(ModelFeatures, Assembly)> {
         a.features > 0 && a.neuroids > 0 && a.bins > 0,
         "sizes must be positive"
     );
-    let mut rng = SplitMix64::new(a.seed);
+    let mut rng = Rng::new(a.seed);
     let z = Array2::from_shape_simple_fn((a.stimuli, LATENT), || rng.normal() as f32);
     let mut data = Array3::<f32>::zeros((a.stimuli, a.features, a.bins));
     // One slab per step, generated in parallel from its own seed.
     let slabs: Vec<Array2<f32>> = (0..a.bins)
         .into_par_iter()
         .map(|k| {
-            let mut rng = SplitMix64::new(a.seed ^ (0x9e37_79b9 + k as u64));
+            let mut rng = Rng::new(a.seed ^ (0x9e37_79b9 + k as u64));
             let load = Array2::from_shape_simple_fn((LATENT, a.features), || rng.normal() as f32);
             let mut x = z.dot(&load);
-            x.mapv_inplace(|v| v + 2.0 * (rng.unit() as f32 - 0.5));
+            x.mapv_inplace(|v| v + 2.0 * (rng.uniform() as f32 - 0.5));
             x
         })
         .collect();
