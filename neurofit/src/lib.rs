@@ -12,7 +12,10 @@
 //! Without default features (`neurofit = { default-features = false }`) the crate is the scoring
 //! library alone: it scores any features — a `[stimulus, feature, step]` array per area from any
 //! model in any framework ([`ModelFeatures`]) — against recordings, with no tensor engine, model or
-//! training code in its dependency tree.
+//! training code in its dependency tree. `examples/score_own_recordings.rs` does exactly that for
+//! your own files (a netCDF-4 or plain-HDF5 assembly and a features CSV):
+//! `cargo run -p neurofit --no-default-features --example score_own_recordings -- RECORDINGS
+//! FEATURES.csv`; without arguments it scores planted data and checks the answer.
 //!
 //! The fits' large products run on [`linalg`] (the `gemm` crate, its kernel chosen from the CPU at
 //! run time), not on the system BLAS.
