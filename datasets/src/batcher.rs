@@ -364,10 +364,7 @@ impl<D: Dataset + 'static> Batcher<D> {
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
         if self.config.shuffle {
             let mut rng = Rng::new(derive_seed(&[self.config.seed, epoch, 0x5348_5546]));
-            for i in (1..order.len()).rev() {
-                let j = rng.below(i + 1);
-                order.swap(i, j);
-            }
+            rng.shuffle(&mut order);
         }
         if self.shard.count == 1 {
             return order;

@@ -120,9 +120,7 @@ pub fn write_shards(
     )?;
     let mut samples: Vec<(PathBuf, usize)> = folder.samples().to_vec();
     let mut rng = Rng::new(derive_seed(&[opts.seed, 0x5348_5244]));
-    for i in (1..samples.len()).rev() {
-        samples.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut samples);
     let mut writer = ShardWriter::create(
         out,
         &opts.prefix,

@@ -360,9 +360,7 @@ impl ShardLoader {
         let shuffle = self.config.batch.shuffle;
         let mut rng = Rng::new(derive_seed(&[self.config.batch.seed, epoch, 0x5348_4152]));
         if shuffle {
-            for i in (1..shards.len()).rev() {
-                shards.swap(i, rng.below(i + 1));
-            }
+            rng.shuffle(&mut shards);
         }
         let mut starts = Vec::with_capacity(shards.len());
         let mut at = 0;
