@@ -35,6 +35,25 @@ pub enum Error {
     },
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
+    /// A model named on a command line is neither a preset, a spec file, a run folder nor a
+    /// checkpoint ([`crate::load_model`]).
+    #[error(
+        "model `{given}`: not a preset, a spec file, a run directory or a checkpoint ({presets})"
+    )]
+    UnknownModel {
+        /// What was given.
+        given: String,
+        /// The zoo's answer for that name (the presets it knows).
+        presets: String,
+    },
+    /// A file given as a model spec is not one.
+    #[error("spec file {path}: {msg}")]
+    SpecFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
     #[error(
         "the training loss became {loss} at epoch {epoch}, step {step}; the run stopped and {} \
          (try a lower learning rate or gradient clipping)",

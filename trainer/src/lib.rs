@@ -8,7 +8,9 @@
 //! - [`checkpoint`], [`metrics`], [`steps`], [`plot`]: what a run writes; [`progress`]: a bar or
 //!   plain lines;
 //! - [`resume`]: what a resumed run may change (the budget) and what it refuses;
-//! - [`recipe`]: named recipes (the paper's ImageNet training).
+//! - [`recipe`]: named recipes (the paper's ImageNet training);
+//! - [`load`]: a preset, spec file, run folder or checkpoint named on a command line → a built
+//!   model ([`load_model`], shared by `cargo xtask` and the `neurofit` binary).
 //!
 //! Architecture search is the `search` crate; `cargo xtask search` hands it [`fit()`] as the
 //! objective.
@@ -34,6 +36,7 @@ pub mod data;
 mod error;
 pub mod evaluate;
 pub mod fit;
+pub mod load;
 pub mod lr;
 pub mod metrics;
 pub mod optim;
@@ -49,6 +52,7 @@ pub use config::{DataSpec, LossSteps, TrainConfig};
 pub use error::{Error, Result};
 pub use evaluate::{evaluate, evaluate_on, EvalCounts, EvalOptions, EvalReport};
 pub use fit::{evaluate_checkpoint, fit, Control, FitOptions, FitReport, Outcome};
+pub use load::{load_model, LoadedModel, ModelSource};
 pub use lr::{Decay, LrSchedule};
 pub use metrics::EpochMetrics;
 pub use optim::{Optimizer, OptimizerSpec};

@@ -5,14 +5,12 @@
 //! same images (the parity fixtures' hashed pixels, `images`).
 
 use crate::machine::{self, Machine};
-use crate::models::load_spec;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
-use std::path::Path;
 use std::time::Instant;
 use tensor::{no_grad, Device, Tensor};
-use topology::{Frames, Model, Needed, Presentation, UnrollOptions, DEFAULT_BLANK};
+use topology::{Frames, Needed, Presentation, UnrollOptions, DEFAULT_BLANK};
 
 #[derive(Args, Debug, Clone)]
 pub struct ExtractArgs {
@@ -46,16 +44,6 @@ struct ExtractResult {
     cpu_s_per_stimulus: f64,
     machine: Machine,
     date: String,
-}
-
-fn load_model(name: &str, device: Device) -> Result<Model> {
-    let p = Path::new(name);
-    if p.is_dir() {
-        let file = trainer::checkpoint::resolve(p)?;
-        let ck = trainer::checkpoint::Checkpoint::read(&file)?;
-        return Ok(ck.model(device)?);
-    }
-    Ok(Model::new(&load_spec(name)?, device, 0)?)
 }
 
 /// The images of the parity fixtures (`tf-import/tests/reference/make_reference.py`), which
@@ -100,8 +88,9 @@ fn measure(args: &ExtractArgs) -> Result<ExtractResult> {
         "--batch and --batches must be positive"
     );
     let device: Device = args.device.parse().map_err(anyhow::Error::msg)?;
-    let model =
-        load_model(&args.model, device).with_context(|| format!("loading {}", args.model))?;
+    let model = trainer::load_model(&args.model, device)
+        .map(|loaded| loaded.model)
+        .with_context(|| format!("loading {}", args.model))?;
     let inp = model.spec.input;
     let image = images(args.batch, inp.channels, inp.height, inp.width, device)?;
     let frames = Frames::Image {
@@ -175,7 +164,7 @@ mod tests {
         };
         let r = measure(&args).expect("runs");
         // Every area's map and the logits, at each of the 26 steps.
-        let spec = load_spec("compact_timedecay").expect("preset");
+        let spec = crate::models::load_spec("compact_timedecay").expect("preset");
         let shapes = topology::infer(&spec).expect("shapes");
         let per_step: usize = shapes
             .areas

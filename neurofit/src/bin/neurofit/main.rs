@@ -18,7 +18,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tensor::Device;
-use topology::{zoo, Model, ModelSpec, Presentation};
+use topology::{Model, ModelSpec, Presentation};
+use trainer::ModelSource;
 
 #[derive(Parser)]
 #[command(
@@ -159,37 +160,24 @@ struct Loaded {
     model: Model,
 }
 
+/// The model `--model` names, through the loader every tool shares ([`trainer::load_model`]).
 fn load_model(spec_or_run: &str, device: Device) -> Result<Loaded> {
-    let path = Path::new(spec_or_run);
-    if let Some(spec) = zoo::get(spec_or_run) {
-        eprintln!("note: {spec_or_run} is a preset with random weights; pass a training run to score a trained model");
-        return Ok(Loaded {
-            name: spec.name.clone(),
-            model: Model::new(&spec, device, 0)?,
-        });
-    }
-    if path.is_dir() || path.extension().is_some_and(|e| e == "safetensors") {
-        let file = trainer::checkpoint::resolve(path)?;
-        let ck = trainer::checkpoint::Checkpoint::read(&file)?;
-        return Ok(Loaded {
-            name: format!("{} ({})", ck.config.model.name, path.display()),
-            model: ck.model(device)?,
-        });
-    }
-    if path.is_file() {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let spec: ModelSpec = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {} as a model spec", path.display()))?;
-        return Ok(Loaded {
-            name: spec.name.clone(),
-            model: Model::new(&spec, device, 0)?,
-        });
-    }
-    bail!(
-        "--model {spec_or_run}: not a preset, a spec file, a run directory or a checkpoint ({})",
-        zoo::get_or_err(spec_or_run).err().unwrap_or_default()
-    )
+    let loaded = trainer::load_model(spec_or_run, device)
+        .with_context(|| format!("--model {spec_or_run}"))?;
+    let name = match loaded.source {
+        ModelSource::Preset => {
+            eprintln!("note: {spec_or_run} is a preset with random weights; pass a training run to score a trained model");
+            loaded.name
+        }
+        ModelSource::Checkpoint(_) => {
+            format!("{} ({})", loaded.name, Path::new(spec_or_run).display())
+        }
+        ModelSource::SpecFile(_) => loaded.name,
+    };
+    Ok(Loaded {
+        name,
+        model: loaded.model,
+    })
 }
 
 /// The feedforward model of a preset's family.
