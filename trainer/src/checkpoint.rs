@@ -35,16 +35,22 @@ const SPEC_KEY: &str = "spec";
 const FORMAT: u32 = 2;
 const FIRST_CHECKSUMMED_FORMAT: u32 = 2;
 
+/// The file name of a run's most recent checkpoint, rewritten at every checkpoint interval.
 pub const LATEST: &str = "checkpoint-latest.safetensors";
+/// The file name of the checkpoint with the best validation top-1 so far.
 pub const BEST: &str = "checkpoint-best.safetensors";
 
 /// Running sums of the current epoch's training metrics (so a resumed epoch reports the same
 /// numbers as an uninterrupted one).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EpochAccum {
+    /// Sum over the epoch's batches so far of the mean training loss times the batch's images.
     pub loss_sum: f64,
+    /// Training images classified correctly (top-1) so far this epoch.
     pub correct: u64,
+    /// Training images seen so far this epoch.
     pub seen: u64,
+    /// Wall-clock seconds spent training in this epoch so far (over resumes).
     pub seconds: f64,
 }
 
@@ -57,7 +63,9 @@ pub struct Progress {
     pub position: usize,
     /// Optimiser steps taken in the whole run.
     pub global_step: u64,
+    /// The best validation top-1 accuracy (0..=1) of any epoch so far, if one was evaluated.
     pub best_val_top1: Option<f64>,
+    /// The epoch's running training metrics.
     pub accum: EpochAccum,
 }
 
@@ -96,8 +104,11 @@ pub(crate) type NamedTensors = [(String, Tensor)];
 /// A checkpoint read back: configuration, progress, and the tensors to load.
 #[derive(Debug)]
 pub struct Checkpoint {
+    /// The file read.
     pub path: PathBuf,
+    /// The run's settings, model spec included.
     pub config: TrainConfig,
+    /// Where the run stood when the checkpoint was written.
     pub progress: Progress,
     params: Vec<(String, Tensor)>,
     optim: Vec<(String, Tensor)>,

@@ -4,18 +4,27 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tensor::{Gradients, ParamStore, Tensor};
 
+/// How gradients are clipped before each optimiser update.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum GradClip {
+    /// No clipping.
     #[default]
     None,
     /// Every gradient component clamped to `[-max, max]`.
-    Value { max: f32 },
+    Value {
+        /// The largest magnitude a component keeps.
+        max: f32,
+    },
     /// All gradients scaled by `max / norm` when their joint L2 norm exceeds `max`.
-    Norm { max: f32 },
+    Norm {
+        /// The largest joint L2 norm the gradients keep.
+        max: f32,
+    },
 }
 
 impl GradClip {
+    /// Checks that a threshold is positive and finite.
     pub fn validate(&self) -> Result<()> {
         match *self {
             GradClip::None => Ok(()),

@@ -2,39 +2,58 @@
 
 use std::path::PathBuf;
 
+/// Everything that can stop a training run, an evaluation or a checkpoint read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A tensor operation failed (shapes, devices, a file of tensors).
     #[error(transparent)]
     Tensor(#[from] tensor::Error),
+    /// The data could not be found, read or batched.
     #[error(transparent)]
     Data(#[from] datasets::Error),
+    /// The model spec does not build (invalid spec, shapes that do not fit).
     #[error(transparent)]
     Build(#[from] topology::BuildError),
     /// Communication between the ranks of a data-parallel job failed.
     #[error(transparent)]
     Collective(#[from] collective::Error),
+    /// A setting of the run is out of range or inconsistent (the message says which).
     #[error("invalid training configuration: {0}")]
     Config(String),
+    /// The data's images are not the size the model takes.
     #[error(
         "the data's images are {got}, but model `{model}` takes {expected} \
          (channels×height×width; pick a model for this input size or resize the data)"
     )]
     ImageSize {
+        /// The model's name.
         model: String,
+        /// The input the model takes, `C×H×W`.
         expected: String,
+        /// The data's image size, `C×H×W`.
         got: String,
     },
+    /// The data has another number of classes than the model has outputs.
     #[error(
         "the data has {got} classes, but model `{model}` has {expected} outputs \
          (set the spec's num_classes to {got})"
     )]
     ClassCount {
+        /// The model's name.
         model: String,
+        /// The model's number of outputs.
         expected: usize,
+        /// The data's number of classes.
         got: usize,
     },
+    /// A checkpoint file is missing, corrupt, foreign or does not fit the model.
     #[error("checkpoint {path}: {msg}")]
-    Checkpoint { path: PathBuf, msg: String },
+    Checkpoint {
+        /// The checkpoint file (or the run folder that lacks one).
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// A model named on a command line is neither a preset, a spec file, a run folder nor a
     /// checkpoint ([`crate::load_model`]).
     #[error(
@@ -54,29 +73,39 @@ pub enum Error {
         /// What is wrong with it.
         msg: String,
     },
+    /// The loss became NaN or infinite; nothing was written for that step.
     #[error(
         "the training loss became {loss} at epoch {epoch}, step {step}; the run stopped and {} \
          (try a lower learning rate or gradient clipping)",
         kept_note(*.kept)
     )]
     NonFiniteLoss {
+        /// The epoch it happened in.
         epoch: u64,
+        /// The optimiser step it happened at.
         step: u64,
+        /// The loss value (NaN or infinite).
         loss: f32,
         /// The step of the checkpoint left in place, if any was written.
         kept: Option<u64>,
     },
+    /// A parameter became NaN or infinite before a checkpoint or evaluation.
     #[error(
         "parameter `{tensor}` became non-finite at epoch {epoch}, step {step}; the run stopped \
          and {} (try a lower learning rate or gradient clipping)",
         kept_note(*.kept)
     )]
     NonFiniteWeights {
+        /// The first parameter found non-finite.
         tensor: String,
+        /// The epoch it happened in.
         epoch: u64,
+        /// The optimiser step it happened at.
         step: u64,
+        /// The step of the checkpoint left in place, if any was written.
         kept: Option<u64>,
     },
+    /// A resumed run's settings differ from the stored run's (see [`crate::resume`]).
     #[error(
         "{} holds a run made with other settings: {}; resume with the run's own settings (leave \
          those flags out), pass --allow-changes to continue with the new ones, or train into \
@@ -85,24 +114,36 @@ pub enum Error {
         .changes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
     )]
     ResumeConflict {
+        /// The run folder.
         out: PathBuf,
+        /// Every setting that differs from the stored run's.
         changes: Vec<crate::resume::ConfigChange>,
     },
+    /// `--resume` was given for a folder that holds no checkpoint.
     #[error(
         "--resume: {} holds no run to resume (no {}); start it without --resume",
         .out.display(),
         crate::checkpoint::LATEST
     )]
-    NothingToResume { out: PathBuf },
+    NothingToResume {
+        /// The run folder given.
+        out: PathBuf,
+    },
+    /// Reading or writing a file failed.
     #[error("I/O error on {path}: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// A plot could not be drawn or written.
     #[error("cannot draw {path}")]
     Plot {
+        /// The plot file.
         path: PathBuf,
+        /// The plotting library's error.
         #[source]
         source: plots::PlotError,
     },
@@ -132,4 +173,5 @@ impl Error {
     }
 }
 
+/// This crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

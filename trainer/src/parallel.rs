@@ -37,6 +37,7 @@ pub struct StepStats {
     pub loss_sum: f64,
     /// Images whose last-step logits put the label first.
     pub hits: u64,
+    /// Images the step trained on.
     pub seen: u64,
     /// Some rank's loss was not finite.
     pub non_finite: bool,

@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 pub enum ProgressMode {
     /// A bar on a terminal, plain lines otherwise.
     Auto,
+    /// An indicatif bar (position, rate, time left) redrawn in place.
     Bar,
+    /// Plain lines, at most every 30 s and at the end, for logs of batch jobs.
     Lines,
+    /// Nothing shown.
     Hidden,
 }
 
@@ -43,6 +46,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A progress display of `total` units labelled `prefix`, shown as `mode` says.
     pub fn new(prefix: impl Into<String>, total: u64, mode: ProgressMode) -> Self {
         let prefix = prefix.into();
         let mode = mode.resolve();
@@ -86,6 +90,8 @@ impl Progress {
         self
     }
 
+    /// Moves to position `pos` with the status text `msg` (loss, accuracy), redrawing the bar or
+    /// printing a line when one is due.
     pub fn set(&mut self, pos: u64, msg: impl Into<String>) {
         self.pos = pos;
         self.msg = msg.into();

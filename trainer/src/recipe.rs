@@ -9,6 +9,7 @@ use crate::optim::OptimizerSpec;
 use serde::{Deserialize, Serialize};
 use topology::{Decoder, Presentation};
 
+/// A named set of training settings from a paper, applied over a run's configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Recipe {

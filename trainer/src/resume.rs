@@ -25,7 +25,9 @@ use std::path::Path;
 pub struct ConfigChange {
     /// The field's path in `config.json`, e.g. `batch_size` or `lr.base`.
     pub field: String,
+    /// The stored run's value, as the message shows it (JSON text, or a variant's name).
     pub stored: String,
+    /// The value asked for now, shown the same way.
     pub requested: String,
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The file name of the per-step log in a run folder.
 pub const FILE: &str = "steps.jsonl";
 
 /// One line of `steps.jsonl`.
