@@ -26,7 +26,6 @@ use crate::layout::{Layout, BLOCK};
 use crate::ops::conv::{Activation, ConvGeom, CpuConvBackend, Stage, Weights};
 use crate::storage::CpuBuf;
 use crate::{Error, Result};
-use std::time::Instant;
 
 /// One CPU implementation of a convolution.
 #[derive(Clone, Copy)]
@@ -157,8 +156,9 @@ fn eligible(d: Option<&'static OneDnn>, g: &ConvGeom) -> Vec<Path> {
     v
 }
 
-/// The tuned path of `key`, and the result of the fastest run when the paths were timed now
-/// (this call's result: the paths agree to rounding). `None` when no path ran.
+/// The tuned path of `key`, and the result of its last run when the paths were timed now (this
+/// call's result: the paths agree to rounding). The threshold choice of [`choose`] is the default
+/// the timings must beat by [`conv_tune::MARGIN`]. `None` when no path ran.
 fn tuned<T>(
     tuner: &Tuner,
     key: TuneKey,
@@ -166,28 +166,31 @@ fn tuned<T>(
 ) -> Option<(Path, Option<T>)> {
     let paths = eligible(onednn::get().ok(), &key.geom);
     let kinds: Vec<PathKind> = paths.iter().map(|p| p.kind()).collect();
-    let by_kind = |k: PathKind| paths.iter().copied().find(|p| p.kind() == k);
-    // The fastest run so far: its time, path and result.
-    let mut best: Option<(f64, PathKind, T)> = None;
-    let chosen = tuner.choose(key, &kinds, |kind| {
-        let path = by_kind(kind)?;
-        let mut fastest = f64::INFINITY;
-        for _ in 0..conv_tune::REPS {
-            let start = Instant::now();
-            let r = f(path).ok()?;
-            let secs = start.elapsed().as_secs_f64();
-            fastest = fastest.min(secs);
-            let best_secs = best.as_ref().map_or(f64::INFINITY, |b| b.0);
-            if secs < best_secs {
-                best = Some((secs, kind, r));
-            } else if secs > conv_tune::GIVE_UP_FACTOR * best_secs {
-                break;
+    let default = choose(
+        CpuConvBackend::Auto,
+        &key.geom,
+        key.stage,
+        key.input,
+        key.bias,
+    )
+    .ok()
+    .map(Path::kind);
+    // Each path's latest result.
+    let mut results: Vec<Option<T>> = paths.iter().map(|_| None).collect();
+    let chosen = tuner.choose(key, &kinds, default, |kind| {
+        let Some(i) = kinds.iter().position(|&k| k == kind) else {
+            return false;
+        };
+        match f(paths[i]) {
+            Ok(r) => {
+                results[i] = Some(r);
+                true
             }
+            Err(_) => false,
         }
-        Some(fastest)
     })?;
-    let result = best.filter(|b| b.1 == chosen).map(|b| b.2);
-    Some((by_kind(chosen)?, result))
+    let i = kinds.iter().position(|&k| k == chosen)?;
+    Some((paths[i], results[i].take()))
 }
 
 impl Path {
@@ -395,13 +398,18 @@ mod tests {
         let first = auto();
         let n_paths = eligible(onednn::get().ok(), &g).len();
         let timed = calls.borrow().len();
-        assert!(
-            timed >= n_paths && timed <= n_paths * conv_tune::REPS,
-            "{calls:?}"
-        );
-        let choice = t.choices();
-        assert_eq!(choice.len(), 1);
-        assert_eq!(choice[0].path, first);
+        if n_paths == 1 {
+            // Only the Rust kernels (no oneDNN here): nothing to time, one run.
+            assert_eq!(*calls.borrow(), vec![PathKind::Rust]);
+        } else {
+            // A warm-up and at least one timed run each, at most all rounds and the retimes.
+            let most =
+                n_paths * (1 + conv_tune::ROUNDS) + 2 * conv_tune::ROUNDS * conv_tune::RETIMES;
+            assert!(timed >= 2 * n_paths && timed <= most, "{calls:?}");
+            let choice = t.choices();
+            assert_eq!(choice.len(), 1);
+            assert_eq!(choice[0].path, first);
+        }
         // The first call returned the chosen path's own result.
         calls.borrow_mut().clear();
         let second = auto();
@@ -426,15 +434,32 @@ mod tests {
             threads: onednn::thread_budget(),
         };
         // Remembered: the oneDNN path (whether or not oneDNN loads here).
-        let remembered = |p| (p == PathKind::OneDnn).then_some(1.0);
+        let remembered = |p| p == PathKind::OneDnn;
+        let two = [PathKind::Rust, PathKind::OneDnn];
         assert_eq!(
-            t.choose(key, &[PathKind::Rust, PathKind::OneDnn], remembered),
+            t.choose(key, &two, Some(PathKind::OneDnn), remembered),
             Some(PathKind::OneDnn)
         );
         let stage = (&g, Stage::BackwardData);
         let got = run_with(Some(&t), CpuConvBackend::Rust, stage, sel, recorder(&calls)).unwrap();
         assert_eq!(got, PathKind::Rust);
         assert_eq!(*calls.borrow(), vec![PathKind::Rust]);
+        // Every forced path runs once, untimed (an error where oneDNN does not load here), and
+        // the tuner learns nothing from it.
+        let forced = [
+            CpuConvBackend::OneDnn,
+            CpuConvBackend::Gemm,
+            CpuConvBackend::Winograd,
+        ];
+        for backend in forced {
+            calls.borrow_mut().clear();
+            let fwd = (&g, Stage::Forward);
+            if let Ok(got) = run_with(Some(&t), backend, fwd, sel, recorder(&calls)) {
+                assert_eq!(*calls.borrow(), vec![got], "{backend:?}");
+            }
+            assert!(calls.borrow().len() <= 1, "{backend:?}: {calls:?}");
+        }
+        assert_eq!(t.choices().len(), 1, "a forced run was tuned");
     }
 
     #[test]

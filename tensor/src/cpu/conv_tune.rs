@@ -4,12 +4,30 @@
 //! [`winograd::suits`](super::onednn::winograd::suits), the oneDNN-or-Rust rule of
 //! `conv_choice`) were measured on one AVX2 processor; on another (AVX-512's wider oneDNN kernels,
 //! say) the fastest path differs. So the first time a convolution is run under `Auto`, each of its
-//! computations (forward, backward-data, weight gradient) times every path that can compute it
-//! ([`REPS`] runs each, the fastest counts, so the first run's primitive creation and weight
-//! reorders do not), keeps the fastest, and writes the choice to a JSON file keyed by this
-//! machine's CPU model and ISA ([`Machine`]) and the file format's [`VERSION`]. A later process
-//! reads the file and times nothing it already knows. A file that does not parse, or was written
-//! by another machine or version, is ignored and replaced at the next choice.
+//! computations (forward, backward-data, weight gradient) times every path that can compute it and
+//! writes the choice to a JSON file keyed by this machine's CPU model and ISA ([`Machine`]) and
+//! the file format's [`VERSION`]. A later process reads the file and times nothing it already
+//! knows. A file that does not parse, or was written by another machine or version, is ignored
+//! and replaced at the next choice.
+//!
+//! Timing is made robust to a machine shared with other work ([`Tuner::choose`]; the reasons are
+//! in docs/ARCHITECTURE.md):
+//! * one untimed warm-up run per path (primitive creation, weight reorders, first-touch page
+//!   faults), then [`ROUNDS`] timed rounds that **interleave** the paths, each round starting one
+//!   path later (ABC BCA CAB …), so a change of load hits every path alike;
+//! * each path counts the **minimum** of its runs (interference only ever adds time);
+//! * the threshold choice (the *default*) is kept unless another path beats it by a clear
+//!   [`MARGIN`] (10 %): a tie on a noisy clock must not replace a choice measured on a quiet one;
+//! * a decision within [`CLOSE`] of the margin is timed again ([`RETIMES`] more batches of rounds
+//!   for the two contenders) before it is made;
+//! * a decision whose contenders' runs scatter (median over minimum above [`UNSTABLE_SPREAD`]) is
+//!   used by this process but **not written** to the file, so a quieter run decides for good;
+//! * a path slower than [`GIVE_UP_FACTOR`] times the fastest in the first timed round stops being
+//!   timed (a clear loser, e.g. the Rust kernels on a large dense convolution, costs two runs).
+//!
+//! The clock is a parameter of the tuner ([`Clock`]): the process uses the wall clock
+//! ([`WallClock`]), the tests a scripted one, so the decision logic is tested without timing
+//! anything.
 //!
 //! Where: [`CACHE_ENV`] (`CONVRNN_CONV_CACHE`) names the file; `off` turns tuning off, so `Auto`
 //! uses the thresholds (deterministic paths, e.g. for tests that compare runs); unset, the file is
@@ -25,20 +43,61 @@ use crate::ops::conv::{ConvGeom, Stage};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 /// Names the tuning cache file, or `off` to choose by the measured-once thresholds instead.
 pub const CACHE_ENV: &str = "CONVRNN_CONV_CACHE";
 
-/// The cache file's format; a file of another version is ignored and rewritten.
-pub const VERSION: u32 = 1;
+/// The cache file's format; a file of another version is ignored and rewritten. Version 2: the
+/// choices made with the margin over the default (version 1's took the fastest of three runs).
+pub const VERSION: u32 = 2;
 
-/// Runs timed per path; the fastest counts.
-pub const REPS: usize = 3;
+/// Timed rounds (one run of every path each) after the warm-up.
+pub const ROUNDS: usize = 5;
 
-/// A path slower than this many times the fastest so far stops being timed after one run:
-/// a clear loser (the Rust kernels on a large dense convolution) costs one run, not [`REPS`].
+/// How much faster than the default (the threshold choice) a path must be to replace it: the
+/// default's time ≥ (1 + `MARGIN`) × the path's.
+pub const MARGIN: f64 = 0.10;
+
+/// A decision whose ratio default / fastest lies within `CLOSE` of 1 + [`MARGIN`] is timed again.
+pub const CLOSE: f64 = 0.05;
+
+/// At most this many extra batches of [`ROUNDS`] for a close decision.
+pub const RETIMES: usize = 1;
+
+/// Timings are unstable (the choice is not written to the file) when a contender's median run
+/// exceeds its fastest by this factor.
+pub const UNSTABLE_SPREAD: f64 = 1.25;
+
+/// A path slower than this many times the fastest in the first timed round stops being timed.
 pub const GIVE_UP_FACTOR: f64 = 4.0;
+
+/// The source of time for the tuner: seconds since any fixed origin.
+pub trait Clock: Send + Sync {
+    fn seconds(&self) -> f64;
+}
+
+/// The monotonic wall clock.
+pub struct WallClock(Instant);
+
+impl WallClock {
+    pub fn new() -> Self {
+        WallClock(Instant::now())
+    }
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for WallClock {
+    fn seconds(&self) -> f64 {
+        self.0.elapsed().as_secs_f64()
+    }
+}
 
 /// One CPU implementation of a convolution, as the cache names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -120,13 +179,25 @@ pub struct TuneKey {
     pub threads: usize,
 }
 
-/// A tuned choice: the fastest path and the time each candidate took (seconds, the fastest of its
-/// runs; a path that failed is absent).
+/// A tuned choice: the path, the default it was weighed against, the time each timed candidate
+/// took (seconds, the fastest of its runs; a path that failed is absent) and how much the
+/// contenders' runs scattered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
     pub key: TuneKey,
     pub path: PathKind,
+    /// The threshold choice, kept unless another path won by [`MARGIN`].
+    pub default: Option<PathKind>,
     pub seconds: Vec<(PathKind, f64)>,
+    /// The largest median / minimum among the fastest path and the default (1: no scatter).
+    pub spread: f64,
+}
+
+impl Choice {
+    /// Whether the timings were steady enough for the choice to be written to the file.
+    pub fn stable(&self) -> bool {
+        self.spread <= UNSTABLE_SPREAD
+    }
 }
 
 impl std::fmt::Display for Choice {
@@ -159,7 +230,18 @@ impl std::fmt::Display for Choice {
             let sep = if i == 0 { "" } else { ", " };
             write!(f, "{sep}{p:?} {:.3} ms", s * 1e3)?;
         }
-        write!(f, ")")
+        write!(f, ")")?;
+        if let Some(d) = self.default.filter(|d| *d != self.path) {
+            write!(f, " over default {d:?}")?;
+        }
+        if !self.stable() {
+            write!(
+                f,
+                " [unstable timings, spread {:.2}: not cached]",
+                self.spread
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -186,13 +268,19 @@ pub struct Tuner {
     file: Option<PathBuf>,
     machine: Machine,
     loaded: Loaded,
+    clock: Arc<dyn Clock>,
     choices: Mutex<HashMap<TuneKey, Choice>>,
 }
 
 impl Tuner {
     /// A tuner for `machine` that starts from `file`'s choices when the file holds valid ones for
-    /// this machine and [`VERSION`].
+    /// this machine and [`VERSION`], and times with the wall clock.
     pub fn new(file: Option<PathBuf>, machine: Machine) -> Self {
+        Self::with_clock(file, machine, Arc::new(WallClock::new()))
+    }
+
+    /// [`Tuner::new`] timing with `clock`.
+    pub fn with_clock(file: Option<PathBuf>, machine: Machine, clock: Arc<dyn Clock>) -> Self {
         let (loaded, choices) = match &file {
             None => (Loaded::Missing, HashMap::new()),
             Some(f) => read_cache(f, &machine),
@@ -201,6 +289,7 @@ impl Tuner {
             file,
             machine,
             loaded,
+            clock,
             choices: Mutex::new(choices),
         }
     }
@@ -229,36 +318,59 @@ impl Tuner {
     }
 
     /// The path for `key` among `candidates`: the remembered one if it is a candidate, else the
-    /// fastest by `measure` (seconds, `None` where the path failed), remembered and written to the
-    /// file. `None` when no candidate could be measured.
+    /// one the timings pick (module doc: warm-up, interleaved rounds, minimum, [`MARGIN`] over
+    /// `default`, retiming when close), remembered, and written to the file when the timings were
+    /// stable. `run` runs one path once and says whether it succeeded; the tuner times it with
+    /// its clock. A single candidate is chosen without running it. `None` when no candidate ran.
     pub fn choose(
         &self,
         key: TuneKey,
         candidates: &[PathKind],
-        mut measure: impl FnMut(PathKind) -> Option<f64>,
+        default: Option<PathKind>,
+        mut run: impl FnMut(PathKind) -> bool,
     ) -> Option<PathKind> {
         if let Some(p) = self.lookup(&key).filter(|p| candidates.contains(p)) {
             return Some(p);
         }
+        if let [only] = candidates {
+            return Some(*only);
+        }
         // Timed without the lock: a convolution on another thread is not held up for seconds
         // (two threads tuning the same key at once only both measure it).
-        let seconds: Vec<(PathKind, f64)> = candidates
-            .iter()
-            .filter_map(|&p| measure(p).map(|s| (p, s)))
-            .collect();
-        let (path, _) = seconds.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
-        let choice = Choice { key, path, seconds };
+        let default = default.filter(|d| candidates.contains(d));
+        let mut timing = Timing::warm_up(candidates, &mut run)?;
+        timing.rounds(ROUNDS, true, &*self.clock, &mut run);
+        let mut decision = timing.decide(default)?;
+        for _ in 0..RETIMES {
+            if !decision.close {
+                break;
+            }
+            timing.keep_only(&decision.contenders);
+            timing.rounds(ROUNDS, false, &*self.clock, &mut run);
+            decision = timing.decide(default)?;
+        }
+        let choice = Choice {
+            key,
+            path: decision.path,
+            default,
+            seconds: timing.minima(),
+            spread: decision.spread,
+        };
+        let stable = choice.stable();
         let snapshot = {
             let mut map = self.choices.lock().unwrap_or_else(|e| e.into_inner());
             map.insert(key, choice);
             CacheFile {
                 version: VERSION,
                 machine: self.machine.clone(),
-                choices: map.values().cloned().collect(),
+                choices: map.values().filter(|c| c.stable()).cloned().collect(),
             }
         };
-        self.save(&snapshot);
-        Some(path)
+        // An unstable choice serves this process only: the file is left as it was.
+        if stable {
+            self.save(&snapshot);
+        }
+        Some(decision.path)
     }
 
     /// The remembered path of `key`.
@@ -288,6 +400,148 @@ impl Tuner {
                 )
             });
         }
+    }
+}
+
+/// The runs of the paths still being timed: each path's timed runs (seconds), in candidate order.
+struct Timing {
+    paths: Vec<(PathKind, Vec<f64>)>,
+    /// Indices into `paths` of those still timed.
+    active: Vec<usize>,
+}
+
+/// What the timings say so far.
+struct Decision {
+    path: PathKind,
+    /// The fastest path and the default (when it ran): the two a retime compares.
+    contenders: Vec<PathKind>,
+    /// The ratio default / fastest is within [`CLOSE`] of the margin.
+    close: bool,
+    spread: f64,
+}
+
+impl Timing {
+    /// Runs every candidate once, untimed; those that fail are left out. `None` when none ran.
+    fn warm_up(candidates: &[PathKind], run: &mut impl FnMut(PathKind) -> bool) -> Option<Self> {
+        let paths: Vec<(PathKind, Vec<f64>)> = candidates
+            .iter()
+            .filter(|&&p| run(p))
+            .map(|&p| (p, Vec::new()))
+            .collect();
+        if paths.is_empty() {
+            return None;
+        }
+        let active = (0..paths.len()).collect();
+        Some(Timing { paths, active })
+    }
+
+    /// `n` interleaved rounds over the active paths, round `r` starting at the `r`-th of them; a
+    /// path that fails is dropped, and with `give_up` one slower than [`GIVE_UP_FACTOR`] × the
+    /// fastest of the first round stops being timed.
+    fn rounds(
+        &mut self,
+        n: usize,
+        give_up: bool,
+        clock: &dyn Clock,
+        run: &mut impl FnMut(PathKind) -> bool,
+    ) {
+        for r in 0..n {
+            let order = self.active.clone();
+            let mut failed = Vec::new();
+            let mut this_round = Vec::new();
+            for j in 0..order.len() {
+                let i = order[(r + j) % order.len()];
+                let start = clock.seconds();
+                let ok = run(self.paths[i].0);
+                let secs = clock.seconds() - start;
+                if ok {
+                    self.paths[i].1.push(secs);
+                    this_round.push((i, secs));
+                } else {
+                    failed.push(i);
+                }
+            }
+            for &i in &failed {
+                self.paths[i].1.clear();
+            }
+            let fastest = this_round.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
+            self.active.retain(|i| {
+                let slow = give_up
+                    && r == 0
+                    && this_round
+                        .iter()
+                        .any(|&(j, s)| j == *i && s > GIVE_UP_FACTOR * fastest);
+                !failed.contains(i) && !slow
+            });
+        }
+    }
+
+    /// Times only `keep` from now on.
+    fn keep_only(&mut self, keep: &[PathKind]) {
+        let paths = &self.paths;
+        self.active.retain(|&i| keep.contains(&paths[i].0));
+    }
+
+    /// Each path that ran without failing and its fastest run.
+    fn minima(&self) -> Vec<(PathKind, f64)> {
+        self.paths
+            .iter()
+            .filter(|(_, runs)| !runs.is_empty())
+            .map(|(p, runs)| (*p, runs.iter().copied().fold(f64::INFINITY, f64::min)))
+            .collect()
+    }
+
+    /// The median over the minimum of `path`'s runs (infinite for a zero minimum under a
+    /// nonzero median).
+    fn spread(&self, path: PathKind) -> f64 {
+        let Some((_, runs)) = self.paths.iter().find(|(p, _)| *p == path) else {
+            return 1.0;
+        };
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let (Some(&min), Some(&median)) = (sorted.first(), sorted.get(sorted.len() / 2)) else {
+            return 1.0;
+        };
+        if median <= min {
+            1.0
+        } else if min > 0.0 {
+            median / min
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    /// The fastest path, unless the default (when it ran) is within [`MARGIN`] of it.
+    fn decide(&self, default: Option<PathKind>) -> Option<Decision> {
+        let minima = self.minima();
+        // Ties go to the default, then to the earlier candidate.
+        let (fastest, t_fast) = minima.iter().copied().reduce(|best, (p, t)| {
+            if t < best.1 || (t == best.1 && Some(p) == default) {
+                (p, t)
+            } else {
+                best
+            }
+        })?;
+        let t_default = default.and_then(|d| minima.iter().find(|m| m.0 == d).map(|m| m.1));
+        let (path, contenders, close) = match (default, t_default) {
+            (Some(d), Some(t_d)) if d != fastest => {
+                let needed = (1.0 + MARGIN) * t_fast;
+                let path = if t_d >= needed { fastest } else { d };
+                let close = (t_d - needed).abs() < CLOSE * t_fast;
+                (path, vec![fastest, d], close)
+            }
+            _ => (fastest, vec![fastest], false),
+        };
+        let spread = contenders
+            .iter()
+            .map(|&p| self.spread(p))
+            .fold(1.0, f64::max);
+        Some(Decision {
+            path,
+            contenders,
+            close,
+            spread,
+        })
     }
 }
 
@@ -375,7 +629,7 @@ pub fn global() -> Option<&'static Tuner> {
 mod tests {
     use super::*;
     use crate::Shape;
-    use std::cell::Cell;
+    use std::cell::RefCell;
 
     fn temp_file(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("convrnn-tune-{}-{name}", std::process::id()));
@@ -404,81 +658,278 @@ mod tests {
         }
     }
 
-    const ALL: [PathKind; 4] = [
-        PathKind::Rust,
-        PathKind::OneDnn,
-        PathKind::SmallMap,
-        PathKind::Winograd,
-    ];
+    use PathKind::{OneDnn, Rust, SmallMap, Winograd};
+    const ALL: [PathKind; 4] = [Rust, OneDnn, SmallMap, Winograd];
 
-    /// Times: Winograd fastest, SmallMap failing.
-    fn fake(p: PathKind) -> Option<f64> {
+    /// A clock that only moves when a scripted run advances it.
+    #[derive(Default)]
+    struct FakeClock(Mutex<f64>);
+
+    impl Clock for FakeClock {
+        fn seconds(&self) -> f64 {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    /// A tuner on a fake clock, and runs that take scripted times: `times(path, n)` is the
+    /// duration of `path`'s `n`-th run (0: the warm-up), `None` where it fails. Every run is
+    /// logged.
+    struct Script {
+        clock: Arc<FakeClock>,
+        log: RefCell<Vec<PathKind>>,
+        times: fn(PathKind, usize) -> Option<f64>,
+    }
+
+    impl Script {
+        fn new(times: fn(PathKind, usize) -> Option<f64>) -> Self {
+            Script {
+                clock: Arc::default(),
+                log: RefCell::default(),
+                times,
+            }
+        }
+
+        fn tuner(&self, file: Option<PathBuf>, m: Machine) -> Tuner {
+            Tuner::with_clock(file, m, self.clock.clone())
+        }
+
+        fn run(&self) -> impl FnMut(PathKind) -> bool + '_ {
+            |p| {
+                let n = self.log.borrow().iter().filter(|&&q| q == p).count();
+                self.log.borrow_mut().push(p);
+                match (self.times)(p, n) {
+                    Some(s) => {
+                        *self.clock.0.lock().unwrap() += s;
+                        true
+                    }
+                    None => false,
+                }
+            }
+        }
+
+        fn runs(&self) -> usize {
+            self.log.borrow().len()
+        }
+
+        fn runs_of(&self, p: PathKind) -> usize {
+            self.log.borrow().iter().filter(|&&q| q == p).count()
+        }
+    }
+
+    /// Steady times: Winograd fastest by far, SmallMap failing.
+    fn steady(p: PathKind, _: usize) -> Option<f64> {
         match p {
-            PathKind::Rust => Some(3.0),
-            PathKind::OneDnn => Some(2.0),
-            PathKind::SmallMap => None,
-            PathKind::Winograd => Some(1.0),
+            Rust => Some(3.0),
+            OneDnn => Some(2.0),
+            SmallMap => None,
+            Winograd => Some(1.0),
         }
     }
 
     #[test]
-    fn the_fastest_is_chosen_and_a_second_lookup_times_nothing() {
-        let f = temp_file("reuse");
-        let t = Tuner::new(Some(f.clone()), machine("cpu A"));
-        let timed = Cell::new(0);
-        let measure = |p| {
-            timed.set(timed.get() + 1);
-            fake(p)
-        };
+    fn paths_are_warmed_up_once_then_timed_in_interleaved_rotating_rounds() {
+        let s = Script::new(|_, _| Some(1.0));
+        let t = s.tuner(None, machine("cpu A"));
         let k = key(Stage::Forward);
-        assert_eq!(t.choose(k, &ALL, measure), Some(PathKind::Winograd));
-        assert_eq!(timed.get(), 4);
-        assert_eq!(t.choose(k, &ALL, measure), Some(PathKind::Winograd));
-        assert_eq!(timed.get(), 4, "the remembered choice was timed again");
-        // Another computation of the same convolution is tuned on its own.
+        let three = [Rust, OneDnn, Winograd];
+        // All tie, so the default stays.
+        assert_eq!(t.choose(k, &three, Some(OneDnn), s.run()), Some(OneDnn));
+        let (r, o, w) = (Rust, OneDnn, Winograd);
+        let mut want = vec![r, o, w]; // the warm-up
+        want.extend([r, o, w, o, w, r, w, r, o, r, o, w, o, w, r]);
+        assert_eq!(ROUNDS, 5);
+        assert_eq!(*s.log.borrow(), want);
+        let c = &t.choices()[0];
+        assert_eq!(c.seconds, vec![(r, 1.0), (o, 1.0), (w, 1.0)]);
+        assert!(c.stable());
+    }
+
+    #[test]
+    fn the_default_is_kept_unless_another_path_wins_by_the_margin() {
+        let pick = |times: fn(PathKind, usize) -> Option<f64>, default| {
+            let s = Script::new(times);
+            let t = s.tuner(None, machine("cpu A"));
+            let got = t.choose(key(Stage::Forward), &[OneDnn, Winograd], default, s.run());
+            (got, s.runs())
+        };
+        // Winograd 3 % faster: within the margin, and not close to it (no retime).
+        let slightly = |p, _| Some(if p == Winograd { 0.97 } else { 1.0 });
+        assert_eq!(pick(slightly, Some(OneDnn)), (Some(OneDnn), 2 + 2 * ROUNDS));
+        // With no default the fastest wins, however slightly.
+        assert_eq!(pick(slightly, None).0, Some(Winograd));
+        // 20 % faster: a clear win.
+        let clearly = |p, _| Some(if p == Winograd { 0.8 } else { 1.0 });
         assert_eq!(
-            t.choose(key(Stage::BackwardData), &ALL, measure),
-            Some(PathKind::Winograd)
+            pick(clearly, Some(OneDnn)),
+            (Some(Winograd), 2 + 2 * ROUNDS)
         );
-        assert_eq!(timed.get(), 8);
+        // The default faster: kept.
+        assert_eq!(pick(clearly, Some(Winograd)).0, Some(Winograd));
+    }
+
+    #[test]
+    fn a_close_decision_is_timed_again_with_the_two_contenders_only() {
+        // Winograd 1.085× as fast as the default over the first rounds (close to 1.10: the
+        // default would stay), then 1.23× in the retime: its minimum decides for it. (Times in
+        // 64ths of a second, so the fake clock's sums are exact.)
+        let s = Script::new(|p, n| match p {
+            Rust => Some(1.5),
+            OneDnn => Some(1.0),
+            _ => Some(if n <= ROUNDS { 0.921875 } else { 0.8125 }),
+        });
+        let t = s.tuner(None, machine("cpu A"));
+        let got = t.choose(
+            key(Stage::Forward),
+            &[Rust, OneDnn, Winograd],
+            Some(OneDnn),
+            s.run(),
+        );
+        assert_eq!(got, Some(Winograd));
+        assert_eq!(s.runs_of(Rust), 1 + ROUNDS, "the retime ran the Rust path");
+        assert_eq!(s.runs_of(OneDnn), 1 + ROUNDS * (1 + RETIMES));
+        assert_eq!(s.runs_of(Winograd), 1 + ROUNDS * (1 + RETIMES));
+        let c = &t.choices()[0];
+        assert!(c.seconds.contains(&(Winograd, 0.8125)), "{c:?}");
+
+        // Had the retime confirmed the first rounds, the default would have stayed.
+        let s = Script::new(|p, _| Some(if p == Winograd { 0.921875 } else { 1.0 }));
+        let t = s.tuner(None, machine("cpu A"));
+        let got = t.choose(
+            key(Stage::Forward),
+            &[OneDnn, Winograd],
+            Some(OneDnn),
+            s.run(),
+        );
+        assert_eq!(got, Some(OneDnn));
+        assert_eq!(s.runs(), 2 + 2 * ROUNDS * (1 + RETIMES));
+    }
+
+    #[test]
+    fn a_clear_loser_stops_after_one_timed_run_and_failures_are_left_out() {
+        // SmallMap fails at its warm-up, Winograd at its third timed run, Rust is 5× slower.
+        let s = Script::new(|p, n| match p {
+            Rust => Some(5.0),
+            OneDnn => Some(1.0),
+            SmallMap => None,
+            Winograd => (n < 3).then_some(0.5),
+        });
+        let t = s.tuner(None, machine("cpu A"));
+        assert_eq!(
+            t.choose(key(Stage::Forward), &ALL, Some(Rust), s.run()),
+            Some(OneDnn)
+        );
+        assert_eq!(s.runs_of(Rust), 2);
+        assert_eq!(s.runs_of(SmallMap), 1);
+        assert_eq!(s.runs_of(Winograd), 4);
+        assert_eq!(s.runs_of(OneDnn), 1 + ROUNDS);
+        let c = &t.choices()[0];
+        assert_eq!(c.seconds, vec![(Rust, 5.0), (OneDnn, 1.0)]);
+        assert!(c.to_string().contains("over default Rust"), "{c}");
+    }
+
+    #[test]
+    fn unstable_timings_are_used_but_not_written_to_the_file() {
+        let f = temp_file("unstable");
+        // The default's timed runs alternate 2, 1, 2, 1, 2: median twice the minimum.
+        let s = Script::new(|p, n| match p {
+            OneDnn => Some(if n % 2 == 1 { 2.0 } else { 1.0 }),
+            _ => Some(3.0),
+        });
+        let t = s.tuner(Some(f.clone()), machine("cpu A"));
+        let k = key(Stage::Forward);
+        let two = [Rust, OneDnn];
+        assert_eq!(t.choose(k, &two, Some(OneDnn), s.run()), Some(OneDnn));
+        let c = &t.choices()[0];
+        assert!(!c.stable() && c.spread == 2.0, "{c:?}");
+        assert!(c.to_string().contains("unstable"), "{c}");
+        // Remembered for this process: not timed again.
+        let runs = s.runs();
+        assert_eq!(t.choose(k, &two, Some(OneDnn), s.run()), Some(OneDnn));
+        assert_eq!(s.runs(), runs);
+        assert!(!f.exists(), "an unstable choice was written");
+        // A stable choice is written, without the unstable one. (These runs advance another
+        // clock, so on this tuner's every run takes 0 s: steady.)
+        let s2 = Script::new(steady);
+        t.choose(key(Stage::BackwardData), &two, Some(OneDnn), s2.run());
+        let later = Tuner::new(Some(f), machine("cpu A"));
+        assert_eq!(later.loaded(), &Loaded::Read(1));
+        assert_eq!(later.lookup(&k), None);
+        assert_eq!(later.lookup(&key(Stage::BackwardData)), Some(OneDnn));
+    }
+
+    #[test]
+    fn the_choice_is_remembered_and_a_new_process_times_nothing() {
+        let f = temp_file("reuse");
+        let s = Script::new(steady);
+        let t = s.tuner(Some(f.clone()), machine("cpu A"));
+        let k = key(Stage::Forward);
+        assert_eq!(t.choose(k, &ALL, None, s.run()), Some(Winograd));
+        let runs = s.runs();
+        assert_eq!(runs, 4 + 3 * ROUNDS);
+        assert_eq!(t.choose(k, &ALL, None, s.run()), Some(Winograd));
+        assert_eq!(s.runs(), runs, "the remembered choice was timed again");
+        // Another computation of the same convolution is tuned on its own.
+        let bd = key(Stage::BackwardData);
+        assert_eq!(t.choose(bd, &ALL, None, s.run()), Some(Winograd));
+        assert_eq!(s.runs(), 2 * runs);
 
         // A new process on the same machine reads the file and times nothing.
-        let t2 = Tuner::new(Some(f.clone()), machine("cpu A"));
+        let t2 = s.tuner(Some(f), machine("cpu A"));
         assert_eq!(t2.loaded(), &Loaded::Read(2));
-        assert_eq!(t2.choose(k, &ALL, measure), Some(PathKind::Winograd));
-        assert_eq!(timed.get(), 8);
+        assert_eq!(t2.choose(k, &ALL, None, s.run()), Some(Winograd));
+        assert_eq!(s.runs(), 2 * runs);
         let c = &t2.choices()[0];
-        assert!(c.seconds.iter().all(|s| s.0 != PathKind::SmallMap), "{c:?}");
+        assert!(c.seconds.iter().all(|s| s.0 != SmallMap), "{c:?}");
     }
 
     #[test]
     fn a_remembered_path_that_is_not_a_candidate_is_retimed() {
-        let t = Tuner::new(None, machine("cpu A"));
+        let s = Script::new(steady);
+        let t = s.tuner(None, machine("cpu A"));
         let k = key(Stage::BackwardWeights);
-        assert_eq!(t.choose(k, &ALL, fake), Some(PathKind::Winograd));
-        let only = [PathKind::Rust, PathKind::OneDnn];
-        assert_eq!(t.choose(k, &only, fake), Some(PathKind::OneDnn));
-        assert_eq!(t.choose(k, &[PathKind::SmallMap], fake), None);
+        assert_eq!(t.choose(k, &ALL, None, s.run()), Some(Winograd));
+        assert_eq!(t.choose(k, &[Rust, OneDnn], None, s.run()), Some(OneDnn));
+        assert_eq!(
+            t.choose(k, &[SmallMap, Winograd], None, s.run()),
+            Some(Winograd)
+        );
+        let failing = Script::new(|_, _| None);
+        let none = t.choose(key(Stage::Forward), &[Rust, OneDnn], None, failing.run());
+        assert_eq!(none, None);
+    }
+
+    #[test]
+    fn a_single_candidate_is_chosen_without_running_it() {
+        let s = Script::new(steady);
+        let t = s.tuner(None, machine("cpu A"));
+        assert_eq!(
+            t.choose(key(Stage::Forward), &[Rust], Some(Rust), s.run()),
+            Some(Rust)
+        );
+        assert_eq!(s.runs(), 0);
     }
 
     #[test]
     fn a_corrupt_cache_is_ignored_and_rewritten() {
         let f = temp_file("corrupt");
-        std::fs::write(&f, b"{\"version\": 1, \"machine\": tr").unwrap();
-        let t = Tuner::new(Some(f.clone()), machine("cpu A"));
+        std::fs::write(&f, b"{\"version\": 2, \"machine\": tr").unwrap();
+        let s = Script::new(steady);
+        let t = s.tuner(Some(f.clone()), machine("cpu A"));
         assert!(matches!(t.loaded(), Loaded::Ignored(_)), "{:?}", t.loaded());
         let k = key(Stage::Forward);
-        assert_eq!(t.choose(k, &ALL, fake), Some(PathKind::Winograd));
+        assert_eq!(t.choose(k, &ALL, None, s.run()), Some(Winograd));
         let t2 = Tuner::new(Some(f), machine("cpu A"));
         assert_eq!(t2.loaded(), &Loaded::Read(1));
-        assert_eq!(t2.lookup(&k), Some(PathKind::Winograd));
+        assert_eq!(t2.lookup(&k), Some(Winograd));
     }
 
     #[test]
     fn a_cache_of_another_machine_or_version_is_ignored() {
         let f = temp_file("stale");
         let k = key(Stage::Forward);
-        Tuner::new(Some(f.clone()), machine("cpu A")).choose(k, &ALL, fake);
+        let s = Script::new(steady);
+        s.tuner(Some(f.clone()), machine("cpu A"))
+            .choose(k, &ALL, None, s.run());
         let other = Tuner::new(Some(f.clone()), machine("cpu B"));
         assert!(matches!(other.loaded(), Loaded::Ignored(w) if w.contains("another machine")));
         assert_eq!(other.lookup(&k), None);
@@ -490,13 +941,13 @@ mod tests {
 
         let mut json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-        json["version"] = (VERSION + 1).into();
+        json["version"] = (VERSION - 1).into();
         std::fs::write(&f, serde_json::to_vec(&json).unwrap()).unwrap();
-        let t = Tuner::new(Some(f.clone()), machine("cpu A"));
+        let t = s.tuner(Some(f.clone()), machine("cpu A"));
         assert!(matches!(t.loaded(), Loaded::Ignored(w) if w.contains("version")));
         assert_eq!(t.lookup(&k), None);
         // Retuned and rewritten at this version.
-        assert_eq!(t.choose(k, &[PathKind::Rust], fake), Some(PathKind::Rust));
+        assert_eq!(t.choose(k, &[Rust, OneDnn], None, s.run()), Some(OneDnn));
         assert_eq!(
             Tuner::new(Some(f), machine("cpu A")).loaded(),
             &Loaded::Read(1)
@@ -505,14 +956,23 @@ mod tests {
 
     #[test]
     fn a_choice_reads_as_one_line() {
-        let t = Tuner::new(None, machine("cpu A"));
-        t.choose(key(Stage::BackwardData), &ALL, fake);
+        let s = Script::new(steady);
+        let t = s.tuner(None, machine("cpu A"));
+        t.choose(key(Stage::BackwardData), &ALL, Some(OneDnn), s.run());
         let line = t.choices()[0].to_string();
         assert!(
             line.starts_with("backward-data 2x16x8x8 -> 16 3x3/1"),
             "{line}"
         );
         assert!(line.contains("Winograd (Rust 3000.000 ms"), "{line}");
+        assert!(line.ends_with("over default OneDnn"), "{line}");
+    }
+
+    #[test]
+    fn the_wall_clock_moves_forward() {
+        let c = WallClock::new();
+        let a = c.seconds();
+        assert!(c.seconds() >= a && a >= 0.0);
     }
 
     #[test]
