@@ -17,25 +17,36 @@ pub enum DataSpec {
     /// Fashion-MNIST: the 60,000 training images; validation is the 10,000-image test split.
     /// `dir` overrides where the IDX files are looked for (see `datasets::locate`).
     FashionMnist {
+        /// Where the IDX files are (default: the usual places, `datasets::locate`).
         #[serde(default)]
         dir: Option<PathBuf>,
     },
     /// The generated clutter variant of Fashion-MNIST (`datasets::clutter`), cached.
     Clutter {
+        /// Where the Fashion-MNIST source files are (default: the usual places).
         #[serde(default)]
         dir: Option<PathBuf>,
+        /// Training images to generate.
         train_count: usize,
+        /// Validation images to generate.
         test_count: usize,
+        /// 0 (mild) to 1 (hard), as `datasets::ClutterConfig`.
         difficulty: f32,
+        /// Seeds the generated sets (not the run's data order).
         seed: u64,
     },
     /// ImageNet-style class folders: `root/train/<class>/*.jpg` and `root/val/<class>/*.jpg`.
-    Folder { root: PathBuf },
+    Folder {
+        /// The folder holding `train/` and `val/`.
+        root: PathBuf,
+    },
     /// WebDataset shards: `root/train/*.tar` and `root/val/*.tar` (as `cargo xtask shards`
     /// writes them from a folder root), read sequentially with shard shuffling and a shuffle
     /// buffer of `shuffle_buffer` samples.
     Shards {
+        /// The folder holding `train/` and `val/` shards.
         root: PathBuf,
+        /// Samples held by the training shuffle buffer.
         #[serde(default = "default_shuffle_buffer")]
         shuffle_buffer: usize,
     },
@@ -46,6 +57,7 @@ fn default_shuffle_buffer() -> usize {
 }
 
 impl DataSpec {
+    /// The kind of data, as logs and reports name it (`fashion-mnist`, `clutter`, …).
     pub fn name(&self) -> &'static str {
         match self {
             DataSpec::FashionMnist { .. } => "fashion-mnist",
@@ -64,32 +76,48 @@ pub enum LossSteps {
     #[default]
     Last,
     /// Mean cross-entropy over steps `from..to` (`to` exclusive, at most the unroll's length).
-    Window { from: usize, to: usize },
+    Window {
+        /// The first step whose logits count.
+        from: usize,
+        /// One past the last step whose logits count.
+        to: usize,
+    },
 }
 
 /// Every setting of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    /// The model to train.
     pub model: ModelSpec,
+    /// What it trains and is validated on.
     pub data: DataSpec,
+    /// Passes over the training data.
     pub epochs: u64,
     /// Stop after this many optimiser steps in total (across epochs), if set.
     #[serde(default)]
     pub max_steps: Option<u64>,
+    /// Images per optimiser step, over all ranks of a data-parallel job.
     pub batch_size: usize,
+    /// Images per validation batch.
     pub eval_batch_size: usize,
+    /// The optimiser and its settings.
     pub optimizer: OptimizerSpec,
+    /// The learning rate as a function of the optimiser step.
     pub lr: LrSchedule,
+    /// Gradient clipping before each update.
     #[serde(default)]
     pub clip: GradClip,
+    /// Label smoothing of the cross-entropy, in `[0, 1)` (0: none).
     #[serde(default)]
     pub label_smoothing: f32,
+    /// Which steps' logits the loss sees.
     #[serde(default)]
     pub loss: LossSteps,
     /// Unroll length (default: the model's `default_steps`).
     #[serde(default)]
     pub steps: Option<usize>,
+    /// When the image is shown during the unroll.
     #[serde(default = "default_presentation")]
     pub presentation: Presentation,
     /// Decoders reported at evaluation besides the per-step accuracies; the first is `top1`.
@@ -103,7 +131,9 @@ pub struct TrainConfig {
     /// Write the latest checkpoint every this many optimiser steps within an epoch (and always at
     /// the end of an epoch), bounding the work a killed process loses.
     pub checkpoint_every: u64,
+    /// Seeds the initial weights, the data order and the augmentation.
     pub seed: u64,
+    /// Where the model runs (the CPU or one CUDA device).
     #[serde(default)]
     pub device: Device,
 }
@@ -163,10 +193,13 @@ impl TrainConfig {
         self.max_steps.map_or(run, |m| m.min(run)).max(1)
     }
 
+    /// The unroll length: `steps` if set, else the model's default.
     pub fn steps(&self) -> usize {
         self.steps.unwrap_or(self.model.default_steps)
     }
 
+    /// Checks every setting (model, counts, optimiser, schedule, clipping, label smoothing, loss
+    /// window, decoders) before a run starts.
     pub fn validate(&self) -> Result<()> {
         self.model
             .validate()

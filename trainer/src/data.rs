@@ -15,14 +15,19 @@ use std::path::Path;
 use std::sync::Arc;
 use topology::ModelSpec;
 
+/// A shared dataset of any kind.
 pub type DynDataset = Arc<dyn Dataset>;
 
 /// Where one split's images come from.
 #[derive(Clone)]
 pub enum Source {
+    /// A random-access dataset, batched by `datasets::Batcher`.
     Images(DynDataset),
+    /// WebDataset shards, read sequentially by `datasets::ShardLoader`.
     Shards {
+        /// The shards.
         set: Arc<ShardSet>,
+        /// What is done to each decoded image.
         transform: Transform,
         /// Used when the loader shuffles (training); evaluation reads in order.
         shuffle_buffer: usize,
@@ -30,6 +35,7 @@ pub enum Source {
 }
 
 impl Source {
+    /// Images in the split.
     pub fn len(&self) -> usize {
         match self {
             Source::Images(d) => d.len(),
@@ -37,10 +43,12 @@ impl Source {
         }
     }
 
+    /// Whether the split holds no image.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The size of the images handed to the model.
     pub fn dims(&self) -> ImageDims {
         match self {
             Source::Images(d) => d.dims(),
@@ -51,6 +59,7 @@ impl Source {
         }
     }
 
+    /// Number of classes; labels lie in `0..num_classes()`.
     pub fn num_classes(&self) -> usize {
         match self {
             Source::Images(d) => d.num_classes(),
@@ -58,6 +67,7 @@ impl Source {
         }
     }
 
+    /// Class names in label order.
     pub fn class_names(&self) -> Vec<String> {
         match self {
             Source::Images(d) => d.class_names(),
@@ -149,7 +159,9 @@ impl std::fmt::Debug for Source {
 /// The two splits of a run.
 #[derive(Debug)]
 pub struct Splits {
+    /// The training split.
     pub train: Source,
+    /// The validation split.
     pub val: Source,
 }
 
@@ -244,8 +256,11 @@ fn fashion_mnist(dir: Option<&std::path::Path>) -> Result<FashionMnist> {
 /// A contiguous part of a dataset: a training budget, an evaluation limit, one rank's share of
 /// an evaluation.
 pub struct Slice {
+    /// The whole dataset.
     pub inner: DynDataset,
+    /// Index of the slice's first image in `inner`.
     pub start: usize,
+    /// Images in the slice.
     pub len: usize,
 }
 

@@ -12,8 +12,11 @@ use topology::{Decoder, Frames, Model, Needed, Presentation, UnrollOptions, DEFA
 /// How to evaluate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvalOptions {
+    /// Images per evaluation batch.
     pub batch_size: usize,
+    /// Unroll steps per image.
     pub steps: usize,
+    /// When the image is shown during the unroll (steps on, then blank).
     pub presentation: Presentation,
     /// The first decoder's accuracy is the report's `top1`/`top5`.
     pub decoders: Vec<Decoder>,
@@ -24,25 +27,34 @@ pub struct EvalOptions {
 /// One decoder's accuracy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DecoderScore {
+    /// The decoder's name (`last`, `avg`, `max_conf`, `thresh`).
     pub name: String,
+    /// The decoder and its settings.
     pub decoder: Decoder,
+    /// Fraction of images whose label the decoder ranks first.
     pub top1: f64,
+    /// Fraction of images whose label the decoder ranks among the first five.
     pub top5: f64,
 }
 
 /// Accuracy (fractions in [0, 1]) over an evaluation set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
+    /// Images evaluated.
     pub images: usize,
+    /// Unroll steps per image.
     pub steps: usize,
     /// Mean cross-entropy of the last step's logits.
     pub loss: f64,
     /// `top1_per_step[t]`: accuracy of the logits of step `t` alone.
     pub top1_per_step: Vec<f64>,
+    /// `top5_per_step[t]`: top-5 accuracy of the logits of step `t` alone.
     pub top5_per_step: Vec<f64>,
+    /// Every decoder's accuracy, in the order of the options.
     pub decoders: Vec<DecoderScore>,
-    /// The first decoder's top-1 / top-5.
+    /// The first decoder's top-1.
     pub top1: f64,
+    /// The first decoder's top-5.
     pub top5: f64,
 }
 
@@ -86,11 +98,13 @@ pub(crate) fn topk_hits(logits: &Tensor, labels: &[usize]) -> Result<(usize, usi
 pub struct EvalCounts {
     /// Images read (unreadable ones are left out).
     pub images: u64,
-    /// Per step: hits within the top 1 and the top 5.
+    /// Per step: hits within the top 1.
     pub hits1: Vec<u64>,
+    /// Per step: hits within the top 5.
     pub hits5: Vec<u64>,
-    /// Per decoder: hits within the top 1 and the top 5.
+    /// Per decoder: hits within the top 1.
     pub decoder_hits1: Vec<u64>,
+    /// Per decoder: hits within the top 5.
     pub decoder_hits5: Vec<u64>,
     /// Sum over images of the last step's cross-entropy.
     pub loss_sum: f64,

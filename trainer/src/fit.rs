@@ -37,6 +37,7 @@ use topology::{Frames, Model, Needed, UnrollOptions, DEFAULT_BLANK};
 /// What the per-epoch callback asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
+    /// Go on training.
     Continue,
     /// End the run now (e.g. a search pruning a poor trial).
     Stop,
@@ -58,6 +59,7 @@ pub enum Outcome {
 
 /// Settings of one invocation that are not part of the run's identity.
 pub struct FitOptions<'a> {
+    /// The run folder: checkpoints, `config.json`, metrics, logs and plots are written here.
     pub out: PathBuf,
     /// Continue the run in `out` from its latest checkpoint (an error when there is none); the
     /// configuration given must match the stored run except for its budget (see [`crate::resume`]).
@@ -78,6 +80,7 @@ pub struct FitOptions<'a> {
 }
 
 impl<'a> FitOptions<'a> {
+    /// Options for a fresh run into `out` with every other setting at its default.
     pub fn new(out: impl Into<PathBuf>) -> Self {
         FitOptions {
             out: out.into(),
@@ -105,12 +108,17 @@ impl std::fmt::Debug for FitOptions<'_> {
 /// The result of a run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FitReport {
+    /// How the run ended.
     pub outcome: Outcome,
+    /// The run folder.
     pub out: PathBuf,
+    /// The model's name.
     pub model: String,
+    /// Number of parameter scalars of the model.
     pub params: usize,
     /// Every epoch's record, including those of earlier invocations of a resumed run.
     pub metrics: Vec<EpochMetrics>,
+    /// The best validation top-1 (0..=1) over the run, if it evaluated.
     pub best_val_top1: Option<f64>,
     /// Optimiser steps taken in the whole run.
     pub steps: u64,
@@ -120,6 +128,7 @@ pub struct FitReport {
 }
 
 impl FitReport {
+    /// The last epoch's record, if an epoch finished.
     pub fn last(&self) -> Option<&EpochMetrics> {
         self.metrics.last()
     }

@@ -28,6 +28,7 @@
 //! assert_eq!(serde_json::from_str::<LrSchedule>(&json).expect("and reads back"), lr);
 //! # Ok::<(), trainer::Error>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod clip;

@@ -4,18 +4,24 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// How the rate falls after the warm-up.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Decay {
+    /// The base rate throughout.
     Constant,
     /// Multiply by `gamma` at every step in `milestones` (torch's MultiStepLR).
     Step {
+        /// Optimiser steps at which the rate is multiplied by `gamma`, increasing.
         milestones: Vec<u64>,
+        /// The factor applied at each milestone (e.g. 0.1).
         gamma: f32,
     },
     /// Half-cosine from the base rate down to `min_lr` at `total_steps` (held there after).
     Cosine {
+        /// The step at which the rate reaches `min_lr`.
         total_steps: u64,
+        /// The floor the rate decays to, in `[0, base]`.
         min_lr: f32,
     },
 }
@@ -25,13 +31,17 @@ pub enum Decay {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LrSchedule {
+    /// The peak learning rate, reached at the end of the warm-up.
     pub base: f32,
+    /// Optimiser steps of linear warm-up (0: none).
     #[serde(default)]
     pub warmup_steps: u64,
+    /// How the rate decays after the warm-up.
     pub decay: Decay,
 }
 
 impl LrSchedule {
+    /// `base` throughout, no warm-up.
     pub fn constant(base: f32) -> Self {
         LrSchedule {
             base,
@@ -40,6 +50,7 @@ impl LrSchedule {
         }
     }
 
+    /// Linear warm-up over `warmup_steps`, then a half-cosine from `base` to 0 at `total_steps`.
     pub fn cosine(base: f32, warmup_steps: u64, total_steps: u64) -> Self {
         LrSchedule {
             base,
@@ -51,6 +62,8 @@ impl LrSchedule {
         }
     }
 
+    /// Checks a positive finite base rate, a positive `gamma` and increasing milestones, or at
+    /// least one cosine step and `min_lr` in `[0, base]`.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(format!("learning-rate schedule: {m}")));
         if !(self.base > 0.0 && self.base.is_finite()) {

@@ -5,26 +5,39 @@ use crate::evaluate::DecoderScore;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The file name of the per-epoch log in a run folder (JSON lines).
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
 /// One epoch's record. Accuracies are fractions in [0, 1].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
+    /// The epoch (0-based).
     pub epoch: u64,
     /// Optimiser steps taken in the whole run at the end of this epoch.
     pub step: u64,
     /// False when the run stopped inside this epoch (`max_steps`).
     pub complete: bool,
+    /// The learning rate of the epoch's last optimiser step.
     pub lr: f32,
+    /// Mean training cross-entropy over the epoch's images.
     pub train_loss: f64,
+    /// Fraction of the epoch's training images classified correctly (top-1).
     pub train_top1: f64,
+    /// Training images per second of training time (evaluation excluded).
     pub train_img_per_s: f64,
+    /// Validation cross-entropy of the last step's logits.
     pub val_loss: f64,
+    /// Validation top-1 of the first decoder.
     pub val_top1: f64,
+    /// Validation top-5 of the first decoder.
     pub val_top5: f64,
+    /// Validation top-1 of each unroll step's logits alone.
     pub val_top1_per_step: Vec<f64>,
+    /// Validation top-5 of each unroll step's logits alone.
     pub val_top5_per_step: Vec<f64>,
+    /// Validation accuracy of every decoder.
     pub val_decoders: Vec<DecoderScore>,
+    /// Wall-clock seconds of the epoch, training and evaluation.
     pub epoch_seconds: f64,
 }
 

@@ -10,24 +10,39 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tensor::{Gradients, ParamStore, Tensor};
 
+/// Which optimiser a run uses and its settings (PyTorch's update rules).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimizerSpec {
+    /// Stochastic gradient descent with (Nesterov) momentum, as `torch.optim.SGD`.
     Sgd {
+        /// Momentum factor (0: plain SGD).
         momentum: f32,
+        /// Nesterov's variant of momentum.
         nesterov: bool,
+        /// L2 penalty added to the gradient (coupled weight decay).
         weight_decay: f32,
     },
+    /// Adam, as `torch.optim.Adam` (weight decay added to the gradient).
     Adam {
+        /// Decay rate of the first-moment estimate.
         beta1: f32,
+        /// Decay rate of the second-moment estimate.
         beta2: f32,
+        /// Added to the denominator for numerical stability.
         eps: f32,
+        /// L2 penalty added to the gradient (coupled weight decay).
         weight_decay: f32,
     },
+    /// AdamW, as `torch.optim.AdamW` (weight decay applied to the weights directly).
     AdamW {
+        /// Decay rate of the first-moment estimate.
         beta1: f32,
+        /// Decay rate of the second-moment estimate.
         beta2: f32,
+        /// Added to the denominator for numerical stability.
         eps: f32,
+        /// Decoupled weight decay: weights shrink by `lr · weight_decay` per step.
         weight_decay: f32,
     },
 }
@@ -52,6 +67,7 @@ impl OptimizerSpec {
         }
     }
 
+    /// The weight-decay factor, whichever optimiser.
     pub fn weight_decay(&self) -> f32 {
         match *self {
             OptimizerSpec::Sgd { weight_decay, .. }
@@ -70,6 +86,8 @@ impl OptimizerSpec {
         self
     }
 
+    /// Checks the settings: momentum in `[0, 1)` (above 0 for Nesterov), betas in `[0, 1)`, a
+    /// positive epsilon, a non-negative weight decay.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(format!("optimizer: {m}")));
         match *self {
@@ -137,6 +155,7 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
+    /// An optimiser with no state yet; errors if the spec's settings are out of range.
     pub fn new(spec: OptimizerSpec) -> Result<Self> {
         spec.validate()?;
         Ok(Optimizer {
@@ -146,10 +165,12 @@ impl Optimizer {
         })
     }
 
+    /// The optimiser's settings.
     pub fn spec(&self) -> &OptimizerSpec {
         &self.spec
     }
 
+    /// Updates applied so far.
     pub fn steps(&self) -> u64 {
         self.steps
     }
