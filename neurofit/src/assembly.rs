@@ -13,22 +13,29 @@ use serde::{Deserialize, Serialize};
 pub struct Assembly {
     /// `[presentation, neuroid, time_bin]`, firing rates (or any response unit).
     pub data: Array3<f32>,
+    /// Coordinates of the presentations (rows of `data`).
     pub presentations: Presentations,
+    /// Coordinates of the neuroids (columns of `data`).
     pub neuroids: Neuroids,
+    /// The time bins (last axis of `data`).
     pub bins: Vec<TimeBin>,
 }
 
 /// Coordinates along the presentation axis (one entry per presentation).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Presentations {
+    /// The stimulus shown in each presentation.
     pub stimulus_id: Vec<String>,
+    /// The object each presentation's stimulus shows (the label splits are stratified by).
     pub object_name: Vec<String>,
+    /// Which trial of its stimulus each presentation is (0-based).
     pub repetition: Vec<u32>,
 }
 
 /// Coordinates along the neuroid axis (one entry per recording site / model unit).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Neuroids {
+    /// A unique id of each recording site or unit.
     pub neuroid_id: Vec<String>,
     /// Brain region, e.g. `V4`, `IT`.
     pub region: Vec<String>,
@@ -37,7 +44,9 @@ pub struct Neuroids {
 /// One time bin, in milliseconds after stimulus onset, half-open `[start_ms, end_ms)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TimeBin {
+    /// Start of the bin, ms after stimulus onset (inclusive).
     pub start_ms: f64,
+    /// End of the bin, ms after stimulus onset (exclusive).
     pub end_ms: f64,
 }
 
@@ -55,12 +64,15 @@ impl TimeBin {
 }
 
 impl Assembly {
+    /// Presentations (trials), the rows of `data`.
     pub fn num_presentations(&self) -> usize {
         self.data.len_of(Axis(0))
     }
+    /// Neuroids, the columns of `data`.
     pub fn num_neuroids(&self) -> usize {
         self.data.len_of(Axis(1))
     }
+    /// Time bins, the last axis of `data`.
     pub fn num_bins(&self) -> usize {
         self.data.len_of(Axis(2))
     }

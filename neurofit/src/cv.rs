@@ -17,7 +17,9 @@ use crate::error::{NeurofitError, Result};
 /// Indices (into the stimulus list) used to fit and to score one split; both sorted ascending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
+    /// Stimuli the map is fitted on.
     pub train: Vec<usize>,
+    /// Held-out stimuli the map is scored on.
     pub test: Vec<usize>,
 }
 

@@ -27,24 +27,35 @@ use serde::{Deserialize, Serialize};
 use tensor::{no_grad, Rng, Tensor};
 use topology::{Frames, Model, Needed, Presentation, TimingMode, UnrollOptions, DEFAULT_BLANK};
 
+/// Why features could not be extracted.
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
+    /// An option or input is out of range (the message says which).
     #[error("feature extraction: {0}")]
     Invalid(String),
+    /// An area asked for is not in the model.
     #[error(
         "feature extraction: area `{area}` is not in model `{model}`; its areas are {known:?}"
     )]
     UnknownArea {
+        /// The area asked for.
         area: String,
+        /// The model's name.
         model: String,
+        /// The model's areas.
         known: Vec<String>,
     },
+    /// The images are not the size the model takes.
     #[error("feature extraction: images are {got:?} ([N, C, H, W]) but model `{model}` takes {expected:?} ([C, H, W]); render or resize the stimuli at the model's input size")]
     ImageShape {
+        /// The model's name.
         model: String,
+        /// The images' shape, `[N, C, H, W]`.
         got: [usize; 4],
+        /// The model's input, `[C, H, W]`.
         expected: [usize; 3],
     },
+    /// The unroll failed.
     #[error(transparent)]
     Tensor(#[from] tensor::Error),
 }
@@ -53,26 +64,38 @@ pub enum ExtractError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Reduction {
+    /// Flatten areas of up to [`ExtractOptions::max_flat_features`] values, average larger ones.
     #[default]
     Auto,
+    /// Every `C·H·W` value is a feature.
     Flatten,
+    /// The mean of each channel over the map: `C` features.
     GlobalAverage,
 }
 
+/// How features are extracted; `Default` is the neural protocol (SPEC §3, §7).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractOptions {
+    /// Stimuli unrolled together.
     pub batch_size: usize,
+    /// When the image is on and when the blank follows (`neural`: 100 ms on, 26 steps).
     pub presentation: Presentation,
     /// The blank frame's value (normalised input space).
     pub blank: f32,
+    /// How edges are delayed in the unroll (the reference's `unroll` by default).
     pub mode: TimingMode,
+    /// How an area's map becomes a feature vector.
     pub reduction: Reduction,
     /// `Auto` flattens up to this many values per area, else averages.
     pub max_flat_features: usize,
+    /// Compress each area to this many principal components (one basis for all steps).
     pub pca_components: Option<usize>,
+    /// At most this many stimuli, drawn at random, fit the PCA basis.
     pub pca_fit_stimuli: usize,
+    /// At most this many (stimulus, step) rows fit the PCA basis.
     pub pca_fit_rows: usize,
+    /// Seeds the choice of fit stimuli and the randomised SVD.
     pub seed: u64,
 }
 

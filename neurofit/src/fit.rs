@@ -27,10 +27,15 @@ pub const CEILING_HALVINGS: usize = 10;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FitConfig {
+    /// The map fitted per (area, bin, region): PLS (25 components) or ridge.
     pub regression: Regression,
+    /// Train/test splits of the stimuli (10).
     pub splits: usize,
+    /// Share of each object's stimuli held out per split (0.1).
     pub test_fraction: f64,
+    /// Seeds the splits and the split-half ceilings.
     pub seed: u64,
+    /// Which model step predicts which recording bin.
     pub time_map: StepToBin,
 }
 
@@ -47,6 +52,8 @@ impl Default for FitConfig {
 }
 
 impl FitConfig {
+    /// Checks the regression's settings, at least one split and a test fraction strictly between 0
+    /// and 1.
     pub fn validate(&self) -> Result<()> {
         self.regression.validate()?;
         if self.splits == 0 {
@@ -71,13 +78,16 @@ impl FitConfig {
 /// Stimuli of an assembly in order of first presentation, with their presentations and object.
 #[derive(Debug, Clone)]
 pub struct StimulusIndex {
+    /// Each stimulus's id, in order of first presentation.
     pub stimulus_id: Vec<String>,
+    /// Each stimulus's object.
     pub object_name: Vec<String>,
     /// `presentations[s]`: rows of the data for stimulus `s`.
     pub presentations: Vec<Vec<usize>>,
 }
 
 impl StimulusIndex {
+    /// The stimuli of `a`, with the rows that present each.
     pub fn new(a: &Assembly) -> StimulusIndex {
         let mut pos: HashMap<&str, usize> = HashMap::new();
         let mut idx = StimulusIndex {

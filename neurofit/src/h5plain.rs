@@ -27,6 +27,7 @@ use crate::h5io::{file_err, h5err, open_dataset, read_f64, read_i64, read_string
 use crate::netcdf::tmp_path;
 use crate::validate::check_shape;
 
+/// The layout version written to `/format_version`; files of other versions are refused.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Read the assembly in `path` (the layout above). The file is tried in a child process first, so a
@@ -125,6 +126,7 @@ fn read_here(path: &Path) -> Result<Assembly> {
     Ok(a)
 }
 
+/// Writes `a` to `path` in the layout above (atomically: a temporary file renamed over the target).
 pub fn write(path: &Path, a: &Assembly) -> Result<()> {
     check_shape(a)?;
     let tmp = tmp_path(path);

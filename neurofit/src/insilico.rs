@@ -62,6 +62,7 @@ use tensor::Rng;
 
 /// Bin width and the recording window (SPEC §3, §7).
 pub const BIN_MS: f64 = 10.0;
+/// The recording window after image onset: 26 bins of 10 ms.
 pub const WINDOW_MS: f64 = 260.0;
 /// The image is shown for the first 100 ms.
 pub const IMAGE_ON_MS: f64 = 100.0;
@@ -74,10 +75,13 @@ const WORK_SIDE: usize = 32;
 const MAP_SIDE: usize = 16;
 const CHANNELS: usize = 8;
 
+/// Why a recording could not be generated.
 #[derive(Debug, thiserror::Error)]
 pub enum InsilicoError {
+    /// A generator setting is out of range.
     #[error("in-silico config: {0}")]
     Config(String),
+    /// The stimulus set is unusable (empty, or without the metadata the generator needs).
     #[error("in-silico stimuli: {0}")]
     Stimuli(String),
 }
@@ -85,11 +89,14 @@ pub enum InsilicoError {
 /// Recorded brain regions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Region {
+    /// Visual area V4 (intermediate, feature-tuned sites).
     V4,
+    /// Inferior temporal cortex (category- and identity-tuned sites, later).
     IT,
 }
 
 impl Region {
+    /// The region's name as recordings write it (`V4`, `IT`).
     pub fn as_str(self) -> &'static str {
         match self {
             Region::V4 => "V4",
@@ -102,13 +109,17 @@ impl Region {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InsilicoConfig {
+    /// Number of V4 sites.
     pub v4_sites: usize,
+    /// Number of IT sites.
     pub it_sites: usize,
+    /// Trials per stimulus (`R`).
     pub repetitions: usize,
     /// Multiplies the expected spike counts; larger is more reliable (see the module doc).
     pub rate_scale: f64,
     /// The per-image d′ an object-solution-time decoder has to reach.
     pub reference_dprime: f32,
+    /// Seeds every site's parameters and every trial's spike counts.
     pub seed: u64,
 }
 
@@ -129,6 +140,8 @@ impl Default for InsilicoConfig {
 }
 
 impl InsilicoConfig {
+    /// Checks the site counts, repetitions (at least 2, for the split-half ceiling), `rate_scale`
+    /// and `reference_dprime` before anything is generated.
     pub fn validate(&self) -> Result<(), InsilicoError> {
         let bad = |m: String| Err(InsilicoError::Config(m));
         if self.v4_sites + self.it_sites == 0 {
@@ -153,11 +166,17 @@ impl InsilicoConfig {
 /// One site's fixed parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SiteParams {
+    /// The site's id in the assembly.
     pub neuroid_id: String,
+    /// Its region.
     pub region: Region,
+    /// Response latency `L_i`, ms after image onset.
     pub latency_ms: f64,
+    /// Baseline rate `β_i`, Hz.
     pub baseline_hz: f64,
+    /// Gain of the untuned onset response `g_i`, Hz.
     pub onset_gain_hz: f64,
+    /// Gain of the image-selective response `h_i`, Hz.
     pub selective_gain_hz: f64,
 }
 
@@ -172,13 +191,19 @@ pub struct InsilicoRecording {
     pub ceiling: Array2<f32>,
     /// Per stimulus, in stimulus order.
     pub stimulus_id: Vec<String>,
+    /// Per stimulus, its category index.
     pub category: Vec<usize>,
+    /// Per stimulus, its difficulty `d_j` in 0..=1 (variation level and contrast).
     pub difficulty: Vec<f32>,
     /// IT image-selective delay `δ_j`, ms.
     pub it_delay_ms: Vec<f32>,
+    /// Per stimulus, the reference object solution time, ms (`mean_i(L_i) + δ_j + τ₁`).
     pub reference_ost_ms: Vec<f32>,
+    /// Per stimulus, the d′ an OST decoder has to reach ([`InsilicoConfig::reference_dprime`]).
     pub reference_dprime: Vec<f32>,
+    /// Every site's parameters, in neuroid order.
     pub sites: Vec<SiteParams>,
+    /// The configuration it was generated from.
     pub config: InsilicoConfig,
 }
 

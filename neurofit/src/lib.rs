@@ -22,6 +22,7 @@
 //!
 //! System packages (Debian names) this crate builds against: `libopenblas-dev` (LAPACK for
 //! `ndarray-linalg`), `libhdf5-dev` (HDF5 1.10+ for `hdf5-metno`), `pkg-config`.
+#![warn(missing_docs)]
 
 pub mod assembly;
 pub mod ceiling;

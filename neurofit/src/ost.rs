@@ -24,18 +24,23 @@ use ndarray::{Array2, ArrayView2, ArrayView3, Axis};
 use seeded_rng::Rng;
 use serde::{Deserialize, Serialize};
 
+/// Why object solution times could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum OstError {
+    /// The inputs disagree in size or are out of range (the message says which).
     #[error("object solution times: {0}")]
     Invalid(String),
 }
 
+/// How the d′ decoder behind object solution times is cross-validated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OstOptions {
+    /// Cross-validation folds over the images (stratified by class).
     pub folds: usize,
     /// Ridge penalty on the standardised features.
     pub ridge: f64,
+    /// Seeds the folds.
     pub seed: u64,
 }
 
@@ -49,16 +54,21 @@ impl Default for OstOptions {
     }
 }
 
+/// Per-image d′ over time, the model's and the reference's solution times and how they agree.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OstReport {
     /// Held-out d′, `[image, bin]`.
     pub dprime: Array2<f32>,
     /// Per image, ms; `NaN` where the threshold is never reached.
     pub model_ost_ms: Vec<f32>,
+    /// Per image, the reference's (e.g. the monkeys') solution time in ms, as given; `NaN`:
+    /// unsolved.
     pub reference_ost_ms: Vec<f32>,
     /// Spearman correlation over the images both solve (`NaN` with fewer than 3).
     pub spearman: f32,
+    /// Images that both the model and the reference solve.
     pub solved_by_both: usize,
+    /// Images that the model solves.
     pub solved_by_model: usize,
 }
 

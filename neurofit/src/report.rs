@@ -16,10 +16,14 @@ use crate::validate::DroppedNeuroid;
 /// Per-bin values, one list entry per entry of [`Report::bins`].
 pub type PerBin = Vec<Option<f64>>;
 
+/// Everything a scoring run found: per-bin medians for each track and region, the ceilings, the
+/// per-neuroid values behind them and what was dropped; round-trips through JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
+    /// The scored model's name.
     pub model: String,
+    /// The settings it was scored with.
     pub config: FitConfig,
     /// Scored time bins, `[start_ms, end_ms]`.
     pub bins: Vec<[f64; 2]>,
@@ -33,6 +37,7 @@ pub struct Report {
     pub maps: BTreeMap<String, Vec<Option<MapUsed>>>,
     /// Coordinates of the neuroids that were scored (after the NaN policy).
     pub neuroid_id: Vec<String>,
+    /// The region of each scored neuroid, in the order of `neuroid_id`.
     pub region: Vec<String>,
     /// `[bin][neuroid]` ceilings.
     pub neuroid_ceiling: Vec<PerBin>,
@@ -46,9 +51,11 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+/// Which area and step predicted one bin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MapUsed {
+    /// The model area.
     pub area: String,
     /// Index into the area's feature step axis.
     pub step: usize,
@@ -67,11 +74,13 @@ pub struct NeuroidScores {
 }
 
 impl Report {
+    /// The report as pretty-printed JSON (floats written so they read back exactly).
     pub fn to_json(&self) -> Result<String> {
         serde_json::to_string_pretty(self)
             .map_err(|e| NeurofitError::Assembly(format!("report does not serialise: {e}")))
     }
 
+    /// A report read back from [`Report::to_json`]'s text; unknown fields are errors.
     pub fn from_json(text: &str) -> Result<Report> {
         serde_json::from_str(text)
             .map_err(|e| NeurofitError::Assembly(format!("not a neurofit report: {e}")))

@@ -36,6 +36,7 @@ pub enum StimulusFit {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StimulusGeometry {
+    /// The policy applied to images of another aspect ratio.
     pub policy: StimulusFit,
     /// `[height, width]` the model takes.
     pub model_input: [usize; 2],
@@ -74,8 +75,11 @@ impl StimulusGeometry {
 /// What [`fit_image`] did to one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fitted {
+    /// Already the model's size: used unchanged.
     AsIs,
+    /// The model's aspect ratio: resized.
     Resized,
+    /// Another aspect ratio: short side resized and the centre cut out.
     Cropped,
 }
 

@@ -18,6 +18,7 @@ const FILENAME_COLUMNS: [&str; 3] = ["filename", "image_file_name", "file_name"]
 /// The name this project gives a stimulus set's CSV (`StimulusSet::write_brainscore`).
 pub const DEFAULT_CSV: &str = "stimulus_set.csv";
 
+/// A Brain-Score stimulus set: one row per stimulus with its id, image file and other columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StimulusSet {
     /// Folder the file names are relative to (the CSV's folder).
@@ -25,7 +26,9 @@ pub struct StimulusSet {
     /// The zip archive holding the images, when they are not files under `root` (set by
     /// [`StimulusSet::open`]); file names are then entry names in it.
     pub zip: Option<PathBuf>,
+    /// Each stimulus's id (what recordings refer to).
     pub stimulus_id: Vec<String>,
+    /// Each stimulus's image file, relative to `root` (or an entry of `zip`).
     pub filename: Vec<String>,
     /// Every other column, by header, one value per stimulus.
     pub metadata: BTreeMap<String, Vec<String>>,
@@ -119,6 +122,9 @@ impl StimulusSet {
         Ok(())
     }
 
+    /// Reads a stimulus set's CSV: a `stimulus_id` column, a file-name column (`filename`,
+    /// `image_file_name` or `file_name`) and any others as metadata; images are looked for beside
+    /// the CSV.
     pub fn read_csv(path: &Path) -> Result<StimulusSet> {
         let csv_err = |line: u64, reason: String| NeurofitError::Csv {
             path: path.to_path_buf(),
@@ -203,10 +209,12 @@ impl StimulusSet {
         Ok(set)
     }
 
+    /// Number of stimuli.
     pub fn len(&self) -> usize {
         self.stimulus_id.len()
     }
 
+    /// Whether the set lists no stimulus.
     pub fn is_empty(&self) -> bool {
         self.stimulus_id.is_empty()
     }

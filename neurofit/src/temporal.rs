@@ -10,13 +10,17 @@ use crate::error::{NeurofitError, Result};
 /// Duration of one unroll step (SPEC §3).
 pub const STEP_MS: f64 = 10.0;
 
+/// How the model's unroll steps are matched to the recording's time bins.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum StepToBin {
     /// Step `k` of the feature step axis ↔ the bin starting at `first_bin_ms + 10·k` ms. Bins before
     /// `first_bin_ms` or past the last step are not scored; a bin inside that range whose start is not
     /// on a step boundary is an error.
-    OneToOne { first_bin_ms: f64 },
+    OneToOne {
+        /// Start of the bin that step 0 predicts, ms after image onset.
+        first_bin_ms: f64,
+    },
     /// Every bin uses each area's last step.
     Uniform,
     /// One combined track: bins are split into as many contiguous, equal groups as there are areas and
@@ -33,15 +37,20 @@ impl Default for StepToBin {
 /// One fitted map: recording bin `bin` is predicted from area `area`'s features at `step`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BinMap {
+    /// Index of the recording bin.
     pub bin: usize,
+    /// Index of the area in [`crate::ModelFeatures::areas`].
     pub area: usize,
+    /// Index into the area's feature step axis.
     pub step: usize,
 }
 
 /// The maps reported under one name: an area's (one-to-one, uniform) or the graded combination.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Track {
+    /// The track's name in the report (an area's, or `graded`).
     pub name: String,
+    /// One map per scored bin, in bin order.
     pub maps: Vec<BinMap>,
 }
 

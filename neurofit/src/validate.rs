@@ -18,15 +18,20 @@ use crate::error::{NeurofitError, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DroppedNeuroid {
+    /// The neuroid's id.
     pub neuroid_id: String,
+    /// Its region.
     pub region: String,
     /// How many of its responses (presentations × bins) were not finite.
     pub non_finite: usize,
 }
 
+/// An assembly after the NaN policy, and what it removed.
 #[derive(Debug, Clone)]
 pub struct Cleaned {
+    /// The neuroids whose responses are all finite.
     pub assembly: Assembly,
+    /// The neuroids removed.
     pub dropped: Vec<DroppedNeuroid>,
 }
 

@@ -67,6 +67,7 @@ impl Pca {
         (&x - &self.mean.view().insert_axis(Axis(0))).dot(&self.components)
     }
 
+    /// Number of principal components kept (the projection's width).
     pub fn num_components(&self) -> usize {
         self.components.ncols()
     }

@@ -63,9 +63,15 @@ impl LinearMap {
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum Regression {
     /// PLS with this many components, no scaling (SPEC §7: 25).
-    Pls { components: usize },
+    Pls {
+        /// Latent components to extract (SPEC §7: 25).
+        components: usize,
+    },
     /// Ridge; each neuroid takes the `alpha` with the lowest GCV error.
-    Ridge { alphas: Vec<f64> },
+    Ridge {
+        /// The candidate penalties, each positive.
+        alphas: Vec<f64>,
+    },
 }
 
 impl Default for Regression {
@@ -75,6 +81,8 @@ impl Default for Regression {
 }
 
 impl Regression {
+    /// Checks the settings before any fit: at least one PLS component, or a non-empty list of
+    /// positive finite ridge penalties.
     pub fn validate(&self) -> Result<()> {
         match self {
             Regression::Pls { components: 0 } => Err(NeurofitError::Config {
