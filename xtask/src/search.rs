@@ -3,11 +3,11 @@
 use crate::train::TrainArgs;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use search::convrnn::{ModelStudy, ModelStudyConfig, RgcSpace};
+use search::convrnn::{ModelStudy, ModelStudyConfig, ModelTrial, RgcSpace};
 use search::{redact_url, storage_from_url, TrialFailure};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use trainer::{Control, FitOptions};
+use trainer::{Control, FitOptions, TrainConfig};
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -171,59 +171,68 @@ fn search(a: &RunArgs) -> Result<()> {
         study.config().space.base.name,
         dir.display()
     );
-    let summary = study.run_worker(a.trials, &mut |t| {
-        let (spec, hp) = t.model()?;
-        let mut cfg = template.clone();
-        cfg.model = spec;
-        cfg.lr.base = hp.lr as f32;
-        cfg.optimizer = cfg.optimizer.with_weight_decay(hp.weight_decay as f32);
-        let params = topology::count::cost(&cfg.model)
-            .map_err(|e| TrialFailure::Failed(format!("cannot build the model: {e}")))?
-            .params;
-        t.set_params_count(params)?;
-        let run_dir = dir.join(format!("trial-{:04}-attempt-{}", t.number(), t.attempt()));
-        if run_dir.exists() {
-            // A re-queued trial restarts from scratch: the dead attempt's partial run is stale.
-            std::fs::remove_dir_all(&run_dir)
-                .map_err(|e| TrialFailure::Failed(format!("{}: {e}", run_dir.display())))?;
-        }
-        let number = t.number();
-        let mut pruned = false;
-        let mut report_err = None;
-        let mut on_epoch = |m: &trainer::EpochMetrics| match t.report(m.epoch, m.val_top1) {
-            Ok(p) if p.0 => {
-                pruned = true;
-                Control::Stop
-            }
-            Ok(_) => Control::Continue,
-            Err(e) => {
-                report_err = Some(e);
-                Control::Stop
-            }
-        };
-        let mut opts = FitOptions::new(&run_dir);
-        opts.on_epoch = Some(&mut on_epoch);
-        let result = trainer::fit(cfg, opts);
-        if let Some(e) = report_err {
-            return Err(e.into());
-        }
-        if pruned {
-            eprintln!("trial {number}: pruned");
-            return Err(TrialFailure::Pruned);
-        }
-        let r = result.map_err(|e| TrialFailure::Failed(e.to_string()))?;
-        let value = r
-            .last()
-            .map(|m| m.val_top1)
-            .ok_or_else(|| TrialFailure::Failed("no epoch finished".into()))?;
-        eprintln!(
-            "trial {number}: val top-1 {:.2}% ({params} parameters)",
-            100.0 * value
-        );
-        Ok(value)
-    })?;
+    let summary = study.run_worker(a.trials, &mut |t| train_trial(t, &template, &dir))?;
     eprintln!("worker done: {summary:?}");
     Ok(())
+}
+
+/// Trains one trial of a ConvRNN study: `template` with the trial's model, learning rate and
+/// weight decay, in `dir/trial-NNNN-attempt-A`, reporting each epoch's validation top-1 to the
+/// pruner. Returns the last epoch's validation top-1.
+pub fn train_trial(
+    t: &mut ModelTrial<'_>,
+    template: &TrainConfig,
+    dir: &Path,
+) -> Result<f64, TrialFailure> {
+    let (spec, hp) = t.model()?;
+    let mut cfg = template.clone();
+    cfg.model = spec;
+    cfg.lr.base = hp.lr as f32;
+    cfg.optimizer = cfg.optimizer.with_weight_decay(hp.weight_decay as f32);
+    let params = topology::count::cost(&cfg.model)
+        .map_err(|e| TrialFailure::Failed(format!("cannot build the model: {e}")))?
+        .params;
+    t.set_params_count(params)?;
+    let run_dir = dir.join(format!("trial-{:04}-attempt-{}", t.number(), t.attempt()));
+    if run_dir.exists() {
+        // A re-queued trial restarts from scratch: the dead attempt's partial run is stale.
+        std::fs::remove_dir_all(&run_dir)
+            .map_err(|e| TrialFailure::Failed(format!("{}: {e}", run_dir.display())))?;
+    }
+    let number = t.number();
+    let mut pruned = false;
+    let mut report_err = None;
+    let mut on_epoch = |m: &trainer::EpochMetrics| match t.report(m.epoch, m.val_top1) {
+        Ok(p) if p.0 => {
+            pruned = true;
+            Control::Stop
+        }
+        Ok(_) => Control::Continue,
+        Err(e) => {
+            report_err = Some(e);
+            Control::Stop
+        }
+    };
+    let mut opts = FitOptions::new(&run_dir);
+    opts.on_epoch = Some(&mut on_epoch);
+    let result = trainer::fit(cfg, opts);
+    if let Some(e) = report_err {
+        return Err(e.into());
+    }
+    if pruned {
+        eprintln!("trial {number}: pruned");
+        return Err(TrialFailure::Pruned);
+    }
+    let r = result.map_err(|e| TrialFailure::Failed(e.to_string()))?;
+    let value = r
+        .last()
+        .map(|m| m.val_top1)
+        .ok_or_else(|| TrialFailure::Failed("no epoch finished".into()))?;
+    eprintln!(
+        "trial {number}: val top-1 {:.2}% ({params} parameters)",
+        100.0 * value
+    );
+    Ok(value)
 }
 
 /// The arguments of one worker process: this command's, with `--workers K` replaced by

@@ -64,8 +64,9 @@ pub struct Table {
     pub reason: String,
 }
 
-/// Groups the runs by model (in the order first seen) and tests the claim.
-pub fn table(trained: &[Trained]) -> Result<Table> {
+/// The runs grouped by model (in the order first seen): each model's last-step accuracy per
+/// seed, its mean and sd.
+pub fn rows(trained: &[Trained]) -> Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();
     for t in trained {
         let top1 = *t
@@ -92,6 +93,12 @@ pub fn table(trained: &[Trained]) -> Result<Table> {
         r.top1_mean = stats::mean(&r.top1);
         r.top1_sd = stats::sd(&r.top1);
     }
+    Ok(rows)
+}
+
+/// Groups the runs by model (in the order first seen) and tests the claim.
+pub fn table(trained: &[Trained]) -> Result<Table> {
+    let rows = rows(trained)?;
     let mut ff: Vec<&Row> = rows
         .iter()
         .filter(|r| r.family == Family::Feedforward)
@@ -218,8 +225,13 @@ fn list_or_none(v: &[String]) -> String {
 
 /// `STEM.csv`: one row per model and seed.
 pub fn csv(table: &Table) -> String {
+    rows_csv(&table.rows)
+}
+
+/// One CSV row per model and seed: `model,family,params,seed,top1`.
+pub fn rows_csv(rows: &[Row]) -> String {
     let mut s = String::from("model,family,params,seed,top1\n");
-    for r in &table.rows {
+    for r in rows {
         for (seed, v) in r.seeds.iter().zip(&r.top1) {
             let _ = writeln!(
                 s,

@@ -8,9 +8,10 @@
 //! - [`training`]: the scales and the training stages;
 //! - [`neural`]: the neural stages (a trained model scored by the `neurofit` binary: predictivity
 //!   over time and object solution times);
-//! - [`fig1`], [`fig4`], [`fig5`], [`fig6`]: the figures' tables, tests of the paper's claims,
-//!   charts (drawn by the `plots` crate) and report sections; [`stats`]: the statistics they
-//!   use;
+//! - [`study`]: the search stage of figure 3 (a small architecture search, its median model);
+//! - [`fig1`], [`fig2`], [`fig3`], [`fig4`], [`fig5`], [`fig6`]: the figures' tables, tests of
+//!   the paper's claims, charts (drawn by the `plots` crate) and report sections; [`stats`]: the
+//!   statistics they use;
 //! - [`report`]: writes `REPORT.md`;
 //! - [`given`]: `--models DIR`, figures 4 to 6 on models the user already has.
 //!
@@ -18,6 +19,8 @@
 
 mod cache;
 mod fig1;
+mod fig2;
+mod fig3;
 mod fig4;
 mod fig5;
 mod fig6;
@@ -26,6 +29,7 @@ mod models;
 mod neural;
 mod report;
 mod stats;
+mod study;
 mod training;
 
 use anyhow::{Context, Result};
@@ -37,6 +41,7 @@ use std::path::{Path, PathBuf};
 use tensor::Device;
 use trainer::{Progress, ProgressMode};
 pub use training::Scale;
+use training::Trained;
 
 #[derive(Args, Debug)]
 pub struct FiguresCmd {
@@ -187,15 +192,40 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     }
     let fingerprint = training::data_fingerprint(cmd.data_dir.as_deref())?;
     let data = training::data_spec(&scale, cmd.data_dir.as_deref());
-    let models = models::matched_size_set()?;
+    let matched = models::matched_size_set()?;
+    let fig1_ids: Vec<String> = matched.iter().map(|m| m.id.clone()).collect();
+    let mut models = matched;
+    models.extend(models::depth_series()?);
+    let fig2_ids: Vec<String> = models
+        .iter()
+        .filter(|m| fig2::in_figure(&m.id))
+        .map(|m| m.id.clone())
+        .collect();
+    let fig2_sizes = models
+        .iter()
+        .filter(|m| fig2_ids.contains(&m.id))
+        .map(|m| {
+            Ok(fig2::ModelSize {
+                model: m.id.clone(),
+                units: models::units(&m.spec)?,
+                areas: m.spec.areas.len(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut plan = Vec::new();
     for m in &models {
         for &seed in &scale.seeds {
-            let config = training::train_config(m, seed, &scale, &data, device)?;
-            let key = StageKey::new("train", &training::stage_config(&config, &fingerprint), &[])?;
+            let (config, key) = train_key(m, seed, &scale, &data, device, &fingerprint)?;
             plan.push((m, seed, config, key));
         }
     }
+    let search_plan = SearchPlan::new(
+        study::SearchScale::of(cmd.scale),
+        &scale,
+        cmd.data_dir.as_deref(),
+        device,
+        &fingerprint,
+    )?;
     let cache = Cache::new(&out);
     let stop = crate::train::stop_flag()?;
     let neural_stages: u64 = if cmd.no_neural {
@@ -210,7 +240,7 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     };
     let mut runner = Runner::new(
         &cache,
-        plan.len() as u64 + 2 + neural_stages,
+        plan.len() as u64 + 5 + scale.seeds.len() as u64 + neural_stages,
         ProgressMode::Auto,
     );
     let mut trained = Vec::new();
@@ -225,6 +255,28 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
         trained_models.push(m);
         train_keys.push(key);
     }
+    let references: Vec<(Trained, &StageKey)> = trained
+        .iter()
+        .zip(&train_keys)
+        .filter(|(t, _)| fig3::REFERENCES.contains(&t.id.as_str()))
+        .map(|(t, k)| (t.clone(), k))
+        .collect();
+    let (searched, median_runs, t3) = figure3(
+        &mut runner,
+        &search_plan,
+        &references,
+        &scale.seeds,
+        |m, seed| train_key(m, seed, &scale, &data, device, &fingerprint),
+        |work| {
+            study::run(
+                &search_plan.scale,
+                search_plan.config.clone(),
+                &search_plan.template,
+                work,
+            )
+        },
+        |m, config, work| training::train(m, config, work, &out, Some(stop.clone())),
+    )?;
     let recordings = recordings_of(cmd);
     let neural_scale = neural::NeuralScale::of(cmd.scale);
     let mut scored = Vec::new();
@@ -260,11 +312,26 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
             }
         }
     }
-    let inputs: Vec<&StageKey> = train_keys.iter().collect();
+    // Each table reads the runs of its own models (figure 1's keys are those it had before
+    // figure 2's deeper nets joined the plan, so its cached table stays valid).
+    let runs_of = |ids: &[String]| -> (Vec<Trained>, Vec<&StageKey>) {
+        trained
+            .iter()
+            .zip(&train_keys)
+            .filter(|(t, _)| ids.contains(&t.id))
+            .map(|(t, k)| (t.clone(), k))
+            .unzip()
+    };
+    let (fig1_runs, inputs) = runs_of(&fig1_ids);
     let key = StageKey::new("table-fig1", &TABLES_VERSION, &inputs)?;
-    let t1 = runner.run(&key, "table: figure 1", |_| fig1::table(&trained))?;
+    let t1 = runner.run(&key, "table: figure 1", |_| fig1::table(&fig1_runs))?;
+    let (fig2_runs, inputs2) = runs_of(&fig2_ids);
+    let key = StageKey::new("table-fig2", &(TABLES_VERSION, &fig2_sizes), &inputs2)?;
+    let t2 = runner.run(&key, "table: figure 2", |_| {
+        fig2::table(&fig2_runs, &fig2_sizes)
+    })?;
     let key = StageKey::new("table-fig6", &TABLES_VERSION, &inputs)?;
-    let t6 = runner.run(&key, "table: figure 6", |_| fig6::table(&trained))?;
+    let t6 = runner.run(&key, "table: figure 6", |_| fig6::table(&fig1_runs))?;
     let neural_tables = neural_tables(&mut runner, &scored, &neural_keys, cmd.no_neural)?;
     let stages = runner.finish();
     let data_words = format!(
@@ -275,7 +342,24 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     write_text(&out.join(format!("{}.csv", fig1::STEM)), &fig1::csv(&t1))?;
     let w1 = fig1::draw(&t1, &out, &data_words)?;
     no_png_note(&w1);
-    let mut sections = vec![fig1::section(&t1, &w1, &data_words)];
+    write_json(&out.join(format!("{}.json", fig2::STEM)), &t2)?;
+    write_text(&out.join(format!("{}.csv", fig2::STEM)), &fig2::csv(&t2))?;
+    let w2 = fig2::draw(&t2, &out)?;
+    w2.iter().for_each(no_png_note);
+    write_json(&out.join(format!("{}.json", fig3::STEM)), &t3)?;
+    let (trials_csv, models_csv) = fig3::csv(&t3);
+    write_text(&out.join(format!("{}.csv", fig3::STEM)), &trials_csv)?;
+    write_text(&out.join(format!("{}_models.csv", fig3::STEM)), &models_csv)?;
+    let w3 = fig3::draw(&t3, &out)?;
+    w3.iter()
+        .filter_map(|w| w.as_ref().ok())
+        .for_each(no_png_note);
+    let search_words = search_plan.words(&searched);
+    let mut sections = vec![
+        fig1::section(&t1, &w1, &data_words),
+        fig2::section(&t2, &w2, &data_words),
+        fig3::section(&t3, &w3, &data_words, &search_words),
+    ];
     if let Some((t4, t5)) = &neural_tables {
         let neural_words = format!("{}; models trained on the {data_words}", recordings.words());
         sections.extend(neural_sections(
@@ -298,7 +382,11 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
             data_fingerprint: &fingerprint,
             device,
         },
-        &trained,
+        &trained
+            .iter()
+            .chain(&median_runs)
+            .cloned()
+            .collect::<Vec<_>>(),
         &stages,
         &sections,
     )?;
@@ -389,6 +477,116 @@ fn fig6_section(out: &Path, t6: &fig6::Table, data: &str, who: Option<&str>) -> 
 /// Part of every table stage's key: bumped when a table's computation changes.
 const TABLES_VERSION: u32 = 1;
 
+/// The configuration and stage key of training `m` with `seed`.
+fn train_key(
+    m: &models::Candidate,
+    seed: u64,
+    scale: &training::ScaleConfig,
+    data: &trainer::DataSpec,
+    device: Device,
+    fingerprint: &str,
+) -> Result<(trainer::TrainConfig, StageKey)> {
+    let config = training::train_config(m, seed, scale, data, device)?;
+    let key = StageKey::new("train", &training::stage_config(&config, fingerprint), &[])?;
+    Ok((config, key))
+}
+
+/// Figure 3's search: its scale, the study's configuration, the trials' training and the stage's
+/// key.
+struct SearchPlan {
+    scale: study::SearchScale,
+    config: search::convrnn::ModelStudyConfig,
+    template: trainer::TrainConfig,
+    key: StageKey,
+}
+
+impl SearchPlan {
+    fn new(
+        scale: study::SearchScale,
+        figures: &training::ScaleConfig,
+        data_dir: Option<&Path>,
+        device: Device,
+        fingerprint: &str,
+    ) -> Result<Self> {
+        let config = study::study_config(&scale)?;
+        let template = study::trial_template(&scale, figures, data_dir, device)?;
+        let key = StageKey::new(
+            "search",
+            &study::stage_config(&scale, &config, &template, fingerprint)?,
+            &[],
+        )?;
+        Ok(SearchPlan {
+            scale,
+            config,
+            template,
+            key,
+        })
+    }
+
+    /// What the report says the search was.
+    fn words(&self, searched: &study::Searched) -> String {
+        let s = &self.scale;
+        format!(
+            "A search over `{}`'s general-RGC space (`search`'s default space: every knob of the \
+             general RGC in conv2 and conv3, the conv3 → conv2 feedback edge, learning rate and \
+             weight decay), TPE after {} random trials, no pruning, {} trials each trained one \
+             epoch on {} clutter images and validated on {} (seed {}, batch {}); the search took \
+             {} CPU s",
+            study::BASE,
+            s.startup_trials,
+            s.trials,
+            s.train_images,
+            s.eval_images,
+            s.seed,
+            self.template.batch_size,
+            searched
+                .cpu_seconds
+                .map_or("an unknown number of".into(), |c| format!("{c:.0}"))
+        )
+    }
+}
+
+/// Figure 3's stages: the search (`search` computes it in the stage's work folder), the median
+/// model of its top k trained with every seed (`train_key` gives each stage's configuration and
+/// key, `train` trains it), and the table over them and the `references`' runs. The median
+/// model's stages are keyed by its configuration (its spec), so a changed search recomputes the
+/// search and the table, and the median model only where its spec changed.
+fn figure3(
+    runner: &mut Runner<'_>,
+    plan: &SearchPlan,
+    references: &[(Trained, &StageKey)],
+    seeds: &[u64],
+    train_key: impl Fn(&models::Candidate, u64) -> Result<(trainer::TrainConfig, StageKey)>,
+    search: impl FnOnce(&Path) -> Result<study::Searched>,
+    mut train: impl FnMut(&models::Candidate, trainer::TrainConfig, &Path) -> Result<Trained>,
+) -> Result<(study::Searched, Vec<Trained>, fig3::Table)> {
+    let label = format!("search: {} trials over {}", plan.scale.trials, study::BASE);
+    let searched = runner.run(&plan.key, &label, search)?;
+    let mut runs: Vec<Trained> = references.iter().map(|(t, _)| t.clone()).collect();
+    let mut keys: Vec<StageKey> = vec![plan.key.clone()];
+    keys.extend(references.iter().map(|(_, k)| (*k).clone()));
+    let mut median_runs = Vec::new();
+    if let Ok(m) = &searched.median {
+        let median = models::Candidate {
+            id: study::MEDIAN_ID.into(),
+            family: models::Family::Recurrent,
+            spec: m.spec.clone(),
+        };
+        for &seed in seeds {
+            let (config, key) = train_key(&median, seed)?;
+            let label = format!("train {} (seed {seed})", median.id);
+            let t = runner.run(&key, &label, |work| train(&median, config, work))?;
+            median_runs.push(t);
+            keys.push(key);
+        }
+    }
+    runs.extend(median_runs.iter().cloned());
+    let inputs: Vec<&StageKey> = keys.iter().collect();
+    let key = StageKey::new("table-fig3", &TABLES_VERSION, &inputs)?;
+    let table = runner.run(&key, "table: figure 3", |_| fig3::table(&searched, &runs))?;
+    Ok((searched, median_runs, table))
+}
+
 fn write_text(path: &Path, text: &str) -> Result<()> {
     tensor::io::write_file_atomically(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
@@ -409,6 +607,7 @@ pub fn scale_name(s: Scale) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use report::Verdict;
 
     #[test]
     fn the_runner_counts_and_labels_stages() {
@@ -424,5 +623,106 @@ mod tests {
             [Status::Computed, Status::Cached]
         );
         assert_eq!(lines[1].label, "t again");
+    }
+
+    /// Runs figure 3's stages with a fake search and fake training, returning which stages
+    /// computed (by label) and the table.
+    fn figure3_once(
+        cache: &Cache,
+        trials: usize,
+        median: &str,
+        searches: &std::cell::Cell<u32>,
+    ) -> (Vec<(String, Status)>, fig3::Table) {
+        let scale = Scale::Micro.config();
+        let data = training::data_spec(&scale, None);
+        let plan = SearchPlan::new(
+            study::SearchScale {
+                trials,
+                ..study::SearchScale::of(Scale::Micro)
+            },
+            &scale,
+            None,
+            Device::Cpu,
+            "fp",
+        )
+        .unwrap();
+        let ref_keys: Vec<StageKey> = ["rgc", "ff_base"]
+            .iter()
+            .map(|id| StageKey::new("train", id, &[]).unwrap())
+            .collect();
+        let references: Vec<(Trained, &StageKey)> = fig3::tests::runs(0.6)
+            .into_iter()
+            .filter(|t| t.id != study::MEDIAN_ID)
+            .map(|t| {
+                let k = &ref_keys[usize::from(t.id == "ff_base")];
+                (t, k)
+            })
+            .collect();
+        let mut runner = Runner::new(cache, 5, ProgressMode::Hidden);
+        let (_, median_runs, table) = figure3(
+            &mut runner,
+            &plan,
+            &references,
+            &scale.seeds,
+            |m, seed| train_key(m, seed, &scale, &data, Device::Cpu, "fp"),
+            |_| {
+                searches.set(searches.get() + 1);
+                let mut s = fig3::tests::searched();
+                if let Ok(m) = &mut s.median {
+                    m.spec = topology::zoo::get_or_err(median).unwrap();
+                }
+                Ok(s)
+            },
+            |m, config, _| {
+                Ok(fig1::tests::run(
+                    &m.id,
+                    m.family,
+                    200_000,
+                    config.seed,
+                    0.6 + 0.004 * config.seed as f64,
+                ))
+            },
+        )
+        .unwrap();
+        assert_eq!(median_runs.len(), scale.seeds.len());
+        let lines = runner
+            .finish()
+            .into_iter()
+            .map(|l| (l.label, l.status))
+            .collect();
+        (lines, table)
+    }
+
+    #[test]
+    fn a_changed_search_recomputes_the_search_and_what_depends_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let searches = std::cell::Cell::new(0);
+        let computed = |lines: &[(String, Status)]| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|(_, s)| *s == Status::Computed)
+                .map(|(l, _)| l.clone())
+                .collect()
+        };
+        let (lines, table) = figure3_once(&cache, 3, "compact_rgc", &searches);
+        assert_eq!(computed(&lines).len(), 1 + 3 + 1, "{lines:?}");
+        assert_eq!(table.verdict, Verdict::Supports, "{}", table.reason);
+        assert_eq!(searches.get(), 1);
+        // A rerun reads everything back.
+        let (lines, again) = figure3_once(&cache, 3, "compact_rgc", &searches);
+        assert!(computed(&lines).is_empty(), "{lines:?}");
+        assert_eq!((again, searches.get()), (table, 1));
+        // More trials: the search and the table again; the median model, the same spec, is
+        // read back.
+        let (lines, _) = figure3_once(&cache, 4, "compact_rgc", &searches);
+        assert_eq!(
+            computed(&lines),
+            ["search: 4 trials over compact_rgc", "table: figure 3"]
+        );
+        // A search whose median is another model trains that model with every seed.
+        let (lines, _) = figure3_once(&cache, 5, "compact_gru", &searches);
+        assert_eq!(computed(&lines).len(), 1 + 3 + 1, "{lines:?}");
+        assert_eq!(searches.get(), 3);
     }
 }

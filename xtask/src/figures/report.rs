@@ -210,8 +210,8 @@ pub fn render(
     let _ = writeln!(s, "\n{}", stages_table(stages));
     let _ = writeln!(
         s,
-        "\n## Not built yet\n\nOf issue 17: figures 2 (size against performance, the Pareto \
-         front) and 3 (search). See docs/FIGURES.md."
+        "\n## Not built yet\n\nOf issue 17: the full scale's run with its report committed under \
+         docs/figures/. See docs/FIGURES.md."
     );
     s
 }
