@@ -44,9 +44,9 @@ pub struct SearchScale {
 }
 
 impl SearchScale {
-    /// Quick searches 8 architectures with 50 optimiser steps each (TPE after 4 random ones), so
-    /// the search costs a few CPU minutes; full searches 40 with a third of an epoch of the full
-    /// training set each.
+    /// Quick searches 6 architectures with 30 optimiser steps each (TPE after 3 random ones), so
+    /// the search costs about two CPU minutes (docs/FIGURES.md); full searches 40 with a third of
+    /// an epoch of the full training set each.
     pub fn of(scale: Scale) -> Self {
         match scale {
             Scale::Micro => SearchScale {
@@ -58,10 +58,10 @@ impl SearchScale {
                 seed: 0,
             },
             Scale::Quick => SearchScale {
-                trials: 8,
-                startup_trials: 4,
+                trials: 6,
+                startup_trials: 3,
                 top_k: 3,
-                train_images: 1_600,
+                train_images: 960,
                 eval_images: 500,
                 seed: 0,
             },
