@@ -314,17 +314,17 @@ pub fn evaluate(
     })
 }
 
-/// `cargo xtask figures --models DIR`: scores and evaluates the models of `dir` (no training) and
-/// writes figures 4 to 6 and `REPORT.md` into `out`.
+/// `cargo xtask figures --models DIR`: scores and evaluates `models`, those [`discover`] found in
+/// `dir` (no training), and writes figures 4 to 6 and `REPORT.md` into `out`.
 pub fn run(
     cmd: &super::FiguresCmd,
     dir: &Path,
+    models: Vec<Given>,
     out: &Path,
     device: tensor::Device,
     scale: &super::training::ScaleConfig,
 ) -> Result<PathBuf> {
     use super::neural::{self, Mapping};
-    let models = discover(dir)?;
     let keys: Vec<StageKey> = models.iter().map(Given::key).collect::<Result<_>>()?;
     let recordings = super::recordings_of(cmd);
     let ns = neural::NeuralScale::of(cmd.scale);
@@ -679,7 +679,8 @@ pub(crate) mod tests {
         let c = cmd(&models, &fm);
         let scale = c.scale_config().unwrap();
         let go = || {
-            let path = run(&c, &models, &out, tensor::Device::Cpu, &scale).unwrap();
+            let found = discover(&models).unwrap();
+            let path = run(&c, &models, found, &out, tensor::Device::Cpu, &scale).unwrap();
             std::fs::read_to_string(path).unwrap()
         };
         let text = go();
@@ -746,7 +747,8 @@ pub(crate) mod tests {
         let c = cmd(&models, d.path());
         let out = d.path().join("out");
         let scale = c.scale_config().unwrap();
-        let path = run(&c, &models, &out, tensor::Device::Cpu, &scale).unwrap();
+        let found = discover(&models).unwrap();
+        let path = run(&c, &models, found, &out, tensor::Device::Cpu, &scale).unwrap();
         let text = std::fs::read_to_string(path).unwrap();
         assert!(text.contains("**Verdict: cannot test.** No given model could be evaluated: m:"));
         assert!(text.contains("--models-data"), "{text}");

@@ -179,14 +179,12 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
         };
         crate::workspace_root().join("runs").join(name)
     });
-    if let Some(dir) = &cmd.models {
-        // Fails on a bad folder before anything is created.
-        given::discover(dir)?;
-    }
+    // A bad --models folder fails before anything is created.
+    let given_models = cmd.models.as_deref().map(given::discover).transpose()?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     crate::doctor::install_missing_if_root();
-    if let Some(dir) = &cmd.models {
-        let path = given::run(cmd, dir, &out, device, &scale)?;
+    if let (Some(dir), Some(models)) = (&cmd.models, given_models) {
+        let path = given::run(cmd, dir, models, &out, device, &scale)?;
         println!("{}", path.display());
         return Ok(());
     }
