@@ -59,7 +59,9 @@ pub struct UnrollResult {
     pub peak_rss_mb: f64,
 }
 
-/// The standard set: the compact presets at 28 px and rgc_shallow at 96 px (issue #3).
+/// The standard set: the compact presets at 28 px, rgc_shallow at 96 px (issue #3) and the
+/// 11-area feedforward base of the intermediate zoo at 96 px and its 17 steps (issue #18; its
+/// PyTorch peer is `benches/torch_unroll.py --model feedforward_intermediate`).
 fn standard_set() -> Vec<(String, Option<usize>)> {
     let mut v: Vec<(String, Option<usize>)> = topology::zoo::names()
         .into_iter()
@@ -67,6 +69,7 @@ fn standard_set() -> Vec<(String, Option<usize>)> {
         .map(|n| (n.to_string(), None))
         .collect();
     v.push(("rgc_shallow".into(), Some(96)));
+    v.push(("feedforward_intermediate".into(), Some(96)));
     v
 }
 
@@ -289,4 +292,31 @@ fn run_one(model: &str, args: &UnrollArgs) -> Result<UnrollResult> {
         train_gflops_equiv: 3.0 * flops * steps as f64 * n as f64 / tt / 1e9,
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Whether `model`'s shapes work out at `size` (no model is built: cheap).
+    fn fits(model: &str, size: Option<usize>) -> bool {
+        let mut spec = load_spec(model).unwrap();
+        if let Some(s) = size {
+            spec.input.height = s;
+            spec.input.width = s;
+        }
+        topology::infer(&spec).is_ok()
+    }
+
+    #[test]
+    fn the_standard_set_is_valid_at_its_sizes() {
+        let set = standard_set();
+        assert!(set.iter().any(|m| m.0 == "feedforward_intermediate"));
+        for (model, size) in set {
+            assert!(fits(&model, size), "{model} at {size:?} px");
+        }
+        // The check is real: the 11-area base pools its map away below 64 px.
+        assert!(!fits("feedforward_intermediate", Some(32)));
+    }
 }
