@@ -161,6 +161,8 @@ pub enum Scale {
     Linear,
     /// By log10 (parameters, say); ticks show the values (`32k`, `1.2M`).
     Log10,
+    /// Evenly, for counts (trial numbers, epochs): only whole-number ticks are labelled.
+    Counts,
 }
 
 /// A chart: title, axis labels, an optional fixed y range, and its series (colours in order).
@@ -219,6 +221,12 @@ impl Chart {
     /// Fixes the y axis to `[low, high]` (accuracies in [0, 1], say).
     pub fn y_range(mut self, low: f64, high: f64) -> Chart {
         self.y_range = Some((low, high));
+        self
+    }
+
+    /// An x axis of counts (trial numbers, say): no tick labelled 0.2 or 1.2.
+    pub fn counts_x(mut self) -> Chart {
+        self.x_scale = Scale::Counts;
         self
     }
 
@@ -286,9 +294,12 @@ impl Chart {
             title: self.title.clone(),
             source: Box::new(e),
         };
+        let counts = self.x_scale == Scale::Counts;
         let x_fmt = move |v: &f64| {
             if log {
                 human(10f64.powf(*v))
+            } else if counts && (v - v.round()).abs() > 1e-9 {
+                String::new()
             } else if v.fract().abs() < 1e-9 {
                 format!("{v:.0}")
             } else {
@@ -426,6 +437,28 @@ pub use png::{svg_to_png, Written};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counts_axis_labels_whole_numbers_only() {
+        let points: Vec<(f64, f64)> = (0..6).map(|i| (i as f64, 50.0)).collect();
+        // y ticks on whole numbers too, so any fractional label is an x tick.
+        let chart = |c: Chart| {
+            c.y_range(0.0, 100.0)
+                .with(Series::line("acc", points.clone()))
+                .to_svg()
+                .unwrap()
+        };
+        let fractional = |svg: &str| {
+            svg.split('>')
+                .filter_map(|piece| piece.strip_suffix("</text"))
+                .any(|t| t.trim().parse::<f64>().is_ok_and(|v| v.fract() != 0.0))
+        };
+        // The padded range makes plotters pick ticks between the trials...
+        assert!(fractional(&chart(Chart::new("t", "trial", "y"))));
+        // ... which a counts axis leaves unlabelled.
+        let counts = chart(Chart::new("t", "trial", "y").counts_x());
+        assert!(!fractional(&counts), "{counts}");
+    }
 
     fn corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
         legend_corner(points.iter().copied(), (0.0, 10.0), (0.0, 1.0), 3)

@@ -241,6 +241,7 @@ pub fn draw(table: &Table, out: &Path) -> Result<Vec<std::result::Result<Written
         "trial",
         "trial validation top-1",
     ))
+    .counts_x()
     .with(Series::line(
         "best so far",
         table
