@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// What went wrong drawing a chart.
 #[derive(Debug, thiserror::Error)]
@@ -312,8 +313,23 @@ impl Chart {
         {
             let root = SVGBackend::with_string(&mut svg, self.size).into_drawing_area();
             root.fill(&WHITE).map_err(err)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(&self.title, ("sans-serif", 20))
+            // plotters' caption is one line, centred, and cut off at both edges when the title is
+            // wider than the chart (the figures' titles name their data): wrap it ourselves.
+            let lines = title_lines(&self.title, self.size.0);
+            let line_h = TITLE_PX + 4;
+            let (top, body) = root.split_vertically(8 + line_h * lines.len() as u32);
+            let style = TextStyle::from(("sans-serif", TITLE_PX).into_font())
+                .pos(Pos::new(HPos::Center, VPos::Top));
+            for (i, line) in lines.iter().enumerate() {
+                let y = 6 + (line_h as usize * i) as i32;
+                top.draw(&Text::new(
+                    line.as_str(),
+                    (self.size.0 as i32 / 2, y),
+                    &style,
+                ))
+                .map_err(err)?;
+            }
+            let mut chart = ChartBuilder::on(&body)
                 .margin(12)
                 .x_label_area_size(40)
                 .y_label_area_size(56)
@@ -387,6 +403,34 @@ impl Chart {
     }
 }
 
+/// The title's font size in pixels.
+const TITLE_PX: u32 = 18;
+
+/// The title broken at spaces into lines that fit `width` pixels at [`TITLE_PX`]. Glyph widths
+/// are estimated (0.48 of [`TITLE_PX`]: plotters writes the font at about 0.8 of the size asked,
+/// and sans-serif glyphs average about half an em, so the estimate errs towards wrapping); a
+/// word longer than a line gets a line of its own.
+fn title_lines(title: &str, width: u32) -> Vec<String> {
+    let max_chars =
+        ((width.saturating_sub(24)) as f64 / (0.48 * TITLE_PX as f64)).max(8.0) as usize;
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in title.split_whitespace() {
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > max_chars {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 /// The corner where the legend hides the fewest points: each corner's box is about as large as
 /// a legend of `entries` lines (a third of the width, a line's share of the height per entry),
 /// and ties go to the lower right, then lower left, upper right, upper left.
@@ -458,6 +502,33 @@ mod tests {
         // ... which a counts axis leaves unlabelled.
         let counts = chart(Chart::new("t", "trial", "y").counts_x());
         assert!(!fractional(&counts), "{counts}");
+    }
+
+    #[test]
+    fn a_long_title_is_wrapped_not_cut_off() {
+        // Figure 1's title: it ran off both edges of the 720 px chart as one caption line.
+        let title = "Cells at matched size: clutter variant of Fashion-MNIST (difficulty 0.5), \
+                     4000 training and 1000 validation images, mean ± 1 sd over 3 seeds";
+        let lines = title_lines(title, 720);
+        assert!(lines.len() >= 2, "{lines:?}");
+        assert_eq!(lines.join(" "), title);
+        let fits = (720 - 24) as f64 / (0.48 * TITLE_PX as f64);
+        assert!(
+            lines.iter().all(|l| (l.chars().count() as f64) <= fits),
+            "{lines:?}"
+        );
+        // Every line is in the SVG, each its own text element (plotters puts the text on a line
+        // of its own).
+        let svg = Chart::new(title, "x", "y")
+            .with(Series::line("s", vec![(0.0, 1.0), (1.0, 2.0)]))
+            .to_svg()
+            .unwrap();
+        for l in &lines {
+            assert!(svg.lines().any(|x| x.trim() == l), "{l}\n{svg}");
+        }
+        // A short title stays one line; an empty one is one empty line.
+        assert_eq!(title_lines("t", 720), ["t"]);
+        assert_eq!(title_lines("", 720), [""]);
     }
 
     fn corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
