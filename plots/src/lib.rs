@@ -281,9 +281,22 @@ impl Chart {
         } else {
             (x0 - 0.5, x0 + 0.5)
         };
-        // Points at the very edge would be cut in half (and their bars' caps lost): pad.
+        // Points at the very edge would be cut in half (and their bars' caps lost): pad. A text
+        // label is drawn to the right of its point, so the right edge also makes room for the
+        // labels of the points nearest it (at ~6.5 px a character of the 11 px label font).
         let xpad = (x1 - x0) * 0.03;
-        let (x0, x1) = (x0 - xpad, x1 + xpad);
+        // A label needing the share f of the plot's width at distance d from the right end fits
+        // when (d + r) / (w + r) >= f, w being the span with the left pad: r >= (f w - d) / (1 - f).
+        let plot_px = f64::from(self.size.0.saturating_sub(100).max(100));
+        let w = x1 - x0 + xpad;
+        let right = pts()
+            .filter_map(|p| p.label.map(|l| (x1 - p.x, l.chars().count())))
+            .map(|(d, chars)| {
+                let f = ((chars as f64 * 6.5 + 8.0) / plot_px).min(0.5);
+                (f * w - d) / (1.0 - f)
+            })
+            .fold(xpad, f64::max);
+        let (x0, x1) = (x0 - xpad, x1 + right);
         let (y0, y1) = self.y_range.unwrap_or_else(|| {
             let (a, b) = pts().fold((f64::MAX, f64::MIN), |(a, b), p| {
                 (a.min(p.y - p.err), b.max(p.y + p.err))
@@ -529,6 +542,27 @@ mod tests {
         // A short title stays one line; an empty one is one empty line.
         assert_eq!(title_lines("t", 720), ["t"]);
         assert_eq!(title_lines("", 720), [""]);
+    }
+
+    #[test]
+    fn a_label_on_the_rightmost_point_stays_inside_the_chart() {
+        // Figure 1's `ff_wide5`, the largest net, had its label cut at the right edge.
+        let label = "ff_deep_wide2_label";
+        let svg = Chart::new("t", "x", "y")
+            .log_x()
+            .with(Series::points("s", [(3e4, 0.1), (5e5, 0.2)]).with_labels(["ff_base", label]))
+            .to_svg()
+            .unwrap();
+        let lines: Vec<&str> = svg.lines().collect();
+        let at = lines.iter().position(|l| l.trim() == label).unwrap();
+        let x: f64 = lines[at - 1]
+            .split("x=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        // Generous glyph width: 11 px labels are written at ~9 px, about 5 px a character.
+        assert!(x + label.len() as f64 * 5.5 <= 720.0, "label starts at {x}");
     }
 
     fn corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
