@@ -26,7 +26,9 @@ use crate::{Device, Layout, Result, Shape};
 /// copied chunk starting `off` values into each row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rows {
+    /// Values per row of the buffer.
     pub row: usize,
+    /// Where in each row the copied chunk starts (in values).
     pub off: usize,
 }
 
@@ -35,17 +37,24 @@ pub struct Rows {
 /// values (0: one matrix shared by the whole batch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatLayout {
+    /// Values from one matrix of the batch to the next (0: the same matrix for every product).
     pub stride: usize,
+    /// Columns of each matrix as stored (its leading dimension), before any transposition.
     pub cols: usize,
+    /// Whether the product reads the stored matrix transposed.
     pub trans: bool,
 }
 
 /// The sizes of a batched product: `batch` products of `op(A)` `[m, k]` by `op(B)` `[k, n]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchDims {
+    /// Number of products.
     pub batch: usize,
+    /// Rows of `op(A)` and of the result.
     pub m: usize,
+    /// Columns of `op(B)` and of the result.
     pub n: usize,
+    /// Columns of `op(A)` = rows of `op(B)`: the reduction length.
     pub k: usize,
 }
 
@@ -54,10 +63,15 @@ pub struct BatchDims {
 /// [`crate::cpu::gemm`] and oneDNN's, cuBLAS's in the CUDA backend).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Gemm {
+    /// Rows of `op(A)` and of `C`.
     pub m: usize,
+    /// Columns of `op(B)` and of `C`.
     pub n: usize,
+    /// Columns of `op(A)` = rows of `op(B)`: the reduction length.
     pub k: usize,
+    /// Scale of the product.
     pub alpha: f32,
+    /// Scale of `C`'s previous values (0: `C` is overwritten).
     pub beta: f32,
 }
 
@@ -86,8 +100,11 @@ impl Gemm {
 /// gradient (`bias`), for a convolution that has a bias (`has_bias`) or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamGrads {
+    /// Whether the convolution has a bias (so a bias gradient is part of the computation).
     pub has_bias: bool,
+    /// Whether the weight gradient is wanted.
     pub weights: bool,
+    /// Whether the bias gradient is wanted (only when `has_bias`).
     pub bias: bool,
 }
 

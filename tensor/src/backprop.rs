@@ -58,6 +58,7 @@ impl Node {
             backward: Box::new(backward),
         }
     }
+    /// The op's name as recorded (`"conv2d"`, `"add"`…), for error messages and debugging.
     pub fn name(&self) -> &'static str {
         self.name
     }
@@ -91,15 +92,20 @@ impl Gradients {
     pub fn get(&self, var: &Tensor) -> Option<&Tensor> {
         self.map.get(&var.id())
     }
+    /// Takes the gradient of `var` out of the set, if there is one.
     pub fn remove(&mut self, var: &Tensor) -> Option<Tensor> {
         self.map.remove(&var.id())
     }
+    /// Sets the gradient of `var`, replacing any there was (for gradients computed elsewhere, e.g.
+    /// averaged over the ranks of a data-parallel job).
     pub fn insert(&mut self, var: &Tensor, grad: Tensor) {
         self.map.insert(var.id(), grad);
     }
+    /// The number of variables with a gradient.
     pub fn len(&self) -> usize {
         self.map.len()
     }
+    /// Whether no variable has a gradient.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

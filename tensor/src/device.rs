@@ -9,12 +9,15 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Device {
+    /// The host CPU (the default). Always available.
     #[default]
     Cpu,
+    /// The CUDA device of this ordinal (`cuda:N`, numbered as the driver numbers them).
     Cuda(usize),
 }
 
 impl Device {
+    /// Whether this is [`Device::Cpu`].
     pub fn is_cpu(&self) -> bool {
         matches!(self, Device::Cpu)
     }

@@ -8,10 +8,15 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How the values of a tensor are ordered in memory. A tensor's [`Shape`](crate::Shape) is
+/// always the logical NCHW shape; the layout only changes where each value sits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum Layout {
+    /// Row-major in the order of the shape (NCHW for activations). Every tensor can be plain.
     #[default]
     Plain,
+    /// oneDNN's `nChw16c`: rank 4 with `C % 16 == 0` only, `[n][c/16][h][w][16]`. Made by
+    /// [`Tensor::to_layout`](crate::Tensor::to_layout) and by the CPU convolution.
     Blocked16,
 }
 

@@ -1,5 +1,22 @@
 //! `tensor`: dense f32 tensors, reverse-mode autodiff and the ConvRNN op set on CPU and CUDA.
 //!
+//! A [`Tensor`] is a cheap, reference-counted handle to f32 values of a [`Shape`] on a
+//! [`Device`]. Ops are methods that return [`Result`]; a shape, option or device that does not
+//! fit is an [`Error`] saying what was expected, never a panic. An op whose input tracks
+//! gradients (a variable, [`Tensor::into_variable`], or a recorded result) records itself, and
+//! [`Tensor::backward`] on a scalar loss returns the [`Gradients`] of every variable it depends
+//! on; [`no_grad`] turns recording off on this thread (inference, optimiser updates).
+//!
+//! - [`ops`]: the op families — elementwise with broadcasting, fused gate arithmetic, 2-D
+//!   convolution (TensorFlow's "SAME" padding included), pooling, bilinear resize, layer norm,
+//!   matrix products, reductions, softmax cross-entropy, shape ops — each with its backward;
+//! - [`backend`]: the contract every device's buffer implements; [`cpu`] (oneDNN loaded at run
+//!   time when present, pure-Rust kernels otherwise) and, with the feature `cuda`, `cuda` (cuDNN,
+//!   cuBLAS and NVRTC, loaded at run time, so the crate builds without a CUDA toolkit);
+//! - [`ParamStore`] and [`io`]: named parameters and safetensors checkpoints;
+//! - [`testing`]: finite-difference gradient checks for anyone writing a backward;
+//!   [`memory`] and [`flops`]: live/peak bytes and counted work, for benchmarks.
+//!
 //! ```
 //! use tensor::{Device, Tensor};
 //! let x = Tensor::from_vec(vec![1.0, -2.0], [2], Device::Cpu)?.into_variable();
@@ -8,6 +25,7 @@
 //! assert_eq!(grads.get(&x).unwrap().dims(), &[2]);
 //! # Ok::<(), tensor::Error>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod backend;
 pub mod backprop;

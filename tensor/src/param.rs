@@ -24,6 +24,7 @@ impl std::fmt::Debug for ParamStore {
 }
 
 impl ParamStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -50,6 +51,7 @@ impl ParamStore {
         Ok(var)
     }
 
+    /// The variable registered under `name`, if any.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.index.get(name).map(|&i| &self.entries[i].1)
     }
@@ -69,6 +71,7 @@ impl ParamStore {
         self.entries.len()
     }
 
+    /// Whether no parameter is registered.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -4,25 +4,37 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The dimensions of a tensor, outermost first (row-major: the last dimension is contiguous in a
+/// [`Layout::Plain`](crate::Layout::Plain) tensor). A scalar has no dimensions. Converts from
+/// arrays, slices, vectors and `()` (the scalar), so constructors take `impl Into<Shape>`.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Shape(Vec<usize>);
 
 impl Shape {
+    /// The shape with these dimensions.
     pub fn new(dims: impl Into<Vec<usize>>) -> Self {
         Shape(dims.into())
     }
+    /// The shape of a scalar: no dimensions, one element.
     pub fn scalar() -> Self {
         Shape(Vec::new())
     }
+    /// The dimensions, outermost first.
     pub fn dims(&self) -> &[usize] {
         &self.0
     }
+    /// The number of dimensions (0 for a scalar).
     pub fn rank(&self) -> usize {
         self.0.len()
     }
+    /// The number of elements: the product of the dimensions (1 for a scalar, 0 if any is 0).
     pub fn elem_count(&self) -> usize {
         self.0.iter().product()
     }
+    /// The length of dimension `i`.
+    ///
+    /// # Panics
+    /// If `i` is not below the rank.
     pub fn dim(&self, i: usize) -> usize {
         self.0[i]
     }
@@ -34,7 +46,6 @@ impl Shape {
         }
         s
     }
-    /// `(n, c, h, w)` of a rank-4 shape; `op` names the caller in the error.
     /// `(outer, d, inner)`: the product of the dimensions before `dim`, its length and the
     /// product of those after it (`dim` < rank).
     pub fn around(&self, dim: usize) -> (usize, usize, usize) {
@@ -45,6 +56,10 @@ impl Shape {
             d[dim + 1..].iter().product(),
         )
     }
+    /// `(n, c, h, w)` of a rank-4 shape; `op` names the caller in the error.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] for any other rank.
     pub fn dims4(&self, op: &'static str) -> Result<(usize, usize, usize, usize)> {
         match self.0.as_slice() {
             &[n, c, h, w] => Ok((n, c, h, w)),

@@ -9,22 +9,28 @@ use crate::{memory, Device, Error, Result};
 pub struct CpuBuf(Vec<f32>);
 
 impl CpuBuf {
+    /// Takes ownership of `v`, counting its capacity in [`crate::memory`]'s host bytes.
     pub fn new(v: Vec<f32>) -> Self {
         memory::cpu_alloc(v.capacity() * 4);
         CpuBuf(v)
     }
+    /// `n` zeros.
     pub fn zeros(n: usize) -> Self {
         Self::new(vec![0.0; n])
     }
+    /// The values.
     pub fn as_slice(&self) -> &[f32] {
         &self.0
     }
+    /// The values, writable.
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
         &mut self.0
     }
+    /// The number of values.
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// Whether the buffer holds no value.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -51,7 +57,9 @@ impl std::ops::DerefMut for CpuBuf {
 /// The data of a tensor on its device. Without the `cuda` feature the CUDA buffer type has no
 /// values, so `Storage::Cuda` never exists, but code matching on it compiles either way.
 pub enum Storage {
+    /// Values in host memory.
     Cpu(CpuBuf),
+    /// Values in the memory of a CUDA device (only ever made with the `cuda` feature).
     Cuda(CudaBuf),
 }
 
@@ -114,6 +122,7 @@ pub(crate) fn same_backend<'a, B: BackendStorage>(
 }
 
 impl Storage {
+    /// The host values `v`.
     pub fn cpu(v: Vec<f32>) -> Self {
         Storage::Cpu(CpuBuf::new(v))
     }

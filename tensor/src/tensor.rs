@@ -162,16 +162,23 @@ impl Tensor {
         Ok(Self::from_storage(storage, shape, Layout::Plain, device))
     }
 
+    /// A tensor of `shape` on `device` with every value `value`.
+    ///
+    /// # Errors
+    /// [`Error::CudaNotCompiled`] or [`Error::Cuda`] when `device` cannot hold it.
     pub fn full(value: f32, shape: impl Into<Shape>, device: Device) -> Result<Tensor> {
         let shape = shape.into();
         Self::from_vec(vec![value; shape.elem_count()], shape, device)
     }
+    /// A tensor of zeros (see [`Tensor::full`]).
     pub fn zeros(shape: impl Into<Shape>, device: Device) -> Result<Tensor> {
         Self::full(0.0, shape, device)
     }
+    /// A tensor of ones (see [`Tensor::full`]).
     pub fn ones(shape: impl Into<Shape>, device: Device) -> Result<Tensor> {
         Self::full(1.0, shape, device)
     }
+    /// A rank-0 tensor holding `value` (see [`Tensor::full`]).
     pub fn scalar(value: f32, device: Device) -> Result<Tensor> {
         Self::from_vec(vec![value], Shape::scalar(), device)
     }
@@ -186,24 +193,32 @@ impl Tensor {
 
     // ----- metadata ------------------------------------------------------------------------
 
+    /// This tensor's identity: clones share it, every op result gets a new one. Gradients are
+    /// keyed by it.
     pub fn id(&self) -> TensorId {
         self.0.id
     }
+    /// The logical shape (NCHW for activations, whatever the [`Layout`]).
     pub fn shape(&self) -> &Shape {
         &self.0.shape
     }
+    /// The dimensions of [`Tensor::shape`].
     pub fn dims(&self) -> &[usize] {
         self.0.shape.dims()
     }
+    /// The number of dimensions.
     pub fn rank(&self) -> usize {
         self.0.shape.rank()
     }
+    /// The number of elements.
     pub fn elem_count(&self) -> usize {
         self.0.shape.elem_count()
     }
+    /// How the values are ordered in memory.
     pub fn layout(&self) -> Layout {
         self.0.layout
     }
+    /// Where the values live.
     pub fn device(&self) -> Device {
         self.0.device
     }
@@ -221,6 +236,9 @@ impl Tensor {
 
     // ----- storage access -----------------------------------------------------------------
 
+    /// Read access to the buffer, in this tensor's layout. Ops and kernels use it; others should
+    /// prefer [`Tensor::to_vec`]. Holding the guard blocks [`Tensor::storage_mut`] on this data (and
+    /// on every tensor sharing it).
     pub fn storage(&self) -> RwLockReadGuard<'_, Storage> {
         // A poisoned lock means a kernel panicked mid-write; the data is still well-formed f32s.
         self.0
@@ -229,6 +247,9 @@ impl Tensor {
             .read()
             .unwrap_or_else(|e| e.into_inner())
     }
+    /// Write access to the buffer, shared by every clone and view of this tensor. Writing is not
+    /// recorded for autodiff (for optimiser updates and loading, under [`crate::no_grad`]) and
+    /// invalidates caches keyed by a [`StorageStamp`] of this data.
     pub fn storage_mut(&self) -> RwLockWriteGuard<'_, Storage> {
         let guard = self
             .0

@@ -31,7 +31,10 @@ impl Tensor {
 pub struct GradCheck {
     /// Central-difference step.
     pub eps: f32,
+    /// Absolute tolerance: analytic and numeric derivatives agree when they differ by at most
+    /// `atol + rtol · |numeric|`.
     pub atol: f64,
+    /// Relative tolerance (see `atol`).
     pub rtol: f64,
     /// Largest number of elements perturbed per input (spread evenly over the tensor).
     pub max_elems: usize,

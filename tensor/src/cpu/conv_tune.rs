@@ -75,6 +75,7 @@ pub const GIVE_UP_FACTOR: f64 = 4.0;
 
 /// The source of time for the tuner: seconds since any fixed origin.
 pub trait Clock: Send + Sync {
+    /// Seconds since the clock's origin; never decreases.
     fn seconds(&self) -> f64;
 }
 
@@ -82,6 +83,7 @@ pub trait Clock: Send + Sync {
 pub struct WallClock(Instant);
 
 impl WallClock {
+    /// A clock whose origin is now.
     pub fn new() -> Self {
         WallClock(Instant::now())
     }
@@ -172,10 +174,15 @@ pub fn isa() -> String {
 /// rayon's pool: timings on 2 threads say little about 16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TuneKey {
+    /// The convolution.
     pub geom: ConvGeom,
+    /// Which of its three computations.
     pub stage: Stage,
+    /// The layout of the tensor the computation reads (x forward, dy backward).
     pub input: Layout,
+    /// Whether the convolution has a bias.
     pub bias: bool,
+    /// The threads the computation may use (1 inside a rayon task, else rayon's pool).
     pub threads: usize,
 }
 
@@ -184,10 +191,13 @@ pub struct TuneKey {
 /// contenders' runs scattered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
+    /// The computation the choice is for.
     pub key: TuneKey,
+    /// The path that runs it.
     pub path: PathKind,
     /// The threshold choice, kept unless another path won by [`MARGIN`].
     pub default: Option<PathKind>,
+    /// Each timed path and its fastest run, in seconds (a path that failed is absent).
     pub seconds: Vec<(PathKind, f64)>,
     /// The largest median / minimum among the fastest path and the default (1: no scatter).
     pub spread: f64,

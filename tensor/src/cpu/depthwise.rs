@@ -206,6 +206,9 @@ fn backward_weights_strided(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
     dw
 }
 
+/// The output `[N, O, Ho, Wo]` of a convolution in which every group reads one input channel
+/// ([`ConvGeom::is_depthwise`]), from plain `x` `[N, C, H, W]`, `w` `[O, 1, kh, kw]` and an
+/// optional `bias` `[O]`.
 pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuBuf {
     if g.sh == 1 && g.sw == 1 {
         forward_unit(x, w, bias, g)
@@ -214,6 +217,8 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> CpuB
     }
 }
 
+/// The input gradient `[N, C, H, W]` of such a convolution from the output gradient `dy`
+/// `[N, O, Ho, Wo]` and the weights `w`.
 pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
     if g.sh == 1 && g.sw == 1 {
         backward_data_unit(dy, w, g)
@@ -222,6 +227,8 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> CpuBuf {
     }
 }
 
+/// The weight gradient `[O, 1, kh, kw]` of such a convolution from its input `x` and the output
+/// gradient `dy`.
 pub fn backward_weights(x: &[f32], dy: &[f32], g: &ConvGeom) -> CpuBuf {
     if g.sh == 1 && g.sw == 1 {
         backward_weights_unit(x, dy, g)

@@ -9,6 +9,7 @@ use std::mem::MaybeUninit;
 
 const CHUNK: usize = 1 << 13;
 
+/// `op` applied to every value of `x` (in parallel above [`PAR_THRESHOLD`]).
 pub fn unary(op: UnaryOp, x: &[f32]) -> CpuBuf {
     // One monomorphised loop per op (the `match` outside the loop), so each vectorises.
     match op {
@@ -67,6 +68,8 @@ fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync + Copy) -> CpuBuf {
     })
 }
 
+/// The gradient of the input of `op` from its input `x`, its output `y` and the output's
+/// gradient `g` ([`UnaryOp::derivative`] per element; all three of one length).
 pub fn unary_backward(op: UnaryOp, x: &[f32], y: &[f32], g: &[f32]) -> CpuBuf {
     // One loop per op with the op a constant inside it, so that each vectorises.
     macro_rules! per_op {
@@ -148,6 +151,8 @@ fn offset(mut idx: usize, out: &[usize], strides: &[usize]) -> usize {
     o
 }
 
+/// `op` of `a` (shape `sa`) and `b` (shape `sb`) broadcast to `out`, row-major; `out` must be
+/// their broadcast shape ([`crate::ops::elementwise::broadcast_shape`]).
 pub fn binary(op: BinaryOp, a: &[f32], sa: &Shape, b: &[f32], sb: &Shape, out: &Shape) -> CpuBuf {
     if sa == out && sb == out {
         return match op {

@@ -9,12 +9,16 @@ pub use crate::backend::Gemm;
 /// A row-major matrix operand: `data[r * ld + c]`, optionally read transposed.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a> {
+    /// The values; element `(r, c)` of the stored matrix is `data[r * ld + c]`.
     pub data: &'a [f32],
+    /// The leading dimension: values from one stored row to the next (≥ the stored columns).
     pub ld: usize,
+    /// Whether the product reads the matrix transposed.
     pub trans: bool,
 }
 
 impl<'a> MatRef<'a> {
+    /// The matrix in `data` with leading dimension `ld`, read as stored.
     pub fn new(data: &'a [f32], ld: usize) -> Self {
         MatRef {
             data,
@@ -22,6 +26,7 @@ impl<'a> MatRef<'a> {
             trans: false,
         }
     }
+    /// The same matrix read transposed (twice: as stored again). Nothing is copied.
     pub fn t(self) -> Self {
         MatRef {
             trans: !self.trans,
@@ -45,11 +50,14 @@ impl<'a> MatRef<'a> {
 
 /// A row-major output matrix: `data[r * ld + c]`.
 pub struct MatMut<'a> {
+    /// The values; element `(r, c)` is `data[r * ld + c]`.
     pub data: &'a mut [f32],
+    /// The leading dimension: values from one row to the next (≥ the columns).
     pub ld: usize,
 }
 
 impl<'a> MatMut<'a> {
+    /// The matrix in `data` with leading dimension `ld`.
     pub fn new(data: &'a mut [f32], ld: usize) -> Self {
         MatMut { data, ld }
     }
@@ -87,6 +95,10 @@ impl Gemm {
 }
 
 /// `c = alpha · op(a) · op(b) + beta · c` (see [`Gemm`]), using every rayon thread.
+///
+/// # Panics
+/// If an operand's slice is too short for its matrix (a bug in the caller; see
+/// [`Gemm::prepare`]).
 pub fn sgemm(g: Gemm, a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) {
     sgemm_threads(rayon::current_num_threads(), g, a, b, c);
 }

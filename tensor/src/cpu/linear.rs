@@ -10,9 +10,13 @@ use rayon::prelude::*;
 /// `trans` (so `op(M)` is `cols × rows`).
 #[derive(Clone, Copy)]
 pub struct Operand<'a> {
+    /// The values of every matrix of the batch.
     pub data: &'a [f32],
+    /// Values from one matrix to the next (0: one matrix shared by the batch).
     pub stride: usize,
+    /// Columns of each matrix as stored (its leading dimension).
     pub cols: usize,
+    /// Whether each matrix is read transposed.
     pub trans: bool,
 }
 

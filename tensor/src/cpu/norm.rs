@@ -12,7 +12,9 @@ use rayon::prelude::*;
 /// to the spread; `x − mean` is exact there by Sterbenz's lemma) and `rstd = 1/sqrt(var + eps)`
 /// (biased variance).
 pub struct LayerNormForward {
+    /// The normalised (and scaled, shifted) output, shaped as the input.
     pub y: CpuBuf,
+    /// `[n, STATS]`: `[mean, mean_lo, rstd]` per sample, for [`layer_norm_backward`].
     pub stats: CpuBuf,
 }
 
@@ -74,8 +76,9 @@ pub fn layer_norm(
 pub struct LayerNormBackward {
     /// d/dx, when requested.
     pub dx: Option<CpuBuf>,
-    /// d/dgamma and d/dbeta (length `c`), when requested.
+    /// d/dgamma (length `c`), when requested.
     pub dgamma: Option<CpuBuf>,
+    /// d/dbeta (length `c`), when requested.
     pub dbeta: Option<CpuBuf>,
 }
 

@@ -8,9 +8,13 @@ use rayon::prelude::*;
 /// The two source cells of one output position and their weights.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tap {
+    /// The source cell at or before the position.
     pub i0: usize,
+    /// The next source cell (clamped to the last).
     pub i1: usize,
+    /// The weight of `i0` (`1 − l1`).
     pub l0: f32,
+    /// The weight of `i1`: the fractional part of the source position.
     pub l1: f32,
 }
 

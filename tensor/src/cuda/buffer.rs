@@ -244,9 +244,11 @@ impl CudaBuf {
         Ok(out)
     }
 
+    /// The number of f32 values.
     pub fn len(&self) -> usize {
         self.len
     }
+    /// Whether the buffer holds no value.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

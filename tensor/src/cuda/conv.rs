@@ -26,10 +26,13 @@ use std::sync::Arc;
 /// explicit amounts by the caller).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dGeometry {
+    /// Step `(vertical, horizontal)` of the window, in input pixels.
     pub stride: (usize, usize),
     /// `[top, bottom, left, right]`.
     pub pad: [usize; 4],
+    /// Spacing `(vertical, horizontal)` of the kernel's taps (1: adjacent).
     pub dilation: (usize, usize),
+    /// Channel groups (input channels = groups: depthwise).
     pub groups: usize,
 }
 

@@ -17,13 +17,18 @@ use cudarc::cublas::sys::cublasOperation_t;
 /// `buf[offset + r * ld + c]`; `trans` reads it transposed.
 #[derive(Clone, Copy, Debug)]
 pub struct DevMat<'a> {
+    /// The device buffer holding the matrix.
     pub buf: &'a CudaBuf,
+    /// Where the matrix starts in the buffer, in elements.
     pub offset: usize,
+    /// The leading dimension: elements from one stored row to the next.
     pub ld: usize,
+    /// Whether the product reads the matrix transposed.
     pub trans: bool,
 }
 
 impl<'a> DevMat<'a> {
+    /// The matrix at the start of `buf` with leading dimension `ld`, read as stored.
     pub fn new(buf: &'a CudaBuf, ld: usize) -> Self {
         DevMat {
             buf,
@@ -87,12 +92,16 @@ impl<'a> DevMat<'a> {
 /// A row-major output matrix on the device: element `(r, c)` is `buf[offset + r * ld + c]`.
 #[derive(Debug)]
 pub struct DevMatMut<'a> {
+    /// The device buffer the result is written to.
     pub buf: &'a mut CudaBuf,
+    /// Where the matrix starts in the buffer, in elements.
     pub offset: usize,
+    /// The leading dimension: elements from one row to the next.
     pub ld: usize,
 }
 
 impl<'a> DevMatMut<'a> {
+    /// The matrix at the start of `buf` with leading dimension `ld`.
     pub fn new(buf: &'a mut CudaBuf, ld: usize) -> Self {
         DevMatMut { buf, offset: 0, ld }
     }

@@ -49,6 +49,8 @@ pub enum CudaLib {
 }
 
 impl CudaLib {
+    /// The libraries every CUDA tensor op needs (NCCL, needed only by multi-GPU training, is not
+    /// among them).
     pub const ALL: [CudaLib; 4] = [
         CudaLib::Driver,
         CudaLib::Nvrtc,

@@ -32,9 +32,13 @@ use std::sync::Arc;
 /// implied: windows reach as far as `(out − 1)·stride + kernel`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Pool2dGeometry {
+    /// Window `(height, width)`.
     pub kernel: (usize, usize),
+    /// Step `(vertical, horizontal)` between windows.
     pub stride: (usize, usize),
+    /// Padding rows above the input: window `i` starts at row `i·stride.0 − pad_top`.
     pub pad_top: usize,
+    /// Padding columns left of the input.
     pub pad_left: usize,
     /// `(out_h, out_w)`.
     pub out: (usize, usize),

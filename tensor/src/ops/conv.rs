@@ -38,9 +38,14 @@ const OP: &str = "conv2d";
 /// tests and benchmarks that compare them in one process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum CpuConvBackend {
+    /// The path measured fastest for each convolution on this machine (or the measured thresholds
+    /// when tuning is off); see the type's docs.
     #[default]
     Auto,
+    /// The pure-Rust kernels (im2col + the `gemm` crate; direct kernels for depthwise convolutions).
+    /// Always available.
     Rust,
+    /// oneDNN's direct convolution for every convolution; an error when the library cannot be loaded.
     OneDnn,
     /// im2col over the whole batch and one oneDNN sgemm for every dense convolution (grouped
     /// ones are placed as under `Auto`); `Auto` uses it for small output maps.
@@ -55,6 +60,8 @@ impl CpuConvBackend {
     /// The environment variable read by [`CpuConvBackend::from_env`].
     pub const ENV: &'static str = "CONVRNN_CPU_CONV";
 
+    /// The backend named by `s` (`auto` or empty, `rust`, `onednn` or `dnnl`, `gemm`, `winograd`;
+    /// case-insensitive), or `None` for any other name.
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "auto" => Some(CpuConvBackend::Auto),

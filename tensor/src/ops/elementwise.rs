@@ -11,25 +11,38 @@ use serde::{Deserialize, Serialize};
 /// A pointwise function of one tensor. The CUDA backend compiles one kernel per variant.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum UnaryOp {
+    /// `-x`.
     Neg,
+    /// `eˣ` (Cephes' polynomial, ≤ 2 ulp on the reduced range): infinity above 88.72 and 0
+    /// below −87.34, where `f32::exp` would give subnormals.
     Exp,
+    /// The natural logarithm; `-inf` at 0 and NaN below, like `f32::ln`.
     Log,
+    /// The logistic function `1 / (1 + e⁻ˣ)`.
     Sigmoid,
+    /// The hyperbolic tangent.
     Tanh,
     /// ELU with alpha = 1.
     Elu,
+    /// `max(x, 0)`; the derivative at 0 is taken as 0.
     Relu,
+    /// `x²`.
     Sqr,
+    /// `√x`; NaN below 0, and an infinite derivative at 0.
     Sqrt,
+    /// `1 / x`; infinite at 0.
     Recip,
     /// `mul * x + add`.
     Affine {
+        /// The factor.
         mul: f32,
+        /// The offset.
         add: f32,
     },
 }
 
 impl UnaryOp {
+    /// The function at one value (what every backend computes per element).
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
         match self {
@@ -83,6 +96,7 @@ impl UnaryOp {
         }
     }
 
+    /// The op's name, as recorded on the tape and used in error messages (`"sigmoid"`).
     pub fn name(self) -> &'static str {
         match self {
             UnaryOp::Neg => "neg",
@@ -100,6 +114,7 @@ impl UnaryOp {
     }
 }
 
+/// The logistic function `1 / (1 + e⁻ˣ)` at one value, as the engine computes it.
 #[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
     fastmath::sigmoid(x)
@@ -108,13 +123,18 @@ pub fn sigmoid(x: f32) -> f32 {
 /// A pointwise function of two (broadcast) tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BinaryOp {
+    /// `a + b`.
     Add,
+    /// `a - b`.
     Sub,
+    /// `a · b`.
     Mul,
+    /// `a / b` (IEEE: infinite or NaN where `b` is 0).
     Div,
 }
 
 impl BinaryOp {
+    /// The function at one pair of values.
     #[inline(always)]
     pub fn apply(self, a: f32, b: f32) -> f32 {
         match self {
@@ -124,6 +144,7 @@ impl BinaryOp {
             BinaryOp::Div => a / b,
         }
     }
+    /// The op's name, as recorded on the tape and used in error messages (`"mul"`).
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -179,33 +200,44 @@ impl Tensor {
         }))
     }
 
+    /// `-self`, elementwise ([`UnaryOp::Neg`]; the same shape, layout and device, recorded for
+    /// autodiff like every op here).
     pub fn neg(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Neg)
     }
+    /// `eˣ` elementwise ([`UnaryOp::Exp`]).
     pub fn exp(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Exp)
     }
+    /// The natural logarithm elementwise ([`UnaryOp::Log`]; NaN for negative values, not an error).
     pub fn log(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Log)
     }
+    /// The logistic function elementwise ([`UnaryOp::Sigmoid`]).
     pub fn sigmoid(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Sigmoid)
     }
+    /// The hyperbolic tangent elementwise ([`UnaryOp::Tanh`]).
     pub fn tanh(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Tanh)
     }
+    /// ELU with alpha 1 elementwise: `x` above 0, `eˣ - 1` below ([`UnaryOp::Elu`]).
     pub fn elu(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Elu)
     }
+    /// `max(x, 0)` elementwise ([`UnaryOp::Relu`]).
     pub fn relu(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Relu)
     }
+    /// `x²` elementwise ([`UnaryOp::Sqr`]).
     pub fn sqr(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Sqr)
     }
+    /// `√x` elementwise ([`UnaryOp::Sqrt`]; NaN for negative values, not an error).
     pub fn sqrt(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Sqrt)
     }
+    /// `1 / x` elementwise ([`UnaryOp::Recip`]).
     pub fn recip(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Recip)
     }
@@ -213,9 +245,11 @@ impl Tensor {
     pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
         self.unary(UnaryOp::Affine { mul, add })
     }
+    /// `self + v` elementwise (an [`UnaryOp::Affine`]).
     pub fn add_scalar(&self, v: f32) -> Result<Tensor> {
         self.affine(1.0, v)
     }
+    /// `self · v` elementwise (an [`UnaryOp::Affine`]).
     pub fn mul_scalar(&self, v: f32) -> Result<Tensor> {
         self.affine(v, 0.0)
     }
@@ -277,15 +311,23 @@ impl Tensor {
         }))
     }
 
+    /// `self + rhs` with NumPy broadcasting ([`Tensor::binary`]).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when the shapes do not broadcast, [`Error::DeviceMismatch`] when
+    /// the tensors live on different devices.
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Add, rhs)
     }
+    /// `self - rhs` with broadcasting (errors as [`Tensor::add`]).
     pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Sub, rhs)
     }
+    /// `self · rhs` elementwise with broadcasting (errors as [`Tensor::add`]).
     pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Mul, rhs)
     }
+    /// `self / rhs` elementwise with broadcasting (errors as [`Tensor::add`]).
     pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(BinaryOp::Div, rhs)
     }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Squash {
+    /// The logistic function, into (0, 1): gates that scale.
     Sigmoid,
+    /// The hyperbolic tangent, into (−1, 1): candidate states.
     Tanh,
 }
 

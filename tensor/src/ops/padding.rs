@@ -19,9 +19,13 @@ pub enum Padding {
     Same,
     /// Explicit amounts per side.
     Explicit {
+        /// Rows of zeros above the input.
         top: usize,
+        /// Rows of zeros below the input.
         bottom: usize,
+        /// Columns of zeros left of the input.
         left: usize,
+        /// Columns of zeros right of the input.
         right: usize,
     },
 }

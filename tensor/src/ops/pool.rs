@@ -24,6 +24,7 @@ pub struct Pool2dOpts {
     pub kernel: (usize, usize),
     /// Step `(vertical, horizontal)`.
     pub stride: (usize, usize),
+    /// Cells added around the input; padded cells never win a max and are not averaged.
     pub padding: Padding,
     /// Round the output size up (PyTorch's `ceil_mode`): a partial last window is kept when it
     /// starts inside the input or the top/left padding.
@@ -53,6 +54,7 @@ impl Pool2dOpts {
         }
     }
 
+    /// The same options with `ceil_mode` (round the output size up).
     pub fn with_ceil_mode(self, ceil_mode: bool) -> Self {
         Pool2dOpts { ceil_mode, ..self }
     }
@@ -159,17 +161,29 @@ pub fn pool2d_output_size(in_hw: (usize, usize), opts: &Pool2dOpts) -> Result<(u
 /// decides the output size).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolGeom {
+    /// Batch size.
     pub n: usize,
+    /// Channels.
     pub c: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Output height.
     pub oh: usize,
+    /// Output width.
     pub ow: usize,
+    /// Window height.
     pub kh: usize,
+    /// Window width.
     pub kw: usize,
+    /// Vertical stride.
     pub sh: usize,
+    /// Horizontal stride.
     pub sw: usize,
+    /// Padding rows above the input (window `i` starts at input row `i·sh − pad_top`).
     pub pad_top: usize,
+    /// Padding columns left of the input.
     pub pad_left: usize,
 }
 

@@ -58,7 +58,10 @@ pub enum WeightProduct<'a> {
     Forward(Option<&'a [f32]>),
     /// The input gradient from dy, for a convolution with or without a bias (one primitive
     /// serves the three computations of a convolution, and the bias is part of its key).
-    BackwardData { has_bias: bool },
+    BackwardData {
+        /// Whether the convolution has a bias (it selects the cached primitive, not the result).
+        has_bias: bool,
+    },
 }
 
 /// An output argument of one call: the caller's buffer, the memory oneDNN writes (the buffer

@@ -17,7 +17,9 @@ use rayon::prelude::*;
 /// A convolution `g` on the library `d`: what each computation of a [`GemmConv`] works with.
 #[derive(Clone, Copy)]
 pub struct Job<'d> {
+    /// The loaded library (its sgemm and buffer pool).
     pub d: &'d OneDnn,
+    /// The convolution.
     pub g: &'d ConvGeom,
 }
 
@@ -43,6 +45,11 @@ pub struct Checked<'d, C> {
 }
 
 impl<'d, C: GemmConv> Checked<'d, C> {
+    /// The convolution `g` on `d` by `C`.
+    ///
+    /// # Errors
+    /// `C`'s error (an [`Error::InvalidArgument`](crate::Error::InvalidArgument) saying what it
+    /// needs) when `C` does not compute `g`.
     pub fn new(d: &'d OneDnn, g: &'d ConvGeom) -> Result<Self> {
         C::check(g)?;
         let conv = std::marker::PhantomData;

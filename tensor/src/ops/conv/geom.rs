@@ -12,8 +12,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Conv2dOpts {
+    /// `(vertical, horizontal)` step of the window, in input pixels (≥ 1).
     pub stride: (usize, usize),
+    /// Zeros added around the input (TensorFlow's `SAME` by default).
     pub padding: Padding,
+    /// `(vertical, horizontal)` spacing of the kernel's taps, in input pixels (1: adjacent; ≥ 1).
     pub dilation: (usize, usize),
     /// Input and output channels are split into this many independent groups; `groups == C` is a
     /// depthwise convolution (with `O = m·C` for a channel multiplier `m`).
@@ -32,21 +35,25 @@ impl Default for Conv2dOpts {
 }
 
 impl Conv2dOpts {
+    /// The same options with stride `s` in both directions.
     pub fn with_stride(self, s: usize) -> Self {
         Conv2dOpts {
             stride: (s, s),
             ..self
         }
     }
+    /// The same options with `padding`.
     pub fn with_padding(self, padding: Padding) -> Self {
         Conv2dOpts { padding, ..self }
     }
+    /// The same options with dilation `d` in both directions.
     pub fn with_dilation(self, d: usize) -> Self {
         Conv2dOpts {
             dilation: (d, d),
             ..self
         }
     }
+    /// The same options with `groups` groups (`groups` = input channels: depthwise).
     pub fn with_groups(self, groups: usize) -> Self {
         Conv2dOpts { groups, ..self }
     }
@@ -119,23 +126,42 @@ pub fn conv2d_output_size(
 /// primitives (and, serialised, of the tuned CPU paths on disk), so it holds nothing but sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ConvGeom {
+    /// Batch size N.
     pub n: usize,
+    /// Input channels C.
     pub c: usize,
+    /// Input height H.
     pub h: usize,
+    /// Input width W.
     pub w: usize,
+    /// Output channels O.
     pub o: usize,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Vertical stride.
     pub sh: usize,
+    /// Horizontal stride.
     pub sw: usize,
+    /// Vertical dilation.
     pub dh: usize,
+    /// Horizontal dilation.
     pub dw: usize,
+    /// Zero rows added above the input.
     pub pt: usize,
+    /// Zero rows added below the input.
     pub pb: usize,
+    /// Zero columns added left of the input.
     pub pl: usize,
+    /// Zero columns added right of the input.
     pub pr: usize,
+    /// Output height.
     pub ho: usize,
+    /// Output width.
     pub wo: usize,
+    /// Channel groups (input and output channels are split into this many independent
+    /// convolutions; C = groups: depthwise).
     pub groups: usize,
 }
 
@@ -246,18 +272,23 @@ impl ConvGeom {
     pub fn weight_shape(&self) -> [usize; 4] {
         [self.o, self.cg(), self.kh, self.kw]
     }
+    /// Positions of one input channel: H·W.
     pub fn in_plane(&self) -> usize {
         self.h * self.w
     }
+    /// Positions of one output channel: Ho·Wo.
     pub fn out_plane(&self) -> usize {
         self.ho * self.wo
     }
+    /// Values of the whole input: N·C·H·W.
     pub fn in_len(&self) -> usize {
         self.n * self.c * self.in_plane()
     }
+    /// Values of the whole output: N·O·Ho·Wo.
     pub fn out_len(&self) -> usize {
         self.n * self.o * self.out_plane()
     }
+    /// Values of the weights: O·(C/groups)·kh·kw.
     pub fn weight_len(&self) -> usize {
         self.o * self.kdim()
     }
@@ -284,22 +315,29 @@ impl ConvGeom {
 /// implementation, and caches of prepared data are kept per computation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Stage {
+    /// The output from the input and the weights (and bias).
     Forward,
+    /// The gradient of the input from the output's gradient and the weights.
     BackwardData,
+    /// The gradients of the weights (and bias) from the input and the output's gradient.
     BackwardWeights,
 }
 
 /// An activation `[N, C, H, W]` (or its gradient) as a backend's convolution reads it: its
 /// buffer (by default the host values) and the layout the values are in.
 pub struct Activation<'a, B: ?Sized = [f32]> {
+    /// The values (or the buffer on the backend's device).
     pub data: &'a B,
+    /// How the values are ordered: [`Layout::Plain`] NCHW or, on the CPU, [`Layout::Blocked16`].
     pub layout: Layout,
 }
 
 /// Plain weights `[O, C/groups, kh, kw]` (by default the host values) and the stamp of their
 /// storage, under which copies derived from them (reordered or transformed weights) are cached.
 pub struct Weights<'a, B: ?Sized = [f32]> {
+    /// The values, plain `[O, C/groups, kh, kw]`.
     pub data: &'a B,
+    /// Which data this is, so caches of derived copies know when the weights changed.
     pub stamp: &'a StorageStamp,
 }
 
