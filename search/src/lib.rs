@@ -12,7 +12,32 @@
 //! ([`study::Study::open`] with a [`study::StudyConfig`]), and call
 //! [`study::Study::run_worker`] with an objective that reads the trial's parameters
 //! ([`study::TrialHandle::params`]), trains, and calls [`study::TrialHandle::report`] after
-//! each epoch, returning [`study::TrialFailure::Pruned`] when told to.
+//! each epoch, returning [`study::TrialFailure::Pruned`] when told to. `examples/own_space.rs`
+//! tunes gradient descent that way (`cargo run -p search --example own_space`).
+//!
+//! A study of one parameter in a SQLite file, run by one worker:
+//!
+//! ```
+//! use search::{Direction, Domain, ParamSpace, SqliteStorage, Study, StudyConfig, TrialFailure};
+//! use std::sync::Arc;
+//!
+//! let space = ParamSpace::new().with("x", Domain::Float { low: -3.0, high: 3.0, log: false });
+//! let mut config = StudyConfig::new(space);
+//! config.direction = Direction::Minimize;
+//! let dir = tempfile::tempdir().expect("a temporary folder");
+//! let storage = Arc::new(SqliteStorage::open(dir.path().join("study.db"))?);
+//! let study = Study::open(storage, "parabola", config)?;
+//! let summary = study.run_worker(12, &mut |trial| {
+//!     let x = trial.params()["x"].as_f64().ok_or(TrialFailure::Failed("no x".into()))?;
+//!     Ok((x - 1.0) * (x - 1.0))
+//! })?;
+//! assert_eq!(summary.complete, 12);
+//! let report = study.report(3)?;
+//! let best = report.best.and_then(|t| t.value).expect("a complete trial");
+//! assert!(report.trials.iter().filter_map(|t| t.value).all(|v| v >= best));
+//! # Ok::<(), search::SearchError>(())
+//! ```
+#![warn(missing_docs)]
 
 #[cfg(feature = "convrnn")]
 pub mod convrnn;

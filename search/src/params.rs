@@ -10,13 +10,18 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ParamValue {
+    /// A yes/no choice (a feedback edge on or off).
     Bool(bool),
+    /// An integer (a filter size, a depth; 0 often means "off").
     Int(i64),
+    /// A real number (a learning rate, a bias).
     Float(f64),
+    /// One of a [`Domain::Categorical`]'s names (an activation function).
     Categorical(String),
 }
 
 impl ParamValue {
+    /// The value as a real: a `Float`, or an `Int` converted; `None` for the other kinds.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             ParamValue::Float(v) => Some(*v),
@@ -24,18 +29,21 @@ impl ParamValue {
             _ => None,
         }
     }
+    /// The value of an `Int`; `None` for the other kinds (a `Float` is not truncated).
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             ParamValue::Int(v) => Some(*v),
             _ => None,
         }
     }
+    /// The value of a `Bool`; `None` for the other kinds.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             ParamValue::Bool(v) => Some(*v),
             _ => None,
         }
     }
+    /// The name of a `Categorical`; `None` for the other kinds.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             ParamValue::Categorical(v) => Some(v),
@@ -53,26 +61,35 @@ pub type Params = BTreeMap<String, ParamValue>;
 pub enum Domain {
     /// A real in `[low, high]`, uniform or log-uniform.
     Float {
+        /// The smallest value (finite; > 0 when `log`).
         low: f64,
+        /// The largest value (finite, ≥ `low`).
         high: f64,
+        /// Sample uniformly in `ln(value)` rather than in the value (rates spanning decades).
         #[serde(default)]
         log: bool,
     },
     /// An integer in `[low, high]`, uniform or log-uniform.
     Int {
+        /// The smallest value (> 0 when `log`).
         low: i64,
+        /// The largest value (≥ `low`).
         high: i64,
+        /// Sample uniformly in `ln(value)` rather than in the value.
         #[serde(default)]
         log: bool,
     },
     /// One of a few integers (filter sizes, depths), unordered.
     IntChoice {
+        /// The integers to choose from (at least one).
         choices: Vec<i64>,
     },
     /// One of a few names.
     Categorical {
+        /// The names to choose from (at least one).
         choices: Vec<String>,
     },
+    /// `false` or `true`.
     Bool,
 }
 
@@ -159,24 +176,33 @@ impl Domain {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Condition {
+    /// The parameter is always sampled.
     Always,
     /// The integer parameter `param` is present and non-zero (a path whose size 0 means off).
     NonZero {
+        /// The name of the integer parameter.
         param: String,
     },
     /// The boolean parameter `param` is present and true.
     IsTrue {
+        /// The name of the boolean parameter.
         param: String,
     },
+    /// Every one of the conditions holds (true for an empty list).
     All {
+        /// The conditions.
         of: Vec<Condition>,
     },
+    /// At least one of the conditions holds (false for an empty list).
     Any {
+        /// The conditions.
         of: Vec<Condition>,
     },
 }
 
 impl Condition {
+    /// Whether the condition holds for the parameters drawn so far (a parameter that is absent is
+    /// neither non-zero nor true).
     pub fn holds(&self, params: &Params) -> bool {
         match self {
             Condition::Always => true,
@@ -209,8 +235,11 @@ impl Condition {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParamDef {
+    /// The parameter's name, unique in the space (the key in [`Params`]).
     pub name: String,
+    /// Where its values come from.
     pub domain: Domain,
+    /// When it is sampled; it may read only parameters listed before this one.
     pub condition: Condition,
 }
 

@@ -22,8 +22,11 @@ pub enum Pruner {
     /// continues only if its value is in the top `1/η` of all values reported at that step
     /// (the best one continues while fewer than η have reported).
     SuccessiveHalving {
+        /// The step of the first rung (0 counts as 1).
         min_resource: u64,
+        /// η: each rung keeps the top `1/η` and lies η times further (values below 2 count as 2).
         reduction_factor: u64,
+        /// `s`: skips the first `s` rungs (0: the first rung is at `min_resource`).
         min_early_stopping_rate: u32,
     },
 }

@@ -16,14 +16,21 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrialSummary {
+    /// The trial's number in the study (0, 1, … in creation order).
     pub number: u64,
+    /// Its state when the report was built.
     pub state: TrialState,
+    /// The parameters it ran with.
     pub params: Params,
+    /// The objective's final value (complete trials only).
     pub value: Option<f64>,
+    /// The values reported per step (epoch), which pruners compare.
     pub intermediate: BTreeMap<u64, f64>,
     /// The `params_count` user attribute, when the objective set it.
     pub params_count: Option<u64>,
+    /// Why it failed, or why it was re-queued (its worker died).
     pub reason: Option<String>,
+    /// How many times it was started (more than 1 after a dead worker's trial was re-queued).
     pub attempts: u32,
     /// Set on a trial stored as running whose worker is gone (its process died on this host, or
     /// it sent no heartbeat within the timeout): why it is presumed dead. Such a trial is counted
@@ -36,8 +43,11 @@ pub struct TrialSummary {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParetoPoint {
+    /// The trial's number.
     pub number: u64,
+    /// Its objective value.
     pub value: f64,
+    /// The model's parameter count, from the trial's `params_count` attribute.
     pub params_count: u64,
 }
 
@@ -47,24 +57,38 @@ pub struct ParetoPoint {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Importance {
+    /// The parameter's name.
     pub param: String,
+    /// The share of the objective's variance its value explains, in `[0, 1]`.
     pub score: f64,
+    /// The number of complete trials that had the parameter.
     pub n_trials: usize,
 }
 
+/// A study summed up for people and scripts: counts per state, every trial, the best, the top K,
+/// the accuracy-vs-size Pareto front and parameter importances. Serialises to the
+/// `report.json` that [`SearchReport::write`] puts beside its plots (`cargo xtask search report`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchReport {
+    /// The study's name.
     pub study: String,
+    /// What the space varies ([`Space::base_name`]), e.g. the base model.
     pub base: String,
+    /// Whether the objective is maximised or minimised.
     pub direction: Direction,
+    /// The number of trials stored, in every state.
     pub n_trials: usize,
     /// State name → count.
     pub states: BTreeMap<String, usize>,
+    /// Every trial, by number.
     pub trials: Vec<TrialSummary>,
+    /// The best complete trial, if any finished.
     pub best: Option<TrialSummary>,
     /// Numbers of the top-K complete trials, best first.
     pub top: Vec<u64>,
+    /// The complete trials no other beats on both the objective and the parameter count (fewest
+    /// parameters first); only trials that set `params_count` take part.
     pub pareto_front: Vec<ParetoPoint>,
     /// Most important first.
     pub importance: Vec<Importance>,
@@ -88,6 +112,8 @@ fn summary(t: &TrialRecord) -> TrialSummary {
 pub const ORPHANED: &str = "orphaned";
 
 impl SearchReport {
+    /// The report of the study `study` (stored with `config`) over `trials`, with the best `top_k`
+    /// (at least 1) listed in `top`.
     pub fn build<S: Space>(
         study: &str,
         config: &StudyConfig<S>,

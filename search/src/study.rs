@@ -23,10 +23,13 @@ pub struct StudyConfig<S> {
     /// What a trial samples.
     #[serde(flatten)]
     pub space: S,
+    /// Whether the objective is maximised (the default) or minimised.
     #[serde(default)]
     pub direction: Direction,
+    /// Settings of the TPE sampler.
     #[serde(default)]
     pub sampler: TpeConfig,
+    /// Which trials are stopped early (the median rule by default).
     #[serde(default)]
     pub pruner: Pruner,
     /// Makes the sampled parameters of trial `n` a function of the seed and of the trials before
@@ -72,8 +75,12 @@ pub struct ShouldPrune(pub bool);
 /// What one call of [`Study::run_worker`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerSummary {
+    /// Trials that finished with a value.
     pub complete: usize,
+    /// Trials the pruner stopped.
     pub pruned: usize,
+    /// Trials that failed: the objective returned [`TrialFailure::Failed`] or a non-finite value,
+    /// or panicked.
     pub failed: usize,
     /// Trials taken over by another worker while this one ran them (presumed dead); their results
     /// were discarded.
@@ -115,12 +122,15 @@ impl<S> Study<S> {
         }
     }
 
+    /// The study's name.
     pub fn name(&self) -> &str {
         &self.info.name
     }
+    /// The configuration the study was created with (as stored).
     pub fn config(&self) -> &StudyConfig<S> {
         &self.config
     }
+    /// How this worker decides that other workers died, and how often it heartbeats.
     pub fn stale_policy(&self) -> StalePolicy {
         self.policy
     }
@@ -128,10 +138,16 @@ impl<S> Study<S> {
     pub fn set_stale_policy(&mut self, policy: StalePolicy) {
         self.policy = policy;
     }
+    /// This process as a worker (the owner name written into the trials it claims).
     pub fn worker(&self) -> &WorkerInfo {
         &self.worker
     }
 
+    /// Every trial of the study, by number.
+    ///
+    /// # Errors
+    /// A failure of the database ([`SearchError::Sqlite`], [`SearchError::Postgres`]) or a row it
+    /// cannot read.
     pub fn trials(&self) -> Result<Vec<TrialRecord>, SearchError> {
         self.storage.trials(self.info.id)
     }
@@ -309,9 +325,11 @@ impl<S> std::fmt::Debug for TrialHandle<'_, S> {
 }
 
 impl<S> TrialHandle<'_, S> {
+    /// The trial's parameters (only those whose condition held).
     pub fn params(&self) -> &Params {
         &self.trial.params
     }
+    /// The trial's number in the study (from 0).
     pub fn number(&self) -> u64 {
         self.trial.number
     }
@@ -319,6 +337,7 @@ impl<S> TrialHandle<'_, S> {
     pub fn attempt(&self) -> u32 {
         self.trial.attempt
     }
+    /// The study's configuration (its space, direction, sampler, pruner and seed).
     pub fn config(&self) -> &StudyConfig<S> {
         &self.study.config
     }
@@ -364,6 +383,8 @@ impl<S> TrialHandle<'_, S> {
         self.study.storage.set_user_attr(self.trial.id, key, &value)
     }
 
+    /// Records the model's parameter count (the `params_count` attribute), which places the trial
+    /// on the report's accuracy-vs-size Pareto front.
     pub fn set_params_count(&mut self, n: usize) -> Result<(), SearchError> {
         self.set_user_attr("params_count", serde_json::Value::from(n as u64))
     }

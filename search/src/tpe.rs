@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// A finished trial as the sampler sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
+    /// The parameters the trial was run with.
     pub params: Params,
     /// Higher is better (the study negates minimised objectives); `None` for a pruned trial.
     pub score: Option<f64>,
@@ -27,6 +28,7 @@ pub struct RandomSampler {
 }
 
 impl RandomSampler {
+    /// A sampler whose draws are fixed by `seed`.
     pub fn new(seed: u64) -> Self {
         RandomSampler {
             rng: Rng::new(seed),
@@ -84,6 +86,8 @@ pub struct TpeSampler<'h> {
 }
 
 impl<'h> TpeSampler<'h> {
+    /// The sampler of one trial: `history` is every finished trial of the study (scores with higher
+    /// better), `seed` fixes its draws (a study derives it from its seed and the trial number).
     pub fn new(cfg: TpeConfig, seed: u64, history: &'h [Observation]) -> Self {
         TpeSampler {
             cfg,

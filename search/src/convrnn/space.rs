@@ -18,38 +18,71 @@ use topology::{EdgeSpec, ModelSpec};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CellKnob {
+    /// Kernel size of the input gates' conv (`gate.conv.size`); 0 removes the cell state.
     GateSize,
+    /// Kernel size of the conv from the drive `x` into the cell state; 0: identity.
     InputToCellSize,
+    /// Kernel size of the conv from `x` into the output state; 0: the identity bypass.
     InputToOutSize,
+    /// Kernel size of the conv applied to incoming feedback (at least 1).
     FeedbackSize,
+    /// Kernel size of the self-decay gates' conv (at least 1).
     TauSize,
+    /// Whether the decay conv is depth-separable.
     TauSeparable,
+    /// The decay gates' squashing function (`sigmoid` or `tanh`).
     TauNonlinearity,
+    /// Constant added to the squashed decay value.
     TauOffset,
+    /// Factor on the squashed decay value.
     TauMultiplier,
+    /// Constant added inside the decay gates' squashing.
     TauBias,
+    /// Whether the input gates' conv is depth-separable.
     GateSeparable,
+    /// The input gates' squashing function.
     GateNonlinearity,
+    /// Constant added to the squashed input-gate value.
     GateOffset,
+    /// Factor on the squashed input-gate value.
     GateMultiplier,
+    /// Constant added inside the input gates' squashing.
     GateBias,
+    /// Whether the `x` → cell-state conv is depth-separable.
     InputToCellSeparable,
+    /// Whether the `x` → output-state conv is depth-separable.
     InputToOutSeparable,
+    /// Whether the feedback conv is depth-separable.
     FeedbackSeparable,
+    /// Where feedback is added: to the input, the cell-state input or the output-state input.
     FeedbackEntry,
+    /// The activation applied to the feedback after its conv.
     FeedbackActivation,
+    /// The activation applied to the drive `x` before it enters the cell.
     InputActivation,
+    /// The activation of the new cell state.
     CellActivation,
+    /// The activation of the new output state.
     OutActivation,
+    /// Channels of the cell state.
     CellDepth,
+    /// Whether a conv of the cell state feeds the output state.
     CellToOut,
+    /// Whether the area's input is added to the cell-state input.
     CellResidual,
+    /// Whether the area's input is added to the output-state input.
     OutResidual,
+    /// Whether a conv of the area's input enters the cell state's decay gate.
     ResidualToCellTau,
+    /// Whether a conv of the area's input enters the cell state's input gate.
     ResidualToCellGate,
+    /// Whether a conv of the area's input enters the output state's decay gate.
     ResidualToOutTau,
+    /// Whether a conv of the area's input enters the output state's input gate.
     ResidualToOutGate,
+    /// Whether both states are layer-normalised before their activations.
     LayerNorm,
+    /// The variance-scaling scale of the cell's conv initialisation.
     InitScale,
 }
 
@@ -69,6 +102,8 @@ enum KnobKind {
 }
 
 impl CellKnob {
+    /// The knob's name in parameter names (`cell.<name>` or `<area>.<name>`): snake case,
+    /// e.g. `input_to_cell_size`.
     pub fn name(self) -> String {
         match serde_json::to_value(self) {
             Ok(serde_json::Value::String(s)) => s,
@@ -117,7 +152,10 @@ impl CellKnob {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KnobDomain {
+    /// The knob.
     pub knob: CellKnob,
+    /// The values it is searched over (of the knob's type: sizes are integers, flags booleans,
+    /// functions names, the rest reals).
     pub domain: Domain,
 }
 
@@ -125,7 +163,9 @@ pub struct KnobDomain {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainHparams {
+    /// The learning rate.
     pub lr: f64,
+    /// The L2 weight decay.
     pub weight_decay: f64,
 }
 
@@ -140,10 +180,13 @@ pub struct RgcSpace {
     pub shared: bool,
     /// Values of the knobs that are not searched (and of knobs switched off by a condition).
     pub template: GeneralRgcSpec,
+    /// The knobs searched and their domains; every other knob keeps the template's value.
     pub knobs: Vec<KnobDomain>,
     /// Candidate extra edges, each on or off. Edges of the base spec are kept as they are.
     pub feedback_candidates: Vec<EdgeSpec>,
+    /// The learning rates searched.
     pub lr: Domain,
+    /// The weight decays searched.
     pub weight_decay: Domain,
 }
 

@@ -33,18 +33,25 @@ pub use sqlite::SqliteStorage;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
+    /// Larger values are better (accuracy; the default).
     #[default]
     Maximize,
+    /// Smaller values are better (a loss, an error rate).
     Minimize,
 }
 
 impl Direction {
+    /// The name stored in the database and in reports: `maximize` or `minimize`.
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::Maximize => "maximize",
             Direction::Minimize => "minimize",
         }
     }
+    /// The direction named `s` as [`Direction::as_str`] writes it.
+    ///
+    /// # Errors
+    /// [`SearchError::Storage`] for any other text (a database written by something else).
     pub fn parse(s: &str) -> Result<Direction, SearchError> {
         match s {
             "maximize" => Ok(Direction::Maximize),
@@ -69,14 +76,21 @@ impl Direction {
 pub enum TrialState {
     /// Re-queued after its worker died; the next claim takes it.
     Waiting,
+    /// A worker holds it (or held it and has not yet been found dead).
     #[default]
     Running,
+    /// Finished with a value.
     Complete,
+    /// Stopped early by the pruner; its intermediate values are kept.
     Pruned,
+    /// The objective returned an error or a non-finite value or panicked, or the trial's workers
+    /// died [`StalePolicy::max_attempts`] times.
     Failed,
 }
 
 impl TrialState {
+    /// The name stored in the database and in reports (`waiting`, `running`, `complete`,
+    /// `pruned`, `failed`).
     pub fn as_str(self) -> &'static str {
         match self {
             TrialState::Waiting => "waiting",
@@ -86,6 +100,10 @@ impl TrialState {
             TrialState::Failed => "failed",
         }
     }
+    /// The state named `s` as [`TrialState::as_str`] writes it.
+    ///
+    /// # Errors
+    /// [`SearchError::Storage`] for any other text.
     pub fn parse(s: &str) -> Result<TrialState, SearchError> {
         Ok(match s {
             "waiting" => TrialState::Waiting,
@@ -100,6 +118,7 @@ impl TrialState {
             }
         })
     }
+    /// Whether the trial is over for good (complete, pruned or failed): it will not run again.
     pub fn is_finished(self) -> bool {
         matches!(
             self,
@@ -115,12 +134,16 @@ pub struct TrialRecord {
     pub id: i64,
     /// Number within the study, from 0.
     pub number: u64,
+    /// Where it is in its life cycle.
     pub state: TrialState,
+    /// The parameters it was sampled with.
     pub params: Params,
     /// Final objective value (complete trials; the last reported value for pruned ones).
     pub value: Option<f64>,
     /// Step (epoch) → reported value.
     pub intermediate: BTreeMap<u64, f64>,
+    /// Values the objective attached to it (e.g. `params_count`, the model's parameter count, which
+    /// the report's Pareto front uses).
     pub user_attrs: BTreeMap<String, serde_json::Value>,
     /// Why it failed.
     pub reason: Option<String>,
@@ -130,6 +153,7 @@ pub struct TrialRecord {
     pub owner: Option<String>,
     /// Unix seconds.
     pub started_at: Option<f64>,
+    /// Unix seconds, once finished.
     pub finished_at: Option<f64>,
     /// A running trial's worker (host, pid, start time) and last heartbeat: what tells a live
     /// worker from a dead one ([`stale_verdict`]).
@@ -140,8 +164,11 @@ pub struct TrialRecord {
 /// Identity of a worker process, precise enough to tell whether it is still alive on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerInfo {
+    /// `host:pid:start_ticks`, the owner name written into the trials it holds.
     pub id: String,
+    /// The host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `localhost`).
     pub host: String,
+    /// The process id.
     pub pid: u32,
     /// Process start time in clock ticks since boot (Linux `/proc/<pid>/stat` field 22); 0 when
     /// unknown. It tells a dead worker from a new process that reused its pid.
@@ -149,6 +176,7 @@ pub struct WorkerInfo {
 }
 
 impl WorkerInfo {
+    /// This process.
     pub fn current() -> WorkerInfo {
         let pid = std::process::id();
         let host = hostname();
@@ -224,18 +252,26 @@ impl Default for StalePolicy {
 /// The owner columns of a running trial.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OwnerRow {
+    /// The host of the worker holding the trial.
     pub host: Option<String>,
+    /// Its process id.
     pub pid: Option<i64>,
+    /// Its process start time, in clock ticks since boot (see [`WorkerInfo::start_ticks`]).
     pub start_ticks: Option<i64>,
+    /// Its last heartbeat, Unix seconds.
     pub heartbeat: Option<f64>,
+    /// How many times the trial has been started.
     pub attempts: u32,
 }
 
 /// What to do with a running trial found during a claim.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StaleVerdict {
+    /// The worker is alive: leave the trial running.
     Alive,
+    /// The worker is dead (the reason given): put the trial back to `waiting` for another attempt.
     Requeue(String),
+    /// The worker is dead and the trial has used up its attempts: mark it failed with the reason.
     Fail(String),
 }
 
@@ -283,6 +319,8 @@ pub fn stale_verdict(
     }
 }
 
+/// The current time in Unix seconds, as heartbeats and start/finish times are stored (0 if the
+/// clock is before 1970).
 pub fn now_s() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -293,8 +331,11 @@ pub fn now_s() -> f64 {
 /// A trial handed to a worker.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClaimedTrial {
+    /// The trial's database id.
     pub id: i64,
+    /// The trial's number in the study.
     pub number: u64,
+    /// The parameters to run it with.
     pub params: Params,
     /// 1 for a fresh trial, more for a re-run after a dead worker.
     pub attempt: u32,
@@ -303,8 +344,11 @@ pub struct ClaimedTrial {
 /// A study as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StudyInfo {
+    /// The study's database id.
     pub id: i64,
+    /// The study's name (unique in the database).
     pub name: String,
+    /// Whether its objective is maximised or minimised.
     pub direction: Direction,
     /// The study's configuration (space, sampler, pruner) as JSON.
     pub config: String,
@@ -337,6 +381,8 @@ pub trait Storage: Send + Sync {
     /// Stores an intermediate value and refreshes the heartbeat; `false` if `worker` no longer
     /// owns the trial.
     fn report(&self, trial: i64, worker: &str, step: u64, value: f64) -> Result<bool, SearchError>;
+    /// Refreshes the heartbeat of a running trial; `false` if `worker` no longer owns it (it was
+    /// presumed dead and the trial re-queued).
     fn heartbeat(&self, trial: i64, worker: &str) -> Result<bool, SearchError>;
     /// Moves an owned running trial to a final state.
     fn finish(
@@ -347,6 +393,7 @@ pub trait Storage: Send + Sync {
         value: Option<f64>,
         reason: Option<&str>,
     ) -> Result<bool, SearchError>;
+    /// Attaches `value` to the trial under `key`, replacing any previous value.
     fn set_user_attr(
         &self,
         trial: i64,
