@@ -55,15 +55,17 @@ pub enum Error {
         msg: String,
     },
     /// A model named on a command line is neither a preset, a spec file, a run folder nor a
-    /// checkpoint ([`crate::load_model`]).
+    /// checkpoint ([`crate::load_model`]). The message names it once and lists what is accepted.
     #[error(
-        "model `{given}`: not a preset, a spec file, a run directory or a checkpoint ({presets})"
+        "unknown model `{given}`: expected a preset ({}), or the path of a model spec JSON file, \
+         a training run's folder or a .safetensors checkpoint (no file or folder has that name)",
+        .presets.join(", ")
     )]
     UnknownModel {
         /// What was given.
         given: String,
-        /// The zoo's answer for that name (the presets it knows).
-        presets: String,
+        /// The zoo's preset names.
+        presets: Vec<String>,
     },
     /// A file given as a model spec is not one.
     #[error("spec file {path}: {msg}")]

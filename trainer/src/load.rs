@@ -75,7 +75,7 @@ pub fn load_model(name_or_path: &str, device: Device) -> Result<LoadedModel> {
     }
     Err(Error::UnknownModel {
         given: name_or_path.to_string(),
-        presets: zoo::get_or_err(name_or_path).err().unwrap_or_default(),
+        presets: zoo::names().into_iter().map(String::from).collect(),
     })
 }
 
@@ -145,9 +145,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = load_model("no_such_preset_or_path", Device::Cpu).unwrap_err();
         assert!(
-            matches!(&err, Error::UnknownModel { presets, .. } if presets.contains(PRESET)),
+            matches!(&err, Error::UnknownModel { presets, .. } if presets.iter().any(|p| p == PRESET)),
             "{err}"
         );
+        // Named once (the zoo's own "unknown model" message used to repeat it), with what is
+        // accepted instead.
+        let msg = err.to_string();
+        assert_eq!(msg.matches("no_such_preset_or_path").count(), 1, "{msg}");
+        for expected in [PRESET, "spec JSON file", "run's folder", "checkpoint"] {
+            assert!(msg.contains(expected), "{msg} should mention {expected}");
+        }
         let empty_run = load_model(dir.path().to_str().unwrap(), Device::Cpu).unwrap_err();
         assert!(matches!(empty_run, Error::Checkpoint { .. }), "{empty_run}");
         let not_json = dir.path().join("notes.txt");

@@ -162,8 +162,11 @@ struct Loaded {
 
 /// The model `--model` names, through the loader every tool shares ([`trainer::load_model`]).
 fn load_model(spec_or_run: &str, device: Device) -> Result<Loaded> {
-    let loaded = trainer::load_model(spec_or_run, device)
-        .with_context(|| format!("--model {spec_or_run}"))?;
+    let loaded = trainer::load_model(spec_or_run, device).map_err(|e| match e {
+        // It names what was given and lists what is accepted; a context would repeat the name.
+        e @ trainer::Error::UnknownModel { .. } => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(format!("--model {spec_or_run}")),
+    })?;
     let name = match loaded.source {
         ModelSource::Preset => {
             eprintln!("note: {spec_or_run} is a preset with random weights; pass a training run to score a trained model");
@@ -682,5 +685,27 @@ fn main() -> Result<()> {
         Cmd::Score(a) => score(&a),
         Cmd::ExportActivations(a) => export(&a),
         Cmd::BenchFit(a) => bench_fit::run(&a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_model_is_named_once_with_what_is_accepted() {
+        let err = match load_model("no_such_model", Device::Cpu) {
+            Ok(_) => panic!("`no_such_model` loaded"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert_eq!(err.matches("no_such_model").count(), 1, "{err}");
+        for accepted in [
+            "compact_rgc",
+            "spec JSON file",
+            "run's folder",
+            "checkpoint",
+        ] {
+            assert!(err.contains(accepted), "{err} should mention {accepted}");
+        }
     }
 }
