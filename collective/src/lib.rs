@@ -15,6 +15,27 @@
 //! [`connect`] picks the backend for a [`Launch`]. Every collective waits at most
 //! [`Options::timeout`]: a dead or stuck rank becomes an error on the others (and, under MPI, an
 //! abort of the whole job) instead of a hang.
+//!
+//! A process reads its place in the job from the launcher's variables, connects, and averages
+//! its gradients with the other ranks' (here a job of one):
+//!
+//! ```
+//! use collective::{connect, Collective, CollectiveExt, Launch, Launcher, Options, ReduceOp};
+//!
+//! // What `torchrun --nproc-per-node 4` gives its second process.
+//! let vars = [("RANK", "1"), ("WORLD_SIZE", "4"), ("LOCAL_RANK", "1")];
+//! let launch = Launch::from_vars(|k| {
+//!     vars.iter().find(|(name, _)| *name == k).map(|(_, v)| v.to_string())
+//! })?;
+//! assert_eq!((launch.launcher, launch.rank, launch.world_size), (Launcher::Torchrun, 1, 4));
+//!
+//! // One process: every collective is the identity.
+//! let comm = connect(&Launch::single(), &Options::default())?;
+//! let mut grads = vec![0.5f32, -1.0];
+//! comm.all_reduce_f32(&mut grads, ReduceOp::Average)?;
+//! assert_eq!((comm.world_size(), grads), (1, vec![0.5, -1.0]));
+//! # Ok::<(), collective::Error>(())
+//! ```
 
 #![warn(missing_docs)]
 

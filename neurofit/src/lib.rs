@@ -22,6 +22,30 @@
 //!
 //! System packages (Debian names) this crate builds against: `libopenblas-dev` (LAPACK for
 //! `ndarray-linalg`), `libhdf5-dev` (HDF5 1.10+ for `hdf5-metno`), `pkg-config`.
+//!
+//! The regressions on their own: fit responses `[stimulus, neuroid]` from features `[stimulus,
+//! feature]` on some stimuli and check the predictions on the others (what [`score`] does per
+//! split, area and time bin):
+//!
+//! ```
+//! use ndarray::{s, Array2};
+//! use neurofit::{stats::pearson_columns, Regression};
+//! use seeded_rng::Rng;
+//!
+//! // Three neuroids driven by two of eight features, plus noise; 60 stimuli to fit, 20 to test.
+//! let mut rng = Rng::new(1);
+//! let x = Array2::from_shape_fn((80, 8), |_| rng.normal());
+//! let y = Array2::from_shape_fn((80, 3), |(i, j)| {
+//!     (j as f64 + 1.0) * x[[i, j % 2]] + 0.1 * rng.normal()
+//! });
+//! let ridge = Regression::Ridge { alphas: vec![0.1, 1.0, 10.0] };
+//! ridge.validate()?;
+//! let (fit, test) = (s![..60, ..], s![60.., ..]);
+//! let predicted = ridge.fit_predict(x.slice(fit), y.slice(fit), x.slice(test))?;
+//! let r = pearson_columns(predicted.view(), y.slice(test));
+//! assert!(r.iter().all(|r| *r > 0.9), "{r:?}");
+//! # Ok::<(), neurofit::NeurofitError>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod assembly;

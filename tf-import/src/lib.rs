@@ -11,6 +11,21 @@
 //!
 //! `tests/parity.rs` runs imported models against what the reference code computes
 //! (`tests/reference/`, made by running the official code under TensorFlow 2).
+//!
+//! Importing a downloaded checkpoint (its prefix, `.index` file or folder) as the released
+//! architecture it belongs to (`cargo xtask import` does this and writes a run folder):
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use tensor::Device;
+//!
+//! let spec = topology::zoo::get("rgc_intermediate").expect("a released architecture");
+//! let ckpt = Path::new("ckpts/rgc_intermediate/model.ckpt");
+//! let imported = tf_import::import_path(ckpt, &spec, Device::Cpu)?;
+//! let r = &imported.report;
+//! println!("{} constants checked; skipped {:?}", r.constants_checked, r.training_state_skipped);
+//! # Ok::<(), tf_import::ImportError>(())
+//! ```
 #![warn(missing_docs)]
 
 mod error;
