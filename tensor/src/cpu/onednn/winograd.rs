@@ -20,12 +20,23 @@
 //! transformed tiles `V` `[16][N·tiles][C]`, `M` and `dM` `[16][N·tiles][O]` are point-major, so
 //! that every product reads and writes contiguous matrices (oneDNN's sgemm ran the weight
 //! gradient's transposed products at 41 GFLOP/s on tile-major views with leading dimension 16·C,
-//! and at 92 on contiguous ones); the filters `U` and `dU` are `[O][16][C]`.
+//! and at 92 on contiguous ones); the filters `U` are `[O][16][C]`, their gradient `dU`
+//! `[16][O][C]`.
+//!
+//! The 16 products of a call are independent, so they run as 16 rayon tasks, each a
+//! single-threaded sgemm ([`super::thread_budget`] is 1 inside a task), rather than one after
+//! another each on every thread: on the RGC's small maps (6×6 and 3×3 at batch 16: 144 and 64
+//! tiles) one product is a fraction of a millisecond, and splitting each over the threads paid an
+//! OpenMP fork and join (a futex wake-up under the passive wait policy) 16 times per call.
+//! Measured on 2 AVX-512 cores shared with other work (`xtask bench unroll --model rgc_shallow
+//! --size 96 --steps 16 --iters 2`, thresholds, three pairs back to back): 31.4 s of CPU time
+//! against 35.3 with the products in series, 53 s wall against 66. With more rayon threads than
+//! 16, some stay idle during the products.
 
 use super::gemm_conv::{rows, GemmConv, Job};
 use super::Scratch;
 use crate::cpu::gemm::{Gemm, MatMut, MatRef};
-use crate::cpu::simd;
+use crate::cpu::simd::Isa;
 use crate::error::Result;
 use crate::ops::conv::{Activation, ConvGeom, Weights};
 use rayon::prelude::*;
@@ -179,7 +190,8 @@ const GRADIENT: Transform<4> = Transform {
 };
 
 /// `t` of every tile of rows `src` `[N·H·W, width]` (zero outside the map): `out`
-/// `[16][N·tiles][width]` (every element written).
+/// `[16][N·tiles][width]` (every element written), with the AVX2 copy where `isa` allows
+/// ([`vectorised`]).
 fn transform_tiles<const K: usize>(
     src: &[f32],
     n: usize,
@@ -187,6 +199,7 @@ fn transform_tiles<const K: usize>(
     width: usize,
     out: &mut [f32],
     t: &Transform<K>,
+    isa: Isa,
 ) {
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
     let per_image = th * tw;
@@ -206,22 +219,29 @@ fn transform_tiles<const K: usize>(
                 &src[((i * h + y as usize) * w + x as usize) * width..][..width]
             }
         });
-        transform_row(&window, &mut dst, width, t);
+        transform_row(&window, &mut dst, width, t, isa);
     });
 }
 
+/// Whether the AVX2 copies of the transforms may run: `isa` is AVX2 or wider and this CPU has it
+/// (the tests ask for [`Isa::Baseline`] to run the scalar copies on any CPU).
+fn vectorised(isa: Isa) -> bool {
+    isa != Isa::Baseline && isa.available()
+}
+
 /// One tile row of `t`: `dst[k][ch]` for every channel `ch` of `width`, by the AVX2 version
-/// (where the CPU has it) on whole registers and the scalar one on the rest.
+/// (where [`vectorised`]) on whole registers and the scalar one on the rest.
 fn transform_row<const K: usize>(
     src: &[&[f32]; K],
     dst: &mut [&mut [f32]; POINTS],
     width: usize,
     t: &Transform<K>,
+    isa: Isa,
 ) {
     let full = width - width % LANES;
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if simd::has_avx2_fma() {
+    if vectorised(isa) {
         // SAFETY: the CPU has AVX2; every source and destination holds `width` values.
         unsafe { (t.fast)(src, dst, full) };
         done = full;
@@ -316,8 +336,8 @@ fn output_transform(m: &[[f32; LANES]; POINTS]) -> [[f32; LANES]; 4] {
 }
 
 /// The 2×2 output tiles `Aᵀ M A` of `m` `[16][N·tiles][O]`, cropped to the map: rows `yr`
-/// `[N·H·W, O]` (every element written).
-fn output_tiles(m: &[f32], n: usize, (h, w): (usize, usize), o: usize, yr: &mut [f32]) {
+/// `[N·H·W, O]` (every element written), with the AVX2 copy where `isa` allows ([`vectorised`]).
+fn output_tiles(m: &[f32], n: usize, (h, w): (usize, usize), o: usize, yr: &mut [f32], isa: Isa) {
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
     let per_image = th * tw;
     let yr = &mut yr[..n * h * w * o];
@@ -331,7 +351,7 @@ fn output_tiles(m: &[f32], n: usize, (h, w): (usize, usize), o: usize, yr: &mut 
             for t in 0..per_image {
                 let row = i * per_image + t;
                 let src = std::array::from_fn(|k| &m[(k * rows + row) * o..][..o]);
-                output_tile(&src, img, (h, w), (2 * (t / tw), 2 * (t % tw)), o);
+                output_tile(&src, img, (h, w), (2 * (t / tw), 2 * (t % tw)), o, isa);
             }
         });
 }
@@ -344,11 +364,12 @@ fn output_tile(
     (h, w): (usize, usize),
     (y0, x0): (usize, usize),
     o: usize,
+    isa: Isa,
 ) {
     let full = o - o % LANES;
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if simd::has_avx2_fma() {
+    if vectorised(isa) {
         let at: [Option<usize>; 4] = std::array::from_fn(|k| {
             let (yy, xx) = (y0 + k / 2, x0 + k % 2);
             (yy < h && xx < w).then_some((yy * w + xx) * o)
@@ -399,14 +420,13 @@ fn gradient_transform(y: &[[f32; LANES]; 4]) -> [[f32; LANES]; POINTS] {
     m
 }
 
-/// The adjoint of [`filters`] (forward): `dw[o][c] = Gᵀ dU[o][c] G` for `du` `[O][16][C]`, into
+/// The adjoint of [`filters`] (forward): `dw[o][c] = Gᵀ dU[o][c] G` for `du` `[16][O][C]`, into
 /// plain `[O, C, 3, 3]`.
 fn filter_gradients(du: &[f32], o: usize, c: usize) -> Vec<f32> {
     let mut dw = vec![0.0; o * c * 9];
     dw.par_chunks_mut(c * 9).enumerate().for_each(|(oo, dst)| {
-        let src = &du[oo * POINTS * c..][..POINTS * c];
         for (ii, g) in dst.chunks_exact_mut(9).enumerate() {
-            let u = |k: usize| src[k * c + ii];
+            let u = |k: usize| du[(k * o + oo) * c + ii];
             // Gᵀ dU: three rows of four.
             let mut t = [[0.0f32; 4]; 3];
             for s in 0..4 {
@@ -583,7 +603,7 @@ fn tiles_of<'d>(j: Job<'d>, x: Activation<'_>, c: usize) -> (usize, Scratch<'d>)
     let xr = rows(d, x, [n, c, g.h, g.w]);
     let tiles = n * hw.0.div_ceil(2) * hw.1.div_ceil(2);
     let mut v = d.scratch(tiles * POINTS * c);
-    transform_tiles(&xr, n, hw, c, &mut v, &INPUT);
+    transform_tiles(&xr, n, hw, c, &mut v, &INPUT, Isa::detect());
     (tiles, v)
 }
 
@@ -598,17 +618,35 @@ fn convolve<'d>(
     let Job { d, g } = j;
     let (tiles, v) = tiles_of(j, x, ins);
     let mut m = d.scratch(tiles * POINTS * outs);
-    for p in 0..POINTS {
+    let v: &[f32] = &v;
+    per_point(&mut m, tiles * outs, |p, mp| {
         d.sgemm(
             Gemm::new(tiles, outs, ins),
             MatRef::new(&v[p * tiles * ins..], ins),
             MatRef::new(&u[p * ins..], POINTS * ins).t(),
-            MatMut::new(&mut m[p * tiles * outs..], outs),
-        )?;
-    }
+            MatMut::new(mp, outs),
+        )
+    })?;
     let mut yr = d.scratch(g.n * g.in_plane() * outs);
-    output_tiles(&m, g.n, (g.h, g.w), outs, &mut yr);
+    output_tiles(&m, g.n, (g.h, g.w), outs, &mut yr, Isa::detect());
     Ok(yr)
+}
+
+/// `product(p, plane)` for each of the 16 points, as parallel tasks, with `plane` the `p`-th
+/// `len` elements of `out`.
+fn per_point(
+    out: &mut [f32],
+    len: usize,
+    product: impl Fn(usize, &mut [f32]) -> Result<()> + Sync,
+) -> Result<()> {
+    if len == 0 {
+        // Nothing to compute (and `par_chunks_mut` refuses a chunk size of 0).
+        return Ok(());
+    }
+    out[..POINTS * len]
+        .par_chunks_mut(len)
+        .enumerate()
+        .try_for_each(|(p, plane)| product(p, plane))
 }
 
 /// The weight shape, part of the transformed filters' cache key.
@@ -660,16 +698,17 @@ impl GemmConv for Winograd {
         let Job { d, g } = j;
         let (tiles, v) = tiles_of(j, x, g.c);
         let mut dm = d.scratch(tiles * POINTS * g.o);
-        transform_tiles(dyr, g.n, (g.h, g.w), g.o, &mut dm, &GRADIENT);
-        let mut du = d.scratch(g.o * POINTS * g.c);
-        for p in 0..POINTS {
+        transform_tiles(dyr, g.n, (g.h, g.w), g.o, &mut dm, &GRADIENT, Isa::detect());
+        let mut du = d.scratch(POINTS * g.o * g.c);
+        let (v, dm): (&[f32], &[f32]) = (&v, &dm);
+        per_point(&mut du, g.o * g.c, |p, dup| {
             d.sgemm(
                 Gemm::new(g.o, g.c, tiles),
                 MatRef::new(&dm[p * tiles * g.o..], g.o).t(),
                 MatRef::new(&v[p * tiles * g.c..], g.c),
-                MatMut::new(&mut du[p * g.c..], POINTS * g.c),
-            )?;
-        }
+                MatMut::new(dup, g.c),
+            )
+        })?;
         Ok(filter_gradients(&du, g.o, g.c))
     }
 }
@@ -706,6 +745,57 @@ mod tests {
                 }
                 assert_eq!(y[r * 2 + s][0], want, "output ({r}, {s})");
             }
+        }
+    }
+
+    /// The AVX2 copies of the tile transforms compute what the scalar ones do (on an AVX2
+    /// machine the scalar ones otherwise run only on the last channels), on whole registers and
+    /// a tail, with partial tiles at the bottom and right.
+    #[test]
+    fn avx2_transforms_equal_the_scalar_ones() {
+        if !Isa::Avx2Fma.available() {
+            eprintln!("skipping: this CPU has no AVX2, only the scalar transforms run");
+            return;
+        }
+        let (n, hw, width): (usize, (usize, usize), usize) = (2, (5, 3), 2 * LANES + 4);
+        let tiles = n * hw.0.div_ceil(2) * hw.1.div_ceil(2);
+        let src: Vec<f32> = (0..n * hw.0 * hw.1 * width)
+            .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+            .collect();
+        let input = |isa| {
+            let mut out = vec![f32::NAN; POINTS * tiles * width];
+            transform_tiles(&src, n, hw, width, &mut out, &INPUT, isa);
+            out
+        };
+        let gradient = |isa| {
+            let mut out = vec![f32::NAN; POINTS * tiles * width];
+            transform_tiles(&src, n, hw, width, &mut out, &GRADIENT, isa);
+            out
+        };
+        let products = input(Isa::Baseline);
+        let output = |isa| {
+            let mut yr = vec![f32::NAN; src.len()];
+            output_tiles(&products, n, hw, width, &mut yr, isa);
+            yr
+        };
+        let want = [
+            products.clone(),
+            gradient(Isa::Baseline),
+            output(Isa::Baseline),
+        ];
+        assert!(want.iter().flatten().all(|v| v.is_finite()));
+        let got = [
+            input(Isa::Avx2Fma),
+            gradient(Isa::Avx2Fma),
+            output(Isa::Avx2Fma),
+        ];
+        for (what, (g, w)) in ["input", "gradient", "output"]
+            .iter()
+            .zip(got.iter().zip(&want))
+        {
+            // Equal as numbers: the AVX2 gradient negates by 0 − y, the scalar one by −y, so a
+            // zero may differ in sign.
+            assert_eq!(g, w, "{what} transform");
         }
     }
 

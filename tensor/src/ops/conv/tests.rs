@@ -600,8 +600,9 @@ fn blocked_depthwise_on_the_rust_path() {
     assert_eq!(y.layout(), Layout::Plain);
 }
 
-/// oneDNN primitives are shared between threads; concurrent calls (from rayon tasks and plain
-/// threads) must give the same results as one call at a time.
+/// oneDNN primitives are shared between threads, and Winograd runs its products as rayon tasks
+/// of their own; concurrent calls (from rayon tasks and plain threads), forward and both
+/// gradients, must give the same results as one call at a time.
 #[test]
 fn concurrent_onednn_calls() {
     use rayon::prelude::*;
@@ -612,23 +613,30 @@ fn concurrent_onednn_calls() {
     let mut rng = Rng::new(10);
     let c = case([2, 16, 12, 12], 32, (3, 3), Conv2dOpts::default(), true);
     let (x, w, b) = inputs(&mut rng, &c);
-    let want = x
-        .conv2d_on(&w, b.as_ref(), &c.opts, CpuConvBackend::Rust)
-        .unwrap()
-        .to_vec()
-        .unwrap();
-    let run = || {
-        let y = x
-            .conv2d_on(&w, b.as_ref(), &c.opts, CpuConvBackend::OneDnn)
-            .unwrap();
-        assert_close(&y.to_vec().unwrap(), &want, 1e-4, "concurrent");
+    let (x, w) = (x.into_variable(), w.into_variable());
+    let results = |be| {
+        let y = x.conv2d_on(&w, b.as_ref(), &c.opts, be).unwrap();
+        let grads = y.backward_with_grad(&y.ones_like().unwrap()).unwrap();
+        [&y, grads.get(&x).unwrap(), grads.get(&w).unwrap()].map(|t| t.to_vec().unwrap())
     };
-    (0..16).into_par_iter().for_each(|_| run());
-    std::thread::scope(|s| {
-        for _ in 0..3 {
-            s.spawn(|| (0..5).for_each(|_| run()));
-        }
-    });
+    let want = results(CpuConvBackend::Rust);
+    for be in [
+        CpuConvBackend::OneDnn,
+        CpuConvBackend::Gemm,
+        CpuConvBackend::Winograd,
+    ] {
+        let run = || {
+            for (i, (got, want)) in results(be).iter().zip(&want).enumerate() {
+                assert_close(got, want, 1e-4, &format!("concurrent {be:?} result {i}"));
+            }
+        };
+        (0..16).into_par_iter().for_each(|_| run());
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| (0..5).for_each(|_| run()));
+            }
+        });
+    }
 }
 
 /// Special cases with their own code: 1×1 stride-1 (no im2col), 1×1 strided, multiplier-1
