@@ -75,3 +75,12 @@ fn largest_change(a: &[f32], b: &[f32]) -> f32 {
         .map(|(p, q)| (p - q).abs())
         .fold(0.0, f32::max)
 }
+
+#[cfg(test)]
+mod tests {
+    /// `cargo test` runs the example end to end (`test = true` in the crate's Cargo.toml).
+    #[test]
+    fn runs() {
+        super::main().unwrap_or_else(|e| panic!("{e}"));
+    }
+}

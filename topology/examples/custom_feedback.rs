@@ -104,3 +104,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// `cargo test` runs the example end to end (`test = true` in the crate's Cargo.toml).
+    #[test]
+    fn runs() {
+        super::main().unwrap_or_else(|e| panic!("{e}"));
+    }
+}
