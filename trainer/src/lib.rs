@@ -53,7 +53,7 @@ pub use config::{DataSpec, LossSteps, TrainConfig};
 pub use error::{Error, Result};
 pub use evaluate::{evaluate, evaluate_on, EvalCounts, EvalOptions, EvalReport};
 pub use fit::{evaluate_checkpoint, fit, Control, FitOptions, FitReport, Outcome};
-pub use load::{load_model, LoadedModel, ModelSource};
+pub use load::{load_model, locate_model, locate_path, LoadedModel, ModelRef, ModelSource};
 pub use lr::{Decay, LrSchedule};
 pub use metrics::EpochMetrics;
 pub use optim::{Optimizer, OptimizerSpec};

@@ -1,6 +1,7 @@
 //! What a user names on a command line as "the model" — a zoo preset, a spec JSON file, a training
 //! run's folder or one of its checkpoints — turned into a built model. The `neurofit` binary and
-//! `cargo xtask` load models through [`load_model`], so every tool accepts the same names.
+//! `cargo xtask` load models through [`load_model`] (or [`locate_model`] then [`ModelRef::load`],
+//! to know what a model is before reading its weights), so every tool accepts the same names.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,7 @@ use tensor::Device;
 use topology::{zoo, BuildError, Model, ModelSpec};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::{Error, Result};
+use crate::{Error, Result, TrainConfig};
 
 /// Where a loaded model's spec and weights came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +41,47 @@ impl LoadedModel {
     }
 }
 
+/// What a name or path names, before any weights are read: the spec, where it comes from and,
+/// for a checkpoint, the training run's configuration (its header read and verified, its tensors
+/// not). [`locate_model`] finds one, [`ModelRef::load`] builds it; [`load_model`] does both. A
+/// caller that must know what a model is before paying for its weights (`cargo xtask figures
+/// --models` lists, keys and filters models first) locates now and loads later.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelRef {
+    /// The model's spec (a checkpoint's: the run's).
+    pub spec: ModelSpec,
+    /// Where spec and weights come from.
+    pub source: ModelSource,
+    /// The run's settings (data, seed, steps, ...) when the source is a checkpoint.
+    pub config: Option<TrainConfig>,
+}
+
+impl ModelRef {
+    /// Builds the model on `device`: a checkpoint's trained weights, read and verified now, or
+    /// freshly initialised weights (seed 0). A checkpoint that no longer holds the located spec
+    /// (replaced in between) is an error, not another model.
+    pub fn load(&self, device: Device) -> Result<LoadedModel> {
+        let model = match &self.source {
+            ModelSource::Checkpoint(file) => {
+                let ck = Checkpoint::read(file)?;
+                if ck.config.model != self.spec {
+                    return Err(Error::checkpoint(
+                        file,
+                        "holds another model than when it was first read (replaced in between?)",
+                    ));
+                }
+                ck.model(device)?
+            }
+            ModelSource::Preset | ModelSource::SpecFile(_) => Model::new(&self.spec, device, 0)?,
+        };
+        Ok(LoadedModel {
+            model,
+            name: self.spec.name.clone(),
+            source: self.source.clone(),
+        })
+    }
+}
+
 /// Builds the model `name_or_path` names on `device`, trying in turn:
 /// a zoo preset (`topology::zoo`); a folder or a `.safetensors` file, read as a training run's
 /// checkpoint (the folder's best, else its latest); any other existing file, read as a spec JSON
@@ -48,35 +90,51 @@ impl LoadedModel {
 /// Errors say which of these failed and why; a name that is none of them gets
 /// [`Error::UnknownModel`], listing the presets.
 pub fn load_model(name_or_path: &str, device: Device) -> Result<LoadedModel> {
+    locate_model(name_or_path)?.load(device)
+}
+
+/// What [`load_model`] would build from `name_or_path`, found as it finds it, without reading
+/// weights.
+pub fn locate_model(name_or_path: &str) -> Result<ModelRef> {
     if let Some(spec) = zoo::get(name_or_path) {
-        return Ok(LoadedModel {
-            model: Model::new(&spec, device, 0)?,
-            name: spec.name,
+        return Ok(ModelRef {
+            spec,
             source: ModelSource::Preset,
+            config: None,
         });
     }
     let path = Path::new(name_or_path);
-    if path.is_dir() || path.extension().is_some_and(|e| e == "safetensors") {
-        let file = checkpoint::resolve(path)?;
-        let ck = Checkpoint::read(&file)?;
-        return Ok(LoadedModel {
-            model: ck.model(device)?,
-            name: ck.config.model.name.clone(),
-            source: ModelSource::Checkpoint(file),
-        });
-    }
-    if path.is_file() {
-        let spec = read_spec(path)?;
-        return Ok(LoadedModel {
-            model: Model::new(&spec, device, 0)?,
-            name: spec.name,
-            source: ModelSource::SpecFile(path.to_path_buf()),
-        });
+    if names_checkpoint(path) || path.is_file() {
+        return locate_path(path);
     }
     Err(Error::UnknownModel {
         given: name_or_path.to_string(),
         presets: zoo::names().into_iter().map(String::from).collect(),
     })
+}
+
+/// A path (any bytes, not only UTF-8) as [`locate_model`] reads one that is not a preset: a
+/// folder or a `.safetensors` file is a training run's checkpoint, anything else a spec file.
+pub fn locate_path(path: &Path) -> Result<ModelRef> {
+    if names_checkpoint(path) {
+        let file = checkpoint::resolve(path)?;
+        let config = Checkpoint::read_config(&file)?;
+        return Ok(ModelRef {
+            spec: config.model.clone(),
+            source: ModelSource::Checkpoint(file),
+            config: Some(config),
+        });
+    }
+    Ok(ModelRef {
+        spec: read_spec(path)?,
+        source: ModelSource::SpecFile(path.to_path_buf()),
+        config: None,
+    })
+}
+
+/// Whether `path` is read as a checkpoint: a folder (a run's) or a `.safetensors` file.
+fn names_checkpoint(path: &Path) -> bool {
+    path.is_dir() || path.extension().is_some_and(|e| e == "safetensors")
 }
 
 /// A spec JSON file, parsed and validated.
@@ -138,6 +196,51 @@ mod tests {
             assert_eq!(loaded.name, spec.name);
             assert_eq!(values(&loaded.model), values(&trained));
         }
+    }
+
+    #[test]
+    fn located_models_say_what_they_are_and_load_as_load_model_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = zoo::get(PRESET).unwrap();
+        let mut config = TrainConfig::for_model(spec.clone(), DataSpec::FashionMnist { dir: None });
+        config.seed = 3;
+        let trained = Model::new(&spec, Device::Cpu, 7).unwrap();
+        let opt = Optimizer::new(OptimizerSpec::sgd_nesterov(0.0)).unwrap();
+        let file = dir.path().join(LATEST);
+        save(&file, &config, &Progress::default(), &trained, &opt).unwrap();
+        let run = locate_path(dir.path()).unwrap();
+        assert_eq!(run.source, ModelSource::Checkpoint(file.clone()));
+        assert_eq!(
+            run.config.as_ref(),
+            Some(&config),
+            "the run's settings, seed included"
+        );
+        assert_eq!(run.spec, spec);
+        assert_eq!(locate_model(dir.path().to_str().unwrap()).unwrap(), run);
+        assert_eq!(
+            values(&run.load(Device::Cpu).unwrap().model),
+            values(&trained)
+        );
+        let preset = locate_model(PRESET).unwrap();
+        assert_eq!(
+            (&preset.source, &preset.config),
+            (&ModelSource::Preset, &None)
+        );
+        let fresh = Model::new(&spec, Device::Cpu, 0).unwrap();
+        assert_eq!(
+            values(&preset.load(Device::Cpu).unwrap().model),
+            values(&fresh)
+        );
+        // Another model written over the checkpoint after it was located: an error naming it.
+        let other = zoo::get("compact_rgc").unwrap();
+        let config = TrainConfig::for_model(other.clone(), DataSpec::FashionMnist { dir: None });
+        let replaced = Model::new(&other, Device::Cpu, 0).unwrap();
+        save(&file, &config, &Progress::default(), &replaced, &opt).unwrap();
+        let err = run.load(Device::Cpu).unwrap_err();
+        assert!(
+            matches!(&err, Error::Checkpoint { .. }) && err.to_string().contains(LATEST),
+            "{err}"
+        );
     }
 
     #[test]

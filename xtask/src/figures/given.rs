@@ -3,6 +3,10 @@
 //! `cargo xtask train` and `cargo xtask import` write them) is one model, named by its folder;
 //! a model with any recurrent cell or feedback edge is a ConvRNN, the others feedforward nets.
 //!
+//! Models are found and loaded through the trainer's one model loader ([`trainer::locate_path`]
+//! when the folder is read, [`trainer::ModelRef::load`] when a model is evaluated), as the
+//! `neurofit` binary loads them for the neural stages.
+//!
 //! Every stage of a given model reads a *model key* that holds a fingerprint of its checkpoint
 //! file (FNV-1a over its bytes), so replacing a model's weights recomputes exactly its stages.
 //! Each folder is one trained network (one seed): the figures have no error bars and the tests
@@ -30,6 +34,8 @@ pub struct Given {
     pub checkpoint: PathBuf,
     /// The run configuration stored in the checkpoint (model spec, data, seed).
     pub config: TrainConfig,
+    /// The model as the trainer's loader located it; [`evaluate`] builds it from this.
+    pub located: trainer::ModelRef,
     pub family: Family,
     pub params: usize,
     /// Where the weights came from, in words.
@@ -148,9 +154,16 @@ fn read(dir: &Path) -> Result<Given> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .with_context(|| format!("{} has no folder name", dir.display()))?;
-    let checkpoint = trainer::checkpoint::resolve(dir)?;
-    let config = trainer::checkpoint::Checkpoint::read_config(&checkpoint)
-        .with_context(|| format!("--models: reading {}", checkpoint.display()))?;
+    let located = trainer::locate_path(dir)
+        .with_context(|| format!("--models: reading the run folder {}", dir.display()))?;
+    let (trainer::ModelSource::Checkpoint(checkpoint), Some(config)) =
+        (located.source.clone(), located.config.clone())
+    else {
+        bail!(
+            "--models: {} was not read as a run folder with a checkpoint",
+            dir.display()
+        );
+    };
     let params = topology::count::cost(&config.model)
         .with_context(|| format!("--models: the model of {}", dir.display()))?
         .params;
@@ -180,6 +193,7 @@ fn read(dir: &Path) -> Result<Given> {
         dir: dir.to_path_buf(),
         checkpoint,
         config,
+        located,
         params,
         source,
     })
@@ -274,8 +288,11 @@ pub fn evaluate(
     device: tensor::Device,
 ) -> Result<Trained> {
     let (wall, cpu) = (std::time::Instant::now(), super::training::cpu_seconds());
-    let ck = trainer::checkpoint::Checkpoint::read(&g.checkpoint)?;
-    let model = ck.model(device)?;
+    let model = g
+        .located
+        .load(device)
+        .with_context(|| format!("--models: loading {}", g.checkpoint.display()))?
+        .model;
     let spec = g.spec();
     let splits = trainer::data::load(data, spec.input.height)
         .with_context(|| format!("loading the validation data of {}", g.id))?;
@@ -574,6 +591,33 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_broken_or_replaced_checkpoint_is_an_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("m");
+        write_run(&run, "compact_rgc", 0);
+        let g = discover(d.path()).unwrap().remove(0);
+        let data = DataSpec::FashionMnist { dir: None };
+        // Another model written over the checkpoint after the folder was read: the loader
+        // refuses it rather than evaluating other weights under this model's key.
+        write_run(&run, "compact_feedforward", 0);
+        let e = format!(
+            "{:#}",
+            evaluate(&g, &data, 1, Vec::new(), tensor::Device::Cpu).unwrap_err()
+        );
+        assert!(
+            e.contains(trainer::checkpoint::BEST) && e.contains("another model"),
+            "{e}"
+        );
+        // A file that is not a checkpoint: the error names the folder and the file.
+        std::fs::write(run.join(trainer::checkpoint::BEST), b"not a checkpoint").unwrap();
+        let e = format!("{:#}", discover(d.path()).unwrap_err());
+        assert!(
+            e.contains(&run.display().to_string()) && e.contains(trainer::checkpoint::BEST),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_model_key_follows_the_weights() {
         let d = tempfile::tempdir().unwrap();
         write_run(&d.path().join("m"), "compact_rgc", 0);
@@ -641,7 +685,7 @@ pub(crate) mod tests {
     }
 
     /// A Fashion-MNIST-like folder of a few images: figure 6's data in the runs below.
-    fn tiny_fashion(dir: &Path) {
+    pub(crate) fn tiny_fashion(dir: &Path) {
         let img = |n: usize| -> Vec<u8> { (0..n * 784).map(|i| (i * 7 % 256) as u8).collect() };
         let lab = |n: usize| -> Vec<u8> { (0..n).map(|i| (i % 10) as u8).collect() };
         datasets::idx::write_fashion_mnist_like(dir, (&img(4), &lab(4)), (&img(6), &lab(6)))
