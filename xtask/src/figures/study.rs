@@ -7,7 +7,10 @@
 //! top k and the median model of the top k (what `cargo xtask search median` writes).
 //!
 //! An interrupted search continues: the study in `work/` keeps its finished trials, and the
-//! next run claims only the missing ones.
+//! next run claims only the missing ones. The trial the killed run was in the middle of is
+//! re-run at once with its number and parameters: the study records each running trial's owner
+//! (host, pid and the process's start time), and a claim re-queues a trial whose owner on this
+//! host is gone without waiting for its heartbeat to go stale (`search::store`).
 
 use super::training::{self, ScaleConfig};
 use super::Scale;
@@ -265,5 +268,52 @@ mod tests {
         );
         assert!(m.trials < q.trials && q.trials < f.trials);
         assert!(q.top_k <= q.trials && f.top_k <= f.trials && m.top_k <= m.trials);
+    }
+
+    #[test]
+    fn a_search_killed_mid_trial_reruns_that_trial_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let fm = d.path().join("fm");
+        super::super::given::tests::tiny_fashion(&fm);
+        let s = SearchScale::of(Scale::Micro);
+        let config = study_config(&s).unwrap();
+        let mut template = trial_template(&s, &Scale::Micro.config(), None, Device::Cpu).unwrap();
+        template.data = DataSpec::FashionMnist { dir: Some(fm) };
+        template.batch_size = 2;
+        let work = d.path().join("work");
+        // The killed run: a process of this host that claimed trial 0 and is gone. Its
+        // heartbeat is fresh, so only its owner's death can free the trial before the default
+        // timeout (ten minutes).
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        let me = search::store::WorkerInfo::current();
+        let killed = search::store::WorkerInfo {
+            id: "killed".into(),
+            host: me.host.clone(),
+            pid: gone.id(),
+            start_ticks: 1,
+        };
+        let db = work.join("study.db");
+        let storage = search::storage_from_url(&format!("sqlite://{}", db.display())).unwrap();
+        let study = ModelStudy::open(storage.clone(), STUDY, config.clone()).unwrap();
+        let info = storage.find_study(STUDY).unwrap().unwrap();
+        let claimed = storage
+            .claim(
+                info.id,
+                s.trials,
+                &killed,
+                &search::StalePolicy::default(),
+                &mut |h, n| Ok(study.sample_params(h, n)),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.number, 0);
+        let searched = run(&s, config, &template, &work).unwrap();
+        let states: Vec<&str> = searched.trials.iter().map(|t| t.state.as_str()).collect();
+        assert_eq!(states, vec!["complete"; s.trials], "{searched:?}");
+        let t0 = &study.trials().unwrap()[0];
+        assert_eq!(t0.attempts, 2, "{t0:?}");
+        assert_eq!(t0.params, claimed.params, "re-run with its parameters");
+        assert!(work.join("trials").join("trial-0000-attempt-2").is_dir());
     }
 }
