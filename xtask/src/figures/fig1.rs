@@ -3,6 +3,7 @@
 //! seeds. Each cell is tested against the smallest feedforward net at least its size (Welch's
 //! t-test over seeds, Holm-corrected over the cells).
 
+use super::accuracy::{self, list_or_none, Comparison, Measure, Row, ALPHA};
 use super::models::{Family, CELLS, GATED_BYPASS, VANILLA};
 use super::report::Verdict;
 use super::stats;
@@ -14,46 +15,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 pub const STEM: &str = "fig1_cells_matched_size";
-/// Significance level of the tests.
-pub const ALPHA: f64 = 0.05;
 
 pub const CLAIM: &str = "At matched parameter counts, cells with gating and a bypass (RGC, \
     UGRNN, IntersectionRNN) raise task accuracy above feedforward nets of the same size (made \
     wider or deeper), while vanilla RNN and LSTM cells do not (Nayebi et al., NeurIPS 2018, Fig. 2).";
-
-/// One model's accuracy over seeds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Row {
-    pub model: String,
-    pub family: Family,
-    pub params: usize,
-    pub seeds: Vec<u64>,
-    /// Validation top-1 of the last step, per seed.
-    pub top1: Vec<f64>,
-    pub top1_mean: f64,
-    pub top1_sd: f64,
-}
-
-/// One cell against its feedforward reference.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    pub cell: String,
-    pub params: usize,
-    pub reference: String,
-    pub reference_params: usize,
-    /// Cell against reference (the difference: cell mean minus reference mean, a fraction).
-    #[serde(flatten)]
-    pub test: stats::Tested,
-}
-
-impl Comparison {
-    fn above(&self) -> bool {
-        self.test.above(ALPHA)
-    }
-    fn below(&self) -> bool {
-        self.test.below(ALPHA)
-    }
-}
 
 /// The figure's data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,41 +29,9 @@ pub struct Table {
     pub reason: String,
 }
 
-/// The runs grouped by model (in the order first seen): each model's last-step accuracy per
-/// seed, its mean and sd.
-pub fn rows(trained: &[Trained]) -> Result<Vec<Row>> {
-    let mut rows: Vec<Row> = Vec::new();
-    for t in trained {
-        let top1 = *t
-            .top1_per_step
-            .last()
-            .with_context(|| format!("{} (seed {}) has no accuracy", t.id, t.seed))?;
-        match rows.iter_mut().find(|r| r.model == t.id) {
-            Some(r) => {
-                r.seeds.push(t.seed);
-                r.top1.push(top1);
-            }
-            None => rows.push(Row {
-                model: t.id.clone(),
-                family: t.family,
-                params: t.params,
-                seeds: vec![t.seed],
-                top1: vec![top1],
-                top1_mean: 0.0,
-                top1_sd: 0.0,
-            }),
-        }
-    }
-    for r in &mut rows {
-        r.top1_mean = stats::mean(&r.top1);
-        r.top1_sd = stats::sd(&r.top1);
-    }
-    Ok(rows)
-}
-
 /// Groups the runs by model (in the order first seen) and tests the claim.
 pub fn table(trained: &[Trained]) -> Result<Table> {
-    let rows = rows(trained)?;
+    let rows = accuracy::rows(trained)?;
     let mut ff: Vec<&Row> = rows
         .iter()
         .filter(|r| r.family == Family::Feedforward)
@@ -120,10 +53,11 @@ pub fn table(trained: &[Trained]) -> Result<Table> {
             continue;
         };
         comparisons.push(Comparison {
-            cell: r.model.clone(),
-            params: r.params,
+            model: r.model.clone(),
+            measure: Measure::Params,
+            size: r.params,
             reference: reference.model.clone(),
-            reference_params: reference.params,
+            reference_size: reference.params,
             test,
         });
     }
@@ -141,7 +75,7 @@ pub fn table(trained: &[Trained]) -> Result<Table> {
 fn judge(cs: &[Comparison]) -> (Verdict, String) {
     let find = |names: &[&str]| -> Vec<&Comparison> {
         cs.iter()
-            .filter(|c| names.contains(&c.cell.as_str()))
+            .filter(|c| names.contains(&c.model.as_str()))
             .collect()
     };
     let (gated, vanilla) = (find(&GATED_BYPASS), find(&VANILLA));
@@ -156,7 +90,7 @@ fn judge(cs: &[Comparison]) -> (Verdict, String) {
         .iter()
         .chain(&vanilla)
         .filter(|c| c.test.untested())
-        .map(|c| format!("{} against {}", c.cell, c.reference))
+        .map(|c| format!("{} against {}", c.model, c.reference))
         .collect();
     if !untested.is_empty() {
         return (
@@ -169,7 +103,7 @@ fn judge(cs: &[Comparison]) -> (Verdict, String) {
         );
     }
     let names = |v: &[&Comparison], f: fn(&Comparison) -> bool| -> Vec<String> {
-        v.iter().filter(|c| f(c)).map(|c| c.cell.clone()).collect()
+        v.iter().filter(|c| f(c)).map(|c| c.model.clone()).collect()
     };
     let gated_above = names(&gated, Comparison::above);
     let gated_below = names(&gated, Comparison::below);
@@ -215,41 +149,9 @@ fn judge(cs: &[Comparison]) -> (Verdict, String) {
     )
 }
 
-fn list_or_none(v: &[String]) -> String {
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
-}
-
 /// `STEM.csv`: one row per model and seed.
 pub fn csv(table: &Table) -> String {
-    rows_csv(&table.rows)
-}
-
-/// One CSV row per model and seed: `model,family,params,seed,top1`.
-pub fn rows_csv(rows: &[Row]) -> String {
-    let mut s = String::from("model,family,params,seed,top1\n");
-    for r in rows {
-        for (seed, v) in r.seeds.iter().zip(&r.top1) {
-            let _ = writeln!(
-                s,
-                "{},{},{},{seed},{v:.6}",
-                r.model,
-                family_name(r.family),
-                r.params
-            );
-        }
-    }
-    s
-}
-
-pub fn family_name(f: Family) -> &'static str {
-    match f {
-        Family::Recurrent => "recurrent",
-        Family::Feedforward => "feedforward",
-    }
+    accuracy::rows_csv(&table.rows)
 }
 
 /// The chart: each cell a point, the feedforward nets one line in order of size. A model whose
@@ -310,51 +212,21 @@ pub fn section(table: &Table, figure: &Written, data: &str) -> String {
          last step's validation top-1; error bars ±1 sd over seeds. Table: `{STEM}.csv` (per \
          seed), `{STEM}.json` (all of it).\n"
     );
-    let _ = writeln!(
-        s,
-        "| model | family | parameters | top-1 % (mean) | sd | seeds |\n|---|---|---|---|---|---|"
-    );
-    for r in &table.rows {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {:.1} | {:.1} | {} |",
-            r.model,
-            family_name(r.family),
-            r.params,
-            100.0 * r.top1_mean,
-            100.0 * r.top1_sd,
-            r.seeds.len()
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\n**Test.** Each cell against the smallest feedforward net with at least as many \
+    s.push_str(&accuracy::rows_markdown(&table.rows));
+    let words = format!(
+        "Each cell against the smallest feedforward net with at least as many \
          parameters (the largest where none is): Welch's t-test over seeds, two-sided, p-values \
-         Holm-corrected over the {} cells, α = {ALPHA}.\n",
+         Holm-corrected over the {} cells, α = {ALPHA}.",
         table.comparisons.len()
     );
-    let _ = writeln!(
-        s,
-        "| cell | parameters | reference | parameters | difference (points) | {}\n\
-         |---|---|---|---|---|---|---|---|---|",
-        stats::TESTED_HEADER
-    );
-    for c in &table.comparisons {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {}",
-            c.cell,
-            c.params,
-            c.reference,
-            c.reference_params,
-            c.test.cells(100.0, 1)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "{}",
-        super::report::verdict_line(table.verdict, &table.reason)
-    );
+    s.push_str(&accuracy::test_markdown(
+        &words,
+        &table.comparisons,
+        "cell",
+        false,
+        table.verdict,
+        &table.reason,
+    ));
     s
 }
 
@@ -470,13 +342,13 @@ pub(crate) mod tests {
         let rgc = v.iter_mut().find(|t| t.id == "rgc").unwrap();
         *rgc.top1_per_step.last_mut().unwrap() = f64::NAN;
         let t = table(&v).unwrap();
-        let c = t.comparisons.iter().find(|c| c.cell == "rgc").unwrap();
+        let c = t.comparisons.iter().find(|c| c.model == "rgc").unwrap();
         assert!(c.test.p.is_nan() && c.test.p_holm.is_nan(), "{c:?}");
         // The other cells are still adjusted over all the tests.
         assert!(t
             .comparisons
             .iter()
-            .filter(|c| c.cell != "rgc")
+            .filter(|c| c.model != "rgc")
             .all(|c| c.test.p_holm.is_finite()));
         assert_eq!(t.verdict, Verdict::CannotTest, "{}", t.reason);
         assert!(t.reason.contains("rgc against ff_wide5"), "{}", t.reason);

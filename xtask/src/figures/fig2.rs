@@ -5,7 +5,7 @@
 //! over all of them, for each measure. The claim is tested per gated cell against the feedforward
 //! front at its size (Welch's t-test over seeds, Holm-corrected, as figure 1).
 
-use super::fig1::family_name;
+use super::accuracy::{self, family_name, list_or_none, Comparison, Measure, ALPHA};
 use super::models::{Family, CELLS, GATED_BYPASS};
 use super::report::Verdict;
 use super::stats;
@@ -17,7 +17,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 pub const STEM: &str = "fig2_size_performance";
-pub const ALPHA: f64 = 0.05;
 
 pub const CLAIM: &str = "ConvRNNs with few layers sit on or above the accuracy–size Pareto \
     front of deeper feedforward nets, counted in parameters and in units: recurrence buys what \
@@ -38,29 +37,11 @@ pub fn in_figure(id: &str) -> bool {
             .is_some_and(|k| super::models::EXTRA_DEPTHS.contains(&k))
 }
 
-/// What a model's size is counted in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Measure {
-    Params,
-    Units,
-}
-
-impl Measure {
-    pub const ALL: [Measure; 2] = [Measure::Params, Measure::Units];
-
-    pub fn words(self) -> &'static str {
-        match self {
-            Measure::Params => "parameters",
-            Measure::Units => "units",
-        }
-    }
-
-    fn of(self, r: &Row) -> usize {
-        match self {
-            Measure::Params => r.params,
-            Measure::Units => r.units,
-        }
+/// The size of a model in `m`.
+fn size_in(m: Measure, r: &Row) -> usize {
+    match m {
+        Measure::Params => r.acc.params,
+        Measure::Units => r.units,
     }
 }
 
@@ -72,19 +53,14 @@ pub struct ModelSize {
     pub areas: usize,
 }
 
-/// One model's accuracy over seeds.
+/// One model's accuracy over seeds, its size in areas and units, and whether it is on each
+/// Pareto front.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
-    pub model: String,
-    pub family: Family,
+    #[serde(flatten)]
+    pub acc: accuracy::Row,
     pub areas: usize,
-    pub params: usize,
     pub units: usize,
-    pub seeds: Vec<u64>,
-    /// Validation top-1 of the last step, per seed.
-    pub top1: Vec<f64>,
-    pub top1_mean: f64,
-    pub top1_sd: f64,
     pub on_front_params: bool,
     pub on_front_units: bool,
 }
@@ -96,29 +72,6 @@ pub struct Front {
     pub models: Vec<String>,
     /// How many of them are recurrent.
     pub recurrent: usize,
-}
-
-/// A gated cell against the feedforward front at its size.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    pub cell: String,
-    pub measure: Measure,
-    pub size: usize,
-    /// The most accurate feedforward net no larger than the cell.
-    pub reference: String,
-    pub reference_size: usize,
-    /// Cell against reference (the difference: cell mean minus reference mean, a fraction).
-    #[serde(flatten)]
-    pub test: stats::Tested,
-}
-
-impl Comparison {
-    fn above(&self) -> bool {
-        self.test.above(ALPHA)
-    }
-    fn below(&self) -> bool {
-        self.test.below(ALPHA)
-    }
 }
 
 /// The figure's data.
@@ -157,36 +110,30 @@ pub fn pareto_front(sizes: &[usize], accuracy: &[f64]) -> Vec<usize> {
 /// Groups the runs by model (in the order first seen), draws the fronts and tests the claim.
 /// `sizes` gives each model's units and areas.
 pub fn table(trained: &[Trained], sizes: &[ModelSize]) -> Result<Table> {
-    let mut rows = super::fig1::rows(trained)?
+    let mut rows = accuracy::rows(trained)?
         .into_iter()
-        .map(|r| {
+        .map(|acc| {
             let size = sizes
                 .iter()
-                .find(|s| s.model == r.model)
-                .with_context(|| format!("no size (units, areas) for {}", r.model))?;
+                .find(|s| s.model == acc.model)
+                .with_context(|| format!("no size (units, areas) for {}", acc.model))?;
             Ok(Row {
-                model: r.model,
-                family: r.family,
                 areas: size.areas,
-                params: r.params,
                 units: size.units,
-                seeds: r.seeds,
-                top1: r.top1,
-                top1_mean: r.top1_mean,
-                top1_sd: r.top1_sd,
+                acc,
                 on_front_params: false,
                 on_front_units: false,
             })
         })
         .collect::<Result<Vec<Row>>>()?;
-    if !rows.iter().any(|r| r.family == Family::Feedforward) {
+    if !rows.iter().any(|r| r.acc.family == Family::Feedforward) {
         bail!("figure 2 needs at least one feedforward model");
     }
-    let means: Vec<f64> = rows.iter().map(|r| r.top1_mean).collect();
+    let means: Vec<f64> = rows.iter().map(|r| r.acc.top1_mean).collect();
     let mut fronts = Vec::new();
     for m in Measure::ALL {
-        let size: Vec<usize> = rows.iter().map(|r| m.of(r)).collect();
-        let on = pareto_front(&size, &means);
+        let at: Vec<usize> = rows.iter().map(|r| size_in(m, r)).collect();
+        let on = pareto_front(&at, &means);
         for &i in &on {
             match m {
                 Measure::Params => rows[i].on_front_params = true,
@@ -195,10 +142,10 @@ pub fn table(trained: &[Trained], sizes: &[ModelSize]) -> Result<Table> {
         }
         fronts.push(Front {
             measure: m,
-            models: on.iter().map(|&i| rows[i].model.clone()).collect(),
+            models: on.iter().map(|&i| rows[i].acc.model.clone()).collect(),
             recurrent: on
                 .iter()
-                .filter(|&&i| rows[i].family == Family::Recurrent)
+                .filter(|&&i| rows[i].acc.family == Family::Recurrent)
                 .count(),
         });
     }
@@ -206,20 +153,20 @@ pub fn table(trained: &[Trained], sizes: &[ModelSize]) -> Result<Table> {
     for m in Measure::ALL {
         for cell in rows
             .iter()
-            .filter(|r| GATED_BYPASS.contains(&r.model.as_str()))
+            .filter(|r| GATED_BYPASS.contains(&r.acc.model.as_str()))
         {
-            let Some(reference) = front_at(&rows, m, m.of(cell)) else {
+            let Some(reference) = front_at(&rows, m, size_in(m, cell)) else {
                 continue;
             };
-            let Some(test) = stats::Tested::welch(&cell.top1, &reference.top1) else {
+            let Some(test) = stats::Tested::welch(&cell.acc.top1, &reference.acc.top1) else {
                 continue;
             };
             comparisons.push(Comparison {
-                cell: cell.model.clone(),
+                model: cell.acc.model.clone(),
                 measure: m,
-                size: m.of(cell),
-                reference: reference.model.clone(),
-                reference_size: m.of(reference),
+                size: size_in(m, cell),
+                reference: reference.acc.model.clone(),
+                reference_size: size_in(m, reference),
                 test,
             });
         }
@@ -241,15 +188,16 @@ pub fn table(trained: &[Trained], sizes: &[ModelSize]) -> Result<Table> {
 fn front_at(rows: &[Row], m: Measure, size: usize) -> Option<&Row> {
     let ff = || {
         rows.iter()
-            .filter(|r| r.family == Family::Feedforward && r.top1_mean.is_finite())
+            .filter(|r| r.acc.family == Family::Feedforward && r.acc.top1_mean.is_finite())
     };
-    ff().filter(|r| m.of(r) <= size)
+    ff().filter(|r| size_in(m, r) <= size)
         .max_by(|a, b| {
-            a.top1_mean
-                .total_cmp(&b.top1_mean)
-                .then(m.of(b).cmp(&m.of(a)))
+            a.acc
+                .top1_mean
+                .total_cmp(&b.acc.top1_mean)
+                .then(size_in(m, b).cmp(&size_in(m, a)))
         })
-        .or_else(|| ff().min_by_key(|r| m.of(r)))
+        .or_else(|| ff().min_by_key(|r| size_in(m, r)))
 }
 
 fn judge(cs: &[Comparison]) -> (Verdict, String) {
@@ -270,7 +218,14 @@ fn judge(cs: &[Comparison]) -> (Verdict, String) {
     let untested: Vec<String> = cs
         .iter()
         .filter(|c| c.test.untested())
-        .map(|c| format!("{} against {} ({})", c.cell, c.reference, c.measure.words()))
+        .map(|c| {
+            format!(
+                "{} against {} ({})",
+                c.model,
+                c.reference,
+                c.measure.words()
+            )
+        })
         .collect();
     if !untested.is_empty() {
         return (
@@ -285,7 +240,7 @@ fn judge(cs: &[Comparison]) -> (Verdict, String) {
     let below: Vec<String> = cs
         .iter()
         .filter(|c| c.below())
-        .map(|c| format!("{} in {}", c.cell, c.measure.words()))
+        .map(|c| format!("{} in {}", c.model, c.measure.words()))
         .collect();
     if !below.is_empty() {
         return (
@@ -299,7 +254,7 @@ fn judge(cs: &[Comparison]) -> (Verdict, String) {
     let above = |m: Measure| -> Vec<String> {
         cs.iter()
             .filter(|c| c.measure == m && c.above())
-            .map(|c| c.cell.clone())
+            .map(|c| c.model.clone())
             .collect()
     };
     let (ap, au) = (above(Measure::Params), above(Measure::Units));
@@ -316,27 +271,19 @@ fn judge(cs: &[Comparison]) -> (Verdict, String) {
     }
 }
 
-fn list_or_none(v: &[String]) -> String {
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
-}
-
 /// `STEM.csv`: one row per model and seed.
 pub fn csv(table: &Table) -> String {
     let mut s =
         String::from("model,family,areas,params,units,on_front_params,on_front_units,seed,top1\n");
     for r in &table.rows {
-        for (seed, v) in r.seeds.iter().zip(&r.top1) {
+        for (seed, v) in r.acc.seeds.iter().zip(&r.acc.top1) {
             let _ = writeln!(
                 s,
                 "{},{},{},{},{},{},{},{seed},{v:.6}",
-                r.model,
-                family_name(r.family),
+                r.acc.model,
+                family_name(r.acc.family),
                 r.areas,
-                r.params,
+                r.acc.params,
                 r.units,
                 r.on_front_params,
                 r.on_front_units,
@@ -356,11 +303,11 @@ pub fn chart_stem(m: Measure) -> String {
 /// it. A model whose accuracy is not a finite number is left out of the chart (the table says
 /// so). The data is named in the report beside the charts (a title holding it would not fit).
 pub fn draw(table: &Table, out: &Path) -> Result<Vec<Written>> {
-    let drawable = |r: &&Row| r.top1_mean.is_finite() && r.top1_sd.is_finite();
-    let seeds = table.rows.first().map_or(0, |r| r.seeds.len());
+    let drawable = |r: &&Row| r.acc.top1_mean.is_finite() && r.acc.top1_sd.is_finite();
+    let seeds = table.rows.first().map_or(0, |r| r.acc.seeds.len());
     let mut written = Vec::new();
     for m in Measure::ALL {
-        let at = |r: &Row| (m.of(r) as f64, r.top1_mean);
+        let at = |r: &Row| (size_in(m, r) as f64, r.acc.top1_mean);
         let mut chart = Chart::new(
             format!(
                 "Size vs performance in {}: mean ± sd over {seeds} seeds",
@@ -376,7 +323,7 @@ pub fn draw(table: &Table, out: &Path) -> Result<Vec<Written>> {
             .iter()
             .filter(|f| f.measure == m)
             .flat_map(|f| &f.models)
-            .filter_map(|id| table.rows.iter().find(|r| &r.model == id))
+            .filter_map(|id| table.rows.iter().find(|r| &r.acc.model == id))
             .filter(drawable)
             .collect();
         if !front.is_empty() {
@@ -387,22 +334,22 @@ pub fn draw(table: &Table, out: &Path) -> Result<Vec<Written>> {
         }
         for r in CELLS
             .iter()
-            .filter_map(|c| table.rows.iter().find(|r| r.model == *c))
+            .filter_map(|c| table.rows.iter().find(|r| r.acc.model == *c))
             .filter(drawable)
         {
-            chart = chart.with(Series::points(&r.model, [at(r)]).with_errors([r.top1_sd]));
+            chart = chart.with(Series::points(&r.acc.model, [at(r)]).with_errors([r.acc.top1_sd]));
         }
         let mut ff: Vec<&Row> = table
             .rows
             .iter()
-            .filter(|r| r.family == Family::Feedforward)
+            .filter(|r| r.acc.family == Family::Feedforward)
             .filter(drawable)
             .collect();
-        ff.sort_by_key(|r| (r.areas, r.params));
+        ff.sort_by_key(|r| (r.areas, r.acc.params));
         chart = chart.with(
             Series::line("feedforward, deeper", ff.iter().map(|r| at(r)))
-                .with_errors(ff.iter().map(|r| r.top1_sd))
-                .with_labels(ff.iter().map(|r| r.model.as_str())),
+                .with_errors(ff.iter().map(|r| r.acc.top1_sd))
+                .with_labels(ff.iter().map(|r| r.acc.model.as_str())),
         );
         written.push(chart.write(&out.join(chart_stem(m)))?);
     }
@@ -424,7 +371,7 @@ pub fn section(table: &Table, figures: &[Written], data: &str) -> String {
             super::report::image_lines(f, &format!("figure 2, {}", m.words()))
         );
     }
-    let seeds = table.rows.first().map_or(0, |r| r.seeds.len());
+    let seeds = table.rows.first().map_or(0, |r| r.acc.seeds.len());
     let _ = writeln!(
         s,
         "**Data and models.** {data}. The ConvRNNs with few layers are the cells of figure 1 on \
@@ -447,14 +394,14 @@ pub fn section(table: &Table, figures: &[Written], data: &str) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} |",
-            r.model,
-            family_name(r.family),
+            r.acc.model,
+            family_name(r.acc.family),
             r.areas,
-            r.params,
+            r.acc.params,
             r.units,
-            100.0 * r.top1_mean,
-            100.0 * r.top1_sd,
-            r.seeds.len(),
+            100.0 * r.acc.top1_mean,
+            100.0 * r.acc.top1_sd,
+            r.acc.seeds.len(),
             yes(r.on_front_params),
             yes(r.on_front_units)
         );
@@ -474,41 +421,24 @@ pub fn section(table: &Table, figures: &[Written], data: &str) -> String {
             }
         );
     }
-    let _ = writeln!(
-        s,
-        "**Test.** Each gated cell with a bypass ({}) against the feedforward front at its size, \
+    let words = format!(
+        "Each gated cell with a bypass ({}) against the feedforward front at its size, \
          in parameters and in units: the most accurate feedforward net (mean over seeds) no \
          larger than the cell. Welch's t-test over seeds, two-sided, p-values Holm-corrected \
          over the {} tests, α = {ALPHA}. *Supported* when no gated cell is significantly below \
          its reference and at least one is significantly above it in each measure; \
-         *contradicted* when one is significantly below; *inconclusive* otherwise.\n",
+         *contradicted* when one is significantly below; *inconclusive* otherwise.",
         GATED_BYPASS.join(", "),
         table.comparisons.len()
     );
-    let _ = writeln!(
-        s,
-        "| cell | measure | size | reference | size | difference (points) | {}\n\
-         |---|---|---|---|---|---|---|---|---|---|",
-        stats::TESTED_HEADER
-    );
-    for c in &table.comparisons {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {}",
-            c.cell,
-            c.measure.words(),
-            c.size,
-            c.reference,
-            c.reference_size,
-            c.test.cells(100.0, 1)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\n**Verdict: {}.** {}.\n",
-        table.verdict.words(),
-        table.reason
-    );
+    s.push_str(&accuracy::test_markdown(
+        &words,
+        &table.comparisons,
+        "cell",
+        true,
+        table.verdict,
+        &table.reason,
+    ));
     s
 }
 
@@ -605,10 +535,9 @@ mod tests {
         let (v, sizes) = runs(0.7, 0.4);
         let t = table(&v, &sizes).unwrap();
         assert_eq!(t.rows.len(), CELLS.len() + 4);
-        assert!(t
-            .rows
-            .iter()
-            .all(|r| r.seeds.len() == 3 && r.top1_mean.is_finite() && r.top1_sd.is_finite()));
+        assert!(t.rows.iter().all(|r| r.acc.seeds.len() == 3
+            && r.acc.top1_mean.is_finite()
+            && r.acc.top1_sd.is_finite()));
         assert_eq!(t.comparisons.len(), 2 * GATED_BYPASS.len());
         // In parameters the cells (100k) face ff_deep (90k, the best at most 100k); in units
         // (1,000) only ff_base is that small.
@@ -681,9 +610,9 @@ mod tests {
             *t.top1_per_step.last_mut().unwrap() = f64::NAN;
         }
         let t = table(&v, &sizes).unwrap();
-        let row = t.rows.iter().find(|r| r.model == "ff_deep3").unwrap();
-        assert!(row.top1_mean.is_nan() && !row.on_front_params && !row.on_front_units);
-        assert!(t.fronts.iter().all(|f| !f.models.contains(&row.model)));
+        let row = t.rows.iter().find(|r| r.acc.model == "ff_deep3").unwrap();
+        assert!(row.acc.top1_mean.is_nan() && !row.on_front_params && !row.on_front_units);
+        assert!(t.fronts.iter().all(|f| !f.models.contains(&row.acc.model)));
         assert_eq!(t.verdict, Verdict::Supports, "{}", t.reason);
         assert!(csv(&t).contains("ff_deep3,feedforward,9,210000,2500,false,false,0,NaN"));
         // A gated cell diverged in one seed: its tests cannot be computed.
@@ -723,7 +652,7 @@ mod tests {
         }
         let text = section(&t, &w, "clutter");
         for r in &t.rows {
-            assert!(text.contains(&format!("| {} |", r.model)));
+            assert!(text.contains(&format!("| {} |", r.acc.model)));
         }
         assert!(text.contains("**Pareto front in parameters** (smallest first, 3 of 5"));
         assert!(

@@ -4,7 +4,7 @@
 //! (`compact_rgc`, the space's base) and the feedforward base (Welch's t-test over seeds,
 //! Holm-corrected over the two, as figure 1).
 
-use super::fig1::{self, family_name, Row};
+use super::accuracy::{self, list_or_none, Comparison, Measure, Row, ALPHA};
 use super::report::Verdict;
 use super::stats;
 use super::study::{self, Searched, MEDIAN_ID};
@@ -16,7 +16,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 pub const STEM: &str = "fig3_search";
-pub const ALPHA: f64 = 0.05;
 /// The models the median model is compared with: the hand-designed RGC and the feedforward base.
 pub const REFERENCES: [&str; 2] = ["rgc", "ff_base"];
 
@@ -36,18 +35,6 @@ pub struct HistoryRow {
     pub best_so_far: Option<f64>,
     pub on_front: bool,
     pub in_top: bool,
-}
-
-/// The median model against one reference.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    pub reference: String,
-    pub reference_params: usize,
-    pub params: usize,
-    /// The median model against the reference (the difference: its mean minus the reference's,
-    /// a fraction).
-    #[serde(flatten)]
-    pub test: stats::Tested,
 }
 
 /// The figure's data.
@@ -95,7 +82,7 @@ pub fn table(searched: &Searched, trained: &[Trained]) -> Result<Table> {
             }
         })
         .collect();
-    let rows = fig1::rows(trained)?;
+    let rows = accuracy::rows(trained)?;
     let median = rows.iter().find(|r| r.model == MEDIAN_ID);
     let mut comparisons = Vec::new();
     if let Some(m) = median {
@@ -107,9 +94,11 @@ pub fn table(searched: &Searched, trained: &[Trained]) -> Result<Table> {
                 continue;
             };
             comparisons.push(Comparison {
+                model: m.model.clone(),
+                measure: Measure::Params,
+                size: m.params,
                 reference: r.model.clone(),
-                reference_params: r.params,
-                params: m.params,
+                reference_size: r.params,
                 test,
             });
         }
@@ -172,12 +161,12 @@ fn judge(searched: &Searched, trained_median: bool, cs: &[Comparison]) -> (Verdi
         })
         .collect::<Vec<_>>()
         .join(", ");
-    if cs.iter().any(|c| c.test.below(ALPHA)) {
+    if cs.iter().any(Comparison::below) {
         (
             Verdict::Contradicts,
             format!("the median model is significantly below a reference: {words}"),
         )
-    } else if cs.iter().all(|c| c.test.above(ALPHA)) {
+    } else if cs.iter().all(Comparison::above) {
         (
             Verdict::Supports,
             format!("the median model is significantly above both: {words}"),
@@ -209,7 +198,7 @@ pub fn csv(table: &Table) -> (String, String) {
             table.median_trials.contains(&h.number)
         );
     }
-    (s, fig1::rows_csv(&table.rows))
+    (s, accuracy::rows_csv(&table.rows))
 }
 
 /// The charts' file stems: history, Pareto front, the median model against the references.
@@ -359,14 +348,14 @@ pub fn section(
         s,
         "**Pareto front** (accuracy vs parameters, smallest first): trials {}. **Top {}** (best \
          first): trials {}. {}\n",
-        list(&table.pareto),
+        list_or_none(&table.pareto),
         table.top.len(),
-        list(&table.top),
+        list_or_none(&table.top),
         match &table.median_missing {
             Some(why) => format!("No median model: {why}."),
             None => format!(
                 "The median model summarises trials {}.",
-                list(&table.median_trials)
+                list_or_none(&table.median_trials)
             ),
         }
     );
@@ -390,61 +379,24 @@ pub fn section(
             yes(h.in_top)
         );
     }
-    let _ = writeln!(
-        s,
-        "\n| model | family | parameters | top-1 % (mean) | sd | seeds |\n|---|---|---|---|---|---|"
-    );
-    for r in &table.rows {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {:.1} | {:.1} | {} |",
-            r.model,
-            family_name(r.family),
-            r.params,
-            100.0 * r.top1_mean,
-            100.0 * r.top1_sd,
-            r.seeds.len()
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\n**Test.** The median model against each reference: Welch's t-test over seeds, \
+    s.push('\n');
+    s.push_str(&accuracy::rows_markdown(&table.rows));
+    let words = format!(
+        "The median model against each reference: Welch's t-test over seeds, \
          two-sided, p-values Holm-corrected over the {} tests, α = {ALPHA}. *Supported* when it \
          is significantly above both; *contradicted* when it is significantly below either; \
-         *inconclusive* otherwise.\n",
+         *inconclusive* otherwise.",
         table.comparisons.len()
     );
-    let _ = writeln!(
-        s,
-        "| reference | parameters | median model's parameters | difference (points) | {}\n\
-         |---|---|---|---|---|---|---|---|",
-        stats::TESTED_HEADER
-    );
-    for c in &table.comparisons {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {}",
-            c.reference,
-            c.reference_params,
-            c.params,
-            c.test.cells(100.0, 1)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\n**Verdict: {}.** {}.\n",
-        table.verdict.words(),
-        table.reason
-    );
+    s.push_str(&accuracy::test_markdown(
+        &words,
+        &table.comparisons,
+        "model",
+        false,
+        table.verdict,
+        &table.reason,
+    ));
     s
-}
-
-fn list(v: &[u64]) -> String {
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! The claim is tested per region on each model-seed's median over bins: the ConvRNNs against
 //! the uniform and against the graded feedforward fits (Welch's t-test, Holm over the four).
 
-use super::fig1::family_name;
+use super::accuracy::family_name;
 use super::models::Family;
 use super::neural::{Mapping, Scored};
 use super::report::Verdict;

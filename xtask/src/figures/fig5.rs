@@ -3,7 +3,7 @@
 //! image) and the reference's (IT's in the in-silico set), mean ± sd over seeds. The claim is
 //! tested by Welch's t-test of the ConvRNNs' correlations against the feedforward nets'.
 
-use super::fig1::family_name;
+use super::accuracy::family_name;
 use super::models::Family;
 use super::neural::{Mapping, Scored};
 use super::report::Verdict;

@@ -4,7 +4,7 @@
 //! (paired t-test over seeds of the last step against that first step), and the confidence-based
 //! decoders should cost at most [`DECODER_TOLERANCE`] of top-1 against the last step.
 
-use super::fig1::family_name;
+use super::accuracy::family_name;
 use super::models::Family;
 use super::report::Verdict;
 use super::stats;

@@ -207,7 +207,7 @@ pub fn list(models: &[Given]) -> String {
             format!(
                 "- **{}** ({}, {} parameters): {}; checkpoint `{}` ({}).",
                 g.id,
-                super::fig1::family_name(g.family),
+                super::accuracy::family_name(g.family),
                 g.params,
                 g.source,
                 g.checkpoint

@@ -11,12 +11,13 @@
 //! - [`study`]: the search stage of figure 3 (a small architecture search, its median model);
 //! - [`fig1`], [`fig2`], [`fig3`], [`fig4`], [`fig5`], [`fig6`]: the figures' tables, tests of
 //!   the paper's claims, charts (drawn by the `plots` crate) and report sections; [`stats`]: the
-//!   statistics they use;
+//!   statistics they use; [`accuracy`]: the rows and comparisons figures 1 to 3 share;
 //! - [`report`]: writes `REPORT.md`;
 //! - [`given`]: `--models DIR`, figures 4 to 6 on models the user already has.
 //!
 //! docs/FIGURES.md describes what each figure uses and what is not built yet.
 
+mod accuracy;
 mod cache;
 mod fig1;
 mod fig2;
@@ -472,8 +473,9 @@ fn fig6_section(out: &Path, t6: &fig6::Table, data: &str, who: Option<&str>) -> 
     Ok(fig6::section(t6, &w6, data, who))
 }
 
-/// Part of every table stage's key: bumped when a table's computation changes.
-const TABLES_VERSION: u32 = 1;
+/// Part of every table stage's key: bumped when a table's computation or stored form changes
+/// (2: figures 1 to 3 share one comparison record, `model`/`size`/`reference_size`).
+const TABLES_VERSION: u32 = 2;
 
 /// The configuration and stage key of training `m` with `seed`.
 fn train_key(
