@@ -40,6 +40,19 @@ impl SyntheticConfig {
             seed,
         }
     }
+
+    /// `per_class` images in each of `classes` classes, 24×18 and 18×24 in turn: the smallest
+    /// tree the ImageNet transforms (a 16-px crop of a resize) take, so that a test trains a
+    /// tiny model on it in about a second.
+    pub fn tiny(classes: usize, per_class: usize, seed: u64) -> Self {
+        SyntheticConfig {
+            classes,
+            per_class,
+            sizes: vec![(24, 18), (18, 24)],
+            quality: 85,
+            seed,
+        }
+    }
 }
 
 /// One image as RGB bytes.
@@ -158,6 +171,16 @@ pub fn write_tree(root: &Path, config: &SyntheticConfig) -> Result<Vec<PathBuf>>
         .collect()
 }
 
+/// Writes `root/train` and `root/val`, the same tree in each: the layout `DataSpec::Folder`
+/// and `cargo xtask train --dataset folder` read, for tests that train on JPEGs (the validation
+/// images being the training images does not matter there; that the run finds both does).
+pub fn write_splits(root: &Path, config: &SyntheticConfig) -> Result<()> {
+    for split in ["train", "val"] {
+        write_tree(&root.join(split), config)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +216,18 @@ mod tests {
         );
         let img = image::open(&files[1]).unwrap();
         assert_eq!((img.width(), img.height()), (14, 20));
+    }
+
+    #[test]
+    fn splits_hold_the_same_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        write_splits(dir.path(), &SyntheticConfig::tiny(2, 1, 5)).unwrap();
+        for name in ["class_000/img_00000.jpg", "class_001/img_00000.jpg"] {
+            let train = std::fs::read(dir.path().join("train").join(name)).unwrap();
+            let val = std::fs::read(dir.path().join("val").join(name)).unwrap();
+            assert_eq!(train, val, "{name}");
+        }
+        let img = image::open(dir.path().join("val/class_001/img_00000.jpg")).unwrap();
+        assert_eq!((img.width(), img.height()), (18, 24));
     }
 }

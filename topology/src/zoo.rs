@@ -26,7 +26,9 @@ pub fn names() -> Vec<&'static str> {
     v
 }
 
-const CELLS: [&str; 7] = [
+/// The recurrent cells the presets come in (`{cell}_shallow`, `{cell}_intermediate`,
+/// `compact_{cell}`), in the paper's order.
+pub const CELLS: [&str; 7] = [
     "timedecay",
     "simplernn",
     "gru",
@@ -134,6 +136,23 @@ pub fn narrowed(spec: &ModelSpec, divisor: usize) -> ModelSpec {
         a.cell = a.cell.map_widths(n);
     }
     s
+}
+
+/// `compact_timedecay` for 16×16 colour images and `classes` classes, unrolled `steps` steps
+/// with the image shown throughout: the smallest recurrent model that trains on a JPEG folder
+/// (such as `datasets::synthetic::write_splits` writes), for tests and smoke runs. Not a preset
+/// (not in [`names`]): it is the compact preset with its input and readout changed.
+pub fn tiny_colour(classes: usize, steps: usize) -> ModelSpec {
+    let mut spec = compact("timedecay").unwrap_or_else(|| unreachable!("a fixed preset"));
+    spec.input = InputSpec {
+        channels: 3,
+        height: 16,
+        width: 16,
+    };
+    spec.num_classes = classes;
+    spec.default_steps = steps;
+    spec.image_off = steps;
+    spec
 }
 
 fn conv(channels: usize, kernel: usize, activation: Activation) -> ConvSpec {
@@ -543,6 +562,23 @@ mod tests {
             .filter(|n| !n.starts_with("compact") && !n.starts_with("feedforward"))
             .count();
         assert_eq!(released, 20);
+    }
+
+    #[test]
+    fn the_tiny_colour_model_takes_small_colour_images_and_builds() {
+        let s = tiny_colour(3, 2);
+        assert_eq!(
+            (
+                s.input.channels,
+                s.input.height,
+                s.input.width,
+                s.num_classes
+            ),
+            (3, 16, 16, 3)
+        );
+        assert_eq!((s.default_steps, s.image_off), (2, 2));
+        assert_eq!(s.areas, get("compact_timedecay").unwrap().areas);
+        crate::infer(&s).unwrap();
     }
 
     #[test]

@@ -436,16 +436,11 @@ mod tests {
         use crate::config::DataSpec;
         use crate::fit::{fit, FitOptions};
         let data = tempfile::tempdir().unwrap();
-        let tree = datasets::synthetic::SyntheticConfig {
-            classes: 2,
-            per_class: 6,
-            sizes: vec![(20, 16)],
-            quality: 80,
-            seed: 5,
-        };
-        for split in ["train", "val"] {
-            datasets::synthetic::write_tree(&data.path().join(split), &tree).unwrap();
-        }
+        datasets::synthetic::write_splits(
+            data.path(),
+            &datasets::synthetic::SyntheticConfig::tiny(2, 6, 5),
+        )
+        .unwrap();
         // 12 training images in 3 global batches of 4 (2 per rank): every one is read once, and
         // one that rank 1 reads is not a JPEG, so the count is only right if rank 0 adds rank
         // 1's skips to its own. Rank 1's part of the epoch is found as the fit below finds it.
@@ -465,15 +460,8 @@ mod tests {
         .order(0);
         assert_eq!(rank_1_reads.len(), 6);
         std::fs::write(&samples[rank_1_reads[0]].0, b"not a jpeg").unwrap();
-        let mut model = topology::zoo::get("compact_timedecay").unwrap();
-        model.default_steps = 2;
-        model.image_off = 2;
-        model.input.channels = 3;
-        model.input.height = 16;
-        model.input.width = 16;
-        model.num_classes = 2;
         let mut config = TrainConfig::for_model(
-            model,
+            topology::zoo::tiny_colour(2, 2),
             DataSpec::Folder {
                 root: data.path().to_path_buf(),
             },

@@ -13,6 +13,8 @@
 //! torchrun-style variables), each rank pinned to one thread. Skipped with a message where
 //! Fashion-MNIST or MPICH is missing (`cargo xtask doctor --install` installs both).
 
+mod common;
+
 use collective::{Launch, Options};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -277,23 +279,7 @@ fn max_param_difference(a: &Path, b: &Path) -> f32 {
 
 fn assert_same_metrics(a: &FitReport, b: &FitReport) {
     assert_eq!(a.steps, b.steps);
-    assert_eq!(a.metrics.len(), b.metrics.len());
-    for (x, y) in a.metrics.iter().zip(&b.metrics) {
-        assert_eq!((x.epoch, x.step), (y.epoch, y.step));
-        assert!(
-            (x.train_loss - y.train_loss).abs() < 1e-4,
-            "{} vs {}",
-            x.train_loss,
-            y.train_loss
-        );
-        assert_eq!(x.train_top1, y.train_top1);
-        assert!(
-            (x.val_loss - y.val_loss).abs() < 1e-4,
-            "{} vs {}",
-            x.val_loss,
-            y.val_loss
-        );
-    }
+    common::assert_metrics_close(&a.metrics, &b.metrics, 1e-4);
 }
 
 #[test]

@@ -434,17 +434,11 @@ fn one_class_data_is_refused() {
 #[test]
 fn trains_on_jpeg_folders_and_shards_and_resumes_a_shard_run_exactly() {
     let data = tempfile::tempdir().unwrap();
-    let synthetic = datasets::synthetic::SyntheticConfig {
-        classes: 3,
-        per_class: 8,
-        sizes: vec![(24, 18), (18, 24)],
-        quality: 85,
-        seed: 4,
-    };
-    for split in ["train", "val"] {
-        datasets::synthetic::write_tree(&data.path().join("folder").join(split), &synthetic)
-            .unwrap();
-    }
+    datasets::synthetic::write_splits(
+        &data.path().join("folder"),
+        &datasets::synthetic::SyntheticConfig::tiny(3, 8, 4),
+    )
+    .unwrap();
     for split in ["train", "val"] {
         datasets::folder_to_shards::write_shards(
             &data.path().join("folder").join(split),
@@ -457,15 +451,8 @@ fn trains_on_jpeg_folders_and_shards_and_resumes_a_shard_run_exactly() {
         )
         .unwrap();
     }
-    let mut model = topology::zoo::get("compact_timedecay").unwrap();
-    model.default_steps = 3;
-    model.image_off = 3;
-    model.input.channels = 3;
-    model.input.height = 16;
-    model.input.width = 16;
-    model.num_classes = 3;
     let mut cfg = TrainConfig::for_model(
-        model,
+        topology::zoo::tiny_colour(3, 3),
         DataSpec::Folder {
             root: data.path().join("folder"),
         },

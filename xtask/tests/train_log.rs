@@ -7,24 +7,9 @@ use std::process::Command;
 fn a_run_on_jpeg_folders_logs_plain_progress_lines_and_step_records_when_not_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let tree = datasets::synthetic::SyntheticConfig {
-        classes: 3,
-        per_class: 8,
-        sizes: vec![(24, 18), (18, 24)],
-        quality: 85,
-        seed: 7,
-    };
-    for split in ["train", "val"] {
-        datasets::synthetic::write_tree(&data.join(split), &tree).unwrap();
-    }
-    // A tiny model for 16 px colour images and 3 classes.
-    let mut model = topology::zoo::get("compact_timedecay").unwrap();
-    model.default_steps = 3;
-    model.image_off = 3;
-    model.input.channels = 3;
-    model.input.height = 16;
-    model.input.width = 16;
-    model.num_classes = 3;
+    datasets::synthetic::write_splits(&data, &datasets::synthetic::SyntheticConfig::tiny(3, 8, 7))
+        .unwrap();
+    let model = topology::zoo::tiny_colour(3, 3);
     let spec = dir.path().join("tiny.json");
     std::fs::write(&spec, serde_json::to_string(&model).unwrap()).unwrap();
     let out = dir.path().join("run");
