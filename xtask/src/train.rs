@@ -186,7 +186,7 @@ impl TrainArgs {
             Some(c) => c,
             None => {
                 let model = match &self.spec {
-                    Some(p) => crate::models::load_spec(&p.to_string_lossy())?,
+                    Some(p) => crate::models::load_spec_file(p)?,
                     None => crate::models::load_spec(self.model_name())?,
                 };
                 TrainConfig::for_model(model, self.data_spec()?)
@@ -244,7 +244,7 @@ impl TrainArgs {
     /// `c` with every flag given explicitly applied.
     fn apply(&self, mut c: TrainConfig) -> Result<TrainConfig> {
         if let Some(spec) = &self.spec {
-            c.model = crate::models::load_spec(&spec.to_string_lossy())?;
+            c.model = crate::models::load_spec_file(spec)?;
         } else if let Some(m) = &self.model {
             c.model = crate::models::load_spec(m)?;
         }
@@ -749,16 +749,11 @@ mod tests {
     /// train/ and val/ of 2 classes × 6 small JPEGs.
     fn two_class_folder() -> tempfile::TempDir {
         let data = tempfile::tempdir().unwrap();
-        let tree = datasets::synthetic::SyntheticConfig {
-            classes: 2,
-            per_class: 6,
-            sizes: vec![(12, 10)],
-            quality: 80,
-            seed: 1,
-        };
-        for split in ["train", "val"] {
-            datasets::synthetic::write_tree(&data.path().join(split), &tree).unwrap();
-        }
+        datasets::synthetic::write_splits(
+            data.path(),
+            &datasets::synthetic::SyntheticConfig::tiny(2, 6, 1),
+        )
+        .unwrap();
         data
     }
 

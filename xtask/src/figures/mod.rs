@@ -60,18 +60,18 @@ pub struct FiguresCmd {
     /// Where Fashion-MNIST is (default: the standard places, see `cargo xtask doctor`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Train with seeds 0..N instead of the scale's.
-    #[arg(long)]
+    /// Train with seeds 0..N instead of the scale's (not with --models: nothing is trained).
+    #[arg(long, conflicts_with = "models")]
     pub seeds: Option<u64>,
-    /// Clutter images to train on instead of the scale's.
-    #[arg(long)]
+    /// Clutter images to train on instead of the scale's (not with --models).
+    #[arg(long, conflicts_with = "models")]
     pub train_images: Option<usize>,
     /// Clutter images to validate on instead of the scale's.
     #[arg(long)]
     pub eval_images: Option<usize>,
     /// Figures 4 and 5 against this Brain-Score assembly (.nc, or neurofit's plain .h5) instead
     /// of the in-silico recordings.
-    #[arg(long, requires = "stimuli")]
+    #[arg(long, requires = "stimuli", conflicts_with = "no_neural")]
     pub recordings: Option<PathBuf>,
     /// The assembly's stimulus set (its CSV, or the folder holding it).
     #[arg(long, requires = "recordings")]
@@ -110,6 +110,35 @@ impl FiguresCmd {
             "--train-images and --eval-images must be at least 1"
         );
         Ok(c)
+    }
+
+    /// Checks what can be checked before anything runs: the recordings are read only after
+    /// every model has trained, so a mistyped path would otherwise fail hours in.
+    fn check_paths(&self) -> anyhow::Result<()> {
+        if let Some(r) = &self.recordings {
+            anyhow::ensure!(
+                r.is_file(),
+                "--recordings {}: no such file (expected a Brain-Score assembly .nc, or \
+                 neurofit's plain .h5)",
+                r.display()
+            );
+        }
+        if let Some(s) = &self.stimuli {
+            anyhow::ensure!(
+                s.exists(),
+                "--stimuli {}: no such file or folder (expected the stimulus set's CSV, or the \
+                 folder holding it)",
+                s.display()
+            );
+        }
+        if let Some(out) = &self.out {
+            anyhow::ensure!(
+                !out.exists() || out.is_dir(),
+                "--out {}: is a file (expected a folder, created if missing)",
+                out.display()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -173,6 +202,7 @@ impl<'c> Runner<'c> {
 pub fn run(cmd: &FiguresCmd) -> Result<()> {
     let device: Device = cmd.device.parse().map_err(anyhow::Error::msg)?;
     let scale = cmd.scale_config()?;
+    cmd.check_paths()?;
     let out = cmd.out.clone().unwrap_or_else(|| {
         let name = match cmd.models {
             Some(_) => "figures-models".to_string(),
@@ -608,6 +638,67 @@ pub fn scale_name(s: Scale) -> &'static str {
 mod tests {
     use super::*;
     use report::Verdict;
+
+    fn parse(args: &[&str]) -> Result<FiguresCmd, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            cmd: FiguresCmd,
+        }
+        let argv = std::iter::once("figures").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.cmd)
+    }
+
+    /// Flags that would be ignored are refused, naming the flag they clash with: nothing trains
+    /// with --models, and --no-neural reads no recordings.
+    #[test]
+    fn flags_that_would_be_ignored_are_refused() {
+        for (args, clash) in [
+            (&["--models", "m", "--seeds", "3"][..], "--models"),
+            (&["--models", "m", "--train-images", "10"][..], "--models"),
+            (
+                &["--no-neural", "--recordings", "r.nc", "--stimuli", "s"][..],
+                "--no-neural",
+            ),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(
+                err.contains("cannot be used with") && err.contains(clash),
+                "{err}"
+            );
+        }
+        assert!(parse(&["--models", "m", "--eval-images", "10"]).is_ok());
+        let bad = parse(&["--scale", "bogus"]).unwrap_err().to_string();
+        assert!(bad.contains("micro") && bad.contains("full"), "{bad}");
+    }
+
+    /// Recordings that are not there and an --out that is a file fail before anything runs.
+    #[test]
+    fn missing_recordings_and_a_file_as_out_are_refused_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let (f, missing) = (file.to_str().unwrap(), dir.path().join("nope.nc"));
+        let missing = missing.to_str().unwrap();
+        let err = |args: &[&str]| parse(args).unwrap().check_paths().unwrap_err().to_string();
+        let e = err(&["--recordings", missing, "--stimuli", f]);
+        assert!(
+            e.contains("--recordings") && e.contains("no such file"),
+            "{e}"
+        );
+        let e = err(&["--recordings", f, "--stimuli", missing]);
+        assert!(e.contains("--stimuli") && e.contains("no such file"), "{e}");
+        let e = err(&["--out", f]);
+        assert!(
+            e.contains("--out") && e.contains("expected a folder"),
+            "{e}"
+        );
+        let d = dir.path().to_str().unwrap();
+        parse(&["--recordings", f, "--stimuli", d, "--out", d])
+            .unwrap()
+            .check_paths()
+            .unwrap();
+    }
 
     #[test]
     fn the_runner_counts_and_labels_stages() {

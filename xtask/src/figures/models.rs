@@ -9,16 +9,8 @@ use cell_zoo::CellSpec;
 use serde::{Deserialize, Serialize};
 use topology::{AreaSpec, ModelSpec};
 
-/// The cells compared in figure 1, in the paper's order.
-pub const CELLS: [&str; 7] = [
-    "timedecay",
-    "simplernn",
-    "gru",
-    "lstm",
-    "ugrnn",
-    "intersectionrnn",
-    "rgc",
-];
+/// The cells compared in figure 1: every cell of the zoo, in the paper's order.
+pub use topology::zoo::CELLS;
 
 /// Cells the paper finds to help (gating and a bypass).
 pub const GATED_BYPASS: [&str; 3] = ["rgc", "ugrnn", "intersectionrnn"];
