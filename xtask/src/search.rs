@@ -138,6 +138,29 @@ pub fn run(cmd: &SearchCmd) -> Result<()> {
     }
 }
 
+/// What `--space` names.
+#[derive(Debug, PartialEq)]
+enum SpaceArg<'a> {
+    File(&'a Path),
+    Preset(&'a str),
+    /// A path (it ends in `.json` or has a folder in it) that is not there: not a preset name
+    /// either, so saying "unknown model" would mislead.
+    Missing(&'a Path),
+}
+
+impl<'a> SpaceArg<'a> {
+    fn of(arg: &'a str) -> Self {
+        let path = Path::new(arg);
+        if path.is_file() {
+            SpaceArg::File(path)
+        } else if path.extension().is_some_and(|e| e == "json") || arg.contains('/') {
+            SpaceArg::Missing(path)
+        } else {
+            SpaceArg::Preset(arg)
+        }
+    }
+}
+
 fn search(a: &RunArgs) -> Result<()> {
     anyhow::ensure!(a.trials > 0, "--trials must be at least 1");
     anyhow::ensure!(a.workers > 0, "--workers must be at least 1");
@@ -150,15 +173,19 @@ fn search(a: &RunArgs) -> Result<()> {
     let base_name = a.train.model_name().to_string();
     let seed = a.train.seed.unwrap_or(0);
     let mut config = ModelStudyConfig::default_for(&base_name, seed)?;
-    if let Some(space) = &a.space {
-        let path = PathBuf::from(space);
-        if path.is_file() {
-            let text = std::fs::read_to_string(&path)
+    match a.space.as_deref().map(SpaceArg::of) {
+        Some(SpaceArg::File(path)) => {
+            let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             config.space.rgc = RgcSpace::from_json(&text)?;
-        } else {
-            config = ModelStudyConfig::default_for(space, seed)?;
         }
+        Some(SpaceArg::Preset(name)) => config = ModelStudyConfig::default_for(name, seed)?,
+        Some(SpaceArg::Missing(path)) => anyhow::bail!(
+            "--space {}: no such file (expected a search-space JSON file, or the name of the \
+             base preset whose default space to use)",
+            path.display()
+        ),
+        None => {}
     }
     let study = ModelStudy::open(storage, &a.study.study, config)?;
     let dir = study_dir(&a.study, &a.out);
@@ -357,6 +384,21 @@ fn median(a: &MedianArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A --space path that is not there is reported as a missing file (it was taken for a preset
+    /// name: "unknown model `runs/space.json`; known presets: ...").
+    #[test]
+    fn a_missing_space_file_is_not_taken_for_a_preset() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("space.json");
+        std::fs::write(&file, "{}").unwrap();
+        let f = file.to_str().unwrap();
+        assert_eq!(SpaceArg::of(f), SpaceArg::File(&file));
+        assert_eq!(SpaceArg::of("compact_rgc"), SpaceArg::Preset("compact_rgc"));
+        for missing in ["space2.json", "runs/space"] {
+            assert_eq!(SpaceArg::of(missing), SpaceArg::Missing(Path::new(missing)));
+        }
+    }
     use clap::Parser;
 
     fn strings(a: &[&str]) -> Vec<String> {
