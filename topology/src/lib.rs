@@ -9,7 +9,8 @@
 //!   timing by default (every edge costs one 10 ms step), presentation schedules ([`Frames`],
 //!   [`Presentation`]) and temporal [`Decoder`]s of the per-step logits.
 //! - [`zoo`] has the released shallow and intermediate architectures and compact 28×28 presets;
-//!   [`count`] measures parameters and FLOPs of a spec on the built model.
+//!   [`count`] measures parameters and FLOPs of a spec on the built model; [`regions`] says which
+//!   areas of the released architectures stand for V4, pIT and cIT/aIT (the authors' map).
 //! - [`typed`] writes a model in Rust with compile-time shapes (the compact RGC, equal to the
 //!   spec-built one).
 //!
@@ -52,6 +53,7 @@
 pub mod count;
 pub mod decoders;
 pub mod model;
+pub mod regions;
 pub mod schedule;
 pub mod shapes;
 pub mod spec;

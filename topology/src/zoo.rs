@@ -2,6 +2,7 @@
 //! and compact 28×28 grey presets for the embedded Fashion-MNIST task.
 
 use crate::decoders::Decoder;
+use crate::regions::Depth;
 use crate::spec::*;
 use cell_zoo::{Activation, CellSpec, GeneralRgcSpec, RgcSpec, DEFAULT_LN_EPS, TF1_LN_EPS};
 
@@ -108,6 +109,22 @@ pub fn get(name: &str) -> Option<ModelSpec> {
         return compact(cell);
     }
     None
+}
+
+/// The depth of the released architecture `name` names: a released model (`{cell}_shallow`,
+/// `{cell}_intermediate`), one of its variants (`rgc_intermediate_t22_tmaxconf`, ...) or a
+/// feedforward base (`feedforward_shallow`, `feedforward_intermediate`); `None` for any other
+/// name (the compact presets among them). [`crate::regions`] maps its areas to brain regions.
+pub fn released_depth(name: &str) -> Option<Depth> {
+    let base = VARIANTS.iter().find(|v| v.0 == name).map_or(name, |v| v.1);
+    get(base)?;
+    if base.ends_with("_shallow") {
+        Some(Depth::Shallow)
+    } else if base.ends_with("_intermediate") {
+        Some(Depth::Intermediate)
+    } else {
+        None
+    }
 }
 
 /// The preset called `name`, or an error listing the known names.

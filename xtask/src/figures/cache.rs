@@ -93,6 +93,12 @@ impl Cache {
         self.root.join(key.id())
     }
 
+    /// The work folder of the stage `key` (what its computation left there, such as a neural
+    /// stage's neurofit output, stays after it completes).
+    pub fn work_dir(&self, key: &StageKey) -> PathBuf {
+        self.dir(key).join(WORK_DIR)
+    }
+
     /// The stored result of `key`, if the stage is complete and its key text matches.
     pub fn get<T: DeserializeOwned>(&self, key: &StageKey) -> Result<Option<T>> {
         let dir = self.dir(key);
@@ -121,7 +127,7 @@ impl Cache {
             return Ok((v, Status::Cached));
         }
         let dir = self.dir(key);
-        let work = dir.join(WORK_DIR);
+        let work = self.work_dir(key);
         std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
         let key_file = dir.join(KEY_FILE);
         tensor::io::write_file_atomically(&key_file, key.text.as_bytes())

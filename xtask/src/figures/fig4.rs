@@ -301,12 +301,13 @@ pub fn section(
         s,
         "**Data and models.** {data}. {}, scored by `neurofit score` (PLS regression, \
          noise-corrected by the \
-         split-half ceiling): V4 from the model's second-to-last area, IT from its last; a \
+         split-half ceiling): {} (the table's track); a \
          ConvRNN sees the image for 100 ms and its step k predicts the bin at 70 + 10·k ms; a \
          feedforward net sees it throughout and is fitted uniformly (each area's last step for \
          every bin) and graded (deeper areas for later bins, one track). {} Table: \
          `{STEM}.csv` (per bin), `{STEM}.json` (with each model-seed's median).\n",
         who.unwrap_or("The models of figure 1 listed below (trained as there), every seed"),
+        super::neural::AREA_RULE_WORDS,
         super::report::spread_words(table.bins.iter().map(|b| b.seeds).max().unwrap_or(0))
     );
     let _ = writeln!(

@@ -271,7 +271,7 @@ pub fn section(table: &Table, figure: Option<&Written>, data: &str, who: Option<
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::figures::neural::{parse, tests::neurofit_json, tests::subject};
+    use crate::figures::neural::{parse, tests::neurofit_json, tests::subject, AreaRule};
 
     /// rgc and ugrnn at `rec`, ff_base (uniform and graded) at `ff`, three seeds.
     pub(crate) fn scored(rec: f64, ff: f64, level: f64) -> Vec<Scored> {
@@ -284,6 +284,7 @@ pub(crate) mod tests {
                     parse(
                         &subject(id, Family::Recurrent, seed),
                         Mapping::Recurrent,
+                        &AreaRule::Positional,
                         &j,
                     )
                     .unwrap(),
@@ -295,7 +296,15 @@ pub(crate) mod tests {
                     Some(ff + 0.01 * ((seed + 1) % 3) as f64),
                     graded,
                 );
-                v.push(parse(&subject("ff_base", Family::Feedforward, seed), m, &j).unwrap());
+                v.push(
+                    parse(
+                        &subject("ff_base", Family::Feedforward, seed),
+                        m,
+                        &AreaRule::Positional,
+                        &j,
+                    )
+                    .unwrap(),
+                );
             }
         }
         v

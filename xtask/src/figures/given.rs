@@ -354,7 +354,7 @@ pub fn run(
     } else {
         models
             .iter()
-            .map(|g| Mapping::for_family(g.family).len() as u64)
+            .map(|g| neural::stages_of(g.family, &neural::AreaRule::of(g.spec())))
             .sum::<u64>()
             + 2
     };
@@ -368,6 +368,7 @@ pub fn run(
     let (mut scored, mut neural_keys) = (Vec::new(), Vec::new());
     if !cmd.no_neural {
         for (g, key) in models.iter().zip(&keys) {
+            let rule = neural::AreaRule::of(g.spec());
             for &mapping in Mapping::for_family(g.family) {
                 let config = neural::stage_config(&ns, mapping, &recordings)?;
                 let nkey = StageKey::new("neural", &config, &[key])?;
@@ -378,11 +379,18 @@ pub fn run(
                     params: g.params,
                     areas: g.spec().areas.iter().map(|a| a.name.clone()).collect(),
                 };
-                let label = format!("neural {} ({})", g.id, mapping.words());
-                scored.push(runner.run(&nkey, &label, |work| {
-                    neural::score(&subject, &g.dir, work, &ns, mapping, &recordings)
-                })?);
-                neural_keys.push(nkey);
+                let what = format!("{} ({})", g.id, mapping.words());
+                let (s, k) = super::neural_stage(
+                    &mut runner,
+                    &subject,
+                    &rule,
+                    mapping,
+                    &nkey,
+                    &what,
+                    |work| neural::score(&subject, &g.dir, work, &ns, mapping, &recordings),
+                )?;
+                scored.push(s);
+                neural_keys.push(k);
             }
         }
     }

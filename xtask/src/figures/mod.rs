@@ -263,7 +263,7 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
         let ns = neural::NeuralScale::of(cmd.scale);
         plan.iter()
             .filter(|(m, ..)| ns.models.contains(&m.id))
-            .map(|(m, ..)| neural::Mapping::for_family(m.family).len() as u64)
+            .map(|(m, ..)| neural::stages_of(m.family, &neural::AreaRule::of(&m.spec)))
             .sum::<u64>()
             + 2
     };
@@ -315,10 +315,11 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
             if !neural_scale.models.contains(&t.id) {
                 continue;
             }
+            let rule = neural::AreaRule::of(&m.spec);
             for &mapping in neural::Mapping::for_family(t.family) {
                 let config = neural::stage_config(&neural_scale, mapping, &recordings)?;
                 let nkey = StageKey::new("neural", &config, &[key])?;
-                let label = format!("neural {} (seed {}, {})", t.id, t.seed, mapping.words());
+                let what = format!("{} (seed {}, {})", t.id, t.seed, mapping.words());
                 let subject = neural::Subject {
                     id: &t.id,
                     family: t.family,
@@ -327,17 +328,26 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
                     areas: m.spec.areas.iter().map(|a| a.name.clone()).collect(),
                 };
                 let run_dir = out.join(&t.run_dir);
-                scored.push(runner.run(&nkey, &label, |work| {
-                    neural::score(
-                        &subject,
-                        &run_dir,
-                        work,
-                        &neural_scale,
-                        mapping,
-                        &recordings,
-                    )
-                })?);
-                neural_keys.push(nkey);
+                let (s, k) = neural_stage(
+                    &mut runner,
+                    &subject,
+                    &rule,
+                    mapping,
+                    &nkey,
+                    &what,
+                    |work| {
+                        neural::score(
+                            &subject,
+                            &run_dir,
+                            work,
+                            &neural_scale,
+                            mapping,
+                            &recordings,
+                        )
+                    },
+                )?;
+                scored.push(s);
+                neural_keys.push(k);
             }
         }
     }
@@ -435,6 +445,32 @@ fn recordings_of(cmd: &FiguresCmd) -> neural::Recordings {
         },
         _ => neural::Recordings::InSilico,
     }
+}
+
+/// A model's neural stage `key` for `mapping` (`score` runs neurofit in its work folder) and,
+/// for a model whose `rule` is a known area map, the regions stage over it, which reads the
+/// neural stage's neurofit output again with the map: the scores the tables read and the key of
+/// the stage that holds them. `what` names the model and mapping in the stages' labels.
+fn neural_stage(
+    runner: &mut Runner<'_>,
+    subject: &neural::Subject<'_>,
+    rule: &neural::AreaRule,
+    mapping: neural::Mapping,
+    key: &StageKey,
+    what: &str,
+    score: impl FnOnce(&Path) -> Result<neural::Scored>,
+) -> Result<(neural::Scored, StageKey)> {
+    let fit = runner.run(key, &format!("neural {what}"), score)?;
+    let map = match (rule, mapping) {
+        (neural::AreaRule::Known(map), m) if m.reads_areas() => map,
+        _ => return Ok((fit, key.clone())),
+    };
+    let regions = neural::regions_key(map, key)?;
+    let work = runner.cache.work_dir(key);
+    let scored = runner.run(&regions, &format!("regions {what}"), |_| {
+        neural::rescore(subject, mapping, map, &fit, &work)
+    })?;
+    Ok((scored, regions))
 }
 
 /// The table stages of figures 4 and 5 over the neural stages `keys` (none with --no-neural).
@@ -714,6 +750,94 @@ mod tests {
             [Status::Computed, Status::Cached]
         );
         assert_eq!(lines[1].label, "t again");
+    }
+
+    /// A released model whose neural stage was computed before the area map (its result read by
+    /// position, its neurofit output in its work folder): the tables now read a regions stage
+    /// under another key, computed from that output without running neurofit again; a compact
+    /// model keeps its neural stage's key and result.
+    #[test]
+    fn a_released_models_positional_neural_stage_is_read_again_with_its_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let ns = neural::NeuralScale::of(Scale::Micro);
+        let mapping = neural::Mapping::Recurrent;
+        let config = neural::stage_config(&ns, mapping, &neural::Recordings::InSilico).unwrap();
+        let spec = topology::zoo::get("rgc_intermediate").unwrap();
+        let model_key = StageKey::new("model", &"rgc_intermediate", &[]).unwrap();
+        let nkey = StageKey::new("neural", &config, &[&model_key]).unwrap();
+        let subject = neural::Subject {
+            id: "rgc_intermediate",
+            family: models::Family::Recurrent,
+            seed: 0,
+            params: 1,
+            areas: spec.areas.iter().map(|a| a.name.clone()).collect(),
+        };
+        // conv9 predicts V4 best of all, conv6 best of the mapped conv5–6.
+        let json = neural::tests::intermediate_json(|a, r| match (a, r) {
+            (9, "V4") => 0.8,
+            (6, "V4") => 0.5,
+            (10, "IT") => 0.3,
+            _ => 0.1,
+        });
+        let fake_neurofit = |work: &Path| -> Result<neural::Scored> {
+            let path = neural::neurofit_output(work);
+            std::fs::create_dir_all(path.parent().unwrap())?;
+            std::fs::write(&path, json.to_string())?;
+            neural::parse(&subject, mapping, &neural::AreaRule::Positional, &json)
+        };
+        // The earlier run: the neural stage alone, V4 read from conv9.
+        let mut r = Runner::new(&cache, 1, ProgressMode::Hidden);
+        let old = r.run(&nkey, "neural", fake_neurofit).unwrap();
+        let v4 = |s: &neural::Scored| {
+            s.regions
+                .iter()
+                .find(|x| x.region == "V4")
+                .unwrap()
+                .track
+                .clone()
+        };
+        assert_eq!(v4(&old), "conv9");
+        let rule = neural::AreaRule::of(&spec);
+        let run = || {
+            let mut r = Runner::new(&cache, 2, ProgressMode::Hidden);
+            let (s, k) = neural_stage(&mut r, &subject, &rule, mapping, &nkey, "m", |_| {
+                anyhow::bail!("neurofit ran again")
+            })
+            .unwrap();
+            let lines: Vec<(String, Status)> = r
+                .finish()
+                .into_iter()
+                .map(|l| (l.label, l.status))
+                .collect();
+            (s, k, lines)
+        };
+        let (s, k, lines) = run();
+        assert_eq!(v4(&s), "conv6");
+        assert_ne!(k, nkey, "the tables read another key than before");
+        assert_eq!(
+            lines,
+            [
+                ("neural m".to_string(), Status::Cached),
+                ("regions m".to_string(), Status::Computed)
+            ]
+        );
+        let (again, k2, lines) = run();
+        assert_eq!((again, k2), (s, k));
+        assert!(
+            lines.iter().all(|(_, st)| *st == Status::Cached),
+            "{lines:?}"
+        );
+        // A compact model: the positional rule, its neural stage's key and result as before.
+        let compact = topology::zoo::get("compact_rgc").unwrap();
+        let rule = neural::AreaRule::of(&compact);
+        let mut r = Runner::new(&cache, 1, ProgressMode::Hidden);
+        let (s, k) = neural_stage(&mut r, &subject, &rule, mapping, &nkey, "c", |_| {
+            anyhow::bail!("not run: cached")
+        })
+        .unwrap();
+        assert_eq!((v4(&s), k), ("conv9".to_string(), nkey));
+        assert_eq!(r.finish().len(), 1);
     }
 
     /// Runs figure 3's stages with a fake search and fake training, returning which stages

@@ -5,14 +5,65 @@
 //! that stands for that region, and the object solution times of the model's last area against
 //! the recording's reference (in-silico only).
 //!
-//! Which area stands for a region: IT ← the last area, V4 ← the one before it (the paper maps
-//! its deepest areas to IT and the ones before to V4); a graded feedforward fit has one track for
-//! both.
+//! Which area stands for a region ([`AreaRule`]): for a released architecture (as `cargo xtask
+//! import` writes them) the areas the authors found to match it ([`topology::regions`]: V4 ←
+//! conv5–6 of an intermediate model, conv3 of a shallow one; IT ← conv9–10, conv5), a region
+//! with two areas scored by the one of them with the higher median over the compared bins;
+//! for any other model IT ← the last area, V4 ← the one before it (the paper maps its deepest
+//! areas to IT and the ones before to V4). A graded feedforward fit has one track for both.
+//!
+//! neurofit scores every area, so the choice is only a reading of its output: the neural stage
+//! (its key holds no area map) reads it by position, and a model with a known map has a
+//! *regions* stage on top that reads the same `neurofit.json` again with the map ([`rescore`]),
+//! keyed by the map, so changing the map never runs neurofit again.
 
+use super::cache::StageKey;
 use super::models::Family;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use topology::regions::{AreaMap, Region};
+use topology::ModelSpec;
+
+/// The report's words for [`AreaRule`].
+pub const AREA_RULE_WORDS: &str = "V4 and IT from the areas the authors found to match them \
+    for a released architecture (intermediate: conv5 or conv6 → V4, conv9 or conv10 → IT, each \
+    region from the one of its two areas with the higher median over the compared bins; \
+    shallow: conv3 → V4, conv5 → IT), and for any other model V4 from its second-to-last area, \
+    IT from its last";
+
+/// Which of a model's areas stand for each recorded region.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AreaRule {
+    /// V4 ← the second-to-last area, IT (and any other region) ← the last.
+    Positional,
+    /// The authors' map of a released architecture. A region with several areas is scored by
+    /// the one whose median over the compared bins (from [`super::fig4::COMPARED_FROM_MS`], the
+    /// summary figure 4 tests) is highest: the paper picks each region's preferred layer(s) by
+    /// their fit to the region's responses (Neural Computation 2022, Fig. 3a) — a choice of
+    /// layer, not of a layer per bin, which would pick the luckier of two noisy estimates in
+    /// every bin. A recorded region the map has no areas for is read by position.
+    Known(AreaMap),
+}
+
+impl AreaRule {
+    /// The rule for a model of `spec`: its map when it is a released architecture.
+    pub fn of(spec: &ModelSpec) -> AreaRule {
+        AreaMap::of(spec).map_or(AreaRule::Positional, AreaRule::Known)
+    }
+}
+
+/// The region of the authors' map a recorded region is read as. The recordings' `IT` (HvM's IT
+/// sites, and the in-silico set modelled on them) is read as cIT/aIT, the areas the authors map
+/// to IT's later stages and the one whose last area neurofit's object solution times read.
+fn mapped_region(recorded: &str) -> Option<Region> {
+    match recorded {
+        "V4" => Some(Region::V4),
+        "pIT" => Some(Region::Pit),
+        "IT" | "cIT" | "aIT" => Some(Region::CitAit),
+        _ => None,
+    }
+}
 
 /// How a model's features are mapped to the recording's bins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +86,11 @@ impl Mapping {
         }
     }
 
+    /// Whether a known area map changes what this mapping reads (a graded fit has one track).
+    pub fn reads_areas(self) -> bool {
+        self != Mapping::Graded
+    }
+
     /// The mappings a model of `family` is scored with.
     pub fn for_family(family: Family) -> &'static [Mapping] {
         match family {
@@ -42,6 +98,15 @@ impl Mapping {
             Family::Feedforward => &[Mapping::Uniform, Mapping::Graded],
         }
     }
+}
+
+/// The stages scoring a model of `family` with `rule` takes: a neural stage per mapping, and a
+/// regions stage over each that reads areas when the map is known.
+pub fn stages_of(family: Family, rule: &AreaRule) -> u64 {
+    Mapping::for_family(family)
+        .iter()
+        .map(|m| 1 + u64::from(m.reads_areas() && matches!(rule, AreaRule::Known(_))))
+        .sum()
 }
 
 /// What a scale sets for the neural stages.
@@ -274,18 +339,68 @@ pub fn score(
     let cpu = before
         .zip(super::training::children_cpu_seconds())
         .map(|(a, b)| b - a);
-    let path = out.join("neurofit.json");
+    let path = neurofit_output(work);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let mut s = parse(subject, mapping, &json).with_context(|| format!("{}", path.display()))?;
+    // The stage's key holds no area map, so its own result reads the areas by position; a model
+    // with a known map is read again by its regions stage.
+    let mut s = parse(subject, mapping, &AreaRule::Positional, &json)
+        .with_context(|| format!("{}", path.display()))?;
     s.cpu_seconds = cpu;
     Ok(s)
 }
 
-/// The stage's result from neurofit's JSON output.
-pub fn parse(subject: &Subject<'_>, mapping: Mapping, json: &serde_json::Value) -> Result<Scored> {
+/// Where a neural stage whose work folder is `work` leaves neurofit's output.
+pub fn neurofit_output(work: &Path) -> PathBuf {
+    work.join("neurofit").join("neurofit.json")
+}
+
+/// Bumped when the way a regions stage reads neurofit's output changes.
+const REGIONS_VERSION: u32 = 1;
+
+/// The key of the regions stage reading the neural stage `fit` with `map`.
+pub fn regions_key(map: &AreaMap, fit: &StageKey) -> Result<StageKey> {
+    StageKey::new(
+        "regions",
+        &serde_json::json!({ "map": map, "version": REGIONS_VERSION }),
+        &[fit],
+    )
+}
+
+/// A regions stage: the neural stage's result `fit`, its neurofit output in `fit_work` read
+/// again with `map` (no neurofit run); its CPU seconds are the fit's.
+pub fn rescore(
+    subject: &Subject<'_>,
+    mapping: Mapping,
+    map: &AreaMap,
+    fit: &Scored,
+    fit_work: &Path,
+) -> Result<Scored> {
+    let path = neurofit_output(fit_work);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (the neurofit output of a complete neural stage; delete that stage's \
+             folder to score the model again)",
+            path.display()
+        )
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut s = parse(subject, mapping, &AreaRule::Known(map.clone()), &json)
+        .with_context(|| format!("{}", path.display()))?;
+    s.cpu_seconds = fit.cpu_seconds;
+    Ok(s)
+}
+
+/// The stage's result from neurofit's JSON output, each region read from the area `rule` says.
+pub fn parse(
+    subject: &Subject<'_>,
+    mapping: Mapping,
+    rule: &AreaRule,
+    json: &serde_json::Value,
+) -> Result<Scored> {
     let bins_ms: Vec<f64> = json["bins"]
         .as_array()
         .context("no `bins`")?
@@ -304,16 +419,10 @@ pub fn parse(subject: &Subject<'_>, mapping: Mapping, json: &serde_json::Value) 
         [only] => (only.clone(), only.clone()),
         [.., b, l] => (l.clone(), b.clone()),
     };
-    let mut regions = Vec::new();
-    for region in regions_seen {
-        let track = match mapping {
-            Mapping::Graded => "graded".to_string(),
-            _ if region == "V4" => before_last.clone(),
-            _ => last.clone(),
-        };
+    let read = |track: &str, region: &str| -> Result<Vec<Option<f64>>> {
         let per_bin: Vec<Option<f64>> = scores
-            .get(&track)
-            .and_then(|t| t.get(&region))
+            .get(track)
+            .and_then(|t| t.get(region))
             .and_then(|v| v.as_array())
             .with_context(|| format!("no scores of track `{track}` for region {region}"))?
             .iter()
@@ -326,6 +435,53 @@ pub fn parse(subject: &Subject<'_>, mapping: Mapping, json: &serde_json::Value) 
                 bins_ms.len()
             );
         }
+        Ok(per_bin)
+    };
+    // The median over the compared bins, as figure 4's test summarises a track (NaN: none).
+    let compared_median = |per_bin: &[Option<f64>]| {
+        let v: Vec<f64> = per_bin
+            .iter()
+            .zip(&bins_ms)
+            .filter(|(_, &b)| b >= super::fig4::COMPARED_FROM_MS)
+            .filter_map(|(v, _)| *v)
+            .collect();
+        super::stats::median(&v)
+    };
+    let mut regions = Vec::new();
+    for region in regions_seen {
+        let mapped = match (mapping, rule) {
+            (Mapping::Graded, _) | (_, AreaRule::Positional) => None,
+            (_, AreaRule::Known(map)) => mapped_region(&region)
+                .map(|r| map.areas(r))
+                .filter(|a| !a.is_empty()),
+        };
+        let (track, per_bin) = match mapped {
+            Some(areas) => {
+                let mut best: Option<(String, Vec<Option<f64>>, f64)> = None;
+                for area in areas {
+                    let per_bin = read(area, &region)?;
+                    let m = compared_median(&per_bin);
+                    // The first of equal medians; a NaN median (no compared bin) never wins.
+                    if best
+                        .as_ref()
+                        .is_none_or(|(_, _, b)| m > *b || b.is_nan() && !m.is_nan())
+                    {
+                        best = Some((area.clone(), per_bin, m));
+                    }
+                }
+                let (track, per_bin, _) = best.context("a region mapped to no area")?;
+                (track, per_bin)
+            }
+            None => {
+                let track = match mapping {
+                    Mapping::Graded => "graded".to_string(),
+                    _ if region == "V4" => before_last.clone(),
+                    _ => last.clone(),
+                };
+                let per_bin = read(&track, &region)?;
+                (track, per_bin)
+            }
+        };
         regions.push(RegionScores {
             region,
             track,
@@ -392,6 +548,7 @@ pub(crate) mod tests {
         let s = parse(
             &subject("rgc", Family::Recurrent, 0),
             Mapping::Recurrent,
+            &AreaRule::Positional,
             &neurofit_json(0.4, Some(0.5), false),
         )
         .unwrap();
@@ -404,6 +561,7 @@ pub(crate) mod tests {
         let g = parse(
             &subject("ff_base", Family::Feedforward, 0),
             Mapping::Graded,
+            &AreaRule::Positional,
             &neurofit_json(0.2, None, true),
         )
         .unwrap();
@@ -413,6 +571,7 @@ pub(crate) mod tests {
         let e = parse(
             &subject("ff_base", Family::Feedforward, 0),
             Mapping::Uniform,
+            &AreaRule::Positional,
             &neurofit_json(0.2, None, true),
         )
         .unwrap_err();
@@ -420,6 +579,145 @@ pub(crate) mod tests {
             format!("{e:#}").contains("no scores of track `conv3`"),
             "{e:#}"
         );
+    }
+
+    /// neurofit's output for an intermediate model (conv1..conv10, V4 and IT, bins from 60 ms,
+    /// the first before the compared bins): `level(area, region)` in every bin from 70 ms, and
+    /// 0.9 in the 60 ms bin of conv5 (not compared, so it must not decide).
+    pub(crate) fn intermediate_json(level: impl Fn(usize, &str) -> f64) -> serde_json::Value {
+        let mut scores = serde_json::Map::new();
+        for a in 1..=10 {
+            let early = if a == 5 { 0.9 } else { 0.0 };
+            let track = |r: &str| serde_json::json!([early, level(a, r), level(a, r)]);
+            scores.insert(
+                format!("conv{a}"),
+                serde_json::json!({"V4": track("V4"), "IT": track("IT")}),
+            );
+        }
+        serde_json::json!({
+            "bins": [[60.0, 70.0], [70.0, 80.0], [80.0, 90.0]],
+            "ceiling": {"IT": [0.5, 0.5, 0.5], "V4": [0.5, 0.5, 0.5]},
+            "scores": scores,
+            "behaviour": null,
+        })
+    }
+
+    fn released_subject(preset: &str) -> (Subject<'static>, AreaRule) {
+        let spec = topology::zoo::get(preset).unwrap();
+        let s = Subject {
+            id: "released",
+            family: Family::Recurrent,
+            seed: 0,
+            params: 1,
+            areas: spec.areas.iter().map(|a| a.name.clone()).collect(),
+        };
+        (s, AreaRule::of(&spec))
+    }
+
+    fn tracks(s: &Scored) -> (String, String) {
+        let t = |r: &str| {
+            s.regions
+                .iter()
+                .find(|x| x.region == r)
+                .unwrap()
+                .track
+                .clone()
+        };
+        (t("V4"), t("IT"))
+    }
+
+    #[test]
+    fn a_released_model_is_read_by_the_authors_map_taking_the_better_area() {
+        let (subject, rule) = released_subject("rgc_intermediate");
+        assert!(matches!(rule, AreaRule::Known(_)));
+        // conv9 is the best V4 track of all and conv10 the last area: by position V4 would be
+        // read from conv9; by the map from conv5 or conv6, the better of the two (conv6), and
+        // IT from the better of conv9 and conv10 (conv9).
+        let level = |a: usize, r: &str| match (a, r) {
+            (9, "V4") => 0.8,
+            (6, "V4") => 0.5,
+            (5, "V4") => 0.4,
+            (9, "IT") => 0.3,
+            (10, "IT") => 0.2,
+            _ => 0.1,
+        };
+        let json = intermediate_json(level);
+        let s = parse(&subject, Mapping::Recurrent, &rule, &json).unwrap();
+        assert_eq!(tracks(&s), ("conv6".into(), "conv9".into()));
+        let v4 = s.regions.iter().find(|r| r.region == "V4").unwrap();
+        assert_eq!(v4.per_bin, [Some(0.0), Some(0.5), Some(0.5)]);
+        let p = parse(&subject, Mapping::Recurrent, &AreaRule::Positional, &json).unwrap();
+        assert_eq!(tracks(&p), ("conv9".into(), "conv10".into()));
+        // Equal medians: the first area listed.
+        let flat = intermediate_json(|_, _| 0.3);
+        let s = parse(&subject, Mapping::Uniform, &rule, &flat).unwrap();
+        assert_eq!(tracks(&s), ("conv5".into(), "conv9".into()));
+        // A map naming an area the output does not score is a clear error.
+        let mut map = topology::regions::Depth::Intermediate.area_map();
+        map.v4 = vec!["conv42".into()];
+        let e = parse(&subject, Mapping::Recurrent, &AreaRule::Known(map), &json).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("no scores of track `conv42`"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn a_released_shallow_model_reads_conv3_and_conv5() {
+        let (subject, rule) = released_subject("rgc_shallow");
+        let json = serde_json::json!({
+            "bins": [[70.0, 80.0]],
+            "ceiling": {"IT": [0.5], "V4": [0.5]},
+            "scores": {
+                "conv3": {"V4": [0.2], "IT": [0.1]},
+                "conv4": {"V4": [0.6], "IT": [0.1]},
+                "conv5": {"V4": [0.1], "IT": [0.3]},
+            },
+            "behaviour": null,
+        });
+        let s = parse(&subject, Mapping::Recurrent, &rule, &json).unwrap();
+        assert_eq!(tracks(&s), ("conv3".into(), "conv5".into()));
+        // A graded fit has one track whatever the map.
+        let g = serde_json::json!({
+            "bins": [[70.0, 80.0]],
+            "ceiling": {"V4": [0.5]},
+            "scores": {"graded": {"V4": [0.2]}},
+            "behaviour": null,
+        });
+        let s = parse(&subject, Mapping::Graded, &rule, &g).unwrap();
+        assert_eq!(s.regions[0].track, "graded");
+        // The compact models keep the positional rule.
+        let compact = topology::zoo::get("compact_rgc").unwrap();
+        assert_eq!(AreaRule::of(&compact), AreaRule::Positional);
+    }
+
+    #[test]
+    fn rescoring_reads_the_neural_stages_output_with_the_map() {
+        let (subject, rule) = released_subject("rgc_intermediate");
+        let AreaRule::Known(map) = rule else {
+            panic!("rgc_intermediate has a map")
+        };
+        let d = tempfile::tempdir().unwrap();
+        let json = intermediate_json(|a, _| a as f64 / 10.0);
+        let path = neurofit_output(d.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, json.to_string()).unwrap();
+        let mut fit = parse(&subject, Mapping::Recurrent, &AreaRule::Positional, &json).unwrap();
+        fit.cpu_seconds = Some(12.5);
+        let s = rescore(&subject, Mapping::Recurrent, &map, &fit, d.path()).unwrap();
+        assert_eq!(tracks(&s), ("conv6".into(), "conv10".into()));
+        assert_eq!(s.cpu_seconds, Some(12.5), "the fit's CPU time");
+        std::fs::remove_file(&path).unwrap();
+        let e = rescore(&subject, Mapping::Recurrent, &map, &fit, d.path()).unwrap_err();
+        assert!(format!("{e:#}").contains("delete that stage"), "{e:#}");
+        // The key follows the map and the fit it reads.
+        let fit_key = StageKey::new("neural", &1, &[]).unwrap();
+        let other_fit = StageKey::new("neural", &2, &[]).unwrap();
+        let shallow = topology::regions::Depth::Shallow.area_map();
+        let k = |m: &AreaMap, f: &StageKey| regions_key(m, f).unwrap().id();
+        assert_ne!(k(&map, &fit_key), k(&shallow, &fit_key));
+        assert_ne!(k(&map, &fit_key), k(&map, &other_fit));
+        assert!(k(&map, &fit_key).starts_with("regions-"));
     }
 
     #[test]
