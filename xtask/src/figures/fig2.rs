@@ -393,14 +393,14 @@ pub fn section(table: &Table, figures: &[Written], data: &str) -> String {
     for r in &table.rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |",
             r.acc.model,
             family_name(r.acc.family),
             r.areas,
             r.acc.params,
             r.units,
             100.0 * r.acc.top1_mean,
-            100.0 * r.acc.top1_sd,
+            stats::sd_cell(r.acc.top1_sd, r.acc.seeds.len(), 100.0, 1),
             r.acc.seeds.len(),
             yes(r.on_front_params),
             yes(r.on_front_units)

@@ -334,13 +334,12 @@ pub fn section(
             .map_or("-", |b| b.track.as_str());
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.3} ± {:.3} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             m.model,
             m.mapping.words(),
             m.region,
             track,
-            stats::mean(&v),
-            stats::sd(&v),
+            stats::mean_sd_cell(stats::mean(&v), stats::sd(&v), v.len(), 1.0, 3),
             v.len()
         );
         seen.push(key);
@@ -439,5 +438,22 @@ mod tests {
         assert!(text.contains("Error bars ±1 sd over seeds"), "{text}");
         assert!(text.contains("| rgc | recurrent | IT | conv3 |"), "{text}");
         assert!(text.contains("**Verdict: supports.**"));
+        assert!(text.contains(" ± "), "several seeds: a spread");
+    }
+
+    #[test]
+    fn one_seed_prints_no_spread() {
+        let one: Vec<Scored> = scored(0.5, 0.5, 0.4)
+            .into_iter()
+            .filter(|s| s.seed == 0)
+            .collect();
+        let t = table(&one).unwrap();
+        let text = section(&t, &[], "in-silico", None);
+        assert!(
+            text.contains("| rgc | recurrent | IT | conv3 | 0.400 (n = 1) | 1 |"),
+            "{text}"
+        );
+        assert!(!text.contains("± 0.000"), "{text}");
+        assert!(text.contains("One seed per model: no error bars"), "{text}");
     }
 }

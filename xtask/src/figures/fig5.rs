@@ -243,12 +243,12 @@ pub fn section(table: &Table, figure: Option<&Written>, data: &str, who: Option<
     for r in &table.rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.3} | {:.3} | {} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {} | {:.3} | {} | {} | {:.0} | {:.0} | {} |",
             r.model,
             family_name(r.family),
             r.area,
             r.spearman_mean,
-            r.spearman_sd,
+            stats::sd_cell(r.spearman_sd, r.seeds.len(), 1.0, 3),
             r.seeds.len(),
             r.solved_by_model,
             r.solved_by_both,
@@ -361,5 +361,21 @@ pub(crate) mod tests {
             assert!(svg.contains(m) && text.contains(&format!("| {m} |")), "{m}");
         }
         assert!(text.contains("**Verdict: supports.**"), "{text}");
+        assert!(!text.contains("none (n ="), "{text}");
+    }
+
+    #[test]
+    fn one_seed_prints_no_spread() {
+        let one: Vec<Scored> = scored(0.6, 0.2, 0.4)
+            .into_iter()
+            .filter(|s| s.seed == 0)
+            .collect();
+        let t = table(&one).unwrap();
+        let text = section(&t, None, "in-silico", None);
+        assert!(
+            text.contains("| rgc | recurrent | conv3 | 0.600 | none (n = 1) | 1 |"),
+            "{text}"
+        );
+        assert!(!text.contains("| 0.000 |"), "{text}");
     }
 }

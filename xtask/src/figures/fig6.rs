@@ -358,7 +358,7 @@ pub fn section(table: &Table, figure: &Written, data: &str, who: Option<&str>) -
                 .iter()
                 .find(|d| d.model == r.model && d.decoder == name)
                 .map_or("-".into(), |d| {
-                    format!("{:.1} ± {:.1}", 100.0 * d.top1_mean, 100.0 * d.top1_sd)
+                    stats::mean_sd_cell(d.top1_mean, d.top1_sd, d.seeds, 100.0, 1)
                 })
         };
         let _ = writeln!(

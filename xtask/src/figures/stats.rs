@@ -39,6 +39,33 @@ pub fn sd(xs: &[f64]) -> f64 {
     (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
 }
 
+/// A table cell for the mean and sd of `n` values, scaled by `scale`, to `decimals` places:
+/// `mean ± sd`, or with one value the mean alone and `(n = 1)` (one value has no spread: a
+/// `± 0.000` would read as a measured one); `-` with none.
+pub fn mean_sd_cell(mean: f64, sd: f64, n: usize, scale: f64, decimals: usize) -> String {
+    match n {
+        0 => "-".into(),
+        1 => format!("{:.*} (n = 1)", decimals, scale * mean),
+        _ => format!(
+            "{:.*} ± {:.*}",
+            decimals,
+            scale * mean,
+            decimals,
+            scale * sd
+        ),
+    }
+}
+
+/// A table's sd column for `n` values, like [`mean_sd_cell`]: `none (n = 1)` where there is no
+/// spread.
+pub fn sd_cell(sd: f64, n: usize, scale: f64, decimals: usize) -> String {
+    if n < 2 {
+        format!("none (n = {n})")
+    } else {
+        format!("{:.*}", decimals, scale * sd)
+    }
+}
+
 use serde::{Deserialize, Serialize};
 
 /// One comparison of a figure's tests: Welch's t-test and its Holm-adjusted p-value (the
@@ -279,6 +306,15 @@ fn ln_gamma(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_value_has_no_spread_in_a_table() {
+        assert_eq!(mean_sd_cell(0.125, 0.0, 1, 1.0, 3), "0.125 (n = 1)");
+        assert_eq!(mean_sd_cell(0.5, 0.25, 3, 100.0, 1), "50.0 ± 25.0");
+        assert_eq!(mean_sd_cell(f64::NAN, f64::NAN, 0, 1.0, 3), "-");
+        assert_eq!(sd_cell(0.0, 1, 1.0, 3), "none (n = 1)");
+        assert_eq!(sd_cell(0.01234, 2, 1.0, 3), "0.012");
+    }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
