@@ -8,7 +8,10 @@
 //! `neurofit` binary loads them for the neural stages.
 //!
 //! Every stage of a given model reads a *model key* that holds a fingerprint of its checkpoint
-//! file (FNV-1a over its bytes), so replacing a model's weights recomputes exactly its stages.
+//! file (FNV-1a over its bytes), so replacing a model's weights recomputes exactly its stages;
+//! the fingerprint is taken again before and after each use of the file (loading it, neurofit
+//! scoring it), so a file replaced during the run is an error rather than a result stored under
+//! the old weights' key.
 //! Each folder is one trained network (one seed): the figures have no error bars and the tests
 //! that need seeds cannot be made, which the report says.
 
@@ -47,6 +50,24 @@ pub struct Given {
 impl Given {
     pub fn spec(&self) -> &ModelSpec {
         &self.config.model
+    }
+
+    /// Whether the checkpoint still holds the weights fingerprinted when the folder was read:
+    /// a file replaced since (other weights, even of the same spec) is an error, so that no
+    /// stage stores results of other weights under this model's key.
+    pub fn check_weights(&self) -> Result<()> {
+        let now = file_fingerprint(&self.checkpoint)?;
+        if now != self.weights {
+            bail!(
+                "--models: {} changed while this run used it (its fingerprint was {} when the \
+                 folder was read, now {}): it was replaced by other weights; run the command \
+                 again to use the new ones",
+                self.checkpoint.display(),
+                self.weights,
+                now
+            );
+        }
+        Ok(())
     }
 
     /// The key every stage of this model reads: its spec and its weights' fingerprint.
@@ -288,11 +309,15 @@ pub fn evaluate(
     device: tensor::Device,
 ) -> Result<Trained> {
     let (wall, cpu) = (std::time::Instant::now(), super::training::cpu_seconds());
+    // The loader checks the spec; the fingerprint, taken before and after it reads the file,
+    // checks the weights are those of this model's key.
+    g.check_weights()?;
     let model = g
         .located
         .load(device)
         .with_context(|| format!("--models: loading {}", g.checkpoint.display()))?
         .model;
+    g.check_weights()?;
     let spec = g.spec();
     let splits = trainer::data::load(data, spec.input.height)
         .with_context(|| format!("loading the validation data of {}", g.id))?;
@@ -387,7 +412,14 @@ pub fn run(
                     mapping,
                     &nkey,
                     &what,
-                    |work| neural::score(&subject, &g.dir, work, &ns, mapping, &recordings),
+                    |work| {
+                        // neurofit reads the checkpoint itself: the weights it scored must be
+                        // the ones this model's key holds, before and after.
+                        g.check_weights()?;
+                        let s = neural::score(&subject, &g.dir, work, &ns, mapping, &recordings)?;
+                        g.check_weights()?;
+                        Ok(s)
+                    },
                 )?;
                 scored.push(s);
                 neural_keys.push(k);
@@ -605,15 +637,27 @@ pub(crate) mod tests {
         write_run(&run, "compact_rgc", 0);
         let g = discover(d.path()).unwrap().remove(0);
         let data = DataSpec::FashionMnist { dir: None };
-        // Another model written over the checkpoint after the folder was read: the loader
-        // refuses it rather than evaluating other weights under this model's key.
+        // Another model written over the checkpoint after the folder was read: refused rather
+        // than evaluated under this model's key.
         write_run(&run, "compact_feedforward", 0);
         let e = format!(
             "{:#}",
             evaluate(&g, &data, 1, Vec::new(), tensor::Device::Cpu).unwrap_err()
         );
         assert!(
-            e.contains(trainer::checkpoint::BEST) && e.contains("another model"),
+            e.contains(trainer::checkpoint::BEST) && e.contains("replaced by other weights"),
+            "{e}"
+        );
+        // The same model with other weights (another seed) written over it: the spec matches,
+        // the fingerprint does not.
+        let g = discover(d.path()).unwrap().remove(0);
+        write_run(&run, "compact_feedforward", 3);
+        let e = format!(
+            "{:#}",
+            evaluate(&g, &data, 1, Vec::new(), tensor::Device::Cpu).unwrap_err()
+        );
+        assert!(
+            e.contains(trainer::checkpoint::BEST) && e.contains("replaced by other weights"),
             "{e}"
         );
         // A file that is not a checkpoint: the error names the folder and the file.
