@@ -131,6 +131,14 @@ impl FiguresCmd {
                 s.display()
             );
         }
+        if let Some(d) = &self.data_dir {
+            anyhow::ensure!(
+                d.is_dir(),
+                "--data-dir {}: no such folder (expected the folder holding Fashion-MNIST's IDX \
+                 files)",
+                d.display()
+            );
+        }
         if let Some(out) = &self.out {
             anyhow::ensure!(
                 !out.exists() || out.is_dir(),
@@ -210,16 +218,22 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
         };
         crate::workspace_root().join("runs").join(name)
     });
-    // A bad --models folder fails before anything is created.
-    let given_models = cmd.models.as_deref().map(given::discover).transpose()?;
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    crate::doctor::install_missing_if_root();
-    if let (Some(dir), Some(models)) = (&cmd.models, given_models) {
+    // Every input is checked before the output folder is made, so a mistyped path leaves no
+    // empty folder behind: a bad --models folder, or training data that cannot be read.
+    let create_out = || -> Result<()> {
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        crate::doctor::install_missing_if_root();
+        Ok(())
+    };
+    if let Some(dir) = &cmd.models {
+        let models = given::discover(dir)?;
+        create_out()?;
         let path = given::run(cmd, dir, models, &out, device, &scale)?;
         println!("{}", path.display());
         return Ok(());
     }
     let fingerprint = training::data_fingerprint(cmd.data_dir.as_deref())?;
+    create_out()?;
     let data = training::data_spec(&scale, cmd.data_dir.as_deref());
     let matched = models::matched_size_set()?;
     let fig1_ids: Vec<String> = matched.iter().map(|m| m.id.clone()).collect();
@@ -734,6 +748,38 @@ mod tests {
             .unwrap()
             .check_paths()
             .unwrap();
+    }
+
+    /// Data that is not there or cannot be read fails before the output folder is made.
+    #[test]
+    fn bad_data_leaves_no_output_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let missing = dir.path().join("nope");
+        let o = out.to_str().unwrap();
+        for (args, says) in [
+            (
+                vec!["--data-dir", missing.to_str().unwrap(), "--out", o],
+                "--data-dir",
+            ),
+            // A folder without Fashion-MNIST in it: read, and refused, before --out is made.
+            (
+                vec!["--data-dir", empty.to_str().unwrap(), "--out", o],
+                "Fashion-MNIST",
+            ),
+            (
+                vec!["--models", missing.to_str().unwrap(), "--out", o],
+                "--models",
+            ),
+        ] {
+            let mut args = args;
+            args.extend(["--scale", "micro", "--no-neural"]);
+            let e = format!("{:#}", run(&parse(&args).unwrap()).unwrap_err());
+            assert!(e.contains(says), "{args:?}: {e}");
+            assert!(!out.exists(), "{args:?} created {}", out.display());
+        }
     }
 
     #[test]
