@@ -260,6 +260,57 @@ mod tests {
         assert_eq!((v, status), (8, Status::Computed));
     }
 
+    /// A stage's result read back equals the value computed, to the bit, so tables recomputed
+    /// from cached stages equal fresh ones (serde_json's default float parser is sometimes an
+    /// ulp off; xtask enables its exact one).
+    #[test]
+    fn floats_read_back_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let key = StageKey::new("floats", &0, &[]).unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let values: Vec<f64> = (0..20_000)
+            .map(|i| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                // Uniform in [0, 1) at full precision, and means of a few accuracies.
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                if i % 2 == 0 {
+                    u
+                } else {
+                    (u + 0.158 + 0.161) / 3.0
+                }
+            })
+            .collect();
+        cache.run(&key, |_| Ok(values.clone())).unwrap();
+        let back: Vec<f64> = cache.get(&key).unwrap().unwrap();
+        let differ = values
+            .iter()
+            .zip(&back)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            differ,
+            0,
+            "{differ} of {} values read back otherwise",
+            values.len()
+        );
+    }
+
+    /// The exact parser must be xtask's own: the test build also gets it through neurofit, a
+    /// dev-dependency, which the `cargo xtask` binary does not link, so the test above alone
+    /// would pass without it.
+    #[test]
+    fn xtask_itself_enables_exact_float_parsing() {
+        let manifest = include_str!("../../Cargo.toml");
+        let line = manifest
+            .lines()
+            .find(|l| l.starts_with("serde_json"))
+            .unwrap_or_default();
+        assert!(line.contains("\"float_roundtrip\""), "{line}");
+    }
+
     #[test]
     fn keys_follow_content_and_inputs() {
         let a = StageKey::new("model", &serde_json::json!({"x": 1, "y": 2}), &[]).unwrap();
