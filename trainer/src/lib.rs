@@ -10,7 +10,8 @@
 //! - [`resume`]: what a resumed run may change (the budget) and what it refuses;
 //! - [`recipe`]: named recipes (the paper's ImageNet training);
 //! - [`load`]: a preset, spec file, run folder or checkpoint named on a command line → a built
-//!   model ([`load_model`], shared by `cargo xtask` and the `neurofit` binary).
+//!   model ([`load_model`]) or its spec ([`load_spec`]), shared by `cargo xtask` and the
+//!   `neurofit` binary.
 //!
 //! Architecture search is the `search` crate; `cargo xtask search` hands it [`fit()`] as the
 //! objective.
@@ -53,7 +54,10 @@ pub use config::{DataSpec, LossSteps, TrainConfig};
 pub use error::{Error, Result};
 pub use evaluate::{evaluate, evaluate_on, EvalCounts, EvalOptions, EvalReport};
 pub use fit::{evaluate_checkpoint, fit, Control, FitOptions, FitReport, Outcome};
-pub use load::{load_model, locate_model, locate_path, LoadedModel, ModelRef, ModelSource};
+pub use load::{
+    load_model, load_spec, locate_model, locate_path, read_spec_file, LoadedModel, ModelRef,
+    ModelSource,
+};
 pub use lr::{Decay, LrSchedule};
 pub use metrics::EpochMetrics;
 pub use optim::{Optimizer, OptimizerSpec};

@@ -1,12 +1,14 @@
 //! What a user names on a command line as "the model" — a zoo preset, a spec JSON file, a training
 //! run's folder or one of its checkpoints — turned into a built model. The `neurofit` binary and
 //! `cargo xtask` load models through [`load_model`] (or [`locate_model`] then [`ModelRef::load`],
-//! to know what a model is before reading its weights), so every tool accepts the same names.
+//! to know what a model is before reading its weights), so every tool accepts the same names;
+//! where only the architecture is wanted (a new run's model, `info`, `bench unroll`, `import`)
+//! they read it with [`load_spec`] or, for a path that must be a file, [`read_spec_file`].
 
 use std::path::{Path, PathBuf};
 
 use tensor::Device;
-use topology::{zoo, BuildError, Model, ModelSpec};
+use topology::{zoo, Model, ModelSpec};
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::{Error, Result, TrainConfig};
@@ -107,10 +109,7 @@ pub fn locate_model(name_or_path: &str) -> Result<ModelRef> {
     if names_checkpoint(path) || path.is_file() {
         return locate_path(path);
     }
-    Err(Error::UnknownModel {
-        given: name_or_path.to_string(),
-        presets: zoo::names().into_iter().map(String::from).collect(),
-    })
+    Err(unknown_model(name_or_path))
 }
 
 /// A path (any bytes, not only UTF-8) as [`locate_model`] reads one that is not a preset: a
@@ -126,7 +125,7 @@ pub fn locate_path(path: &Path) -> Result<ModelRef> {
         });
     }
     Ok(ModelRef {
-        spec: read_spec(path)?,
+        spec: read_spec_file(path)?,
         source: ModelSource::SpecFile(path.to_path_buf()),
         config: None,
     })
@@ -134,18 +133,63 @@ pub fn locate_path(path: &Path) -> Result<ModelRef> {
 
 /// Whether `path` is read as a checkpoint: a folder (a run's) or a `.safetensors` file.
 fn names_checkpoint(path: &Path) -> bool {
-    path.is_dir() || path.extension().is_some_and(|e| e == "safetensors")
+    path.is_dir() || is_safetensors(path)
 }
 
-/// A spec JSON file, parsed and validated.
-fn read_spec(path: &Path) -> Result<ModelSpec> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let spec: ModelSpec = serde_json::from_str(&text).map_err(|e| Error::SpecFile {
-        path: path.to_path_buf(),
-        msg: format!("not a model spec: {e}"),
+fn is_safetensors(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "safetensors")
+}
+
+/// The architecture `name_or_path` names, without building a model: a zoo preset; a
+/// `.safetensors` checkpoint's spec (its header read and verified, its tensors not); a spec JSON
+/// file or a run folder's `spec.json` ([`read_spec_file`]) for a path ending in `.json` or one
+/// that exists. A missing `.json` path is reported as a missing file; a name that is none of
+/// these gets [`Error::UnknownModel`], listing the presets.
+pub fn load_spec(name_or_path: &str) -> Result<ModelSpec> {
+    if let Some(spec) = zoo::get(name_or_path) {
+        return Ok(spec);
+    }
+    let path = Path::new(name_or_path);
+    if is_safetensors(path) {
+        return Ok(locate_path(path)?.spec);
+    }
+    if path.extension().is_some_and(|e| e == "json") || path.exists() {
+        return read_spec_file(path);
+    }
+    Err(unknown_model(name_or_path))
+}
+
+/// A spec JSON file, or a run folder's `spec.json`, parsed and validated (`--spec`: a path,
+/// never a preset name, so a mistyped path is reported as a missing file, not as an unknown
+/// preset). Every failure is an [`Error::SpecFile`] naming the file.
+pub fn read_spec_file(path: &Path) -> Result<ModelSpec> {
+    let file = if path.is_dir() {
+        path.join("spec.json")
+    } else {
+        path.to_path_buf()
+    };
+    let bad = |msg: String| Error::SpecFile {
+        path: file.clone(),
+        msg,
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        bad(format!(
+            "cannot be read ({e}); expected a model spec JSON file, or a run folder holding \
+             spec.json"
+        ))
     })?;
-    spec.validate().map_err(BuildError::from)?;
+    let spec: ModelSpec =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a model spec: {e}")))?;
+    spec.validate()
+        .map_err(|e| bad(format!("not a valid model: {e}")))?;
     Ok(spec)
+}
+
+fn unknown_model(given: &str) -> Error {
+    Error::UnknownModel {
+        given: given.to_string(),
+        presets: zoo::names().into_iter().map(String::from).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +313,71 @@ mod tests {
         let invalid = dir.path().join("invalid.json");
         std::fs::write(&invalid, serde_json::to_string(&bad).unwrap()).unwrap();
         let err = load_model(invalid.to_str().unwrap(), Device::Cpu).unwrap_err();
-        assert!(matches!(err, Error::Build(_)), "{err}");
+        assert!(
+            matches!(&err, Error::SpecFile { path, .. } if *path == invalid)
+                && err.to_string().contains("not a valid model"),
+            "{err}"
+        );
+    }
+
+    /// A `--spec` path that is not there says so (it used to be looked up as a preset name and
+    /// reported as an unknown model, listing the presets).
+    #[test]
+    fn a_missing_spec_file_is_reported_as_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("my_model");
+        let err = read_spec_file(&missing).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot be read") && err.contains("my_model"),
+            "{err}"
+        );
+        assert!(!err.contains("expected a preset"), "{err}");
+        // Through load_spec too, when the path says it is a JSON file.
+        let json = dir.path().join("my_model.json");
+        let err = load_spec(json.to_str().unwrap()).unwrap_err();
+        assert!(
+            matches!(&err, Error::SpecFile { path, .. } if *path == json),
+            "{err}"
+        );
+        // A run folder without spec.json names the file it looked for.
+        let err = read_spec_file(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("spec.json"), "{err}");
+        // A spec that does not parse names the file and the field.
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, r#"{"name": "x"}"#).unwrap();
+        let err = read_spec_file(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.json") && err.contains("not a model spec") && err.contains("missing field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn specs_come_from_presets_files_run_folders_and_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = zoo::get("compact_gru").unwrap();
+        assert_eq!(load_spec("compact_gru").unwrap(), spec);
+        std::fs::write(
+            dir.path().join("spec.json"),
+            serde_json::to_string(&spec).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(read_spec_file(dir.path()).unwrap(), spec);
+        assert_eq!(load_spec(&dir.path().to_string_lossy()).unwrap(), spec);
+        let file = dir.path().join("spec.json");
+        assert_eq!(load_spec(&file.to_string_lossy()).unwrap(), spec);
+        // A checkpoint holds its run's spec.
+        let config = TrainConfig::for_model(spec.clone(), DataSpec::FashionMnist { dir: None });
+        let model = Model::new(&spec, Device::Cpu, 0).unwrap();
+        let opt = Optimizer::new(OptimizerSpec::sgd_nesterov(0.0)).unwrap();
+        let ck = dir.path().join(LATEST);
+        save(&ck, &config, &Progress::default(), &model, &opt).unwrap();
+        assert_eq!(load_spec(&ck.to_string_lossy()).unwrap(), spec);
+        // Anything else is an unknown model, named once, with the presets listed.
+        let err = load_spec("no_such_preset").unwrap_err();
+        assert!(
+            matches!(&err, Error::UnknownModel { given, .. } if given == "no_such_preset"),
+            "{err}"
+        );
     }
 }

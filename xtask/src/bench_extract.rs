@@ -164,7 +164,7 @@ mod tests {
         };
         let r = measure(&args).expect("runs");
         // Every area's map and the logits, at each of the 26 steps.
-        let spec = crate::models::load_spec("compact_timedecay").expect("preset");
+        let spec = trainer::load_spec("compact_timedecay").expect("preset");
         let shapes = topology::infer(&spec).expect("shapes");
         let per_step: usize = shapes
             .areas

@@ -3,7 +3,7 @@
 
 use crate::benchmarks_md;
 use crate::machine::{self, Machine};
-use crate::models::load_spec;
+use trainer::load_spec;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};

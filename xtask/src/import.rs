@@ -47,7 +47,7 @@ struct Provenance<'a> {
 }
 
 pub fn run(cmd: &ImportCmd) -> Result<()> {
-    let spec = crate::models::load_spec(&cmd.model)?;
+    let spec = trainer::load_spec(&cmd.model)?;
     let ckpt = tf_checkpoint::Checkpoint::open(&cmd.checkpoint)
         .with_context(|| format!("opening checkpoint {}", cmd.checkpoint.display()))?;
     let imported = tf_import::import(&ckpt, &spec, Device::Cpu)

@@ -3,85 +3,8 @@
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use std::path::Path;
-use topology::{count, zoo, ModelSpec};
-
-/// A preset name, a path to a spec JSON file, or a run directory (its `spec.json`).
-pub fn load_spec(name_or_path: &str) -> Result<ModelSpec> {
-    if let Some(s) = zoo::get(name_or_path) {
-        return Ok(s);
-    }
-    let p = Path::new(name_or_path);
-    if p.extension().is_some_and(|e| e == "json") || p.exists() {
-        return load_spec_file(p);
-    }
-    zoo::get_or_err(name_or_path).map_err(anyhow::Error::msg)
-}
-
-/// A spec JSON file, or a run directory's `spec.json` (`--spec`: a path, never a preset name,
-/// so a mistyped path is reported as a missing file, not as an unknown preset).
-pub fn load_spec_file(path: &Path) -> Result<ModelSpec> {
-    let file = if path.is_dir() {
-        path.join("spec.json")
-    } else {
-        path.to_path_buf()
-    };
-    let text = std::fs::read_to_string(&file).with_context(|| {
-        format!(
-            "reading spec file {} (expected a model spec JSON file, or a run folder holding \
-             spec.json)",
-            file.display()
-        )
-    })?;
-    let spec: ModelSpec = serde_json::from_str(&text)
-        .with_context(|| format!("parsing spec file {}", file.display()))?;
-    spec.validate()
-        .with_context(|| format!("spec file {}", file.display()))?;
-    Ok(spec)
-}
-
-#[cfg(test)]
-mod spec_file_tests {
-    use super::*;
-
-    /// A `--spec` path that is not there says so (it used to be looked up as a preset name and
-    /// reported as an unknown model, listing the presets).
-    #[test]
-    fn a_missing_spec_file_is_reported_as_a_missing_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("my_model");
-        let err = format!("{:#}", load_spec_file(&missing).unwrap_err());
-        assert!(
-            err.contains("reading spec file") && err.contains("my_model"),
-            "{err}"
-        );
-        assert!(!err.contains("known presets"), "{err}");
-        // A run folder without spec.json names the file it looked for.
-        let err = format!("{:#}", load_spec_file(dir.path()).unwrap_err());
-        assert!(err.contains("spec.json"), "{err}");
-        // A spec that does not parse names the file and the field.
-        let bad = dir.path().join("bad.json");
-        std::fs::write(&bad, r#"{"name": "x"}"#).unwrap();
-        let err = format!("{:#}", load_spec_file(&bad).unwrap_err());
-        assert!(
-            err.contains("parsing spec file") && err.contains("missing field"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_run_folder_gives_its_spec_json() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = zoo::get("compact_gru").unwrap();
-        std::fs::write(
-            dir.path().join("spec.json"),
-            serde_json::to_string(&spec).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(load_spec_file(dir.path()).unwrap(), spec);
-        assert_eq!(load_spec(&dir.path().to_string_lossy()).unwrap(), spec);
-    }
-}
+use topology::{count, zoo};
+use trainer::load_spec;
 
 #[derive(Serialize)]
 struct Row {

@@ -186,8 +186,8 @@ impl TrainArgs {
             Some(c) => c,
             None => {
                 let model = match &self.spec {
-                    Some(p) => crate::models::load_spec_file(p)?,
-                    None => crate::models::load_spec(self.model_name())?,
+                    Some(p) => trainer::read_spec_file(p)?,
+                    None => trainer::load_spec(self.model_name())?,
                 };
                 TrainConfig::for_model(model, self.data_spec()?)
             }
@@ -244,9 +244,9 @@ impl TrainArgs {
     /// `c` with every flag given explicitly applied.
     fn apply(&self, mut c: TrainConfig) -> Result<TrainConfig> {
         if let Some(spec) = &self.spec {
-            c.model = crate::models::load_spec_file(spec)?;
+            c.model = trainer::read_spec_file(spec)?;
         } else if let Some(m) = &self.model {
-            c.model = crate::models::load_spec(m)?;
+            c.model = trainer::load_spec(m)?;
         }
         if self.dataset.is_some()
             || self.data_dir.is_some()
@@ -671,7 +671,7 @@ pub fn demo(cmd: &DemoCmd) -> Result<()> {
     let stop = stop_flag()?;
     let mut reports = Vec::new();
     for name in DEMO_MODELS {
-        let model = crate::models::load_spec(name)?;
+        let model = trainer::load_spec(name)?;
         let mut c = TrainConfig::for_model(model, data.clone());
         c.epochs = 1;
         c.seed = cmd.seed;
