@@ -201,10 +201,10 @@ fn space_round_trips_and_rejects_bad_json() {
     let j = serde_json::to_string_pretty(&space).unwrap();
     assert_eq!(RgcSpace::from_json(&j).unwrap(), space);
     let typo = j.replacen("\"shared\"", "\"sharde\"", 1);
-    assert!(RgcSpace::from_json(&typo)
-        .unwrap_err()
-        .to_string()
-        .contains("sharde"));
+    // The cause is named once, without the "search space: search space JSON:" it used to repeat.
+    let err = search::store::error_chain(&RgcSpace::from_json(&typo).unwrap_err());
+    assert!(err.contains("sharde"), "{err}");
+    assert_eq!(err.matches("search space").count(), 1, "{err}");
     let mut s = space.clone();
     s.knobs[0].domain = Domain::Bool;
     assert!(s.check().unwrap_err().to_string().contains("gate_size"));

@@ -177,7 +177,8 @@ fn search(a: &RunArgs) -> Result<()> {
         Some(SpaceArg::File(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            config.space.rgc = RgcSpace::from_json(&text)?;
+            config.space.rgc = RgcSpace::from_json(&text)
+                .with_context(|| format!("--space {}", path.display()))?;
         }
         Some(SpaceArg::Preset(name)) => config = ModelStudyConfig::default_for(name, seed)?,
         Some(SpaceArg::Missing(path)) => anyhow::bail!(

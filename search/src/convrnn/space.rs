@@ -317,8 +317,10 @@ impl RgcSpace {
 
     /// Reads a space from JSON and checks it.
     pub fn from_json(text: &str) -> Result<RgcSpace, SearchError> {
-        let s: RgcSpace = serde_json::from_str(text)
-            .map_err(|e| SearchError::Space(format!("search space JSON: {e}")))?;
+        // A Json error, not a Space one: `SearchError::Space` already says "search space: ", and
+        // serde's message stays the error's source.
+        let s: RgcSpace =
+            serde_json::from_str(text).map_err(SearchError::json("reading a search space from JSON"))?;
         s.check()?;
         Ok(s)
     }
