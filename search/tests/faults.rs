@@ -9,11 +9,9 @@
 use search::convrnn::{ModelStudy, ModelStudyConfig, ModelTrial};
 use search::{Pruner, SqliteStorage, Storage, TrialFailure, TrialRecord};
 use seeded_rng::Rng;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use fault_inject::{duration_of, kill_after, ROLE_VAR as ROLE};
+use fault_inject::{child, child_role, duration_of, kill_after};
 
 fn search_config() -> ModelStudyConfig {
     let mut c = ModelStudyConfig::default_for("compact_rgc", 11).unwrap();
@@ -40,13 +38,13 @@ const SEARCH_TRIALS: usize = 5;
 /// The child side: `search DB`.
 #[test]
 fn fault_child() {
-    let Ok(role) = std::env::var(ROLE) else {
+    let Some(role) = child_role() else {
         return;
     };
-    let arg = |k: &str| PathBuf::from(std::env::var(k).unwrap());
-    match role.as_str() {
+    match role.name() {
         "search" => {
-            let storage = std::sync::Arc::new(SqliteStorage::open(arg("FAULT_DB")).unwrap());
+            let storage =
+                std::sync::Arc::new(SqliteStorage::open(role.path("FAULT_DB")).unwrap());
             let study = ModelStudy::open(storage, "faults", search_config()).unwrap();
             study
                 .run_worker(SEARCH_TRIALS, &mut |t| {
@@ -56,11 +54,6 @@ fn fault_child() {
         }
         other => panic!("unknown fault child role {other}"),
     }
-}
-
-/// This binary re-run on `fault_child` in `role`.
-fn child(role: &str, env: &[(&str, &Path)]) -> Command {
-    fault_inject::self_child("fault_child", role, env)
 }
 
 /// The trials as a study would report them, without the bookkeeping a kill changes (attempts,

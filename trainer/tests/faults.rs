@@ -12,12 +12,11 @@ mod common;
 
 use common::{assert_metrics_equal, config, write_squares};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use tensor::Rng;
 use trainer::checkpoint::{self, Checkpoint};
 use trainer::{fit, FitOptions, Outcome, TrainConfig};
 
-use fault_inject::{duration_of, kill_after, ROLE_VAR as ROLE};
+use fault_inject::{child, child_role, duration_of, kill_after, under_shell};
 
 /// The run every training fault is injected into: a checkpoint after every step, so that kills
 /// land inside checkpoint writes as well as between them.
@@ -34,34 +33,28 @@ fn clutter_config() -> datasets::ClutterConfig {
 /// The child side: `train DATA OUT` or `cache DATA CACHE`.
 #[test]
 fn fault_child() {
-    let Ok(role) = std::env::var(ROLE) else {
+    let Some(role) = child_role() else {
         return;
     };
-    let arg = |k: &str| PathBuf::from(std::env::var(k).unwrap());
-    match role.as_str() {
+    match role.name() {
         "train" => {
-            let mut opts = FitOptions::new(arg("FAULT_OUT"));
-            opts.resume = std::env::var("FAULT_RESUME").is_ok();
-            let r = fit(run_config(&arg("FAULT_DATA")), opts);
+            let mut opts = FitOptions::new(role.path("FAULT_OUT"));
+            opts.resume = role.flag("FAULT_RESUME");
+            let r = fit(run_config(&role.path("FAULT_DATA")), opts);
             // The exit code tells the parent how the run ended (a full disk must be an error).
             std::process::exit(if r.is_ok() { 0 } else { 3 });
         }
         "cache" => {
-            let fm = datasets::FashionMnist::load_any_count(&arg("FAULT_DATA")).unwrap();
+            let fm = datasets::FashionMnist::load_any_count(&role.path("FAULT_DATA")).unwrap();
             datasets::Clutter::load_or_generate(
                 &fm.train,
                 &clutter_config(),
-                Some(&arg("FAULT_CACHE")),
+                Some(&role.path("FAULT_CACHE")),
             )
             .unwrap();
         }
         other => panic!("unknown fault child role {other}"),
     }
-}
-
-/// This binary re-run on `fault_child` in `role`.
-fn child(role: &str, env: &[(&str, &Path)]) -> Command {
-    fault_inject::self_child("fault_child", role, env)
 }
 
 fn temporaries(dir: &Path) -> Vec<String> {
@@ -278,22 +271,19 @@ fn a_full_disk_during_a_checkpoint_write_leaves_the_previous_checkpoint_intact()
     // action the process dies inside the write, as on a disk that fills up and a kill.
     let limit_kib = (before.len() / 1024 / 2).max(1);
     for ignore in [true, false] {
-        let script = format!(
-            "{}ulimit -f {limit_kib}; exec \"$0\" \"$@\"",
+        let setup = format!(
+            "{}ulimit -f {limit_kib}",
             if ignore { "trap '' XFSZ; " } else { "" }
         );
-        let mut cmd = Command::new("bash");
-        cmd.arg("-c")
-            .arg(script)
-            .arg(std::env::current_exe().unwrap())
-            .args(["--exact", "fault_child", "--nocapture", "--test-threads=1"])
-            .env(ROLE, "train")
-            .env("FAULT_DATA", &data)
-            .env("FAULT_OUT", &out)
-            .env("FAULT_RESUME", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let status = cmd.status().unwrap();
+        let resumed = child(
+            "train",
+            &[
+                ("FAULT_DATA", &data),
+                ("FAULT_OUT", &out),
+                ("FAULT_RESUME", Path::new("1")),
+            ],
+        );
+        let status = under_shell(&resumed, &setup).status().unwrap();
         assert!(
             !status.success(),
             "the write under the limit cannot succeed"
