@@ -7,7 +7,8 @@
 //! `$CONVRNN_DATA_DIR`; the error says where it looked).
 //!
 //! Run with `cargo run --release -p topology --example typed_compact_rgc -- [STEPS] [BATCH]`
-//! (default 300 steps of 32 images, a few minutes on 2 cores).
+//! (default 300 steps of 32 images, a few minutes on 2 cores). `cargo test -p topology` runs it
+//! for four steps of eight images (skipped where Fashion-MNIST is not installed).
 
 use datasets::{Batcher, BatcherConfig, FashionMnist};
 use std::collections::HashMap;
@@ -69,12 +70,15 @@ fn hits(logits: &Tensor, labels: &[usize]) -> tensor::Result<usize> {
         .count())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let steps: usize = args.next().map_or(Ok(300), |s| s.parse())?;
-    let batch: usize = args.next().map_or(Ok(32), |s| s.parse())?;
-
-    let data = FashionMnist::locate_and_load(None)?;
+/// Trains for `steps` steps of `batch` images, printing the training loss and accuracy every
+/// `log_every` steps, then returns the test accuracy on `test_batches` batches of 200.
+fn run(
+    data: FashionMnist,
+    steps: usize,
+    batch: usize,
+    log_every: usize,
+    test_batches: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
     let train = Batcher::new(Arc::new(data.train), BatcherConfig::train(batch, 0))?;
     let test = Batcher::new(Arc::new(data.test), BatcherConfig::eval(200))?;
     let model = CompactRgc::new(Device::Cpu, 0)?;
@@ -89,15 +93,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let logits = model.unroll(&image, STEPS)?;
         let last = logits.last().ok_or("no steps")?.tensor();
         let loss = last.cross_entropy(&labels, 0.0)?;
-        loss_sum += loss.to_scalar()? as f64;
+        let value = loss.to_scalar()?;
+        if !value.is_finite() {
+            return Err(format!("the loss became {value} at step {step}").into());
+        }
+        loss_sum += value as f64;
         correct += hits(last, &labels)?;
         seen += labels.len();
         adam.update(&model, &loss.backward()?, 2e-3)?;
-        if (step + 1) % 25 == 0 {
+        if (step + 1) % log_every == 0 {
             println!(
                 "step {:>4}: loss {:.3}, train accuracy {:.1} %",
                 step + 1,
-                loss_sum / 25.0,
+                loss_sum / log_every as f64,
                 100.0 * correct as f64 / seen as f64
             );
             (seen, correct, loss_sum) = (0, 0, 0.0);
@@ -106,15 +114,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let _inference = no_grad();
     let (mut n, mut correct) = (0usize, 0usize);
-    for b in test.epoch(0).take(10) {
+    for b in test.epoch(0).take(test_batches) {
         let (images, labels) = b?.into_tensor(Device::Cpu)?;
         let logits = model.unroll(&Image::new(images)?, STEPS)?;
         correct += hits(logits.last().ok_or("no steps")?.tensor(), &labels)?;
         n += labels.len();
     }
+    let accuracy = correct as f64 / n.max(1) as f64;
     println!(
         "test accuracy on {n} images after {steps} steps: {:.1} %",
-        100.0 * correct as f64 / n as f64
+        100.0 * accuracy
     );
+    Ok(accuracy)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let steps: usize = args.next().map_or(Ok(300), |s| s.parse())?;
+    let batch: usize = args.next().map_or(Ok(32), |s| s.parse())?;
+    run(FashionMnist::locate_and_load(None)?, steps, batch, 25, 10)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use datasets::{Error, FashionMnist};
+
+    /// `cargo test` runs the example for a few steps (`test = true` in topology's Cargo.toml);
+    /// skipped, with a message, where Fashion-MNIST is not installed.
+    #[test]
+    fn runs_a_few_steps() -> Result<(), Box<dyn std::error::Error>> {
+        let data = match FashionMnist::locate_and_load(None) {
+            Err(e @ Error::NotFound { .. }) => {
+                eprintln!("skipped: {e}");
+                return Ok(());
+            }
+            other => other?,
+        };
+        let accuracy = super::run(data, 4, 8, 2, 1)?;
+        assert!((0.0..=1.0).contains(&accuracy), "{accuracy}");
+        Ok(())
+    }
 }
