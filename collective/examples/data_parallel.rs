@@ -74,7 +74,10 @@ fn train(comm: &dyn Collective, steps: usize) -> collective::Result<([f32; 3], f
             *wi -= 0.1 * g / totals[1] as f32;
         }
         if comm.is_root() && step % 10 == 0 {
-            println!("step {step:>2}: mean squared error {mse:.5} over {} ranks", world);
+            println!(
+                "step {step:>2}: mean squared error {mse:.5} over {} ranks",
+                world
+            );
         }
     }
     comm.barrier()?;
@@ -85,10 +88,11 @@ fn train(comm: &dyn Collective, steps: usize) -> collective::Result<([f32; 3], f
 /// listens on a free port); each runs [`train`]. Returns every rank's result.
 fn on_threads(world: usize, steps: usize) -> collective::Result<Vec<([f32; 3], f64)>> {
     let timeout = Duration::from_secs(60);
-    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| collective::Error::Rendezvous {
-        addr: "127.0.0.1:0".into(),
-        detail: e.to_string(),
-    })?;
+    let listener =
+        TcpListener::bind(("127.0.0.1", 0)).map_err(|e| collective::Error::Rendezvous {
+            addr: "127.0.0.1:0".into(),
+            detail: e.to_string(),
+        })?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let launch = |rank| Launch {
         launcher: Launcher::Torchrun,
@@ -139,7 +143,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Whatever launched this process: mpiexec, srun, torchrun-style variables, or nothing.
             let launch = Launch::from_env()?;
             let comm = connect(&launch, &Options::from_env()?)?;
-            println!("rank {} of {} ({})", comm.rank(), comm.world_size(), launch.launcher);
+            println!(
+                "rank {} of {} ({})",
+                comm.rank(),
+                comm.world_size(),
+                launch.launcher
+            );
             vec![train(comm.as_ref(), 40)?]
         }
         _ => return Err("usage: data_parallel [--threads N]".into()),

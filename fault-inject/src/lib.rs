@@ -60,12 +60,9 @@ impl Role {
     /// # Panics
     /// If `var` is not set: the parent and the child test disagree, a bug in the suite.
     pub fn path(&self, var: &str) -> PathBuf {
-        std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
-            panic!(
-                "fault child `{}`: its parent did not set {var}",
-                self.name
-            )
-        })
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("fault child `{}`: its parent did not set {var}", self.name))
     }
 
     /// Whether the parent set the variable `var` (a switch such as "resume").

@@ -69,13 +69,17 @@ fn run(dir: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
         errors.push(sd);
         labels.push(format!("{mean:.2}"));
     }
-    let sweep = Chart::new("final loss over 5 seeds", "learning rate", "loss after 40 steps")
-        .log_x()
-        .with(
-            Series::points("mean ± sd", points)
-                .with_errors(errors)
-                .with_labels(labels),
-        );
+    let sweep = Chart::new(
+        "final loss over 5 seeds",
+        "learning rate",
+        "loss after 40 steps",
+    )
+    .log_x()
+    .with(
+        Series::points("mean ± sd", points)
+            .with_errors(errors)
+            .with_labels(labels),
+    );
 
     let mut written = Vec::new();
     for (name, chart) in [("curves.svg", &curves), ("sweep.svg", &sweep)] {
@@ -87,10 +91,8 @@ fn run(dir: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
     }
 
     // A chart whose every point is non-finite has nothing to draw: a typed error, not a blank file.
-    let diverged = Chart::new("diverged", "step", "loss").with(Series::indexed(
-        "lr 0.2",
-        &[f64::INFINITY, f64::NAN],
-    ));
+    let diverged = Chart::new("diverged", "step", "loss")
+        .with(Series::indexed("lr 0.2", &[f64::INFINITY, f64::NAN]));
     match diverged.to_svg() {
         Err(e @ PlotError::Empty { .. }) => println!("as expected: {e}"),
         other => return Err(format!("an empty chart drew: {other:?}").into()),

@@ -43,8 +43,7 @@ fn fault_child() {
     };
     match role.name() {
         "search" => {
-            let storage =
-                std::sync::Arc::new(SqliteStorage::open(role.path("FAULT_DB")).unwrap());
+            let storage = std::sync::Arc::new(SqliteStorage::open(role.path("FAULT_DB")).unwrap());
             let study = ModelStudy::open(storage, "faults", search_config()).unwrap();
             study
                 .run_worker(SEARCH_TRIALS, &mut |t| {

@@ -34,7 +34,9 @@ fn init_layers(seed: u64, layers: usize, per_layer: usize, workers: usize) -> Ve
             s.spawn(move || {
                 for (o, rng) in outs.iter_mut().zip(rngs) {
                     let mut rng = rng.clone();
-                    *o = (0..per_layer).map(|_| 0.1 * rng.truncated_normal()).collect();
+                    *o = (0..per_layer)
+                        .map(|_| 0.1 * rng.truncated_normal())
+                        .collect();
                 }
             });
         }
@@ -73,7 +75,10 @@ fn run(seed: u64) -> Result<Run, serde_json::Error> {
     let uninterrupted: Vec<u64> = (0..3).map(|_| rng.next_u64()).collect();
     let mut restored: Rng = serde_json::from_str(&saved)?;
     let resumed: Vec<u64> = (0..3).map(|_| restored.next_u64()).collect();
-    assert_eq!(resumed, uninterrupted, "a restored stream goes on unchanged");
+    assert_eq!(
+        resumed, uninterrupted,
+        "a restored stream goes on unchanged"
+    );
     println!("saved state {saved}; draws {first:x?} then, after restoring, {resumed:x?}");
 
     Ok(Run {

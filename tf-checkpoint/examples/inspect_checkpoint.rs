@@ -75,7 +75,12 @@ fn inspect(path: &Path) -> tf_checkpoint::Result<Vec<Row>> {
             Ok(s) => s.clone(),
             Err(e) => format!("not read: {e}"),
         };
-        println!("{:<32} {:<8} {:<12} {values}", r.name, r.dtype, format!("{:?}", r.shape));
+        println!(
+            "{:<32} {:<8} {:<12} {values}",
+            r.name,
+            r.dtype,
+            format!("{:?}", r.shape)
+        );
     }
     Ok(rows)
 }
@@ -114,7 +119,9 @@ mod tests {
         let scalar = dtypes.iter().find(|r| r.name == "f32/scalar");
         assert_eq!(
             scalar.map(|r| r.values.clone()),
-            Some(Ok("1 values in [-1.2500, -1.2500], mean -1.2500".to_string()))
+            Some(Ok(
+                "1 values in [-1.2500, -1.2500], mean -1.2500".to_string()
+            ))
         );
         Ok(())
     }

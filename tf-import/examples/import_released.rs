@@ -65,7 +65,10 @@ fn run(
         println!("step {t:>2}: top-5 classes {:?}", top5(l)?);
     }
     let decoded = top5(&model.spec.decoder.decode(&logits)?)?;
-    println!("{} decoder: top-5 classes {decoded:?}", model.spec.decoder.name());
+    println!(
+        "{} decoder: top-5 classes {decoded:?}",
+        model.spec.decoder.name()
+    );
     Ok((imported, decoded))
 }
 
@@ -80,10 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (spec, checkpoint) = match args.as_slice() {
         [] => fixture()?,
-        [model, checkpoint] => (
-            topology::zoo::get_or_err(model)?,
-            PathBuf::from(checkpoint),
-        ),
+        [model, checkpoint] => (topology::zoo::get_or_err(model)?, PathBuf::from(checkpoint)),
         _ => return Err("usage: import_released [MODEL CHECKPOINT]".into()),
     };
     run(&spec, &checkpoint)?;

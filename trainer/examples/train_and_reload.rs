@@ -85,7 +85,10 @@ fn run(dir: &Path) -> Result<(f64, f64), Box<dyn std::error::Error>> {
         report.model, report.params, report.steps, report.outcome
     );
     print_epochs(&report.metrics);
-    let trained = report.last().map(|m| m.val_top1).ok_or("no epoch finished")?;
+    let trained = report
+        .last()
+        .map(|m| m.val_top1)
+        .ok_or("no epoch finished")?;
 
     // The run folder names the model for every tool: its best checkpoint, with trained weights.
     let loaded = load_model(&out.to_string_lossy(), Device::Cpu)?;
@@ -122,7 +125,10 @@ fn run(dir: &Path) -> Result<(f64, f64), Box<dyn std::error::Error>> {
     }
     println!("resumed for a third epoch:");
     print_epochs(&resumed.metrics[2..]);
-    let last = resumed.last().map(|m| m.val_top1).ok_or("no epoch finished")?;
+    let last = resumed
+        .last()
+        .map(|m| m.val_top1)
+        .ok_or("no epoch finished")?;
     Ok((trained, last))
 }
 

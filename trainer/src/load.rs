@@ -347,7 +347,9 @@ mod tests {
         std::fs::write(&bad, r#"{"name": "x"}"#).unwrap();
         let err = read_spec_file(&bad).unwrap_err().to_string();
         assert!(
-            err.contains("bad.json") && err.contains("not a model spec") && err.contains("missing field"),
+            err.contains("bad.json")
+                && err.contains("not a model spec")
+                && err.contains("missing field"),
             "{err}"
         );
     }

@@ -3,7 +3,6 @@
 
 use crate::benchmarks_md;
 use crate::machine::{self, Machine};
-use trainer::load_spec;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -11,6 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 use tensor::{no_grad, Device, Rng, Tensor};
 use topology::{count, Frames, Model, Needed, TimingMode, UnrollOptions};
+use trainer::load_spec;
 
 #[derive(Args, Debug, Clone)]
 pub struct UnrollArgs {

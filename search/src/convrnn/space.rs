@@ -319,8 +319,8 @@ impl RgcSpace {
     pub fn from_json(text: &str) -> Result<RgcSpace, SearchError> {
         // A Json error, not a Space one: `SearchError::Space` already says "search space: ", and
         // serde's message stays the error's source.
-        let s: RgcSpace =
-            serde_json::from_str(text).map_err(SearchError::json("reading a search space from JSON"))?;
+        let s: RgcSpace = serde_json::from_str(text)
+            .map_err(SearchError::json("reading a search space from JSON"))?;
         s.check()?;
         Ok(s)
     }
