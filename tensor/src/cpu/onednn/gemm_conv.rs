@@ -3,9 +3,10 @@
 //!
 //! Activations are converted to rows `[N·H·W, C]` (one row per image position, channels along
 //! the row) from the tensors' own layout ([`Layout::Plain`] or [`Layout::Blocked16`]) and back,
-//! so that every product reads and writes contiguous row-major matrices. An implementation
-//! ([`GemmConv`]) provides the three computations on rows; [`Checked`] checks the geometry once
-//! and does the conversions and the bias around them.
+//! so that every product reads and writes contiguous row-major matrices; Winograd's transforms
+//! read and write the blocked layout directly instead, which saves both conversions. An
+//! implementation ([`GemmConv`]) provides the three computations; [`Checked`] checks the
+//! geometry once and computes the bias gradient beside them.
 
 use super::{OneDnn, Scratch};
 use crate::error::Result;
@@ -23,18 +24,29 @@ pub struct Job<'d> {
     pub g: &'d ConvGeom,
 }
 
-/// The three computations of a convolution on rows, with oneDNN's sgemm and its pool of
-/// temporaries.
+/// The three computations of a convolution, with oneDNN's sgemm and its pool of temporaries.
+/// They compute on rows and convert at the ends ([`rows`], [`from_rows`]), or read and write the
+/// tensors' own layouts directly where that saves the passes ([`super::winograd`]).
 pub trait GemmConv {
     /// An error saying what the implementation needs, for a geometry it does not compute.
     fn check(g: &ConvGeom) -> Result<()>;
-    /// The output rows `[N·Ho·Wo, O]` of `x` convolved with `w`.
-    fn forward<'d>(j: Job<'d>, x: Activation<'_>, w: Weights<'_>) -> Result<Scratch<'d>>;
-    /// The input gradient's rows `[N·H·W, C]` from the output gradient `dy` and `w`.
-    fn backward_data<'d>(j: Job<'d>, dy: Activation<'_>, w: Weights<'_>) -> Result<Scratch<'d>>;
-    /// The plain weight gradient `[O, C, kh, kw]` from `x` and the output gradient's rows `dyr`
-    /// `[N·Ho·Wo, O]`.
-    fn weight_gradient(j: Job<'_>, x: Activation<'_>, dyr: &[f32]) -> Result<Vec<f32>>;
+    /// `x` convolved with `w` (+ `bias`): `[N, O, Ho, Wo]` in `layout`.
+    fn forward(
+        j: Job<'_>,
+        x: Activation<'_>,
+        w: Weights<'_>,
+        bias: Option<&[f32]>,
+        layout: Layout,
+    ) -> Result<CpuBuf>;
+    /// The input gradient `[N, C, H, W]` in `layout` from the output gradient `dy` and `w`.
+    fn backward_data(
+        j: Job<'_>,
+        dy: Activation<'_>,
+        w: Weights<'_>,
+        layout: Layout,
+    ) -> Result<CpuBuf>;
+    /// The plain weight gradient `[O, C, kh, kw]` from `x` and the output gradient `dy`.
+    fn weight_gradient(j: Job<'_>, x: Activation<'_>, dy: Activation<'_>) -> Result<Vec<f32>>;
 }
 
 /// The convolution `g` on `d` by the implementation `C`, after checking that `C` computes it:
@@ -68,14 +80,12 @@ impl<'d, C: GemmConv> Checked<'d, C> {
         bias: Option<&[f32]>,
         layout: Layout,
     ) -> Result<CpuBuf> {
-        let yr = C::forward(self.j, x, w)?;
-        Ok(from_rows(&yr, bias, layout, self.j.g.out_shape()))
+        C::forward(self.j, x, w, bias, layout)
     }
 
     /// Gradient of the input, in `layout`, from the output gradient `dy`.
     pub fn backward_data(&self, dy: Activation, w: Weights, layout: Layout) -> Result<CpuBuf> {
-        let dxr = C::backward_data(self.j, dy, w)?;
-        Ok(from_rows(&dxr, None, layout, self.j.g.in_shape()))
+        C::backward_data(self.j, dy, w, layout)
     }
 
     /// Gradients of the plain weights `[O, C, kh, kw]` and, when `want_bias`, of the bias.
@@ -85,9 +95,8 @@ impl<'d, C: GemmConv> Checked<'d, C> {
         dy: Activation,
         want_bias: bool,
     ) -> Result<(CpuBuf, Option<CpuBuf>)> {
-        let dyr = rows(self.j.d, dy, self.j.g.out_shape());
-        let dw = C::weight_gradient(self.j, x, &dyr)?;
-        let db = want_bias.then(|| bias_gradient(&dyr, self.j.g.o));
+        let db = want_bias.then(|| bias_gradient(&dy, self.j.g.out_shape()));
+        let dw = C::weight_gradient(self.j, x, dy)?;
         Ok((CpuBuf::new(dw), db))
     }
 }
@@ -129,7 +138,12 @@ fn to_rows(src: &[f32], layout: Layout, (n, c, hw): (usize, usize, usize), rows:
 }
 
 /// Rows `[N·H·W, C]` (+ `bias` per channel) → `shape` `[N, C, H, W]` in `layout`.
-fn from_rows(rows: &[f32], bias: Option<&[f32]>, layout: Layout, shape: [usize; 4]) -> CpuBuf {
+pub(super) fn from_rows(
+    rows: &[f32],
+    bias: Option<&[f32]>,
+    layout: Layout,
+    shape: [usize; 4],
+) -> CpuBuf {
     let [n, c, h, w] = shape;
     let hw = h * w;
     let mut out = vec![0.0; n * c * hw];
@@ -163,12 +177,33 @@ fn from_rows(rows: &[f32], bias: Option<&[f32]>, layout: Layout, shape: [usize; 
     CpuBuf::new(out)
 }
 
-/// The bias gradient: the column sums of the output gradient's rows `dyr` `[rows, o]`.
-fn bias_gradient(dyr: &[f32], o: usize) -> CpuBuf {
-    let mut db = vec![0.0; o];
-    for r in dyr.chunks_exact(o) {
-        for (s, v) in db.iter_mut().zip(r) {
-            *s += v;
+/// The bias gradient: the sums over images and positions of each channel of the output
+/// gradient `dy` (`shape` `[N, O, Ho, Wo]`), in either layout; each channel's sum runs over
+/// (image, position) in order, as a column sum of its rows would.
+fn bias_gradient(dy: &Activation<'_>, [n, o, h, w]: [usize; 4]) -> CpuBuf {
+    let hw = h * w;
+    let mut db = vec![0.0f32; o];
+    if o * hw == 0 {
+        return CpuBuf::new(db);
+    }
+    for img in dy.data.chunks_exact(o * hw).take(n) {
+        match dy.layout {
+            Layout::Plain => {
+                for (s, plane) in db.iter_mut().zip(img.chunks_exact(hw)) {
+                    for v in plane {
+                        *s += v;
+                    }
+                }
+            }
+            Layout::Blocked16 => {
+                for (sums, block) in db.chunks_exact_mut(BLOCK).zip(img.chunks_exact(hw * BLOCK)) {
+                    for lanes in block.chunks_exact(BLOCK) {
+                        for (s, v) in sums.iter_mut().zip(lanes) {
+                            *s += v;
+                        }
+                    }
+                }
+            }
         }
     }
     CpuBuf::new(db)
@@ -194,5 +229,42 @@ mod tests {
         let mut rows = vec![f32::NAN; src.len()];
         to_rows(&src, Layout::Plain, (n, c, hw), &mut rows);
         assert_eq!(rows[(hw + 3) * c + 17], src[(c + 17) * hw + 3]);
+    }
+
+    /// The bias gradient sums each channel over images and positions, the same in both layouts
+    /// and equal to the column sums of the rows.
+    #[test]
+    fn bias_gradient_in_both_layouts_is_the_column_sum_of_the_rows() {
+        let (n, c, h, w) = (3, 32, 2, 3);
+        let hw = h * w;
+        let plain: Vec<f32> = (0..n * c * hw)
+            .map(|i| ((i * 37) % 11) as f32 - 5.0)
+            .collect();
+        let mut rows = vec![f32::NAN; plain.len()];
+        to_rows(&plain, Layout::Plain, (n, c, hw), &mut rows);
+        let mut want = vec![0.0f32; c];
+        for r in rows.chunks_exact(c) {
+            for (s, v) in want.iter_mut().zip(r) {
+                *s += v;
+            }
+        }
+        let blocked = from_rows(&rows, None, Layout::Blocked16, [n, c, h, w]);
+        for (layout, data) in [
+            (Layout::Plain, &plain[..]),
+            (Layout::Blocked16, blocked.as_slice()),
+        ] {
+            let dy = Activation { data, layout };
+            let got = bias_gradient(&dy, [n, c, h, w]);
+            assert_eq!(got.as_slice(), &want[..], "{layout:?}");
+        }
+        // No positions: zero sums, no panic.
+        let dy = Activation {
+            data: &[][..],
+            layout: Layout::Plain,
+        };
+        assert_eq!(
+            bias_gradient(&dy, [n, c, 0, w]).as_slice(),
+            &vec![0.0; c][..]
+        );
     }
 }

@@ -12,11 +12,13 @@
 //! * `col` `[N·Ho·Wo, C·kh·kw]`, column `(c·kh + ki)·kw + kj` — the order of a plain weight's row,
 //!   so the weights `[O, C, kh, kw]` are used as the matrix `[O, C·kh·kw]` without any copy.
 
-use super::gemm_conv::{rows as to_rows, GemmConv, Job};
+use super::gemm_conv::{from_rows, rows as to_rows, GemmConv, Job};
 use super::{OneDnn, Scratch};
 use crate::cpu::gemm::{Gemm, MatMut, MatRef};
 use crate::error::Result;
+use crate::layout::Layout;
 use crate::ops::conv::{valid_range, Activation, ConvGeom, Weights};
+use crate::storage::CpuBuf;
 use rayon::prelude::*;
 
 /// Largest output map (`Ho·Wo`) that [`suits`] sends here. Measured with `conv_bench rgc` on 2
@@ -123,7 +125,13 @@ impl GemmConv for SmallMap {
     }
 
     /// `col · wᵀ`, the weights `[O, C·kh·kw]` used as a matrix as they are.
-    fn forward<'d>(j: Job<'d>, x: Activation<'_>, w: Weights<'_>) -> Result<Scratch<'d>> {
+    fn forward(
+        j: Job<'_>,
+        x: Activation<'_>,
+        w: Weights<'_>,
+        bias: Option<&[f32]>,
+        layout: Layout,
+    ) -> Result<CpuBuf> {
         let Job { d, g } = j;
         let (rows, ck) = (g.n * g.out_plane(), g.c * g.kh * g.kw);
         let col = columns(d, x, g);
@@ -134,11 +142,16 @@ impl GemmConv for SmallMap {
             MatRef::new(w.data, ck).t(),
             MatMut::new(&mut yr, g.o),
         )?;
-        Ok(yr)
+        Ok(from_rows(&yr, bias, layout, g.out_shape()))
     }
 
     /// col2im of `dy · w`.
-    fn backward_data<'d>(j: Job<'d>, dy: Activation<'_>, w: Weights<'_>) -> Result<Scratch<'d>> {
+    fn backward_data(
+        j: Job<'_>,
+        dy: Activation<'_>,
+        w: Weights<'_>,
+        layout: Layout,
+    ) -> Result<CpuBuf> {
         let Job { d, g } = j;
         let (rows, ck) = (g.n * g.out_plane(), g.c * g.kh * g.kw);
         let dyr = to_rows(d, dy, g.out_shape());
@@ -151,18 +164,19 @@ impl GemmConv for SmallMap {
         )?;
         let mut dxr = d.scratch(g.n * g.in_plane() * g.c);
         col2im(&dcol, g, &mut dxr);
-        Ok(dxr)
+        Ok(from_rows(&dxr, None, layout, g.in_shape()))
     }
 
     /// `dyᵀ · col`.
-    fn weight_gradient(j: Job<'_>, x: Activation<'_>, dyr: &[f32]) -> Result<Vec<f32>> {
+    fn weight_gradient(j: Job<'_>, x: Activation<'_>, dy: Activation<'_>) -> Result<Vec<f32>> {
         let Job { d, g } = j;
         let (rows, ck) = (g.n * g.out_plane(), g.c * g.kh * g.kw);
+        let dyr = to_rows(d, dy, g.out_shape());
         let col = columns(d, x, g);
         let mut dw = vec![0.0; g.o * ck];
         d.sgemm(
             Gemm::new(g.o, ck, rows),
-            MatRef::new(dyr, g.o).t(),
+            MatRef::new(&dyr, g.o).t(),
             MatRef::new(&col, ck),
             MatMut::new(&mut dw, ck),
         )?;
