@@ -749,7 +749,7 @@ fn tiles_of<'d>(j: Job<'d>, x: Activation<'_>, c: usize) -> (usize, Scratch<'d>)
     let mut v = d.scratch(tiles * POINTS * c);
     let xr;
     let src = match x.layout {
-        Layout::Blocked16 if c % BLOCK == 0 => Map::Blocked(x.data),
+        Layout::Blocked16 if c.is_multiple_of(BLOCK) => Map::Blocked(x.data),
         _ => {
             xr = rows(d, x, [n, c, g.h, g.w]);
             Map::Rows(&xr)
@@ -784,7 +784,7 @@ fn convolve(
     let (hw, shape) = ((g.h, g.w), [g.n, outs, g.h, g.w]);
     let len = g.n * outs * g.in_plane();
     match layout {
-        Layout::Blocked16 if outs % BLOCK == 0 => {
+        Layout::Blocked16 if outs.is_multiple_of(BLOCK) => {
             let mut out = Vec::with_capacity(len);
             let dest = Dest::Blocked(&mut out.spare_capacity_mut()[..len], bias);
             output_tiles(&m, g.n, hw, outs, dest, Isa::detect());
@@ -880,7 +880,7 @@ impl GemmConv for Winograd {
         let mut dm = d.scratch(tiles * POINTS * g.o);
         let dyr;
         let src = match dy.layout {
-            Layout::Blocked16 if g.o % BLOCK == 0 => Map::Blocked(dy.data),
+            Layout::Blocked16 if g.o.is_multiple_of(BLOCK) => Map::Blocked(dy.data),
             _ => {
                 dyr = rows(d, dy, g.out_shape());
                 Map::Rows(&dyr)
