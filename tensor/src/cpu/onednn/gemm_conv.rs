@@ -25,7 +25,7 @@ pub struct Job<'d> {
 }
 
 /// The three computations of a convolution, with oneDNN's sgemm and its pool of temporaries.
-/// They compute on rows and convert at the ends ([`rows`], [`from_rows`]), or read and write the
+/// They compute on rows and convert at the ends (`rows`, `from_rows`), or read and write the
 /// tensors' own layouts directly where that saves the passes ([`super::winograd`]).
 pub trait GemmConv {
     /// An error saying what the implementation needs, for a geometry it does not compute.
