@@ -13,7 +13,7 @@ use crate::SearchError;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS studies (
@@ -63,6 +63,13 @@ pub struct SqliteStorage {
     path: String,
 }
 
+/// How long a worker waits for another to release the database before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+}
+
 fn db(path: &str) -> impl Fn(rusqlite::Error) -> SearchError + '_ {
     move |source| SearchError::Sqlite {
         path: path.to_string(),
@@ -79,11 +86,20 @@ impl SqliteStorage {
             std::fs::create_dir_all(dir).map_err(SearchError::io("creating the folder", dir))?;
         }
         let conn = Connection::open(p).map_err(db(&name))?;
-        conn.busy_timeout(Duration::from_secs(120))
-            .map_err(db(&name))?;
-        // Both pragmas answer with a row; WAL persists in the file once set.
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .map_err(db(&name))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db(&name))?;
+        // The pragma answers with a row; WAL persists in the file once set. Two workers switching
+        // a fresh file at once each hold a shared lock and want an exclusive one: SQLite breaks
+        // that deadlock by failing one of them with SQLITE_BUSY without calling the busy
+        // handler, so the wait is ours to do.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())) {
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                r => break r.map_err(db(&name))?,
+            }
+        }
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
             .map_err(db(&name))?;
         conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}COMMIT;"))
@@ -417,5 +433,39 @@ impl Storage for SqliteStorage {
     fn trials(&self, study: i64) -> Result<Vec<TrialRecord>, SearchError> {
         let conn = self.lock()?;
         load_trials(&conn, study, &self.err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    /// Workers started together all open a database file that none has created yet. Switching a
+    /// fresh file to WAL needs an exclusive lock while the pragma already holds a shared one, so
+    /// two openers can deadlock; SQLite then answers `SQLITE_BUSY` at once, without the busy
+    /// handler, and a worker died with "database is locked" (CI on bad96f2).
+    #[test]
+    fn workers_opening_a_new_file_together_all_succeed() {
+        for round in 0..25 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = Arc::new(dir.path().join("study.db"));
+            let n = 6;
+            let barrier = Arc::new(Barrier::new(n));
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let (path, barrier) = (Arc::clone(&path), Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        SqliteStorage::open(path.as_path()).map(|_| ())
+                    })
+                })
+                .collect();
+            for h in handles {
+                if let Err(e) = h.join().unwrap() {
+                    panic!("round {round}: {e}");
+                }
+            }
+        }
     }
 }
