@@ -217,7 +217,9 @@ fn test(args: &[String]) -> Result<()> {
     require_build_packages("the workspace")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
-        .args(["test", "--workspace"])
+        // Every test binary runs even after one fails, so a report names all the failures
+        // instead of hiding the crates after the first.
+        .args(["test", "--workspace", "--no-fail-fast"])
         .args(args)
         .current_dir(workspace_root())
         // Tests compare runs number for number across processes and batch sizes; timed path
