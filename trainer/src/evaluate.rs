@@ -197,6 +197,7 @@ pub fn evaluate_on(
             "evaluation needs at least one decoder".into(),
         ));
     }
+    tensor::cpu::denormals::configure_process().map_err(Error::Config)?;
     let (rank, world) = (comm.rank(), comm.world_size());
     let part = if world > 1 {
         data.part(opts.limit, rank, world)

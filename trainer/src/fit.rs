@@ -349,6 +349,9 @@ fn open_run_dir(out: &Path, resume: bool) -> Result<Option<Checkpoint>> {
 /// Trains `config.model` on `config.data`; see the module documentation. With `opts.resume`
 /// the run in `opts.out` continues under the policy of [`crate::resume`].
 pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport> {
+    // Recurrent cells drive states and gradients into denormal floats, which the CPU computes
+    // with at a fraction of its speed (see tensor::cpu::denormals).
+    tensor::cpu::denormals::configure_process().map_err(Error::Config)?;
     let single = Single;
     let comm: &dyn Collective = opts.collective.unwrap_or(&single);
     let root = comm.rank() == 0;

@@ -130,6 +130,8 @@ pub fn workspace_root() -> PathBuf {
 }
 
 fn main() -> Result<()> {
+    // Before any thread starts, so every engine thread inherits the mode.
+    tensor::cpu::denormals::configure_main_thread().map_err(anyhow::Error::msg)?;
     match Cli::parse().command {
         Cmd::Bench {
             what: BenchCmd::Ops(args),

@@ -6,6 +6,7 @@ mod backend;
 pub mod conv;
 mod conv_choice;
 pub mod conv_tune;
+pub mod denormals;
 pub mod depthwise;
 pub mod elementwise;
 pub mod fastmath;

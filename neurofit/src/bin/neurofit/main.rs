@@ -681,6 +681,8 @@ fn export(a: &ExportArgs) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    // Before any thread starts, so every engine thread inherits the mode.
+    tensor::cpu::denormals::configure_main_thread().map_err(anyhow::Error::msg)?;
     match Cli::parse().command {
         Cmd::Score(a) => score(&a),
         Cmd::ExportActivations(a) => export(&a),
