@@ -47,7 +47,7 @@ pub struct SearchScale {
 }
 
 impl SearchScale {
-    /// Quick searches 6 architectures on 960 images each (30 optimiser steps at the quick batch,
+    /// Quick searches 6 architectures on 960 images each (60 optimiser steps at the quick batch,
     /// TPE after 3 random ones), so the search costs about two CPU minutes (docs/FIGURES.md);
     /// full searches 40 with a third of an epoch of the full training set each.
     pub fn of(scale: Scale) -> Self {

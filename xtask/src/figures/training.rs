@@ -55,18 +55,18 @@ impl Scale {
                 warmup_steps: 1,
                 difficulty: 0.5,
             },
-            // The settings timed end to end (22 minutes on 2 quiet cores). Batch 16 at 5e-3 for
-            // 300 steps trains the models further but did not fit the 30 minutes: the LSTM's
-            // runs slowed several-fold late in training (docs/FIGURES.md, "Power of the quick
-            // scale").
+            // Batch 16 at 5e-3 for 300 steps: on the quick budget the models sit on a plateau
+            // near chance for their first hundred or so steps, and twice the steps at half the
+            // batch (the same CPU per image) with a higher rate get more of them off it
+            // (docs/FIGURES.md, "Power of the quick scale").
             Scale::Quick => ScaleConfig {
                 seeds: vec![0, 1, 2],
-                train_images: 4_000,
+                train_images: 4_800,
                 eval_images: 1_000,
                 epochs: 1,
-                batch_size: 32,
-                lr: 3e-3,
-                warmup_steps: 12,
+                batch_size: 16,
+                lr: 5e-3,
+                warmup_steps: 30,
                 difficulty: 0.5,
             },
             Scale::Full => ScaleConfig {
@@ -310,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn quick_trains_every_model_with_one_budget() {
+    fn quick_trains_every_model_with_one_budget_past_the_plateau() {
         let scale = Scale::Quick.config();
         let data = data_spec(&scale, None);
         let mut models = super::super::models::matched_size_set().unwrap();
@@ -325,10 +325,10 @@ mod tests {
         for m in &models[1..] {
             assert_eq!(budget(m), first, "{} trains under another budget", m.id);
         }
-        // The whole configured warm-up lies inside the run (a warm-up longer than a tenth of the
-        // run would be cut).
+        // The quick models spend their first 100-150 steps near chance (docs/FIGURES.md), so the
+        // budget must reach well past that, with the whole configured warm-up inside the run.
         let (steps, lr, _) = first;
-        assert_eq!(steps, 125, "{steps} optimiser steps");
+        assert!(steps >= 250, "{steps} optimiser steps");
         assert_eq!(lr.warmup_steps, scale.warmup_steps, "warm-up cut short");
     }
 
