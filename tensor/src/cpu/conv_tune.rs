@@ -21,7 +21,10 @@
 //! * a decision within [`CLOSE`] of the margin is timed again ([`RETIMES`] more batches of rounds
 //!   for the two contenders) before it is made;
 //! * a decision whose contenders' runs scatter (median over minimum above [`UNSTABLE_SPREAD`]) is
-//!   used by this process but **not written** to the file, so a quieter run decides for good;
+//!   used by this process and written as *unsettled*: the next processes time it again, so a
+//!   quieter run decides for good, but after [`SETTLE_AFTER`] scattered timings in a row the last
+//!   is kept (a convolution that always scatters on this machine, a large one that outlasts the
+//!   time slices of a loaded machine, would otherwise be timed by every process);
 //! * a path slower than [`GIVE_UP_FACTOR`] times the fastest in the first timed round stops being
 //!   timed (a clear loser, e.g. the Rust kernels on a large dense convolution, costs two runs).
 //!
@@ -73,6 +76,10 @@ pub const RETIMES: usize = 1;
 /// Timings are unstable (the choice is not written to the file) when a contender's median run
 /// exceeds its fastest by this factor.
 pub const UNSTABLE_SPREAD: f64 = 1.25;
+
+/// After this many processes in a row timed a computation with scattered runs, the last choice
+/// is kept for good instead of being timed again.
+pub const SETTLE_AFTER: u32 = 3;
 
 /// A path slower than this many times the fastest in the first timed round stops being timed.
 pub const GIVE_UP_FACTOR: f64 = 4.0;
@@ -205,12 +212,22 @@ pub struct Choice {
     pub seconds: Vec<(PathKind, f64)>,
     /// The largest median / minimum among the fastest path and the default (1: no scatter).
     pub spread: f64,
+    /// How many processes in a row, this one included, timed the computation with scattered
+    /// runs (0 for a stable choice).
+    #[serde(default)]
+    pub unstable_runs: u32,
 }
 
 impl Choice {
-    /// Whether the timings were steady enough for the choice to be written to the file.
+    /// Whether the timings were steady.
     pub fn stable(&self) -> bool {
         self.spread <= UNSTABLE_SPREAD
+    }
+
+    /// Whether later processes use the choice without timing again: stable timings, or
+    /// [`SETTLE_AFTER`] scattered ones in a row.
+    pub fn settled(&self) -> bool {
+        self.stable() || self.unstable_runs >= SETTLE_AFTER
     }
 }
 
@@ -249,11 +266,15 @@ impl std::fmt::Display for Choice {
             write!(f, " over default {d:?}")?;
         }
         if !self.stable() {
-            write!(
-                f,
-                " [unstable timings, spread {:.2}: not cached]",
-                self.spread
-            )?;
+            let what = if self.settled() {
+                "kept for good".to_string()
+            } else {
+                format!(
+                    "timed again by the next process, {} of {SETTLE_AFTER}",
+                    self.unstable_runs
+                )
+            };
+            write!(f, " [unstable timings, spread {:.2}: {what}]", self.spread)?;
         }
         Ok(())
     }
@@ -283,7 +304,11 @@ pub struct Tuner {
     machine: Machine,
     loaded: Loaded,
     clock: Arc<dyn Clock>,
+    /// The choices this process uses: the file's settled ones and those it timed itself.
     choices: Mutex<HashMap<TuneKey, Choice>>,
+    /// The file's unsettled choices, timed again when first needed (their count of scattered
+    /// timings carries over), and written back as they were until then.
+    unsettled: Mutex<HashMap<TuneKey, Choice>>,
 }
 
 impl Tuner {
@@ -295,16 +320,18 @@ impl Tuner {
 
     /// [`Tuner::new`] timing with `clock`.
     pub fn with_clock(file: Option<PathBuf>, machine: Machine, clock: Arc<dyn Clock>) -> Self {
-        let (loaded, choices) = match &file {
+        let (loaded, read) = match &file {
             None => (Loaded::Missing, HashMap::new()),
             Some(f) => read_cache(f, &machine),
         };
+        let (choices, unsettled) = read.into_iter().partition(|(_, c)| c.settled());
         Tuner {
             file,
             machine,
             loaded,
             clock,
             choices: Mutex::new(choices),
+            unsettled: Mutex::new(unsettled),
         }
     }
 
@@ -333,8 +360,8 @@ impl Tuner {
 
     /// The path for `key` among `candidates`: the remembered one if it is a candidate, else the
     /// one the timings pick (module doc: warm-up, interleaved rounds, minimum, [`MARGIN`] over
-    /// `default`, retiming when close), remembered, and written to the file when the timings were
-    /// stable. `run` runs one path once and says whether it succeeded; the tuner times it with
+    /// `default`, retiming when close), remembered and written to the file (as unsettled when
+    /// the timings scattered, so that the next processes time it again). `run` runs one path once and says whether it succeeded; the tuner times it with
     /// its clock. A single candidate is chosen without running it. `None` when no candidate ran.
     pub fn choose(
         &self,
@@ -363,27 +390,31 @@ impl Tuner {
             timing.rounds(ROUNDS, false, &*self.clock, &mut run);
             decision = timing.decide(default)?;
         }
-        let choice = Choice {
+        let mut choice = Choice {
             key,
             path: decision.path,
             default,
             seconds: timing.minima(),
             spread: decision.spread,
+            unstable_runs: 0,
         };
-        let stable = choice.stable();
         let snapshot = {
+            let mut unsettled = self.unsettled.lock().unwrap_or_else(|e| e.into_inner());
+            let before = unsettled.remove(&key).map_or(0, |c| c.unstable_runs);
+            if !choice.stable() {
+                choice.unstable_runs = before + 1;
+            }
             let mut map = self.choices.lock().unwrap_or_else(|e| e.into_inner());
             map.insert(key, choice);
+            let mut all: Vec<Choice> = map.values().chain(unsettled.values()).cloned().collect();
+            all.sort_by_key(|c| format!("{:?}", c.key));
             CacheFile {
                 version: VERSION,
                 machine: self.machine.clone(),
-                choices: map.values().filter(|c| c.stable()).cloned().collect(),
+                choices: all,
             }
         };
-        // An unstable choice serves this process only: the file is left as it was.
-        if stable {
-            self.save(&snapshot);
-        }
+        self.save(&snapshot);
         Some(decision.path)
     }
 
@@ -841,34 +872,80 @@ mod tests {
         assert!(c.to_string().contains("over default Rust"), "{c}");
     }
 
-    #[test]
-    fn unstable_timings_are_used_but_not_written_to_the_file() {
-        let f = temp_file("unstable");
-        // The default's timed runs alternate 2, 1, 2, 1, 2: median twice the minimum.
-        let s = Script::new(|p, n| match p {
+    /// The default's timed runs alternate 2, 1, 2, 1, 2: median twice the minimum.
+    fn scattered(p: PathKind, n: usize) -> Option<f64> {
+        match p {
             OneDnn => Some(if n % 2 == 1 { 2.0 } else { 1.0 }),
             _ => Some(3.0),
-        });
-        let t = s.tuner(Some(f.clone()), machine("cpu A"));
+        }
+    }
+
+    #[test]
+    fn unstable_timings_are_timed_again_by_later_processes_until_they_settle() {
+        let f = temp_file("unstable");
         let k = key(Stage::Forward);
         let two = [Rust, OneDnn];
+        let s = Script::new(scattered);
+        let t = s.tuner(Some(f.clone()), machine("cpu A"));
         assert_eq!(t.choose(k, &two, Some(OneDnn), s.run()), Some(OneDnn));
         let c = &t.choices()[0];
-        assert!(!c.stable() && c.spread == 2.0, "{c:?}");
-        assert!(c.to_string().contains("unstable"), "{c}");
+        assert!(!c.stable() && !c.settled() && c.spread == 2.0, "{c:?}");
+        assert_eq!(c.unstable_runs, 1);
+        assert!(
+            c.to_string()
+                .contains("timed again by the next process, 1 of 3"),
+            "{c}"
+        );
         // Remembered for this process: not timed again.
         let runs = s.runs();
         assert_eq!(t.choose(k, &two, Some(OneDnn), s.run()), Some(OneDnn));
         assert_eq!(s.runs(), runs);
-        assert!(!f.exists(), "an unstable choice was written");
-        // A stable choice is written, without the unstable one. (These runs advance another
-        // clock, so on this tuner's every run takes 0 s: steady.)
+
+        // A stable choice of another computation is written beside the unsettled one. (These
+        // runs advance another clock, so on this tuner's every run takes 0 s: steady.)
+        let bd = key(Stage::BackwardData);
         let s2 = Script::new(steady);
-        t.choose(key(Stage::BackwardData), &two, Some(OneDnn), s2.run());
-        let later = Tuner::new(Some(f), machine("cpu A"));
-        assert_eq!(later.loaded(), &Loaded::Read(1));
-        assert_eq!(later.lookup(&k), None);
-        assert_eq!(later.lookup(&key(Stage::BackwardData)), Some(OneDnn));
+        t.choose(bd, &two, Some(OneDnn), s2.run());
+
+        // The next processes time the scattered one again, counting; the third keeps it.
+        for process in 2..=SETTLE_AFTER {
+            let s = Script::new(scattered);
+            let later = s.tuner(Some(f.clone()), machine("cpu A"));
+            assert_eq!(later.loaded(), &Loaded::Read(2));
+            assert_eq!(later.lookup(&bd), Some(OneDnn));
+            assert_eq!(later.lookup(&k), None, "process {process}");
+            assert_eq!(later.choose(k, &two, Some(OneDnn), s.run()), Some(OneDnn));
+            assert!(s.runs() > 0, "process {process} did not time it");
+            let c = later.choices().into_iter().find(|c| c.key == k).unwrap();
+            assert_eq!(c.unstable_runs, process);
+            assert_eq!(c.settled(), process == SETTLE_AFTER, "{c}");
+        }
+        let s = Script::new(scattered);
+        let last = s.tuner(Some(f.clone()), machine("cpu A"));
+        assert_eq!(last.choose(k, &two, Some(OneDnn), s.run()), Some(OneDnn));
+        assert_eq!(s.runs(), 0, "a settled choice was timed again");
+        let c = last.choices().into_iter().find(|c| c.key == k).unwrap();
+        assert!(c.to_string().contains("kept for good"), "{c}");
+    }
+
+    #[test]
+    fn a_steady_retime_settles_an_unstable_choice_and_untouched_ones_stay_in_the_file() {
+        let f = temp_file("resettle");
+        let (k, bd) = (key(Stage::Forward), key(Stage::BackwardData));
+        let two = [Rust, OneDnn];
+        let s = Script::new(scattered);
+        let t = s.tuner(Some(f.clone()), machine("cpu A"));
+        t.choose(k, &two, Some(OneDnn), s.run());
+        t.choose(bd, &two, Some(OneDnn), s.run());
+        // A quieter process times only `k`: it settles, and `bd` stays unsettled in the file.
+        let quiet = Script::new(steady);
+        let t2 = quiet.tuner(Some(f.clone()), machine("cpu A"));
+        assert_eq!(t2.choose(k, &two, Some(OneDnn), quiet.run()), Some(OneDnn));
+        let t3 = Tuner::new(Some(f), machine("cpu A"));
+        assert_eq!(t3.loaded(), &Loaded::Read(2));
+        assert_eq!(t3.lookup(&k), Some(OneDnn));
+        assert_eq!(t3.lookup(&bd), None);
+        assert_eq!(t3.unsettled.lock().unwrap()[&bd].unstable_runs, 1);
     }
 
     #[test]
