@@ -6,13 +6,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}: {error}")]
     Io {
         /// The file or folder involved.
         path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's error. Its text is part of this error's message, so it is not
+        /// also this error's `source()`: printed with its causes, the reason appears once.
+        error: std::io::Error,
     },
     /// A data file exists but its contents are not what its format promises (truncated, wrong magic,
     /// sizes that disagree).
@@ -82,7 +82,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

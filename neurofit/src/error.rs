@@ -74,13 +74,13 @@ pub enum NeurofitError {
         reason: String,
     },
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's error. Its text is part of this error's message, so it is not
+        /// also this error's `source()`: printed with its causes, the reason appears once.
+        error: std::io::Error,
     },
     /// A CSV file (a stimulus set) has a bad line.
     #[error("{path}: line {line}: {reason}")]

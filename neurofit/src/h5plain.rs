@@ -134,9 +134,9 @@ pub fn write(path: &Path, a: &Assembly) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, path).map_err(|source| NeurofitError::Io {
+    std::fs::rename(&tmp, path).map_err(|error| NeurofitError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

@@ -89,8 +89,8 @@ impl StimulusSet {
             None => {
                 for i in 0..self.len() {
                     let p = self.root.join(&self.filename[i]);
-                    let bytes = std::fs::read(&p)
-                        .map_err(|source| NeurofitError::Io { path: p, source })?;
+                    let bytes =
+                        std::fs::read(&p).map_err(|error| NeurofitError::Io { path: p, error })?;
                     f(i, &bytes)?;
                 }
             }
@@ -99,9 +99,9 @@ impl StimulusSet {
                     path: zip.clone(),
                     reason: e.to_string(),
                 };
-                let file = std::fs::File::open(zip).map_err(|source| NeurofitError::Io {
+                let file = std::fs::File::open(zip).map_err(|error| NeurofitError::Io {
                     path: zip.clone(),
-                    source,
+                    error,
                 })?;
                 let mut archive = zip::ZipArchive::new(file).map_err(zerr)?;
                 let mut bytes = Vec::new();
@@ -272,9 +272,9 @@ fn find_csv(dir: &Path) -> Result<PathBuf> {
         return Ok(default);
     }
     let mut csvs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| NeurofitError::Io {
+        .map_err(|error| NeurofitError::Io {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")))
@@ -305,9 +305,9 @@ fn find_csv(dir: &Path) -> Result<PathBuf> {
 
 /// Entry names of the files in a zip archive.
 fn zip_names(zip: &Path) -> Result<Vec<String>> {
-    let file = std::fs::File::open(zip).map_err(|source| NeurofitError::Io {
+    let file = std::fs::File::open(zip).map_err(|error| NeurofitError::Io {
         path: zip.to_path_buf(),
-        source,
+        error,
     })?;
     let archive = zip::ZipArchive::new(file).map_err(|e| NeurofitError::File {
         path: zip.to_path_buf(),

@@ -78,13 +78,13 @@ pub enum Error {
         msg: String,
     },
     /// Reading or writing a file failed.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}: {error}")]
     Io {
         /// The file.
         path: String,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's error. Its text is part of this error's message, so it is not
+        /// also this error's `source()`: printed with its causes, the reason appears once.
+        error: std::io::Error,
     },
 }
 

@@ -65,7 +65,7 @@ fn file_error(path: &Path, msg: impl Into<String>) -> Error {
 fn io_error(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.display().to_string(),
-        source,
+        error: source,
     }
 }
 

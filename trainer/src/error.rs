@@ -132,13 +132,13 @@ pub enum Error {
         out: PathBuf,
     },
     /// Reading or writing a file failed.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}: {error}")]
     Io {
         /// The file or folder.
         path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's error. Its text is part of this error's message, so it is not
+        /// also this error's `source()`: printed with its causes, the reason appears once.
+        error: std::io::Error,
     },
     /// A plot could not be drawn or written.
     #[error("cannot draw {path}")]
@@ -163,7 +163,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 
@@ -177,3 +177,40 @@ impl Error {
 
 /// This crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The message with every cause under it, as `anyhow` prints an error (`{:#}`).
+    fn with_causes(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cause = c.source();
+        }
+        s
+    }
+
+    /// `xtask train --out /proc/nope` printed "I/O error on /proc/nope: No such file or directory
+    /// (os error 2)" and then "Caused by: No such file or directory (os error 2)" again.
+    #[test]
+    fn an_io_error_names_the_path_and_the_reason_once() {
+        let reason = std::io::Error::new(std::io::ErrorKind::NotFound, "no such thing");
+        let e = Error::io("/proc/nope", reason);
+        assert_eq!(with_causes(&e), "I/O error on /proc/nope: no such thing");
+        let data = Error::Data(datasets::Error::Io {
+            path: "/data/x".into(),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such thing"),
+        });
+        assert_eq!(with_causes(&data), "I/O error on /data/x: no such thing");
+        let tensor = Error::Tensor(
+            tensor::load_tensors(std::path::Path::new("/nonexistent/x.safetensors")).unwrap_err(),
+        );
+        let text = with_causes(&tensor);
+        assert_eq!(text.matches("No such file").count(), 1, "{text}");
+    }
+}
