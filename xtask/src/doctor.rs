@@ -144,6 +144,7 @@ impl Report {
         }
 
         checks.extend(blas_kernels());
+        checks.push(denormals());
 
         checks.push(if has_postgres_server() {
             Check {
@@ -252,6 +253,28 @@ fn conv_tuning_check() -> (Check, Vec<String>) {
     let detail = format!("{cpu}; tuned choices in {} ({state})", file.display());
     let lines = tuner.choices().iter().map(|c| c.to_string()).collect();
     (note("conv paths", detail), lines)
+}
+
+/// How the CPU threads treat denormal floats (`CONVRNN_DENORMALS`; xtask's `main` has set it on
+/// this thread already, so the register is what the engine's threads get).
+fn denormals() -> Check {
+    use tensor::cpu::denormals::{this_thread_flushes, Denormals, DENORMALS_ENV};
+    match Denormals::from_env() {
+        Err(e) => Check {
+            name: "denormals",
+            status: Status::Missing,
+            detail: e,
+            package: None,
+        },
+        Ok(mode) => note(
+            "denormals",
+            format!(
+                "{} ({DENORMALS_ENV}; flush-to-zero on the engine threads: {})",
+                mode.as_str(),
+                if this_thread_flushes() { "yes" } else { "no" }
+            ),
+        ),
+    }
 }
 
 fn note(name: &'static str, detail: String) -> Check {
