@@ -361,8 +361,9 @@ impl Tuner {
     /// The path for `key` among `candidates`: the remembered one if it is a candidate, else the
     /// one the timings pick (module doc: warm-up, interleaved rounds, minimum, [`MARGIN`] over
     /// `default`, retiming when close), remembered and written to the file (as unsettled when
-    /// the timings scattered, so that the next processes time it again). `run` runs one path once and says whether it succeeded; the tuner times it with
-    /// its clock. A single candidate is chosen without running it. `None` when no candidate ran.
+    /// the timings scattered, so that the next processes time it again). `run` runs one path
+    /// once and says whether it succeeded; the tuner times it with its clock. A single candidate
+    /// is chosen without running it. `None` when no candidate ran.
     pub fn choose(
         &self,
         key: TuneKey,
