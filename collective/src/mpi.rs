@@ -88,8 +88,10 @@ struct Api {
 }
 
 /// The loaded library. MPI can be initialised once per process and must stay loaded until the
-/// process exits (its exit handlers live in it), so it is loaded once and never unloaded.
-static API: OnceLock<std::result::Result<Api, String>> = OnceLock::new();
+/// process exits (its exit handlers live in it), so it is loaded once and never unloaded. Only a
+/// library that loaded is kept: a failure is tried again on the next call, so a process that
+/// installs MPI (`cargo xtask doctor --install`) sees it afterwards.
+static API: OnceLock<Api> = OnceLock::new();
 /// Whether this process has called `MPI_Init_thread` (MPI allows it once per process).
 static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -168,13 +170,25 @@ fn load() -> std::result::Result<Api, String> {
 }
 
 fn api() -> Result<&'static Api> {
-    API.get_or_init(load)
-        .as_ref()
-        .map_err(|detail| Error::Library {
-            what: "MPI".into(),
-            detail: detail.clone(),
-            fix: fix(),
-        })
+    loaded_once(&API, load).map_err(|detail| Error::Library {
+        what: "MPI".into(),
+        detail,
+        fix: fix(),
+    })
+}
+
+/// `cell`'s value, loading it with `load` while it has none; a failed load is not remembered.
+/// (Two threads racing may both load; the first value stored wins, and a library opened twice is
+/// the same handle counted twice.)
+fn loaded_once<T, E>(
+    cell: &'static OnceLock<T>,
+    load: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<&'static T, E> {
+    if let Some(value) = cell.get() {
+        return Ok(value);
+    }
+    let value = load()?;
+    Ok(cell.get_or_init(|| value))
 }
 
 /// Whether an MPICH-ABI MPI library loads on this machine (tests and the doctor ask).
@@ -493,5 +507,34 @@ impl Drop for MpiComm {
         // SAFETY: MPI is initialised, no request is pending (every collective waits for its
         // own), and it is finalised exactly once (init succeeds once per process).
         unsafe { (self.api.finalize)() };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cargo xtask doctor --install` checks MPI, installs it, and checks again in one process:
+    /// a remembered failure made the second check report MPI missing after a good install.
+    #[test]
+    fn a_failed_load_is_tried_again_and_a_success_is_kept() {
+        static CELL: OnceLock<u32> = OnceLock::new();
+        let mut calls = 0;
+        let first: std::result::Result<&u32, String> = loaded_once(&CELL, || {
+            calls += 1;
+            Err("not installed".to_string())
+        });
+        assert_eq!(first, Err("not installed".to_string()));
+        let second = loaded_once(&CELL, || {
+            calls += 1;
+            Ok::<u32, String>(7)
+        });
+        assert_eq!(second, Ok(&7));
+        let third = loaded_once(&CELL, || {
+            calls += 1;
+            Ok::<u32, String>(8)
+        });
+        assert_eq!(third, Ok(&7));
+        assert_eq!(calls, 2);
     }
 }
