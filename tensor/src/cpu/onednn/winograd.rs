@@ -25,8 +25,8 @@
 //! `rgc_shallow`'s training time on an AVX-512 Xeon, by `perf`). The transformed tiles `V` `[16][N·tiles][C]`, `M` and `dM` `[16][N·tiles][O]` are point-major, so
 //! that every product reads and writes contiguous matrices (oneDNN's sgemm ran the weight
 //! gradient's transposed products at 41 GFLOP/s on tile-major views with leading dimension 16·C,
-//! and at 92 on contiguous ones); the filters `U` are `[O][16][C]`, their gradient `dU`
-//! `[16][O][C]`.
+//! and at 92 on contiguous ones); the filters `U` and their gradient `dU`
+//! are `[16][O][C]` too.
 //!
 //! The 16 products of a call are independent, so they run as 16 rayon tasks, each a
 //! single-threaded sgemm ([`super::thread_budget`] is 1 inside a task), rather than one after
@@ -167,41 +167,45 @@ fn filter_transform(g: &[[f32; FILTER_LANES]; 9], u: &mut [[f32; FILTER_LANES]; 
     }
 }
 
-/// `U = G g Gᵀ` for every filter, as `[outs][16][ins]`. Forward: `outs` = O, `ins` = C and
+/// `U = G g Gᵀ` for every filter, as `[16][outs][ins]`. Forward: `outs` = O, `ins` = C and
 /// `g = w[o][c]`. Backward-data (`transpose`): `outs` = C, `ins` = O and `g` is `w[o][c]`
-/// rotated by 180°, the filter that carries `dy` back to `dx`. [`FILTER_LANES`] filters at a
+/// rotated by 180°, the filter that carries `dy` back to `dx`. Point-major, so that each
+/// product's `U_ξ` is a contiguous `[outs, ins]` matrix: as `[outs][16][ins]` its rows lay
+/// `16·ins` floats apart (16 KB at 256 channels, the same cache sets row after row), and
+/// oneDNN's sgemm ran the products slower on most of the RGC's shapes (BENCHMARKS.md,
+/// "Winograd's filter layout"). [`FILTER_LANES`] filters at a
 /// time, compiled for the widest ISA the CPU has ([`simd::dispatch`]).
 fn filters(w: &[f32], o: usize, c: usize, transpose: bool, u: &mut [f32]) {
     let (outs, ins) = if transpose { (c, o) } else { (o, c) };
     if outs * ins == 0 {
         return;
     }
-    u[..outs * POINTS * ins]
-        .par_chunks_mut(POINTS * ins)
-        .enumerate()
-        .for_each(|(oo, dst)| {
-            simd::dispatch(|| {
-                for i0 in (0..ins).step_by(FILTER_LANES) {
-                    let len = FILTER_LANES.min(ins - i0);
-                    let mut g = [[0.0f32; FILTER_LANES]; 9];
-                    for l in 0..len {
-                        let ii = i0 + l;
-                        for (k, gk) in g.iter_mut().enumerate() {
-                            gk[l] = if transpose {
-                                w[(ii * c + oo) * 9 + (8 - k)]
-                            } else {
-                                w[(oo * c + ii) * 9 + k]
-                            };
-                        }
-                    }
-                    let mut u = [[0.0f32; FILTER_LANES]; POINTS];
-                    filter_transform(&g, &mut u);
-                    for (k, uk) in u.iter().enumerate() {
-                        copy_lanes(&mut dst[k * ins + i0..], uk, len);
+    let planes = Planes::new(u, outs, ins);
+    (0..outs).into_par_iter().for_each(|oo| {
+        // SAFETY: `oo < outs` and each task passes its own `oo`.
+        let mut dst = unsafe { planes.row(oo) };
+        simd::dispatch(|| {
+            for i0 in (0..ins).step_by(FILTER_LANES) {
+                let len = FILTER_LANES.min(ins - i0);
+                let mut g = [[0.0f32; FILTER_LANES]; 9];
+                for l in 0..len {
+                    let ii = i0 + l;
+                    for (k, gk) in g.iter_mut().enumerate() {
+                        gk[l] = if transpose {
+                            w[(ii * c + oo) * 9 + (8 - k)]
+                        } else {
+                            w[(oo * c + ii) * 9 + k]
+                        };
                     }
                 }
-            })
-        });
+                let mut u = [[0.0f32; FILTER_LANES]; POINTS];
+                filter_transform(&g, &mut u);
+                for (uk, row) in u.iter().zip(dst.iter_mut()) {
+                    copy_lanes(&mut row[i0..], uk, len);
+                }
+            }
+        })
+    });
 }
 
 /// The AVX2 copy of a transform over one tile row: `(sources, destinations, full)` with `full` the
@@ -760,7 +764,7 @@ fn tiles_of<'d>(j: Job<'d>, x: Activation<'_>, c: usize) -> (usize, Scratch<'d>)
 }
 
 /// The "same" 3×3 convolution of `x` `[N, ins, H, W]` with the transformed filters `u`
-/// `[outs][16][ins]` (+ `bias`): `[N, outs, H, W]` in `layout`.
+/// `[16][outs][ins]` (+ `bias`): `[N, outs, H, W]` in `layout`.
 fn convolve(
     j: Job<'_>,
     x: Activation<'_>,
@@ -777,7 +781,7 @@ fn convolve(
         d.sgemm(
             Gemm::new(tiles, outs, ins),
             MatRef::new(&v[p * tiles * ins..], ins),
-            MatRef::new(&u[p * ins..], POINTS * ins).t(),
+            MatRef::new(&u[p * outs * ins..], ins).t(),
             MatMut::new(mp, outs),
         )
     })?;
@@ -1109,7 +1113,7 @@ mod tests {
                     });
                     for (k, v) in transform(g).into_iter().enumerate() {
                         assert_eq!(
-                            got[(oo * POINTS + k) * ins + ii],
+                            got[(k * outs + oo) * ins + ii],
                             v,
                             "{transpose} {oo} {ii} {k}"
                         );
