@@ -18,15 +18,15 @@ pub struct UnrollArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// Input size in pixels (square); default: the model's.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::count_arg::at_least_one)]
     pub size: Option<usize>,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::count_arg::at_least_one)]
     pub batch: usize,
     /// Unroll steps; default: the model's.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::count_arg::at_least_one)]
     pub steps: Option<usize>,
     /// Timed training iterations (after one warm-up).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::count_arg::at_least_one)]
     pub iters: usize,
     #[arg(long, default_value = "cpu")]
     pub device: String,

@@ -6,6 +6,7 @@ mod bench_loader;
 mod bench_ops;
 mod bench_unroll;
 mod benchmarks_md;
+mod count_arg;
 mod dist;
 mod doctor;
 mod figures;
@@ -270,5 +271,29 @@ mod tests {
             };
             assert_eq!(args, want, "{argv:?}");
         }
+    }
+
+    /// A count of 0 is refused by name: `train --nproc 0` used to train as one process and
+    /// `bench unroll --batch 0` to fail inside the engine, `--iters 0` to time one iteration.
+    #[test]
+    fn zero_counts_are_refused_with_the_flag() {
+        for argv in [
+            vec!["cargo xtask", "train", "--nproc", "0"],
+            vec!["cargo xtask", "bench", "unroll", "--batch", "0"],
+            vec!["cargo xtask", "bench", "unroll", "--iters", "0"],
+            vec!["cargo xtask", "bench", "unroll", "--size", "0"],
+            vec!["cargo xtask", "bench", "unroll", "--steps", "0"],
+        ] {
+            let Err(err) = Cli::try_parse_from(&argv) else {
+                panic!("{argv:?} parsed");
+            };
+            let msg = err.to_string();
+            assert!(
+                msg.contains(argv[argv.len() - 2]) && msg.contains("at least 1"),
+                "{argv:?}: {msg}"
+            );
+        }
+        assert!(Cli::try_parse_from(["cargo xtask", "train", "--nproc", "2"]).is_ok());
+        assert!(Cli::try_parse_from(["cargo xtask", "bench", "unroll", "--iters", "1"]).is_ok());
     }
 }
