@@ -152,6 +152,36 @@ pub fn clean(a: &Assembly) -> Result<Cleaned> {
     Ok(Cleaned { assembly, dropped })
 }
 
+/// One line for the console about the neuroids [`clean`] removed (`None` when it removed none),
+/// so that a user sees them without opening the report: up to five are named with how many of
+/// their responses were not finite.
+pub fn dropped_warning(dropped: &[DroppedNeuroid]) -> Option<String> {
+    const NAMED: usize = 5;
+    if dropped.is_empty() {
+        return None;
+    }
+    let mut names: Vec<String> = dropped
+        .iter()
+        .take(NAMED)
+        .map(|d| {
+            format!(
+                "{} ({}, {} non-finite)",
+                d.neuroid_id, d.region, d.non_finite
+            )
+        })
+        .collect();
+    if dropped.len() > NAMED {
+        names.push(format!("and {} more", dropped.len() - NAMED));
+    }
+    Some(format!(
+        "warning: {} neuroid{} with NaN/inf responses left out of the fits: {}; the report lists \
+         them under `dropped`",
+        dropped.len(),
+        if dropped.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    ))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -239,5 +269,27 @@ pub(crate) mod tests {
         );
         a.data.fill(f32::NAN);
         assert!(clean(&a).is_err());
+    }
+
+    #[test]
+    fn dropped_neuroids_are_named_on_the_console() {
+        assert_eq!(dropped_warning(&[]), None);
+        let d = |i: usize| DroppedNeuroid {
+            neuroid_id: format!("V4_{i:03}"),
+            region: "V4".into(),
+            non_finite: 10 * i,
+        };
+        let one = dropped_warning(&[d(5)]).unwrap();
+        assert!(
+            one.contains("1 neuroid with") && one.contains("V4_005 (V4, 50 non-finite)"),
+            "{one}"
+        );
+        let many: Vec<_> = (1..=7).map(d).collect();
+        let msg = dropped_warning(&many).unwrap();
+        assert!(
+            msg.contains("7 neuroids") && msg.contains("V4_005") && msg.contains("and 2 more"),
+            "{msg}"
+        );
+        assert!(!msg.contains("V4_006"), "{msg}");
     }
 }
