@@ -22,11 +22,11 @@
 //! (and adds the bias) into them. Plain activations are converted to rows `[N·H·W, C]`
 //! ([`super::gemm_conv`]) and back. In place saves two passes over every activation per call
 //! (the conversions to rows and back, and the zero-filling of the converted output were 6–7 % of
-//! `rgc_shallow`'s training time on an AVX-512 Xeon, by `perf`). The transformed tiles `V` `[16][N·tiles][C]`, `M` and `dM` `[16][N·tiles][O]` are point-major, so
-//! that every product reads and writes contiguous matrices (oneDNN's sgemm ran the weight
-//! gradient's transposed products at 41 GFLOP/s on tile-major views with leading dimension 16·C,
-//! and at 92 on contiguous ones); the filters `U` and their gradient `dU`
-//! are `[16][O][C]` too.
+//! `rgc_shallow`'s training time on an AVX-512 Xeon, by `perf`). The transformed tiles `V`
+//! `[16][N·tiles][C]`, `M` and `dM` `[16][N·tiles][O]` are point-major, so that every product
+//! reads and writes contiguous matrices (oneDNN's sgemm ran the weight gradient's transposed
+//! products at 41 GFLOP/s on tile-major views with leading dimension 16·C, and at 92 on
+//! contiguous ones); the filters `U` and their gradient `dU` are `[16][O][C]` too.
 //!
 //! The 16 products of a call are independent, so they run as 16 rayon tasks, each a
 //! single-threaded sgemm ([`super::thread_budget`] is 1 inside a task), rather than one after
