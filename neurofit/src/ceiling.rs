@@ -74,18 +74,25 @@ pub fn split_half_ceiling(
         .collect())
 }
 
+/// The mean of `rows` over their finite values (missing trials skipped, as Brain-Score's
+/// `mean(skipna=True)`), NaN for a neuroid without any: its halving then yields no correlation.
 fn mean_rows_into(
     x: ArrayView2<'_, f32>,
     rows: &[usize],
     mut out: ndarray::ArrayViewMut1<'_, f64>,
 ) {
+    let mut count = vec![0u32; out.len()];
     for &r in rows {
-        for (o, &v) in out.iter_mut().zip(x.row(r).iter()) {
-            *o += v as f64;
+        for ((o, k), &v) in out.iter_mut().zip(&mut count).zip(x.row(r).iter()) {
+            if v.is_finite() {
+                *o += v as f64;
+                *k += 1;
+            }
         }
     }
-    let k = rows.len() as f64;
-    out.mapv_inplace(|v| v / k);
+    for (o, k) in out.iter_mut().zip(count) {
+        *o = if k > 0 { *o / k as f64 } else { f64::NAN };
+    }
 }
 
 #[cfg(test)]
@@ -149,5 +156,14 @@ mod tests {
             matches!(err, NeurofitError::TooFewRepetitions { ref stimulus_id, count: 1 } if stimulus_id == "im3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn half_means_skip_missing_trials() {
+        let x = ndarray::array![[1.0f32, f32::NAN], [3.0, f32::NAN], [f32::NAN, f32::NAN]];
+        let mut out = ndarray::Array1::<f64>::zeros(2);
+        mean_rows_into(x.view(), &[0, 1, 2], out.view_mut());
+        assert_eq!(out[0], 2.0);
+        assert!(out[1].is_nan());
     }
 }

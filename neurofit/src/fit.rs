@@ -113,16 +113,30 @@ impl StimulusIndex {
         idx
     }
 
-    /// Repetition-averaged responses `[stimulus, neuroid, bin]`.
+    /// Repetition-averaged responses `[stimulus, neuroid, bin]`, over the finite repetitions
+    /// (missing trials are skipped, as Brain-Score's `mean(skipna=True)` does; NaN where a
+    /// stimulus has none, which [`crate::validate::clean`] leaves no kept neuroid with).
     pub fn average(&self, a: &Assembly) -> Array3<f64> {
         let (_, n, b) = a.data.dim();
         let mut out = Array3::zeros((self.stimulus_id.len(), n, b));
+        let mut count = ndarray::Array2::<u32>::zeros((n, b));
         for (s, rows) in self.presentations.iter().enumerate() {
             let mut acc = out.index_axis_mut(Axis(0), s);
+            count.fill(0);
             for &r in rows {
-                acc.zip_mut_with(&a.data.index_axis(Axis(0), r), |o, &v| *o += v as f64);
+                ndarray::Zip::from(&mut acc)
+                    .and(&mut count)
+                    .and(&a.data.index_axis(Axis(0), r))
+                    .for_each(|o, k, &v| {
+                        if v.is_finite() {
+                            *o += v as f64;
+                            *k += 1;
+                        }
+                    });
             }
-            acc.mapv_inplace(|v| v / rows.len() as f64);
+            ndarray::Zip::from(&mut acc)
+                .and(&count)
+                .for_each(|o, &k| *o = if k > 0 { *o / k as f64 } else { f64::NAN });
         }
         out
     }
@@ -131,8 +145,9 @@ impl StimulusIndex {
 /// Score `features` against `recordings` under `cfg` (SPEC §7).
 ///
 /// Features are matched to recorded stimuli by id (extra feature rows are ignored; a recorded stimulus
-/// without features is an error). Neuroids with non-finite responses are dropped and listed in the
-/// report; every stimulus needs at least two repetitions for the ceiling.
+/// without features is an error). Missing trials (non-finite responses) are skipped in the averages
+/// and neuroids without any finite repetition of some stimulus are dropped and listed in the
+/// report (see [`crate::validate`]); every stimulus needs at least two repetitions for the ceiling.
 pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -> Result<Report> {
     cfg.validate()?;
     let cleaned = validate::clean(recordings)?;
@@ -204,7 +219,10 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
             .collect(),
         per_neuroid: BTreeMap::new(),
         dropped: cleaned.dropped.clone(),
-        warnings: stratification_warnings(&stim.object_name, cfg.test_fraction),
+        warnings: stratification_warnings(&stim.object_name, cfg.test_fraction)
+            .into_iter()
+            .chain(validate::skipped_warning(&cleaned))
+            .collect(),
     };
 
     for track in &tracks {
@@ -398,4 +416,27 @@ fn feature_rows(features: &ModelFeatures, stimulus_id: &[String]) -> Result<Vec<
         return Err(NeurofitError::MissingFeatureStimuli { missing });
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A missing trial is left out of its stimulus's mean, not averaged in as NaN (which made the
+    /// whole neuroid unusable) or as zero.
+    #[test]
+    fn averages_skip_missing_trials() {
+        let mut a = crate::validate::tests::tiny(); // stimulus a: rows 0 and 2, b: rows 1 and 3
+        a.data[[1, 1, 0]] = f32::NAN;
+        let stim = StimulusIndex::new(&a);
+        let avg = stim.average(&a);
+        assert_eq!(avg[[1, 1, 0]], f64::from(a.data[[3, 1, 0]]));
+        let both = (f64::from(a.data[[1, 1, 1]]) + f64::from(a.data[[3, 1, 1]])) / 2.0;
+        assert_eq!(avg[[1, 1, 1]], both);
+        a.data[[3, 1, 0]] = f32::INFINITY;
+        assert!(
+            stim.average(&a)[[1, 1, 0]].is_nan(),
+            "no finite repetition left"
+        );
+    }
 }

@@ -3,8 +3,11 @@
 //! Refused (an error naming the problem): coordinate lengths that differ from the data's axes,
 //! malformed time bins (non-finite, `start >= end`, not increasing), a stimulus labelled with two
 //! objects, and an assembly left with no usable neuroid.
-//! Repaired and reported: a neuroid with any non-finite response (NaN/inf in any presentation or bin)
-//! is dropped whole and listed in [`Cleaned::dropped`]; recordings commonly mark dead channels so.
+//! Repaired and reported: a non-finite response (NaN/inf) is a missing trial. Repetitions are
+//! averaged over the finite ones (Brain-Score averages with `mean(skipna=True)`), so a neuroid
+//! keeps its stimuli as long as each stimulus has a finite repetition in each bin; a neuroid
+//! where some stimulus has none in some bin (a dead channel, a stimulus never recorded) is dropped
+//! whole and listed in [`Cleaned::dropped`].
 
 use std::collections::HashMap;
 
@@ -29,10 +32,13 @@ pub struct DroppedNeuroid {
 /// An assembly after the NaN policy, and what it removed.
 #[derive(Debug, Clone)]
 pub struct Cleaned {
-    /// The neuroids whose responses are all finite.
+    /// The neuroids with a finite repetition of every stimulus in every bin; their missing trials
+    /// (non-finite responses) are still in the data, for the averages to skip.
     pub assembly: Assembly,
     /// The neuroids removed.
     pub dropped: Vec<DroppedNeuroid>,
+    /// Non-finite responses of the kept neuroids (missing trials the averages skip).
+    pub skipped: usize,
 }
 
 /// Coordinate and time-bin checks that every reader and writer also applies.
@@ -114,26 +120,44 @@ pub fn check_shape(a: &Assembly) -> Result<()> {
     Ok(())
 }
 
-/// [`check_shape`], then drop neuroids with non-finite responses (see the module doc).
+/// [`check_shape`], then apply the NaN policy (see the module doc).
 pub fn clean(a: &Assembly) -> Result<Cleaned> {
     check_shape(a)?;
+    let mut order: Vec<Vec<usize>> = Vec::new();
+    let mut slot: HashMap<&str, usize> = HashMap::new();
+    for (row, s) in a.presentations.stimulus_id.iter().enumerate() {
+        let k = *slot.entry(s.as_str()).or_insert_with(|| {
+            order.push(Vec::new());
+            order.len() - 1
+        });
+        order[k].push(row);
+    }
     let mut keep = Vec::new();
     let mut dropped = Vec::new();
+    let mut skipped = 0;
     for (j, col) in a.data.axis_iter(Axis(1)).enumerate() {
         let bad = col.iter().filter(|v| !v.is_finite()).count();
-        if bad == 0 {
-            keep.push(j);
-        } else {
+        let uncovered = bad > 0
+            && col.axis_iter(Axis(1)).any(|bin| {
+                order
+                    .iter()
+                    .any(|rows| rows.iter().all(|&r| !bin[r].is_finite()))
+            });
+        if uncovered {
             dropped.push(DroppedNeuroid {
                 neuroid_id: a.neuroids.neuroid_id[j].clone(),
                 region: a.neuroids.region[j].clone(),
                 non_finite: bad,
             });
+        } else {
+            keep.push(j);
+            skipped += bad;
         }
     }
     if keep.is_empty() {
         return Err(NeurofitError::Assembly(format!(
-            "every one of the {} neuroids has non-finite responses; nothing left to fit",
+            "every one of the {} neuroids has a stimulus without any finite response in some \
+             bin; nothing left to fit",
             a.num_neuroids()
         )));
     }
@@ -149,7 +173,11 @@ pub fn clean(a: &Assembly) -> Result<Cleaned> {
         out.neuroids.region = keep.iter().map(|&j| a.neuroids.region[j].clone()).collect();
         out
     };
-    Ok(Cleaned { assembly, dropped })
+    Ok(Cleaned {
+        assembly,
+        dropped,
+        skipped,
+    })
 }
 
 /// One line for the console about the neuroids [`clean`] removed (`None` when it removed none),
@@ -174,12 +202,24 @@ pub fn dropped_warning(dropped: &[DroppedNeuroid]) -> Option<String> {
         names.push(format!("and {} more", dropped.len() - NAMED));
     }
     Some(format!(
-        "warning: {} neuroid{} with NaN/inf responses left out of the fits: {}; the report lists \
-         them under `dropped`",
+        "warning: {} neuroid{} left out of the fits, each with a stimulus that has no finite \
+         response in some bin: {}; the report lists them under `dropped`",
         dropped.len(),
         if dropped.len() == 1 { "" } else { "s" },
         names.join(", ")
     ))
+}
+
+/// A report warning about the missing trials [`clean`] kept for the averages to skip (`None`
+/// when there were none).
+pub fn skipped_warning(c: &Cleaned) -> Option<String> {
+    (c.skipped > 0).then(|| {
+        format!(
+            "{} non-finite responses (missing trials) were skipped when averaging repetitions, \
+             as Brain-Score's mean(skipna=True) does",
+            c.skipped
+        )
+    })
 }
 
 #[cfg(test)]
@@ -251,22 +291,31 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn nan_neuroids_are_dropped_and_counted() {
+    fn missing_trials_are_kept_and_a_stimulus_without_any_drops_the_neuroid() {
+        // tiny(): stimulus a is rows 0 and 2, b rows 1 and 3.
         let mut a = tiny();
-        a.data[[1, 1, 0]] = f32::NAN;
-        a.data[[2, 1, 1]] = f32::INFINITY;
+        a.data[[1, 1, 0]] = f32::NAN; // n1: b's first repetition in bin 0; row 3 remains
+        a.data[[0, 2, 1]] = f32::NAN; // n2: both repetitions of a in bin 1
+        a.data[[2, 2, 1]] = f32::INFINITY;
+        a.data[[1, 2, 0]] = f32::NAN;
         let c = clean(&a).unwrap();
-        assert_eq!(c.assembly.neuroids.neuroid_id, vec!["n0", "n2"]);
+        assert_eq!(c.assembly.neuroids.neuroid_id, vec!["n0", "n1"]);
         assert_eq!(c.assembly.data.dim(), (4, 2, 2));
-        assert_eq!(c.assembly.data[[3, 1, 1]], a.data[[3, 2, 1]]);
+        assert!(
+            c.assembly.data[[1, 1, 0]].is_nan(),
+            "the missing trial stays for the mean"
+        );
+        assert_eq!(c.skipped, 1);
         assert_eq!(
             c.dropped,
             vec![DroppedNeuroid {
-                neuroid_id: "n1".into(),
-                region: "IT".into(),
-                non_finite: 2
+                neuroid_id: "n2".into(),
+                region: "V4".into(),
+                non_finite: 3
             }]
         );
+        assert!(skipped_warning(&c).unwrap().contains("1 non-finite"));
+        assert_eq!(skipped_warning(&clean(&tiny()).unwrap()), None);
         a.data.fill(f32::NAN);
         assert!(clean(&a).is_err());
     }
@@ -281,7 +330,7 @@ pub(crate) mod tests {
         };
         let one = dropped_warning(&[d(5)]).unwrap();
         assert!(
-            one.contains("1 neuroid with") && one.contains("V4_005 (V4, 50 non-finite)"),
+            one.contains("1 neuroid left") && one.contains("V4_005 (V4, 50 non-finite)"),
             "{one}"
         );
         let many: Vec<_> = (1..=7).map(d).collect();

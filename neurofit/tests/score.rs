@@ -166,12 +166,29 @@ fn single_repetition_recordings_are_refused_for_the_ceiling() {
 }
 
 #[test]
-fn nan_sites_are_dropped_and_reported() {
+fn missing_trials_are_skipped_and_sites_without_a_stimulus_dropped() {
     let (f, mut a) = planted();
+    // One missing trial of n2: kept, averaged over the other repetitions (Brain-Score's
+    // mean(skipna=True)), and the report says so.
     a.data[[5, 2, 1]] = f32::NAN;
     let r = score(&f, &a, &cfg(Regression::Pls { components: 4 })).unwrap();
+    assert!(r.dropped.is_empty());
+    assert_eq!(r.neuroid_id.len(), NEUR);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("1 non-finite")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.per_neuroid["good"].r.iter().all(|bin| bin[2].is_some()));
+    // Every repetition of stimulus 7 missing for n4 in bin 0: n4 cannot be averaged there and is
+    // dropped and reported.
+    for rep in 0..REPS {
+        a.data[[rep * N_STIM + 7, 4, 0]] = f32::NAN;
+    }
+    let r = score(&f, &a, &cfg(Regression::Pls { components: 4 })).unwrap();
     assert_eq!(r.dropped.len(), 1);
-    assert_eq!(r.dropped[0].neuroid_id, "n2");
+    assert_eq!(r.dropped[0].neuroid_id, "n4");
+    assert_eq!(r.dropped[0].non_finite, REPS);
     assert_eq!(r.neuroid_id.len(), NEUR - 1);
 }
 
