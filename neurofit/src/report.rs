@@ -43,7 +43,8 @@ pub struct Report {
     pub neuroid_ceiling: Vec<PerBin>,
     /// track → per-neuroid values.
     pub per_neuroid: BTreeMap<String, NeuroidScores>,
-    /// Neuroids removed before fitting (non-finite responses).
+    /// Neuroids removed before fitting: each has a stimulus without any finite response in some
+    /// bin ([`crate::validate`]).
     pub dropped: Vec<DroppedNeuroid>,
     /// What makes these numbers less than a clean application of the protocol (e.g. splits that
     /// cannot be exactly stratified); printed by the binary too.
