@@ -221,6 +221,7 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
         dropped: cleaned.dropped.clone(),
         warnings: stratification_warnings(&stim.object_name, cfg.test_fraction)
             .into_iter()
+            .chain(validate::dropped_warning(&cleaned.dropped))
             .chain(validate::skipped_warning(&cleaned))
             .collect(),
     };

@@ -123,15 +123,7 @@ pub fn check_shape(a: &Assembly) -> Result<()> {
 /// [`check_shape`], then apply the NaN policy (see the module doc).
 pub fn clean(a: &Assembly) -> Result<Cleaned> {
     check_shape(a)?;
-    let mut order: Vec<Vec<usize>> = Vec::new();
-    let mut slot: HashMap<&str, usize> = HashMap::new();
-    for (row, s) in a.presentations.stimulus_id.iter().enumerate() {
-        let k = *slot.entry(s.as_str()).or_insert_with(|| {
-            order.push(Vec::new());
-            order.len() - 1
-        });
-        order[k].push(row);
-    }
+    let by_stimulus = crate::fit::StimulusIndex::new(a).presentations;
     let mut keep = Vec::new();
     let mut dropped = Vec::new();
     let mut skipped = 0;
@@ -139,7 +131,7 @@ pub fn clean(a: &Assembly) -> Result<Cleaned> {
         let bad = col.iter().filter(|v| !v.is_finite()).count();
         let uncovered = bad > 0
             && col.axis_iter(Axis(1)).any(|bin| {
-                order
+                by_stimulus
                     .iter()
                     .any(|rows| rows.iter().all(|&r| !bin[r].is_finite()))
             });
@@ -180,9 +172,9 @@ pub fn clean(a: &Assembly) -> Result<Cleaned> {
     })
 }
 
-/// One line for the console about the neuroids [`clean`] removed (`None` when it removed none),
-/// so that a user sees them without opening the report: up to five are named with how many of
-/// their responses were not finite.
+/// A report warning about the neuroids [`clean`] removed (`None` when it removed none), which the
+/// binary prints with the other warnings, so that a user sees them without opening the report: up
+/// to five are named with how many of their responses were not finite.
 pub fn dropped_warning(dropped: &[DroppedNeuroid]) -> Option<String> {
     const NAMED: usize = 5;
     if dropped.is_empty() {
@@ -202,8 +194,8 @@ pub fn dropped_warning(dropped: &[DroppedNeuroid]) -> Option<String> {
         names.push(format!("and {} more", dropped.len() - NAMED));
     }
     Some(format!(
-        "warning: {} neuroid{} left out of the fits, each with a stimulus that has no finite \
-         response in some bin: {}; the report lists them under `dropped`",
+        "{} neuroid{} left out of the fits, each with a stimulus that has no finite response in \
+         some bin: {}; the report lists them under `dropped`",
         dropped.len(),
         if dropped.len() == 1 { "" } else { "s" },
         names.join(", ")
@@ -321,7 +313,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn dropped_neuroids_are_named_on_the_console() {
+    fn dropped_neuroids_are_named_in_a_warning() {
         assert_eq!(dropped_warning(&[]), None);
         let d = |i: usize| DroppedNeuroid {
             neuroid_id: format!("V4_{i:03}"),

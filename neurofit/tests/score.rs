@@ -189,6 +189,11 @@ fn missing_trials_are_skipped_and_sites_without_a_stimulus_dropped() {
     assert_eq!(r.dropped.len(), 1);
     assert_eq!(r.dropped[0].neuroid_id, "n4");
     assert_eq!(r.dropped[0].non_finite, REPS);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("n4 (")),
+        "{:?}",
+        r.warnings
+    );
     assert_eq!(r.neuroid_id.len(), NEUR - 1);
 }
 

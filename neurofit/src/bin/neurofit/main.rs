@@ -527,10 +527,6 @@ fn score(a: &ScoreArgs) -> Result<()> {
     };
     let json = serde_json::to_string_pretty(&output)?;
     tensor::io::write_file_atomically(out.join("neurofit.json"), json.as_bytes())?;
-    // On stderr, so that `--json` output stays one JSON document.
-    if let Some(w) = neurofit::validate::dropped_warning(&report.dropped) {
-        eprintln!("{w}");
-    }
     if a.json {
         println!("{json}");
     } else {
