@@ -173,8 +173,8 @@ fn filter_transform(g: &[[f32; FILTER_LANES]; 9], u: &mut [[f32; FILTER_LANES]; 
 /// product's `U_ξ` is a contiguous `[outs, ins]` matrix: as `[outs][16][ins]` its rows lay
 /// `16·ins` floats apart (16 KB at 256 channels, the same cache sets row after row), and
 /// oneDNN's sgemm ran the products slower on most of the RGC's shapes (BENCHMARKS.md,
-/// "Winograd's filter layout"). [`FILTER_LANES`] filters at a
-/// time, compiled for the widest ISA the CPU has ([`simd::dispatch`]).
+/// "Winograd's filter layout"). [`FILTER_LANES`] filters at a time, compiled for the widest ISA
+/// the CPU has ([`simd::dispatch`]).
 fn filters(w: &[f32], o: usize, c: usize, transpose: bool, u: &mut [f32]) {
     let (outs, ins) = if transpose { (c, o) } else { (o, c) };
     if outs * ins == 0 {
