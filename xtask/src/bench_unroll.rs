@@ -25,7 +25,7 @@ pub struct UnrollArgs {
     /// Unroll steps; default: the model's.
     #[arg(long, value_parser = crate::count_arg::at_least_one)]
     pub steps: Option<usize>,
-    /// Timed training iterations (after one warm-up).
+    /// Timed training iterations (after one warm-up); at least 1, which the medians rely on.
     #[arg(long, default_value_t = 3, value_parser = crate::count_arg::at_least_one)]
     pub iters: usize,
     #[arg(long, default_value = "cpu")]
@@ -265,11 +265,11 @@ fn run_one(model: &str, args: &UnrollArgs) -> Result<UnrollResult> {
         Ok(t.elapsed().as_secs_f64())
     };
     forward()?;
-    let fwd = (0..args.iters.max(1))
+    let fwd = (0..args.iters)
         .map(|_| forward())
         .collect::<Result<Vec<_>>>()?;
     train_step()?;
-    let train = (0..args.iters.max(1))
+    let train = (0..args.iters)
         .map(|_| train_step())
         .collect::<Result<Vec<_>>>()?;
     let median = |mut v: Vec<f64>| {
