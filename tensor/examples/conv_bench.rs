@@ -82,6 +82,8 @@ enum Variant {
     GemmBlocked,
     /// Winograd F(2×2, 3×3) forward and input gradient, blocked input.
     WinogradBlocked,
+    /// Winograd F(4×4, 3×3) forward and input gradient, blocked input.
+    Winograd4Blocked,
 }
 
 /// Times every variant of one convolution. The variants take turns within each repetition, so
@@ -132,6 +134,7 @@ fn conv_case(
                 Variant::AutoBlocked => (CpuConvBackend::Auto, Layout::Blocked16),
                 Variant::GemmBlocked => (CpuConvBackend::Gemm, Layout::Blocked16),
                 Variant::WinogradBlocked => (CpuConvBackend::Winograd, Layout::Blocked16),
+                Variant::Winograd4Blocked => (CpuConvBackend::Winograd4, Layout::Blocked16),
             };
             let xin = x.to_layout(layout).unwrap();
             // Warm-up: compiles and caches the primitives.
@@ -216,6 +219,7 @@ fn rgc(reps: usize) {
         Variant::OneDnnBlocked,
         Variant::GemmBlocked,
         Variant::WinogradBlocked,
+        Variant::Winograd4Blocked,
         Variant::AutoBlocked,
     ];
     let dflt = Conv2dOpts::default();
@@ -357,13 +361,14 @@ fn gemm(reps: usize, dnnl: bool) {
 }
 
 /// One convolution on one path in a loop, for `perf record`:
-/// `profile rust|onednn|gemm|winograd C HW K GROUPS N ITERS [bwd]`.
+/// `profile rust|onednn|gemm|winograd|winograd4 C HW K GROUPS N ITERS [bwd]`.
 fn profile(args: &[String]) {
     let num = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let be = match args.first().map(String::as_str) {
         Some("onednn") => CpuConvBackend::OneDnn,
         Some("gemm") => CpuConvBackend::Gemm,
         Some("winograd") => CpuConvBackend::Winograd,
+        Some("winograd4") => CpuConvBackend::Winograd4,
         _ => CpuConvBackend::Rust,
     };
     let (c, hw, k, groups, n, iters) = (

@@ -2,7 +2,7 @@
 //! in which layout its result comes back.
 //!
 //! The implementations ([`Path`]): oneDNN's direct convolution ([`super::onednn`]), the batched
-//! sgemm for small maps ([`super::onednn::small_map`]), Winograd F(2×2, 3×3)
+//! sgemm for small maps ([`super::onednn::small_map`]), Winograd F(2×2, 3×3) and F(4×4, 3×3)
 //! ([`super::onednn::winograd`]) and the pure-Rust kernels ([`super::conv`], with the direct
 //! depthwise ones of [`super::depthwise`]). [`CpuConvBackend`] forces one; `Auto` picks per
 //! convolution and per computation: by timing every eligible path on first use and remembering
@@ -19,7 +19,7 @@ use super::conv_tune::{self, PathKind, TuneKey, Tuner};
 use super::depthwise;
 use super::onednn::gemm_conv::Checked;
 use super::onednn::small_map::{self, SmallMap};
-use super::onednn::winograd::{self, Winograd};
+use super::onednn::winograd::{self, Winograd, Winograd4};
 use super::onednn::{self, OneDnn, WeightProduct};
 use crate::backend::ParamGrads;
 use crate::layout::{Layout, BLOCK};
@@ -36,6 +36,8 @@ enum Path {
     SmallMap(&'static OneDnn),
     /// [`winograd`]: F(2×2, 3×3) with oneDNN sgemms.
     Winograd(&'static OneDnn),
+    /// [`winograd`]: F(4×4, 3×3) with oneDNN sgemms.
+    Winograd4(&'static OneDnn),
 }
 
 /// Where `Auto` sends a computation when oneDNN is loaded and neither [`small_map::suits`] (dense,
@@ -79,6 +81,8 @@ fn choose(
         CpuConvBackend::Gemm => choose(CpuConvBackend::Auto, g, stage, input, bias),
         CpuConvBackend::Winograd if winograd::supports(g) => Ok(Path::Winograd(onednn::get()?)),
         CpuConvBackend::Winograd => choose(CpuConvBackend::Auto, g, stage, input, bias),
+        CpuConvBackend::Winograd4 if winograd::supports(g) => Ok(Path::Winograd4(onednn::get()?)),
+        CpuConvBackend::Winograd4 => choose(CpuConvBackend::Auto, g, stage, input, bias),
         CpuConvBackend::Auto => match onednn::get() {
             Ok(d) if small_map::suits(g) => Ok(Path::SmallMap(d)),
             Ok(d) if winograd::suits(g) => Ok(Path::Winograd(d)),
@@ -133,7 +137,7 @@ fn run_with<T>(
     match (r, path, backend) {
         (
             Err(Error::OneDnn(_)),
-            Path::OneDnn(_) | Path::SmallMap(_) | Path::Winograd(_),
+            Path::OneDnn(_) | Path::SmallMap(_) | Path::Winograd(_) | Path::Winograd4(_),
             CpuConvBackend::Auto,
         ) => f(Path::Rust),
         (r, _, _) => r,
@@ -151,6 +155,7 @@ fn eligible(d: Option<&'static OneDnn>, g: &ConvGeom) -> Vec<Path> {
         }
         if winograd::supports(g) {
             v.push(Path::Winograd(d));
+            v.push(Path::Winograd4(d));
         }
     }
     v
@@ -200,6 +205,7 @@ impl Path {
             Path::OneDnn(_) => PathKind::OneDnn,
             Path::SmallMap(_) => PathKind::SmallMap,
             Path::Winograd(_) => PathKind::Winograd,
+            Path::Winograd4(_) => PathKind::Winograd4,
         }
     }
 }
@@ -242,6 +248,7 @@ pub(crate) fn forward(
             Path::OneDnn(d) => d.conv_product(g, WeightProduct::Forward(bias), x, w, out)?,
             Path::SmallMap(d) => Checked::<SmallMap>::new(d, g)?.forward(x, w, bias, out)?,
             Path::Winograd(d) => Checked::<Winograd>::new(d, g)?.forward(x, w, bias, out)?,
+            Path::Winograd4(d) => Checked::<Winograd4>::new(d, g)?.forward(x, w, bias, out)?,
             Path::Rust if x.layout == Layout::Blocked16 && depthwise::blocked_supported(g) => {
                 return Ok((
                     depthwise::forward_blocked(x.data, w.data, bias, g),
@@ -282,6 +289,9 @@ pub(crate) fn backward_data(
                 }
                 Path::Winograd(d) => {
                     Checked::<Winograd>::new(d, g)?.backward_data(dy, w, x_layout)?
+                }
+                Path::Winograd4(d) => {
+                    Checked::<Winograd4>::new(d, g)?.backward_data(dy, w, x_layout)?
                 }
                 Path::Rust if dy.layout == Layout::Blocked16 && depthwise::blocked_supported(g) => {
                     let dx = depthwise::backward_data_blocked(dy.data, w.data, g);
@@ -332,6 +342,9 @@ pub(crate) fn backward_params(
             }
             Path::Winograd(d) => {
                 Checked::<Winograd>::new(d, g)?.backward_weights(x, dy, want.bias)?
+            }
+            Path::Winograd4(d) => {
+                Checked::<Winograd4>::new(d, g)?.backward_weights(x, dy, want.bias)?
             }
             Path::Rust => {
                 let blocked = x.layout == Layout::Blocked16 && dy.layout == Layout::Blocked16;
@@ -450,6 +463,7 @@ mod tests {
             CpuConvBackend::OneDnn,
             CpuConvBackend::Gemm,
             CpuConvBackend::Winograd,
+            CpuConvBackend::Winograd4,
         ];
         for backend in forced {
             calls.borrow_mut().clear();

@@ -58,8 +58,9 @@ pub const CACHE_ENV: &str = "CONVRNN_CONV_CACHE";
 /// against its serial products are timed again. Version 4: Winograd reads and writes blocked
 /// activations in place and vectorises its filter transforms (faster again), so choices timed
 /// against the version that converted to rows and back are timed again. Version 5: Winograd's
-/// transformed filters are point-major (faster products on most shapes).
-pub const VERSION: u32 = 5;
+/// transformed filters are point-major (faster products on most shapes). Version 6: Winograd
+/// F(4×4, 3×3) is a path of its own, timed against the others.
+pub const VERSION: u32 = 6;
 
 /// Timed rounds (one run of every path each) after the warm-up.
 pub const ROUNDS: usize = 5;
@@ -125,6 +126,8 @@ pub enum PathKind {
     SmallMap,
     /// Winograd F(2×2, 3×3) with oneDNN sgemms.
     Winograd,
+    /// Winograd F(4×4, 3×3) with oneDNN sgemms.
+    Winograd4,
 }
 
 /// What the tuned choices are valid for: the CPU model and the instruction sets the kernels
@@ -705,7 +708,8 @@ mod tests {
         }
     }
 
-    use PathKind::{OneDnn, Rust, SmallMap, Winograd};
+    use PathKind::{OneDnn, Rust, SmallMap, Winograd, Winograd4};
+    /// The paths the scripted tests time (the tuner treats every kind alike, so four suffice).
     const ALL: [PathKind; 4] = [Rust, OneDnn, SmallMap, Winograd];
 
     /// A clock that only moves when a scripted run advances it.
@@ -770,6 +774,7 @@ mod tests {
             OneDnn => Some(2.0),
             SmallMap => None,
             Winograd => Some(1.0),
+            Winograd4 => unreachable!("not among the paths timed"),
         }
     }
 
@@ -859,6 +864,7 @@ mod tests {
             OneDnn => Some(1.0),
             SmallMap => None,
             Winograd => (n < 3).then_some(0.5),
+            Winograd4 => unreachable!("not among the paths timed"),
         });
         let t = s.tuner(None, machine("cpu A"));
         assert_eq!(

@@ -33,8 +33,9 @@ const OP: &str = "conv2d";
 /// [`conv_tune`](crate::cpu::conv_tune); with tuning off, where oneDNN loads, its sgemm over the whole batch for dense convolutions
 /// on small output maps ([`small_map`](crate::cpu::onednn::small_map)), its direct convolution where that is measured faster,
 /// else Rust), `rust` (always the pure-Rust kernels), `onednn` (always oneDNN's convolution; an
-/// error naming the library file and the install command when it cannot be loaded) or `gemm` (the
-/// batched sgemm for every dense convolution). [`Tensor::conv2d_on`] takes it as an argument, for
+/// error naming the library file and the install command when it cannot be loaded), `gemm` (the
+/// batched sgemm for every dense convolution), `winograd` or `winograd4` (Winograd F(2×2, 3×3) or
+/// F(4×4, 3×3) for every 3×3 "same" convolution). [`Tensor::conv2d_on`] takes it as an argument, for
 /// tests and benchmarks that compare them in one process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum CpuConvBackend {
@@ -54,14 +55,18 @@ pub enum CpuConvBackend {
     /// [`winograd::supports`](crate::cpu::onednn::winograd::supports)); everything else as under `Auto`, which uses it for those with
     /// enough channels ([`winograd::suits`](crate::cpu::onednn::winograd::suits)) that do not go to the small-map GEMM.
     Winograd,
+    /// Winograd F(4×4, 3×3) for every 3×3 "same" convolution it supports (the convolutions
+    /// `Winograd` supports); everything else as under `Auto`, which uses it only where it was
+    /// measured fastest on this machine.
+    Winograd4,
 }
 
 impl CpuConvBackend {
     /// The environment variable read by [`CpuConvBackend::from_env`].
     pub const ENV: &'static str = "CONVRNN_CPU_CONV";
 
-    /// The backend named by `s` (`auto` or empty, `rust`, `onednn` or `dnnl`, `gemm`, `winograd`;
-    /// case-insensitive), or `None` for any other name.
+    /// The backend named by `s` (`auto` or empty, `rust`, `onednn` or `dnnl`, `gemm`, `winograd`,
+    /// `winograd4`; case-insensitive), or `None` for any other name.
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "auto" => Some(CpuConvBackend::Auto),
@@ -69,6 +74,7 @@ impl CpuConvBackend {
             "onednn" | "dnnl" => Some(CpuConvBackend::OneDnn),
             "gemm" => Some(CpuConvBackend::Gemm),
             "winograd" => Some(CpuConvBackend::Winograd),
+            "winograd4" => Some(CpuConvBackend::Winograd4),
             _ => None,
         }
     }
@@ -81,7 +87,8 @@ impl CpuConvBackend {
                 Err(_) => Ok(CpuConvBackend::Auto),
                 Ok(v) => Self::parse(&v).ok_or_else(|| {
                     format!(
-                        "{} must be `auto`, `rust`, `onednn`, `gemm` or `winograd`, got `{v}`",
+                        "{} must be `auto`, `rust`, `onednn`, `gemm`, `winograd` or `winograd4`, \
+                         got `{v}`",
                         Self::ENV
                     )
                 }),
