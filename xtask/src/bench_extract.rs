@@ -19,10 +19,10 @@ pub struct ExtractArgs {
     #[arg(long, default_value = "rgc_intermediate")]
     pub model: String,
     /// Stimuli per batch.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub batch: usize,
     /// Timed batches (after one warm-up batch).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub batches: usize,
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -83,10 +83,6 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
 }
 
 fn measure(args: &ExtractArgs) -> Result<ExtractResult> {
-    anyhow::ensure!(
-        args.batch > 0 && args.batches > 0,
-        "--batch and --batches must be positive"
-    );
     let device: Device = args.device.parse().map_err(anyhow::Error::msg)?;
     let model = trainer::load_model(&args.model, device)
         .map(|loaded| loaded.model)

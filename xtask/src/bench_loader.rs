@@ -60,12 +60,12 @@ pub struct LoaderArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub decoder: DecoderArg,
     /// Decoding threads (1 measures one core).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub threads: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub batch: usize,
     /// Epochs over the set (each reads every image once).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::count_arg::at_least_one::<u64>)]
     pub epochs: u64,
     #[arg(long)]
     pub json: bool,
@@ -133,9 +133,6 @@ fn ensure_shards(dir: &Path, folder: &Path) -> Result<PathBuf> {
 }
 
 pub fn run(args: &LoaderArgs) -> Result<()> {
-    if args.threads == 0 || args.batch == 0 || args.epochs == 0 {
-        bail!("--threads, --batch and --epochs must be at least 1");
-    }
     // The batcher decodes on rayon's global pool, so size that to --threads before anything
     // (the generator included) starts it.
     rayon::ThreadPoolBuilder::new()

@@ -283,6 +283,16 @@ mod tests {
             vec!["cargo xtask", "bench", "unroll", "--iters", "0"],
             vec!["cargo xtask", "bench", "unroll", "--size", "0"],
             vec!["cargo xtask", "bench", "unroll", "--steps", "0"],
+            vec!["cargo xtask", "bench", "loader", "--threads", "0"],
+            vec!["cargo xtask", "bench", "loader", "--batch", "0"],
+            vec!["cargo xtask", "bench", "loader", "--epochs", "0"],
+            vec!["cargo xtask", "bench", "extract", "--batch", "0"],
+            vec!["cargo xtask", "bench", "extract", "--batches", "0"],
+            vec!["cargo xtask", "search", "--trials", "0"],
+            vec!["cargo xtask", "search", "--workers", "0"],
+            vec!["cargo xtask", "figures", "--seeds", "0"],
+            vec!["cargo xtask", "figures", "--train-images", "0"],
+            vec!["cargo xtask", "figures", "--eval-images", "0"],
         ] {
             let Err(err) = Cli::try_parse_from(&argv) else {
                 panic!("{argv:?} parsed");

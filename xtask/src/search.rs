@@ -54,10 +54,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub space: Option<String>,
     /// Trials the study should hold in total (shared by every worker).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub trials: usize,
     /// Worker processes to run on this machine (more can join from elsewhere).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub workers: usize,
     /// Where trial runs are written (default: runs/search/STUDY).
     #[arg(long)]
@@ -162,8 +162,6 @@ impl<'a> SpaceArg<'a> {
 }
 
 fn search(a: &RunArgs) -> Result<()> {
-    anyhow::ensure!(a.trials > 0, "--trials must be at least 1");
-    anyhow::ensure!(a.workers > 0, "--workers must be at least 1");
     if a.workers > 1 {
         return spawn_workers(a);
     }

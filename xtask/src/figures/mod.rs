@@ -61,13 +61,13 @@ pub struct FiguresCmd {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Train with seeds 0..N instead of the scale's (not with --models: nothing is trained).
-    #[arg(long, conflicts_with = "models")]
+    #[arg(long, conflicts_with = "models", value_parser = crate::count_arg::at_least_one::<u64>)]
     pub seeds: Option<u64>,
     /// Clutter images to train on instead of the scale's (not with --models).
-    #[arg(long, conflicts_with = "models")]
+    #[arg(long, conflicts_with = "models", value_parser = crate::count_arg::at_least_one::<usize>)]
     pub train_images: Option<usize>,
     /// Clutter images to validate on instead of the scale's.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub eval_images: Option<usize>,
     /// Figures 4 and 5 against this Brain-Score assembly (.nc, or neurofit's plain .h5) instead
     /// of the in-silico recordings.
@@ -96,7 +96,6 @@ impl FiguresCmd {
     fn scale_config(&self) -> anyhow::Result<training::ScaleConfig> {
         let mut c = self.scale.config();
         if let Some(n) = self.seeds {
-            anyhow::ensure!(n >= 1, "--seeds must be at least 1");
             c.seeds = (0..n).collect();
         }
         if let Some(n) = self.train_images {
@@ -105,10 +104,6 @@ impl FiguresCmd {
         if let Some(n) = self.eval_images {
             c.eval_images = n;
         }
-        anyhow::ensure!(
-            c.train_images >= 1 && c.eval_images >= 1,
-            "--train-images and --eval-images must be at least 1"
-        );
         Ok(c)
     }
 
