@@ -13,12 +13,11 @@
 //! ```
 //!
 //! The 1-D transforms below apply these matrices with the common subexpressions shared. The
-//! arithmetic runs on arrays of [`LANES`] channels, which the compiler vectorises in the copies
-//! [`crate::cpu::simd::dispatch`] compiles; both copies round alike (no FMA contraction), so they agree bit
-//! for bit.
+//! arithmetic runs on arrays of [`LANES`] channels, which the compiler vectorises where the tile
+//! loops are compiled for AVX2 (`avx2`); both copies round alike (no FMA contraction), so they
+//! agree bit for bit.
 
 use super::{FilterLanes, Lanes, Output, Scheme, Transform, FILTER_LANES, LANES};
-use std::mem::MaybeUninit;
 
 /// Transformed points per tile: 6×6.
 pub(super) const P: usize = 36;
@@ -33,21 +32,34 @@ pub(super) const F4: Scheme<P, Q> = Scheme {
         side: 6,
         offset: -1,
         scalar: input_transform,
-        fast: Some(input_row),
+        fast: FAST_INPUT,
     },
     gradient: Transform {
         side: 4,
         offset: 0,
         scalar: gradient_transform,
-        fast: Some(gradient_row),
+        fast: FAST_GRADIENT,
     },
     output: Output {
         scalar: output_transform,
-        fast: Some(output_tile),
+        fast: FAST_OUTPUT,
     },
     filters: |w, o, c, transpose, u| super::filters_by(filter_transform, w, o, c, transpose, u),
     filter_gradients: |du, o, c| super::filter_gradients_by(gradient_filter, du, o, c),
 };
+
+#[cfg(target_arch = "x86_64")]
+const FAST_INPUT: Option<super::FastRow<P, P>> = Some(avx2::input_row);
+#[cfg(target_arch = "x86_64")]
+const FAST_GRADIENT: Option<super::FastRow<Q, P>> = Some(avx2::gradient_row);
+#[cfg(target_arch = "x86_64")]
+const FAST_OUTPUT: Option<super::FastTile<P, Q>> = Some(avx2::output_tile);
+#[cfg(not(target_arch = "x86_64"))]
+const FAST_INPUT: Option<super::FastRow<P, P>> = None;
+#[cfg(not(target_arch = "x86_64"))]
+const FAST_GRADIENT: Option<super::FastRow<Q, P>> = None;
+#[cfg(not(target_arch = "x86_64"))]
+const FAST_OUTPUT: Option<super::FastTile<P, Q>> = None;
 
 /// Element-wise arithmetic on arrays of `N` lanes (the lane loops the compiler vectorises).
 #[inline(always)]
@@ -198,25 +210,46 @@ fn gradient_filter(u: &[FilterLanes; P], g: &mut [FilterLanes; 9]) {
     two_d::<FILTER_LANES, 6, 6, 3, 3>(u, gt_of, gt_of, g);
 }
 
-/// [`input_transform`] over whole registers of one tile row ([`super::dispatched_row`]).
-fn input_row(src: &[&[f32]; P], dst: &mut [&mut [f32]; P], full: usize) {
-    super::dispatched_row(input_transform, src, dst, full)
-}
+/// The tile loops compiled for AVX2 and FMA, over whole registers: the scalar transforms
+/// inlined, their lane loops vectorised.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::super::{row_by, tile_by};
+    use super::{gradient_transform, input_transform, output_transform, P, Q};
+    use std::mem::MaybeUninit;
 
-/// [`gradient_transform`] over whole registers of one tile row ([`super::dispatched_row`]).
-fn gradient_row(src: &[&[f32]; Q], dst: &mut [&mut [f32]; P], full: usize) {
-    super::dispatched_row(gradient_transform, src, dst, full)
-}
+    /// [`input_transform`] over channels `..full` of one tile row.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn input_row(src: &[&[f32]; P], dst: &mut [&mut [f32]; P], full: usize) {
+        row_by(input_transform, src, dst, full)
+    }
 
-/// [`output_transform`] over whole registers of one tile ([`super::dispatched_tile`]).
-fn output_tile(
-    src: &[&[f32]; P],
-    img: &mut [MaybeUninit<f32>],
-    at: &[Option<usize>; Q],
-    bias: Option<&[f32]>,
-    full: usize,
-) {
-    super::dispatched_tile(output_transform, src, img, at, bias, full)
+    /// [`gradient_transform`] over channels `..full` of one tile row.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gradient_row(src: &[&[f32]; Q], dst: &mut [&mut [f32]; P], full: usize) {
+        row_by(gradient_transform, src, dst, full)
+    }
+
+    /// [`output_transform`] over channels `..full` of one tile.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn output_tile(
+        src: &[&[f32]; P],
+        img: &mut [MaybeUninit<f32>],
+        at: &[Option<usize>; Q],
+        bias: Option<&[f32]>,
+        full: usize,
+    ) {
+        tile_by(output_transform, src, img, at, bias, full)
+    }
 }
 
 #[cfg(test)]
