@@ -26,6 +26,29 @@ pub enum DatasetArg {
     Shards,
 }
 
+impl DatasetArg {
+    /// The kind of `d`.
+    fn of(d: &DataSpec) -> Self {
+        match d {
+            DataSpec::FashionMnist { .. } => DatasetArg::FashionMnist,
+            DataSpec::Clutter { .. } => DatasetArg::Clutter,
+            DataSpec::Folder { .. } => DatasetArg::Folder,
+            DataSpec::Shards { .. } => DatasetArg::Shards,
+        }
+    }
+
+    /// The name `--dataset` takes.
+    fn name(self) -> String {
+        value_name(self)
+    }
+}
+
+/// The name a flag takes for `v` (`fashion-mnist`, `adamw`, …).
+fn value_name<T: ValueEnum + std::fmt::Debug>(v: T) -> String {
+    v.to_possible_value()
+        .map_or_else(|| format!("{v:?}"), |p| p.get_name().to_string())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RecipeArg {
     /// SGD Nesterov 0.9, weight decay 1e-4, value clipping 0.32, lr 0.01 × batch/256 decayed
@@ -103,8 +126,9 @@ pub struct TrainArgs {
     /// Step schedule: steps at which the rate is multiplied by --gamma (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub milestones: Vec<u64>,
-    #[arg(long, default_value_t = 0.1)]
-    pub gamma: f32,
+    /// Step schedule: the factor at each milestone [default: 0.1].
+    #[arg(long)]
+    pub gamma: Option<f32>,
     /// Clip the global gradient norm to this value.
     #[arg(long, conflicts_with = "clip_value")]
     pub clip_norm: Option<f32>,
@@ -144,32 +168,77 @@ impl TrainArgs {
         self.model.as_deref().unwrap_or(DEFAULT_MODEL)
     }
 
-    fn data_spec(&self) -> Result<DataSpec> {
-        Ok(match self.dataset.unwrap_or(DatasetArg::FashionMnist) {
+    /// The data these flags describe on top of `base` (the configuration's, or none for a new
+    /// run): `--dataset` picks the kind (the base's when not given, else Fashion-MNIST); the
+    /// other data flags change only what they name, and one the kind does not take is an error
+    /// (it used to be ignored, and `--difficulty` alone switched a clutter run to Fashion-MNIST).
+    fn data_spec(&self, base: Option<&DataSpec>) -> Result<DataSpec> {
+        let kind = self
+            .dataset
+            .or(base.map(DatasetArg::of))
+            .unwrap_or(DatasetArg::FashionMnist);
+        let only = |flag: &str, takes: DatasetArg| {
+            anyhow::anyhow!(
+                "{flag} applies to --dataset {}, and this run's data is {}",
+                takes.name(),
+                kind.name()
+            )
+        };
+        if self.difficulty.is_some() && kind != DatasetArg::Clutter {
+            return Err(only("--difficulty", DatasetArg::Clutter));
+        }
+        if self.shuffle_buffer.is_some() && kind != DatasetArg::Shards {
+            return Err(only("--shuffle-buffer", DatasetArg::Shards));
+        }
+        // The base's settings where it is data of the same kind.
+        let same = base.filter(|b| DatasetArg::of(b) == kind);
+        let root = |what: &str| {
+            let kept = match same {
+                Some(DataSpec::Folder { root } | DataSpec::Shards { root, .. }) => Some(root),
+                _ => None,
+            };
+            self.data_dir.clone().or(kept.cloned()).with_context(|| {
+                format!("--dataset {what} needs --data-dir ROOT (with train/ and val/)")
+            })
+        };
+        Ok(match kind {
             DatasetArg::FashionMnist => DataSpec::FashionMnist {
-                dir: self.data_dir.clone(),
+                dir: match same {
+                    Some(DataSpec::FashionMnist { dir }) => self.data_dir.clone().or(dir.clone()),
+                    _ => self.data_dir.clone(),
+                },
             },
-            DatasetArg::Clutter => DataSpec::Clutter {
-                dir: self.data_dir.clone(),
-                train_count: 60_000,
-                test_count: 10_000,
-                difficulty: self.difficulty.unwrap_or(0.5),
-                seed: 1,
+            DatasetArg::Clutter => match same {
+                Some(DataSpec::Clutter {
+                    dir,
+                    train_count,
+                    test_count,
+                    difficulty,
+                    seed,
+                }) => DataSpec::Clutter {
+                    dir: self.data_dir.clone().or(dir.clone()),
+                    train_count: *train_count,
+                    test_count: *test_count,
+                    difficulty: self.difficulty.unwrap_or(*difficulty),
+                    seed: *seed,
+                },
+                _ => DataSpec::Clutter {
+                    dir: self.data_dir.clone(),
+                    train_count: 60_000,
+                    test_count: 10_000,
+                    difficulty: self.difficulty.unwrap_or(0.5),
+                    seed: 1,
+                },
             },
             DatasetArg::Folder => DataSpec::Folder {
-                root: self
-                    .data_dir
-                    .clone()
-                    .context("--dataset folder needs --data-dir ROOT (with train/ and val/)")?,
+                root: root("folder")?,
             },
             DatasetArg::Shards => DataSpec::Shards {
-                root: self
-                    .data_dir
-                    .clone()
-                    .context("--dataset shards needs --data-dir ROOT (with train/ and val/)")?,
-                shuffle_buffer: self
-                    .shuffle_buffer
-                    .unwrap_or(datasets::ShardLoaderConfig::train(1, 0).shuffle_buffer),
+                root: root("shards")?,
+                shuffle_buffer: self.shuffle_buffer.unwrap_or(match same {
+                    Some(DataSpec::Shards { shuffle_buffer, .. }) => *shuffle_buffer,
+                    _ => datasets::ShardLoaderConfig::train(1, 0).shuffle_buffer,
+                }),
             },
         })
     }
@@ -189,7 +258,7 @@ impl TrainArgs {
                     Some(p) => trainer::read_spec_file(p)?,
                     None => trainer::load_spec(self.model_name())?,
                 };
-                TrainConfig::for_model(model, self.data_spec()?)
+                TrainConfig::for_model(model, self.data_spec(None)?)
             }
         };
         let base = match self.recipe {
@@ -253,7 +322,7 @@ impl TrainArgs {
             || self.difficulty.is_some()
             || self.shuffle_buffer.is_some()
         {
-            c.data = self.data_spec()?;
+            c.data = self.data_spec(Some(&c.data))?;
         }
         if let Some(v) = self.epochs {
             c.epochs = v;
@@ -267,7 +336,14 @@ impl TrainArgs {
         let wd = self
             .weight_decay
             .unwrap_or_else(|| c.optimizer.weight_decay());
+        let sgd_flags = self.momentum.is_some() || self.no_nesterov;
         if let Some(o) = self.optimizer {
+            if sgd_flags && o != OptimArg::Sgd {
+                bail!(
+                    "--momentum and --no-nesterov apply to --optimizer sgd, not {}",
+                    value_name(o)
+                );
+            }
             c.optimizer = match o {
                 OptimArg::Sgd => OptimizerSpec::Sgd {
                     momentum: self.momentum.unwrap_or(0.9),
@@ -284,6 +360,17 @@ impl TrainArgs {
             };
         } else {
             c.optimizer = c.optimizer.clone().with_weight_decay(wd);
+            if sgd_flags && !matches!(c.optimizer, OptimizerSpec::Sgd { .. }) {
+                bail!(
+                    "--momentum and --no-nesterov apply to SGD, and this run's optimizer is {}; \
+                     add --optimizer sgd to change it",
+                    match c.optimizer {
+                        OptimizerSpec::Sgd { .. } => "sgd",
+                        OptimizerSpec::Adam { .. } => "adam",
+                        OptimizerSpec::AdamW { .. } => "adamw",
+                    }
+                );
+            }
             if let OptimizerSpec::Sgd {
                 momentum, nesterov, ..
             } = &mut c.optimizer
@@ -315,10 +402,27 @@ impl TrainArgs {
                     }
                     Decay::Step {
                         milestones: self.milestones.clone(),
-                        gamma: self.gamma,
+                        gamma: self.gamma.unwrap_or(0.1),
                     }
                 }
             };
+        } else if !self.milestones.is_empty() || self.gamma.is_some() {
+            // A step schedule already in the configuration takes new milestones or factor; any
+            // other schedule would ignore them.
+            let Decay::Step { milestones, gamma } = &mut c.lr.decay else {
+                bail!("--milestones and --gamma apply to the step schedule: add --schedule step");
+            };
+            if !self.milestones.is_empty() {
+                *milestones = self.milestones.clone();
+            }
+            if let Some(g) = self.gamma {
+                *gamma = g;
+            }
+        }
+        if self.schedule.is_some_and(|s| s != ScheduleArg::Step)
+            && (!self.milestones.is_empty() || self.gamma.is_some())
+        {
+            bail!("--milestones and --gamma apply to --schedule step");
         }
         if let Some(v) = self.clip_norm {
             c.clip = GradClip::Norm { max: v };
@@ -875,6 +979,118 @@ mod tests {
         assert_eq!(
             (plain.optimizer, plain.batch_size, plain.clip),
             (OptimizerSpec::adamw(1e-4), 64, GradClip::Norm { max: 5.0 })
+        );
+    }
+
+    /// Flags parsed as `cargo xtask train` would, resolved to a configuration or its error.
+    fn try_resolve(argv: &[&str]) -> Result<TrainConfig> {
+        let mut all = vec!["train"];
+        all.extend(argv);
+        Flags::try_parse_from(&all).unwrap().args.to_config()
+    }
+
+    /// A data flag changes only what it names, on the configuration's own data: `--difficulty`
+    /// on a clutter configuration used to replace its data with Fashion-MNIST, and on data
+    /// that has no difficulty (or `--shuffle-buffer` on data without a buffer) it was ignored.
+    #[test]
+    fn data_flags_apply_to_the_configured_data_or_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let clutter = DataSpec::Clutter {
+            dir: None,
+            train_count: 300,
+            test_count: 100,
+            difficulty: 0.2,
+            seed: 7,
+        };
+        let base = TrainConfig::for_model(trainer::load_spec("compact_rgc").unwrap(), clutter);
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, serde_json::to_string(&base).unwrap()).unwrap();
+        let file = file.to_string_lossy();
+
+        let c = try_resolve(&["--config", &file, "--difficulty", "0.8"]).unwrap();
+        assert_eq!(
+            c.data,
+            DataSpec::Clutter {
+                dir: None,
+                train_count: 300,
+                test_count: 100,
+                difficulty: 0.8,
+                seed: 7,
+            }
+        );
+        let c = try_resolve(&["--config", &file, "--data-dir", "/data/fm"]).unwrap();
+        assert!(
+            matches!(&c.data, DataSpec::Clutter { dir: Some(d), train_count: 300, difficulty, .. }
+                if d == Path::new("/data/fm") && *difficulty == 0.2),
+            "{:?}",
+            c.data
+        );
+        let err = try_resolve(&["--config", &file, "--shuffle-buffer", "10"]).unwrap_err();
+        assert!(err.to_string().contains("--dataset shards"), "{err}");
+        let err = try_resolve(&["--difficulty", "0.7"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--difficulty applies to --dataset clutter")
+                && err.to_string().contains("fashion-mnist"),
+            "{err}"
+        );
+        // A folder configuration keeps its root when --dataset is not repeated.
+        let data = two_class_folder();
+        let d = data.path().to_string_lossy();
+        let folder = try_resolve(&["--model", "rgc_shallow", "--dataset", "folder"]);
+        assert!(folder.unwrap_err().to_string().contains("--data-dir"));
+        let c = try_resolve(&["--dataset", "folder", "--data-dir", &d]).unwrap();
+        assert_eq!(
+            c.data,
+            DataSpec::Folder {
+                root: data.path().to_path_buf()
+            }
+        );
+    }
+
+    /// `--momentum` and `--no-nesterov` change an SGD optimiser and are refused with any other
+    /// (they used to be ignored); `--milestones` and `--gamma` change a step schedule and are
+    /// refused with any other.
+    #[test]
+    fn optimiser_and_schedule_flags_that_would_be_ignored_are_refused() {
+        let err = try_resolve(&["--momentum", "0.5"]).unwrap_err();
+        assert!(err.to_string().contains("adamw"), "{err}");
+        let err = try_resolve(&["--optimizer", "adam", "--no-nesterov"]).unwrap_err();
+        assert!(err.to_string().contains("not adam"), "{err}");
+        let c = try_resolve(&["--optimizer", "sgd", "--momentum", "0.5", "--no-nesterov"]).unwrap();
+        assert_eq!(
+            c.optimizer,
+            OptimizerSpec::Sgd {
+                momentum: 0.5,
+                nesterov: false,
+                weight_decay: 1e-4
+            }
+        );
+        for flags in [
+            &["--milestones", "5"][..],
+            &["--gamma", "0.5"],
+            &["--schedule", "cosine", "--gamma", "0.5"],
+        ] {
+            let err = try_resolve(flags).unwrap_err();
+            assert!(err.to_string().contains("step"), "{flags:?}: {err}");
+        }
+        let c = try_resolve(&["--schedule", "step", "--milestones", "3,6"]).unwrap();
+        assert_eq!(
+            c.lr.decay,
+            Decay::Step {
+                milestones: vec![3, 6],
+                gamma: 0.1
+            }
+        );
+        // The imagenet recipe's step schedule takes a new factor and keeps its milestones.
+        let data = two_class_folder();
+        let c = resolve(data.path(), &["--recipe", "imagenet", "--gamma", "0.5"]);
+        assert_eq!(
+            c.lr.decay,
+            Decay::Step {
+                milestones: vec![30, 60, 80],
+                gamma: 0.5
+            }
         );
     }
 }
