@@ -304,15 +304,13 @@ enum Map<'a> {
 /// `t` of every tile (tiles start every `step` pixels) of `src` (zero outside the map): `out`
 /// `[P][N·tiles][width]` (every element written), with the vectorised copy where `isa` allows
 /// ([`vectorised`]).
-#[allow(clippy::too_many_arguments)]
 fn transform_tiles<const K: usize, const P: usize>(
     src: Map<'_>,
     n: usize,
     (h, w): (usize, usize),
     width: usize,
     out: &mut [f32],
-    t: &Transform<K, P>,
-    step: usize,
+    (t, step): (&Transform<K, P>, usize),
     isa: Isa,
 ) {
     let (th, tw) = (h.div_ceil(step), w.div_ceil(step));
@@ -584,7 +582,7 @@ fn tiles_of<'d, const P: usize, const Q: usize>(
             Map::Rows(&xr)
         }
     };
-    transform_tiles(src, n, hw, c, &mut v, &s.input, s.step, Isa::detect());
+    transform_tiles(src, n, hw, c, &mut v, (&s.input, s.step), Isa::detect());
     (tiles, v)
 }
 
@@ -716,8 +714,7 @@ fn weight_gradient<const P: usize, const Q: usize>(
         hw,
         g.o,
         &mut dm,
-        &s.gradient,
-        s.step,
+        (&s.gradient, s.step),
         Isa::detect(),
     );
     let mut du = d.scratch(P * g.o * g.c);

@@ -118,8 +118,7 @@ fn fast_equals_scalar<const P: usize, const Q: usize>(s: &Scheme<P, Q>) {
             hw,
             width,
             &mut out,
-            &s.input,
-            s.step,
+            (&s.input, s.step),
             isa,
         );
         out
@@ -132,8 +131,7 @@ fn fast_equals_scalar<const P: usize, const Q: usize>(s: &Scheme<P, Q>) {
             hw,
             width,
             &mut out,
-            &s.gradient,
-            s.step,
+            (&s.gradient, s.step),
             isa,
         );
         out
@@ -229,10 +227,11 @@ fn blocked_equals_rows<const P: usize, const Q: usize>(s: &Scheme<P, Q>) {
             (a, b)
         };
         let step = s.step;
-        let (a, b) = both(&|m, out| transform_tiles(m, n, hw, width, out, &s.input, step, isa));
+        let (a, b) = both(&|m, out| transform_tiles(m, n, hw, width, out, (&s.input, step), isa));
         assert!(a.iter().all(|v| v.is_finite()));
         assert_eq!(a, b, "F({step}) {isa:?} input transform");
-        let (a, b) = both(&|m, out| transform_tiles(m, n, hw, width, out, &s.gradient, step, isa));
+        let (a, b) =
+            both(&|m, out| transform_tiles(m, n, hw, width, out, (&s.gradient, step), isa));
         assert_eq!(a, b, "F({step}) {isa:?} gradient transform");
 
         let products = a;
