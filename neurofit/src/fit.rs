@@ -191,6 +191,12 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
     let splits = stratified_splits(&stim.object_name, cfg.splits, cfg.test_fraction, cfg.seed)?;
 
     let n_neur = asm.num_neuroids();
+    // Each area with its features (`areas` above pairs it with its steps).
+    let feature_counts: Vec<(String, usize)> = features
+        .areas
+        .iter()
+        .map(|a| (a.area.clone(), a.data.len_of(Axis(1))))
+        .collect();
     let mut report = Report {
         model: features.model.clone(),
         config: cfg.clone(),
@@ -223,6 +229,10 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
             .into_iter()
             .chain(validate::dropped_warning(&cleaned.dropped))
             .chain(validate::skipped_warning(&cleaned))
+            .chain(cfg.regression.fewer_components_warning(
+                &feature_counts,
+                splits.iter().map(|s| s.train.len()).min().unwrap_or(0),
+            ))
             .collect(),
     };
 

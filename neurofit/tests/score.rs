@@ -346,3 +346,24 @@ fn constant_features_leave_their_bin_unscored() {
         );
     }
 }
+
+/// PLS asked for more components than an area has features is fitted with as many as it has,
+/// and the report says so, naming the area's feature count (FEAT = 8, not its STEPS = 3).
+#[test]
+fn more_components_than_features_is_a_warning() {
+    let (f, a) = planted();
+    let r = score(&f, &a, &cfg(Regression::Pls { components: 4 })).unwrap();
+    assert!(
+        !r.warnings.iter().any(|w| w.contains("components")),
+        "{:?}",
+        r.warnings
+    );
+    let r = score(&f, &a, &cfg(Regression::Pls { components: 20 })).unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("20 components") && w.contains("good 8, noise 8")),
+        "{:?}",
+        r.warnings
+    );
+}

@@ -81,6 +81,35 @@ impl Default for Regression {
 }
 
 impl Regression {
+    /// A report warning where PLS is asked for more components than an area's features, or than
+    /// the training stimuli of a split less one, allow: such an area is fitted with that many
+    /// (scikit-learn's `PLSRegression` refuses instead), which a user asking for 5,000 would
+    /// otherwise not learn. `areas` pairs each area with its feature count; `train` is the
+    /// smallest training split. `None` where every area gets what was asked, and for ridge.
+    pub fn fewer_components_warning(
+        &self,
+        areas: &[(String, usize)],
+        train: usize,
+    ) -> Option<String> {
+        let Regression::Pls { components } = self else {
+            return None;
+        };
+        let fewer: Vec<String> = areas
+            .iter()
+            .filter_map(|(area, features)| {
+                let fitted = (*components).min(*features).min(train.saturating_sub(1));
+                (fitted < *components).then(|| format!("{area} {fitted}"))
+            })
+            .collect();
+        (!fewer.is_empty()).then(|| {
+            format!(
+                "PLS was asked for {components} components, more than these areas' features (or \
+                 the {train} training stimuli less one) allow; they were fitted with fewer: {}",
+                fewer.join(", ")
+            )
+        })
+    }
+
     /// Checks the settings before any fit: at least one PLS component, or a non-empty list of
     /// positive finite ridge penalties.
     pub fn validate(&self) -> Result<()> {
@@ -228,5 +257,28 @@ mod tests {
         .validate()
         .is_err());
         assert!(Regression::default().validate().is_ok());
+    }
+
+    #[test]
+    fn asking_for_more_components_than_an_area_allows_is_a_warning() {
+        let areas = [("V1".to_string(), 200), ("IT".to_string(), 10)];
+        let w = Regression::Pls { components: 25 }
+            .fewer_components_warning(&areas, 500)
+            .unwrap();
+        assert!(
+            w.contains("25 components") && w.contains("IT 10") && !w.contains("V1"),
+            "{w}"
+        );
+        // Few training stimuli bound every area.
+        let w = Regression::Pls { components: 25 }
+            .fewer_components_warning(&areas, 8)
+            .unwrap();
+        assert!(w.contains("V1 7, IT 7"), "{w}");
+        assert_eq!(
+            Regression::Pls { components: 10 }.fewer_components_warning(&areas, 500),
+            None
+        );
+        let ridge = Regression::Ridge { alphas: vec![1.0] };
+        assert_eq!(ridge.fewer_components_warning(&areas, 2), None);
     }
 }
