@@ -41,8 +41,9 @@ enum Path {
 }
 
 /// Where `Auto` sends a computation when oneDNN is loaded and neither [`small_map::suits`] (dense,
-/// output map ≤ 16 positions: the batched sgemm) nor [`winograd::suits`] (dense 3×3 "same" with
-/// ≥ 128 channels) claimed it first. Measured with examples/conv_bench.rs
+/// output map ≤ 16 positions: the batched sgemm) nor [`winograd::suits_f4`] (dense 3×3 "same"
+/// with ≥ 64 channels on maps of ≥ 12 a side) nor [`winograd::suits`] (the same with ≥ 128
+/// channels) claimed it first. Measured with examples/conv_bench.rs
 /// on 2 AVX2 cores (per core, by CPU time, because the machine was shared):
 /// * dense and grouped convolutions: oneDNN, 56–81 GFLOP/s forward against 43–66 for
 ///   im2col+GEMM on the 3×3 shapes of the ConvRNNs;
@@ -85,6 +86,7 @@ fn choose(
         CpuConvBackend::Winograd4 => choose(CpuConvBackend::Auto, g, stage, input, bias),
         CpuConvBackend::Auto => match onednn::get() {
             Ok(d) if small_map::suits(g) => Ok(Path::SmallMap(d)),
+            Ok(d) if winograd::suits_f4(g) => Ok(Path::Winograd4(d)),
             Ok(d) if winograd::suits(g) => Ok(Path::Winograd(d)),
             Ok(d) if auto_prefers_onednn(d, g, stage, input, bias) => Ok(Path::OneDnn(d)),
             _ => Ok(Path::Rust),

@@ -1,6 +1,7 @@
 //! CPU convolution paths chosen by measurement, remembered per machine on disk.
 //!
 //! The thresholds of `Auto` ([`small_map::suits`](super::onednn::small_map::suits),
+//! [`winograd::suits_f4`](super::onednn::winograd::suits_f4),
 //! [`winograd::suits`](super::onednn::winograd::suits), the oneDNN-or-Rust rule of
 //! `conv_choice`) were measured on one AVX2 processor; on another (AVX-512's wider oneDNN kernels,
 //! say) the fastest path differs. So the first time a convolution is run under `Auto`, each of its
@@ -59,7 +60,8 @@ pub const CACHE_ENV: &str = "CONVRNN_CONV_CACHE";
 /// activations in place and vectorises its filter transforms (faster again), so choices timed
 /// against the version that converted to rows and back are timed again. Version 5: Winograd's
 /// transformed filters are point-major (faster products on most shapes). Version 6: Winograd
-/// F(4×4, 3×3) is a path of its own, timed against the others.
+/// F(4×4, 3×3) is a path of its own, timed against the others, and the thresholds' choice on maps
+/// of ≥ 12 a side.
 pub const VERSION: u32 = 6;
 
 /// Timed rounds (one run of every path each) after the warm-up.

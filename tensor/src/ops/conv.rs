@@ -56,8 +56,9 @@ pub enum CpuConvBackend {
     /// enough channels ([`winograd::suits`](crate::cpu::onednn::winograd::suits)) that do not go to the small-map GEMM.
     Winograd,
     /// Winograd F(4×4, 3×3) for every 3×3 "same" convolution it supports (the convolutions
-    /// `Winograd` supports); everything else as under `Auto`, which uses it only where it was
-    /// measured fastest on this machine.
+    /// `Winograd` supports); everything else as under `Auto`, which uses it where it was measured
+    /// fastest on this machine, or with tuning off on maps of ≥ 12 a side with ≥ 64 channels
+    /// ([`winograd::suits_f4`](crate::cpu::onednn::winograd::suits_f4)).
     Winograd4,
 }
 

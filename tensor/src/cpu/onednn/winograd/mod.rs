@@ -123,11 +123,27 @@ pub fn supports(g: &ConvGeom) -> bool {
         && (g.ho, g.wo) == (g.h, g.w)
 }
 
-/// Whether `Auto` with tuning off should run `g` here (by F(2×2, 3×3)): [`supports`] it, with
-/// at least [`MIN_CHANNELS`] channels on both sides. (F(4×4, 3×3) runs only where a measurement
-/// chose it, or where it is forced.)
+/// Whether `Auto` with tuning off should run `g` here by F(2×2, 3×3): [`supports`] it, with
+/// at least [`MIN_CHANNELS`] channels on both sides (and not [`suits_f4`]).
 pub fn suits(g: &ConvGeom) -> bool {
     supports(g) && g.c.min(g.o) >= MIN_CHANNELS
+}
+
+/// Fewest input and output channels for which [`suits_f4`] picks F(4×4, 3×3).
+pub const MIN_CHANNELS_F4: usize = 64;
+
+/// Smallest map side for which [`suits_f4`] picks F(4×4, 3×3): on smaller maps its 4×4 tiles
+/// compute too many positions past the edge (a 6×6 map as 8×8).
+pub const MIN_SIDE_F4: usize = 12;
+
+/// Whether `Auto` with tuning off should run `g` by F(4×4, 3×3): [`supports`] it, with at least
+/// [`MIN_CHANNELS_F4`] channels on both sides and maps of at least [`MIN_SIDE_F4`] a side. On the
+/// RGC's convolutions (`conv_bench rgc`, Zen 4, batch 16, forward and both backward passes) it
+/// beat F(2×2, 3×3) and oneDNN's direct kernels on every such shape, with oneDNN's kernels at
+/// AVX-512 and capped at AVX2 (`DNNL_MAX_CPU_ISA=AVX2`): 64→128 at 24×24 13.9 ms against 18.5
+/// and 19.9 (AVX2), 256→256 at 12×12 18.7 against 25.7 and 39.4; and lost on 6×6 and 3×3 maps.
+pub fn suits_f4(g: &ConvGeom) -> bool {
+    supports(g) && g.c.min(g.o) >= MIN_CHANNELS_F4 && g.h.min(g.w) >= MIN_SIDE_F4
 }
 
 /// Filters handled together by the filter transforms ([`filters_by`], [`filter_gradients_by`]):
@@ -779,8 +795,9 @@ winograd_conv!(
 );
 
 winograd_conv!(
-    /// Winograd F(4×4, 3×3): the convolutions [`supports`] accepts; `Auto` uses it
-    /// where a measurement on this machine chose it ([`crate::cpu::conv_tune`]).
+    /// Winograd F(4×4, 3×3): the convolutions [`supports`] accepts; `Auto` uses it where a
+    /// measurement on this machine chose it ([`crate::cpu::conv_tune`]), or with tuning off where
+    /// [`suits_f4`].
     Winograd4,
     f4::F4
 );

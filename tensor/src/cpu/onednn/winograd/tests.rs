@@ -371,6 +371,24 @@ fn supports_only_same_3x3_stride_1() {
     }));
     assert!(!supports(&ConvGeom { groups: 2, ..g }));
     assert!(supports(&ConvGeom { c: 8, ..g }) && !suits(&ConvGeom { c: 8, ..g }));
+    // F(4×4, 3×3) by the thresholds: ≥ 64 channels and maps of ≥ 12 a side.
+    let big = ConvGeom {
+        c: 64,
+        o: 128,
+        h: 12,
+        w: 13,
+        ho: 12,
+        wo: 13,
+        ..g
+    };
+    assert!(suits_f4(&big) && !suits(&big));
+    assert!(!suits_f4(&ConvGeom { c: 32, ..big }));
+    assert!(!suits_f4(&ConvGeom {
+        w: 11,
+        wo: 11,
+        ..big
+    }));
+    assert!(!suits_f4(&ConvGeom { groups: 2, ..big }));
     assert!(suits(&ConvGeom {
         c: 128,
         o: 256,
