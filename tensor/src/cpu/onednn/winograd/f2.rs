@@ -3,49 +3,15 @@
 //! and halvings, so they are exact on small integers (`super::tests`) and add little rounding error.
 //! Hand-written AVX2 copies of the tile transforms ([`avx2`]) run where the CPU has AVX2.
 
-use super::{Output, Scheme, Transform, FILTER_LANES, LANES};
+use super::{FILTER_LANES, LANES};
 
 /// Transformed points per tile: 4×4.
 pub(super) const P: usize = 16;
 /// Outputs per tile: 2×2.
 pub(super) const Q: usize = 4;
 
-/// The scheme the driver runs.
-pub(super) const F2: Scheme<P, Q> = Scheme {
-    step: 2,
-    tags: (0, 1),
-    input: Transform {
-        side: 4,
-        offset: -1,
-        scalar: input_transform,
-        fast: FAST_INPUT,
-    },
-    gradient: Transform {
-        side: 2,
-        offset: 0,
-        scalar: gradient_transform,
-        fast: FAST_GRADIENT,
-    },
-    output: Output {
-        scalar: output_transform,
-        fast: FAST_OUTPUT,
-    },
-    filters: |w, o, c, transpose, u| super::filters_by(filter_transform, w, o, c, transpose, u),
-    filter_gradients: |du, o, c| super::filter_gradients_by(gradient_filter, du, o, c),
-};
-
-#[cfg(target_arch = "x86_64")]
-const FAST_INPUT: Option<super::FastRow<P, P>> = Some(avx2::input_row);
-#[cfg(target_arch = "x86_64")]
-const FAST_GRADIENT: Option<super::FastRow<Q, P>> = Some(avx2::gradient_row);
-#[cfg(target_arch = "x86_64")]
-const FAST_OUTPUT: Option<super::FastTile<P, Q>> = Some(avx2::output_tile);
-#[cfg(not(target_arch = "x86_64"))]
-const FAST_INPUT: Option<super::FastRow<P, P>> = None;
-#[cfg(not(target_arch = "x86_64"))]
-const FAST_GRADIENT: Option<super::FastRow<Q, P>> = None;
-#[cfg(not(target_arch = "x86_64"))]
-const FAST_OUTPUT: Option<super::FastTile<P, Q>> = None;
+// The scheme the driver runs.
+scheme!(F2, step: 2, tags: (0, 1));
 
 /// `G g Gᵀ` of [`FILTER_LANES`] filters at once: `g[k][l]` is tap `k` (row-major 3×3) of filter
 /// `l`, `u[k][l]` becomes point `k` (row-major 4×4) of its transform. (Results are written into

@@ -17,49 +17,15 @@
 //! loops are compiled for AVX2 (`avx2`); both copies round alike (no FMA contraction), so they
 //! agree bit for bit.
 
-use super::{FilterLanes, Lanes, Output, Scheme, Transform, FILTER_LANES, LANES};
+use super::{FilterLanes, Lanes, FILTER_LANES, LANES};
 
 /// Transformed points per tile: 6×6.
 pub(super) const P: usize = 36;
 /// Outputs per tile: 4×4.
 pub(super) const Q: usize = 16;
 
-/// The scheme the driver runs.
-pub(super) const F4: Scheme<P, Q> = Scheme {
-    step: 4,
-    tags: (2, 3),
-    input: Transform {
-        side: 6,
-        offset: -1,
-        scalar: input_transform,
-        fast: FAST_INPUT,
-    },
-    gradient: Transform {
-        side: 4,
-        offset: 0,
-        scalar: gradient_transform,
-        fast: FAST_GRADIENT,
-    },
-    output: Output {
-        scalar: output_transform,
-        fast: FAST_OUTPUT,
-    },
-    filters: |w, o, c, transpose, u| super::filters_by(filter_transform, w, o, c, transpose, u),
-    filter_gradients: |du, o, c| super::filter_gradients_by(gradient_filter, du, o, c),
-};
-
-#[cfg(target_arch = "x86_64")]
-const FAST_INPUT: Option<super::FastRow<P, P>> = Some(avx2::input_row);
-#[cfg(target_arch = "x86_64")]
-const FAST_GRADIENT: Option<super::FastRow<Q, P>> = Some(avx2::gradient_row);
-#[cfg(target_arch = "x86_64")]
-const FAST_OUTPUT: Option<super::FastTile<P, Q>> = Some(avx2::output_tile);
-#[cfg(not(target_arch = "x86_64"))]
-const FAST_INPUT: Option<super::FastRow<P, P>> = None;
-#[cfg(not(target_arch = "x86_64"))]
-const FAST_GRADIENT: Option<super::FastRow<Q, P>> = None;
-#[cfg(not(target_arch = "x86_64"))]
-const FAST_OUTPUT: Option<super::FastTile<P, Q>> = None;
+// The scheme the driver runs.
+scheme!(F4, step: 4, tags: (2, 3));
 
 /// Element-wise arithmetic on arrays of `N` lanes (the lane loops the compiler vectorises).
 #[inline(always)]

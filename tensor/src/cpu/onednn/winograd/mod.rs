@@ -42,6 +42,59 @@
 //! 2`, thresholds, three pairs back to back): 31.4 s of CPU time against 35.3 with the products
 //! in series, 53 s wall against 66.
 
+/// The [`Scheme`] named `$name` of a scheme module (`f2`, `f4`), made from the module's items of
+/// the same names in both: `P`, `Q`, the scalar transforms (`input_transform`,
+/// `gradient_transform`, `output_transform`), the filter transforms (`filter_transform`,
+/// `gradient_filter`) and, on x86-64, the tile loops of its `avx2` module (`input_row`,
+/// `gradient_row`, `output_tile`).
+macro_rules! scheme {
+    ($name:ident, step: $step:expr, tags: $tags:expr) => {
+        /// The scheme the driver runs.
+        pub(super) const $name: super::Scheme<P, Q> = super::Scheme {
+            step: $step,
+            tags: $tags,
+            input: super::Transform {
+                side: $step + 2,
+                offset: -1,
+                scalar: input_transform,
+                fast: fast::INPUT,
+            },
+            gradient: super::Transform {
+                side: $step,
+                offset: 0,
+                scalar: gradient_transform,
+                fast: fast::GRADIENT,
+            },
+            output: super::Output {
+                scalar: output_transform,
+                fast: fast::OUTPUT,
+            },
+            filters: |w, o, c, transpose, u| {
+                super::filters_by(filter_transform, w, o, c, transpose, u)
+            },
+            filter_gradients: |du, o, c| super::filter_gradients_by(gradient_filter, du, o, c),
+        };
+
+        /// The vectorised tile loops: the `avx2` module's on x86-64, none elsewhere.
+        mod fast {
+            use super::super::{FastRow, FastTile};
+            use super::{P, Q};
+            #[cfg(target_arch = "x86_64")]
+            pub(super) const INPUT: Option<FastRow<P, P>> = Some(super::avx2::input_row);
+            #[cfg(target_arch = "x86_64")]
+            pub(super) const GRADIENT: Option<FastRow<Q, P>> = Some(super::avx2::gradient_row);
+            #[cfg(target_arch = "x86_64")]
+            pub(super) const OUTPUT: Option<FastTile<P, Q>> = Some(super::avx2::output_tile);
+            #[cfg(not(target_arch = "x86_64"))]
+            pub(super) const INPUT: Option<FastRow<P, P>> = None;
+            #[cfg(not(target_arch = "x86_64"))]
+            pub(super) const GRADIENT: Option<FastRow<Q, P>> = None;
+            #[cfg(not(target_arch = "x86_64"))]
+            pub(super) const OUTPUT: Option<FastTile<P, Q>> = None;
+        }
+    };
+}
+
 mod f2;
 mod f4;
 
