@@ -63,6 +63,17 @@ pub enum OptimArg {
     Adamw,
 }
 
+impl OptimArg {
+    /// The kind of `o`.
+    fn of(o: &OptimizerSpec) -> Self {
+        match o {
+            OptimizerSpec::Sgd { .. } => OptimArg::Sgd,
+            OptimizerSpec::Adam { .. } => OptimArg::Adam,
+            OptimizerSpec::AdamW { .. } => OptimArg::Adamw,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleArg {
     Cosine,
@@ -336,14 +347,17 @@ impl TrainArgs {
         let wd = self
             .weight_decay
             .unwrap_or_else(|| c.optimizer.weight_decay());
-        let sgd_flags = self.momentum.is_some() || self.no_nesterov;
+        // --momentum and --no-nesterov change an SGD optimiser, the configuration's or the one
+        // --optimizer makes; any other would ignore them.
+        let optimizer = self.optimizer.unwrap_or_else(|| OptimArg::of(&c.optimizer));
+        if (self.momentum.is_some() || self.no_nesterov) && optimizer != OptimArg::Sgd {
+            bail!(
+                "--momentum and --no-nesterov apply to --optimizer sgd, and this run's optimizer \
+                 is {}",
+                value_name(optimizer)
+            );
+        }
         if let Some(o) = self.optimizer {
-            if sgd_flags && o != OptimArg::Sgd {
-                bail!(
-                    "--momentum and --no-nesterov apply to --optimizer sgd, not {}",
-                    value_name(o)
-                );
-            }
             c.optimizer = match o {
                 OptimArg::Sgd => OptimizerSpec::Sgd {
                     momentum: self.momentum.unwrap_or(0.9),
@@ -360,17 +374,6 @@ impl TrainArgs {
             };
         } else {
             c.optimizer = c.optimizer.clone().with_weight_decay(wd);
-            if sgd_flags && !matches!(c.optimizer, OptimizerSpec::Sgd { .. }) {
-                bail!(
-                    "--momentum and --no-nesterov apply to SGD, and this run's optimizer is {}; \
-                     add --optimizer sgd to change it",
-                    match c.optimizer {
-                        OptimizerSpec::Sgd { .. } => "sgd",
-                        OptimizerSpec::Adam { .. } => "adam",
-                        OptimizerSpec::AdamW { .. } => "adamw",
-                    }
-                );
-            }
             if let OptimizerSpec::Sgd {
                 momentum, nesterov, ..
             } = &mut c.optimizer
@@ -389,40 +392,41 @@ impl TrainArgs {
         if let Some(w) = self.warmup_steps {
             c.lr.warmup_steps = w;
         }
-        if let Some(s) = self.schedule {
-            c.lr.decay = match s {
-                ScheduleArg::Cosine => Decay::Cosine {
+        // --milestones and --gamma change a step schedule, the configuration's or the one
+        // --schedule step makes; any other would ignore them.
+        let step_flags = !self.milestones.is_empty() || self.gamma.is_some();
+        match self.schedule {
+            Some(ScheduleArg::Step) => {
+                if self.milestones.is_empty() {
+                    bail!("--schedule step needs --milestones STEP,STEP,...");
+                }
+                c.lr.decay = Decay::Step {
+                    milestones: self.milestones.clone(),
+                    gamma: self.gamma.unwrap_or(0.1),
+                };
+            }
+            Some(_) if step_flags => bail!("--milestones and --gamma apply to --schedule step"),
+            Some(ScheduleArg::Cosine) => {
+                c.lr.decay = Decay::Cosine {
                     total_steps: 0,
                     min_lr: 0.0,
-                },
-                ScheduleArg::Constant => Decay::Constant,
-                ScheduleArg::Step => {
-                    if self.milestones.is_empty() {
-                        bail!("--schedule step needs --milestones STEP,STEP,...");
-                    }
-                    Decay::Step {
-                        milestones: self.milestones.clone(),
-                        gamma: self.gamma.unwrap_or(0.1),
-                    }
                 }
-            };
-        } else if !self.milestones.is_empty() || self.gamma.is_some() {
-            // A step schedule already in the configuration takes new milestones or factor; any
-            // other schedule would ignore them.
-            let Decay::Step { milestones, gamma } = &mut c.lr.decay else {
-                bail!("--milestones and --gamma apply to the step schedule: add --schedule step");
-            };
-            if !self.milestones.is_empty() {
-                *milestones = self.milestones.clone();
             }
-            if let Some(g) = self.gamma {
-                *gamma = g;
+            Some(ScheduleArg::Constant) => c.lr.decay = Decay::Constant,
+            None if step_flags => {
+                let Decay::Step { milestones, gamma } = &mut c.lr.decay else {
+                    bail!(
+                        "--milestones and --gamma apply to the step schedule: add --schedule step"
+                    );
+                };
+                if !self.milestones.is_empty() {
+                    *milestones = self.milestones.clone();
+                }
+                if let Some(g) = self.gamma {
+                    *gamma = g;
+                }
             }
-        }
-        if self.schedule.is_some_and(|s| s != ScheduleArg::Step)
-            && (!self.milestones.is_empty() || self.gamma.is_some())
-        {
-            bail!("--milestones and --gamma apply to --schedule step");
+            None => {}
         }
         if let Some(v) = self.clip_norm {
             c.clip = GradClip::Norm { max: v };
@@ -1054,9 +1058,9 @@ mod tests {
     #[test]
     fn optimiser_and_schedule_flags_that_would_be_ignored_are_refused() {
         let err = try_resolve(&["--momentum", "0.5"]).unwrap_err();
-        assert!(err.to_string().contains("adamw"), "{err}");
+        assert!(err.to_string().ends_with("optimizer is adamw"), "{err}");
         let err = try_resolve(&["--optimizer", "adam", "--no-nesterov"]).unwrap_err();
-        assert!(err.to_string().contains("not adam"), "{err}");
+        assert!(err.to_string().ends_with("optimizer is adam"), "{err}");
         let c = try_resolve(&["--optimizer", "sgd", "--momentum", "0.5", "--no-nesterov"]).unwrap();
         assert_eq!(
             c.optimizer,

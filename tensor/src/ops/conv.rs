@@ -53,7 +53,8 @@ pub enum CpuConvBackend {
     Gemm,
     /// Winograd F(2×2, 3×3) for every 3×3 "same" convolution it supports (see
     /// [`winograd::supports`](crate::cpu::onednn::winograd::supports)); everything else as under `Auto`, which uses it for those with
-    /// enough channels ([`winograd::suits`](crate::cpu::onednn::winograd::suits)) that do not go to the small-map GEMM.
+    /// enough channels ([`winograd::suits`](crate::cpu::onednn::winograd::suits)) that go neither to the small-map GEMM
+    /// nor to F(4×4, 3×3).
     Winograd,
     /// Winograd F(4×4, 3×3) for every 3×3 "same" convolution it supports (the convolutions
     /// `Winograd` supports); everything else as under `Auto`, which uses it where it was measured
