@@ -102,6 +102,19 @@ fn blocked(rows: &[f32], n: usize, width: usize, (h, w): (usize, usize)) -> Vec<
         .to_vec()
 }
 
+/// [`transform_tiles`] of `src` (`n` maps of `hw`, `width` channels) into a new buffer.
+fn transformed<const K: usize, const P: usize>(
+    src: Map<'_>,
+    (n, hw, width): (usize, (usize, usize), usize),
+    t: (&Transform<K, P>, usize),
+    isa: Isa,
+) -> Vec<f32> {
+    let tiles = n * hw.0.div_ceil(t.1) * hw.1.div_ceil(t.1);
+    let mut out = vec![f32::NAN; P * tiles * width];
+    transform_tiles(src, n, hw, width, &mut out, t, isa);
+    out
+}
+
 /// The vectorised copies of `s`'s tile transforms compute what the scalar ones do (on an AVX2
 /// machine the scalar ones otherwise run only on the last channels), bit for bit, on whole
 /// registers and a tail, with partial tiles at the bottom and right, with and without a bias.
@@ -110,32 +123,8 @@ fn fast_equals_scalar<const P: usize, const Q: usize>(s: &Scheme<P, Q>) {
     let tiles = s.tiles(n, hw);
     let src = values(n * hw.0 * hw.1 * width, 0);
     let bias: Vec<f32> = (0..width).map(|i| i as f32 * 0.25 - 1.5).collect();
-    let input = |isa| {
-        let mut out = vec![f32::NAN; P * tiles * width];
-        transform_tiles(
-            Map::Rows(&src),
-            n,
-            hw,
-            width,
-            &mut out,
-            (&s.input, s.step),
-            isa,
-        );
-        out
-    };
-    let gradient = |isa| {
-        let mut out = vec![f32::NAN; P * tiles * width];
-        transform_tiles(
-            Map::Rows(&src),
-            n,
-            hw,
-            width,
-            &mut out,
-            (&s.gradient, s.step),
-            isa,
-        );
-        out
-    };
+    let input = |isa| transformed(Map::Rows(&src), (n, hw, width), (&s.input, s.step), isa);
+    let gradient = |isa| transformed(Map::Rows(&src), (n, hw, width), (&s.gradient, s.step), isa);
     let products = input(Isa::Baseline);
     let output = |isa| {
         let mut yr = vec![f32::NAN; src.len()];
