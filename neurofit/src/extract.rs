@@ -227,7 +227,13 @@ impl Plan {
         }
         let known = || model.spec.areas.iter().map(|a| a.name.clone()).collect();
         let mut plans = Vec::with_capacity(areas.len());
-        for name in areas {
+        for (i, name) in areas.iter().enumerate() {
+            if areas[..i].contains(name) {
+                // Recorded twice, the area would enter an assembly or a fit as two regions.
+                return Err(ExtractError::Invalid(format!(
+                    "area `{name}` is asked for twice in {areas:?}; name each area once"
+                )));
+            }
             let index = model
                 .area_index(name)
                 .ok_or_else(|| ExtractError::UnknownArea {
@@ -564,6 +570,14 @@ mod tests {
         let e =
             extract_features(&model, x.view(), &ids(3), &["v9".to_string()], 2, &o).unwrap_err();
         assert!(e.to_string().contains("conv2"), "{e}");
+        // An area named twice would be recorded as two regions.
+        let twice = [
+            "conv2".to_string(),
+            "conv1".to_string(),
+            "conv2".to_string(),
+        ];
+        let e = extract_features(&model, x.view(), &ids(3), &twice, 2, &o).unwrap_err();
+        assert!(e.to_string().contains("`conv2` is asked for twice"), "{e}");
         assert!(extract_features(&model, x.view(), &ids(2), &areas(), 2, &o).is_err());
         assert!(extract_features(&model, x.view(), &ids(3), &areas(), 0, &o).is_err());
         let p = ExtractOptions {

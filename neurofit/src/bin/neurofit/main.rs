@@ -65,6 +65,9 @@ enum FeedforwardMapArg {
     Graded,
 }
 
+/// Principal components kept per area when `--pca` is not given.
+const DEFAULT_PCA: usize = 200;
+
 #[derive(clap::Args, Debug, Clone)]
 struct ModelArgs {
     /// A zoo preset (random weights), a spec JSON file, a training run directory or a checkpoint.
@@ -79,9 +82,10 @@ struct ModelArgs {
     /// Unroll steps (default: 26, 260 ms, the image on for the first 100 ms).
     #[arg(long, default_value_t = 26)]
     steps: usize,
-    /// Principal components kept per area (randomised SVD); 0 keeps the raw features.
-    #[arg(long, default_value_t = 200)]
-    pca: usize,
+    /// Principal components kept per area (randomised SVD; default 200); 0 keeps the raw
+    /// features. Not for export-activations, which writes every unit.
+    #[arg(long)]
+    pca: Option<usize>,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Stimuli whose aspect ratio differs from the model's input: crop (resize the short side,
@@ -91,6 +95,11 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The components `--pca` asks for ([`DEFAULT_PCA`] when not given), `None` for raw features.
+    fn pca_components(&self) -> Option<usize> {
+        Some(self.pca.unwrap_or(DEFAULT_PCA)).filter(|&k| k > 0)
+    }
+
     fn stimulus_fit(&self) -> StimulusFit {
         match self.stimulus_fit {
             StimulusFitArg::Crop => StimulusFit::Crop,
@@ -248,7 +257,7 @@ fn extract(
         batch_size: args.batch_size,
         presentation,
         reduction: Reduction::Auto,
-        pca_components: (args.pca > 0).then_some(args.pca),
+        pca_components: args.pca_components(),
         ..ExtractOptions::default()
     };
     let mut f = extract_features(&m.model, images.view(), ids, &areas, steps, &opts)?;
@@ -624,12 +633,19 @@ fn plot_predictivity(out: &Path, r: &Report, base: Option<&Report>) -> Result<()
 }
 
 fn export(a: &ExportArgs) -> Result<()> {
+    if let Some(k) = a.model.pca {
+        bail!(
+            "--pca {k} does not apply to export-activations: the assembly holds every unit of each \
+             area as a neuroid, as Brain-Score expects of a model's activations; reduce them \
+             downstream, or use `neurofit` (which fits on {DEFAULT_PCA} components by default)"
+        );
+    }
     let device: Device = a.model.device.parse().map_err(anyhow::Error::msg)?;
     let m = load_model(&a.model.model, device)?;
     let set = StimulusSet::open(&a.stimuli)?;
     let images = normalise(read_stimuli(&set, &m.model.spec, &a.model)?.0);
     let mut args = a.model.clone();
-    args.pca = 0;
+    args.pca = Some(0);
     let f = extract(
         &m,
         &images,
@@ -693,6 +709,34 @@ fn main() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--pca` is a fitting option: export-activations refuses it (before loading anything)
+    /// instead of writing raw activations while the user believes they were reduced.
+    #[test]
+    fn export_refuses_pca_and_fits_default_to_it() {
+        let parse = |args: &[&str]| {
+            let argv = [
+                "neurofit",
+                "export-activations",
+                "--stimuli",
+                "s",
+                "--out",
+                "o",
+            ];
+            match Cli::try_parse_from(argv.iter().chain(args))
+                .unwrap()
+                .command
+            {
+                Cmd::ExportActivations(a) => a,
+                _ => unreachable!("parsed export-activations"),
+            }
+        };
+        let err = format!("{:#}", export(&parse(&["--pca", "3"])).unwrap_err());
+        assert!(err.contains("--pca 3 does not apply"), "{err}");
+        assert_eq!(parse(&[]).model.pca_components(), Some(DEFAULT_PCA));
+        assert_eq!(parse(&["--pca", "0"]).model.pca_components(), None);
+        assert_eq!(parse(&["--pca", "7"]).model.pca_components(), Some(7));
+    }
 
     #[test]
     fn an_unknown_model_is_named_once_with_what_is_accepted() {
