@@ -282,8 +282,6 @@ pub fn neurofit_args(
         &scale.splits.to_string(),
         "--pca",
         &scale.pca.to_string(),
-        "--insilico-images",
-        &format!("{a},{b},{c}"),
         "--seed",
         "0",
     ]
@@ -295,17 +293,18 @@ pub fn neurofit_args(
         Mapping::Uniform => v.extend(["--feedforward-map".into(), "uniform".into()]),
         Mapping::Graded => v.extend(["--feedforward-map".into(), "graded".into()]),
     }
-    if let Recordings::Given {
-        recordings,
-        stimuli,
-    } = recordings
-    {
-        v.extend([
+    match recordings {
+        Recordings::Given {
+            recordings,
+            stimuli,
+        } => v.extend([
             "--recordings".into(),
             recordings.display().to_string(),
             "--stimuli".into(),
             stimuli.display().to_string(),
-        ]);
+        ]),
+        // The in-silico set's size; neurofit refuses it next to given recordings.
+        _ => v.extend(["--insilico-images".into(), format!("{a},{b},{c}")]),
     }
     v
 }

@@ -136,18 +136,20 @@ struct ScoreArgs {
     feedforward_map: Option<FeedforwardMapArg>,
     #[arg(long, value_enum, default_value = "pls")]
     regression: RegressionArg,
-    #[arg(long, default_value_t = 25)]
-    components: usize,
+    /// PLS components (default 25); only with `--regression pls`.
+    #[arg(long)]
+    components: Option<usize>,
     #[arg(long, default_value_t = 10)]
     splits: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// In-silico set: images per object at V0, V3 and V6 (HvM: 10,40,40).
-    #[arg(long, value_delimiter = ',', default_value = "2,4,4")]
-    insilico_images: Vec<usize>,
-    /// In-silico set: repetitions per image.
-    #[arg(long, default_value_t = 10)]
-    insilico_repetitions: usize,
+    /// In-silico set: images per object at V0, V3 and V6 (default 2,4,4; HvM: 10,40,40). Only
+    /// without --recordings.
+    #[arg(long, value_delimiter = ',')]
+    insilico_images: Option<Vec<usize>>,
+    /// In-silico set: repetitions per image (default 10). Only without --recordings.
+    #[arg(long)]
+    insilico_repetitions: Option<usize>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -292,7 +294,26 @@ struct Output<'a> {
     stimuli: Option<StimulusGeometry>,
 }
 
+/// Flags `score` would ignore in the configuration given, refused rather than silently dropped.
+fn check_score_flags(a: &ScoreArgs) -> Result<()> {
+    if let (Some(k), RegressionArg::Ridge) = (a.components, a.regression) {
+        bail!("--components {k} sets PLS's components; --regression ridge has none (it chooses its penalty by GCV)");
+    }
+    if a.recordings.is_some() {
+        for (flag, given) in [
+            ("--insilico-images", a.insilico_images.is_some()),
+            ("--insilico-repetitions", a.insilico_repetitions.is_some()),
+        ] {
+            if given {
+                bail!("{flag} sizes the generated in-silico set, which --recordings replaces; drop one of them");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn score(a: &ScoreArgs) -> Result<()> {
+    check_score_flags(a)?;
     let device: Device = a.model.device.parse().map_err(anyhow::Error::msg)?;
     let m = load_model(&a.model.model, device)?;
     let spec = m.model.spec.clone();
@@ -325,8 +346,11 @@ fn score(a: &ScoreArgs) -> Result<()> {
             )
         }
         (None, None) => {
-            let [v0, v3, v6] = <[usize; 3]>::try_from(a.insilico_images.clone())
-                .map_err(|_| anyhow::anyhow!("--insilico-images takes three counts, e.g. 2,4,4"))?;
+            let [v0, v3, v6] =
+                <[usize; 3]>::try_from(a.insilico_images.clone().unwrap_or(vec![2, 4, 4]))
+                    .map_err(|_| {
+                        anyhow::anyhow!("--insilico-images takes three counts, e.g. 2,4,4")
+                    })?;
             if spec.input.height != spec.input.width {
                 bail!(
                     "the in-silico stimuli are square; {} takes {}×{}",
@@ -347,9 +371,10 @@ fn score(a: &ScoreArgs) -> Result<()> {
                 &hvm,
                 Some(&datasets::locate::cache_dir().join("stimuli")),
             )?;
+            let repetitions = a.insilico_repetitions.unwrap_or(10);
             let cfg = InsilicoConfig {
-                repetitions: a.insilico_repetitions,
-                rate_scale: 30.0 / a.insilico_repetitions as f64,
+                repetitions,
+                rate_scale: 30.0 / repetitions as f64,
                 seed: a.seed,
                 ..Default::default()
             };
@@ -389,7 +414,7 @@ fn score(a: &ScoreArgs) -> Result<()> {
     let fit = FitConfig {
         regression: match a.regression {
             RegressionArg::Pls => Regression::Pls {
-                components: a.components,
+                components: a.components.unwrap_or(25),
             },
             RegressionArg::Ridge => Regression::Ridge {
                 alphas: vec![1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4],
@@ -736,6 +761,44 @@ mod tests {
         assert_eq!(parse(&[]).model.pca_components(), Some(DEFAULT_PCA));
         assert_eq!(parse(&["--pca", "0"]).model.pca_components(), None);
         assert_eq!(parse(&["--pca", "7"]).model.pca_components(), Some(7));
+    }
+
+    /// Flags that the chosen regression or recordings would ignore are refused.
+    #[test]
+    fn score_refuses_flags_it_would_ignore() {
+        let parse =
+            |args: &[&str]| match Cli::try_parse_from(["neurofit", "score"].iter().chain(args))
+                .unwrap()
+                .command
+            {
+                Cmd::Score(a) => a,
+                _ => unreachable!("parsed score"),
+            };
+        let refused = |args: &[&str], want: &str| {
+            let err = format!("{:#}", check_score_flags(&parse(args)).unwrap_err());
+            assert!(err.contains(want), "{args:?}: {err}");
+        };
+        refused(
+            &["--regression", "ridge", "--components", "5"],
+            "--components 5",
+        );
+        let given = ["--recordings", "r.nc", "--stimuli", "s"];
+        refused(
+            &[&given[..], &["--insilico-images", "1,1,1"]].concat(),
+            "--insilico-images",
+        );
+        refused(
+            &[&given[..], &["--insilico-repetitions", "4"]].concat(),
+            "--insilico-repetitions",
+        );
+        for ok in [
+            &["--components", "5"][..],
+            &["--regression", "ridge"],
+            &["--insilico-images", "1,1,1", "--insilico-repetitions", "4"],
+            &given,
+        ] {
+            check_score_flags(&parse(ok)).unwrap();
+        }
     }
 
     #[test]
