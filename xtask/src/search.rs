@@ -42,8 +42,26 @@ pub struct StudyArgs {
     /// in the variable than on the command line, which other users can read.
     #[arg(long)]
     pub storage: Option<String>,
-    #[arg(long, default_value = "compact_rgc-clutter")]
+    /// The study's name: its key in the storage and its folder under runs/search.
+    #[arg(long, default_value = "compact_rgc-clutter", value_parser = study_name)]
     pub study: String,
+}
+
+/// A study name, refused where it cannot be one folder name (the default run folder is
+/// runs/search/STUDY): empty, a path separator, a control character, or a leading dot.
+fn study_name(s: &str) -> Result<String, String> {
+    let bad = s.trim().is_empty()
+        || s.starts_with('.')
+        || s.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+    if bad {
+        Err(format!(
+            "a study name is one folder name (its runs go to runs/search/STUDY): not empty, \
+             without `/`, `\\` or control characters, not starting with `.`; got `{}`",
+            s.escape_debug()
+        ))
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -383,6 +401,19 @@ fn median(a: &MedianArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A study name is one folder under runs/search: an empty one put the trial runs in
+    /// runs/search itself, and `../x` outside it.
+    #[test]
+    fn study_names_that_are_not_one_folder_are_refused() {
+        for ok in ["compact_rgc-clutter", "rgc study 2", "a.b"] {
+            assert_eq!(study_name(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["", "  ", "../x", "a/b", "a\\b", ".hidden", "a\tb"] {
+            let e = study_name(bad).unwrap_err();
+            assert!(e.contains("one folder name"), "{bad:?}: {e}");
+        }
+    }
 
     /// A --space path that is not there is reported as a missing file (it was taken for a preset
     /// name: "unknown model `runs/space.json`; known presets: ...").
