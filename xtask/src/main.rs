@@ -274,7 +274,8 @@ mod tests {
     }
 
     /// A count of 0 is refused by name: `train --nproc 0` used to train as one process and
-    /// `bench unroll --batch 0` to fail inside the engine, `--iters 0` to time one iteration.
+    /// `bench unroll --batch 0` to fail inside the engine, `--iters 0` to time one iteration,
+    /// `train --eval-limit 0` only after writing the run's configuration.
     #[test]
     fn zero_counts_are_refused_with_the_flag() {
         for argv in [
@@ -293,6 +294,10 @@ mod tests {
             vec!["cargo xtask", "figures", "--seeds", "0"],
             vec!["cargo xtask", "figures", "--train-images", "0"],
             vec!["cargo xtask", "figures", "--eval-images", "0"],
+            vec!["cargo xtask", "train", "--train-limit", "0"],
+            vec!["cargo xtask", "train", "--eval-limit", "0"],
+            vec!["cargo xtask", "search", "--eval-limit", "0"],
+            vec!["cargo xtask", "eval", "run", "--limit", "0"],
         ] {
             let Err(err) = Cli::try_parse_from(&argv) else {
                 panic!("{argv:?} parsed");

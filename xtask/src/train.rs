@@ -155,10 +155,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub steps: Option<usize>,
     /// Train on only the first N training images.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub train_limit: Option<usize>,
     /// Evaluate on only the first N validation images.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub eval_limit: Option<usize>,
     /// Write the latest checkpoint every N steps (and at every epoch end).
     #[arg(long)]
@@ -665,7 +665,7 @@ pub struct EvalCmd {
     #[arg(long)]
     pub json: bool,
     /// Evaluate on only the first N validation images.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub limit: Option<usize>,
     /// Also report the decoders avg (second half of the steps) and thresh (0.9).
     #[arg(long)]
