@@ -46,7 +46,43 @@ struct Provenance<'a> {
     importer: String,
 }
 
+/// The files of a run directory that an import writes or that a training run leaves there:
+/// an import into a folder holding any of them would replace a model, or mix two.
+const RUN_FILES: [&str; 6] = [
+    checkpoint::BEST,
+    checkpoint::LATEST,
+    "spec.json",
+    "config.json",
+    "import.json",
+    "metrics.jsonl",
+];
+
+/// Refuses an `--out` that is a file or already holds a run: importing over a training run
+/// replaced its best checkpoint, spec and configuration and left its latest checkpoint and
+/// metrics behind, for `--resume` to pick up under the imported spec.
+fn check_out(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!(
+            "--out {} is a file; give a directory for the imported run",
+            out.display()
+        );
+    }
+    let held: Vec<&str> = RUN_FILES
+        .into_iter()
+        .filter(|f| out.join(f).exists())
+        .collect();
+    if !held.is_empty() {
+        anyhow::bail!(
+            "--out {} already holds a run ({}); import into a new directory, or remove it first",
+            out.display(),
+            held.join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub fn run(cmd: &ImportCmd) -> Result<()> {
+    check_out(&cmd.out)?;
     let spec = trainer::load_spec(&cmd.model)?;
     let ckpt = tf_checkpoint::Checkpoint::open(&cmd.checkpoint)
         .with_context(|| format!("opening checkpoint {}", cmd.checkpoint.display()))?;

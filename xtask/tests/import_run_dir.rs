@@ -97,6 +97,27 @@ fn an_imported_checkpoint_is_a_run_directory_for_info_eval_and_extraction() {
     ] {
         assert!(run.join(f).is_file(), "{f} missing from the run directory");
     }
+    // A second import into the same folder is refused and changes nothing there: over a
+    // training run it replaced the best checkpoint and left the latest one for `--resume`.
+    let best = std::fs::read(run.join("checkpoint-best.safetensors")).expect("read best");
+    let again = xtask(&[
+        "import",
+        "--checkpoint",
+        s(&reference_dir().join("rgc_shallow/model.ckpt")),
+        "--model",
+        s(&spec_path),
+        "--out",
+        s(&run),
+    ]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("already holds a run (checkpoint-best"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(run.join("checkpoint-best.safetensors")).expect("read best"),
+        best
+    );
     let provenance: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("import.json")).expect("read"))
             .expect("json");
