@@ -185,6 +185,8 @@ fn search(a: &RunArgs) -> Result<()> {
     }
     crate::doctor::install_missing_if_root();
     let url = storage_url(&a.study)?;
+    let template = a.train.to_config()?;
+    crate::train::check_device(template.device)?;
     let storage = storage_from_url(&url)?;
     let base_name = a.train.model_name().to_string();
     let seed = a.train.seed.unwrap_or(0);
@@ -206,7 +208,6 @@ fn search(a: &RunArgs) -> Result<()> {
     }
     let study = ModelStudy::open(storage, &a.study.study, config)?;
     let dir = study_dir(&a.study, &a.out);
-    let template = a.train.to_config()?;
     eprintln!(
         "study `{}` in {}: {} trials in total, base {}, runs under {}",
         a.study.study,
@@ -311,6 +312,7 @@ fn spawn_workers(a: &RunArgs) -> Result<()> {
     let exe = std::env::current_exe().context("finding the xtask executable")?;
     let args = worker_args(&std::env::args().skip(1).collect::<Vec<_>>());
     let url = storage_url(&a.study)?;
+    crate::train::check_device(a.train.to_config()?.device)?;
     // Create the study once, so concurrent workers only ever join it.
     let storage = storage_from_url(&url)?;
     let seed = a.train.seed.unwrap_or(0);
@@ -401,6 +403,40 @@ fn median(a: &MedianArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device this build or machine lacks stops the search before it creates the study (it
+    /// used to record a failed trial and report the worker done).
+    #[test]
+    fn an_unusable_device_stops_before_the_study_is_created() {
+        if tensor::Tensor::zeros([1], tensor::Device::Cuda(0)).is_ok() {
+            eprintln!("skipped: cuda:0 is usable here");
+            return;
+        }
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            cmd: SearchCmd,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("study.db");
+        for workers in ["1", "2"] {
+            let argv = [
+                "search",
+                "--device",
+                "cuda:0",
+                "--trials",
+                "1",
+                "--workers",
+                workers,
+            ];
+            let mut argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            argv.extend(["--storage".into(), db.display().to_string()]);
+            let cli = <Cli as clap::Parser>::try_parse_from(&argv).unwrap();
+            let err = format!("{:#}", run(&cli.cmd).unwrap_err());
+            assert!(err.contains("--device cuda:0"), "{err}");
+            assert!(!db.exists(), "the study was created");
+        }
+    }
 
     /// A study name is one folder under runs/search: an empty one put the trial runs in
     /// runs/search itself, and `../x` outside it.

@@ -13,6 +13,16 @@ use trainer::{
     Outcome, TrainConfig,
 };
 
+/// Creates one value on `device`, so that a command which would first open a study or start a
+/// long pipeline stops at once on a device this build or machine lacks (no `cuda` feature, no
+/// driver, no such ordinal) with the engine's own message.
+pub fn check_device(device: Device) -> Result<()> {
+    if !device.is_cpu() {
+        tensor::Tensor::zeros([1], device).with_context(|| format!("--device {device}"))?;
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DatasetArg {
     /// Fashion-MNIST (Debian's dataset-fashion-mnist, or --data-dir).

@@ -204,6 +204,7 @@ impl<'c> Runner<'c> {
 
 pub fn run(cmd: &FiguresCmd) -> Result<()> {
     let device: Device = cmd.device.parse().map_err(anyhow::Error::msg)?;
+    crate::train::check_device(device)?;
     let scale = cmd.scale_config()?;
     cmd.check_paths()?;
     let out = cmd.out.clone().unwrap_or_else(|| {
