@@ -32,19 +32,53 @@ pub struct ShardsCmd {
 }
 
 pub fn run(cmd: &ShardsCmd) -> Result<()> {
-    let splits: Vec<(PathBuf, PathBuf, &str)> =
-        if cmd.from.join("train").is_dir() && cmd.from.join("val").is_dir() {
-            vec![
-                (cmd.from.join("train"), cmd.out.join("train"), "train"),
-                (cmd.from.join("val"), cmd.out.join("val"), "val"),
-            ]
-        } else {
-            vec![(cmd.from.clone(), cmd.out.clone(), "shards")]
-        };
-    for (src, out, name) in splits {
+    for (src, out, name) in splits(&cmd.from, &cmd.out)? {
         write_one(cmd, &src, &out, name)?;
     }
     Ok(())
+}
+
+/// What to shard: `(source, output, name)` per split. A root holding `train/` and `val/`, or
+/// only one of them and no other folder, is a split root (`OUT/train`, `OUT/val`); anything
+/// else is one ImageFolder. A root with only `train/` was taken for an ImageFolder of one class
+/// named `train`, every image under it labelled alike.
+fn splits(from: &Path, out: &Path) -> Result<Vec<(PathBuf, PathBuf, &'static str)>> {
+    let mut folders = Vec::new();
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("reading --from {}", from.display()))?
+    {
+        let path = entry
+            .with_context(|| format!("reading --from {}", from.display()))?
+            .path();
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if path.is_dir() && !hidden {
+            folders.push(path);
+        }
+    }
+    let named = |n: &str| {
+        folders
+            .iter()
+            .any(|f| f.file_name().is_some_and(|f| f == n))
+    };
+    let split_names: Vec<&'static str> =
+        ["train", "val"].into_iter().filter(|n| named(n)).collect();
+    if split_names.len() == 2 || (split_names.len() == 1 && folders.len() == 1) {
+        if split_names.len() == 1 {
+            eprintln!(
+                "{} holds only {}/: writing that split alone",
+                from.display(),
+                split_names[0]
+            );
+        }
+        return Ok(split_names
+            .into_iter()
+            .map(|n| (from.join(n), out.join(n), n))
+            .collect());
+    }
+    Ok(vec![(from.to_path_buf(), out.to_path_buf(), "shards")])
 }
 
 fn write_one(cmd: &ShardsCmd, src: &Path, out: &Path, name: &str) -> Result<()> {
@@ -85,6 +119,13 @@ fn write_one(cmd: &ShardsCmd, src: &Path, out: &Path, name: &str) -> Result<()> 
         )),
         out.join(datasets::shards::INDEX_FILE).display()
     );
+    if let [only] = i.classes.as_slice() {
+        eprintln!(
+            "warning: {name} has one class (`{only}`): a classification set needs one folder per \
+             class under {}",
+            src.display()
+        );
+    }
     if !report.skipped.is_empty() {
         eprintln!(
             "warning: {} unreadable images were left out:",
@@ -95,4 +136,48 @@ fn write_one(cmd: &ShardsCmd, src: &Path, out: &Path, name: &str) -> Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs(root: &Path, names: &[&str]) {
+        for n in names {
+            std::fs::create_dir_all(root.join(n)).unwrap();
+        }
+    }
+
+    fn names(v: &[(PathBuf, PathBuf, &str)]) -> Vec<String> {
+        v.iter().map(|(_, _, n)| n.to_string()).collect()
+    }
+
+    #[test]
+    fn split_roots_are_told_from_image_folders() {
+        let out = Path::new("/out");
+        let both = tempfile::tempdir().unwrap();
+        dirs(both.path(), &["train/a", "val/a"]);
+        let s = splits(both.path(), out).unwrap();
+        assert_eq!(names(&s), ["train", "val"]);
+        assert_eq!(s[1].0, both.path().join("val"));
+        assert_eq!(s[1].1, out.join("val"));
+
+        // Only train/: that split, not an ImageFolder whose one class is `train`.
+        let train = tempfile::tempdir().unwrap();
+        dirs(train.path(), &["train/a", "train/b", ".cache"]);
+        let s = splits(train.path(), out).unwrap();
+        assert_eq!(names(&s), ["train"]);
+        assert_eq!(s[0].0, train.path().join("train"));
+
+        // Class folders, one of them called `train` among others: an ImageFolder.
+        let classes = tempfile::tempdir().unwrap();
+        dirs(classes.path(), &["train", "car", "plane"]);
+        let s = splits(classes.path(), out).unwrap();
+        assert_eq!(names(&s), ["shards"]);
+        assert_eq!((s[0].0.as_path(), s[0].1.as_path()), (classes.path(), out));
+
+        let missing = classes.path().join("nope");
+        let e = format!("{:#}", splits(&missing, out).unwrap_err());
+        assert!(e.contains("reading --from"), "{e}");
+    }
 }
