@@ -298,6 +298,8 @@ mod tests {
             vec!["cargo xtask", "train", "--eval-limit", "0"],
             vec!["cargo xtask", "search", "--eval-limit", "0"],
             vec!["cargo xtask", "eval", "run", "--limit", "0"],
+            vec!["cargo xtask", "demo", "--train-images", "0"],
+            vec!["cargo xtask", "demo", "--eval-images", "0"],
         ] {
             let Err(err) = Cli::try_parse_from(&argv) else {
                 panic!("{argv:?} parsed");

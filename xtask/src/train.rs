@@ -754,10 +754,10 @@ pub struct DemoCmd {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Training images drawn from the clutter set per model.
-    #[arg(long, default_value_t = 12_000)]
+    #[arg(long, default_value_t = 12_000, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub train_images: usize,
     /// Validation images.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 2_000, value_parser = crate::count_arg::at_least_one::<usize>)]
     pub eval_images: usize,
     #[arg(long, default_value_t = 0.5)]
     pub difficulty: f32,

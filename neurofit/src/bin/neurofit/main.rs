@@ -763,6 +763,28 @@ mod tests {
         assert_eq!(parse(&["--pca", "7"]).model.pca_components(), Some(7));
     }
 
+    /// bench-fit's sizes of 0 are refused by flag name when parsed (`--splits 0` and
+    /// `--components 0` were found only after generating the data, `--features 0` as "sizes must
+    /// be positive").
+    #[test]
+    fn bench_fit_refuses_zero_sizes_by_name() {
+        for flag in [
+            "--stimuli",
+            "--features",
+            "--neuroids",
+            "--bins",
+            "--splits",
+            "--components",
+        ] {
+            let Err(e) = Cli::try_parse_from(["neurofit", "bench-fit", flag, "0"]) else {
+                panic!("{flag} 0 parsed");
+            };
+            let msg = e.to_string();
+            assert!(msg.contains(flag) && msg.contains("at least 1"), "{msg}");
+        }
+        assert!(Cli::try_parse_from(["neurofit", "bench-fit", "--splits", "1"]).is_ok());
+    }
+
     /// Flags that the chosen regression or recordings would ignore are refused.
     #[test]
     fn score_refuses_flags_it_would_ignore() {
