@@ -122,6 +122,32 @@ pub fn fit_image(
     Ok((resized.crop_imm(x, y, width, height), Fitted::Cropped))
 }
 
+/// `[n, c, h, w]` zeros, or an error naming the size when they cannot be allocated (a model
+/// input of 10⁶ pixels a side aborted the process from inside the allocator).
+fn zeroed_images(set: &StimulusSet, shape: [usize; 4]) -> Result<Array4<f32>> {
+    let too_big = |detail: String| NeurofitError::File {
+        path: set.zip.clone().unwrap_or_else(|| set.root.clone()),
+        reason: format!(
+            "its {} stimuli at the model's input of {}×{}×{} (channels×height×width) {detail}",
+            shape[0], shape[1], shape[2], shape[3]
+        ),
+    };
+    let len = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n.checked_mul(4).is_some())
+        .ok_or_else(|| too_big("are more floats than this machine can address".into()))?;
+    let mut v: Vec<f32> = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        too_big(format!(
+            "need {:.1} GB, which cannot be allocated",
+            len as f64 * 4.0 / 1e9
+        ))
+    })?;
+    v.resize(len, 0.0);
+    Ok(Array4::from_shape_vec(shape, v).expect("the length is the shape's product"))
+}
+
 /// Every stimulus of `set` at the model's `[channels, height, width]`, `[N, C, H, W]` in [0, 1],
 /// and what was done to fit them.
 pub fn load_images(
@@ -131,7 +157,7 @@ pub fn load_images(
     width: usize,
     policy: StimulusFit,
 ) -> Result<(Array4<f32>, StimulusGeometry)> {
-    let mut out = Array4::<f32>::zeros((set.len(), channels, height, width));
+    let mut out = zeroed_images(set, [set.len(), channels, height, width])?;
     let mut geometry = StimulusGeometry {
         policy,
         model_input: [height, width],
@@ -182,6 +208,30 @@ mod tests {
         DynamicImage::ImageLuma8(GrayImage::from_fn(w, h, |x, _| {
             Luma([if 3 * x >= w && 3 * x < 2 * w { 255 } else { 0 }])
         }))
+    }
+
+    /// Stimuli at an input too large to hold are a clear error, not an abort in the allocator.
+    #[test]
+    fn an_input_too_large_to_hold_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.png"), b"").unwrap();
+        std::fs::write(
+            dir.path().join("stimulus_set.csv"),
+            "stimulus_id,filename\ns0,a.png\n",
+        )
+        .unwrap();
+        let set = StimulusSet::open(dir.path()).unwrap();
+        for (side, want) in [
+            (1usize << 40, "more floats"),
+            (1 << 22, "cannot be allocated"),
+        ] {
+            let e = load_images(&set, 3, side, side, StimulusFit::Crop).unwrap_err();
+            assert!(e.to_string().contains(want), "{side}: {e}");
+        }
+        assert_eq!(
+            zeroed_images(&set, [1, 3, 4, 5]).unwrap().dim(),
+            (1, 3, 4, 5)
+        );
     }
 
     #[test]
