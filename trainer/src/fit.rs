@@ -422,6 +422,11 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
     // run directory behind.
     let device = collective::rank_device(config.device, comm)?;
     let model = Model::new(&config.model, device, config.seed)?;
+    if device.is_cpu() {
+        let batch = parallel::per_rank_batch(config.batch_size, comm)?;
+        let available = crate::memory_budget::available_bytes();
+        crate::memory_budget::check(&model.shapes, batch, config.steps(), available)?;
+    }
     let mut optimizer = Optimizer::new(config.optimizer.clone())?;
     let progress = match &resumed {
         Some(ck) => {

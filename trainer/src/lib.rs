@@ -40,6 +40,7 @@ pub mod evaluate;
 pub mod fit;
 pub mod load;
 pub mod lr;
+pub mod memory_budget;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;
