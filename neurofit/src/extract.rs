@@ -140,8 +140,8 @@ pub fn extract_features(
     };
     let mut out: Vec<Array3<f32>> = widths
         .iter()
-        .map(|&w| Array3::zeros((n, w, steps)))
-        .collect();
+        .map(|&w| zeroed_features((n, w, steps)))
+        .collect::<Result<_, _>>()?;
     let all: Vec<usize> = (0..n).collect();
     for batch in all.chunks(opts.batch_size) {
         run_batch(model, images, &plan, batch, steps, opts, |a, t, rows| {
@@ -167,6 +167,32 @@ pub fn extract_features(
             })
             .collect(),
     })
+}
+
+/// `[stimuli, features, steps]` zeros, or an error naming the size when they cannot be
+/// allocated (`--steps 1000000` aborted the process inside the allocator).
+fn zeroed_features(shape: (usize, usize, usize)) -> Result<Array3<f32>, ExtractError> {
+    let (n, w, steps) = shape;
+    let too_big = |detail: String| {
+        ExtractError::Invalid(format!(
+            "the features of {n} stimuli × {w} units × {steps} steps {detail}; record fewer \
+             steps or areas, or reduce them (PCA)"
+        ))
+    };
+    let len = n
+        .checked_mul(w)
+        .and_then(|x| x.checked_mul(steps))
+        .filter(|x| x.checked_mul(4).is_some())
+        .ok_or_else(|| too_big("are more floats than this machine can address".into()))?;
+    let mut v: Vec<f32> = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        too_big(format!(
+            "need {:.1} GB, which cannot be allocated",
+            len as f64 * 4.0 / 1e9
+        ))
+    })?;
+    v.resize(len, 0.0);
+    Array3::from_shape_vec(shape, v).map_err(|e| ExtractError::Invalid(e.to_string()))
 }
 
 struct AreaPlan {
@@ -570,6 +596,11 @@ mod tests {
         let e =
             extract_features(&model, x.view(), &ids(3), &["v9".to_string()], 2, &o).unwrap_err();
         assert!(e.to_string().contains("conv2"), "{e}");
+        let e = zeroed_features((1 << 22, 1 << 22, 1 << 22)).unwrap_err();
+        assert!(e.to_string().contains("more floats"), "{e}");
+        let e = zeroed_features((1 << 14, 1 << 14, 1 << 14)).unwrap_err();
+        assert!(e.to_string().contains("cannot be allocated"), "{e}");
+        assert_eq!(zeroed_features((2, 3, 4)).unwrap().dim(), (2, 3, 4));
         // An area named twice would be recorded as two regions.
         let twice = [
             "conv2".to_string(),
