@@ -173,25 +173,12 @@ pub fn extract_features(
 /// allocated (`--steps 1000000` aborted the process inside the allocator).
 fn zeroed_features(shape: (usize, usize, usize)) -> Result<Array3<f32>, ExtractError> {
     let (n, w, steps) = shape;
-    let too_big = |detail: String| {
+    let v = crate::alloc::zeros(&[n, w, steps]).map_err(|e| {
         ExtractError::Invalid(format!(
-            "the features of {n} stimuli × {w} units × {steps} steps {detail}; record fewer \
-             steps or areas, or reduce them (PCA)"
-        ))
-    };
-    let len = n
-        .checked_mul(w)
-        .and_then(|x| x.checked_mul(steps))
-        .filter(|x| x.checked_mul(4).is_some())
-        .ok_or_else(|| too_big("are more floats than this machine can address".into()))?;
-    let mut v: Vec<f32> = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| {
-        too_big(format!(
-            "need {:.1} GB, which cannot be allocated",
-            len as f64 * 4.0 / 1e9
+            "the features of {n} stimuli × {w} units × {steps} steps {e}; record fewer steps \
+             or areas, or reduce them (PCA)"
         ))
     })?;
-    v.resize(len, 0.0);
     Array3::from_shape_vec(shape, v).map_err(|e| ExtractError::Invalid(e.to_string()))
 }
 

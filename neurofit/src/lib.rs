@@ -48,6 +48,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "models")]
+mod alloc;
 pub mod assembly;
 pub mod ceiling;
 mod crash_probe;

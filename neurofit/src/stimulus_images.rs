@@ -125,27 +125,14 @@ pub fn fit_image(
 /// `[n, c, h, w]` zeros, or an error naming the size when they cannot be allocated (a model
 /// input of 10⁶ pixels a side aborted the process from inside the allocator).
 fn zeroed_images(set: &StimulusSet, shape: [usize; 4]) -> Result<Array4<f32>> {
-    let too_big = |detail: String| NeurofitError::File {
+    let v = crate::alloc::zeros(&shape).map_err(|e| NeurofitError::File {
         path: set.zip.clone().unwrap_or_else(|| set.root.clone()),
         reason: format!(
-            "its {} stimuli at the model's input of {}×{}×{} (channels×height×width) {detail}",
+            "its {} stimuli at the model's input of {}×{}×{} (channels×height×width) {e}",
             shape[0], shape[1], shape[2], shape[3]
         ),
-    };
-    let len = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|&n| n.checked_mul(4).is_some())
-        .ok_or_else(|| too_big("are more floats than this machine can address".into()))?;
-    let mut v: Vec<f32> = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| {
-        too_big(format!(
-            "need {:.1} GB, which cannot be allocated",
-            len as f64 * 4.0 / 1e9
-        ))
     })?;
-    v.resize(len, 0.0);
-    Ok(Array4::from_shape_vec(shape, v).expect("the length is the shape's product"))
+    Array4::from_shape_vec(shape, v).map_err(|e| NeurofitError::Assembly(e.to_string()))
 }
 
 /// Every stimulus of `set` at the model's `[channels, height, width]`, `[N, C, H, W]` in [0, 1],
