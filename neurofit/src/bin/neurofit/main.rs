@@ -67,6 +67,12 @@ enum FeedforwardMapArg {
 
 /// Principal components kept per area when `--pca` is not given.
 const DEFAULT_PCA: usize = 200;
+/// PLS components when `--components` is not given.
+const DEFAULT_COMPONENTS: usize = 25;
+/// In-silico images per object at V0, V3 and V6 when `--insilico-images` is not given.
+const DEFAULT_INSILICO_IMAGES: [usize; 3] = [2, 4, 4];
+/// In-silico repetitions per image when `--insilico-repetitions` is not given.
+const DEFAULT_INSILICO_REPETITIONS: usize = 10;
 
 #[derive(clap::Args, Debug, Clone)]
 struct ModelArgs {
@@ -346,11 +352,12 @@ fn score(a: &ScoreArgs) -> Result<()> {
             )
         }
         (None, None) => {
-            let [v0, v3, v6] =
-                <[usize; 3]>::try_from(a.insilico_images.clone().unwrap_or(vec![2, 4, 4]))
-                    .map_err(|_| {
-                        anyhow::anyhow!("--insilico-images takes three counts, e.g. 2,4,4")
-                    })?;
+            let [v0, v3, v6] = <[usize; 3]>::try_from(
+                a.insilico_images
+                    .clone()
+                    .unwrap_or(DEFAULT_INSILICO_IMAGES.to_vec()),
+            )
+            .map_err(|_| anyhow::anyhow!("--insilico-images takes three counts, e.g. 2,4,4"))?;
             if spec.input.height != spec.input.width {
                 bail!(
                     "the in-silico stimuli are square; {} takes {}×{}",
@@ -371,7 +378,9 @@ fn score(a: &ScoreArgs) -> Result<()> {
                 &hvm,
                 Some(&datasets::locate::cache_dir().join("stimuli")),
             )?;
-            let repetitions = a.insilico_repetitions.unwrap_or(10);
+            let repetitions = a
+                .insilico_repetitions
+                .unwrap_or(DEFAULT_INSILICO_REPETITIONS);
             let cfg = InsilicoConfig {
                 repetitions,
                 rate_scale: 30.0 / repetitions as f64,
@@ -414,7 +423,7 @@ fn score(a: &ScoreArgs) -> Result<()> {
     let fit = FitConfig {
         regression: match a.regression {
             RegressionArg::Pls => Regression::Pls {
-                components: a.components.unwrap_or(25),
+                components: a.components.unwrap_or(DEFAULT_COMPONENTS),
             },
             RegressionArg::Ridge => Regression::Ridge {
                 alphas: vec![1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4],
