@@ -41,7 +41,7 @@ pub fn check(
         Some(have) if need > have => Err(Error::Config(format!(
             "an unroll of {steps} steps at a batch of {batch} keeps at least {:.1} GB of area \
              outputs for backpropagation, and this machine has {:.1} GB available; use fewer \
-             --steps or a smaller --batch-size",
+             steps, a smaller batch or smaller images",
             need as f64 / 1e9,
             have as f64 / 1e9
         ))),

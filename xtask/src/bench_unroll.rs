@@ -201,6 +201,13 @@ fn run_one(model: &str, args: &UnrollArgs) -> Result<UnrollResult> {
         spec.input.width = s;
     }
     let steps = args.steps.unwrap_or(spec.default_steps);
+    if device.is_cpu() {
+        // Before anything is built (counting the FLOPs runs a step too): an absurd --size or
+        // --steps is refused with the memory it needs instead of ending in the allocator.
+        let shapes = topology::infer(&spec)?;
+        let available = trainer::memory_budget::available_bytes();
+        trainer::memory_budget::check(&shapes, args.batch, steps, available)?;
+    }
     let cost = count::cost(&spec)?;
     let net = Model::new(&spec, device, 1)?;
     let mut rng = Rng::new(2);
@@ -318,5 +325,25 @@ mod tests {
         }
         // The check is real: the 11-area base pools its map away below 64 px.
         assert!(!fits("feedforward_intermediate", Some(32)));
+    }
+
+    #[test]
+    fn a_size_that_cannot_fit_is_refused_before_anything_is_allocated() {
+        let args = UnrollArgs {
+            model: None,
+            size: Some(1_000_000),
+            batch: 16,
+            steps: Some(8),
+            iters: 1,
+            device: "cpu".into(),
+            plain: false,
+            json: false,
+            write_benchmarks: false,
+        };
+        let e = run_one("compact_rgc", &args).unwrap_err().to_string();
+        assert!(
+            e.contains("8 steps at a batch of 16") && e.contains("available"),
+            "{e}"
+        );
     }
 }
