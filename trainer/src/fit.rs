@@ -422,10 +422,12 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
     // run directory behind.
     let device = collective::rank_device(config.device, comm)?;
     let model = Model::new(&config.model, device, config.seed)?;
+    // Every rank takes part in the count, whatever its device, so none waits on the others.
+    let ranks = parallel::ranks_per_node(comm)?;
     if device.is_cpu() {
         let batch = parallel::per_rank_batch(config.batch_size, comm)?;
         let available = crate::memory_budget::available_bytes();
-        crate::memory_budget::check(&model.shapes, batch, config.steps(), available)?;
+        crate::memory_budget::check(&model.shapes, batch, config.steps(), ranks, available)?;
     }
     let mut optimizer = Optimizer::new(config.optimizer.clone())?;
     let progress = match &resumed {

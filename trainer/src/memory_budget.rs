@@ -29,21 +29,34 @@ fn parse_available(meminfo: &str) -> Option<u128> {
     Some(kb * 1024)
 }
 
-/// An error when `batch × steps` of `shapes` cannot fit in `available` bytes.
+/// An error when `batch × steps` of `shapes`, for each of `ranks` processes sharing this
+/// machine's memory, cannot fit in `available` bytes.
 pub fn check(
     shapes: &ModelShapes,
     batch: usize,
     steps: usize,
+    ranks: usize,
     available: Option<u128>,
 ) -> Result<()> {
+    let ranks = ranks.max(1);
     let need = lower_bound_bytes(shapes, batch, steps);
+    let shared = if ranks > 1 {
+        format!(", shared by the {ranks} ranks on it")
+    } else {
+        String::new()
+    };
     match available {
-        Some(have) if need > have => Err(Error::Config(format!(
+        Some(have) if need.saturating_mul(ranks as u128) > have => Err(Error::Config(format!(
             "an unroll of {steps} steps at a batch of {batch} keeps at least {:.1} GB of area \
-             outputs for backpropagation, and this machine has {:.1} GB available; use fewer \
-             steps, a smaller batch or smaller images",
+             outputs for backpropagation, and this machine has {:.1} GB available{shared}; use \
+             fewer steps, a smaller batch{} or smaller images",
             need as f64 / 1e9,
-            have as f64 / 1e9
+            have as f64 / 1e9,
+            if ranks > 1 {
+                ", fewer ranks per node"
+            } else {
+                ""
+            }
         ))),
         _ => Ok(()),
     }
@@ -67,13 +80,17 @@ mod tests {
             .sum();
         assert_eq!(lower_bound_bytes(&model.shapes, 64, 8), per * 64 * 8 * 4);
         let need = lower_bound_bytes(&model.shapes, 64, 100_000);
-        let e = check(&model.shapes, 64, 100_000, Some(need - 1)).unwrap_err();
+        let e = check(&model.shapes, 64, 100_000, 1, Some(need - 1)).unwrap_err();
         assert!(
             e.to_string().contains("100000 steps at a batch of 64"),
             "{e}"
         );
-        check(&model.shapes, 64, 100_000, Some(need)).unwrap();
-        check(&model.shapes, 64, 100_000, None).unwrap();
+        check(&model.shapes, 64, 100_000, 1, Some(need)).unwrap();
+        check(&model.shapes, 64, 100_000, 1, None).unwrap();
+        // Ranks on one machine share its memory: what fits one does not fit two.
+        let e = check(&model.shapes, 64, 100_000, 2, Some(need)).unwrap_err();
+        assert!(e.to_string().contains("shared by the 2 ranks on it"), "{e}");
+        check(&model.shapes, 64, 100_000, 2, Some(2 * need)).unwrap();
     }
 
     #[test]

@@ -199,6 +199,23 @@ pub fn sum(comm: &dyn Collective, value: u64) -> Result<u64> {
     Ok(v[0])
 }
 
+/// The largest `value` over the ranks (every rank calls it at the same point).
+pub fn max(comm: &dyn Collective, value: u64) -> Result<u64> {
+    if comm.world_size() == 1 {
+        return Ok(value);
+    }
+    let mut v = [value];
+    comm.all_reduce_u64(&mut v, ReduceOp::Max)?;
+    Ok(v[0])
+}
+
+/// How many ranks share the busiest node's memory: one more than the largest local rank (the
+/// nodes of a job usually run the same number of ranks, and where they do not, the node with
+/// the most bounds what each rank may use).
+pub fn ranks_per_node(comm: &dyn Collective) -> Result<usize> {
+    Ok(max(comm, comm.local_rank() as u64)? as usize + 1)
+}
+
 /// What rank 0 sends about the checkpoint it read.
 #[derive(Serialize, Deserialize)]
 struct SharedCheckpoint {
@@ -340,6 +357,16 @@ mod tests {
         let comm = TcpComm::serve(listener, &launch(0), "", deadline, timeout, "test").unwrap();
         let first = f(0, &comm);
         vec![first, other.join().unwrap()]
+    }
+
+    #[test]
+    fn two_ranks_on_one_node_count_as_two_and_a_lone_rank_as_one() {
+        assert_eq!(two_ranks(|_, comm| ranks_per_node(comm).unwrap()), [2, 2]);
+        assert_eq!(
+            two_ranks(|rank, comm| max(comm, 10 - rank as u64).unwrap()),
+            [10, 10]
+        );
+        assert_eq!(ranks_per_node(&collective::Single).unwrap(), 1);
     }
 
     #[test]

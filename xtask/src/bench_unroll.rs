@@ -206,7 +206,7 @@ fn run_one(model: &str, args: &UnrollArgs) -> Result<UnrollResult> {
         // --steps is refused with the memory it needs instead of ending in the allocator.
         let shapes = topology::infer(&spec)?;
         let available = trainer::memory_budget::available_bytes();
-        trainer::memory_budget::check(&shapes, args.batch, steps, available)?;
+        trainer::memory_budget::check(&shapes, args.batch, steps, 1, available)?;
     }
     let cost = count::cost(&spec)?;
     let net = Model::new(&spec, device, 1)?;
