@@ -191,21 +191,20 @@ pub fn any(comm: &dyn Collective, flag: bool) -> Result<bool> {
 /// The sum of `value` over the ranks (every rank calls it at the same point; one rank alone
 /// gets its own value without a message).
 pub fn sum(comm: &dyn Collective, value: u64) -> Result<u64> {
-    if comm.world_size() == 1 {
-        return Ok(value);
-    }
-    let mut v = [value];
-    comm.all_reduce_u64(&mut v, ReduceOp::Sum)?;
-    Ok(v[0])
+    reduce_one(comm, value, ReduceOp::Sum)
 }
 
 /// The largest `value` over the ranks (every rank calls it at the same point).
 pub fn max(comm: &dyn Collective, value: u64) -> Result<u64> {
+    reduce_one(comm, value, ReduceOp::Max)
+}
+
+fn reduce_one(comm: &dyn Collective, value: u64, op: ReduceOp) -> Result<u64> {
     if comm.world_size() == 1 {
         return Ok(value);
     }
     let mut v = [value];
-    comm.all_reduce_u64(&mut v, ReduceOp::Max)?;
+    comm.all_reduce_u64(&mut v, op)?;
     Ok(v[0])
 }
 
