@@ -8,14 +8,19 @@
 use crate::error::{Error, Result};
 use topology::ModelShapes;
 
-/// Bytes backpropagation keeps at least: `batch × steps` copies of every area's output, f32.
+/// Bytes backpropagation keeps at least: `batch × steps` copies of every area's output, f32
+/// (saturating: a size past `u128` is as impossible as one just under it).
 pub fn lower_bound_bytes(shapes: &ModelShapes, batch: usize, steps: usize) -> u128 {
-    let per_image_step: u128 = shapes
-        .areas
+    let per_image_step = shapes.areas.iter().fold(0u128, |sum, a| {
+        let area = a
+            .output
+            .iter()
+            .fold(1u128, |p, &d| p.saturating_mul(d as u128));
+        sum.saturating_add(area)
+    });
+    [batch as u128, steps as u128, 4]
         .iter()
-        .map(|a| a.output.iter().map(|&d| d as u128).product::<u128>())
-        .sum();
-    per_image_step * batch as u128 * steps as u128 * 4
+        .fold(per_image_step, |p, &f| p.saturating_mul(f))
 }
 
 /// `MemAvailable` of `/proc/meminfo` in bytes (`None` where there is no such file or line).
@@ -91,6 +96,11 @@ mod tests {
         let e = check(&model.shapes, 64, 100_000, 2, Some(need)).unwrap_err();
         assert!(e.to_string().contains("shared by the 2 ranks on it"), "{e}");
         check(&model.shapes, 64, 100_000, 2, Some(2 * need)).unwrap();
+        // Past u128 the bound saturates instead of overflowing.
+        let mut huge = model.shapes.clone();
+        huge.areas[0].output = [usize::MAX; 3];
+        assert_eq!(lower_bound_bytes(&huge, usize::MAX, usize::MAX), u128::MAX);
+        assert!(check(&huge, 1, 1, 1, Some(u128::MAX - 1)).is_err());
     }
 
     #[test]
