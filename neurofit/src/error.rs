@@ -53,6 +53,10 @@ pub enum NeurofitError {
         /// Another object name it is labelled with.
         second: String,
     },
+    /// Model features that cannot be matched to recordings unambiguously (a repeated stimulus id
+    /// or area name, an area without features).
+    #[error("model features are invalid: {0}")]
+    Features(String),
     /// The stimuli cannot be split as asked (too few per object, or nothing left to train on).
     #[error("cannot make stratified splits: {0}")]
     Splits(String),

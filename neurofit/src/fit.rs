@@ -2,7 +2,7 @@
 //! object), fit one map per (track, bin, region), correlate held-out predictions per neuroid, divide
 //! by split-half ceilings, take medians.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ndarray::{Array2, Array3, ArrayView2, Axis};
 use rayon::prelude::*;
@@ -145,7 +145,8 @@ impl StimulusIndex {
 /// Score `features` against `recordings` under `cfg` (SPEC §7).
 ///
 /// Features are matched to recorded stimuli by id (extra feature rows are ignored; a recorded stimulus
-/// without features is an error). Missing trials (non-finite responses) are skipped in the averages
+/// without features is an error, as are a stimulus id or area name given twice and an area
+/// without feature columns). Missing trials (non-finite responses) are skipped in the averages
 /// and neuroids without any finite repetition of some stimulus are dropped and listed in the
 /// report (see [`crate::validate`]); every stimulus needs at least two repetitions for the ceiling.
 pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -> Result<Report> {
@@ -394,9 +395,13 @@ fn unvarying<A: PartialEq>(m: ArrayView2<'_, A>, mut rows: impl Iterator<Item = 
     }
 }
 
-/// Row of `features` for each recorded stimulus, or an error listing the ones it lacks.
+/// Row of `features` for each recorded stimulus, or an error listing the ones it lacks (or
+/// naming a repeated stimulus id or area, or an area without features).
 fn feature_rows(features: &ModelFeatures, stimulus_id: &[String]) -> Result<Vec<usize>> {
     let n = features.stimulus_id.len();
+    // The report keys tracks by area name: a second area of the same name would replace the
+    // first's scores.
+    let mut areas = HashSet::new();
     for a in &features.areas {
         if a.data.len_of(Axis(0)) != n {
             return Err(NeurofitError::shape(
@@ -405,13 +410,30 @@ fn feature_rows(features: &ModelFeatures, stimulus_id: &[String]) -> Result<Vec<
                 format!("{n}, one per entry of stimulus_id"),
             ));
         }
+        // No column predicts nothing, which would pass as an unscored bin rather than a mistake.
+        if a.data.len_of(Axis(1)) == 0 {
+            return Err(NeurofitError::shape(
+                format!("features of area `{}`", a.area),
+                "0 features",
+                "at least 1 feature per stimulus and step",
+            ));
+        }
+        if !areas.insert(a.area.as_str()) {
+            return Err(NeurofitError::Features(format!(
+                "area `{}` appears more than once; expected one entry per area",
+                a.area
+            )));
+        }
     }
-    let pos: HashMap<&str, usize> = features
-        .stimulus_id
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
+    // A repeated id would silently take one of its rows for the stimulus.
+    let mut pos: HashMap<&str, usize> = HashMap::with_capacity(n);
+    for (i, s) in features.stimulus_id.iter().enumerate() {
+        if let Some(first) = pos.insert(s.as_str(), i) {
+            return Err(NeurofitError::Features(format!(
+                "stimulus id `{s}` labels rows {first} and {i}; expected one row per stimulus"
+            )));
+        }
+    }
     let mut missing = Vec::new();
     let rows: Vec<usize> = stimulus_id
         .iter()

@@ -367,3 +367,45 @@ fn more_components_than_features_is_a_warning() {
         r.warnings
     );
 }
+
+/// A stimulus id given twice in the features (one of its rows would be scored as that stimulus)
+/// and an area name given twice (its second track would replace the first in the report) are
+/// errors naming the repeat.
+#[test]
+fn repeated_feature_stimuli_and_areas_are_errors() {
+    let (mut f, a) = planted();
+    f.stimulus_id.push("im0".into());
+    for area in &mut f.areas {
+        let other = area.data.select(Axis(0), &[5]);
+        area.data.append(Axis(0), other.view()).unwrap();
+    }
+    let e = score(&f, &a, &cfg(Regression::Pls { components: 4 })).unwrap_err();
+    assert!(
+        matches!(e, NeurofitError::Features(_)) && e.to_string().contains("`im0`"),
+        "{e}"
+    );
+    let (mut f, a) = planted();
+    f.areas[1].area = "good".into();
+    let e = score(&f, &a, &cfg(Regression::Pls { components: 4 })).unwrap_err();
+    assert!(
+        matches!(e, NeurofitError::Features(_)) && e.to_string().contains("`good`"),
+        "{e}"
+    );
+}
+
+/// An area with no feature columns is a mistake upstream, not a bin without a score.
+#[test]
+fn an_area_without_features_is_an_error() {
+    let (mut f, a) = planted();
+    f.areas[0].data = Array3::zeros((N_STIM, 0, STEPS));
+    for regression in [
+        Regression::Pls { components: 4 },
+        Regression::Ridge { alphas: vec![1.0] },
+    ] {
+        let e = score(&f, &a, &cfg(regression)).unwrap_err();
+        assert!(
+            matches!(e, NeurofitError::Shape { .. }) && e.to_string().contains("0 features"),
+            "{e}"
+        );
+    }
+}
