@@ -23,6 +23,9 @@ use crate::validate;
 /// Random halvings averaged per split-half ceiling.
 pub const CEILING_HALVINGS: usize = 10;
 
+/// Fewest held-out stimuli a split may test: over 2 a Pearson r is always ±1.
+pub const MIN_TEST_STIMULI: usize = 3;
+
 /// How to fit; `Default` is the SPEC §7 protocol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -190,6 +193,14 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
         .collect::<Result<_>>()?;
 
     let splits = stratified_splits(&stim.object_name, cfg.splits, cfg.test_fraction, cfg.seed)?;
+    // Two points always correlate at ±1, so a held-out r over fewer than 3 stimuli is no score.
+    let fewest_test = splits.iter().map(|s| s.test.len()).min().unwrap_or(0);
+    if fewest_test < MIN_TEST_STIMULI {
+        return Err(NeurofitError::Splits(format!(
+            "a split tests {fewest_test} of the {} stimuli; a held-out Pearson r needs at least              {MIN_TEST_STIMULI} (raise test_fraction or record more stimuli)",
+            stim.stimulus_id.len()
+        )));
+    }
 
     let n_neur = asm.num_neuroids();
     // Each area with its features (`areas` above pairs it with its steps).

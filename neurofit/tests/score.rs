@@ -409,3 +409,29 @@ fn an_area_without_features_is_an_error() {
         );
     }
 }
+
+/// With 12 stimuli a 10 % test set holds 2, over which every r is ±1: refused, not scored.
+#[test]
+fn a_test_set_of_two_stimuli_is_an_error() {
+    let (f, a) = planted();
+    let keep: Vec<usize> = (0..N_STIM * REPS).filter(|r| r % N_STIM < 12).collect();
+    let mut few = a.clone();
+    few.data = a.data.select(Axis(0), &keep);
+    let pick = |v: &[String]| keep.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
+    few.presentations.stimulus_id = pick(&a.presentations.stimulus_id);
+    few.presentations.object_name = pick(&a.presentations.object_name);
+    few.presentations.repetition = keep
+        .iter()
+        .map(|&r| a.presentations.repetition[r])
+        .collect();
+    let e = score(&f, &few, &cfg(Regression::Pls { components: 4 })).unwrap_err();
+    assert!(
+        matches!(e, NeurofitError::Splits(ref m) if m.contains("tests 2 of the 12")),
+        "{e}"
+    );
+    let three = FitConfig {
+        test_fraction: 0.25,
+        ..cfg(Regression::Pls { components: 4 })
+    };
+    assert!(score(&f, &few, &three).is_ok());
+}
