@@ -72,8 +72,9 @@ pub struct OstReport {
     pub solved_by_model: usize,
 }
 
-/// OSTs from `features` (`[image, feature, bin]`), class `labels`, per-image `reference_ost_ms`
-/// (`NaN`: unsolved by the reference) and per-image d′ `thresholds`, over `bins`.
+/// OSTs from `features` (`[image, feature, bin]`, finite), class `labels`, per-image
+/// `reference_ost_ms` (`NaN`: unsolved by the reference) and per-image d′ `thresholds` (finite),
+/// over `bins`.
 pub fn object_solution_times(
     features: ArrayView3<'_, f32>,
     labels: &[usize],
@@ -97,6 +98,19 @@ pub fn object_solution_times(
     }
     if p == 0 || nb == 0 {
         return bad("features have no columns or no bins".into());
+    }
+    // A non-finite feature turns its bin's d′ to 0 and a NaN threshold is never reached: both
+    // would pass as images the model does not solve.
+    if let Some(j) = thresholds.iter().position(|t| !t.is_finite()) {
+        return bad(format!(
+            "image {j} has threshold d′ {}; expected a finite d′",
+            thresholds[j]
+        ));
+    }
+    if let Some(((j, f, b), v)) = features.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return bad(format!(
+            "image {j} has feature {f} = {v} in bin {b}; expected finite features"
+        ));
     }
     let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
     let present = (0..classes).filter(|c| labels.contains(c)).count();
@@ -532,5 +546,27 @@ mod tests {
         };
         assert!(object_solution_times(x.view(), &labels, &r, &r, &bins, &big).is_err());
         assert!(object_solution_times(x.view(), &labels, &r, &r, &bins, &o).is_ok());
+    }
+
+    /// A NaN feature made every d′ of its bin 0 and a NaN threshold is never reached: both passed
+    /// as images the model does not solve.
+    #[test]
+    fn non_finite_features_and_thresholds_are_errors_naming_the_image() {
+        let mut x = Array3::<f32>::from_shape_fn((6, 2, 3), |(i, j, b)| (i * 3 + j + b) as f32);
+        let bins = TimeBin::uniform(0.0, 30.0, 10.0);
+        let labels = vec![0, 1, 0, 1, 0, 1];
+        let r = vec![1.0; 6];
+        let o = OstOptions {
+            folds: 3,
+            ..OstOptions::default()
+        };
+        assert!(object_solution_times(x.view(), &labels, &r, &r, &bins, &o).is_ok());
+        let mut t = r.clone();
+        t[4] = f32::NAN;
+        let e = object_solution_times(x.view(), &labels, &r, &t, &bins, &o).unwrap_err();
+        assert!(e.to_string().contains("image 4"), "{e}");
+        x[[2, 1, 0]] = f32::INFINITY;
+        let e = object_solution_times(x.view(), &labels, &r, &r, &bins, &o).unwrap_err();
+        assert!(e.to_string().contains("image 2"), "{e}");
     }
 }
