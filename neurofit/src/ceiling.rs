@@ -2,7 +2,7 @@
 //! each half, correlate the two half-means over stimuli per neuroid, correct with Spearman–Brown
 //! (`2r / (1 + r)`), and average over several random halvings.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Axis};
 use seeded_rng::Rng;
 
 use crate::error::{NeurofitError, Result};
@@ -12,7 +12,8 @@ use crate::stats::{pearson_columns, spearman_brown};
 ///
 /// `responses` is `[presentation, neuroid]`; `by_stimulus[s]` lists the presentations (rows) of
 /// stimulus `s`, each needing at least 2. The result is the mean over `halvings` random halvings
-/// (NaN where a neuroid's halves never vary).
+/// (NaN where a neuroid's halves never vary). A stimulus whose half has no finite trial is left
+/// out of that halving's correlation for that neuroid.
 pub fn split_half_ceiling(
     responses: ArrayView2<'_, f32>,
     by_stimulus: &[Vec<usize>],
@@ -59,7 +60,25 @@ pub fn split_half_ceiling(
             mean_rows_into(responses, &rows[..half], a.row_mut(s));
             mean_rows_into(responses, &rows[half..], b.row_mut(s));
         }
-        for (j, r) in pearson_columns(a.view(), b.view()).into_iter().enumerate() {
+        for (j, mut r) in pearson_columns(a.view(), b.view()).into_iter().enumerate() {
+            // A half without a finite trial of some stimulus (a missing trial, which the NaN
+            // policy keeps) would cost the neuroid this halving, and with two repetitions every
+            // halving: correlate over the stimuli both halves have instead.
+            if r.is_nan() {
+                let both: Vec<usize> = (0..n_stim)
+                    .filter(|&s| a[[s, j]].is_finite() && b[[s, j]].is_finite())
+                    .collect();
+                if both.len() < n_stim {
+                    let (ha, hb) = (
+                        a.column(j).select(Axis(0), &both),
+                        b.column(j).select(Axis(0), &both),
+                    );
+                    r = pearson_columns(
+                        ha.view().insert_axis(Axis(1)),
+                        hb.view().insert_axis(Axis(1)),
+                    )[0];
+                }
+            }
             let c = spearman_brown(r, 2.0);
             if c.is_finite() {
                 sum[j] += c;
@@ -156,6 +175,19 @@ mod tests {
             matches!(err, NeurofitError::TooFewRepetitions { ref stimulus_id, count: 1 } if stimulus_id == "im3"),
             "{err}"
         );
+    }
+
+    /// With two repetitions every halving puts a missing trial alone in a half; the neuroid keeps
+    /// a ceiling from the other stimuli instead of none.
+    #[test]
+    fn a_missing_trial_leaves_its_stimulus_out_of_the_correlation() {
+        let (mut x, by) = synthetic(400, 2, &[0.5, 0.5], 3);
+        let ids: Vec<String> = (0..by.len()).map(|i| i.to_string()).collect();
+        let whole = split_half_ceiling(x.view(), &by, &ids, 4, 5).unwrap();
+        x[[by[7][1], 0]] = f32::NAN;
+        let c = split_half_ceiling(x.view(), &by, &ids, 4, 5).unwrap();
+        assert!((c[0] - whole[0]).abs() < 0.02, "{c:?} vs {whole:?}");
+        assert_eq!(c[1], whole[1]);
     }
 
     #[test]
