@@ -24,7 +24,8 @@ pub enum StepToBin {
     /// Every bin uses each area's last step.
     Uniform,
     /// One combined track: bins are split into as many contiguous, equal groups as there are areas and
-    /// the `i`-th group uses area `i`'s last step (earlier bins, shallower areas).
+    /// the `i`-th group uses area `i`'s last step (earlier bins, shallower areas); it needs at least
+    /// as many bins as areas.
     Graded,
 }
 
@@ -127,6 +128,13 @@ pub fn plan(map: &StepToBin, bins: &[TimeBin], areas: &[(String, usize)]) -> Res
             .collect(),
         StepToBin::Graded => {
             let n_bins = bins.len();
+            // With fewer bins than areas a group would be empty and its area never fitted.
+            if n_bins < areas.len() {
+                return Err(NeurofitError::TimeMap(format!(
+                    "a graded map gives each of the {} areas a group of bins, but the recordings                      have {n_bins} bin(s)",
+                    areas.len()
+                )));
+            }
             let maps = (0..n_bins)
                 .map(|b| {
                     let a = b * areas.len() / n_bins;
@@ -205,6 +213,8 @@ mod tests {
         assert_eq!(t.len(), 1);
         let used: Vec<(usize, usize)> = t[0].maps.iter().map(|m| (m.area, m.step)).collect();
         assert_eq!(used, vec![(0, 0), (0, 0), (1, 1), (1, 1), (2, 2), (2, 2)]);
+        let e = plan(&StepToBin::Graded, &bins[..2], &a).unwrap_err();
+        assert!(e.to_string().contains("3 areas"), "{e}");
     }
 
     #[test]
