@@ -178,6 +178,18 @@ impl Regression {
     }
 }
 
+/// An error naming the first non-finite entry of `m` (`what`: the array). A NaN or infinity makes
+/// PLS find no component and ridge's SVD fail or no penalty fit, errors that blame the data's
+/// variance or the penalties instead.
+pub(crate) fn check_finite(what: &str, m: ArrayView2<'_, f64>) -> Result<()> {
+    match m.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        Some(((i, j), v)) => Err(NeurofitError::Regression(format!(
+            "{what} holds {v} at [{i}, {j}]; expected finite values"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Moore–Penrose pseudo-inverse with scipy's default cut-off (`s > max(m, n) · eps · s_max`), so PLS
 /// matches scikit-learn even when its small `Pᵀ W` is near singular.
 pub(crate) fn pinv(a: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
@@ -245,6 +257,38 @@ mod tests {
         let p = pinv(a.view()).unwrap();
         let apa = a.dot(&p).dot(&a);
         assert!((&apa - &a).iter().all(|d| d.abs() < 1e-10), "{apa:?}");
+    }
+
+    #[test]
+    fn non_finite_training_data_is_an_error_naming_the_entry() {
+        let x = Array2::from_shape_fn((20, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f64);
+        let y = Array2::from_shape_fn((20, 2), |(i, j)| ((i * 5 + j) % 7) as f64);
+        for reg in [
+            Regression::Pls { components: 3 },
+            Regression::Ridge { alphas: vec![1.0] },
+        ] {
+            assert!(reg.fit_predict(x.view(), y.view(), x.view()).is_ok());
+            let mut bad_x = x.clone();
+            bad_x[[3, 1]] = f64::NAN;
+            let e = reg
+                .fit_predict(bad_x.view(), y.view(), x.view())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("features") && e.contains("[3, 1]"),
+                "{reg:?}: {e}"
+            );
+            let mut bad_y = y.clone();
+            bad_y[[2, 0]] = f64::INFINITY;
+            let e = reg
+                .fit_predict(x.view(), bad_y.view(), x.view())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("targets") && e.contains("[2, 0]"),
+                "{reg:?}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
-use super::{pinv, LinearMap};
+use super::{check_finite, pinv, LinearMap};
 use crate::error::{NeurofitError, Result};
 
 /// scikit-learn's defaults for the inner power iteration.
@@ -36,6 +36,8 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, components: usize) ->
         ));
     }
     let k_max = components_to_fit(n, p, t, components)?;
+    check_finite("PLS features", x)?;
+    check_finite("PLS targets", y)?;
     let x_mean = x
         .mean_axis(Axis(0))
         .ok_or_else(|| NeurofitError::Regression("empty X".into()))?;

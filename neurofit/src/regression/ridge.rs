@@ -9,7 +9,7 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use ndarray_linalg::{JobSvd, SVDDC};
 
-use super::LinearMap;
+use super::{check_finite, LinearMap};
 use crate::error::{NeurofitError, Result};
 
 /// A fitted ridge map.
@@ -43,6 +43,8 @@ pub fn fit(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, alphas: &[f64]) -> Re
             reason: format!("need at least one finite alpha > 0, got {alphas:?}"),
         });
     }
+    check_finite("ridge features", x)?;
+    check_finite("ridge targets", y)?;
     let x_mean = x
         .mean_axis(Axis(0))
         .ok_or_else(|| NeurofitError::Regression("empty X".into()))?;
