@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenUnicode};
+use hdf5::types::{FixedAscii, FixedUnicode, FloatSize, TypeDescriptor, VarLenUnicode};
 use hdf5::{Dataset, Group};
 
 use crate::error::{NeurofitError, Result};
@@ -86,6 +86,32 @@ pub(crate) fn read_strings(ds: &Dataset, name: &str, path: &Path) -> Result<Vec<
         .into_iter()
         .map(|s| s.trim_end_matches('\0').to_string())
         .collect())
+}
+
+/// A variable's values as float32, whatever its numeric type. HDF5 turns a float64 beyond
+/// float32's range into an infinity, which the NaN policy would take for a missing trial and skip:
+/// such a value is refused, naming where it is in the flattened variable.
+pub(crate) fn read_f32(ds: &Dataset, name: &str, path: &Path) -> Result<Vec<f32>> {
+    let what = format!("reading `{name}` as float32");
+    let wide = matches!(
+        ds.dtype().and_then(|t| t.to_descriptor()),
+        Ok(TypeDescriptor::Float(FloatSize::U8))
+    );
+    if !wide {
+        return ds.read_raw::<f32>().map_err(h5err(path, &what));
+    }
+    let v = ds.read_raw::<f64>().map_err(h5err(path, &what))?;
+    if let Some((i, x)) = v
+        .iter()
+        .enumerate()
+        .find(|(_, x)| x.is_finite() && (**x as f32).is_infinite())
+    {
+        return Err(file_err(
+            path,
+            format!("`{name}` holds {x:e} at flat index {i}, beyond float32's range"),
+        ));
+    }
+    Ok(v.into_iter().map(|x| x as f32).collect())
 }
 
 /// A 1-D list of numbers, converted by HDF5 from whatever integer or float type the file uses.

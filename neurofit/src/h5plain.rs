@@ -23,7 +23,9 @@ use ndarray::{Array3, IxDyn};
 
 use crate::assembly::{Assembly, Neuroids, Presentations, TimeBin};
 use crate::error::{NeurofitError, Result};
-use crate::h5io::{file_err, h5err, open_dataset, read_f64, read_i64, read_strings, vlen_strings};
+use crate::h5io::{
+    file_err, h5err, open_dataset, read_f32, read_f64, read_i64, read_strings, vlen_strings,
+};
 use crate::netcdf::tmp_path;
 use crate::validate::check_shape;
 
@@ -51,9 +53,7 @@ fn read_here(path: &Path) -> Result<Assembly> {
     }
     let ds = open_dataset(&file, "data", path)?;
     let shape = ds.shape();
-    let raw = ds
-        .read_raw::<f32>()
-        .map_err(h5err(path, "reading /data as float32"))?;
+    let raw = read_f32(&ds, "data", path)?;
     let arr = ndarray::ArrayD::from_shape_vec(IxDyn(&shape), raw)
         .map_err(|e| file_err(path, format!("/data: {e}")))?;
     let data: Array3<f32> = match shape.len() {

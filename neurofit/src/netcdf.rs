@@ -23,7 +23,9 @@ use ndarray::{Array3, ArrayD, IxDyn};
 
 use crate::assembly::{Assembly, Neuroids, Presentations, TimeBin};
 use crate::error::{NeurofitError, Result};
-use crate::h5io::{file_err, h5err, open_dataset, read_f64, read_i64, read_strings, vlen_strings};
+use crate::h5io::{
+    file_err, h5err, open_dataset, read_f32, read_f64, read_i64, read_strings, vlen_strings,
+};
 use crate::validate::check_shape;
 
 /// Bin assumed for a recording without a time dimension and without time-bin variables.
@@ -85,9 +87,7 @@ fn read_variable_here(path: &Path, variable: Option<&str>) -> Result<Assembly> {
             "data variable `{name}` has dimensions {dims:?} (shape {shape:?}); expected presentation × neuroid (× time_bin) and nothing else"
         )));
     }
-    let raw = ds
-        .read_raw::<f32>()
-        .map_err(h5err(path, &format!("reading `{name}` as float32")))?;
+    let raw = read_f32(&ds, &name, path)?;
     let arr = ArrayD::from_shape_vec(IxDyn(&shape), raw)
         .map_err(|e| file_err(path, format!("`{name}`: {e}")))?;
     let mut order = vec![p_ax, n_ax];

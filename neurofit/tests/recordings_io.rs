@@ -218,6 +218,34 @@ fn missing_coordinates_and_mismatched_lengths_are_named() {
     assert!(netcdf::read(&dir.path().join("absent.nc")).is_err());
 }
 
+/// Float64 responses are read as float32; one beyond float32's range became an infinity, which the
+/// NaN policy then skipped as a missing trial: refused instead, while in-range float64 data reads.
+#[test]
+fn float64_responses_beyond_float32_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("wide.h5");
+    let a = sample();
+    let write_data = |values: ndarray::Array3<f64>| {
+        h5plain::write(&p, &a).unwrap();
+        let f = hdf5::File::open_rw(&p).unwrap();
+        f.unlink("data").unwrap();
+        f.new_dataset_builder()
+            .with_data(&values)
+            .create("data")
+            .unwrap();
+    };
+    write_data(a.data.mapv(f64::from));
+    assert_eq!(h5plain::read(&p).unwrap(), a);
+    let mut huge = a.data.mapv(f64::from);
+    huge[[1, 2, 0]] = 1e300;
+    write_data(huge);
+    let e = h5plain::read(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("1e300") && e.contains("flat index 10") && e.contains("float32"),
+        "{e}"
+    );
+}
+
 fn write_nc(path: &Path, a: &Assembly) -> neurofit::Result<()> {
     netcdf::write(path, a, "rates")
 }
