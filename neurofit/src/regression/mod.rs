@@ -268,22 +268,20 @@ mod tests {
             Regression::Ridge { alphas: vec![1.0] },
         ] {
             assert!(reg.fit_predict(x.view(), y.view(), x.view()).is_ok());
-            let mut bad_x = x.clone();
+            let err = |x: &Array2<f64>, y: &Array2<f64>| {
+                reg.fit_predict(x.view(), y.view(), x.view())
+                    .unwrap_err()
+                    .to_string()
+            };
+            let (mut bad_x, mut bad_y) = (x.clone(), y.clone());
             bad_x[[3, 1]] = f64::NAN;
-            let e = reg
-                .fit_predict(bad_x.view(), y.view(), x.view())
-                .unwrap_err()
-                .to_string();
+            bad_y[[2, 0]] = f64::INFINITY;
+            let e = err(&bad_x, &y);
             assert!(
                 e.contains("features") && e.contains("[3, 1]"),
                 "{reg:?}: {e}"
             );
-            let mut bad_y = y.clone();
-            bad_y[[2, 0]] = f64::INFINITY;
-            let e = reg
-                .fit_predict(x.view(), bad_y.view(), x.view())
-                .unwrap_err()
-                .to_string();
+            let e = err(&x, &bad_y);
             assert!(
                 e.contains("targets") && e.contains("[2, 0]"),
                 "{reg:?}: {e}"
