@@ -2,7 +2,7 @@
 //!
 //! Refused (an error naming the problem): coordinate lengths that differ from the data's axes,
 //! malformed time bins (non-finite, `start >= end`, not increasing), a stimulus labelled with two
-//! objects, and an assembly left with no usable neuroid.
+//! objects, a neuroid id given twice, and an assembly left with no usable neuroid.
 //! Repaired and reported: a non-finite response (NaN/inf) is a missing trial. Repetitions are
 //! averaged over the finite ones (Brain-Score averages with `mean(skipna=True)`), so a neuroid
 //! keeps its stimuli as long as each stimulus has a finite repetition in each bin; a neuroid
@@ -94,6 +94,15 @@ pub fn check_shape(a: &Assembly) -> Result<()> {
                 bin.start_ms,
                 i - 1,
                 a.bins[i - 1].start_ms
+            )));
+        }
+    }
+    // Reports list neuroids by id, and a site given twice would count twice in every median.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (j, id) in a.neuroids.neuroid_id.iter().enumerate() {
+        if let Some(first) = seen.insert(id, j) {
+            return Err(NeurofitError::Assembly(format!(
+                "neuroid_id `{id}` names neuroids {first} and {j}; expected one id per neuroid"
             )));
         }
     }
@@ -280,6 +289,14 @@ pub(crate) mod tests {
             check_shape(&a),
             Err(NeurofitError::InconsistentObject { .. })
         ));
+    }
+
+    #[test]
+    fn a_repeated_neuroid_id_is_an_error_naming_it() {
+        let mut a = tiny();
+        a.neuroids.neuroid_id[2] = "n0".into();
+        let e = check_shape(&a).unwrap_err().to_string();
+        assert!(e.contains("`n0`") && e.contains("0 and 2"), "{e}");
     }
 
     #[test]
