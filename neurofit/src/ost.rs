@@ -72,7 +72,8 @@ pub struct OstReport {
     pub solved_by_model: usize,
 }
 
-/// OSTs from `features` (`[image, feature, bin]`, finite), class `labels`, per-image
+/// OSTs from `features` (`[image, feature, bin]`, finite), class `labels` (at least 2 images of
+/// each class present), per-image
 /// `reference_ost_ms` (`NaN`: unsolved by the reference) and per-image d′ `thresholds` (finite),
 /// over `bins`.
 pub fn object_solution_times(
@@ -116,6 +117,14 @@ pub fn object_solution_times(
     let present = (0..classes).filter(|c| labels.contains(c)).count();
     if present < 2 {
         return bad("at least two classes are needed".into());
+    }
+    // A class's only image, when held out, has no image of its class to train on: it would be
+    // reported unsolved whatever the features.
+    if let Some(c) = (0..classes).find(|&c| labels.iter().filter(|&&l| l == c).count() == 1) {
+        return bad(format!(
+            "class {c} has 1 image; each class needs at least 2, one to train on while the other \
+             is held out"
+        ));
     }
     if opts.folds < 2 || opts.folds > n {
         return bad(format!(
@@ -540,6 +549,10 @@ mod tests {
         assert!(object_solution_times(x.view(), &labels[..5], &r, &r, &bins, &o).is_err());
         assert!(object_solution_times(x.view(), &labels, &r, &r, &bins[..2], &o).is_err());
         assert!(object_solution_times(x.view(), &[0; 6], &r, &r, &bins, &o).is_err());
+        let e = object_solution_times(x.view(), &[0, 1, 0, 1, 0, 2], &r, &r, &bins, &o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("class 2 has 1 image"), "{e}");
         let big = OstOptions {
             folds: 7,
             ..o.clone()
