@@ -84,6 +84,17 @@ pub enum ImportError {
         /// Why our model relies on that value.
         why: &'static str,
     },
+    /// A variable holds NaN or an infinity: a diverged or damaged model, whose every output would
+    /// be NaN (and every evaluation a silent 0 %).
+    #[error("checkpoint variable {variable} holds {value} at element {index}; a usable model has only finite weights (was it saved after training diverged?)")]
+    NonFinite {
+        /// The checkpoint variable.
+        variable: String,
+        /// The first non-finite element (flat, in TensorFlow's layout).
+        index: usize,
+        /// Its value.
+        value: f32,
+    },
     /// A spec feature with no counterpart in the released checkpoints.
     #[error("area `{area}`: {what} has no counterpart in the released checkpoints")]
     Unsupported {

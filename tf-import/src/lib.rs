@@ -7,7 +7,8 @@
 //! hold their values, reads the decoder's temperature and threshold into the spec, and skips the
 //! optimiser's momentum slots and the step counter. Anything that does not line up — a variable
 //! missing, renamed, of the wrong shape, or left over — fails the import with an error naming
-//! every such variable; nothing is loaded unless everything matches.
+//! every such variable; so does a NaN or infinite value. Nothing is loaded unless everything
+//! matches.
 //!
 //! `tests/parity.rs` runs imported models against what the reference code computes
 //! (`tests/reference/`, made by running the official code under TensorFlow 2).
@@ -134,20 +135,25 @@ pub fn import(
             }
         }
     }
-    for (v, _) in &plan.constants {
+    let decoder = format!("the `{}` decoder", spec.decoder.name());
+    let scalars = plan
+        .constants
+        .iter()
+        .map(|(v, _)| (v, "a constant of the reference"))
+        .chain(plan.decoder.iter().map(|(v, _)| (v, decoder.as_str())));
+    for (v, fills) in scalars {
         used.insert(v);
-        if !ckpt.contains(v) {
-            mismatch
-                .missing
-                .push((v.clone(), "a constant of the reference".into()));
-        }
-    }
-    for (v, _) in &plan.decoder {
-        used.insert(v);
-        if !ckpt.contains(v) {
-            mismatch
-                .missing
-                .push((v.clone(), format!("the `{}` decoder", spec.decoder.name())));
+        match ckpt.info(v) {
+            // The reference stores these as shape [1]; an empty one would check nothing (or set
+            // the decoder to NaN) and a longer one would have all but its first value ignored.
+            Some(info) if info.numel() != Some(1) => mismatch.wrong_shape.push(ShapeMismatch {
+                variable: v.clone(),
+                parameter: fills.to_string(),
+                expected: vec![1],
+                found: info.shape.iter().map(|&d| d.max(0) as usize).collect(),
+            }),
+            Some(_) => {}
+            None => mismatch.missing.push((v.clone(), fills.to_string())),
         }
     }
     let mut skipped = Vec::new();
@@ -175,7 +181,7 @@ pub fn import(
         let mut blocks = Vec::with_capacity(b.tf.len());
         for v in &b.tf {
             let t = ckpt.read(v)?;
-            blocks.push((t.shape().to_vec(), t.to_f32()?));
+            blocks.push((t.shape().to_vec(), finite(v, t.to_f32()?)?));
         }
         let data = join_channels(blocks);
         let dims = ours.dims().to_vec();
@@ -202,7 +208,7 @@ pub fn import(
         }
     }
     for (v, field) in &plan.decoder {
-        let value = ckpt.read(v)?.to_f32()?.first().copied().unwrap_or(f32::NAN);
+        let value = finite(v, ckpt.read(v)?.to_f32()?)?[0];
         set_decoder(&mut model.spec.decoder, *field, value);
     }
     for (param, value) in loaded {
@@ -218,6 +224,18 @@ pub fn import(
             training_state_skipped: skipped,
         },
     })
+}
+
+/// `values` of `variable`, refused if any is NaN or infinite.
+fn finite(variable: &str, values: Vec<f32>) -> Result<Vec<f32>, ImportError> {
+    match values.iter().position(|x| !x.is_finite()) {
+        Some(index) => Err(ImportError::NonFinite {
+            variable: variable.to_string(),
+            index,
+            value: values[index],
+        }),
+        None => Ok(values),
+    }
 }
 
 fn set_decoder(d: &mut Decoder, field: DecoderField, value: f32) {
