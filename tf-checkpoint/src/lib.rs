@@ -269,17 +269,20 @@ impl Checkpoint {
             tensors.insert(name, info);
         }
         let num_shards = header.num_shards;
-        let shards: Vec<PathBuf> = (0..num_shards)
-            .map(|i| with_suffix(&prefix, &format!(".data-{i:05}-of-{num_shards:05}")))
-            .collect();
-        for (i, shard) in shards.iter().enumerate() {
+        // Checked as they are named, not after: a header claiming billions of shards (the count
+        // is not bounded by anything else in the index) must fail on its first missing shard,
+        // not first allocate a path for each.
+        let mut shards = Vec::new();
+        for i in 0..num_shards {
+            let shard = with_suffix(&prefix, &format!(".data-{i:05}-of-{num_shards:05}"));
             if !shard.is_file() {
                 return Err(Error::MissingShard {
-                    path: shard.clone(),
-                    shard: i as u32,
+                    path: shard,
+                    shard: i,
                     num_shards,
                 });
             }
+            shards.push(shard);
         }
         Ok(Checkpoint {
             index_path,
@@ -585,6 +588,23 @@ mod tests {
         let err = Checkpoint::open(&p).expect_err("bad entry");
         assert!(
             matches!(&err, Error::Proto { what, .. } if what.contains("bad")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_header_claiming_billions_of_shards_fails_on_the_first_missing_one() {
+        let (_d, p) = bundle(Some(encode_header(i32::MAX as u32)), &[], &[]);
+        let err = Checkpoint::open(&p).expect_err("no such shards");
+        assert!(
+            matches!(
+                &err,
+                Error::MissingShard {
+                    shard: 0,
+                    num_shards: 0x7fff_ffff,
+                    ..
+                }
+            ),
             "{err}"
         );
     }
