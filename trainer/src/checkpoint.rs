@@ -357,8 +357,8 @@ impl Checkpoint {
         Ok(model)
     }
 
-    /// Overwrites `params` with the checkpoint's weights; names and shapes must match exactly and
-    /// nothing is assigned unless everything matches.
+    /// Overwrites `params` with the checkpoint's weights; names and shapes must match exactly,
+    /// every value must be finite, and nothing is assigned unless all of it holds.
     pub fn load_params_into(&self, params: &ParamStore) -> Result<()> {
         let bad = |msg: String| Error::checkpoint(&self.path, msg);
         let in_file: BTreeMap<&str, &Tensor> =
@@ -384,6 +384,14 @@ impl Checkpoint {
                     "parameter `{name}` has shape {} in the file but {} in the model",
                     t.shape(),
                     p.shape()
+                )));
+            }
+            // Training never saves such weights (`fit` stops first), so this is a foreign or
+            // edited file; loaded, its NaN logits would score as an accuracy of 0, not an error.
+            if let Some(x) = t.to_vec()?.into_iter().find(|x| !x.is_finite()) {
+                return Err(bad(format!(
+                    "parameter `{name}` holds {x}; a usable model has only finite weights (was it \
+                     saved after training diverged?)"
                 )));
             }
         }
@@ -570,6 +578,25 @@ mod tests {
         std::fs::write(&text, b"hello, this is some text").unwrap();
         let err = Checkpoint::read(&text).unwrap_err().to_string();
         assert!(err.contains("not a safetensors checkpoint"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_naming_the_parameter() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, model, opt) = setup();
+        let (name, p) = model.params.iter().nth(1).unwrap();
+        let mut values = p.to_vec().unwrap();
+        values[0] = f32::NAN;
+        p.assign(&Tensor::from_vec(values, p.dims().to_vec(), Device::Cpu).unwrap())
+            .unwrap();
+        let path = dir.path().join(LATEST);
+        save(&path, &config, &Progress::default(), &model, &opt).unwrap();
+        let ck = Checkpoint::read(&path).unwrap();
+        let err = ck.model(Device::Cpu).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("parameter `{name}` holds NaN")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -153,7 +153,7 @@ fn a_diverged_run_keeps_only_a_finite_checkpoint_and_says_so_truly() {
 }
 
 #[test]
-fn a_checkpoint_whose_model_outputs_nan_scores_zero_not_one_hundred_percent() {
+fn a_checkpoint_with_nan_weights_is_refused_not_scored() {
     let data = tempfile::tempdir().unwrap();
     write_squares(data.path(), 32, 20, 2);
     let mut cfg = config(data.path());
@@ -171,9 +171,16 @@ fn a_checkpoint_whose_model_outputs_nan_scores_zero_not_one_hundred_percent() {
     let opt = trainer::Optimizer::new(cfg.optimizer.clone()).unwrap();
     let bad = out.path().join("diverged.safetensors");
     checkpoint::save(&bad, &ck.config, &ck.progress, &model, &opt).unwrap();
-    let ev = trainer::evaluate_checkpoint(&bad, None, None, Device::Cpu).unwrap();
-    assert_eq!((ev.top1, ev.top5), (0.0, 0.0));
-    assert!(ev.top1_per_step.iter().all(|&a| a == 0.0), "{ev:?}");
+    // Scored, every image would be a miss (NaN logits rank nowhere): a 0 % that reads as a
+    // result. The weights are refused instead, naming the first parameter.
+    let err = trainer::evaluate_checkpoint(&bad, None, None, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    let (first, _) = model.params.iter().next().unwrap();
+    assert!(
+        err.contains(&format!("parameter `{first}` holds NaN")) && err.contains("diverged"),
+        "{err}"
+    );
 }
 
 #[test]
