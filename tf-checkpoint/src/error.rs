@@ -30,6 +30,14 @@ pub enum Error {
         /// The index path tried.
         path: PathBuf,
     },
+    /// A directory was given that holds several `.index` files: which checkpoint is meant?
+    #[error("{dir} holds {} checkpoint indexes ({}); give the prefix of the one to read (the path without .index)", .found.len(), list(.found))]
+    AmbiguousIndex {
+        /// The directory.
+        dir: PathBuf,
+        /// The prefixes of the checkpoints found, sorted.
+        found: Vec<PathBuf>,
+    },
     /// A data shard the index refers to is absent.
     #[error("checkpoint data shard {shard} of {num_shards} is missing: {path}")]
     MissingShard {
@@ -188,6 +196,19 @@ pub enum Error {
         /// What the tensor holds.
         actual: crate::DType,
     },
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .unwrap_or(p.as_os_str())
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.join(", ")
 }
 
 /// Result alias.

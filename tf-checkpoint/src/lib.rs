@@ -206,7 +206,8 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Opens the checkpoint at `path`: its prefix (`dir/model.ckpt`), its `.index` file, or a
-    /// directory holding exactly one `.index` file. Every data shard must be present.
+    /// directory holding exactly one `.index` file (several are [`Error::AmbiguousIndex`]). Every
+    /// data shard must be present.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let prefix = resolve_prefix(path.as_ref())?;
         let index_path = with_suffix(&prefix, ".index");
@@ -431,10 +432,15 @@ fn resolve_prefix(path: &Path) -> Result<PathBuf> {
                 found.push(p.with_extension(""));
             }
         }
+        found.sort();
         return match found.len() {
-            1 => Ok(found.remove(0)),
-            _ => Err(Error::MissingIndex {
+            0 => Err(Error::MissingIndex {
                 path: path.join("model.ckpt.index"),
+            }),
+            1 => Ok(found.remove(0)),
+            _ => Err(Error::AmbiguousIndex {
+                dir: path.to_path_buf(),
+                found,
             }),
         };
     }

@@ -137,6 +137,24 @@ fn partitioned_variables_are_refused_by_name() {
     check_tensor(&ckpt, "plain", &expected()["sliced"]["plain"]);
 }
 
+#[test]
+fn a_directory_of_several_checkpoints_names_them_instead_of_picking_or_denying() {
+    let (dir, prefix) = copy_of("dtypes");
+    let index = prefix.with_extension("ckpt.index");
+    std::fs::copy(&index, dir.path().join("model.ckpt-500.index")).expect("copy");
+    let err = Checkpoint::open(dir.path()).expect_err("two checkpoints");
+    let Error::AmbiguousIndex { found, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(found, &[prefix.clone(), dir.path().join("model.ckpt-500")]);
+    let text = err.to_string();
+    assert!(
+        text.contains("model.ckpt, model.ckpt-500") && text.contains("2 checkpoint indexes"),
+        "{text}"
+    );
+    Checkpoint::open(&prefix).expect("a prefix still picks one");
+}
+
 /// A temp copy of one fixture checkpoint.
 fn copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
