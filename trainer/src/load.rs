@@ -161,7 +161,8 @@ pub fn load_spec(name_or_path: &str) -> Result<ModelSpec> {
 
 /// A spec JSON file, or a run folder's `spec.json`, parsed and validated (`--spec`: a path,
 /// never a preset name, so a mistyped path is reported as a missing file, not as an unknown
-/// preset). Every failure is an [`Error::SpecFile`] naming the file.
+/// preset); a run folder's must describe the model its checkpoint holds, if it has one. Every
+/// failure is an [`Error::SpecFile`] naming the file.
 pub fn read_spec_file(path: &Path) -> Result<ModelSpec> {
     let file = if path.is_dir() {
         path.join("spec.json")
@@ -182,6 +183,29 @@ pub fn read_spec_file(path: &Path) -> Result<ModelSpec> {
         serde_json::from_str(&text).map_err(|e| bad(format!("not a model spec: {e}")))?;
     spec.validate()
         .map_err(|e| bad(format!("not a valid model: {e}")))?;
+    // Every other tool reads a run folder's model from its checkpoint, so an edited or replaced
+    // spec.json would describe here another model than the one they evaluate.
+    if path.is_dir() {
+        if let Ok(ck) = checkpoint::resolve(path) {
+            let held = Checkpoint::read_config(&ck)
+                .map_err(|e| {
+                    bad(format!(
+                        "cannot be checked against the run's checkpoint: {e}"
+                    ))
+                })?
+                .model;
+            if held != spec {
+                return Err(bad(format!(
+                    "describes model `{}`, but the run's checkpoint {} holds `{}` with \
+                     another spec; one of them was edited or replaced (eval and neurofit use \
+                     the checkpoint's; name the file itself to take it as a new spec)",
+                    spec.name,
+                    ck.display(),
+                    held.name
+                )));
+            }
+        }
+    }
     Ok(spec)
 }
 
@@ -375,6 +399,24 @@ mod tests {
         let ck = dir.path().join(LATEST);
         save(&ck, &config, &Progress::default(), &model, &opt).unwrap();
         assert_eq!(load_spec(&ck.to_string_lossy()).unwrap(), spec);
+        assert_eq!(read_spec_file(dir.path()).unwrap(), spec, "they agree");
+        // A spec.json that no longer describes the run's checkpoint is refused, naming both.
+        let mut edited = spec.clone();
+        edited.name = "compact_gru_edited".into();
+        std::fs::write(
+            dir.path().join("spec.json"),
+            serde_json::to_string(&edited).unwrap(),
+        )
+        .unwrap();
+        let err = load_spec(&dir.path().to_string_lossy())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("compact_gru_edited")
+                && err.contains(LATEST)
+                && err.contains("`compact_gru`"),
+            "{err}"
+        );
         // Anything else is an unknown model, named once, with the presets listed.
         let err = load_spec("no_such_preset").unwrap_err();
         assert!(
