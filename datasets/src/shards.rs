@@ -23,6 +23,12 @@ use std::path::{Path, PathBuf};
 pub const INDEX_FILE: &str = "index.json";
 const FORMAT: &str = "webdataset";
 
+/// The largest class count [`ShardSet::scan`] infers from labels. Without an index the classes are
+/// `0..=max label`, so a single corrupt or hostile `.cls` ("99999999999", `u64::MAX`) would
+/// otherwise allocate a name for billions of classes or wrap the count to zero; labels above this
+/// stay per-sample errors (out of range), skipped and counted like any bad sample.
+const MAX_SCANNED_CLASSES: usize = 1 << 20;
+
 /// One shard file and how many samples it holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,10 +190,21 @@ impl ShardSet {
         } else {
             Self::scan(dir)?
         };
-        if index.is_empty() || index.classes.is_empty() {
+        if index.is_empty() {
             return Err(Error::invalid(
                 "shard directory",
                 format!("{} holds no samples", dir.display()),
+            ));
+        }
+        if index.classes.is_empty() {
+            return Err(Error::invalid(
+                "shard directory",
+                format!(
+                    "{} holds {} samples but no classes: no {INDEX_FILE} names them and no \
+                     sample has a .cls member holding a class number 0..{MAX_SCANNED_CLASSES}",
+                    dir.display(),
+                    index.len()
+                ),
             ));
         }
         Ok(ShardSet {
@@ -226,7 +243,7 @@ impl ShardSet {
                 if ext == "cls" {
                     let mut buf = Vec::new();
                     entry.read_to_end(&mut buf)?;
-                    if let Some(l) = parse_label(&buf) {
+                    if let Some(l) = parse_label(&buf).filter(|&l| l < MAX_SCANNED_CLASSES) {
                         max_label = max_label.max(Some(l));
                     }
                 }
@@ -638,24 +655,18 @@ mod tests {
         w.finish().unwrap();
         // A hand-made shard: a sample without .cls, one with a non-number, one out of range.
         let path = dir.path().join("s-000000.tar");
-        let mut b = tar::Builder::new(File::create(&path).unwrap());
-        for (name, data) in [
-            ("nolabel.jpg", &b"j"[..]),
-            ("word.jpg", b"j"),
-            ("word.cls", b"cat"),
-            ("far.jpg", b"j"),
-            ("far.cls", b"7"),
-            ("good.jpg", b"j"),
-            ("good.cls", b" 0\n"),
-        ] {
-            let mut h = tar::Header::new_ustar();
-            h.set_path(name).unwrap();
-            h.set_size(data.len() as u64);
-            h.set_cksum();
-            b.append(&h, data).unwrap();
-        }
-        b.finish().unwrap();
-        drop(b);
+        hand_made_shard(
+            &path,
+            &[
+                ("nolabel.jpg", b"j"),
+                ("word.jpg", b"j"),
+                ("word.cls", b"cat"),
+                ("far.jpg", b"j"),
+                ("far.cls", b"7"),
+                ("good.jpg", b"j"),
+                ("good.cls", b" 0\n"),
+            ],
+        );
         let set = ShardSet::open(dir.path()).unwrap();
         let mut results = Vec::new();
         let n = set
@@ -686,5 +697,60 @@ mod tests {
             })
             .unwrap_err();
         assert!(err.to_string().contains("s-000000.tar"), "{err}");
+    }
+
+    fn hand_made_shard(path: &Path, members: &[(&str, &[u8])]) {
+        let mut b = tar::Builder::new(File::create(path).unwrap());
+        for (name, data) in members {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(name).unwrap();
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.finish().unwrap();
+    }
+
+    #[test]
+    fn scanned_classes_survive_huge_and_missing_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        // u64::MAX + 1 used to wrap the class count to 0 ("holds no samples"); 99999999999 would
+        // have named 10^11 classes.
+        let max = u64::MAX.to_string();
+        hand_made_shard(
+            &dir.path().join("s-000000.tar"),
+            &[
+                ("a.jpg", b"j"),
+                ("a.cls", b"1"),
+                ("b.jpg", b"j"),
+                ("b.cls", max.as_bytes()),
+                ("c.jpg", b"j"),
+                ("c.cls", b"99999999999"),
+            ],
+        );
+        let set = ShardSet::open(dir.path()).unwrap();
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.classes(), ["0", "1"]);
+        let mut labels = Vec::new();
+        set.read_shard(0, &mut |_| true, &mut |_, r| {
+            labels.push(r.map(|r| r.label).map_err(|e| e.to_string()));
+            true
+        })
+        .unwrap();
+        assert_eq!(labels[0], Ok(1));
+        assert!(labels[1].as_ref().unwrap_err().contains("out of range"));
+        assert!(labels[2].as_ref().unwrap_err().contains("out of range"));
+
+        // Samples whose labels are all unusable ("-1" marks unlabelled images in some sets).
+        let unlabelled = tempfile::tempdir().unwrap();
+        hand_made_shard(
+            &unlabelled.path().join("s-000000.tar"),
+            &[("a.jpg", b"j"), ("a.cls", b"-1"), ("b.jpg", b"j")],
+        );
+        let err = ShardSet::open(unlabelled.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("holds 2 samples but no classes") && err.contains(".cls"),
+            "{err}"
+        );
     }
 }
