@@ -52,10 +52,24 @@ impl BuildCtx<'_> {
         dims: &[usize],
         mut f: impl FnMut(&mut Rng) -> f32,
     ) -> Result<Tensor> {
-        let n: usize = dims.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| f(self.rng)).collect();
-        let t = Tensor::from_vec(data, dims.to_vec(), self.device)?;
         let name = self.name(leaf);
+        // An absurd kernel or width (a hand-written spec, a search knob's range) used to end the
+        // process in the allocator with no word about which parameter; refused here, it is an
+        // error the run or the search trial reports.
+        let n = dims.iter().try_fold(1usize, |p, &d| p.checked_mul(d));
+        let mut data: Vec<f32> = Vec::new();
+        let Some(n) = n.filter(|&n| data.try_reserve_exact(n).is_ok()) else {
+            return Err(tensor::Error::Param {
+                name,
+                msg: format!(
+                    "its shape {dims:?} needs {:.1} GB, more memory than can be allocated; use \
+                     a smaller kernel or fewer channels",
+                    dims.iter().map(|&d| d as f64).product::<f64>() * 4.0 / 1e9
+                ),
+            });
+        };
+        data.extend((0..n).map(|_| f(self.rng)));
+        let t = Tensor::from_vec(data, dims.to_vec(), self.device)?;
         self.params.insert(name, t)
     }
 
@@ -329,5 +343,40 @@ pub fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
         Activation::Relu => x.relu(),
         Activation::Sigmoid => x.sigmoid(),
         Activation::Tanh => x.tanh(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parameter_too_large_to_allocate_is_an_error_naming_it() {
+        let mut params = ParamStore::new();
+        let mut rng = Rng::new(0);
+        let mut ctx = BuildCtx {
+            params: &mut params,
+            prefix: "conv1".into(),
+            rng: &mut rng,
+            device: Device::Cpu,
+        };
+        // 2^62 values are past isize::MAX bytes, which no allocator grants on any machine.
+        let err = ctx
+            .constant("weight", &[1 << 31, 1 << 31], 0.0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("conv1/weight") && err.contains("more memory than can be allocated"),
+            "{err}"
+        );
+        // A shape whose element count overflows usize.
+        let err = ctx
+            .normal("kernel", &[usize::MAX, 3], 1.0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("conv1/kernel"), "{err}");
+        let bias = ctx.constant("bias", &[4], 1.0).unwrap();
+        assert_eq!(bias.to_vec().unwrap(), [1.0; 4]);
+        assert_eq!(params.len(), 1);
     }
 }
