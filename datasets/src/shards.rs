@@ -310,6 +310,9 @@ impl ShardSet {
         got: &mut dyn FnMut(usize, Result<Record>) -> bool,
     ) -> Result<usize> {
         let path = self.shard_path(shard);
+        // A member's size field is only a claim (a crafted or damaged header can say a
+        // petabyte); no member holds more than the file, so no buffer is reserved beyond it.
+        let file_len = std::fs::metadata(&path).map_or(0, |m| m.len());
         let classes = self.index.classes.len();
         let mut current: Option<String> = None;
         let mut started = 0usize;
@@ -345,7 +348,7 @@ impl ShardSet {
                     )
                 }));
             } else if ImageExt::parse(&ext).is_some() && p.image.is_none() {
-                let mut buf = Vec::with_capacity(entry.size() as usize);
+                let mut buf = Vec::with_capacity(entry.size().min(file_len) as usize);
                 entry.read_to_end(&mut buf)?;
                 p.image = Some(buf);
             }
@@ -709,6 +712,51 @@ mod tests {
             b.append(&h, *data).unwrap();
         }
         b.finish().unwrap();
+    }
+
+    #[test]
+    fn a_member_claiming_more_bytes_than_its_shard_holds_is_read_as_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tar = Vec::new();
+        for (name, size, data) in [("a.cls", 1, &b"0"[..]), ("a.png", 1 << 50, b"\x89PNG")] {
+            // The size field is taken as written: a petabyte, in GNU's base-256 form.
+            let mut h = tar::Header::new_gnu();
+            h.set_path(name).unwrap();
+            h.set_size(size);
+            h.set_cksum();
+            tar.extend_from_slice(h.as_bytes());
+            tar.extend_from_slice(data);
+            tar.resize(tar.len().next_multiple_of(512), 0);
+        }
+        std::fs::write(dir.path().join("s-000000.tar"), &tar).unwrap();
+        let index = ShardIndex {
+            format: FORMAT.into(),
+            classes: vec!["a".into()],
+            shards: vec![ShardInfo {
+                file: "s-000000.tar".into(),
+                samples: 1,
+            }],
+            short_side: None,
+            quality: None,
+        };
+        std::fs::write(
+            dir.path().join(INDEX_FILE),
+            serde_json::to_string(&index).unwrap(),
+        )
+        .unwrap();
+        let set = ShardSet::open(dir.path()).unwrap();
+        let mut images = Vec::new();
+        // This used to abort the process: the reader reserved the claimed petabyte up front.
+        let read = set.read_shard(0, &mut |_| true, &mut |_, r| {
+            images.push(r.unwrap().image);
+            true
+        });
+        // Where seeking past the end fails the shard is corrupt; elsewhere the member is as long
+        // as the file lets it be.
+        match read {
+            Err(e) => assert!(e.to_string().contains("s-000000.tar"), "{e}"),
+            Ok(_) => assert!(images.iter().all(|i| i.len() <= tar.len())),
+        }
     }
 
     #[test]
