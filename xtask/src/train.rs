@@ -785,6 +785,15 @@ pub fn demo(cmd: &DemoCmd) -> Result<()> {
         difficulty: cmd.difficulty,
         seed: 1,
     };
+    // Each model resumes only where it has a checkpoint (the second has none while the first is
+    // interrupted); with none at all, --resume (a mistyped --out) would silently start afresh.
+    if cmd.resume
+        && DEMO_MODELS
+            .iter()
+            .all(|m| !out.join(m).join(trainer::checkpoint::LATEST).is_file())
+    {
+        return Err(trainer::Error::NothingToResume { out }.into());
+    }
     crate::doctor::install_missing_if_root();
     let stop = stop_flag()?;
     let mut reports = Vec::new();
@@ -1106,5 +1115,23 @@ mod tests {
                 gamma: 0.5
             }
         );
+    }
+
+    /// `demo --resume` on a folder with no demo in it used to train both models from scratch.
+    #[test]
+    fn demo_resume_without_a_demo_to_continue_is_an_error() {
+        let out = tempfile::tempdir().unwrap();
+        let cmd = DemoCmd {
+            out: Some(out.path().to_path_buf()),
+            train_images: 64,
+            eval_images: 64,
+            difficulty: 0.5,
+            seed: 0,
+            data_dir: None,
+            resume: true,
+        };
+        let err = demo(&cmd).unwrap_err().to_string();
+        assert!(err.contains("holds no run to resume"), "{err}");
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
     }
 }
