@@ -356,6 +356,41 @@ pub fn classes_present(data: &dyn Dataset) -> Option<usize> {
     Some(seen.iter().filter(|&&s| s).count())
 }
 
+/// The file of a run directory that names the classes its labels stand for, in label order.
+pub const CLASSES_FILE: &str = "classes.json";
+
+/// Labels are positions in the data's sorted class list, so a class folder renamed, added or
+/// removed since the run in `dir` began would pair images with another class's output, and a
+/// resume would train on it or an evaluation score it without a word. An error where `dir`
+/// records other classes than `now`; runs from before the record are not checked.
+pub fn check_stored_classes(dir: &Path, now: &[String]) -> Result<()> {
+    let path = dir.join(CLASSES_FILE);
+    if !path.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let stored: Vec<String> = serde_json::from_str(&text).map_err(|e| {
+        Error::Config(format!(
+            "{}: not a list of class names: {e}",
+            path.display()
+        ))
+    })?;
+    let Some(label) = (0..stored.len().max(now.len())).find(|&i| stored.get(i) != now.get(i))
+    else {
+        return Ok(());
+    };
+    let name = |c: Option<&String>| c.map_or("no class".to_string(), |c| format!("`{c}`"));
+    Err(Error::Config(format!(
+        "the data's classes are not those the run in {} was trained on ({} classes then, {} now): \
+         label {label} stood for {} and now stands for {}; use the data the run was made with",
+        dir.display(),
+        stored.len(),
+        now.len(),
+        name(stored.get(label)),
+        name(now.get(label)),
+    )))
+}
+
 /// A classifier needs at least two classes to learn from: with one, every prediction is right
 /// and accuracy reads 100 % whatever the model does. An error for the training split; a warning
 /// (returned) for a validation split that holds one class only.

@@ -1,6 +1,7 @@
 //! The training loop: `fit(config, options) -> FitReport`.
 //!
-//! A run directory holds `spec.json` and `config.json` (how the run was made), `metrics.jsonl`
+//! A run directory holds `spec.json` and `config.json` (how the run was made), `classes.json`
+//! (what its labels stand for, checked on resume and evaluation), `metrics.jsonl`
 //! (one record per epoch), `steps.jsonl` (a record every `log_every` steps: [`crate::steps`]),
 //! `checkpoint-latest.safetensors` (written every `checkpoint_every`
 //! steps and at every epoch end), `checkpoint-best.safetensors` (best validation top-1) and
@@ -412,6 +413,9 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
     data::check_fits(&config.model, &splits.train)?;
     data::check_fits(&config.model, &splits.val)?;
     let warnings = data::check_classes(&splits.train.limited(config.train_limit), &splits.val)?;
+    if resumed.is_some() {
+        data::check_stored_classes(&out, &splits.train.class_names())?;
+    }
     if root {
         for w in &warnings {
             eprintln!("warning: {w}");
@@ -446,6 +450,7 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
         std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
         write_json(&out.join("spec.json"), &config.model)?;
         write_json(&out.join("config.json"), &config)?;
+        write_json(&out.join(data::CLASSES_FILE), &splits.train.class_names())?;
         metrics::read(&out)?
     } else {
         Vec::new()
@@ -695,12 +700,13 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
 }
 
 /// The files of a run directory that are written atomically (temporary file + rename).
-const RUN_FILES: [&str; 5] = [
+const RUN_FILES: [&str; 6] = [
     checkpoint::LATEST,
     checkpoint::BEST,
     metrics::METRICS_FILE,
     "spec.json",
     "config.json",
+    data::CLASSES_FILE,
 ];
 
 /// Removes what a process killed in the middle of an atomic write left behind: its temporary
@@ -748,6 +754,9 @@ pub fn evaluate_checkpoint(
     let cfg = &ck.config;
     let splits = data::load(&cfg.data, cfg.model.input.height)?;
     data::check_fits(&cfg.model, &splits.val)?;
+    if let Some(run) = file.parent() {
+        data::check_stored_classes(run, &splits.val.class_names())?;
+    }
     evaluate(
         &model,
         &splits.val,

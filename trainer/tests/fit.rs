@@ -573,3 +573,40 @@ fn training_flushes_denormals_on_the_calling_thread_and_rayon_s_pool() {
         "rayon threads not flushing: {pool:?}"
     );
 }
+
+/// A class folder renamed after training permutes what the labels mean (classes are the sorted
+/// folder names); resuming or evaluating the run used to go on with the permuted labels.
+#[test]
+fn a_run_refuses_data_whose_classes_changed_since_it_began() {
+    let data = tempfile::tempdir().unwrap();
+    datasets::synthetic::write_splits(
+        data.path(),
+        &datasets::synthetic::SyntheticConfig::tiny(3, 4, 1),
+    )
+    .unwrap();
+    let mut cfg = TrainConfig::for_model(
+        topology::zoo::tiny_colour(3, 3),
+        DataSpec::Folder {
+            root: data.path().to_path_buf(),
+        },
+    );
+    cfg.batch_size = 6;
+    cfg.eval_batch_size = 6;
+    let out = tempfile::tempdir().unwrap();
+    fit(cfg.clone(), FitOptions::new(out.path())).unwrap();
+    trainer::evaluate_checkpoint(out.path(), None, None, Device::Cpu).unwrap();
+    for split in ["train", "val"] {
+        let dir = data.path().join(split);
+        std::fs::rename(dir.join("class_000"), dir.join("class_999")).unwrap();
+    }
+    let err = trainer::evaluate_checkpoint(out.path(), None, None, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("label 0 stood for `class_000` and now stands for `class_001`"),
+        "{err}"
+    );
+    cfg.epochs = 2;
+    let err = resume(&cfg, out.path(), false).unwrap_err().to_string();
+    assert!(err.contains("not those the run"), "{err}");
+}
