@@ -388,16 +388,30 @@ fn median(a: &MedianArgs) -> Result<()> {
     }
     let json = serde_json::to_string_pretty(&m.spec)?;
     tensor::io::write_file_atomically(&out, json.as_bytes())?;
-    println!(
-        "median of the top {} trials {:?}: lr {:.3e}, weight decay {:.3e}",
-        a.top_k, m.trials, m.hparams.lr, m.hparams.weight_decay
-    );
+    println!("{}", median_summary(a.top_k, &m));
     println!(
         "wrote {}; train it with `cargo xtask train --spec {}`",
         out.display(),
         out.display()
     );
     Ok(())
+}
+
+/// What `search median` built from: the trials it used, which are fewer than `--top-k` when the
+/// study has fewer complete trials (it used to claim "the top 50" of a study with one).
+fn median_summary(top_k: usize, m: &search::convrnn::MedianModel) -> String {
+    let shortfall = if m.trials.len() < top_k {
+        format!(" (--top-k {top_k}, but the study has only that many complete trials)")
+    } else {
+        String::new()
+    };
+    format!(
+        "median of the top {} trials {:?}{shortfall}: lr {:.3e}, weight decay {:.3e}",
+        m.trials.len(),
+        m.trials,
+        m.hparams.lr,
+        m.hparams.weight_decay
+    )
 }
 
 #[cfg(test)]
@@ -549,5 +563,27 @@ mod tests {
         );
         assert_eq!(storage_given(None, Some(String::new())), DEFAULT_STORAGE);
         assert_eq!(storage_given(None, None), DEFAULT_STORAGE);
+    }
+
+    #[test]
+    fn the_median_summary_counts_the_trials_it_used() {
+        let m = search::convrnn::MedianModel {
+            spec: topology::zoo::get("compact_rgc").unwrap(),
+            hparams: search::convrnn::TrainHparams {
+                lr: 1e-3,
+                weight_decay: 1e-4,
+            },
+            params: search::Params::new(),
+            trials: vec![4],
+        };
+        let short = median_summary(50, &m);
+        assert!(
+            short.starts_with("median of the top 1 trials [4] (--top-k 50, but the study has only"),
+            "{short}"
+        );
+        assert_eq!(
+            median_summary(1, &m),
+            "median of the top 1 trials [4]: lr 1.000e-3, weight decay 1.000e-4"
+        );
     }
 }
