@@ -216,9 +216,39 @@ fn search(a: &RunArgs) -> Result<()> {
         study.config().space.base.name,
         dir.display()
     );
-    let summary = study.run_worker(a.trials, &mut |t| train_trial(t, &template, &dir))?;
-    eprintln!("worker done: {summary:?}");
+    let summary = study.run_worker(a.trials, &mut |t| {
+        let number = t.number();
+        let outcome = train_trial(t, &template, &dir);
+        if let Some(line) = failure_line(number, &outcome) {
+            eprintln!("{line}");
+        }
+        outcome
+    })?;
+    eprintln!("{}", summary_line(&summary));
     Ok(())
+}
+
+/// A failed trial's reason goes to the store, where only `search report --json` showed it: a
+/// user watching a worker saw `failed: 2` and nothing about why.
+fn failure_line(number: u64, outcome: &Result<f64, TrialFailure>) -> Option<String> {
+    match outcome {
+        Err(TrialFailure::Failed(why)) => Some(format!("trial {number}: failed: {why}")),
+        _ => None,
+    }
+}
+
+fn summary_line(s: &search::WorkerSummary) -> String {
+    let mut line = format!(
+        "worker done: {} complete, {} pruned, {} failed, {} lost",
+        s.complete, s.pruned, s.failed, s.lost
+    );
+    if s.failed > 0 {
+        line.push_str(" (the reasons: above, and in `search report --json`)");
+    }
+    if s.lost > 0 {
+        line.push_str(" (lost: taken over by another worker that presumed this one dead)");
+    }
+    line
 }
 
 /// Trains one trial of a ConvRNN study: `template` with the trial's model, learning rate and
@@ -563,6 +593,31 @@ mod tests {
         );
         assert_eq!(storage_given(None, Some(String::new())), DEFAULT_STORAGE);
         assert_eq!(storage_given(None, None), DEFAULT_STORAGE);
+    }
+
+    #[test]
+    fn a_worker_says_why_a_trial_failed() {
+        let failed = Err(TrialFailure::Failed(
+            "cannot build the model: kernel 0".into(),
+        ));
+        assert_eq!(
+            failure_line(3, &failed).as_deref(),
+            Some("trial 3: failed: cannot build the model: kernel 0")
+        );
+        assert_eq!(failure_line(4, &Err(TrialFailure::Pruned)), None);
+        assert_eq!(failure_line(5, &Ok(0.5)), None);
+        let summary = search::WorkerSummary {
+            complete: 1,
+            pruned: 0,
+            failed: 2,
+            lost: 0,
+        };
+        let line = summary_line(&summary);
+        assert!(
+            line.starts_with("worker done: 1 complete, 0 pruned, 2 failed, 0 lost")
+                && line.contains("search report --json"),
+            "{line}"
+        );
     }
 
     #[test]
