@@ -197,7 +197,8 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
     let fewest_test = splits.iter().map(|s| s.test.len()).min().unwrap_or(0);
     if fewest_test < MIN_TEST_STIMULI {
         return Err(NeurofitError::Splits(format!(
-            "a split tests {fewest_test} of the {} stimuli; a held-out Pearson r needs at least              {MIN_TEST_STIMULI} (raise test_fraction or record more stimuli)",
+            "a split tests {fewest_test} of the {} stimuli; a held-out Pearson r needs at least \
+             {MIN_TEST_STIMULI} (raise test_fraction or record more stimuli)",
             stim.stimulus_id.len()
         )));
     }

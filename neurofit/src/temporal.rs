@@ -131,7 +131,8 @@ pub fn plan(map: &StepToBin, bins: &[TimeBin], areas: &[(String, usize)]) -> Res
             // With fewer bins than areas a group would be empty and its area never fitted.
             if n_bins < areas.len() {
                 return Err(NeurofitError::TimeMap(format!(
-                    "a graded map gives each of the {} areas a group of bins, but the recordings                      have {n_bins} bin(s)",
+                    "a graded map gives each of the {} areas a group of bins, but the recordings \
+                     have {n_bins} bin(s)",
                     areas.len()
                 )));
             }
@@ -214,7 +215,11 @@ mod tests {
         let used: Vec<(usize, usize)> = t[0].maps.iter().map(|m| (m.area, m.step)).collect();
         assert_eq!(used, vec![(0, 0), (0, 0), (1, 1), (1, 1), (2, 2), (2, 2)]);
         let e = plan(&StepToBin::Graded, &bins[..2], &a).unwrap_err();
-        assert!(e.to_string().contains("3 areas"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("3 areas a group of bins, but the recordings have 2 bin(s)"),
+            "{e}"
+        );
     }
 
     #[test]

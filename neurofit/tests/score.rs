@@ -426,7 +426,8 @@ fn a_test_set_of_two_stimuli_is_an_error() {
         .collect();
     let e = score(&f, &few, &cfg(Regression::Pls { components: 4 })).unwrap_err();
     assert!(
-        matches!(e, NeurofitError::Splits(ref m) if m.contains("tests 2 of the 12")),
+        matches!(e, NeurofitError::Splits(ref m)
+            if m.contains("tests 2 of the 12") && m.contains("needs at least 3 (")),
         "{e}"
     );
     let three = FitConfig {
