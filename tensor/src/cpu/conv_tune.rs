@@ -683,12 +683,15 @@ mod tests {
     use crate::Shape;
     use std::cell::RefCell;
 
-    fn temp_file(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("convrnn-tune-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("conv-paths.json");
-        let _ = std::fs::remove_file(&f);
-        f
+    /// A fresh `conv-paths.json` path in its own folder; the folder goes when the guard drops,
+    /// so test runs leave nothing in the system temp dir.
+    fn temp_file(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("convrnn-tune-{name}-"))
+            .tempdir()
+            .unwrap();
+        let f = dir.path().join("conv-paths.json");
+        (dir, f)
     }
 
     fn machine(cpu: &str) -> Machine {
@@ -892,7 +895,7 @@ mod tests {
 
     #[test]
     fn unstable_timings_are_timed_again_by_later_processes_until_they_settle() {
-        let f = temp_file("unstable");
+        let (_dir, f) = temp_file("unstable");
         let k = key(Stage::Forward);
         let two = [Rust, OneDnn];
         let s = Script::new(scattered);
@@ -940,7 +943,7 @@ mod tests {
 
     #[test]
     fn a_steady_retime_settles_an_unstable_choice_and_untouched_ones_stay_in_the_file() {
-        let f = temp_file("resettle");
+        let (_dir, f) = temp_file("resettle");
         let (k, bd) = (key(Stage::Forward), key(Stage::BackwardData));
         let two = [Rust, OneDnn];
         let s = Script::new(scattered);
@@ -960,7 +963,7 @@ mod tests {
 
     #[test]
     fn the_choice_is_remembered_and_a_new_process_times_nothing() {
-        let f = temp_file("reuse");
+        let (_dir, f) = temp_file("reuse");
         let s = Script::new(steady);
         let t = s.tuner(Some(f.clone()), machine("cpu A"));
         let k = key(Stage::Forward);
@@ -1012,7 +1015,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_cache_is_ignored_and_rewritten() {
-        let f = temp_file("corrupt");
+        let (_dir, f) = temp_file("corrupt");
         std::fs::write(&f, b"{\"version\": 2, \"machine\": tr").unwrap();
         let s = Script::new(steady);
         let t = s.tuner(Some(f.clone()), machine("cpu A"));
@@ -1026,7 +1029,7 @@ mod tests {
 
     #[test]
     fn a_cache_of_another_machine_or_version_is_ignored() {
-        let f = temp_file("stale");
+        let (_dir, f) = temp_file("stale");
         let k = key(Stage::Forward);
         let s = Script::new(steady);
         s.tuner(Some(f.clone()), machine("cpu A"))
