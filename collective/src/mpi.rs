@@ -492,6 +492,9 @@ impl Collective for MpiComm {
     }
 }
 
+/// How long a failing rank waits between printing why and aborting the job (see `Drop`).
+const ABORT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Drop for MpiComm {
     fn drop(&mut self) {
         if !self.live {
@@ -500,6 +503,10 @@ impl Drop for MpiComm {
         if self.poisoned.load(Ordering::SeqCst) || std::thread::panicking() {
             // MPI_Finalize could wait forever for a rank that is gone; end the job instead.
             eprintln!("rank {}: aborting the MPI job after an error", self.rank);
+            // The process manager stops forwarding this rank's output once it handles the
+            // abort: a loaded machine lost the error that explains why the job ended. A moment
+            // lets the forwarder carry it first.
+            std::thread::sleep(ABORT_GRACE);
             // SAFETY: MPI is initialised and not finalised.
             unsafe { (self.api.abort)(COMM_WORLD, 1) };
             return;
