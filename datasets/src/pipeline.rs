@@ -496,6 +496,12 @@ impl ShardLoader {
         }
     }
 
+    /// `SHARD_FILE:KEY` for sample `id` (its place in the shard files' own order).
+    fn sample_name(&self, id: usize, key: &str) -> PathBuf {
+        let shard = self.first_id.partition_point(|&first| first <= id).max(1) - 1;
+        PathBuf::from(format!("{}:{key}", self.set.shard_path(shard).display()))
+    }
+
     /// Decodes and transforms one batch's records in parallel.
     fn decode(&self, raw: RawBatch, epoch: u64) -> Result<Batch> {
         let dims = Loader::dims(self);
@@ -512,7 +518,9 @@ impl ShardLoader {
                 .map(|(out, item)| {
                     let record: Record = item.record?;
                     let mut rng = Rng::new(derive_seed(&[seed, epoch, item.id as u64]));
-                    let name = PathBuf::from(&record.key);
+                    // Named as the reader names a bad sample (`SHARD:KEY`), so a decode error
+                    // says which file to look in.
+                    let name = self.sample_name(item.id, &record.key);
                     transform.apply_bytes(&record.image, &name, decoder, &mut rng, out)?;
                     Ok(record.label)
                 })

@@ -183,6 +183,29 @@ fn corrupt_images_and_a_truncated_shard_are_skipped_and_counted() {
 }
 
 #[test]
+fn an_undecodable_image_is_named_by_its_shard_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("garbage");
+    let mut w = ShardWriter::create(&out, "g", vec!["a".into()], 2, 1 << 30).unwrap();
+    for i in 0..4 {
+        w.add(
+            &format!("img{i}"),
+            ImageExt::Jpeg,
+            b"\xFF\xD8\xFFgarbage",
+            0,
+        )
+        .unwrap();
+    }
+    w.finish().unwrap();
+    let set = Arc::new(ShardSet::open(&out).unwrap());
+    let loader = ShardLoader::new(Arc::clone(&set), eval(), ShardLoaderConfig::eval(4)).unwrap();
+    let last = loader.epoch(0).last().unwrap().unwrap_err().to_string();
+    // The key alone (`img3`) said which sample but not which of the files holds it.
+    let where_ = format!("{}:img3", set.shard_path(1).display());
+    assert!(last.contains(&where_), "{last}\nshould name {where_}");
+}
+
+#[test]
 fn a_vanished_directory_is_an_error_not_an_endless_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let set = shards(dir.path());
