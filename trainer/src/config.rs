@@ -187,6 +187,29 @@ impl TrainConfig {
         }
     }
 
+    /// What the schedule asks for that this run never reaches: step-decay milestones at or past
+    /// its last optimiser step (torch's MultiStepLR ignores them silently; a user who shortened
+    /// a run with `--max-steps` or `--epochs` should hear that the rate never decays).
+    pub fn schedule_warnings(&self, batches_per_epoch: u64) -> Vec<String> {
+        let run = self.run_length(batches_per_epoch);
+        let crate::lr::Decay::Step { milestones, .. } = &self.lr.decay else {
+            return Vec::new();
+        };
+        let late: Vec<u64> = milestones.iter().copied().filter(|&m| m >= run).collect();
+        if late.is_empty() {
+            return Vec::new();
+        }
+        let what = if late.len() == milestones.len() {
+            "the learning rate never decays"
+        } else {
+            "they never take effect"
+        };
+        vec![format!(
+            "step-schedule milestone(s) {late:?} lie at or past the run's end (it takes {run} \
+             optimiser steps, 0..{run}): {what}"
+        )]
+    }
+
     /// Optimiser steps the whole run takes: every epoch, cut at `max_steps` (at least 1).
     pub fn run_length(&self, batches_per_epoch: u64) -> u64 {
         let run = batches_per_epoch.saturating_mul(self.epochs);
@@ -266,6 +289,37 @@ impl LrSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milestones_past_the_end_of_the_run_are_reported() {
+        let model = topology::zoo::get("compact_rgc").unwrap();
+        let mut c = TrainConfig::for_model(model, DataSpec::FashionMnist { dir: None });
+        c.epochs = 2;
+        c.lr.decay = crate::lr::Decay::Step {
+            milestones: vec![50, 200, 300],
+            gamma: 0.1,
+        };
+        // 2 epochs of 100 batches: 200 steps, so 200 and 300 are never reached.
+        let w = c.schedule_warnings(100);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("[200, 300]") && w[0].contains("200 optimiser steps"),
+            "{}",
+            w[0]
+        );
+        assert!(w[0].contains("never take effect"), "{}", w[0]);
+        c.max_steps = Some(40);
+        let w = c.schedule_warnings(100);
+        assert!(
+            w[0].contains("[50, 200, 300]") && w[0].contains("never decays"),
+            "{}",
+            w[0]
+        );
+        c.max_steps = None;
+        assert!(c.schedule_warnings(1000).is_empty());
+        c.lr.decay = crate::lr::Decay::Constant;
+        assert!(c.schedule_warnings(1).is_empty());
+    }
 
     #[test]
     fn default_config_validates_and_round_trips() {

@@ -412,7 +412,8 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
     };
     data::check_fits(&config.model, &splits.train)?;
     data::check_fits(&config.model, &splits.val)?;
-    let warnings = data::check_classes(&splits.train.limited(config.train_limit), &splits.val)?;
+    let mut warnings = data::check_classes(&splits.train.limited(config.train_limit), &splits.val)?;
+    warnings.extend(config.schedule_warnings(batches_per_epoch as u64));
     if resumed.is_some() {
         data::check_stored_classes(&out, &splits.train.class_names())?;
     }
