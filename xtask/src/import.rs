@@ -78,7 +78,80 @@ fn check_out(out: &Path) -> Result<()> {
             held.join(", ")
         );
     }
+    // The finished run is renamed into place, which POSIX allows over an empty folder only.
+    if out.is_dir() {
+        let mut other: Vec<String> = std::fs::read_dir(out)
+            .with_context(|| format!("reading --out {}", out.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if !other.is_empty() {
+            other.sort();
+            other.truncate(5);
+            anyhow::bail!(
+                "--out {} is not empty (it holds {}); import into a new or empty directory",
+                out.display(),
+                other.join(", ")
+            );
+        }
+    }
     Ok(())
+}
+
+/// A folder beside `--out` that the import writes into and then renames to `--out`, so a run
+/// directory appears whole or not at all: an import killed between two files used to leave a
+/// run folder with a checkpoint and no spec or provenance, which a later import then refused as
+/// "already holds a run". Removed on drop unless [`Staging::commit`] moved it into place; a
+/// kill leaves only this hidden `.NAME.import-PID` folder.
+struct Staging {
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    fn beside(out: &Path) -> Result<Self> {
+        let name = out
+            .file_name()
+            .with_context(|| format!("--out {} names no folder", out.display()))?;
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        let dir = parent.join(format!(
+            ".{}.import-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        // A folder of that name is a leftover of a killed import by a process with this id.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Staging {
+            dir,
+            committed: false,
+        })
+    }
+
+    fn commit(mut self, out: &Path) -> Result<()> {
+        std::fs::rename(&self.dir, out).with_context(|| {
+            format!(
+                "moving the imported run from {} to {}",
+                self.dir.display(),
+                out.display()
+            )
+        })?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 pub fn run(cmd: &ImportCmd) -> Result<()> {
@@ -90,7 +163,8 @@ pub fn run(cmd: &ImportCmd) -> Result<()> {
         .with_context(|| format!("importing {} as {}", cmd.checkpoint.display(), spec.name))?;
     let model = imported.model;
     let report = imported.report;
-    std::fs::create_dir_all(&cmd.out).with_context(|| format!("creating {}", cmd.out.display()))?;
+    let staging = Staging::beside(&cmd.out)?;
+    let dir = staging.dir.clone();
 
     let config = config_for(&model.spec, &cmd.data_dir);
     // Marked finished: there is nothing to resume.
@@ -99,18 +173,18 @@ pub fn run(cmd: &ImportCmd) -> Result<()> {
         ..Default::default()
     };
     let optimizer = Optimizer::new(config.optimizer.clone())?;
-    let best = cmd.out.join(checkpoint::BEST);
+    let best = dir.join(checkpoint::BEST);
     checkpoint::save(&best, &config, &progress, &model, &optimizer)
         .with_context(|| format!("writing {}", best.display()))?;
-    write_json(&cmd.out.join("spec.json"), &model.spec)?;
-    write_json(&cmd.out.join("config.json"), &config)?;
+    write_json(&dir.join("spec.json"), &model.spec)?;
+    write_json(&dir.join("config.json"), &config)?;
     let shards: Vec<String> = ckpt.shard_paths().iter().map(|p| absolute(p)).collect();
     let bytes = std::iter::once(ckpt.index_path().to_path_buf())
         .chain(ckpt.shard_paths().iter().cloned())
         .map(|p| std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0))
         .sum();
     write_json(
-        &cmd.out.join("import.json"),
+        &dir.join("import.json"),
         &Provenance {
             source: "neuroailab/convrnns released checkpoint (TensorFlow tensor bundle)",
             model: &model.spec.name,
@@ -125,6 +199,7 @@ pub fn run(cmd: &ImportCmd) -> Result<()> {
             importer: format!("convrnn tf-import {}", env!("CARGO_PKG_VERSION")),
         },
     )?;
+    staging.commit(&cmd.out)?;
     println!(
         "imported {} ({} parameters from {} variables; {} momentum slots and counters skipped) into {}",
         model.spec.name,
@@ -168,4 +243,69 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value)?;
     tensor::io::write_file_atomically(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_staged_run_appears_whole_in_a_new_or_empty_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (out, make) in [
+            (tmp.path().join("new/run"), false),
+            (tmp.path().join("empty"), true),
+        ] {
+            if make {
+                std::fs::create_dir(&out).unwrap();
+            }
+            check_out(&out).unwrap();
+            let staging = Staging::beside(&out).unwrap();
+            std::fs::write(staging.dir.join("spec.json"), "{}").unwrap();
+            assert!(!out.join("spec.json").exists(), "written before the commit");
+            staging.commit(&out).unwrap();
+            assert_eq!(names(&out), ["spec.json"]);
+        }
+        // No staging folder is left beside either run.
+        assert_eq!(names(tmp.path()), ["empty", "new"]);
+        assert_eq!(names(&tmp.path().join("new")), ["run"]);
+    }
+
+    #[test]
+    fn a_failed_import_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        {
+            let staging = Staging::beside(&out).unwrap();
+            std::fs::write(staging.dir.join(checkpoint::BEST), "partial").unwrap();
+            // Dropped without a commit, as when a later write fails.
+        }
+        assert!(names(tmp.path()).is_empty(), "{:?}", names(tmp.path()));
+        check_out(&out).unwrap();
+    }
+
+    #[test]
+    fn a_folder_with_other_files_or_a_run_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
+        let e = check_out(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("is not empty (it holds notes.txt)"), "{e}");
+        std::fs::write(tmp.path().join("spec.json"), "{}").unwrap();
+        let e = check_out(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("already holds a run (spec.json)"), "{e}");
+        let e = check_out(&tmp.path().join("notes.txt"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a file"), "{e}");
+    }
 }
