@@ -11,7 +11,7 @@
 //! - [`recipe`]: named recipes (the paper's ImageNet training);
 //! - [`load`]: a preset, spec file, run folder or checkpoint named on a command line → a built
 //!   model ([`load_model`]) or its spec ([`load_spec`]), shared by `cargo xtask` and the
-//!   `neurofit` binary.
+//!   `neurofit` binary; [`count_arg`]: their parser for counts that must be at least 1.
 //!
 //! Architecture search is the `search` crate; `cargo xtask search` hands it [`fit()`] as the
 //! objective.
@@ -34,6 +34,7 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
+pub mod count_arg;
 pub mod data;
 mod error;
 pub mod evaluate;

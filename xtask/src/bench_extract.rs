@@ -19,10 +19,10 @@ pub struct ExtractArgs {
     #[arg(long, default_value = "rgc_intermediate")]
     pub model: String,
     /// Stimuli per batch.
-    #[arg(long, default_value_t = 16, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, default_value_t = 16, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub batch: usize,
     /// Timed batches (after one warm-up batch).
-    #[arg(long, default_value_t = 4, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, default_value_t = 4, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub batches: usize,
     #[arg(long, default_value = "cpu")]
     pub device: String,

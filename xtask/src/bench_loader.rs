@@ -60,12 +60,12 @@ pub struct LoaderArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub decoder: DecoderArg,
     /// Decoding threads (1 measures one core).
-    #[arg(long, default_value_t = 1, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, default_value_t = 1, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub threads: usize,
-    #[arg(long, default_value_t = 64, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, default_value_t = 64, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub batch: usize,
     /// Epochs over the set (each reads every image once).
-    #[arg(long, default_value_t = 2, value_parser = crate::count_arg::at_least_one::<u64>)]
+    #[arg(long, default_value_t = 2, value_parser = trainer::count_arg::at_least_one::<u64>)]
     pub epochs: u64,
     #[arg(long)]
     pub json: bool,

@@ -18,15 +18,15 @@ pub struct UnrollArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// Input size in pixels (square); default: the model's.
-    #[arg(long, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub size: Option<usize>,
-    #[arg(long, default_value_t = 16, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, default_value_t = 16, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub batch: usize,
     /// Unroll steps; default: the model's.
-    #[arg(long, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub steps: Option<usize>,
     /// Timed training iterations (after one warm-up); at least 1, which the medians rely on.
-    #[arg(long, default_value_t = 3, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, default_value_t = 3, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub iters: usize,
     #[arg(long, default_value = "cpu")]
     pub device: String,

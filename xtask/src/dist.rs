@@ -28,7 +28,7 @@ pub struct DistArgs {
     /// Start N ranks on this machine and train data-parallel over them (each CPU rank gets
     /// cores/N threads unless RAYON_NUM_THREADS says otherwise; CUDA rank i uses GPU i). Not
     /// needed under mpiexec, srun or torchrun-style variables: their ranks are used as they are.
-    #[arg(long, value_name = "N", value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, value_name = "N", value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub nproc: Option<usize>,
     /// Collective backend.
     #[arg(long, value_enum, default_value_t)]

@@ -6,7 +6,6 @@ mod bench_loader;
 mod bench_ops;
 mod bench_unroll;
 mod benchmarks_md;
-mod count_arg;
 mod dist;
 mod doctor;
 mod figures;

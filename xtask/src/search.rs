@@ -72,10 +72,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub space: Option<String>,
     /// Trials the study should hold in total (shared by every worker).
-    #[arg(long, default_value_t = 30, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, default_value_t = 30, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub trials: usize,
     /// Worker processes to run on this machine (more can join from elsewhere).
-    #[arg(long, default_value_t = 1, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, default_value_t = 1, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub workers: usize,
     /// Where trial runs are written (default: runs/search/STUDY).
     #[arg(long)]

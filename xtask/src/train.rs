@@ -165,10 +165,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub steps: Option<usize>,
     /// Train on only the first N training images.
-    #[arg(long, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub train_limit: Option<usize>,
     /// Evaluate on only the first N validation images.
-    #[arg(long, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub eval_limit: Option<usize>,
     /// Write the latest checkpoint every N steps (and at every epoch end).
     #[arg(long)]
@@ -675,7 +675,7 @@ pub struct EvalCmd {
     #[arg(long)]
     pub json: bool,
     /// Evaluate on only the first N validation images.
-    #[arg(long, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub limit: Option<usize>,
     /// Also report the decoders avg (second half of the steps) and thresh (0.9).
     #[arg(long)]
@@ -754,10 +754,10 @@ pub struct DemoCmd {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Training images drawn from the clutter set per model.
-    #[arg(long, default_value_t = 12_000, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, default_value_t = 12_000, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub train_images: usize,
     /// Validation images.
-    #[arg(long, default_value_t = 2_000, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, default_value_t = 2_000, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub eval_images: usize,
     #[arg(long, default_value_t = 0.5)]
     pub difficulty: f32,

@@ -61,13 +61,13 @@ pub struct FiguresCmd {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Train with seeds 0..N instead of the scale's (not with --models: nothing is trained).
-    #[arg(long, conflicts_with = "models", value_parser = crate::count_arg::at_least_one::<u64>)]
+    #[arg(long, conflicts_with = "models", value_parser = trainer::count_arg::at_least_one::<u64>)]
     pub seeds: Option<u64>,
     /// Clutter images to train on instead of the scale's (not with --models).
-    #[arg(long, conflicts_with = "models", value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, conflicts_with = "models", value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub train_images: Option<usize>,
     /// Clutter images to validate on instead of the scale's.
-    #[arg(long, value_parser = crate::count_arg::at_least_one::<usize>)]
+    #[arg(long, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub eval_images: Option<usize>,
     /// Figures 4 and 5 against this Brain-Score assembly (.nc, or neurofit's plain .h5) instead
     /// of the in-silico recordings.

@@ -18,32 +18,22 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// A size of at least 1 (clap `value_parser`), refused by name before the data are generated.
-fn positive(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1, got 0".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(format!(
-            "expected a whole number of at least 1, got `{s}` ({e})"
-        )),
-    }
-}
+use trainer::count_arg::at_least_one;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchFitArgs {
-    #[arg(long, default_value_t = 2560, value_parser = positive)]
+    #[arg(long, default_value_t = 2560, value_parser = at_least_one::<usize>)]
     stimuli: usize,
-    #[arg(long, default_value_t = 10_000, value_parser = positive)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one::<usize>)]
     features: usize,
-    #[arg(long, default_value_t = 256, value_parser = positive)]
+    #[arg(long, default_value_t = 256, value_parser = at_least_one::<usize>)]
     neuroids: usize,
     /// 10 ms bins from 70 ms, one model step each.
-    #[arg(long, default_value_t = 20, value_parser = positive)]
+    #[arg(long, default_value_t = 20, value_parser = at_least_one::<usize>)]
     bins: usize,
-    #[arg(long, default_value_t = 10, value_parser = positive)]
+    #[arg(long, default_value_t = 10, value_parser = at_least_one::<usize>)]
     splits: usize,
-    #[arg(long, default_value_t = 25, value_parser = positive)]
+    #[arg(long, default_value_t = 25, value_parser = at_least_one::<usize>)]
     components: usize,
     /// Objects the stimuli are stratified by (stimulus s shows object s mod objects).
     #[arg(long, default_value_t = 64)]

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tensor::Device;
 use topology::{Model, ModelSpec, Presentation};
+use trainer::count_arg::at_least_one;
 use trainer::ModelSource;
 
 #[derive(Parser)]
@@ -86,13 +87,13 @@ struct ModelArgs {
     #[arg(long, value_delimiter = ',')]
     areas: Vec<String>,
     /// Unroll steps (default: 26, 260 ms, the image on for the first 100 ms).
-    #[arg(long, default_value_t = 26)]
+    #[arg(long, default_value_t = 26, value_parser = at_least_one::<usize>)]
     steps: usize,
     /// Principal components kept per area (randomised SVD; default 200); 0 keeps the raw
     /// features. Not for export-activations, which writes every unit.
     #[arg(long)]
     pca: Option<usize>,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one::<usize>)]
     batch_size: usize,
     /// Stimuli whose aspect ratio differs from the model's input: crop (resize the short side,
     /// centre-crop) or refuse. Same-aspect stimuli are resized; what was done is reported.
@@ -145,7 +146,7 @@ struct ScoreArgs {
     /// PLS components (default 25); only with `--regression pls`.
     #[arg(long)]
     components: Option<usize>,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = at_least_one::<usize>)]
     splits: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,

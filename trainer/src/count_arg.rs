@@ -1,6 +1,7 @@
-//! Counts given on the command line that must be at least 1 (batch sizes, iterations, ranks):
-//! clap refuses a 0 with the flag's name, where it used to be silently taken as 1 or to fail
-//! deep inside the engine.
+//! Counts given on the command line that must be at least 1 (batch sizes, iterations, ranks,
+//! splits): clap refuses a 0 with the flag's name, where it used to be silently taken as 1 or to
+//! fail deep inside the engine. Shared by `cargo xtask` and the `neurofit` binary, like
+//! [`load`](crate::load).
 
 /// Parses a whole number of at least 1 (clap `value_parser`; `at_least_one::<u64>` for a `u64`).
 pub fn at_least_one<T>(s: &str) -> Result<T, String>
