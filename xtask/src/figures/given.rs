@@ -125,15 +125,26 @@ pub fn file_fingerprint(path: &Path) -> Result<String> {
 pub fn discover(dir: &Path) -> Result<Vec<Given>> {
     if !dir.is_dir() {
         bail!(
-            "--models {}: no such folder (it should hold one run folder per model, as `cargo \
+            "--models {}: {} (it should be a folder holding one run folder per model, as `cargo \
              xtask import --out` or `cargo xtask train --out` write them)",
-            dir.display()
+            dir.display(),
+            if dir.exists() {
+                "is a file"
+            } else {
+                "no such folder"
+            }
         );
     }
+    // Hidden folders are not runs: an interrupted `xtask import` leaves its half-written run in
+    // `.NAME.import-PID`, which must not be read as a model.
     let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("listing {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     subdirs.sort();
     let mut found = Vec::new();
@@ -600,9 +611,15 @@ pub(crate) mod tests {
             r#"{"model": "rgc_intermediate", "checkpoint_index": "/ckpts/model.ckpt.index"}"#,
         )
         .unwrap();
+        // A killed import's hidden staging folder holds a checkpoint but is not a model.
+        write_run(&d.path().join(".c_rgc.import-42"), "compact_rgc", 0);
         let found = discover(d.path()).unwrap();
         let ids: Vec<&str> = found.iter().map(|g| g.id.as_str()).collect();
-        assert_eq!(ids, ["a_ff", "b_rgc"], "sorted, `notes` skipped");
+        assert_eq!(
+            ids,
+            ["a_ff", "b_rgc"],
+            "sorted, `notes` and the hidden folder skipped"
+        );
         assert_eq!(found[0].family, Family::Feedforward);
         assert_eq!(found[1].family, Family::Recurrent);
         assert_eq!(found[0].config.seed, 1);
@@ -623,6 +640,11 @@ pub(crate) mod tests {
         assert!(e.contains("nowhere") && e.contains("no such folder"), "{e}");
         let e = format!("{:#}", discover(d.path()).unwrap_err());
         assert!(e.contains("no run folder"), "{e}");
+        let file = d.path().join("models.txt");
+        std::fs::write(&file, "").unwrap();
+        let e = format!("{:#}", discover(&file).unwrap_err());
+        assert!(e.contains("models.txt: is a file"), "{e}");
+        std::fs::remove_file(&file).unwrap();
         let half = d.path().join("half");
         std::fs::create_dir(&half).unwrap();
         std::fs::write(half.join("config.json"), "{}").unwrap();
