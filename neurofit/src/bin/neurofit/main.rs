@@ -675,6 +675,7 @@ fn export(a: &ExportArgs) -> Result<()> {
              downstream, or use `neurofit` (which fits on {DEFAULT_PCA} components by default)"
         );
     }
+    prepare_out_file(&a.out)?;
     let device: Device = a.model.device.parse().map_err(anyhow::Error::msg)?;
     let m = load_model(&a.model.model, device)?;
     let set = StimulusSet::open(&a.stimuli)?;
@@ -731,6 +732,23 @@ fn export(a: &ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Checks `--out` before the extraction, which can take hours: a folder is refused, and a
+/// missing parent folder is created (the write used to fail at the end, naming its temporary
+/// file).
+fn prepare_out_file(out: &Path) -> Result<()> {
+    if out.is_dir() {
+        bail!(
+            "--out {} is a folder; give the .nc file to write",
+            out.display()
+        );
+    }
+    match out.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .with_context(|| format!("--out {}: creating {}", out.display(), dir.display())),
+        _ => Ok(()),
+    }
+}
+
 fn main() -> Result<()> {
     // Before any thread starts, so every engine thread inherits the mode.
     tensor::cpu::denormals::configure_main_thread().map_err(anyhow::Error::msg)?;
@@ -744,6 +762,20 @@ fn main() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_out_is_checked_before_the_extraction() {
+        let d = tempfile::tempdir().unwrap();
+        let e = prepare_out_file(d.path()).unwrap_err().to_string();
+        assert!(e.contains("is a folder; give the .nc file"), "{e}");
+        let nested = d.path().join("a/b/acts.nc");
+        prepare_out_file(&nested).unwrap();
+        assert!(d.path().join("a/b").is_dir());
+        let blocked = d.path().join("a/b/acts.nc/x.nc");
+        std::fs::write(&nested, "").unwrap();
+        let e = format!("{:#}", prepare_out_file(&blocked).unwrap_err());
+        assert!(e.contains("creating") && e.contains("acts.nc"), "{e}");
+    }
 
     /// `--pca` is a fitting option: export-activations refuses it (before loading anything)
     /// instead of writing raw activations while the user believes they were reduced.
