@@ -95,7 +95,7 @@ pub struct ReportArgs {
     /// Where report.json and the plots go (default: runs/search/STUDY).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub top_k: usize,
 }
 
@@ -103,7 +103,7 @@ pub struct ReportArgs {
 pub struct MedianArgs {
     #[command(flatten)]
     pub study: StudyArgs,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub top_k: usize,
     /// Output spec file (default: runs/search/STUDY/median_spec.json).
     #[arg(long)]
@@ -120,23 +120,48 @@ fn storage_given(flag: Option<&str>, env: Option<String>) -> String {
         .unwrap_or_else(|| DEFAULT_STORAGE.to_string())
 }
 
+/// Whether a command writes a study (a missing SQLite file and its folder are created) or only
+/// reads one (`search report`, `search median`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Access {
+    Write,
+    Read,
+}
+
 /// The storage URL to open. Relative SQLite paths are taken from the workspace root, like every
-/// other default path.
-fn storage_url(s: &StudyArgs) -> Result<String> {
+/// other default path. Reading needs the SQLite file to exist: opening creates it, so a report
+/// on a mistyped path wrote an empty database there and said only that the study was missing.
+fn storage_url(s: &StudyArgs, access: Access) -> Result<String> {
     let given = storage_given(s.storage.as_deref(), std::env::var(STORAGE_ENV).ok());
-    if let Some(path) = given.strip_prefix("sqlite://") {
+    let (url, file) = if let Some(path) = given.strip_prefix("sqlite://") {
         let p = PathBuf::from(path);
         let abs = if p.is_absolute() {
             p
         } else {
             crate::workspace_root().join(p)
         };
-        if let Some(dir) = abs.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        (format!("sqlite://{}", abs.display()), Some(abs))
+    } else if given.contains("://") {
+        (given, None)
+    } else {
+        (given.clone(), Some(PathBuf::from(given)))
+    };
+    match (access, file) {
+        (Access::Write, Some(f)) => {
+            if let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
         }
-        return Ok(format!("sqlite://{}", abs.display()));
+        (Access::Read, Some(f)) => anyhow::ensure!(
+            f.is_file(),
+            "study storage {}: no such file; `search report` and `search median` read the \
+             storage a search wrote (its --storage, or ${STORAGE_ENV})",
+            f.display()
+        ),
+        (_, None) => {}
     }
-    Ok(given)
+    Ok(url)
 }
 
 fn study_dir(s: &StudyArgs, out: &Option<PathBuf>) -> PathBuf {
@@ -184,7 +209,7 @@ fn search(a: &RunArgs) -> Result<()> {
         return spawn_workers(a);
     }
     crate::doctor::install_missing_if_root();
-    let url = storage_url(&a.study)?;
+    let url = storage_url(&a.study, Access::Write)?;
     let template = a.train.to_config()?;
     crate::train::check_device(template.device)?;
     let storage = storage_from_url(&url)?;
@@ -341,7 +366,7 @@ fn worker_command(exe: &std::path::Path, args: &[String], url: &str) -> Command 
 fn spawn_workers(a: &RunArgs) -> Result<()> {
     let exe = std::env::current_exe().context("finding the xtask executable")?;
     let args = worker_args(&std::env::args().skip(1).collect::<Vec<_>>());
-    let url = storage_url(&a.study)?;
+    let url = storage_url(&a.study, Access::Write)?;
     crate::train::check_device(a.train.to_config()?.device)?;
     // Create the study once, so concurrent workers only ever join it.
     let storage = storage_from_url(&url)?;
@@ -372,7 +397,10 @@ fn spawn_workers(a: &RunArgs) -> Result<()> {
 }
 
 fn report(a: &ReportArgs) -> Result<()> {
-    let study = ModelStudy::load(storage_from_url(&storage_url(&a.study)?)?, &a.study.study)?;
+    let study = ModelStudy::load(
+        storage_from_url(&storage_url(&a.study, Access::Read)?)?,
+        &a.study.study,
+    )?;
     let r = study.report(a.top_k)?;
     let dir = study_dir(&a.study, &a.out);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -407,7 +435,10 @@ fn report(a: &ReportArgs) -> Result<()> {
 }
 
 fn median(a: &MedianArgs) -> Result<()> {
-    let study = ModelStudy::load(storage_from_url(&storage_url(&a.study)?)?, &a.study.study)?;
+    let study = ModelStudy::load(
+        storage_from_url(&storage_url(&a.study, Access::Read)?)?,
+        &a.study.study,
+    )?;
     let m = study.median(a.top_k)?;
     let out = a
         .out
@@ -513,6 +544,35 @@ mod tests {
 
     fn strings(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn reading_a_missing_sqlite_file_is_an_error_that_creates_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("sub/none.db");
+        for storage in [
+            format!("sqlite://{}", missing.display()),
+            missing.display().to_string(),
+        ] {
+            let args = StudyArgs {
+                storage: Some(storage),
+                study: "s".into(),
+            };
+            let e = storage_url(&args, Access::Read).unwrap_err().to_string();
+            assert!(e.contains("none.db: no such file"), "{e}");
+            assert!(!d.path().join("sub").exists(), "reading created the folder");
+            storage_url(&args, Access::Write).unwrap();
+            assert!(d.path().join("sub").is_dir());
+            std::fs::remove_dir(d.path().join("sub")).unwrap();
+        }
+        let pg = StudyArgs {
+            storage: Some("postgresql://ann@db/studies".into()),
+            study: "s".into(),
+        };
+        assert_eq!(
+            storage_url(&pg, Access::Read).unwrap(),
+            "postgresql://ann@db/studies"
+        );
     }
 
     /// Issue 20: the workers' command lines (readable by every user through `ps`) carried the
