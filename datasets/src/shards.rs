@@ -420,6 +420,39 @@ impl std::fmt::Debug for ShardWriter {
     }
 }
 
+/// Refuses a folder that already holds shards (a missing folder is fine): a rewrite with fewer shards left the old
+/// ones beside the new (read by anything that lists `*.tar`, as [`ShardSet::open`] does without
+/// an index), and one interrupted part-way left the old `index.json` describing files it had
+/// half overwritten.
+pub fn refuse_existing_shards(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut tars = 0usize;
+    let mut index = false;
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        index |= name == INDEX_FILE;
+        tars += usize::from(name.ends_with(".tar"));
+    }
+    if index || tars > 0 {
+        let what = match (index, tars) {
+            (true, 0) => INDEX_FILE.to_string(),
+            (true, n) => format!("{INDEX_FILE} and {n} .tar files"),
+            (false, n) => format!("{n} .tar files"),
+        };
+        return Err(Error::invalid(
+            "shard writer",
+            format!(
+                "{} already holds shards ({what}); write into a new folder, or remove them first",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl ShardWriter {
     /// Starts writing into `dir` (created if missing; existing shards of the same prefix are
     /// replaced as new ones are completed).
@@ -443,6 +476,7 @@ impl ShardWriter {
             ));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        refuse_existing_shards(dir)?;
         Ok(ShardWriter {
             dir: dir.to_path_buf(),
             prefix: prefix.to_string(),
@@ -646,6 +680,21 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+        // Writing again into the same folder would leave stale shards beside the new ones.
+        let e = ShardWriter::create(dir.path(), "train", classes.clone(), 10, 1 << 30)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("already holds shards (index.json and 3 .tar files)"),
+            "{e}"
+        );
+        std::fs::remove_file(dir.path().join(INDEX_FILE)).unwrap();
+        let e = ShardWriter::create(dir.path(), "val", classes, 10, 1 << 30)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("already holds shards (3 .tar files)"), "{e}");
     }
 
     #[test]

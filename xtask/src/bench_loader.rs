@@ -127,7 +127,13 @@ fn ensure_shards(dir: &Path, folder: &Path) -> Result<PathBuf> {
             samples_per_shard: 250,
             ..ShardOptions::default()
         };
-        write_shards(folder, &shards, &opts, &mut |_, _| {})?;
+        // Written aside and renamed, like the folder: an interrupted write leaves no partial
+        // set here, which the writer would refuse to write into.
+        let tmp = dir.join("shards.tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = std::fs::remove_dir_all(&shards);
+        write_shards(folder, &tmp, &opts, &mut |_, _| {})?;
+        std::fs::rename(&tmp, &shards).with_context(|| format!("renaming {}", tmp.display()))?;
     }
     Ok(shards)
 }

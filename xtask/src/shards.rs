@@ -21,10 +21,10 @@ pub struct ShardsCmd {
     /// JPEG quality of the images that are re-encoded (shrunk, or not JPEG).
     #[arg(long, default_value_t = 90)]
     pub quality: u8,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = trainer::count_arg::at_least_one::<usize>)]
     pub samples_per_shard: usize,
     /// Close a shard once it holds this many MiB.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = trainer::count_arg::at_least_one::<u64>)]
     pub max_shard_mib: u64,
     /// Seeds the order in which samples are written (shuffled, so every shard mixes classes).
     #[arg(long, default_value_t = 0)]
@@ -32,7 +32,13 @@ pub struct ShardsCmd {
 }
 
 pub fn run(cmd: &ShardsCmd) -> Result<()> {
-    for (src, out, name) in splits(&cmd.from, &cmd.out)? {
+    let splits = splits(&cmd.from, &cmd.out)?;
+    // Every output folder is checked before anything is written: `val/` refused only after
+    // hours spent writing `train/` would leave a half-made set.
+    for (_, out, _) in &splits {
+        datasets::shards::refuse_existing_shards(out).context("--out")?;
+    }
+    for (src, out, name) in splits {
         write_one(cmd, &src, &out, name)?;
     }
     Ok(())
@@ -179,5 +185,29 @@ mod tests {
         let missing = classes.path().join("nope");
         let e = format!("{:#}", splits(&missing, out).unwrap_err());
         assert!(e.contains("reading --from"), "{e}");
+    }
+
+    #[test]
+    fn an_output_that_holds_shards_is_refused_before_anything_is_written() {
+        let from = tempfile::tempdir().unwrap();
+        dirs(from.path(), &["train/a", "val/a"]);
+        let out = tempfile::tempdir().unwrap();
+        std::fs::create_dir(out.path().join("val")).unwrap();
+        std::fs::write(out.path().join("val/val-000000.tar"), "").unwrap();
+        let cmd = ShardsCmd {
+            from: from.path().to_path_buf(),
+            out: out.path().to_path_buf(),
+            short_side: 320,
+            quality: 90,
+            samples_per_shard: 1000,
+            max_shard_mib: 512,
+            seed: 0,
+        };
+        let e = format!("{:#}", run(&cmd).unwrap_err());
+        assert!(e.contains("already holds shards (1 .tar files)"), "{e}");
+        assert!(
+            !out.path().join("train").exists(),
+            "train/ was written first"
+        );
     }
 }
