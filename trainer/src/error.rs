@@ -131,6 +131,19 @@ pub enum Error {
         /// The run folder given.
         out: PathBuf,
     },
+    /// Another process is training into the same run folder ([`crate::run_lock`]).
+    #[error(
+        "{} is in use by another training run{}; wait for it to finish (then --resume), or \
+         choose another output directory",
+        out.display(),
+        .pid.map_or(String::new(), |p| format!(" (process {p})"))
+    )]
+    RunInUse {
+        /// The run folder.
+        out: PathBuf,
+        /// The process holding it, as it recorded itself (when readable).
+        pid: Option<u32>,
+    },
     /// Reading or writing a file failed.
     #[error("I/O error on {path}: {error}")]
     Io {

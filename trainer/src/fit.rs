@@ -24,6 +24,7 @@ use crate::parallel::{self, StepStats};
 use crate::plot;
 use crate::progress::{Progress as ProgressBar, ProgressMode};
 use crate::resume;
+use crate::run_lock;
 use crate::steps;
 use collective::{Collective, Single};
 use datasets::{BatcherConfig, Shard};
@@ -315,6 +316,22 @@ impl Run<'_> {
     }
 }
 
+/// The run folder's lock ([`run_lock`]), taken as soon as the folder exists and held until
+/// [`fit()`] returns (`Some(None)`: taken where the file system cannot lock).
+#[derive(Default)]
+struct FolderLock(Option<Option<run_lock::RunLock>>);
+
+impl FolderLock {
+    fn is_taken(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn take(&mut self, out: &Path) -> Result<()> {
+        self.0 = Some(run_lock::acquire(out)?);
+        Ok(())
+    }
+}
+
 /// What the run directory `out` holds for this invocation: its latest checkpoint when resuming
 /// (an error when there is none, or when there is one and `resume` is not set). Clears the
 /// temporaries of interrupted writes.
@@ -358,9 +375,18 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
     let root = comm.rank() == 0;
     let verbose = opts.verbose && root;
     let out = opts.out.clone();
-    // Rank 0 reads the run directory; the other ranks receive what it found.
+    // Rank 0 locks and reads the run directory; the other ranks receive what it found. A folder
+    // that does not exist yet is locked once it is created, below.
+    let mut lock = FolderLock::default();
     let found = if root {
-        open_run_dir(&out, opts.resume).and_then(|r| requested.validate().map(|()| r))
+        let opened = if out.is_dir() {
+            lock.take(&out)
+        } else {
+            Ok(())
+        };
+        opened
+            .and_then(|()| open_run_dir(&out, opts.resume))
+            .and_then(|r| requested.validate().map(|()| r))
     } else {
         Ok(None)
     };
@@ -449,6 +475,13 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
     }
     let mut history = if root {
         std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        if !lock.is_taken() {
+            lock.take(&out)?;
+            // Another run may have created the folder and finished in between.
+            if resumed.is_none() {
+                open_run_dir(&out, false)?;
+            }
+        }
         write_json(&out.join("spec.json"), &config.model)?;
         write_json(&out.join("config.json"), &config)?;
         write_json(&out.join(data::CLASSES_FILE), &splits.train.class_names())?;

@@ -7,7 +7,8 @@
 //! - [`parallel`]: data-parallel training over the ranks of a [`collective::Collective`];
 //! - [`checkpoint`], [`metrics`], [`steps`], [`plot`]: what a run writes; [`progress`]: a bar or
 //!   plain lines;
-//! - [`resume`]: what a resumed run may change (the budget) and what it refuses;
+//! - [`resume`]: what a resumed run may change (the budget) and what it refuses; [`run_lock`]:
+//!   one training process per run folder;
 //! - [`recipe`]: named recipes (the paper's ImageNet training);
 //! - [`load`]: a preset, spec file, run folder or checkpoint named on a command line → a built
 //!   model ([`load_model`]) or its spec ([`load_spec`]), shared by `cargo xtask` and the
@@ -49,6 +50,7 @@ pub mod plot;
 pub mod progress;
 pub mod recipe;
 pub mod resume;
+pub mod run_lock;
 pub mod steps;
 
 pub use clip::GradClip;

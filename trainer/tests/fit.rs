@@ -204,6 +204,37 @@ fn data_the_model_cannot_take_is_refused_up_front() {
     assert!(err.contains("train-images-idx3-ubyte"), "{err}");
 }
 
+/// Two runs writing into one folder interleaved their logs and checkpoints, and each deleted the
+/// other's temporary files mid-write.
+#[test]
+fn a_folder_another_run_is_training_in_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    write_squares(data.path(), 32, 10, 3);
+    let out = tempfile::tempdir().unwrap();
+    // What the other run holds while it trains (a second open of the lock file conflicts with
+    // it as another process's would).
+    let other = trainer::run_lock::acquire(out.path()).unwrap().unwrap();
+    let stale = out.path().join(".checkpoint-latest.safetensors.tmp-1-0");
+    std::fs::write(&stale, "the other run's write in progress").unwrap();
+    let err = fit(config(data.path()), FitOptions::new(out.path())).unwrap_err();
+    assert!(matches!(err, Error::RunInUse { .. }), "{err}");
+    assert!(
+        err.to_string().contains("in use by another training run"),
+        "{err}"
+    );
+    assert!(stale.is_file(), "the other run's temporary file was removed");
+    assert!(!out.path().join("config.json").exists());
+    drop(other);
+    std::fs::remove_file(&stale).unwrap();
+    fit(config(data.path()), FitOptions::new(out.path())).unwrap();
+    // Released when the run returned: it resumes.
+    let mut opts = FitOptions::new(out.path());
+    opts.resume = true;
+    let mut cfg = config(data.path());
+    cfg.epochs += 1;
+    fit(cfg, opts).unwrap();
+}
+
 #[test]
 fn the_epoch_callback_can_stop_a_run() {
     let data = tempfile::tempdir().unwrap();
