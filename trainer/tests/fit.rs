@@ -222,7 +222,10 @@ fn a_folder_another_run_is_training_in_is_refused() {
         err.to_string().contains("in use by another training run"),
         "{err}"
     );
-    assert!(stale.is_file(), "the other run's temporary file was removed");
+    assert!(
+        stale.is_file(),
+        "the other run's temporary file was removed"
+    );
     assert!(!out.path().join("config.json").exists());
     drop(other);
     std::fs::remove_file(&stale).unwrap();

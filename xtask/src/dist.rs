@@ -171,9 +171,10 @@ pub fn start_local_ranks(n: usize) -> Result<()> {
     eprintln!(
         "starting {n} ranks on this machine ({threads} thread(s) each, rendezvous 127.0.0.1:{port})"
     );
-    // Ctrl-C reaches every rank (one process group); each checkpoints and stops, and so does
-    // this parent once they are gone.
-    ctrlc::set_handler(|| {}).context("installing the Ctrl-C handler")?;
+    // Ctrl-C reaches every rank (one process group), as a scheduler's SIGTERM reaches every
+    // process of the job; each checkpoints and stops, and so does this parent once they are
+    // gone. Forwarding would deliver a second signal, which makes a rank exit at once.
+    ctrlc::set_handler(|| {}).context("installing the handler for Ctrl-C, SIGTERM and SIGHUP")?;
     let mut children: Vec<Child> = Vec::with_capacity(n);
     for rank in 0..n {
         let child = Command::new(&exe)

@@ -508,18 +508,21 @@ pub struct TrainCmd {
     pub dist: crate::dist::DistArgs,
 }
 
-/// A flag raised by Ctrl-C (a second Ctrl-C exits at once).
+/// A flag raised by Ctrl-C, SIGTERM or SIGHUP (a second one exits at once).
 pub(crate) fn stop_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = Arc::clone(&flag);
     ctrlc::set_handler(move || {
         if f.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            eprintln!("\nsecond stop signal: exiting without a checkpoint");
             std::process::exit(130);
         }
-        eprintln!("\ninterrupt: finishing the current batch, then writing a checkpoint");
+        eprintln!(
+            "\nstop signal (Ctrl-C, SIGTERM or SIGHUP): finishing the current batch, then \
+             writing a checkpoint"
+        );
     })
-    .context("installing the Ctrl-C handler")?;
+    .context("installing the handler for Ctrl-C, SIGTERM and SIGHUP")?;
     Ok(flag)
 }
 
