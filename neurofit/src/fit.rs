@@ -8,7 +8,7 @@ use ndarray::{Array2, Array3, ArrayView2, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::assembly::Assembly;
+use crate::assembly::{Assembly, TimeBin};
 use crate::ceiling::split_half_ceiling;
 use crate::cv::{stratification_warnings, stratified_splits, Split};
 use crate::error::{NeurofitError, Result};
@@ -145,6 +145,37 @@ impl StimulusIndex {
     }
 }
 
+/// The recording bins no model step falls on, which the report leaves out: a run with too few
+/// steps scored only the first bins without saying so (the summary is a median over the bins
+/// scored).
+fn unscored_bins_warning(bins: &[TimeBin], scored: &[usize]) -> Option<String> {
+    // Contiguous runs of unscored bins, as `start–end ms`.
+    let mut runs: Vec<(f64, f64)> = Vec::new();
+    let mut count = 0;
+    let mut previous: Option<usize> = None;
+    for (b, bin) in bins.iter().enumerate() {
+        if scored.binary_search(&b).is_ok() {
+            continue;
+        }
+        count += 1;
+        match runs.last_mut() {
+            Some(run) if previous == Some(b.wrapping_sub(1)) => run.1 = bin.end_ms,
+            _ => runs.push((bin.start_ms, bin.end_ms)),
+        }
+        previous = Some(b);
+    }
+    if runs.is_empty() {
+        return None;
+    }
+    let spans: Vec<String> = runs.iter().map(|(a, b)| format!("{a}–{b} ms")).collect();
+    Some(format!(
+        "{count} of the recordings' {} time bins ({}) fall on no model step and are not scored; \
+         the unroll's steps cover the others",
+        bins.len(),
+        spans.join(", ")
+    ))
+}
+
 /// Score `features` against `recordings` under `cfg` (SPEC §7).
 ///
 /// Features are matched to recorded stimuli by id (extra feature rows are ignored; a recorded stimulus
@@ -242,6 +273,7 @@ pub fn score(features: &ModelFeatures, recordings: &Assembly, cfg: &FitConfig) -
             .into_iter()
             .chain(validate::dropped_warning(&cleaned.dropped))
             .chain(validate::skipped_warning(&cleaned))
+            .chain(unscored_bins_warning(&asm.bins, &scored))
             .chain(cfg.regression.fewer_components_warning(
                 &feature_counts,
                 splits.iter().map(|s| s.train.len()).min().unwrap_or(0),
@@ -465,6 +497,22 @@ fn feature_rows(features: &ModelFeatures, stimulus_id: &[String]) -> Result<Vec<
 
 #[cfg(test)]
 mod tests {
+    use super::unscored_bins_warning;
+
+    #[test]
+    fn bins_no_step_reaches_are_named_in_runs() {
+        let bins = crate::TimeBin::uniform(50.0, 150.0, 10.0); // 10 bins
+        assert_eq!(
+            unscored_bins_warning(&bins, &(0..10).collect::<Vec<_>>()),
+            None
+        );
+        let w = unscored_bins_warning(&bins, &[2, 3, 4, 7]).unwrap();
+        assert!(
+            w.starts_with("6 of the recordings' 10 time bins (50–70 ms, 100–120 ms, 130–150 ms)"),
+            "{w}"
+        );
+    }
+
     use super::*;
 
     /// A missing trial is left out of its stimulus's mean, not averaged in as NaN (which made the
