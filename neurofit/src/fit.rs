@@ -145,15 +145,17 @@ impl StimulusIndex {
     }
 }
 
-/// The recording bins no model step falls on, which the report leaves out: a run with too few
-/// steps scored only the first bins without saying so (the summary is a median over the bins
-/// scored).
+/// The recording bins after the first scored one that no model step falls on, which the report
+/// leaves out: a run with too few steps scored only the first bins without saying so (the
+/// summary is a median over the bins scored). Bins before the first scored one are the
+/// response's latency, left out by the protocol (SPEC §7: the first step predicts 70 ms).
 fn unscored_bins_warning(bins: &[TimeBin], scored: &[usize]) -> Option<String> {
+    let first = *scored.first()?;
     // Contiguous runs of unscored bins, as `start–end ms`.
     let mut runs: Vec<(f64, f64)> = Vec::new();
     let mut count = 0;
     let mut previous: Option<usize> = None;
-    for (b, bin) in bins.iter().enumerate() {
+    for (b, bin) in bins.iter().enumerate().skip(first) {
         if scored.binary_search(&b).is_ok() {
             continue;
         }
@@ -169,8 +171,8 @@ fn unscored_bins_warning(bins: &[TimeBin], scored: &[usize]) -> Option<String> {
     }
     let spans: Vec<String> = runs.iter().map(|(a, b)| format!("{a}–{b} ms")).collect();
     Some(format!(
-        "{count} of the recordings' {} time bins ({}) fall on no model step and are not scored; \
-         the unroll's steps cover the others",
+        "{count} of the recordings' {} time bins after the first scored one ({}) fall on no \
+         model step and are not scored; more unroll steps reach them",
         bins.len(),
         spans.join(", ")
     ))
@@ -506,11 +508,20 @@ mod tests {
             unscored_bins_warning(&bins, &(0..10).collect::<Vec<_>>()),
             None
         );
+        // Bins 0 and 1 (50–70 ms) come before the first scored one: the latency, not a gap.
         let w = unscored_bins_warning(&bins, &[2, 3, 4, 7]).unwrap();
         assert!(
-            w.starts_with("6 of the recordings' 10 time bins (50–70 ms, 100–120 ms, 130–150 ms)"),
+            w.starts_with(
+                "4 of the recordings' 10 time bins after the first scored one (100–120 ms, \
+                 130–150 ms)"
+            ),
             "{w}"
         );
+        assert_eq!(
+            unscored_bins_warning(&bins, &(3..10).collect::<Vec<_>>()),
+            None
+        );
+        assert_eq!(unscored_bins_warning(&bins, &[]), None);
     }
 
     use super::*;
