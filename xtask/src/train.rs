@@ -781,6 +781,12 @@ pub fn demo(cmd: &DemoCmd) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| crate::workspace_root().join("runs").join("demo"));
+    // Said of --out itself, before the data are generated (it failed on `OUT/compact_…`).
+    anyhow::ensure!(
+        !out.exists() || out.is_dir(),
+        "--out {}: is a file (expected a folder for the demo's two runs, created if missing)",
+        out.display()
+    );
     let data = DataSpec::Clutter {
         dir: cmd.data_dir.clone(),
         train_count: cmd.train_images,
@@ -1136,5 +1142,15 @@ mod tests {
         let err = demo(&cmd).unwrap_err().to_string();
         assert!(err.contains("holds no run to resume"), "{err}");
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+
+        let file = out.path().join("notes.txt");
+        std::fs::write(&file, "").unwrap();
+        let cmd = DemoCmd {
+            out: Some(file),
+            resume: false,
+            ..cmd
+        };
+        let err = demo(&cmd).unwrap_err().to_string();
+        assert!(err.contains("notes.txt: is a file"), "{err}");
     }
 }
