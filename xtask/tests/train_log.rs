@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! `cargo xtask train` as a batch job runs it: stderr redirected to a log. Progress must come as
 //! plain lines (no bar redrawn with carriage returns), and `--log-every` must reach `steps.jsonl`.
 //! A scheduler stops a job with SIGTERM (preemption, `scancel`, the time limit without
