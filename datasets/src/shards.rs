@@ -420,10 +420,10 @@ impl std::fmt::Debug for ShardWriter {
     }
 }
 
-/// Refuses a folder that already holds shards (a missing folder is fine): a rewrite with fewer shards left the old
-/// ones beside the new (read by anything that lists `*.tar`, as [`ShardSet::open`] does without
-/// an index), and one interrupted part-way left the old `index.json` describing files it had
-/// half overwritten.
+/// Refuses a folder that already holds shards (a missing folder is fine): a rewrite with fewer
+/// shards left the old ones beside the new (read by anything that lists `*.tar`, as
+/// [`ShardSet::open`] does without an index), and one interrupted part-way left the old
+/// `index.json` describing files it had half overwritten.
 pub fn refuse_existing_shards(dir: &Path) -> Result<()> {
     if !dir.exists() {
         return Ok(());
@@ -454,8 +454,8 @@ pub fn refuse_existing_shards(dir: &Path) -> Result<()> {
 }
 
 impl ShardWriter {
-    /// Starts writing into `dir` (created if missing; existing shards of the same prefix are
-    /// replaced as new ones are completed).
+    /// Starts writing into `dir` (created if missing); a folder that already holds shards is
+    /// refused ([`refuse_existing_shards`]).
     pub fn create(
         dir: &Path,
         prefix: &str,
