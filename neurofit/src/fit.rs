@@ -499,7 +499,7 @@ fn feature_rows(features: &ModelFeatures, stimulus_id: &[String]) -> Result<Vec<
 
 #[cfg(test)]
 mod tests {
-    use super::unscored_bins_warning;
+    use super::*;
 
     #[test]
     fn bins_no_step_reaches_are_named_in_runs() {
@@ -523,8 +523,6 @@ mod tests {
         );
         assert_eq!(unscored_bins_warning(&bins, &[]), None);
     }
-
-    use super::*;
 
     /// A missing trial is left out of its stimulus's mean, not averaged in as NaN (which made the
     /// whole neuroid unusable) or as zero.

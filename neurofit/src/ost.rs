@@ -73,9 +73,8 @@ pub struct OstReport {
 }
 
 /// OSTs from `features` (`[image, feature, bin]`, finite), class `labels` (at least 2 images of
-/// each class present), per-image
-/// `reference_ost_ms` (`NaN`: unsolved by the reference) and per-image d′ `thresholds` (finite),
-/// over `bins`.
+/// each class present), per-image `reference_ost_ms` (`NaN`: unsolved by the reference) and
+/// per-image d′ `thresholds` (finite), over `bins`.
 pub fn object_solution_times(
     features: ArrayView3<'_, f32>,
     labels: &[usize],
