@@ -171,10 +171,12 @@ pub fn start_local_ranks(n: usize) -> Result<()> {
     eprintln!(
         "starting {n} ranks on this machine ({threads} thread(s) each, rendezvous 127.0.0.1:{port})"
     );
-    // Ctrl-C reaches every rank (one process group), as a scheduler's SIGTERM reaches every
-    // process of the job; each checkpoints and stops, and so does this parent once they are
-    // gone. Forwarding would deliver a second signal, which makes a rank exit at once.
-    ctrlc::set_handler(|| {}).context("installing the handler for Ctrl-C, SIGTERM and SIGHUP")?;
+    // A terminal's Ctrl-C reaches every rank (one process group), and a scheduler's SIGTERM
+    // every process of the job, but `kill PID` of this parent reaches only it: it passes its
+    // first stop signal on as SIGUSR1, which stops a rank as SIGTERM does but never makes it
+    // exit without a checkpoint (`stop.rs`), so a rank reached both ways still checkpoints. A
+    // second signal to this parent kills the ranks, as a second Ctrl-C ends a single run.
+    let signals = crate::stop::count_stop_signals()?;
     let mut children: Vec<Child> = Vec::with_capacity(n);
     for rank in 0..n {
         let child = Command::new(&exe)
@@ -202,7 +204,24 @@ pub fn start_local_ranks(n: usize) -> Result<()> {
     let mut codes: Vec<Option<std::process::ExitStatus>> = vec![None; n];
     // When the first rank failed: the others get a grace period to stop on their own.
     let mut failed_at: Option<Instant> = None;
+    let mut passed_on = 0;
     while codes.iter().any(Option::is_none) {
+        let received = signals.load(std::sync::atomic::Ordering::SeqCst);
+        if received > passed_on {
+            let signal = if received == 1 {
+                eprintln!("stop signal: passing it on to the ranks (SIGUSR1)");
+                crate::stop::FORWARDED
+            } else {
+                eprintln!("second stop signal: killing the ranks");
+                libc::SIGKILL
+            };
+            for (child, code) in children.iter().zip(&codes) {
+                if code.is_none() {
+                    crate::stop::send(child.id(), signal);
+                }
+            }
+            passed_on = received;
+        }
         for (child, code) in children.iter_mut().zip(codes.iter_mut()) {
             if code.is_none() {
                 if let Some(status) = child.try_wait()? {
@@ -226,9 +245,9 @@ pub fn start_local_ranks(n: usize) -> Result<()> {
     }
     let interrupted = codes
         .iter()
-        .all(|c| c.is_some_and(|s| s.code() == Some(130)));
-    if interrupted {
-        std::process::exit(130);
+        .all(|c| c.is_some_and(|s| s.code() == Some(crate::stop::STOPPED)));
+    if interrupted || passed_on > 1 {
+        std::process::exit(crate::stop::STOPPED);
     }
     if failed_at.is_some() {
         let failed: Vec<String> = codes

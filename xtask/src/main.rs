@@ -14,6 +14,7 @@ mod machine;
 mod models;
 mod search;
 mod shards;
+mod stop;
 mod train;
 
 use anyhow::{Context, Result};

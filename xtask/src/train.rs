@@ -4,7 +4,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tensor::Device;
 use topology::Decoder;
@@ -508,24 +507,6 @@ pub struct TrainCmd {
     pub dist: crate::dist::DistArgs,
 }
 
-/// A flag raised by Ctrl-C, SIGTERM or SIGHUP (a second one exits at once).
-pub(crate) fn stop_flag() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = Arc::clone(&flag);
-    ctrlc::set_handler(move || {
-        if f.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond stop signal: exiting without a checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\nstop signal (Ctrl-C, SIGTERM or SIGHUP): finishing the current batch, then \
-             writing a checkpoint"
-        );
-    })
-    .context("installing the handler for Ctrl-C, SIGTERM and SIGHUP")?;
-    Ok(flag)
-}
-
 fn default_out(config: &TrainConfig) -> PathBuf {
     crate::workspace_root().join("runs").join(format!(
         "{}-{}",
@@ -566,7 +547,7 @@ pub fn train(cmd: &TrainCmd) -> Result<()> {
     opts.allow_changes = cmd.allow_changes;
     opts.verbose = !cmd.quiet;
     opts.log_every = cmd.log_every;
-    opts.stop = Some(stop_flag()?);
+    opts.stop = Some(crate::stop::stop_flag()?);
     opts.collective = Some(comm.as_ref());
     let report = match trainer::fit(config, opts) {
         Ok(r) => r,
@@ -804,7 +785,7 @@ pub fn demo(cmd: &DemoCmd) -> Result<()> {
         return Err(trainer::Error::NothingToResume { out }.into());
     }
     crate::doctor::install_missing_if_root();
-    let stop = stop_flag()?;
+    let stop = crate::stop::stop_flag()?;
     let mut reports = Vec::new();
     for name in DEMO_MODELS {
         let model = trainer::load_spec(name)?;

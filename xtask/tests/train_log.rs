@@ -97,52 +97,94 @@ fn a_run_on_jpeg_folders_logs_plain_progress_lines_and_step_records_when_not_on_
     }
 }
 
-/// Both signals: finish the batch, write a checkpoint, exit 130 — not die with the steps since
+/// Each signal: finish the batch, write a checkpoint, exit 130 — not die with the steps since
 /// the last checkpoint lost.
 #[test]
-fn sigterm_and_sighup_checkpoint_and_stop_a_run() {
+fn sigterm_sighup_and_sigusr1_checkpoint_and_stop_a_run() {
     let dir = tempfile::tempdir().unwrap();
     let (data, spec) = tiny_inputs(dir.path());
-    for (name, signal) in [("SIGTERM", libc::SIGTERM), ("SIGHUP", libc::SIGHUP)] {
+    for (name, signal) in [
+        ("SIGTERM", libc::SIGTERM),
+        ("SIGHUP", libc::SIGHUP),
+        ("SIGUSR1", libc::SIGUSR1),
+    ] {
         let out = dir.path().join(name);
-        let mut child = train(&data, &spec, &out, 100_000)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut log = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line.clone());
-                log.push_str(&line);
-                log.push('\n');
-            }
-            log
-        });
-        // Training has begun once the first progress line is out.
-        let started = rx
-            .iter()
-            .find(|l| l.starts_with("epoch 1/100000 "))
-            .is_some();
-        assert!(started, "{name}: the run ended before its first batch");
-        // SAFETY: the child is alive (its stderr is open) and is our own process.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-        let status = wait(&mut child, Duration::from_secs(120));
-        let log = reader.join().unwrap();
+        let child = train(&data, &spec, &out, 100_000);
+        let (status, log) = signal_once_started(child, |pid| vec![pid], signal);
         assert_eq!(status.code(), Some(130), "{name}: {status}\n{log}");
         assert!(log.contains("stop signal"), "{name}: {log}");
-        let ck = out.join(trainer::checkpoint::LATEST);
-        let read = trainer::checkpoint::Checkpoint::read(&ck).unwrap_or_else(|e| {
-            panic!("{name}: no usable checkpoint after the signal: {e}\n{log}")
-        });
-        assert!(
-            read.progress.global_step >= 1,
-            "{name}: {:?}",
-            read.progress
-        );
+        assert_checkpointed(&out, name, &log);
     }
+}
+
+/// `--nproc 2`: a signal to the parent alone (`kill PID`) is passed on to the ranks, and a
+/// terminal's Ctrl-C, which reaches the parent and the ranks (one process group), still ends
+/// with a checkpoint although each rank then hears of it twice.
+#[test]
+fn a_local_multi_rank_run_checkpoints_when_its_parent_or_its_process_group_is_signalled() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, spec) = tiny_inputs(dir.path());
+    for (name, group) in [("parent", false), ("group", true)] {
+        let out = dir.path().join(name);
+        let mut child = train(&data, &spec, &out, 100_000);
+        child.args(["--nproc", "2"]).process_group(0);
+        let targets = move |pid: i32| if group { vec![-pid] } else { vec![pid] };
+        let signal = if group { libc::SIGINT } else { libc::SIGTERM };
+        let (status, log) = signal_once_started(child, targets, signal);
+        assert_eq!(status.code(), Some(130), "{name}: {status}\n{log}");
+        assert!(!log.contains("without a checkpoint"), "{name}: {log}");
+        assert_checkpointed(&out, name, &log);
+    }
+}
+
+/// Starts `command`, waits for its first progress line, sends `signal` to each of
+/// `targets(pid)` (a negative id is a process group) and waits for it to end.
+fn signal_once_started(
+    mut command: Command,
+    targets: impl Fn(i32) -> Vec<i32>,
+    signal: i32,
+) -> (std::process::ExitStatus, String) {
+    let mut child = command
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    // Training has begun once the first progress line is out.
+    let started = rx
+        .iter()
+        .find(|l| l.starts_with("epoch 1/100000 "))
+        .is_some();
+    assert!(started, "the run ended before its first batch");
+    for target in targets(child.id() as i32) {
+        // SAFETY: the child is alive (its stderr is open) and is our own process (or the
+        // group it leads).
+        assert_eq!(unsafe { libc::kill(target, signal) }, 0);
+    }
+    let status = wait(&mut child, Duration::from_secs(120));
+    (status, reader.join().unwrap())
+}
+
+fn assert_checkpointed(out: &Path, name: &str, log: &str) {
+    let ck = out.join(trainer::checkpoint::LATEST);
+    let read = trainer::checkpoint::Checkpoint::read(&ck)
+        .unwrap_or_else(|e| panic!("{name}: no usable checkpoint after the signal: {e}\n{log}"));
+    assert!(
+        read.progress.global_step >= 1,
+        "{name}: {:?}",
+        read.progress
+    );
 }
 
 fn wait(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
@@ -152,6 +194,9 @@ fn wait(child: &mut std::process::Child, limit: Duration) -> std::process::ExitS
             return s;
         }
         if t0.elapsed() > limit {
+            // The ranks of `--nproc` lead no group of their own: end them with their parent.
+            // SAFETY: kill(2) on our own child's group has no memory effects.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.kill();
             panic!("the run did not stop within {limit:?} of the signal");
         }

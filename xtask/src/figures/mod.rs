@@ -266,7 +266,7 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
         &fingerprint,
     )?;
     let cache = Cache::new(&out);
-    let stop = crate::train::stop_flag()?;
+    let stop = crate::stop::stop_flag()?;
     let neural_stages: u64 = if cmd.no_neural {
         0
     } else {
