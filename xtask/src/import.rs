@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
+use search::store::WorkerInfo;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tensor::Device;
@@ -102,10 +103,48 @@ fn check_out(out: &Path) -> Result<()> {
 /// directory appears whole or not at all: an import killed between two files used to leave a
 /// run folder with a checkpoint and no spec or provenance, which a later import then refused as
 /// "already holds a run". Removed on drop unless [`Staging::commit`] moved it into place; a
-/// kill leaves only this hidden `.NAME.import-PID` folder.
+/// kill leaves only this hidden `.NAME.import-HOST:PID:START` folder, which the next import to
+/// the same `--out` removes once that process is gone.
 struct Staging {
     dir: PathBuf,
     committed: bool,
+}
+
+/// The part of a staging folder's name before its owner.
+fn staging_prefix(name: &std::ffi::OsStr) -> String {
+    format!(".{}.import-", name.to_string_lossy())
+}
+
+/// Staging folders in `parent` for the run `name` left by imports on this host whose process
+/// has ended (a process id reused since is told apart by its start time). Folders of other
+/// hosts (a shared file system) and of running imports are never listed.
+fn leftovers(parent: &Path, name: &std::ffi::OsStr, me: &WorkerInfo) -> Vec<PathBuf> {
+    let prefix = staging_prefix(name);
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let file_name = e.file_name();
+            let Some(owner) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+                return false;
+            };
+            let mut parts = owner.rsplitn(3, ':');
+            let (Some(start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return false;
+            };
+            let (Ok(start), Ok(pid)) = (start.parse::<u64>(), pid.parse::<u32>()) else {
+                return false;
+            };
+            host == me.host
+                && pid != me.pid
+                && !search::store::pid_alive(pid, start)
+                && e.file_type().is_ok_and(|t| t.is_dir())
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 impl Staging {
@@ -119,13 +158,22 @@ impl Staging {
         };
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("creating {}", parent.display()))?;
+        // The process identity the search's workers use to tell a dead worker from a live one.
+        let me = WorkerInfo::current();
+        for old in leftovers(&parent, name, &me) {
+            eprintln!(
+                "removing {}, left by an import that did not finish",
+                old.display()
+            );
+            let _ = std::fs::remove_dir_all(&old);
+        }
         let dir = parent.join(format!(
-            ".{}.import-{}",
-            name.to_string_lossy(),
-            std::process::id()
+            "{}{}:{}:{}",
+            staging_prefix(name),
+            me.host,
+            me.pid,
+            me.start_ticks
         ));
-        // A folder of that name is a leftover of a killed import by a process with this id.
-        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Staging {
             dir,
@@ -292,6 +340,50 @@ mod tests {
         }
         assert!(names(tmp.path()).is_empty(), "{:?}", names(tmp.path()));
         check_out(&out).unwrap();
+    }
+
+    #[test]
+    fn the_staging_folders_of_imports_that_died_on_this_host_are_removed_and_no_others() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let me = WorkerInfo::current();
+        let mut ended = std::process::Command::new("true").spawn().unwrap();
+        ended.wait().unwrap();
+        let mut running = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let owners = [
+            // Dead: an ended process; a live pid whose start time is not the recorded one.
+            format!("{}:{}:0", me.host, ended.id()),
+            format!("{}:{}:1", me.host, running.id()),
+            // Kept: a running import (start time unknown); another host's; another run's.
+            format!("{}:{}:0", me.host, running.id()),
+            format!("{}-other:{}:0", me.host, ended.id()),
+        ];
+        for owner in &owners {
+            std::fs::create_dir(tmp.path().join(format!(".run.import-{owner}"))).unwrap();
+        }
+        let other_run = format!(".run2.import-{}:{}:0", me.host, ended.id());
+        std::fs::create_dir(tmp.path().join(&other_run)).unwrap();
+        let staging = Staging::beside(&out).unwrap();
+        let own = staging
+            .dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        drop(staging);
+        running.kill().unwrap();
+        running.wait().unwrap();
+        let mut kept = vec![
+            format!(".run.import-{}", owners[2]),
+            format!(".run.import-{}", owners[3]),
+            other_run,
+        ];
+        kept.sort();
+        assert_eq!(names(tmp.path()), kept, "own staging folder: {own}");
+        assert!(own.starts_with(".run.import-") && own.contains(&format!(":{}:", me.pid)));
     }
 
     #[test]
