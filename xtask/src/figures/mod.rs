@@ -38,6 +38,7 @@ use cache::{Cache, StageKey, Status};
 use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use tensor::Device;
 use trainer::{Progress, ProgressMode};
@@ -267,6 +268,9 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     )?;
     let cache = Cache::new(&out);
     let stop = crate::stop::stop_flag()?;
+    // A full-scale stage trains for up to an hour: a log (a batch job's stderr) gets the
+    // trainer's progress lines between the stage lines; a terminal keeps the one stage bar.
+    let log_lines = !std::io::stderr().is_terminal();
     let neural_stages: u64 = if cmd.no_neural {
         0
     } else {
@@ -288,7 +292,7 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     for (m, seed, config, key) in plan {
         let label = format!("train {} (seed {seed})", m.id);
         let t = runner.run(&key, &label, |work| {
-            training::train(m, config, work, &out, Some(stop.clone()))
+            training::train(m, config, work, &out, Some(stop.clone()), log_lines)
         })?;
         trained.push(t);
         trained_models.push(m);
@@ -314,7 +318,7 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
                 work,
             )
         },
-        |m, config, work| training::train(m, config, work, &out, Some(stop.clone())),
+        |m, config, work| training::train(m, config, work, &out, Some(stop.clone()), log_lines),
     )?;
     let recordings = recordings_of(cmd);
     let neural_scale = neural::NeuralScale::of(cmd.scale);

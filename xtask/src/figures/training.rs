@@ -199,13 +199,16 @@ impl Trained {
     }
 }
 
-/// Trains and evaluates one model in `work` (continuing a run left there).
+/// Trains and evaluates one model in `work` (continuing a run left there). With `verbose` the
+/// run prints the trainer's own progress: where it starts or resumes, plain progress lines every
+/// 30 s and a line per epoch (only for logs: on a terminal the stages' bar is shown instead).
 pub fn train(
     model: &Candidate,
     config: TrainConfig,
     work: &Path,
     out: &Path,
     stop: Option<Arc<AtomicBool>>,
+    verbose: bool,
 ) -> Result<Trained> {
     let first_readout_step = topology::infer(&model.spec)?.readout_first_step;
     let device = config.device.to_string();
@@ -214,6 +217,7 @@ pub fn train(
     let mut opts = FitOptions::new(&run);
     opts.resume = run.join(trainer::checkpoint::LATEST).is_file();
     opts.stop = stop;
+    opts.verbose = verbose;
     let (wall, cpu) = (std::time::Instant::now(), cpu_seconds());
     let report = trainer::fit(config, opts)?;
     match report.outcome {
