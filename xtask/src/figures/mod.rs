@@ -40,6 +40,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tensor::Device;
 use trainer::{Progress, ProgressMode};
 pub use training::Scale;
@@ -161,6 +163,8 @@ struct Runner<'c> {
     progress: Progress,
     done: u64,
     lines: Vec<StageLine>,
+    /// Raised by a stop signal: no further stage is started.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl<'c> Runner<'c> {
@@ -170,7 +174,13 @@ impl<'c> Runner<'c> {
             progress: Progress::new("figures", total, mode).with_interval(Default::default()),
             done: 0,
             lines: Vec::new(),
+            stop: None,
         }
+    }
+
+    fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     fn run<T: Serialize + DeserializeOwned>(
@@ -180,6 +190,9 @@ impl<'c> Runner<'c> {
         compute: impl FnOnce(&Path) -> Result<T>,
     ) -> Result<T> {
         if self.cache.get::<T>(key)?.is_none() {
+            if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                anyhow::bail!("stopped before {label}");
+            }
             self.progress.set(self.done, format!("{label}: running"));
         }
         let (value, status) = self.cache.run(key, compute)?;
@@ -203,7 +216,24 @@ impl<'c> Runner<'c> {
     }
 }
 
+/// Runs the command; a stop signal (Ctrl-C, SIGTERM, SIGHUP, SIGUSR1) ends it with status 130
+/// once the running stage has stopped (a training stage writes its checkpoint; the search and
+/// the neural stages finish first), and the same command continues from there.
 pub fn run(cmd: &FiguresCmd) -> Result<()> {
+    let stop = crate::stop::stop_flag()?;
+    match run_stages(cmd, &stop) {
+        Err(e) if stop.load(Ordering::SeqCst) => {
+            eprintln!(
+                "stopped ({e:#}); the stages done are cached, and the same command continues \
+                 from there (a training stage from its checkpoint)"
+            );
+            std::process::exit(crate::stop::STOPPED)
+        }
+        r => r,
+    }
+}
+
+fn run_stages(cmd: &FiguresCmd, stop: &Arc<AtomicBool>) -> Result<()> {
     let device: Device = cmd.device.parse().map_err(anyhow::Error::msg)?;
     crate::train::check_device(device)?;
     let scale = cmd.scale_config()?;
@@ -267,7 +297,6 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
         &fingerprint,
     )?;
     let cache = Cache::new(&out);
-    let stop = crate::stop::stop_flag()?;
     // A full-scale stage trains for up to an hour: a log (a batch job's stderr) gets the
     // trainer's progress lines between the stage lines; a terminal keeps the one stage bar.
     let log_lines = !std::io::stderr().is_terminal();
@@ -285,7 +314,8 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
         &cache,
         plan.len() as u64 + 5 + scale.seeds.len() as u64 + neural_stages,
         ProgressMode::Auto,
-    );
+    )
+    .with_stop(Arc::clone(stop));
     let mut trained = Vec::new();
     let mut trained_models = Vec::new();
     let mut train_keys = Vec::new();
