@@ -104,6 +104,13 @@ impl Progress {
         }
     }
 
+    /// Moves to position `pos` like [`Progress::set`], counting the units passed as done
+    /// before (a cached result): the estimate of what is left is taken from the units done here.
+    pub fn skip_to(&mut self, pos: u64, msg: impl Into<String>) {
+        self.start_pos += pos.saturating_sub(self.pos);
+        self.set(pos, msg);
+    }
+
     /// The plain line for the current state: prefix, position, percentage, message, elapsed
     /// time and an estimate of what is left.
     pub fn line(&self) -> String {
@@ -183,6 +190,19 @@ mod tests {
         assert!(
             !resumed.line().contains('~'),
             "no estimate before a unit is done here"
+        );
+        let mut cached = Progress::new("x", 10, ProgressMode::Hidden);
+        cached.set(1, "");
+        cached.skip_to(3, "cached");
+        assert_eq!((cached.start_pos, cached.pos), (2, 3));
+        cached.skip_to(5, "cached");
+        assert_eq!((cached.start_pos, cached.pos), (4, 5));
+        let mut only_cached = Progress::new("x", 10, ProgressMode::Hidden);
+        only_cached.skip_to(4, "cached");
+        assert!(
+            !only_cached.line().contains('~'),
+            "no estimate from cached units alone: {}",
+            only_cached.line()
         );
     }
 

@@ -197,11 +197,10 @@ impl<'c> Runner<'c> {
         }
         let (value, status) = self.cache.run(key, compute)?;
         self.done += 1;
-        let how = match status {
-            Status::Cached => "cached",
-            Status::Computed => "done",
-        };
-        self.progress.set(self.done, format!("{label}: {how}"));
+        match status {
+            Status::Cached => self.progress.skip_to(self.done, format!("{label}: cached")),
+            Status::Computed => self.progress.set(self.done, format!("{label}: done")),
+        }
         self.lines.push(StageLine {
             label: label.to_string(),
             id: key.id(),
