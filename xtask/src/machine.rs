@@ -91,6 +91,13 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// `CPU (ISA, N threads)`: what a result computed here records of where it was computed.
+    pub fn label(&self) -> String {
+        format!("{} ({}, {} threads)", self.cpu, self.isa, self.threads)
+    }
+}
+
 fn cpu_model(cpuinfo: &str) -> Option<String> {
     cpuinfo.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;

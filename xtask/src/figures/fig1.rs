@@ -255,6 +255,7 @@ pub(crate) mod tests {
             wall_seconds: 1.0,
             cpu_seconds: None,
             device: "cpu".into(),
+            machine: None,
             run_dir: "x".into(),
         }
     }

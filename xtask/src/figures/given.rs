@@ -363,6 +363,7 @@ pub fn evaluate(
         wall_seconds: wall.elapsed().as_secs_f64(),
         cpu_seconds: cpu.zip(super::training::cpu_seconds()).map(|(a, b)| b - a),
         device: device.to_string(),
+        machine: Some(crate::machine::Machine::detect().label()),
         run_dir: g.dir.clone(),
     })
 }

@@ -117,6 +117,32 @@ pub fn run_line(command: &str, scale: Scale, device: &str) -> String {
     )
 }
 
+/// Where the models were trained or evaluated, when that is not only the machine of the run
+/// line (`current`): a long run continued on other machines, or cached stages from one. Each
+/// machine with its number of models, in order of first appearance.
+pub fn machines_line(trained: &[Trained], current: &str) -> Option<String> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for t in trained {
+        let m = t.machine.as_deref().unwrap_or("not recorded");
+        match counts.iter_mut().find(|(name, _)| *name == m) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((m, 1)),
+        }
+    }
+    if counts.is_empty() || (counts.len() == 1 && counts[0].0 == current) {
+        return None;
+    }
+    let list: Vec<String> = counts
+        .iter()
+        .map(|(m, n)| format!("{m}: {n} model{}", if *n == 1 { "" } else { "s" }))
+        .collect();
+    Some(format!(
+        "**Machines**: the models were trained (or evaluated) on {}. Kernels and their rounding \
+         differ between processors, so a stage computed elsewhere can differ in the last digits.\n",
+        list.join("; ")
+    ))
+}
+
 /// How many stages there were and how many this run computed.
 pub fn stages_summary(stages: &[StageLine]) -> String {
     let computed = stages
@@ -151,13 +177,13 @@ pub fn models_table(title: &str, runs: &[Trained]) -> String {
     let _ = writeln!(
         s,
         "| model | seed | parameters | top-1 % (last step) | optimiser steps | CPU s | wall s | \
-         device |"
+         device | machine |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for t in runs {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} |",
             t.id,
             t.seed,
             t.params,
@@ -165,7 +191,8 @@ pub fn models_table(title: &str, runs: &[Trained]) -> String {
             t.optimiser_steps,
             t.cpu_seconds.map_or("-".into(), |c| format!("{c:.1}")),
             t.wall_seconds,
-            t.device
+            t.device,
+            t.machine.as_deref().unwrap_or("-")
         );
     }
     s
@@ -203,6 +230,9 @@ pub fn render(
         sc.epochs, sc.batch_size, sc.lr, sc.warmup_steps, sc.seeds
     );
     let _ = writeln!(s, "{}", stages_summary(stages));
+    if let Some(line) = machines_line(trained, &crate::machine::Machine::detect().label()) {
+        let _ = writeln!(s, "{line}");
+    }
     for sec in sections {
         let _ = writeln!(s, "{sec}");
     }
@@ -249,6 +279,7 @@ mod tests {
             wall_seconds: 1.0,
             cpu_seconds: Some(1.5),
             device: "cpu".into(),
+            machine: Some("CPU A (AVX2+FMA, 2 threads)".into()),
             run_dir: "stages/x/work/run".into(),
         };
         let stages = [StageLine {
@@ -265,5 +296,42 @@ mod tests {
         assert!(text.contains("`stages/train-00` | cached"));
         assert!(text.contains("`cargo xtask figures --scale micro` (scale micro, device cpu)"));
         assert!(text.find("## Figure X") < text.find("## Trained models"));
+        assert!(
+            text.contains("| cpu | CPU A (AVX2+FMA, 2 threads) |"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_machines_line_appears_only_when_models_came_from_elsewhere() {
+        let on = |m: Option<&str>| Trained {
+            machine: m.map(String::from),
+            ..crate::figures::fig1::tests::run("rgc", Family::Recurrent, 1, 0, 0.5)
+        };
+        let here = "CPU A (AVX2+FMA, 2 threads)";
+        assert_eq!(machines_line(&[on(Some(here)), on(Some(here))], here), None);
+        assert_eq!(machines_line(&[], here), None);
+        let line = machines_line(
+            &[
+                on(Some(here)),
+                on(Some("CPU B (AVX-512F, 2 threads)")),
+                on(None),
+                on(Some(here)),
+            ],
+            here,
+        )
+        .unwrap();
+        assert!(
+            line.contains(
+                "on CPU A (AVX2+FMA, 2 threads): 2 models; CPU B (AVX-512F, 2 threads): 1 model; \
+                 not recorded: 1 model."
+            ),
+            "{line}"
+        );
+        let elsewhere = machines_line(&[on(Some(here))], "CPU B (AVX-512F, 2 threads)").unwrap();
+        assert!(
+            elsewhere.contains("CPU A (AVX2+FMA, 2 threads): 1 model."),
+            "{elsewhere}"
+        );
     }
 }

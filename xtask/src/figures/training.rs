@@ -185,6 +185,11 @@ pub struct Trained {
     /// Process CPU time (user + system) the stage took, where the platform reports it.
     pub cpu_seconds: Option<f64>,
     pub device: String,
+    /// The machine that computed the stage ([`crate::machine::Machine::label`]): a long run
+    /// continued on another machine has stages of both. Absent in stages from before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
     /// The run folder (checkpoints, metrics, plots), relative to the output folder.
     pub run_dir: PathBuf,
 }
@@ -247,6 +252,7 @@ pub fn train(
         wall_seconds: wall.elapsed().as_secs_f64(),
         cpu_seconds: cpu.zip(cpu_seconds()).map(|(a, b)| b - a),
         device,
+        machine: Some(crate::machine::Machine::detect().label()),
         run_dir: run.strip_prefix(out).unwrap_or(&run).to_path_buf(),
     })
 }
