@@ -219,9 +219,15 @@ impl<'c> Runner<'c> {
 /// once the running stage has stopped (a training stage writes its checkpoint; the search and
 /// the neural stages finish first), and the same command continues from there.
 pub fn run(cmd: &FiguresCmd) -> Result<()> {
-    let stop = crate::stop::stop_flag()?;
-    match run_stages(cmd, &stop) {
-        Err(e) if stop.load(Ordering::SeqCst) => {
+    // With --models nothing is trained and no stage checks the flag: a signal ends the command
+    // at once, as by default (a stage's result is written atomically, so only the running
+    // stage is lost).
+    let stop = match cmd.models {
+        None => Some(crate::stop::stop_flag()?),
+        Some(_) => None,
+    };
+    match run_stages(cmd, stop.clone().unwrap_or_default()) {
+        Err(e) if stop.is_some_and(|s| s.load(Ordering::SeqCst)) => {
             eprintln!(
                 "stopped ({e:#}); the stages done are cached, and the same command continues \
                  from there (a training stage from its checkpoint)"
@@ -232,7 +238,7 @@ pub fn run(cmd: &FiguresCmd) -> Result<()> {
     }
 }
 
-fn run_stages(cmd: &FiguresCmd, stop: &Arc<AtomicBool>) -> Result<()> {
+fn run_stages(cmd: &FiguresCmd, stop: Arc<AtomicBool>) -> Result<()> {
     let device: Device = cmd.device.parse().map_err(anyhow::Error::msg)?;
     crate::train::check_device(device)?;
     let scale = cmd.scale_config()?;
@@ -314,7 +320,7 @@ fn run_stages(cmd: &FiguresCmd, stop: &Arc<AtomicBool>) -> Result<()> {
         plan.len() as u64 + 5 + scale.seeds.len() as u64 + neural_stages,
         ProgressMode::Auto,
     )
-    .with_stop(Arc::clone(stop));
+    .with_stop(Arc::clone(&stop));
     let mut trained = Vec::new();
     let mut trained_models = Vec::new();
     let mut train_keys = Vec::new();
