@@ -174,17 +174,26 @@ impl TrainConfig {
     /// Resolves settings that depend on the data size: a cosine schedule with `total_steps` 0
     /// spans the whole run, and a warm-up longer than a tenth of the run is cut to a tenth (at
     /// least one step), so that short runs such as smoke tests and search trials are not spent
-    /// almost entirely at a small learning rate.
-    pub fn finalise(&mut self, batches_per_epoch: u64) {
+    /// almost entirely at a small learning rate. Returns what was cut, in words, if the warm-up
+    /// was.
+    pub fn finalise(&mut self, batches_per_epoch: u64) -> Option<String> {
         let run = self.run_length(batches_per_epoch);
         if let crate::lr::Decay::Cosine { total_steps, .. } = &mut self.lr.decay {
             if *total_steps == 0 {
                 *total_steps = run;
             }
         }
-        if self.lr.warmup_steps > 0 {
-            self.lr.warmup_steps = self.lr.warmup_steps.min((run / 10).max(1));
+        let asked = self.lr.warmup_steps;
+        if asked > 0 {
+            self.lr.warmup_steps = asked.min((run / 10).max(1));
         }
+        (self.lr.warmup_steps < asked).then(|| {
+            format!(
+                "the warm-up of {asked} steps was cut to {}, a tenth of this run's {run} \
+                 optimiser steps (a warm-up is never more than a tenth of the run)",
+                self.lr.warmup_steps
+            )
+        })
     }
 
     /// What the schedule asks for that this run never reaches: step-decay milestones at or past
@@ -353,8 +362,18 @@ mod tests {
         long.finalise(5000);
         assert_eq!(long.lr.warmup_steps, 200, "a long run keeps its warm-up");
         c.max_steps = Some(120);
-        c.finalise(5000);
+        let said = c.finalise(5000).unwrap();
         assert_eq!(c.lr.warmup_steps, 12);
+        assert!(
+            said.contains("warm-up of 200 steps was cut to 12")
+                && said.contains("this run's 120 optimiser steps"),
+            "{said}"
+        );
+        assert_eq!(
+            long.clone().finalise(5000),
+            None,
+            "nothing cut, nothing said"
+        );
         let mut tiny = TrainConfig::for_model(
             topology::zoo::get("compact_feedforward").unwrap(),
             DataSpec::FashionMnist { dir: None },

@@ -74,6 +74,9 @@ pub struct FitOptions<'a> {
     pub log_every: u64,
     /// Raised by a signal handler: checkpoint, then return [`Outcome::Interrupted`].
     pub stop: Option<Arc<AtomicBool>>,
+    /// Warn when a fresh run's warm-up is cut to a tenth of the run ([`TrainConfig::finalise`]):
+    /// set where the user chose the warm-up, so a default cut on a short run stays quiet.
+    pub warn_warmup_cut: bool,
     /// Called after every epoch's evaluation (search reporting and pruning).
     pub on_epoch: Option<&'a mut dyn FnMut(&EpochMetrics) -> Control>,
     /// The ranks of a data-parallel job (`None`: this process alone). Every rank calls `fit`
@@ -91,6 +94,7 @@ impl<'a> FitOptions<'a> {
             verbose: false,
             log_every: 50,
             stop: None,
+            warn_warmup_cut: false,
             on_epoch: None,
             collective: None,
         }
@@ -422,6 +426,7 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
             basis.batch_size
         )));
     }
+    let mut warmup_cut = None;
     let config = match &resumed {
         Some(ck) => resume::reconcile(
             &out,
@@ -432,7 +437,7 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
         )?,
         None => {
             let mut c = requested;
-            c.finalise(batches_per_epoch as u64);
+            warmup_cut = c.finalise(batches_per_epoch as u64);
             c
         }
     };
@@ -440,6 +445,7 @@ pub fn fit(requested: TrainConfig, mut opts: FitOptions<'_>) -> Result<FitReport
     data::check_fits(&config.model, &splits.val)?;
     let mut warnings = data::check_classes(&splits.train.limited(config.train_limit), &splits.val)?;
     warnings.extend(config.schedule_warnings(batches_per_epoch as u64));
+    warnings.extend(warmup_cut.filter(|_| opts.warn_warmup_cut));
     if resumed.is_some() {
         data::check_stored_classes(&out, &splits.train.class_names())?;
     }

@@ -140,7 +140,8 @@ pub struct TrainArgs {
     pub no_nesterov: bool,
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleArg>,
-    /// Linear warm-up steps (default 200; never more than a tenth of the run).
+    /// Linear warm-up steps (default 200; never more than a tenth of the run: a value given here
+    /// that is cut says so).
     #[arg(long)]
     pub warmup_steps: Option<u64>,
     /// Step schedule: steps at which the rate is multiplied by --gamma (comma-separated).
@@ -548,6 +549,8 @@ pub fn train(cmd: &TrainCmd) -> Result<()> {
     opts.verbose = !cmd.quiet;
     opts.log_every = cmd.log_every;
     opts.stop = Some(crate::stop::stop_flag()?);
+    // A warm-up the user chose (the flag, or a configuration file) is worth a word when cut.
+    opts.warn_warmup_cut = cmd.args.warmup_steps.is_some() || cmd.args.config.is_some();
     opts.collective = Some(comm.as_ref());
     let report = match trainer::fit(config, opts) {
         Ok(r) => r,

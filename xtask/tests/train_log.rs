@@ -203,3 +203,29 @@ fn wait(child: &mut std::process::Child, limit: Duration) -> std::process::ExitS
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A warm-up the user asked for is cut to a tenth of a short run with a warning; the default
+/// warm-up is cut without one (every short run would warn).
+#[test]
+fn a_warm_up_given_on_the_command_line_and_cut_to_a_tenth_of_the_run_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, spec) = tiny_inputs(dir.path());
+    let asked = train(&data, &spec, &dir.path().join("asked"), 1)
+        .args(["--warmup-steps", "50", "--quiet"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&asked.stderr);
+    assert!(asked.status.success(), "{log}");
+    // 24 images in batches of 4: 6 optimiser steps, so at most 1 of warm-up.
+    assert!(
+        log.contains("warning: the warm-up of 50 steps was cut to 1, a tenth of this run's 6"),
+        "{log}"
+    );
+    let default = train(&data, &spec, &dir.path().join("default"), 1)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&default.stderr);
+    assert!(default.status.success(), "{log}");
+    assert!(!log.contains("warm-up"), "{log}");
+}
