@@ -7,6 +7,7 @@ use collective::{BackendChoice, Collective, CollectiveExt, Launch, Options};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::process::{Child, Command};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tensor::Device;
 
@@ -175,7 +176,8 @@ pub fn start_local_ranks(n: usize) -> Result<()> {
     // every process of the job, but `kill PID` of this parent reaches only it: it passes its
     // first stop signal on as SIGUSR1, which stops a rank as SIGTERM does but never makes it
     // exit without a checkpoint (`stop.rs`), so a rank reached both ways still checkpoints. A
-    // second signal to this parent kills the ranks, as a second Ctrl-C ends a single run.
+    // second signal to this parent kills the ranks, as a second Ctrl-C ends a single run; a
+    // SIGUSR1 (SLURM's `--signal`) is passed on as it is and never kills.
     let signals = crate::stop::count_stop_signals()?;
     let mut children: Vec<Child> = Vec::with_capacity(n);
     for rank in 0..n {
@@ -204,23 +206,24 @@ pub fn start_local_ranks(n: usize) -> Result<()> {
     let mut codes: Vec<Option<std::process::ExitStatus>> = vec![None; n];
     // When the first rank failed: the others get a grace period to stop on their own.
     let mut failed_at: Option<Instant> = None;
-    let mut passed_on = 0;
+    let (mut escalating_seen, mut forwarded_seen) = (0, 0);
     while codes.iter().any(Option::is_none) {
-        let received = signals.load(std::sync::atomic::Ordering::SeqCst);
-        if received > passed_on {
-            let signal = if received == 1 {
-                eprintln!("stop signal: passing it on to the ranks (SIGUSR1)");
-                crate::stop::FORWARDED
-            } else {
-                eprintln!("second stop signal: killing the ranks");
-                libc::SIGKILL
-            };
-            for (child, code) in children.iter().zip(&codes) {
-                if code.is_none() {
-                    crate::stop::send(child.id(), signal);
-                }
+        let escalating = signals.escalating.load(Ordering::SeqCst);
+        let forwarded = signals.forwarded.load(Ordering::SeqCst);
+        let signal = if escalating > escalating_seen && escalating > 1 {
+            eprintln!("second stop signal: killing the ranks");
+            Some(libc::SIGKILL)
+        } else if escalating > escalating_seen || forwarded > forwarded_seen {
+            eprintln!("stop signal: passing it on to the ranks (SIGUSR1)");
+            Some(crate::stop::FORWARDED)
+        } else {
+            None
+        };
+        (escalating_seen, forwarded_seen) = (escalating, forwarded);
+        for (child, code) in children.iter().zip(&codes) {
+            if let (Some(signal), None) = (signal, code) {
+                crate::stop::send(child.id(), signal);
             }
-            passed_on = received;
         }
         for (child, code) in children.iter_mut().zip(codes.iter_mut()) {
             if code.is_none() {
@@ -246,7 +249,7 @@ pub fn start_local_ranks(n: usize) -> Result<()> {
     let interrupted = codes
         .iter()
         .all(|c| c.is_some_and(|s| s.code() == Some(crate::stop::STOPPED)));
-    if interrupted || passed_on > 1 {
+    if interrupted || escalating_seen > 1 {
         std::process::exit(crate::stop::STOPPED);
     }
     if failed_at.is_some() {

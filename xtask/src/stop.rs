@@ -86,22 +86,37 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// Counts the stop signals (SIGINT, SIGTERM, SIGHUP) this process receives, for the `--nproc`
-/// parent, which passes them on to its ranks instead of stopping itself.
-pub fn count_stop_signals() -> Result<Arc<AtomicUsize>> {
-    let count = Arc::new(AtomicUsize::new(0));
-    let mut signals = Signals::new(STOP_SIGNALS)
-        .context("installing the handler for Ctrl-C, SIGTERM and SIGHUP")?;
-    let c = Arc::clone(&count);
+/// The stop signals the `--nproc` parent has received, which it passes on to its ranks instead
+/// of stopping itself.
+#[derive(Default)]
+pub struct Received {
+    /// SIGINT, SIGTERM, SIGHUP: the first is passed on as SIGUSR1, a second kills the ranks.
+    pub escalating: AtomicUsize,
+    /// SIGUSR1 (SLURM's `--signal` reaches every process of the step, this parent included,
+    /// where its default action would end the parent before the ranks have checkpointed).
+    pub forwarded: AtomicUsize,
+}
+
+/// Counts the stop signals this process receives, for the `--nproc` parent.
+pub fn count_stop_signals() -> Result<Arc<Received>> {
+    let received = Arc::new(Received::default());
+    let mut signals = Signals::new(STOP_SIGNALS.iter().chain([&FORWARDED]))
+        .context("installing the handler for Ctrl-C, SIGTERM, SIGHUP and SIGUSR1")?;
+    let r = Arc::clone(&received);
     std::thread::Builder::new()
         .name("stop-signals".into())
         .spawn(move || {
-            for _ in signals.forever() {
-                c.fetch_add(1, Ordering::SeqCst);
+            for signal in signals.forever() {
+                let counter = if signal == FORWARDED {
+                    &r.forwarded
+                } else {
+                    &r.escalating
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
             }
         })
         .context("starting the thread that handles stop signals")?;
-    Ok(count)
+    Ok(received)
 }
 
 /// Sends `signal` to the process `pid` (a rank this process started and has not yet reaped, so

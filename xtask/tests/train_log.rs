@@ -119,18 +119,22 @@ fn sigterm_sighup_and_sigusr1_checkpoint_and_stop_a_run() {
 
 /// `--nproc 2`: a signal to the parent alone (`kill PID`) is passed on to the ranks, and a
 /// terminal's Ctrl-C, which reaches the parent and the ranks (one process group), still ends
-/// with a checkpoint although each rank then hears of it twice.
+/// with a checkpoint although each rank then hears of it twice; so does a SIGUSR1 to every
+/// process (SLURM's `--signal=USR1@N`), which used to end the parent at once.
 #[test]
 fn a_local_multi_rank_run_checkpoints_when_its_parent_or_its_process_group_is_signalled() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let (data, spec) = tiny_inputs(dir.path());
-    for (name, group) in [("parent", false), ("group", true)] {
+    for (name, group, signal) in [
+        ("parent", false, libc::SIGTERM),
+        ("group", true, libc::SIGINT),
+        ("usr1", true, libc::SIGUSR1),
+    ] {
         let out = dir.path().join(name);
         let mut child = train(&data, &spec, &out, 100_000);
         child.args(["--nproc", "2"]).process_group(0);
         let targets = move |pid: i32| if group { vec![-pid] } else { vec![pid] };
-        let signal = if group { libc::SIGINT } else { libc::SIGTERM };
         let (status, log) = signal_once_started(child, targets, signal);
         assert_eq!(status.code(), Some(130), "{name}: {status}\n{log}");
         assert!(!log.contains("without a checkpoint"), "{name}: {log}");
