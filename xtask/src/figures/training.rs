@@ -181,8 +181,11 @@ pub struct Trained {
     pub top1_per_step: Vec<f64>,
     pub decoders: Vec<DecoderTop1>,
     pub optimiser_steps: u64,
+    /// Wall time the stage took, summed over every invocation that worked on it (a training
+    /// stage stopped and continued).
     pub wall_seconds: f64,
-    /// Process CPU time (user + system) the stage took, where the platform reports it.
+    /// Process CPU time (user + system) the stage took, likewise summed, where the platform
+    /// reports it.
     pub cpu_seconds: Option<f64>,
     pub device: String,
     /// The machine that computed the stage ([`crate::machine::Machine::label`]): a long run
@@ -223,8 +226,17 @@ pub fn train(
     opts.resume = run.join(trainer::checkpoint::LATEST).is_file();
     opts.stop = stop;
     opts.verbose = verbose;
+    let spent_before = Spent::read(work);
     let (wall, cpu) = (std::time::Instant::now(), cpu_seconds());
-    let report = trainer::fit(config, opts)?;
+    let fitted = trainer::fit(config, opts);
+    // This invocation's time joins the earlier ones' whatever the outcome, so a stage stopped
+    // and continued (a long run split over sittings) reports all of its time.
+    let spent = spent_before.plus(
+        wall.elapsed().as_secs_f64(),
+        cpu.zip(cpu_seconds()).map(|(a, b)| b - a),
+    );
+    spent.write(work)?;
+    let report = fitted?;
     match report.outcome {
         Outcome::Finished | Outcome::MaxSteps => {}
         Outcome::Interrupted => bail!("interrupted (the next run continues from the checkpoint)"),
@@ -249,12 +261,55 @@ pub fn train(
             })
             .collect(),
         optimiser_steps: report.steps,
-        wall_seconds: wall.elapsed().as_secs_f64(),
-        cpu_seconds: cpu.zip(cpu_seconds()).map(|(a, b)| b - a),
+        wall_seconds: spent.wall_seconds,
+        cpu_seconds: spent.cpu_seconds,
         device,
         machine: Some(crate::machine::Machine::detect().label()),
         run_dir: run.strip_prefix(out).unwrap_or(&run).to_path_buf(),
     })
+}
+
+/// The time a training stage has taken over every invocation that worked on it, kept in its
+/// work folder (a process killed outright loses its own share: the file is written when
+/// training returns).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Spent {
+    wall_seconds: f64,
+    /// `None` once any invocation could not measure it.
+    cpu_seconds: Option<f64>,
+    invocations: u32,
+}
+
+impl Spent {
+    const FILE: &'static str = "time.json";
+
+    /// The record in `work`, or nothing spent (none yet, or unreadable: it only adds to the
+    /// reported time, never to the results).
+    fn read(work: &Path) -> Spent {
+        std::fs::read(work.join(Self::FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn plus(&self, wall: f64, cpu: Option<f64>) -> Spent {
+        let first = self.invocations == 0;
+        Spent {
+            wall_seconds: self.wall_seconds + wall,
+            cpu_seconds: match (self.cpu_seconds, cpu) {
+                (Some(a), Some(b)) => Some(a + b),
+                (None, Some(b)) if first => Some(b),
+                _ => None,
+            },
+            invocations: self.invocations + 1,
+        }
+    }
+
+    fn write(&self, work: &Path) -> Result<()> {
+        let path = work.join(Self::FILE);
+        tensor::io::write_file_atomically(&path, serde_json::to_string(self)?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
+    }
 }
 
 /// User + system CPU time of this process so far (all threads).
@@ -340,6 +395,31 @@ mod tests {
         let (steps, lr, _) = first;
         assert!(steps >= 250, "{steps} optimiser steps");
         assert_eq!(lr.warmup_steps, scale.warmup_steps, "warm-up cut short");
+    }
+
+    #[test]
+    fn a_stage_continued_over_several_invocations_reports_all_their_time() {
+        let work = tempfile::tempdir().unwrap();
+        assert_eq!(Spent::read(work.path()), Spent::default());
+        Spent::read(work.path())
+            .plus(10.0, Some(15.0))
+            .write(work.path())
+            .unwrap();
+        let two = Spent::read(work.path()).plus(5.0, Some(8.0));
+        assert_eq!(
+            two,
+            Spent {
+                wall_seconds: 15.0,
+                cpu_seconds: Some(23.0),
+                invocations: 2
+            }
+        );
+        // One invocation without a CPU time makes the total unknown, not too small.
+        assert_eq!(two.plus(1.0, None).cpu_seconds, None);
+        assert_eq!(two.plus(1.0, None).plus(1.0, Some(1.0)).cpu_seconds, None);
+        // A damaged record counts as nothing spent before.
+        std::fs::write(work.path().join(Spent::FILE), "{not json").unwrap();
+        assert_eq!(Spent::read(work.path()), Spent::default());
     }
 
     #[test]
